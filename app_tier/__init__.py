@@ -1,0 +1,1 @@
+"""The app tier: a worker that polls the request queue and runs the recognition pipeline."""

@@ -1,0 +1,43 @@
+"""`python -m app_tier`: run one worker on this instance."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from sightfleet.aws.ec2 import instance_id_from_metadata
+from sightfleet.config import ConfigError, Settings
+from sightfleet.logs import setup_logging
+from sightfleet.resources import Resources
+
+log = logging.getLogger("app_tier")
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        return 2
+    instance_id = settings.instance_id or (None if settings.is_local else instance_id_from_metadata())
+    setup_logging("worker", instance_id or "standalone")
+    if not instance_id:
+        log.info("no instance id: running standalone, will not terminate any instance when idle")
+    from app_tier.pipeline import Pipeline, PipelineSettings
+    from app_tier.worker import Worker
+
+    def pipeline_factory():
+        return Pipeline(PipelineSettings(
+            min_confidence=settings.min_confidence, max_labels=settings.max_labels,
+            thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
+            image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
+            opencv_threads=settings.torch_threads,
+        ))
+
+    worker = Worker(Resources.connect(settings), pipeline_factory, instance_id or "standalone",
+                    can_terminate=bool(instance_id))
+    worker.work()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The worker loop: poll, process, stay alive on bad input, and retire the instance when idle."""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import Counter
+
+from app_tier.heartbeat import Heartbeat
+from app_tier.jobs import BatchRunner
+from sightfleet.contracts import utc_now
+from sightfleet.errors import SightfleetError
+
+log = logging.getLogger(__name__)
+
+
+class _StopPolling(Exception):
+    """Raised from the signal handler to cut a long poll short when no job is in hand."""
+
+
+class Worker:
+    """One worker process on one instance, in the manner of rq's Worker.work()."""
+
+    def __init__(self, resources, pipeline_factory, instance_id: str, can_terminate: bool = True):
+        self.settings = resources.settings
+        self._r = resources
+        self._pipeline_factory = pipeline_factory
+        self.instance_id = instance_id
+        self._can_terminate = can_terminate
+        self._stop_requested = False
+        self._busy = False
+        self.counters: Counter = Counter()
+        self.status = {"instance_id": instance_id, "state": "starting", "launched_at": utc_now(),
+                       "images_done": 0, "images_failed": 0, "model_load_s": None, "current": []}
+        self._heartbeat = Heartbeat(resources, instance_id, self.status)
+
+    def work(self) -> str:
+        """Run until stopped or idle; returns why the loop ended."""
+        self._install_signal_handlers()
+        self._heartbeat.start()
+        reason = "stopped"
+        try:
+            runner = self._load()
+            last_work = time.monotonic()
+            while True:
+                if self._stop_requested:
+                    log.info("stop requested; leaving the loop")
+                    break
+                idle_s = time.monotonic() - last_work
+                if idle_s >= self.settings.idle_grace_s and self._may_retire():
+                    log.info("idle for %.0f s with no messages held; retiring", idle_s)
+                    reason = "idle"
+                    break
+                messages = self._poll(self.settings.idle_grace_s - idle_s)
+                if messages:
+                    self._run_batch(runner, messages)
+                    last_work = time.monotonic()
+        except _StopPolling:
+            log.info("stop requested while waiting for work")
+        finally:
+            self._shutdown(reason)
+        return reason
+
+    def _load(self) -> BatchRunner:
+        started = time.monotonic()
+        pipeline = self._pipeline_factory()
+        self.status["model_load_s"] = round(time.monotonic() - started, 3)
+        log.info("models loaded in %.2f s", self.status["model_load_s"])
+        self._heartbeat.beat("idle")
+        return BatchRunner(self._r, pipeline, self.instance_id, self._heartbeat, self.counters)
+
+    def _poll(self, idle_left_s: float):
+        """Long-poll for work, no longer than the idle time left."""
+        wait_s = int(max(1, min(self.settings.receive_wait_s, idle_left_s + 1)))
+        try:
+            return self._r.requests.receive(self.settings.receive_batch, wait_s)
+        except SightfleetError as exc:
+            log.warning("receive failed (%s); backing off", exc)
+            time.sleep(min(5.0, wait_s))
+            return []
+
+    def _run_batch(self, runner: BatchRunner, messages) -> None:
+        self._busy = True
+        self.status["current"] = [m.id for m in messages]
+        self._heartbeat.beat("busy")
+        try:
+            runner.run(messages)
+        finally:
+            self._busy = False
+            self.status.update(current=[], images_done=self.counters["succeeded"],
+                               images_failed=self.counters["failed"])
+            self._heartbeat.beat("idle")
+
+    def _may_retire(self) -> bool:
+        """Retire only if allowed and the fleet stays at or above its minimum."""
+        if not self._can_terminate:
+            return False
+        try:
+            return len(self._r.fleet.instances()) > self.settings.min_instances
+        except SightfleetError as exc:
+            log.warning("cannot count the fleet (%s); staying up", exc)
+            return False
+
+    def _shutdown(self, reason: str) -> None:
+        held = self._heartbeat.held()
+        if held:
+            # Give unfinished messages back at once so another worker can take them.
+            try:
+                self._r.requests.set_visibility(held, 0)
+                log.info("handed back %s unfinished messages", len(held))
+            except SightfleetError as exc:
+                log.warning("could not hand back messages: %s", exc)
+        self._heartbeat.stop()
+        self._heartbeat.beat("terminated" if reason == "idle" else "stopped")
+        if reason == "idle":
+            try:
+                self._r.fleet.terminate([self.instance_id])
+                log.info("terminated own instance")
+            except SightfleetError as exc:
+                log.error("could not terminate own instance: %s", exc)
+        log.info("worker exits (%s) after %s succeeded, %s failed",
+                 reason, self.counters["succeeded"], self.counters["failed"])
+
+    def _install_signal_handlers(self) -> None:
+        def request_stop(signum, _frame):
+            log.info("received %s; finishing the current batch first", signal.Signals(signum).name)
+            self._stop_requested = True
+            if not self._busy:
+                raise _StopPolling()
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)

@@ -1,0 +1,1 @@
+"""Sightfleet shared code: configuration, AWS access and the job/result contracts."""

@@ -1,0 +1,1 @@
+"""Thin modules per AWS service; the only place in the project that imports boto3."""

@@ -1,0 +1,209 @@
+"""DynamoDB: the results table (one item per image) and the fleet table (heartbeats, decisions)."""
+from __future__ import annotations
+
+import json
+import time
+
+from boto3.dynamodb.conditions import Attr, Key
+
+from sightfleet.aws.session import client, resource, translated
+from sightfleet.config import Settings
+from sightfleet.contracts import FINAL_STATUSES, PROCESSING, QUEUED
+from sightfleet.errors import NotFound
+
+ALBUM_INDEX = "album-submitted"
+SUBMITTED_INDEX = "kind-submitted"
+COMPLETED_INDEX = "kind-completed"
+_KIND = "image"
+
+
+def _to_item(result: dict) -> dict:
+    """Index attributes beside the whole document as JSON (no float-to-Decimal games)."""
+    item = {
+        "id": result["id"], "kind": _KIND, "album": result["album"], "status": result["status"],
+        "submitted_at": result["submitted_at"], "updated_at": result["updated_at"],
+        "doc": json.dumps(result, separators=(",", ":")),
+    }
+    if result.get("completed_at"):
+        item["completed_at"] = result["completed_at"]
+    return item
+
+
+def _from_item(item: dict) -> dict:
+    return json.loads(item["doc"])
+
+
+class ResultsTable:
+    """One item per image id; status moves QUEUED -> PROCESSING -> SUCCEEDED | FAILED."""
+
+    def __init__(self, settings: Settings):
+        self.name = settings.names.results_table
+        self._table = resource(settings, "dynamodb").Table(self.name)
+
+    def create(self, result: dict) -> None:
+        """Write a new QUEUED result; ConditionFailed if the id exists."""
+        with translated(f"create result {result['id']}"):
+            self._table.put_item(Item=_to_item(result), ConditionExpression=Attr("id").not_exists())
+
+    def get(self, image_id: str) -> dict:
+        """The current result, read consistently; NotFound if unknown."""
+        with translated(f"get result {image_id}"):
+            item = self._table.get_item(Key={"id": image_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise NotFound(f"no image {image_id}")
+        return _from_item(item)
+
+    def get_many(self, image_ids: list[str]) -> list[dict]:
+        """Several results by id (missing ones left out), in the order asked."""
+        found = {}
+        for start in range(0, len(image_ids), 100):
+            keys = [{"id": i} for i in dict.fromkeys(image_ids[start:start + 100])]
+            with translated("batch get results"):
+                reply = self._table.meta.client.batch_get_item(
+                    RequestItems={self.name: {"Keys": keys, "ConsistentRead": True}})
+            for item in reply["Responses"].get(self.name, []):
+                found[item["id"]] = _from_item(item)
+        return [found[i] for i in image_ids if i in found]
+
+    def start(self, result: dict) -> None:
+        """Mark PROCESSING unless already final; ConditionFailed when final."""
+        self._put_unless_final(result, f"start {result['id']}")
+
+    def finish(self, result: dict) -> None:
+        """Write the final result once; ConditionFailed when someone already did."""
+        self._put_unless_final(result, f"finish {result['id']}")
+
+    def _put_unless_final(self, result: dict, what: str) -> None:
+        condition = Attr("id").not_exists() | Attr("status").is_in([QUEUED, PROCESSING])
+        with translated(what):
+            self._table.put_item(Item=_to_item(result), ConditionExpression=condition)
+
+    def delete(self, image_id: str) -> None:
+        with translated(f"delete result {image_id}"):
+            self._table.delete_item(Key={"id": image_id})
+
+    def list(self, album: str | None = None, status: str | None = None, limit: int = 20,
+             cursor: dict | None = None) -> tuple[list[dict], dict | None]:
+        """Newest first, optionally one album and one status; returns (results, next cursor)."""
+        if album:
+            params = {"IndexName": ALBUM_INDEX, "KeyConditionExpression": Key("album").eq(album)}
+        else:
+            params = {"IndexName": SUBMITTED_INDEX, "KeyConditionExpression": Key("kind").eq(_KIND)}
+        if status:
+            params["FilterExpression"] = Attr("status").eq(status)
+        if cursor:
+            params["ExclusiveStartKey"] = cursor
+        with translated("list results"):
+            reply = self._table.query(ScanIndexForward=False, Limit=limit, **params)
+        return [_from_item(i) for i in reply.get("Items", [])], reply.get("LastEvaluatedKey")
+
+    def completed_since(self, since_iso: str) -> list[dict]:
+        """Every result completed at or after since_iso (for throughput and latency figures)."""
+        params = {"IndexName": COMPLETED_INDEX,
+                  "KeyConditionExpression": Key("kind").eq(_KIND) & Key("completed_at").gte(since_iso)}
+        results = []
+        while True:
+            with translated("results completed since"):
+                reply = self._table.query(**params)
+            results.extend(_from_item(i) for i in reply.get("Items", []))
+            if "LastEvaluatedKey" not in reply:
+                return results
+            params["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+    def albums(self) -> list[str]:
+        """Album names seen in the table, for the album chooser."""
+        params = {"ProjectionExpression": "album"}
+        names: set[str] = set()
+        while True:
+            with translated("list albums"):
+                reply = self._table.scan(**params)
+            names.update(i["album"] for i in reply.get("Items", []))
+            if "LastEvaluatedKey" not in reply:
+                return sorted(names)
+            params["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+    def check(self) -> None:
+        with translated(f"table {self.name}"):
+            self._table.meta.client.describe_table(TableName=self.name)
+
+
+class FleetTable:
+    """Worker heartbeats (pk 'worker') and controller decisions (pk 'decision'), with a TTL."""
+
+    def __init__(self, settings: Settings):
+        self.name = settings.names.fleet_table
+        self._table = resource(settings, "dynamodb").Table(self.name)
+
+    def put(self, kind: str, key: str, doc: dict, ttl_s: int = 86400) -> None:
+        item = {"pk": kind, "sk": key, "doc": json.dumps(doc, separators=(",", ":")),
+                "expires_at": int(time.time()) + ttl_s}
+        with translated(f"put {kind} {key}"):
+            self._table.put_item(Item=item)
+
+    def all(self, kind: str, since_key: str | None = None, newest_first: bool = False,
+            limit: int | None = None) -> list[dict]:
+        """Documents of one kind, by key order; since_key keeps keys >= it."""
+        condition = Key("pk").eq(kind)
+        if since_key:
+            condition = condition & Key("sk").gte(since_key)
+        params = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
+        docs: list[dict] = []
+        while limit is None or len(docs) < limit:
+            with translated(f"query {kind}"):
+                reply = self._table.query(**params)
+            docs.extend(json.loads(i["doc"]) for i in reply.get("Items", []))
+            if "LastEvaluatedKey" not in reply:
+                break
+            params["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        return docs[:limit] if limit else docs
+
+    def delete(self, kind: str, key: str) -> None:
+        with translated(f"delete {kind} {key}"):
+            self._table.delete_item(Key={"pk": kind, "sk": key})
+
+
+def ensure_tables(settings: Settings) -> None:
+    """Create the results and fleet tables with their indexes (idempotent)."""
+    ddb = client(settings, "dynamodb")
+    with translated("list tables"):
+        existing = set(ddb.list_tables()["TableNames"])
+    names = settings.names
+    if names.results_table not in existing:
+        with translated("create results table"):
+            ddb.create_table(**_results_table_spec(names.results_table))
+    if names.fleet_table not in existing:
+        with translated("create fleet table"):
+            ddb.create_table(
+                TableName=names.fleet_table, BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+            )
+    for table in (names.results_table, names.fleet_table):
+        with translated(f"wait for {table}"):
+            ddb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    with translated("enable ttl"):
+        ttl = ddb.describe_time_to_live(TableName=names.fleet_table)["TimeToLiveDescription"]
+        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            ddb.update_time_to_live(TableName=names.fleet_table, TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": "expires_at"})
+
+
+def _results_table_spec(name: str) -> dict:
+    def index(index_name: str, hash_key: str, range_key: str) -> dict:
+        return {
+            "IndexName": index_name,
+            "KeySchema": [{"AttributeName": hash_key, "KeyType": "HASH"},
+                          {"AttributeName": range_key, "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    attributes = ("id", "album", "kind", "submitted_at", "completed_at")
+    return {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in attributes],
+        "GlobalSecondaryIndexes": [
+            index(ALBUM_INDEX, "album", "submitted_at"),
+            index(SUBMITTED_INDEX, "kind", "submitted_at"),
+            index(COMPLETED_INDEX, "kind", "completed_at"),
+        ],
+    }

@@ -1,0 +1,115 @@
+"""SQS: the request, response and dead-letter queues."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from sightfleet.aws.session import client, translated
+from sightfleet.config import Settings
+
+log = logging.getLogger(__name__)
+_MAX_VISIBILITY_S = 43200
+
+
+@dataclass(frozen=True)
+class Message:
+    """A received message and what is needed to acknowledge it."""
+
+    id: str
+    receipt: str
+    body: str
+    receive_count: int
+
+
+class Queue:
+    """One SQS queue, addressed by name; the URL is looked up once."""
+
+    def __init__(self, settings: Settings, name: str):
+        self.name = name
+        self._sqs = client(settings, "sqs")
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            with translated(f"queue {self.name}"):
+                self._url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
+        return self._url
+
+    def send(self, body: str) -> str:
+        """Send one message; returns its message id."""
+        with translated(f"send to {self.name}"):
+            return self._sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
+
+    def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> list[Message]:
+        """Long-poll for up to max_messages messages."""
+        extra = {} if visibility_s is None else {"VisibilityTimeout": visibility_s}
+        with translated(f"receive from {self.name}"):
+            reply = self._sqs.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"], **extra,
+            )
+        return [
+            Message(m["MessageId"], m["ReceiptHandle"], m["Body"],
+                    int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
+            for m in reply.get("Messages", [])
+        ]
+
+    def delete(self, receipt: str) -> None:
+        with translated(f"delete from {self.name}"):
+            self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
+
+    def set_visibility(self, receipts: list[str], seconds: int) -> None:
+        """Extend (or with 0, give back) the messages' visibility, ten at a time."""
+        seconds = max(0, min(seconds, _MAX_VISIBILITY_S))
+        for start in range(0, len(receipts), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": seconds}
+                for i, r in enumerate(receipts[start:start + 10])
+            ]
+            with translated(f"change visibility on {self.name}"):
+                reply = self._sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            for failure in reply.get("Failed", []):
+                log.warning("visibility change failed on %s: %s", self.name, failure.get("Message"))
+
+    def counts(self) -> dict[str, int]:
+        """Approximate visible, in-flight and delayed message counts."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]
+        attrs = self._attributes(names)
+        return {
+            "visible": int(attrs.get(names[0], 0)),
+            "in_flight": int(attrs.get(names[1], 0)),
+            "delayed": int(attrs.get(names[2], 0)),
+        }
+
+    def max_message_bytes(self) -> int:
+        """The queue's MaximumMessageSize, read rather than assumed."""
+        return int(self._attributes(["MaximumMessageSize"]).get("MaximumMessageSize", 262144))
+
+    def _attributes(self, names: list[str]) -> dict:
+        with translated(f"attributes of {self.name}"):
+            return self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)["Attributes"]
+
+
+def ensure_queues(settings: Settings) -> None:
+    """Create the request queue with its dead-letter queue and the response queue (idempotent)."""
+    names = settings.names
+    sqs = client(settings, "sqs")
+    with translated("create queues"):
+        dlq_url = sqs.create_queue(
+            QueueName=names.dead_letter_queue, Attributes={"MessageRetentionPeriod": "1209600"}
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)})
+        request_attrs = {
+            "VisibilityTimeout": str(settings.visibility_timeout_s),
+            "ReceiveMessageWaitTimeSeconds": str(settings.receive_wait_s),
+            "MessageRetentionPeriod": "345600",
+            "RedrivePolicy": redrive,
+        }
+        url = sqs.create_queue(QueueName=names.request_queue)["QueueUrl"]
+        # create_queue refuses changed attributes on an existing queue; set them explicitly instead.
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=request_attrs)
+        sqs.create_queue(QueueName=names.response_queue, Attributes={"MessageRetentionPeriod": "345600"})

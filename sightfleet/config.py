@@ -1,0 +1,175 @@
+"""Typed configuration read once from environment variables at the edge."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Mapping
+
+_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """Every AWS resource name, derived from one prefix."""
+
+    prefix: str
+    input_bucket: str
+    output_bucket: str
+
+    @property
+    def request_queue(self) -> str:
+        return f"{self.prefix}-requests"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}-requests-dlq"
+
+    @property
+    def response_queue(self) -> str:
+        return f"{self.prefix}-responses"
+
+    @property
+    def results_table(self) -> str:
+        return f"{self.prefix}-results"
+
+    @property
+    def fleet_table(self) -> str:
+        return f"{self.prefix}-fleet"
+
+    @property
+    def metrics_namespace(self) -> str:
+        return f"Sightfleet/{self.prefix}"
+
+    @property
+    def stack_tag(self) -> str:
+        return "sightfleet:stack"
+
+    @property
+    def role_tag(self) -> str:
+        return "sightfleet:role"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the tiers need to know, with documented defaults."""
+
+    prefix: str = "sightfleet"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    input_bucket: str = ""
+    output_bucket: str = ""
+    port: int = 8000
+    local_aws_port: int = 4566
+    max_upload_mb: float = 10.0
+    min_instances: int = 0
+    max_instances: int = 19
+    idle_grace_s: float = 60.0
+    controller_tick_s: float = 2.0
+    target_backlog_per_instance: int = 10
+    scale_out_step: int = 5
+    scale_in_cooldown_s: float = 60.0
+    heartbeat_timeout_s: float = 120.0
+    worker_heartbeat_s: float = 10.0
+    visibility_timeout_s: int = 60
+    max_receive_count: int = 3
+    receive_wait_s: int = 20
+    receive_batch: int = 10
+    min_confidence: float = 55.0
+    max_labels: int = 10
+    thumbnail_size: int = 250
+    max_pixels: int = 50_000_000
+    image_timeout_s: float = 30.0
+    torch_threads: int = 1
+    instance_id: str | None = None
+    image_id: str = "ami-sightfleet-worker"
+    instance_type: str = "t3.large"
+    instance_profile: str | None = None
+    launch_template: str | None = None
+    worker_command: str = "python -m app_tier"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> ResourceNames:
+        return ResourceNames(
+            prefix=self.prefix,
+            input_bucket=self.input_bucket or f"{self.prefix}-input",
+            output_bucket=self.output_bucket or f"{self.prefix}-output",
+        )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def is_local(self) -> bool:
+        """True when talking to a local emulator rather than real AWS."""
+        return bool(self.endpoint_url)
+
+    def with_changes(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from SIGHTFLEET_* and the usual AWS variables."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for spec in fields(cls):
+            raw = _lookup(env, spec.name)
+            if raw is None or raw == "":
+                continue
+            values[spec.name] = _coerce(spec.name, spec.type, raw)
+        settings = cls(**values)
+        _validate(settings)
+        return settings
+
+
+# Variables that keep names people already know instead of the SIGHTFLEET_ form.
+_ALIASES = {
+    "endpoint_url": ("AWS_ENDPOINT_URL",),
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "port": ("PORT",),
+}
+
+
+def env_var_names(name: str) -> tuple[str, ...]:
+    """The environment variables that set one field, first match wins."""
+    return (f"SIGHTFLEET_{name.upper()}",) + _ALIASES.get(name, ())
+
+
+def _lookup(env: Mapping[str, str], name: str) -> str | None:
+    if name == "extra":
+        return None
+    for var in env_var_names(name):
+        if var in env:
+            return env[var]
+    return None
+
+
+def _coerce(name: str, type_name: str, raw: str):
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"{env_var_names(name)[0]}={raw!r} is not a valid {type_name}") from exc
+
+
+def _validate(settings: Settings) -> None:
+    if not _PREFIX_RE.match(settings.prefix):
+        raise ConfigError(
+            "SIGHTFLEET_PREFIX must be 3-40 lower-case letters, digits or dashes "
+            f"(it names buckets and queues), got {settings.prefix!r}"
+        )
+    if not 0 <= settings.min_instances <= settings.max_instances:
+        raise ConfigError("need 0 <= SIGHTFLEET_MIN_INSTANCES <= SIGHTFLEET_MAX_INSTANCES")
+    if settings.max_upload_mb <= 0:
+        raise ConfigError("SIGHTFLEET_MAX_UPLOAD_MB must be positive")
+    if settings.target_backlog_per_instance < 1:
+        raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")

@@ -1,0 +1,21 @@
+"""The project's own errors; AWS modules translate botocore errors into these."""
+
+
+class SightfleetError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+
+class NotFound(SightfleetError):
+    """The object, item or resource does not exist."""
+
+
+class Unavailable(SightfleetError):
+    """A backing service cannot be reached or refused the call; try again later."""
+
+
+class ConditionFailed(SightfleetError):
+    """A conditional write lost: somebody else already wrote that item."""
+
+
+class InvalidJob(SightfleetError):
+    """A queue message is not a job this version understands."""

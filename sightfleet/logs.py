@@ -1,0 +1,31 @@
+"""Logging set-up for the command-line entry points (libraries only call getLogger)."""
+from __future__ import annotations
+
+import logging
+import os
+
+
+class _InstanceFilter(logging.Filter):
+    """Stamps the instance id on every record so interleaved worker logs stay readable."""
+
+    def __init__(self, instance_id: str):
+        super().__init__()
+        self.instance_id = instance_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.instance_id = self.instance_id
+        return True
+
+
+def setup_logging(component: str, instance_id: str | None = None) -> None:
+    """Log to stderr with the component and, for workers, the instance id on every line."""
+    level = os.environ.get("SIGHTFLEET_LOG_LEVEL", "INFO").upper()
+    handler = logging.StreamHandler()
+    handler.addFilter(_InstanceFilter(instance_id or "-"))
+    tag = f"{component} %(instance_id)s" if instance_id else component
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{tag}] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

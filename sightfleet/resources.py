@@ -1,0 +1,79 @@
+"""Handles on every resource of one stack, and their idempotent provisioning."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sightfleet.aws.cloudwatch import Metrics
+from sightfleet.aws.dynamodb import FleetTable, ResultsTable, ensure_tables
+from sightfleet.aws.ec2 import Fleet
+from sightfleet.aws.s3 import Bucket, ensure_bucket
+from sightfleet.aws.sqs import Queue, ensure_queues
+from sightfleet.config import Settings
+from sightfleet.errors import SightfleetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    """The queues, buckets, tables, fleet and metrics of one stack."""
+
+    settings: Settings
+    requests: Queue
+    dead_letters: Queue
+    responses: Queue
+    inputs: Bucket
+    outputs: Bucket
+    results: ResultsTable
+    fleet_log: FleetTable
+    fleet: Fleet
+    metrics: Metrics
+
+    @classmethod
+    def connect(cls, settings: Settings) -> "Resources":
+        names = settings.names
+        return cls(
+            settings=settings,
+            requests=Queue(settings, names.request_queue),
+            dead_letters=Queue(settings, names.dead_letter_queue),
+            responses=Queue(settings, names.response_queue),
+            inputs=Bucket(settings, names.input_bucket),
+            outputs=Bucket(settings, names.output_bucket),
+            results=ResultsTable(settings),
+            fleet_log=FleetTable(settings),
+            fleet=Fleet(settings),
+            metrics=Metrics(settings),
+        )
+
+    def problems(self) -> list[str]:
+        """Why each unreachable resource is unreachable; empty when all are fine."""
+        checks = {
+            "request queue": lambda: self.requests.counts(),
+            "dead-letter queue": lambda: self.dead_letters.counts(),
+            "response queue": lambda: self.responses.counts(),
+            "input bucket": self.inputs.check,
+            "output bucket": self.outputs.check,
+            "results table": self.results.check,
+            "fleet table": lambda: self.fleet_log.all("worker", limit=1),
+        }
+        found = []
+        for name, check in checks.items():
+            try:
+                check()
+            except SightfleetError as exc:
+                found.append(f"{name}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - health checks report, never raise
+                found.append(f"{name}: {type(exc).__name__}: {exc}")
+        return found
+
+
+def provision(settings: Settings) -> None:
+    """Create every resource the stack needs; safe to run again."""
+    names = settings.names
+    ensure_queues(settings)
+    ensure_bucket(settings, names.input_bucket)
+    ensure_bucket(settings, names.output_bucket)
+    ensure_tables(settings)
+    log.info("provisioned stack %s (queues, buckets %s/%s, tables)", names.prefix,
+             names.input_bucket, names.output_bucket)
