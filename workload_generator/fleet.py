@@ -1,0 +1,76 @@
+"""Samples the target's /api/ops/summary in the background, when the target has one."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from urllib.parse import urljoin
+
+import requests
+
+from workload_generator.report import FleetSample
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_PATH = "api/ops/summary"
+ABSENT_STATUSES = frozenset({404, 405})  # e.g. a course deployment: nothing to sample
+
+
+def sample_from_summary(doc: dict, t_s: float) -> FleetSample:
+    """A FleetSample from an /api/ops/summary document (missing figures read as 0)."""
+    instances, queue = doc.get("instances") or {}, doc.get("queue") or {}
+    return FleetSample(
+        t_s=t_s,
+        running=int(instances.get("running") or 0),
+        pending=int(instances.get("pending") or 0),
+        desired=int(instances.get("desired") or 0),
+        visible=int(queue.get("visible") or 0),
+        in_flight=int(queue.get("in_flight") or 0),
+        dead_letter=int(queue.get("dead_letter") or 0),
+    )
+
+
+class FleetSampler:
+    """A daemon thread that reads the fleet summary about every interval_s seconds."""
+
+    def __init__(self, url: str, interval_s: float = 1.0, origin: float | None = None, timeout_s: float = 5.0):
+        self._url = urljoin(url if url.endswith("/") else url + "/", SUMMARY_PATH)
+        self._interval_s = interval_s
+        self._origin = time.monotonic() if origin is None else origin
+        self._timeout_s = timeout_s
+        self._stop = threading.Event()
+        self._samples: list[FleetSample] = []
+        self._thread = threading.Thread(target=self._run, name="fleet-sampler", daemon=True)
+        self.absent = False
+
+    def start(self) -> "FleetSampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[FleetSample]:
+        """Stop sampling and return the samples, oldest first."""
+        self._stop.set()
+        self._thread.join(self._timeout_s + 1)
+        return list(self._samples)
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                if not self._sample(session):
+                    return
+                self._stop.wait(self._interval_s)
+
+    def _sample(self, session: requests.Session) -> bool:
+        """Take one sample; False when the target has no summary endpoint."""
+        t_s = time.monotonic() - self._origin
+        try:
+            response = session.get(self._url, timeout=self._timeout_s)
+            if response.status_code in ABSENT_STATUSES:
+                logger.info("%s answers %s: fleet not sampled", self._url, response.status_code)
+                self.absent = True
+                return False
+            response.raise_for_status()
+            self._samples.append(sample_from_summary(response.json(), t_s))
+        except (requests.RequestException, ValueError, TypeError, AttributeError) as exc:
+            logger.debug("fleet sample failed: %s", exc)  # a busy target: try again next tick
+        return True
