@@ -1,0 +1,63 @@
+"""Shared fixtures: a real moto server, provisioned settings, the Flask app, the local stack."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sightfleet.config import Settings
+from sightfleet.resources import Resources, provision
+from tests.support import AWS_TEST_ENV, start_moto, start_stack, unique_prefix
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """The endpoint URL of a moto server shared by the session (each test uses its own prefix)."""
+    for key, value in AWS_TEST_ENV.items():
+        os.environ.setdefault(key, value)
+    proc, url = start_moto()
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def settings_factory(moto_server):
+    """Make provisioned Settings on the shared moto server, each with a fresh prefix."""
+    def make(**changes) -> Settings:
+        settings = Settings(endpoint_url=moto_server, prefix=unique_prefix(), **changes)
+        provision(settings)
+        return settings
+    return make
+
+
+@pytest.fixture
+def settings(settings_factory) -> Settings:
+    return settings_factory()
+
+
+@pytest.fixture
+def resources(settings) -> Resources:
+    return Resources.connect(settings)
+
+
+@pytest.fixture
+def app(settings, resources):
+    from web_tier import create_app
+    app = create_app(settings, resources)
+    app.config.update(TESTING=True)
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory):
+    """The whole stack, started once per session like scripts/run, with a small fleet."""
+    stack = start_stack(tmp_path_factory.mktemp("stack"), SIGHTFLEET_MAX_INSTANCES="2",
+                        SIGHTFLEET_IDLE_GRACE_S="20")
+    yield stack
+    stack.stop()

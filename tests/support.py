@@ -1,0 +1,154 @@
+"""Test helpers: free ports, a moto server, the local stack as `scripts/run` starts it, real photos."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+TESTDATA = REPO.parent / "shared" / "testdata"
+AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unique_prefix(name: str = "t") -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(check, timeout_s: float, interval_s: float = 0.2, what: str = "condition"):
+    """Poll check() until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    """A moto standalone server on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(url + "/moto-api/"), 30, what="moto server")
+    return proc, url
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+        return True
+    except requests.RequestException:
+        return False
+
+
+def jpeg_bytes(name: str = "chelsea", scale: float = 1.0, quality: int = 90) -> bytes:
+    """A real photo from skimage.data encoded as JPEG."""
+    from PIL import Image
+    from skimage import data
+    image = Image.fromarray(getattr(data, name)())
+    if scale != 1.0:
+        image = image.resize((int(image.width * scale), int(image.height * scale)))
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below pid, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@dataclass
+class LocalStack:
+    """A running `python -m sightfleet.stack`, as `scripts/run` starts it."""
+
+    proc: subprocess.Popen
+    web_url: str
+    aws_url: str
+    prefix: str
+    log_path: Path
+    env: dict = field(default_factory=dict)
+    seen_pids: set = field(default_factory=set)
+
+    def track(self) -> set[int]:
+        """Remember every process of the tree seen so far (workers come and go)."""
+        self.seen_pids |= descendants(self.proc.pid)
+        return self.seen_pids
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 90) -> int:
+        self.track()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
+    """Start the stack through the same entry point as scripts/run, on free ports, and wait for it."""
+    prefix = unique_prefix("e2e")
+    web_port, aws_port = free_port(), free_port()
+    env = {**os.environ, **AWS_TEST_ENV, "PORT": str(web_port), "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port),
+           "SIGHTFLEET_PREFIX": prefix, **env_overrides}
+    env.pop("AWS_ENDPOINT_URL", None)
+    log_path = log_dir / f"stack-{prefix}.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "sightfleet.stack"], cwd=REPO, env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    stack = LocalStack(proc, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{aws_port}", prefix, log_path, env)
+    try:
+        wait_for(lambda: "Sightfleet web:" in stack.log_text() or proc.poll() is not None, 120,
+                 what="the stack to print its URL")
+    except AssertionError:
+        stack.stop()
+        raise
+    if proc.poll() is not None:
+        raise AssertionError(f"stack exited with {proc.returncode}:\n{stack.log_text()[-4000:]}")
+    return stack

@@ -1,0 +1,30 @@
+"""The CSE546-compatible endpoint: POST / with `myfile` or `inputFile`, answered `name:label`."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from sightfleet.contracts import label_answer
+from web_tier.errors import error_response
+from web_tier.services import resources, submitter
+from web_tier.submit import Upload, wait_for
+
+bp = Blueprint("cse546", __name__)
+# The course generator waits as long as a request takes; a bound keeps gunicorn workers free.
+WAIT_S = 120
+FIELDS = ("myfile", "inputFile")
+
+
+@bp.post("/")
+def classify():
+    part = next((request.files[f] for f in FIELDS if f in request.files), None)
+    if part is None:
+        return error_response(400, "NO_FILE", "send the image as multipart field `myfile` or `inputFile`")
+    accepted = submitter().submit(Upload(part.read(), part.filename or "upload", request.form.get("album")))
+    done = wait_for(resources().results, [accepted["id"]], WAIT_S)
+    if done is None:
+        return error_response(504, "TIMEOUT", f"no result within {WAIT_S} s; poll /api/images/{accepted['id']}")
+    result = done[0]
+    if result["status"] != "SUCCEEDED":
+        error = result.get("error") or {}
+        return error_response(422, error.get("code", "FAILED"), error.get("message", "recognition failed"))
+    return Response(label_answer(result["filename"], result["top_label"]), mimetype="text/plain")

@@ -1,0 +1,45 @@
+"""How results look to clients: the stored document plus links a browser or program can follow."""
+from __future__ import annotations
+
+import base64
+import json
+
+from flask import url_for
+
+from sightfleet.errors import SightfleetError
+from web_tier.services import resources
+
+_LINK_TTL_S = 3600
+
+
+def present(result: dict) -> dict:
+    """The result with its status URL and presigned image URLs added."""
+    shown = dict(result)
+    shown["status_url"] = url_for("api.get_image", image_id=result["id"])
+    shown["page_url"] = url_for("pages.image_page", image_id=result["id"])
+    outputs = resources().outputs
+    for name in ("thumbnail", "annotated"):
+        key = result.get(f"{name}_key")
+        try:
+            shown[f"{name}_url"] = outputs.presigned_url(key, _LINK_TTL_S) if key else None
+        except SightfleetError:
+            shown[f"{name}_url"] = None
+    return shown
+
+
+def encode_cursor(key: dict | None) -> str | None:
+    """An opaque pagination cursor from DynamoDB's LastEvaluatedKey."""
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
+
+
+def decode_cursor(cursor: str | None) -> dict | None:
+    """Inverse of encode_cursor; ValueError on anything malformed."""
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("malformed cursor") from exc
+    if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
+        raise ValueError("malformed cursor")
+    return key

@@ -1,0 +1,20 @@
+"""Access to the app's shared objects from views."""
+from __future__ import annotations
+
+from flask import current_app
+
+from sightfleet.config import Settings
+from sightfleet.resources import Resources
+from web_tier.submit import Submitter
+
+
+def resources() -> Resources:
+    return current_app.extensions["sightfleet"]
+
+
+def submitter() -> Submitter:
+    return current_app.extensions["submitter"]
+
+
+def settings() -> Settings:
+    return current_app.config["SETTINGS"]

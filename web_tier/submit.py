@@ -1,0 +1,124 @@
+"""Accepting an upload: check it at the door, record it, and put the job on the request queue."""
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass
+
+from sightfleet.contracts import (
+    FINAL_STATUSES, Job, clean_album, input_key, new_image_id, queued_result, utc_now,
+)
+from sightfleet.errors import SightfleetError, Unavailable
+from sightfleet.formats import ACCEPTED, sniff_format, unsupported_reason
+
+log = logging.getLogger(__name__)
+# Room left in a message for the JSON envelope around the base64 payload.
+_ENVELOPE_BYTES = 2048
+
+
+class Rejected(Exception):
+    """An upload refused at the door; carries the HTTP status and an error code."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file as received from a form, multipart part or raw body."""
+
+    data: bytes
+    filename: str
+    album: str | None = None
+
+
+def safe_filename(name: str | None) -> str:
+    """Keep a display name only: no directories, control characters or absurd length."""
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return name[:200] or "upload"
+
+
+class Submitter:
+    """Turns uploads into queued jobs; nothing half-written is left when a write fails."""
+
+    def __init__(self, resources, max_upload_bytes: int):
+        self._r = resources
+        self._max_bytes = max_upload_bytes
+        self._inline_limit: int | None = None
+
+    def check(self, upload: Upload) -> str:
+        """Raise Rejected unless the upload is a JPEG or PNG within the size limit; returns its type."""
+        if len(upload.data) > self._max_bytes:
+            raise Rejected(413, "TOO_LARGE", f"the file is {len(upload.data) / 1e6:.1f} MB; the limit is "
+                                             f"{self._max_bytes / 1e6:.0f} MB")
+        reason = unsupported_reason(upload.data[:32])
+        if reason:
+            code = "EMPTY_FILE" if not upload.data else "UNSUPPORTED_FORMAT"
+            raise Rejected(400 if not upload.data else 415, code, reason)
+        return ACCEPTED[sniff_format(upload.data[:32])]
+
+    def submit(self, upload: Upload) -> dict:
+        """Accept one upload; returns its QUEUED result. Raises Rejected or Unavailable."""
+        content_type = self.check(upload)
+        try:
+            album = clean_album(upload.album)
+        except ValueError as exc:
+            raise Rejected(400, "BAD_ALBUM", str(exc)) from exc
+        job = self._job(upload, content_type, album)
+        result = queued_result(job)
+        written: list = []
+        try:
+            if not job.is_inline:
+                self._r.inputs.put(job.key, upload.data, content_type)
+                written.append(lambda: self._r.inputs.delete(job.key))
+            self._r.results.create(result)
+            written.append(lambda: self._r.results.delete(job.id))
+            self._r.requests.send(job.to_message())
+        except SightfleetError as exc:
+            self._undo(written)
+            raise Unavailable(f"could not queue the image: {exc}") from exc
+        log.info("queued %s (%s bytes, %s)", job.id, job.size, "inline" if job.is_inline else "s3")
+        return result
+
+    def _job(self, upload: Upload, content_type: str, album: str) -> Job:
+        image_id = new_image_id()
+        common = dict(id=image_id, album=album, filename=safe_filename(upload.filename),
+                      content_type=content_type, submitted_at=utc_now(), size=len(upload.data))
+        if self._fits_inline(len(upload.data)):
+            return Job(**common, inline_b64=base64.b64encode(upload.data).decode())
+        return Job(**common, bucket=self._r.inputs.name, key=input_key(image_id, content_type))
+
+    def _fits_inline(self, size: int) -> bool:
+        if self._inline_limit is None:
+            # Read the queue's real limit once; base64 grows the payload by a third.
+            self._inline_limit = (self._r.requests.max_message_bytes() - _ENVELOPE_BYTES) * 3 // 4
+        return size <= self._inline_limit
+
+    @staticmethod
+    def _undo(steps: list) -> None:
+        for step in reversed(steps):
+            try:
+                step()
+            except SightfleetError as exc:
+                log.error("could not roll back a partial submission: %s", exc)
+
+
+def wait_for(results, image_ids: list[str], timeout_s: float, poll_s: float = 0.25) -> list[dict] | None:
+    """Poll the results table until every image is final; None on timeout.
+
+    Waiting reads the table by key rather than consuming the response queue, so any gunicorn
+    worker on any web instance can wait for any image and no process can steal another's result.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = poll_s
+    while True:
+        found = results.get_many(image_ids)
+        if len(found) == len(image_ids) and all(r["status"] in FINAL_STATUSES for r in found):
+            return found
+        if time.monotonic() + delay > deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
