@@ -91,6 +91,12 @@ class Settings:
     instance_profile: str | None = None
     launch_template: str | None = None
     worker_command: str = "python -m app_tier"
+    # Controller: latency-derived target backlog (0 = off, use target_backlog_per_instance),
+    # a configured time per image when none is measured yet (0 = measure only), and the
+    # margin past idle_grace_s after which the controller retires idle workers itself.
+    acceptable_latency_s: float = 0.0
+    time_per_image_s: float = 0.0
+    idle_margin_s: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -1,0 +1,161 @@
+"""The scaling policy: a pure function from one observation of the stack to one decision.
+
+No I/O and no clock reads here: the time comes in with the observation, so every rule can be
+checked with a table of cases (tests/test_policy.py).
+
+Rules, in the order they apply:
+1. desired = ceil((visible + in-flight) / target backlog per instance), bounded by [min, max].
+2. Safety net for unhealthy instances: an instance whose worker has not sent a heartbeat for
+   heartbeat_timeout_s (its launch time counts as the first heartbeat, so booting and model
+   loading are covered), or whose worker says it retired itself, is terminated.
+3. Hard cap: healthy instances above max are terminated, idle or starting ones first.
+4. Scale-out: launch desired - healthy, at most scale_out_step per tick. Pending instances count
+   as capacity, so consecutive ticks never overshoot the cap.
+5. Scale-in is the workers' job (they retire after idle_grace_s). Only when the queue has been
+   empty for idle_grace_s + a margin and the last launch is older than the cooldown does the
+   controller terminate workers that report idle, down to desired.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+BUSY, IDLE, RETIRED = "busy", "idle", "terminated"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The knobs of the policy, all in instances, messages or seconds."""
+
+    min_instances: int = 0
+    max_instances: int = 19
+    target_backlog: int = 10
+    scale_out_step: int = 5
+    scale_in_cooldown_s: float = 60.0
+    heartbeat_timeout_s: float = 120.0
+    idle_retire_after_s: float = 90.0
+
+    @classmethod
+    def from_settings(cls, settings, target_backlog: int | None = None) -> "PolicyConfig":
+        """The policy's knobs from Settings; target_backlog overrides the configured one."""
+        return cls(
+            min_instances=settings.min_instances,
+            max_instances=settings.max_instances,
+            target_backlog=target_backlog or settings.target_backlog_per_instance,
+            scale_out_step=settings.scale_out_step,
+            scale_in_cooldown_s=settings.scale_in_cooldown_s,
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            idle_retire_after_s=settings.idle_grace_s + settings.idle_margin_s,
+        )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One pending or running instance, with what its worker last reported (if anything)."""
+
+    id: str
+    launched_at: float
+    state: str = "running"
+    last_heartbeat: float | None = None
+    worker_state: str | None = None
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the last sign of life; the launch counts as the first one."""
+        return now - max(self.launched_at, self.last_heartbeat or self.launched_at)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the policy may look at, taken at time `now` (epoch seconds)."""
+
+    now: float
+    visible: int
+    in_flight: int
+    members: tuple[Member, ...] = ()
+    quiet_since: float | None = None  # since when the backlog has been zero; None: not known to be
+
+    @property
+    def backlog(self) -> int:
+        return self.visible + self.in_flight
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How many instances to launch and which to terminate, with a reason for each."""
+
+    desired: int
+    launch: int = 0
+    terminate: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.launch or self.terminate)
+
+    @property
+    def terminate_ids(self) -> list[str]:
+        return [instance_id for instance_id, _ in self.terminate]
+
+
+def target_backlog(acceptable_latency_s: float, time_per_image_s: float | None, fallback: int) -> int:
+    """Messages one instance may hold: latency / time per image when both are known, else fallback."""
+    if acceptable_latency_s > 0 and time_per_image_s and time_per_image_s > 0:
+        return max(1, math.floor(acceptable_latency_s / time_per_image_s))
+    return fallback
+
+
+def desired_size(backlog: int, config: PolicyConfig) -> int:
+    """ceil(backlog / target), bounded by [min, max]."""
+    wanted = math.ceil(backlog / config.target_backlog) if backlog > 0 else 0
+    return min(config.max_instances, max(config.min_instances, wanted))
+
+
+def decide(obs: Observation, config: PolicyConfig) -> Decision:
+    """The decision for one tick."""
+    desired = desired_size(obs.backlog, config)
+    unhealthy = _unhealthy(obs, config)
+    gone = {instance_id for instance_id, _ in unhealthy}
+    healthy = [m for m in obs.members if m.id not in gone]
+    over_cap = _over_cap(healthy, config)
+    gone |= {instance_id for instance_id, _ in over_cap}
+    healthy = [m for m in healthy if m.id not in gone]
+    idle = _idle_surplus(obs, healthy, desired, config)
+    staying = len(healthy) - len(idle)
+    launch = min(max(0, desired - staying), config.scale_out_step)
+    return Decision(desired=desired, launch=launch, terminate=tuple(unhealthy + over_cap + idle))
+
+
+def _unhealthy(obs: Observation, config: PolicyConfig) -> list[tuple[str, str]]:
+    found = []
+    for member in obs.members:
+        silent = member.silent_for(obs.now)
+        if member.worker_state == RETIRED:
+            found.append((member.id, "worker retired but the instance is still up"))
+        elif silent > config.heartbeat_timeout_s:
+            found.append((member.id, f"no heartbeat for {silent:.0f} s"))
+    return found
+
+
+def _newest_quietest_first(members: list[Member]) -> list[Member]:
+    """Busy workers last, then newest first: they hold no work and have loaded least."""
+    return sorted(members, key=lambda m: (m.worker_state == BUSY, -m.launched_at, m.id))
+
+
+def _over_cap(healthy: list[Member], config: PolicyConfig) -> list[tuple[str, str]]:
+    extra = len(healthy) - config.max_instances
+    if extra <= 0:
+        return []
+    return [(m.id, f"above the cap of {config.max_instances}") for m in _newest_quietest_first(healthy)[:extra]]
+
+
+def _idle_surplus(obs: Observation, healthy: list[Member], desired: int,
+                  config: PolicyConfig) -> list[tuple[str, str]]:
+    """Idle workers that should have retired themselves by now, down to desired."""
+    if obs.backlog > 0 or obs.quiet_since is None or len(healthy) <= desired:
+        return []
+    quiet_s = obs.now - obs.quiet_since
+    last_launch = max(m.launched_at for m in healthy)
+    if quiet_s < config.idle_retire_after_s or obs.now - last_launch < config.scale_in_cooldown_s:
+        return []
+    idle = [m for m in _newest_quietest_first(healthy) if m.worker_state == IDLE]
+    surplus = len(healthy) - desired
+    return [(m.id, f"idle with an empty queue for {quiet_s:.0f} s") for m in idle[:surplus]]

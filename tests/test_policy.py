@@ -1,0 +1,115 @@
+"""Table-driven tests of the pure scaling policy (controller/policy.py)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from controller.policy import Decision, Member, Observation, PolicyConfig, decide, desired_size, target_backlog
+from sightfleet.config import Settings
+
+NOW = 100_000.0
+BASE = PolicyConfig(min_instances=0, max_instances=4, target_backlog=10, scale_out_step=5,
+                    scale_in_cooldown_s=60, heartbeat_timeout_s=120, idle_retire_after_s=90)
+
+
+def m(instance_id: str, age: float = 300, heartbeat_age: float | None = 5, worker: str | None = "busy",
+      state: str = "running") -> Member:
+    """A member launched `age` s ago whose last heartbeat is `heartbeat_age` s old (None: never)."""
+    heartbeat = None if heartbeat_age is None else NOW - heartbeat_age
+    return Member(instance_id, NOW - age, state, heartbeat, worker)
+
+
+def idle(instance_id: str, age: float = 300) -> Member:
+    return m(instance_id, age=age, worker="idle")
+
+
+# name, config changes, visible, in_flight, members, quiet for (s; None = unknown), desired, launch, terminated ids
+CASES = [
+    ("empty queue, empty fleet", {}, 0, 0, [], 600, 0, 0, []),
+    ("one message wakes one instance", {}, 1, 0, [], None, 1, 1, []),
+    ("exactly at target", {}, 10, 0, [], None, 1, 1, []),
+    ("one over target", {}, 11, 0, [], None, 2, 2, []),
+    ("40 jobs, cap 4", {}, 40, 0, [], None, 4, 4, []),
+    ("burst over the cap is bounded", {}, 500, 0, [], None, 4, 4, []),
+    ("in-flight only keeps the fleet", {}, 0, 20, [m("a"), m("b")], None, 2, 0, []),
+    ("pending instances count as capacity", {}, 40, 0,
+     [m("a", age=1, heartbeat_age=None, worker=None, state="pending"),
+      m("b", age=1, heartbeat_age=None, worker=None, state="pending")], None, 4, 2, []),
+    ("full fleet of pending: no overshoot", {}, 40, 0,
+     [m(i, age=2, heartbeat_age=None, worker=None, state="pending") for i in "abcd"], None, 4, 0, []),
+    ("scale-out step limit", {"max_instances": 19, "scale_out_step": 3}, 190, 0, [], None, 19, 3, []),
+    ("step limit counts what is already there", {"max_instances": 19, "scale_out_step": 3}, 190, 0,
+     [m(i) for i in "abcdefgh"], None, 19, 3, []),
+    ("min above zero with an empty queue", {"min_instances": 2}, 0, 0, [], 600, 2, 2, []),
+    ("min above zero is kept by the idle safety net", {"min_instances": 1}, 0, 0,
+     [idle("a", 900), idle("b", 800)], 600, 1, 0, ["b"]),
+    ("above the cap: newest idle one goes first", {"max_instances": 2}, 100, 0,
+     [m("a", 500), idle("b", 300), m("c", 100)], None, 2, 0, ["b"]),
+    ("above the cap: busy workers go last", {"max_instances": 1}, 100, 0,
+     [m("a", 500), m("b", 300), idle("c", 100)], None, 1, 0, ["c", "b"]),
+    ("silent worker replaced", {}, 30, 0,
+     [m("a"), m("b", heartbeat_age=200), m("c")], None, 3, 1, ["b"]),
+    ("never-reporting instance past the timeout", {}, 10, 0,
+     [m("a", age=130, heartbeat_age=None, worker=None)], None, 1, 1, ["a"]),
+    ("just launched, still loading: launch time is its heartbeat", {}, 10, 0,
+     [m("a", age=100, heartbeat_age=None, worker=None)], None, 1, 0, []),
+    ("retired worker whose instance lingers", {}, 0, 0, [m("a", worker="terminated")], 600, 0, 0, ["a"]),
+    ("idle workers retire themselves first (quiet shorter than grace+margin)", {}, 0, 0,
+     [idle("a"), idle("b")], 60, 0, 0, []),
+    ("idle safety net after grace+margin and cooldown", {}, 0, 0, [idle("a"), idle("b", 200)], 100, 0, 0,
+     ["b", "a"]),
+    ("idle safety net waits for the cooldown after a launch", {}, 0, 0,
+     [idle("a", 300), idle("b", 30)], 600, 0, 0, []),
+    ("quiet time unknown (restart): no idle scale-in", {}, 0, 0, [idle("a")], None, 0, 0, []),
+    ("busy workers are never taken by the idle safety net", {}, 0, 0,
+     [m("a", worker="busy"), idle("b")], 600, 0, 0, ["b"]),
+    ("backlog below fleet: workers retire themselves, no termination", {}, 5, 0,
+     [idle("a"), idle("b"), m("c")], None, 1, 0, []),
+]
+
+
+@pytest.mark.parametrize("name,changes,visible,in_flight,members,quiet_s,desired,launch,terminated",
+                         CASES, ids=[case[0] for case in CASES])
+def test_policy_table(name, changes, visible, in_flight, members, quiet_s, desired, launch, terminated):
+    config = replace(BASE, **changes)
+    quiet_since = None if quiet_s is None else NOW - quiet_s
+    decision = decide(Observation(NOW, visible, in_flight, tuple(members), quiet_since), config)
+    assert (decision.desired, decision.launch, decision.terminate_ids) == (desired, launch, terminated)
+
+
+@pytest.mark.parametrize("members", [[], [m("a")], [m(i) for i in "abc"]])
+@pytest.mark.parametrize("backlog", [0, 1, 9, 10, 31, 1000])
+def test_fleet_after_decision_stays_within_bounds(members, backlog):
+    config = replace(BASE, min_instances=1, max_instances=3)
+    decision = decide(Observation(NOW, backlog, 0, tuple(members), None), config)
+    after = len(members) - len(decision.terminate) + decision.launch
+    assert config.min_instances <= after <= config.max_instances
+
+
+def test_every_termination_has_a_reason():
+    members = (m("a", age=900, heartbeat_age=500), m("b", worker="terminated"))
+    decision = decide(Observation(NOW, 0, 0, members, None), BASE)
+    reasons = dict(decision.terminate)
+    assert "no heartbeat for 500 s" in reasons["a"] and "retired" in reasons["b"]
+    assert decision.changes and not Decision(desired=0).changes
+
+
+@pytest.mark.parametrize("latency,per_image,fallback,expected", [
+    (0, 0.1, 10, 10),       # latency target off: configured target
+    (10, None, 10, 10),     # nothing measured or configured yet
+    (10, 0.1, 10, 100),     # 10 s of work at 0.1 s per image
+    (10, 0.3, 10, 33),      # rounded down, so latency is not exceeded
+    (1, 5.0, 10, 1),        # slower than the latency: one image per instance at least
+])
+def test_target_backlog(latency, per_image, fallback, expected):
+    assert target_backlog(latency, per_image, fallback) == expected
+
+
+def test_config_from_settings_adds_the_margin_to_the_grace():
+    settings = Settings(min_instances=1, max_instances=7, idle_grace_s=8, idle_margin_s=4, scale_out_step=2)
+    config = PolicyConfig.from_settings(settings, target_backlog=25)
+    assert (config.min_instances, config.max_instances, config.idle_retire_after_s) == (1, 7, 12)
+    assert (config.target_backlog, config.scale_out_step) == (25, 2)
+    assert desired_size(26, config) == 2
+    assert PolicyConfig.from_settings(settings).target_backlog == settings.target_backlog_per_instance
