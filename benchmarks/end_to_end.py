@@ -1,0 +1,167 @@
+"""End to end: N concurrent requests against the local stack, started from an empty fleet.
+
+Starts `python -m sightfleet.stack` on free ports with a unique prefix, sends the requests
+with the workload generator (api mode: each answer carries the worker's timings), and
+prints total time, latency percentiles, peak instances and the ratio of total time to the
+ideal, N x service time / cores (service time: median of the results' timings.total; the
+ideal is what perfectly parallel workers on every core would need, with no queue, no
+emulator, no start-up). It also times SQS round trips on the same local AWS endpoint, so the
+emulator's share is visible beside the service's.
+
+    .venv/bin/python benchmarks/end_to_end.py [--requests 100] [--concurrency 100] [--mode api]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+from workload_generator import API, BUILTIN_GROUND_TRUTH, MODES, LoadConfig, builtin_images, run_workload  # noqa: E402
+from workload_generator.report import format_table  # noqa: E402
+
+READY_RE = re.compile(r"Sightfleet web: (http://\S+)")
+PLACEHOLDER_AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+START_TIMEOUT_S, STOP_TIMEOUT_S, EMULATOR_ROUND_TRIPS = 180, 120, 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_stack(log_path: Path) -> tuple[subprocess.Popen, str, str, str]:
+    """Start the stack in its own process group; return it, its web URL, AWS URL and prefix."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    aws_port = free_port()
+    env = {**PLACEHOLDER_AWS_ENV, **os.environ, "PORT": str(free_port()),
+           "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port), "SIGHTFLEET_PREFIX": prefix}
+    env.pop("AWS_ENDPOINT_URL", None)  # the stack points its children at its own endpoint
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "sightfleet.stack"], cwd=REPO, env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, wait_ready(proc, log_path), f"http://127.0.0.1:{aws_port}", prefix
+
+
+def wait_ready(proc: subprocess.Popen, log_path: Path) -> str:
+    """The web URL once the stack has printed it and /healthz answers 200."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the stack exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        found = READY_RE.search(log_path.read_text(errors="replace"))
+        if found and _healthy(found.group(1)):
+            return found.group(1)
+        time.sleep(0.5)
+    raise RuntimeError(f"the stack was not ready within {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+
+
+def _healthy(web_url: str) -> bool:
+    try:
+        return requests.get(web_url + "/healthz", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def stop_stack(proc: subprocess.Popen) -> int:
+    """SIGINT to the stack's process group, as Ctrl-C would; SIGKILL only if it does not stop."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        return proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+
+def emulator_round_trip_ms(aws_url: str, prefix: str) -> float:
+    """Median ms of one SQS send + receive + delete on the local endpoint, on a scratch queue."""
+    from sightfleet.aws.sqs import Queue, ensure_queues
+    from sightfleet.config import Settings
+
+    os.environ.update({k: os.environ.get(k, v) for k, v in PLACEHOLDER_AWS_ENV.items()})
+    settings = Settings(prefix=f"{prefix}-probe", endpoint_url=aws_url)
+    ensure_queues(settings)
+    queue = Queue(settings, settings.names.response_queue)
+    times = []
+    for _ in range(EMULATOR_ROUND_TRIPS):
+        started = time.perf_counter()
+        queue.send("probe")
+        for message in queue.receive(max_messages=1, wait_s=1):
+            queue.delete(message.receipt)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def peak_instances(record) -> tuple[int, str]:
+    """Peak running instances from the fleet samples, else distinct workers seen in results."""
+    if record.fleet:
+        return max(s.running for s in record.fleet), "sampled from /api/ops/summary"
+    workers = {r.instance_id for r in record.results if r.instance_id}
+    return len(workers), "distinct worker instances in the results (target has no /api/ops/summary)"
+
+
+def report(record, emulator_ms: float | None) -> None:
+    """Print the generator's table and the benchmark's figures."""
+    summary = record.summary(BUILTIN_GROUND_TRUTH)
+    print(format_table(summary, f"End to end: {record.planned} requests, {record.config.mode} mode"))
+    cores = os.cpu_count() or 1
+    service_ms = summary.service_ms["p50"]
+    peak, how = peak_instances(record)
+    print()
+    print(f"total time            {record.duration_s:.2f} s")
+    latency = summary.latency_s
+    print("latency (s)           " + "  ".join(f"{k} {latency[k]:.2f}" for k in ("p50", "p90", "p95", "p99", "max"))
+          if latency["p50"] is not None else "latency (s)           -")
+    print(f"peak instances        {peak} ({how})")
+    if emulator_ms is not None:
+        print(f"emulator SQS trip     {emulator_ms:.1f} ms (send + receive + delete, median)")
+    if service_ms is None:
+        print("service time          - (no result carried timings.total; use --mode api)")
+        return
+    ideal_s = record.planned * service_ms / 1000 / cores
+    print(f"service time (p50)    {service_ms:.1f} ms per image (worker timings.total)")
+    print(f"ideal                 {ideal_s:.2f} s = {record.planned} x {service_ms:.1f} ms / {cores} cores")
+    print(f"total / ideal         {record.duration_s / ideal_s:.1f}x")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--mode", choices=MODES, default=API)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_path = Path(tempfile.mkdtemp(prefix="sightfleet-bench-")) / "stack.log"
+    started = time.monotonic()
+    proc, web_url, aws_url, prefix = start_stack(log_path)
+    print(f"stack ready in {time.monotonic() - started:.1f} s at {web_url} (log {log_path})")
+    try:
+        config = LoadConfig(url=web_url, mode=args.mode, num_requests=args.requests, concurrency=args.concurrency,
+                            timeout_s=600, wait_s=60, progress=sys.stderr.isatty())
+        record = run_workload(config, builtin_images())
+        emulator_ms = emulator_round_trip_ms(aws_url, prefix)
+        report(record, emulator_ms)
+    finally:
+        code = stop_stack(proc)
+        print(f"stack stopped with exit status {code}")
+    return 0 if record.summary().failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
