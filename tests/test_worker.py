@@ -1,0 +1,127 @@
+"""The worker against a real moto endpoint with the real pipeline: storage, idempotency, lifecycle."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from app_tier.heartbeat import Heartbeat
+from app_tier.jobs import BatchRunner
+from app_tier.worker import Worker
+from sightfleet.contracts import Job
+from tests.support import REPO, jpeg_bytes, wait_for
+from web_tier.submit import Submitter, Upload
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    from app_tier.pipeline import Pipeline, PipelineSettings
+    return Pipeline(PipelineSettings())
+
+
+def submit(resources, *uploads: Upload) -> list[dict]:
+    submitter = Submitter(resources, resources.settings.max_upload_bytes)
+    return [submitter.submit(u) for u in uploads]
+
+
+def run_once(resources, pipeline, counters=None) -> Counter:
+    counters = counters if counters is not None else Counter()
+    heartbeat = Heartbeat(resources, "i-test", {})
+    messages = resources.requests.receive(10, 1)
+    BatchRunner(resources, pipeline, "i-test", heartbeat, counters).run(messages)
+    return counters
+
+
+def test_batch_writes_every_output_then_acknowledges(resources, pipeline):
+    good, = submit(resources, Upload(jpeg_bytes(), "chelsea.jpg", "pets"))
+    counters = run_once(resources, pipeline)
+    assert counters == Counter(succeeded=1)
+    result = resources.results.get(good["id"])
+    assert result["status"] == "SUCCEEDED" and result["instance_id"] == "i-test" and result["attempts"] == 1
+    assert any("cat" in label["Name"].lower() for label in result["labels"])
+    assert resources.inputs.get(f"originals/{good['id']}.jpg") == jpeg_bytes()
+    assert resources.outputs.get(result["thumbnail_key"])[:3] == b"\xff\xd8\xff"
+    assert resources.outputs.get(result["annotated_key"])[:3] == b"\xff\xd8\xff"
+    assert json.loads(resources.outputs.get(result["result_key"])) == result
+    [response] = resources.responses.receive(10, 1)
+    assert json.loads(response.body)["id"] == good["id"]
+    assert resources.requests.counts() == {"visible": 0, "in_flight": 0, "delayed": 0}
+
+
+def test_bad_image_fails_once_with_a_reason_and_is_not_retried(resources, pipeline):
+    # A JPEG header followed by garbage passes the door check but cannot be decoded.
+    broken, = submit(resources, Upload(b"\xff\xd8\xff\xe0" + os.urandom(3000), "broken.jpg"))
+    good, = submit(resources, Upload(jpeg_bytes("coffee"), "coffee.jpg"))
+    counters = run_once(resources, pipeline)
+    assert counters == Counter(succeeded=1, failed=1)
+    failed = resources.results.get(broken["id"])
+    assert failed["status"] == "FAILED" and failed["error"]["code"] == "CORRUPT_IMAGE", failed
+    assert resources.results.get(good["id"])["status"] == "SUCCEEDED"
+    assert resources.requests.counts()["visible"] + resources.requests.counts()["in_flight"] == 0
+
+
+def test_redelivered_job_leaves_one_identical_result(resources, pipeline):
+    first, = submit(resources, Upload(jpeg_bytes(), "chelsea.jpg"))
+    run_once(resources, pipeline)
+    stored = resources.results.get(first["id"])
+    # The same job message again, as after a lost delete: nothing is recomputed or rewritten.
+    job = Job(**{k: first[k] for k in ("id", "album", "filename", "content_type", "submitted_at", "size")},
+              inline_b64=__import__("base64").b64encode(jpeg_bytes()).decode())
+    resources.requests.send(job.to_message())
+    counters = run_once(resources, pipeline)
+    assert counters == Counter()
+    assert resources.results.get(first["id"]) == stored
+    assert json.loads(resources.outputs.get(stored["result_key"])) == stored
+    assert len(resources.responses.receive(10, 1)) == 2  # republished, same content
+    assert resources.requests.counts()["visible"] + resources.requests.counts()["in_flight"] == 0
+
+
+def test_not_a_job_is_left_for_the_dead_letter_queue(settings_factory, pipeline):
+    from sightfleet.resources import Resources
+    resources = Resources.connect(settings_factory(max_receive_count=1))
+    resources.requests.send("{not json")
+    run_once(resources, pipeline)
+    wait_for(lambda: resources.requests.receive(1, 1) == [] and resources.dead_letters.counts()["visible"] == 1,
+             15, what="the poison message to reach the dead-letter queue")
+
+
+def test_idle_worker_terminates_its_own_instance(settings_factory, pipeline):
+    from sightfleet.resources import Resources
+    resources = Resources.connect(settings_factory(idle_grace_s=2, receive_wait_s=1))
+    [instance_id] = resources.fleet.launch(1, "#!/bin/bash\n")
+    worker = Worker(resources, lambda: pipeline, instance_id)
+    assert worker.work() == "idle"
+    assert resources.fleet.instances() == []
+    beats = {d["instance_id"]: d for d in resources.fleet_log.all("worker")}
+    assert beats[instance_id]["state"] == "terminated"
+
+
+def test_sigterm_finishes_the_current_batch_first(settings, resources, tmp_path):
+    uploads = [Upload(jpeg_bytes(name), f"{name}.jpg") for name in ("chelsea", "coffee", "astronaut") * 3]
+    accepted = submit(resources, *uploads)
+    env = {**os.environ, "AWS_ENDPOINT_URL": settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
+           "SIGHTFLEET_INSTANCE_ID": "i-sigterm", "SIGHTFLEET_IDLE_GRACE_S": "600", "PYTHONPATH": str(REPO)}
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "app_tier"], env=env, cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: any(r["status"] != "QUEUED" for r in resources.results.get_many([a["id"] for a in accepted])),
+                 60, interval_s=0.05, what="the worker to start the batch")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_path.read_text()
+    assert "finishing the current batch first" in text and "i-sigterm" in text
+    results = resources.results.get_many([a["id"] for a in accepted])
+    done = [r for r in results if r["status"] == "SUCCEEDED"]
+    # Everything it had started is finished; anything it had not received is still queued for others.
+    assert done and all(r["status"] in ("SUCCEEDED", "QUEUED") for r in results)
+    assert resources.requests.counts()["in_flight"] == 0
