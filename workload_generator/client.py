@@ -211,22 +211,23 @@ class Client:
         for retry in range(self._config.retries + 1):
             remaining = call.remaining()
             timeout = (min(self._config.connect_timeout_s, remaining), remaining)
-            response, reason = None, "connection_error"
+            response = None
             try:
                 response = self.session().request(method, url, timeout=timeout, **kwargs)
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                logger.debug("%s %s: %s", method, url, exc)  # nothing usable came back: safe to retry
+                logger.debug("%s %s: %s", method, url, exc)  # refused or dropped: retry below
             except requests.Timeout as exc:
                 # the server got the request and may still be working on it: sending it again
                 # would only add load, so a read timeout is final
                 raise _Failure("timeout") from exc
-            if response is not None and (response.status_code not in RETRY_STATUSES or retry == self._config.retries):
+            last = retry == self._config.retries
+            if response is not None and (last or response.status_code not in RETRY_STATUSES):
                 return response
-            if retry == self._config.retries:
-                raise _Failure(reason)
+            if last:
+                raise _Failure("connection_error")
             self._pause(min(self._retry_delay(retry, response), call.remaining()))
             call.attempts += 1
-        raise AssertionError("unreachable: the loop returns or raises")
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _retry_delay(self, retry: int, response: requests.Response | None) -> float:
         """The server's Retry-After when it gave one, else exponential backoff with jitter."""
