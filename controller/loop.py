@@ -1,0 +1,112 @@
+"""The control loop: each tick observes the stack, asks the policy, applies the decision, records it.
+
+Every tick writes one decision document to the fleet table, kind "decision", key = ISO time:
+  {time (epoch s), at (ISO), visible, in_flight, dead_letters, backlog, running, pending, target,
+   time_per_image_s, quiet_for_s, desired, launch, launched: [ids],
+   terminated: [{id, reason}], errors: [text], changed}
+and the metrics listed in controller/metrics.py.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from controller.launcher import Launcher
+from controller.metrics import tick_values
+from controller.observe import DECISION, Observer, Snapshot, iso
+from controller.policy import Decision, PolicyConfig, decide, target_backlog
+from sightfleet.errors import SightfleetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Applied:
+    """What applying a decision actually did."""
+
+    launched: list[str] = field(default_factory=list)
+    terminated: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Controller:
+    """observe -> policy -> apply, one tick at a time; keeps no fleet state of its own."""
+
+    def __init__(self, resources, settings, clock=time.time):
+        self._r = resources
+        self._settings = settings
+        self._observer = Observer(resources, settings)
+        self._launcher = Launcher(resources.fleet, settings)
+        self._clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every controller_tick_s until stop is set."""
+        log.info("controller for stack %s: fleet %s..%s, tick %.1f s", self._settings.prefix,
+                 self._settings.min_instances, self._settings.max_instances, self._settings.controller_tick_s)
+        while not stop.is_set():
+            started = time.monotonic()
+            self.tick()
+            stop.wait(max(0.0, self._settings.controller_tick_s - (time.monotonic() - started)))
+        log.info("controller stopped")
+
+    def tick(self) -> Decision | None:
+        """One observe -> decide -> apply round; None when the stack could not be read."""
+        now = self._clock()
+        try:
+            snapshot = self._observer.observe(now)
+        except SightfleetError as exc:
+            log.warning("cannot read the stack (%s); skipping this tick", exc)
+            return None
+        settings = self._settings
+        target = target_backlog(settings.acceptable_latency_s, snapshot.time_per_image_s,
+                                settings.target_backlog_per_instance)
+        decision = decide(snapshot.observation(), PolicyConfig.from_settings(settings, target))
+        applied = self._apply(decision)
+        self._report(snapshot, target, decision, applied)
+        return decision
+
+    def _apply(self, decision: Decision) -> Applied:
+        applied = Applied()
+        if decision.terminate:
+            try:
+                self._r.fleet.terminate(decision.terminate_ids)
+                applied.terminated = list(decision.terminate)
+            except SightfleetError as exc:
+                applied.errors.append(f"terminate {decision.terminate_ids}: {exc}")
+        if decision.launch:
+            try:
+                applied.launched = self._launcher.launch(decision.launch)
+            except SightfleetError as exc:
+                applied.errors.append(f"launch {decision.launch}: {exc}")
+        return applied
+
+    def _report(self, snapshot: Snapshot, target: int, decision: Decision, applied: Applied) -> None:
+        doc = decision_record(snapshot, target, decision, applied)
+        if doc["changed"] or applied.errors:
+            log.info("backlog %s (%s visible, %s in flight), %s running + %s pending, target %s -> desired %s: "
+                     "launched %s, terminated %s%s", doc["backlog"], doc["visible"], doc["in_flight"],
+                     doc["running"], doc["pending"], target, decision.desired, applied.launched or "none",
+                     [f"{i} ({why})" for i, why in applied.terminated] or "none",
+                     f"; errors: {applied.errors}" if applied.errors else "")
+        try:
+            self._r.fleet_log.put(DECISION, doc["at"], doc)
+            self._r.metrics.put(tick_values(snapshot, target, decision.desired))
+        except SightfleetError as exc:
+            log.warning("decision or metrics not recorded: %s", exc)
+
+
+def decision_record(snapshot: Snapshot, target: int, decision: Decision, applied: Applied) -> dict:
+    """The document stored for one tick (see the module docstring)."""
+    quiet = snapshot.quiet_since
+    return {
+        "time": snapshot.now, "at": iso(snapshot.now),
+        "visible": snapshot.visible, "in_flight": snapshot.in_flight, "dead_letters": snapshot.dead_letters,
+        "backlog": snapshot.backlog, "running": snapshot.count("running"), "pending": snapshot.count("pending"),
+        "target": target, "time_per_image_s": snapshot.time_per_image_s,
+        "quiet_for_s": None if quiet is None else round(snapshot.now - quiet, 3),
+        "desired": decision.desired, "launch": decision.launch, "launched": applied.launched,
+        "terminated": [{"id": i, "reason": why} for i, why in applied.terminated],
+        "errors": applied.errors, "changed": bool(applied.launched or applied.terminated),
+    }

@@ -1,0 +1,148 @@
+"""What the controller reads each tick: queue counts, the fleet from EC2 tags, heartbeats, history.
+
+Nothing is kept in memory between ticks except a short cache of the measured time per image:
+the fleet comes from EC2, heartbeats and past decisions from the fleet table, so a restarted
+controller sees exactly what the old one saw.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from controller.policy import Member, Observation
+from sightfleet.aws.ec2 import LIVE_STATES, Instance
+from sightfleet.contracts import parse_time
+from sightfleet.errors import SightfleetError
+
+log = logging.getLogger(__name__)
+DECISION = "decision"
+HEARTBEAT = "worker"
+ALL_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")
+# DescribeInstances is eventually consistent: an instance launched this long ago that it does
+# not list yet still counts as pending, so two ticks never launch the same capacity twice.
+LAUNCH_VISIBILITY_S = 60.0
+# Results of this window give the measured time per image; re-read at most this often.
+TIMING_WINDOW_S = 600.0
+TIMING_CACHE_S = 30.0
+
+
+def iso(epoch_s: float) -> str:
+    """Epoch seconds as the ISO form used for fleet-table keys (sorts by time)."""
+    stamp = datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def epoch(value: str | None) -> float | None:
+    return parse_time(value).timestamp() if value else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One tick's readings, kept raw enough for the decision record and the metrics."""
+
+    now: float
+    visible: int
+    in_flight: int
+    dead_letters: int
+    instances: tuple[Instance, ...]
+    heartbeats: dict = field(default_factory=dict)
+    quiet_since: float | None = None
+    time_per_image_s: float | None = None
+    unlisted_launches: dict = field(default_factory=dict)  # instance id -> launch time
+
+    @property
+    def backlog(self) -> int:
+        return self.visible + self.in_flight
+
+    def count(self, state: str) -> int:
+        return sum(1 for i in self.instances if i.state == state) + (
+            len(self.unlisted_launches) if state == "pending" else 0)
+
+    def observation(self) -> Observation:
+        """The policy's view: one member per live instance, with its worker's last heartbeat."""
+        members = [self._member(i) for i in self.instances]
+        members += [Member(i, launched_at, "pending") for i, launched_at in self.unlisted_launches.items()]
+        return Observation(self.now, self.visible, self.in_flight, tuple(members), self.quiet_since)
+
+    def _member(self, instance: Instance) -> Member:
+        beat = self.heartbeats.get(instance.id) or {}
+        return Member(instance.id, instance.launched_at.timestamp(), instance.state,
+                      epoch(beat.get("last_heartbeat")), beat.get("state"))
+
+
+class Observer:
+    """Reads one Snapshot from the stack's resources."""
+
+    def __init__(self, resources, settings):
+        self._r = resources
+        self._settings = settings
+        # Decisions this far back cover the idle safety net's quiet period and recent launches.
+        self._lookback_s = max(LAUNCH_VISIBILITY_S, settings.idle_grace_s + settings.idle_margin_s
+                               + 10 * settings.controller_tick_s)
+        self._timing: tuple[float, float | None] = (float("-inf"), None)
+
+    def observe(self, now: float) -> Snapshot:
+        counts = self._r.requests.counts()
+        dead = self._r.dead_letters.counts()
+        every = self._r.fleet.instances(states=ALL_STATES)
+        live = tuple(i for i in every if i.state in LIVE_STATES)
+        decisions = self._r.fleet_log.all(DECISION, since_key=iso(now - self._lookback_s))
+        heartbeats = {doc.get("instance_id"): doc for doc in self._r.fleet_log.all(HEARTBEAT)}
+        unlisted = _unlisted_launches(decisions, {i.id for i in every}, now)
+        backlog = counts["visible"] + counts["in_flight"]
+        return Snapshot(now, counts["visible"], counts["in_flight"], dead["visible"], live, heartbeats,
+                        quiet_since(decisions, backlog, now), self._time_per_image(now), unlisted)
+
+    def _time_per_image(self, now: float) -> float | None:
+        """Median seconds per image over recent results, else the configured default, else None."""
+        if self._settings.acceptable_latency_s <= 0:
+            return None
+        read_at, measured = self._timing
+        if now - read_at >= TIMING_CACHE_S:
+            measured = self._measure(now)
+            self._timing = (now, measured)
+        return measured or self._settings.time_per_image_s or None
+
+    def _measure(self, now: float) -> float | None:
+        try:
+            results = self._r.results.completed_since(iso(now - TIMING_WINDOW_S))
+        except SightfleetError as exc:
+            log.warning("cannot read recent results for the time per image: %s", exc)
+            return None
+        return median_service_s(results)
+
+
+def service_ms(result: dict) -> float | None:
+    """One result's service time in ms (timings.total_ms or timings.total), None when absent."""
+    timings = result.get("timings") if isinstance(result.get("timings"), dict) else {}
+    value = timings.get("total_ms", timings.get("total"))
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def median_service_s(results: list[dict]) -> float | None:
+    """Median service time per image in seconds over some results; None without any."""
+    totals = [ms for ms in map(service_ms, results) if ms is not None]
+    return statistics.median(totals) / 1000 if totals else None
+
+
+def quiet_since(decisions: list[dict], backlog: int, now: float) -> float | None:
+    """Since when the backlog has been zero, as far as the recorded decisions show; None if it is not."""
+    if backlog > 0:
+        return None
+    since = now
+    for doc in reversed(decisions):
+        if doc.get("backlog", 0) > 0:
+            break
+        since = doc.get("time", since)
+    return since
+
+
+def _unlisted_launches(decisions: list[dict], listed: set[str], now: float) -> dict[str, float]:
+    """Instances launched recently that DescribeInstances does not show yet, with their launch time."""
+    found = {}
+    for doc in decisions:
+        if now - doc.get("time", 0) <= LAUNCH_VISIBILITY_S:
+            found.update({i: doc["time"] for i in doc.get("launched", []) if i not in listed})
+    return found
