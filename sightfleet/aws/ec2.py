@@ -1,7 +1,6 @@
 """EC2: the worker fleet, found by its tags so a restarted controller carries on."""
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -56,7 +55,9 @@ class Fleet:
                 {"Key": "Name", "Value": f"{names.prefix}-{self._role}"}]
         params = {
             "MinCount": count, "MaxCount": count,
-            "UserData": base64.b64encode(user_data.encode()).decode(),
+            # botocore base64-encodes UserData for RunInstances itself; encoding here too would
+            # hand cloud-init base64 text instead of the script.
+            "UserData": user_data,
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
             "InstanceInitiatedShutdownBehavior": "terminate",
         }
