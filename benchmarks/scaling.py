@@ -1,0 +1,176 @@
+"""Scaling: a burst of N images into an empty local fleet, timed until the fleet is back at zero.
+
+Starts its own local AWS endpoint (moto) on a free port and a fresh stack, runs the controller
+and the local EC2 host in-process (the workers are real `python -m app_tier` processes), submits
+N photos through the web tier's submit path at once, and samples the fleet four times a second.
+It prints, from the start of the burst:
+- time to the first worker polling (launch + process start + model load),
+- time to the full fleet (the cap, or the largest fleet seen),
+- drain time (every result final) and time back to zero instances,
+- instance-seconds used per 100 images against the ideal: the sum of the results' service
+  times (timings.total), i.e. what perfectly packed workers with no start-up or idle grace use.
+It also times SQS round trips on the same endpoint, so the emulator's share is visible.
+
+    .venv/bin/python benchmarks/scaling.py [--images 40] [--max-instances 4] [--idle-grace 6]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+from controller.local_host import LocalHost  # noqa: E402
+from controller.loop import Controller  # noqa: E402
+from controller.observe import service_ms  # noqa: E402
+from controller.templates import instance_environment  # noqa: E402
+from sightfleet.config import Settings  # noqa: E402
+from sightfleet.contracts import FINAL_STATUSES  # noqa: E402
+from sightfleet.logs import setup_logging  # noqa: E402
+from sightfleet.resources import Resources, provision  # noqa: E402
+from tests.support import AWS_TEST_ENV, jpeg_bytes, start_moto  # noqa: E402
+from web_tier.submit import Submitter, Upload  # noqa: E402
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
+SAMPLE_S = 0.25
+TIMEOUT_S = 600
+
+
+@dataclass
+class Timeline:
+    """What the sampler saw, in seconds since the burst started."""
+
+    first_polling: float | None = None
+    full_fleet: float | None = None
+    drained: float | None = None
+    zero: float | None = None
+    peak: int = 0
+    instance_s: float = 0.0
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def add(self, t: float, live: int) -> None:
+        if self.samples:
+            last_t, last_live = self.samples[-1]
+            self.instance_s += last_live * (t - last_t)
+        self.samples.append((t, live))
+        if live > self.peak:
+            self.peak, self.full_fleet = live, t
+
+
+def emulator_round_trip_ms(resources, count: int = 30) -> float:
+    """Median SQS GetQueueAttributes round trip on the local endpoint, in ms."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        resources.requests.counts()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def submit_burst(resources, count: int) -> list[str]:
+    submitter = Submitter(resources, resources.settings.max_upload_bytes)
+    photos = {name: jpeg_bytes(name) for name in PHOTOS}
+    return [submitter.submit(Upload(photos[PHOTOS[n % len(PHOTOS)]], f"burst-{n}.jpg", "bench"))["id"]
+            for n in range(count)]
+
+
+def watch(resources, ids: list[str], started: float) -> tuple[Timeline, list[dict]]:
+    """Sample the fleet, heartbeats and results until every result is final and the fleet is empty."""
+    timeline, results = Timeline(), []
+    with tqdm(total=len(ids), desc="results", unit="img") as bar:
+        while time.monotonic() - started < TIMEOUT_S:
+            t = time.monotonic() - started
+            timeline.add(t, len(resources.fleet.instances()))
+            if timeline.first_polling is None and any(
+                    doc.get("state") in ("idle", "busy") for doc in resources.fleet_log.all("worker")):
+                timeline.first_polling = t
+            if timeline.drained is None:
+                results = resources.results.get_many(ids)
+                done = sum(r["status"] in FINAL_STATUSES for r in results)
+                bar.update(done - bar.n)
+                bar.set_postfix(instances=timeline.samples[-1][1])
+                if done == len(ids):
+                    timeline.drained = t
+            elif timeline.samples[-1][1] == 0:
+                timeline.zero = t
+                return timeline, results
+            time.sleep(SAMPLE_S)
+    raise TimeoutError(f"no empty fleet within {TIMEOUT_S} s")
+
+
+def report(args, timeline: Timeline, results: list[dict], round_trip_ms: float) -> None:
+    service_s = sum(ms for ms in map(service_ms, results) if ms) / 1000
+    per_100 = 100 / len(results)
+    used, ideal = timeline.instance_s * per_100, service_s * per_100
+
+    def at(value: float | None) -> str:
+        return "never" if value is None else f"{value:6.1f} s"
+    print(f"\nburst of {len(results)} images, cap {args.max_instances}, idle grace {args.idle_grace:.0f} s, "
+          f"tick {args.tick:.1f} s")
+    print(f"first worker polling  {at(timeline.first_polling)}")
+    print(f"full fleet ({timeline.peak:2d})       {at(timeline.full_fleet)}")
+    print(f"drained               {at(timeline.drained)}")
+    print(f"back to zero          {at(timeline.zero)}")
+    print(f"instance-seconds/100  {used:6.1f} s used, {ideal:6.1f} s ideal (sum of timings.total): "
+          f"ratio {used / ideal if ideal else float('nan'):.1f}x")
+    print(f"emulator              {round_trip_ms:6.1f} ms per SQS round trip (median of 30)")
+
+
+def run(args) -> None:
+    for key, value in AWS_TEST_ENV.items():
+        os.environ.setdefault(key, value)
+    moto, url = start_moto()
+    stop = threading.Event()
+    threads = []
+    try:
+        settings = Settings(endpoint_url=url, prefix=f"scale-{uuid.uuid4().hex[:8]}", max_instances=args.max_instances,
+                            idle_grace_s=args.idle_grace, controller_tick_s=args.tick)
+        provision(settings)
+        resources = Resources.connect(settings)
+        round_trip_ms = emulator_round_trip_ms(resources)
+        env = {**os.environ, **instance_environment(settings), "PYTHONUNBUFFERED": "1",
+               "SIGHTFLEET_LOG_LEVEL": "INFO" if args.verbose else "WARNING"}
+        host = LocalHost(resources.fleet, env)
+        threads = [threading.Thread(target=host.run, args=(stop,)),
+                   threading.Thread(target=Controller(resources, settings).run, args=(stop,))]
+        for thread in threads:
+            thread.start()
+        started = time.monotonic()
+        ids = submit_burst(resources, args.images)
+        timeline, results = watch(resources, ids, started)
+        report(args, timeline, results, round_trip_ms)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        moto.terminate()
+        moto.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--max-instances", type=int, default=4)
+    parser.add_argument("--idle-grace", type=float, default=6.0)
+    parser.add_argument("--tick", type=float, default=1.0)
+    parser.add_argument("--verbose", action="store_true", help="show controller, host and worker logs")
+    args = parser.parse_args()
+    setup_logging("scaling")
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
