@@ -1,0 +1,86 @@
+"""The ops dashboard (/ops), its JSON API (/api/ops/...), Prometheus /metrics and a local plotly.js."""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_file, url_for
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from web_tier.errors import error_response
+from web_tier.opsdata import DEFAULT_WINDOW_S, OpsData, parse_window, prometheus_text
+from web_tier.services import settings
+
+bp = Blueprint("ops", __name__)
+WINDOW_CHOICES = (("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("3h", "3 h"), ("24h", "24 h"))
+POLL_MS = 3000
+# The plotly URL carries its version, so a year of caching never serves a stale library.
+PLOTLY_MAX_AGE_S = 365 * 86400
+
+
+@bp.record_once
+def _install(state) -> None:
+    state.app.extensions["ops"] = OpsData(state.app.extensions["sightfleet"])
+
+
+def ops_data() -> OpsData:
+    return current_app.extensions["ops"]
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> tuple[Path, str]:
+    """plotly.min.js as shipped inside the Python plotly package, and that package's version."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the plotly package is not installed (see requirements.txt)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
+    return path, importlib.metadata.version("plotly")
+
+
+@bp.get("/ops")
+def dashboard():
+    try:
+        window = request.args.get("window") or "15m"
+        parse_window(window)
+    except ValueError:
+        window = "15m"
+    return render_template("ops.html", windows=WINDOW_CHOICES, window=window, poll_ms=POLL_MS,
+                           plotly_url=url_for("ops.plotly", version=plotly_js()[1]))
+
+
+@bp.get("/ops/plotly-<version>.min.js")
+def plotly(version: str):
+    path, current = plotly_js()
+    if version != current:
+        return error_response(404, "NOT_FOUND", f"plotly.js {current} is served here, not {version}")
+    return send_file(path, mimetype="text/javascript", max_age=PLOTLY_MAX_AGE_S, conditional=True)
+
+
+@bp.get("/api/ops/summary")
+def summary():
+    return jsonify(ops_data().summary())
+
+
+@bp.get("/api/ops/timeseries")
+def timeseries():
+    try:
+        window_s = parse_window(request.args.get("window", str(DEFAULT_WINDOW_S)))
+    except ValueError as exc:
+        return error_response(400, "BAD_WINDOW", str(exc))
+    return jsonify(ops_data().timeseries(window_s))
+
+
+@bp.get("/metrics")
+def metrics():
+    body = prometheus_text(ops_data().summary(), settings().prefix)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+@bp.after_request
+def no_store(response):
+    # Live figures: never let a browser or proxy serve yesterday's fleet (plotly.js excepted).
+    if request.endpoint != "ops.plotly":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
