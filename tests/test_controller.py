@@ -18,6 +18,7 @@ import pytest
 from controller.loop import Controller
 from controller.metrics import METRIC_NAMES
 from controller.observe import DECISION, iso
+from sightfleet.contracts import SUCCEEDED, Job, new_image_id, queued_result, utc_now
 from sightfleet.aws.session import client
 from sightfleet.resources import Resources
 from tests.support import REPO, wait_for
@@ -177,3 +178,27 @@ def test_entry_point_scales_out_and_stops_on_sigterm(make_stack, tmp_path):
     assert code == 0, text
     assert "[controller]" in text and "desired 2: launched" in text and "controller stopped" in text
     assert len(resources.fleet_log.all(DECISION)) >= 3
+
+
+def finished(resources, timings: dict) -> None:
+    """A SUCCEEDED result with these timings, as a worker stores it."""
+    job = Job(id=new_image_id(), album="a", filename="x.jpg", content_type="image/jpeg", submitted_at=utc_now(),
+              size=1, inline_b64="")
+    result = {**queued_result(job), "status": SUCCEEDED, "timings": timings, "completed_at": utc_now()}
+    resources.results.finish(result)
+
+
+@pytest.mark.parametrize("configured,timings,target", [
+    (0.0, [], 10),                                       # nothing measured or configured: the fixed target
+    (0.5, [], 4),                                        # configured 0.5 s per image: 2 s / 0.5 s
+    (0.5, [{"total_ms": 100}, {"total_ms": 300}, {"total": 200}], 10),  # measured median 0.2 s wins
+])
+def test_target_follows_acceptable_latency_and_time_per_image(make_stack, configured, timings, target):
+    settings, resources = make_stack(acceptable_latency_s=2.0, time_per_image_s=configured, max_instances=19)
+    for timing in timings:
+        finished(resources, timing)
+    fill(resources, 40)
+    decision = Controller(resources, settings).tick()
+    assert decision.desired == -(-40 // target)
+    [doc] = resources.fleet_log.all(DECISION)
+    assert doc["target"] == target
