@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
 from flask import Flask
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
 from web_tier.submit import Submitter
+from web_tier.waiting import ResultWaiter
 
 log = logging.getLogger(__name__)
+# A multipart request may carry this many images of the largest allowed size (plus its envelope).
+MAX_IMAGES_PER_REQUEST = 10
 
 
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> Flask:
@@ -19,16 +21,17 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,
-        # Room for a multipart envelope around the largest allowed image.
-        MAX_CONTENT_LENGTH=settings.max_upload_bytes * 10 + 1024 * 1024,
-        SECRET_KEY=settings.extra.get("secret_key") or secrets.token_hex(32),
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes * MAX_IMAGES_PER_REQUEST + 1024 * 1024,
     )
     resources = resources or Resources.connect(settings)
     app.extensions["sightfleet"] = resources
     app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes)
+    app.extensions["waiter"] = ResultWaiter(resources.results)
 
-    from web_tier import api, cse546, errors, health, pages
+    from web_tier import api, csrf, cse546, display, errors, health, ops, pages
     errors.register(app)
-    for module in (health, api, pages, cse546):
+    csrf.install(app)
+    display.install(app)
+    for module in (health, api, pages, cse546, ops):
         app.register_blueprint(module.bp)
     return app

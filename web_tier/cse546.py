@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from sightfleet.contracts import label_answer
+from sightfleet.contracts import SUCCEEDED, label_answer
 from web_tier.errors import error_response
-from web_tier.services import resources, submitter
-from web_tier.submit import Upload, wait_for
+from web_tier.services import submitter, waiter
+from web_tier.submit import Rejected, Upload
 
 bp = Blueprint("cse546", __name__)
-# The course generator waits as long as a request takes; a bound keeps gunicorn workers free.
+# The course generator waits as long as a request takes; the bound stays below gunicorn's timeout.
 WAIT_S = 120
 FIELDS = ("myfile", "inputFile")
 
@@ -18,13 +18,13 @@ FIELDS = ("myfile", "inputFile")
 def classify():
     part = next((request.files[f] for f in FIELDS if f in request.files), None)
     if part is None:
-        return error_response(400, "NO_FILE", "send the image as multipart field `myfile` or `inputFile`")
+        raise Rejected(400, "NO_FILE", "send the image as multipart field `myfile` or `inputFile`")
     accepted = submitter().submit(Upload(part.read(), part.filename or "upload", request.form.get("album")))
-    done = wait_for(resources().results, [accepted["id"]], WAIT_S)
+    done = waiter().wait([accepted["id"]], WAIT_S)
     if done is None:
         return error_response(504, "TIMEOUT", f"no result within {WAIT_S} s; poll /api/images/{accepted['id']}")
     result = done[0]
-    if result["status"] != "SUCCEEDED":
+    if result["status"] != SUCCEEDED:
         error = result.get("error") or {}
         return error_response(422, error.get("code", "FAILED"), error.get("message", "recognition failed"))
     return Response(label_answer(result["filename"], result["top_label"]), mimetype="text/plain")

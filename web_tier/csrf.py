@@ -1,21 +1,50 @@
-"""Per-session CSRF tokens for state-changing forms (the JSON API uses no cookies, so needs none)."""
+"""CSRF protection by double-submit cookie: the form or header must repeat the cookie's random token.
+
+No server secret is involved, so it holds across gunicorn workers and web instances. Cookies are
+SameSite=Lax, so a cross-site POST arrives without the cookie and fails the check.
+"""
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 
-from flask import abort, request, session
+from flask import Flask, abort, g, request
+
+COOKIE = "sightfleet_csrf"
+HEADER = "X-CSRF-Token"
+FIELD = "csrf_token"
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
 def csrf_token() -> str:
-    """The session's token, created on first use; templates put it in a hidden field."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
+    """This browser's token (from its cookie, or new and set on the response); pages embed it."""
+    if "csrf" not in g:
+        sent = request.cookies.get(COOKIE, "")
+        g.csrf = sent if _TOKEN_RE.match(sent) else secrets.token_urlsafe(32)
+        g.csrf_is_new = g.csrf != sent
+    return g.csrf
+
+
+def has_csrf_cookie() -> bool:
+    """True when the request comes from a browser that holds our cookie (programs send none)."""
+    return COOKIE in request.cookies
 
 
 def require_csrf() -> None:
-    """Abort with 400 unless the form carries the session's token."""
-    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
-    if not hmac.compare_digest(sent, session.get("csrf", "")) or not sent:
+    """Abort with 400 unless the form field or header repeats the cookie's token."""
+    cookie = request.cookies.get(COOKIE, "")
+    sent = request.form.get(FIELD) or request.headers.get(HEADER, "")
+    if not (cookie and sent and hmac.compare_digest(sent, cookie)):
         abort(400, description="the form expired or came from elsewhere; reload the page and try again")
+
+
+def install(app: Flask) -> None:
+    """Set the cookie on responses that handed out a new token."""
+
+    @app.after_request
+    def set_cookie(response):
+        if g.get("csrf_is_new"):
+            response.set_cookie(COOKIE, g.csrf, httponly=True, samesite="Lax", secure=request.is_secure,
+                                max_age=30 * 86400)
+        return response

@@ -1,48 +1,71 @@
-"""JSON error answers: {"error": {"code", "message"}} with fitting status codes."""
+"""Error answers: JSON {"error": {"code", "message"}} with fitting status codes, or a page for browsers."""
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from sightfleet.aws.dynamodb import NoSuchResult
 from sightfleet.errors import NotFound, Unavailable
 from web_tier.submit import Rejected
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
+UNAVAILABLE_MESSAGE = "storage or queue unreachable; try again shortly"
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None):
-    response = jsonify({"error": {"code": code, "message": message}})
+def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra):
+    """The JSON error body; extra fields go beside "error" (e.g. images already accepted)."""
+    response = jsonify({"error": {"code": code, "message": message}, **extra})
     response.status_code = status
     response.headers.update(headers or {})
     return response
 
 
+def unavailable_response(message: str = UNAVAILABLE_MESSAGE, **extra):
+    """503 with Retry-After: the queue or storage cannot be reached right now."""
+    return error_response(503, "UNAVAILABLE", message, {"Retry-After": str(RETRY_AFTER_S)}, **extra)
+
+
+def _wants_page() -> bool:
+    # Browsers get a page; programs (and the whole /api) get JSON.
+    if request.path.startswith("/api/"):
+        return False
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def _answer(status: int, code: str, message: str, headers: dict | None = None):
+    if _wants_page():
+        page = render_template("error.html", status=status, code=code, message=message)
+        return page, status, headers or {}
+    return error_response(status, code, message, headers)
+
+
 def register(app: Flask) -> None:
-    """Install handlers that turn the project's errors into JSON answers."""
+    """Install handlers that turn the project's errors into answers."""
 
     @app.errorhandler(Rejected)
     def rejected(exc: Rejected):
-        return error_response(exc.status, exc.code, exc.message)
+        return _answer(exc.status, exc.code, exc.message)
 
+    @app.errorhandler(NoSuchResult)
+    def not_found(_exc: NoSuchResult):
+        return _answer(404, "NOT_FOUND", "no such image")
+
+    # Any other NotFound is a missing queue, bucket or table: out of reach, not a bad request.
     @app.errorhandler(NotFound)
-    def not_found(exc: NotFound):
-        return error_response(404, "NOT_FOUND", str(exc))
-
     @app.errorhandler(Unavailable)
-    def unavailable(exc: Unavailable):
+    def unavailable(exc: Exception):
         log.warning("%s %s: backend unavailable: %s", request.method, request.path, exc)
-        return error_response(503, "UNAVAILABLE", "storage or queue unreachable; try again shortly",
-                              {"Retry-After": str(RETRY_AFTER_S)})
+        return _answer(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, {"Retry-After": str(RETRY_AFTER_S)})
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
         limit = app.config["SETTINGS"].max_upload_mb
-        return error_response(413, "TOO_LARGE", f"the request is larger than allowed ({limit:g} MB per image)")
+        return _answer(413, "TOO_LARGE", f"the request is larger than allowed ({limit:g} MB per image)")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return error_response(exc.code or 500, (exc.name or "error").upper().replace(" ", "_"),
-                              exc.description or exc.name)
+        return _answer(exc.code or 500, (exc.name or "error").upper().replace(" ", "_"),
+                       exc.description or exc.name)

@@ -1,46 +1,108 @@
-"""Pages for people: upload form, recent images, one image's result."""
+"""Pages for people: upload, album gallery, one image's result; live updates come from static/live.js."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+import logging
+import time
+from urllib.parse import urlsplit
 
-from sightfleet.contracts import is_image_id
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+
+from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, is_image_id
+from sightfleet.errors import SightfleetError
+from web_tier.api import listing_query
 from web_tier.csrf import csrf_token, require_csrf
-from web_tier.present import present
+from web_tier.present import encode_cursor, present
 from web_tier.services import resources, settings, submitter
 from web_tier.submit import Rejected, Upload
 
+log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
+ALBUMS_TTL_S = 10.0
 
 
 @bp.app_context_processor
-def inject_csrf():
-    return {"csrf_token": csrf_token}
+def inject():
+    return {"csrf_token": csrf_token, "final_statuses": FINAL_STATUSES}
+
+
+@bp.after_request
+def security_headers(response):
+    """A strict policy for these pages: scripts and styles only from here, images also from storage."""
+    response.headers.setdefault("Content-Security-Policy", (
+        f"default-src 'self'; img-src 'self' data: blob: {image_origin()}; script-src 'self'; "
+        "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def image_origin() -> str:
+    """Where presigned image URLs point (S3, or the local endpoint); presigning needs no network."""
+    if "image_origin" not in current_app.extensions:
+        url = urlsplit(resources().outputs.presigned_url("probe", 60))
+        current_app.extensions["image_origin"] = f"{url.scheme}://{url.netloc}"
+    return current_app.extensions["image_origin"]
+
+
+def albums() -> list[str]:
+    """Album names for the chooser, refreshed at most every ALBUMS_TTL_S (listing scans the table)."""
+    cache = current_app.extensions.setdefault("albums_cache", {"at": float("-inf"), "names": []})
+    if time.monotonic() - cache["at"] > ALBUMS_TTL_S:
+        try:
+            cache["names"] = resources().results.albums()
+        except SightfleetError as exc:
+            log.warning("cannot list albums, showing the last known ones: %s", exc)
+        cache["at"] = time.monotonic()
+    return sorted(set(cache["names"]) | {DEFAULT_ALBUM}, key=str.casefold)
+
+
+def upload_page(outcomes: list | None = None, status: int = 200):
+    limits = {"max_upload_mb": settings().max_upload_mb, "max_upload_bytes": settings().max_upload_bytes}
+    album = request.values.get("album") or DEFAULT_ALBUM
+    choices = sorted(set(albums()) | {album}, key=str.casefold)
+    return render_template("index.html", albums=choices, album=album, outcomes=outcomes or [], **limits), status
 
 
 @bp.get("/")
 def index():
-    recent, _ = resources().results.list(limit=20)
-    return render_template("index.html", recent=[present(r) for r in recent],
-                           max_upload_mb=settings().max_upload_mb)
+    return upload_page()
 
 
 @bp.post("/upload")
 def upload():
+    """The form fallback for browsers without JavaScript; the page itself posts to the JSON API."""
     require_csrf()
+    album = (request.form.get("new_album") or "").strip() or request.form.get("album")
     files = [f for f in request.files.getlist("file") if f.filename]
     if not files:
-        return render_template("index.html", recent=[], error="choose a JPEG or PNG file first",
-                               max_upload_mb=settings().max_upload_mb), 400
+        return upload_page([{"filename": "", "error": "choose one or more JPEG or PNG files first"}], 400)
+    outcomes = [_submit_one(f, album) for f in files]
+    if all(o["image"] for o in outcomes):
+        return redirect(url_for("pages.gallery", album=outcomes[0]["image"]["album"]), code=303)
+    return upload_page(outcomes, 200 if any(o["image"] for o in outcomes) else 400)
+
+
+def _submit_one(part, album: str | None) -> dict:
     try:
-        accepted = [submitter().submit(Upload(f.read(), f.filename, request.form.get("album"))) for f in files]
+        return {"filename": part.filename, "image": present(submitter().submit(Upload(part.read(), part.filename, album))),
+                "error": None}
     except Rejected as exc:
-        return render_template("index.html", recent=[], error=exc.message,
-                               max_upload_mb=settings().max_upload_mb), exc.status
-    return redirect(url_for("pages.image_page", image_id=accepted[0]["id"]), code=303)
+        return {"filename": part.filename, "image": None, "error": exc.message}
+
+
+@bp.get("/gallery")
+def gallery():
+    album, status, limit, cursor = listing_query()
+    items, next_key = resources().results.page(album, status, limit, cursor)
+    query = {"album": album, "status": status, "cursor": request.args.get("cursor")}
+    return render_template(
+        "gallery.html", images=[present(r) for r in items], album=album, status=status, albums=albums(),
+        cursor=query["cursor"], next_cursor=encode_cursor(next_key),
+        live_url=url_for("api.list_images", limit=limit, **{k: v for k, v in query.items() if v}))
 
 
 @bp.get("/images/<image_id>")
 def image_page(image_id: str):
     if not is_image_id(image_id):
-        abort(404)
+        abort(404, description="no such image")
     return render_template("image.html", image=present(resources().results.get(image_id)))

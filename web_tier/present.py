@@ -6,6 +6,7 @@ import json
 
 from flask import url_for
 
+from sightfleet.contracts import is_image_id
 from sightfleet.errors import SightfleetError
 from web_tier.services import resources
 
@@ -32,8 +33,8 @@ def encode_cursor(key: dict | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
 
 
-def decode_cursor(cursor: str | None) -> dict | None:
-    """Inverse of encode_cursor; ValueError on anything malformed."""
+def decode_cursor(cursor: str | None, album: str | None = None) -> dict | None:
+    """Inverse of encode_cursor for a listing of `album` (None: every image); ValueError if it does not fit."""
     if not cursor:
         return None
     try:
@@ -42,4 +43,8 @@ def decode_cursor(cursor: str | None) -> dict | None:
         raise ValueError("malformed cursor") from exc
     if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
         raise ValueError("malformed cursor")
+    # A cursor only continues the listing it came from: the same index and, for albums, the same album.
+    expected = {"id", "submitted_at", "album" if album else "kind"}
+    if set(key) != expected or not is_image_id(key["id"]) or key.get("album", album) != album:
+        raise ValueError("this cursor belongs to another listing; start again without it")
     return key

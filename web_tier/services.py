@@ -6,6 +6,7 @@ from flask import current_app
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
 from web_tier.submit import Submitter
+from web_tier.waiting import ResultWaiter
 
 
 def resources() -> Resources:
@@ -14,6 +15,10 @@ def resources() -> Resources:
 
 def submitter() -> Submitter:
     return current_app.extensions["submitter"]
+
+
+def waiter() -> ResultWaiter:
+    return current_app.extensions["waiter"]
 
 
 def settings() -> Settings:

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
+import math
 from dataclasses import dataclass
 
-from sightfleet.contracts import (
-    FINAL_STATUSES, Job, clean_album, input_key, new_image_id, queued_result, utc_now,
-)
+from sightfleet.contracts import Job, clean_album, input_key, new_image_id, queued_result, utc_now
 from sightfleet.errors import SightfleetError, Unavailable
 from sightfleet.formats import ACCEPTED, sniff_format, unsupported_reason
 
 log = logging.getLogger(__name__)
 # Room left in a message for the JSON envelope around the base64 payload.
 _ENVELOPE_BYTES = 2048
+_MAX_NAME = 200
 
 
 class Rejected(Exception):
@@ -35,10 +34,17 @@ class Upload:
 
 
 def safe_filename(name: str | None) -> str:
-    """Keep a display name only: no directories, control characters or absurd length."""
+    """Keep a display name only: no directories, control characters or absurd length.
+
+    The name is only ever shown (escaped); storage keys come from the image id alone.
+    """
     name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
-    return name[:200] or "upload"
+    if len(name) > _MAX_NAME:
+        stem, dot, ext = name.rpartition(".")
+        keep = dot + ext if stem and len(ext) <= 10 else ""
+        name = name[:_MAX_NAME - len(keep)] + keep
+    return name or "upload"
 
 
 class Submitter:
@@ -50,24 +56,24 @@ class Submitter:
         self._inline_limit: int | None = None
 
     def check(self, upload: Upload) -> str:
-        """Raise Rejected unless the upload is a JPEG or PNG within the size limit; returns its type."""
+        """Raise Rejected unless the upload is a JPEG or PNG within the size limit with a valid album.
+
+        Returns its content type. Nothing is written, so a request can check every file first.
+        """
         if len(upload.data) > self._max_bytes:
-            raise Rejected(413, "TOO_LARGE", f"the file is {len(upload.data) / 1e6:.1f} MB; the limit is "
-                                             f"{self._max_bytes / 1e6:.0f} MB")
+            raise Rejected(413, "TOO_LARGE", f"the file is {_mb(len(upload.data))} MB; the limit is "
+                                             f"{_mb(self._max_bytes)} MB")
         reason = unsupported_reason(upload.data[:32])
         if reason:
             code = "EMPTY_FILE" if not upload.data else "UNSUPPORTED_FORMAT"
             raise Rejected(400 if not upload.data else 415, code, reason)
+        self._album(upload)
         return ACCEPTED[sniff_format(upload.data[:32])]
 
     def submit(self, upload: Upload) -> dict:
         """Accept one upload; returns its QUEUED result. Raises Rejected or Unavailable."""
         content_type = self.check(upload)
-        try:
-            album = clean_album(upload.album)
-        except ValueError as exc:
-            raise Rejected(400, "BAD_ALBUM", str(exc)) from exc
-        job = self._job(upload, content_type, album)
+        job = self._job(upload, content_type, self._album(upload))
         result = queued_result(job)
         written: list = []
         try:
@@ -83,6 +89,13 @@ class Submitter:
         log.info("queued %s (%s bytes, %s)", job.id, job.size, "inline" if job.is_inline else "s3")
         return result
 
+    @staticmethod
+    def _album(upload: Upload) -> str:
+        try:
+            return clean_album(upload.album)
+        except ValueError as exc:
+            raise Rejected(400, "BAD_ALBUM", str(exc)) from exc
+
     def _job(self, upload: Upload, content_type: str, album: str) -> Job:
         image_id = new_image_id()
         common = dict(id=image_id, album=album, filename=safe_filename(upload.filename),
@@ -94,7 +107,11 @@ class Submitter:
     def _fits_inline(self, size: int) -> bool:
         if self._inline_limit is None:
             # Read the queue's real limit once; base64 grows the payload by a third.
-            self._inline_limit = (self._r.requests.max_message_bytes() - _ENVELOPE_BYTES) * 3 // 4
+            try:
+                max_bytes = self._r.requests.max_message_bytes()
+            except SightfleetError as exc:  # a missing queue too: for the caller it is out of reach
+                raise Unavailable(f"cannot read the request queue's message size limit: {exc}") from exc
+            self._inline_limit = (max_bytes - _ENVELOPE_BYTES) * 3 // 4
         return size <= self._inline_limit
 
     @staticmethod
@@ -106,19 +123,9 @@ class Submitter:
                 log.error("could not roll back a partial submission: %s", exc)
 
 
-def wait_for(results, image_ids: list[str], timeout_s: float, poll_s: float = 0.25) -> list[dict] | None:
-    """Poll the results table until every image is final; None on timeout.
+def _mb(size: int) -> str:
+    """Bytes as MB the way the limit is configured (SIGHTFLEET_MAX_UPLOAD_MB counts MiB).
 
-    Waiting reads the table by key rather than consuming the response queue, so any gunicorn
-    worker on any web instance can wait for any image and no process can steal another's result.
+    Rounded up, so a file just over the limit never reads as equal to it.
     """
-    deadline = time.monotonic() + timeout_s
-    delay = poll_s
-    while True:
-        found = results.get_many(image_ids)
-        if len(found) == len(image_ids) and all(r["status"] in FINAL_STATUSES for r in found):
-            return found
-        if time.monotonic() + delay > deadline:
-            return None
-        time.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+    return f"{math.ceil(size / 2**20 * 100) / 100:.2f}".rstrip("0").rstrip(".")

@@ -15,6 +15,11 @@ ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
 COMPLETED_INDEX = "kind-completed"
 _KIND = "image"
+_BATCH_ROUNDS = 5
+
+
+class NoSuchResult(NotFound):
+    """No result has this id (unlike a NotFound for a missing table, which means out of reach)."""
 
 
 def _to_item(result: dict) -> dict:
@@ -31,6 +36,26 @@ def _to_item(result: dict) -> dict:
 
 def _from_item(item: dict) -> dict:
     return json.loads(item["doc"])
+
+
+def _list_params(album: str | None, status: str | None, cursor: dict | None) -> dict:
+    """Query parameters for newest-first listing: one album's index, or every image's."""
+    if album:
+        params = {"IndexName": ALBUM_INDEX, "KeyConditionExpression": Key("album").eq(album)}
+    else:
+        params = {"IndexName": SUBMITTED_INDEX, "KeyConditionExpression": Key("kind").eq(_KIND)}
+    if status:
+        params["FilterExpression"] = Attr("status").eq(status)
+    if cursor:
+        params["ExclusiveStartKey"] = cursor
+    return params
+
+
+def _index_key(result: dict, album: str | None) -> dict:
+    """The ExclusiveStartKey that continues a listing right after this result."""
+    key = {"id": result["id"], "submitted_at": result["submitted_at"]}
+    key.update({"album": result["album"]} if album else {"kind": _KIND})
+    return key
 
 
 class ResultsTable:
@@ -50,19 +75,24 @@ class ResultsTable:
         with translated(f"get result {image_id}"):
             item = self._table.get_item(Key={"id": image_id}, ConsistentRead=True).get("Item")
         if item is None:
-            raise NotFound(f"no image {image_id}")
+            raise NoSuchResult(f"no image {image_id}")
         return _from_item(item)
 
     def get_many(self, image_ids: list[str]) -> list[dict]:
         """Several results by id (missing ones left out), in the order asked."""
         found = {}
-        for start in range(0, len(image_ids), 100):
-            keys = [{"id": i} for i in dict.fromkeys(image_ids[start:start + 100])]
-            with translated("batch get results"):
-                reply = self._table.meta.client.batch_get_item(
-                    RequestItems={self.name: {"Keys": keys, "ConsistentRead": True}})
-            for item in reply["Responses"].get(self.name, []):
-                found[item["id"]] = _from_item(item)
+        unique = list(dict.fromkeys(image_ids))
+        for start in range(0, len(unique), 100):
+            request = {self.name: {"Keys": [{"id": i} for i in unique[start:start + 100]], "ConsistentRead": True}}
+            # DynamoDB may hand back part of a batch as UnprocessedKeys under load: ask again for those.
+            for _ in range(_BATCH_ROUNDS):
+                with translated("batch get results"):
+                    reply = self._table.meta.client.batch_get_item(RequestItems=request)
+                for item in reply["Responses"].get(self.name, []):
+                    found[item["id"]] = _from_item(item)
+                request = reply.get("UnprocessedKeys") or {}
+                if not request:
+                    break
         return [found[i] for i in image_ids if i in found]
 
     def start(self, result: dict) -> None:
@@ -85,17 +115,31 @@ class ResultsTable:
     def list(self, album: str | None = None, status: str | None = None, limit: int = 20,
              cursor: dict | None = None) -> tuple[list[dict], dict | None]:
         """Newest first, optionally one album and one status; returns (results, next cursor)."""
-        if album:
-            params = {"IndexName": ALBUM_INDEX, "KeyConditionExpression": Key("album").eq(album)}
-        else:
-            params = {"IndexName": SUBMITTED_INDEX, "KeyConditionExpression": Key("kind").eq(_KIND)}
-        if status:
-            params["FilterExpression"] = Attr("status").eq(status)
-        if cursor:
-            params["ExclusiveStartKey"] = cursor
+        params = _list_params(album, status, cursor)
         with translated("list results"):
             reply = self._table.query(ScanIndexForward=False, Limit=limit, **params)
         return [_from_item(i) for i in reply.get("Items", [])], reply.get("LastEvaluatedKey")
+
+    def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
+             cursor: dict | None = None, max_reads: int = 10) -> tuple[list[dict], dict | None]:
+        """Like list(), but fills the page and returns no cursor after the last page.
+
+        DynamoDB applies Limit before a filter, so a status filter can leave list() pages short or
+        empty; this reads on (at most max_reads queries) until it holds one result more than the
+        page, and then builds the cursor from the last result shown.
+        """
+        params = _list_params(album, status, cursor)
+        found: list[dict] = []
+        for _ in range(max_reads):
+            with translated("list results"):
+                reply = self._table.query(ScanIndexForward=False, Limit=limit + 1, **params)
+            found.extend(_from_item(i) for i in reply.get("Items", []))
+            params["ExclusiveStartKey"] = reply.get("LastEvaluatedKey")
+            if len(found) > limit or not params["ExclusiveStartKey"]:
+                break
+        if len(found) > limit:
+            return found[:limit], _index_key(found[limit - 1], album)
+        return found, params["ExclusiveStartKey"]
 
     def completed_since(self, since_iso: str) -> list[dict]:
         """Every result completed at or after since_iso (for throughput and latency figures)."""

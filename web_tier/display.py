@@ -1,0 +1,83 @@
+"""How result fields read on pages: times, metadata rows, timings, labels (used as Jinja filters)."""
+from __future__ import annotations
+
+from flask import Flask
+
+from sightfleet.contracts import parse_time
+
+TOP_LABELS = 3
+
+
+def when(iso: str | None) -> str:
+    """An ISO timestamp as people read it, in UTC."""
+    if not iso:
+        return ""
+    try:
+        return parse_time(iso).strftime("%d %b %Y, %H:%M:%S UTC")
+    except ValueError:
+        return iso
+
+
+def camera(metadata: dict) -> str:
+    """Make and model, without the make twice ("Canon Canon EOS 40D")."""
+    make, model = (str(metadata.get(k) or "").strip() for k in ("camera_make", "camera_model"))
+    if make and model.lower().startswith(make.lower()):
+        return model
+    return " ".join(filter(None, (make, model)))
+
+
+def _dms(value) -> str:
+    """Degrees/minutes/seconds as the worker wrote them (text or a dict of parts)."""
+    if isinstance(value, dict):
+        parts = [value.get(k) for k in ("degrees", "minutes", "seconds")]
+        if all(isinstance(p, (int, float)) for p in parts):
+            return f"{parts[0]:g}° {parts[1]:g}′ {parts[2]:.2f}″ {value.get('direction') or value.get('ref') or ''}".strip()
+        return ""
+    return str(value) if value else ""
+
+
+def gps(value: dict | None) -> str:
+    """Decimal coordinates with hemisphere letters, and the camera's D/M/S beside them; never a link."""
+    if not isinstance(value, dict):
+        return ""
+    lat, lon = value.get("latitude_decimal"), value.get("longitude_decimal")
+    if not all(isinstance(v, (int, float)) for v in (lat, lon)):
+        return ""
+    text = f"{abs(lat):.6f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.6f}° {'E' if lon >= 0 else 'W'}"
+    dms = [_dms(value.get(k)) for k in ("latitude", "longitude")]
+    return f"{text} ({dms[0]}, {dms[1]})" if all(dms) else text
+
+
+def metadata_rows(metadata: dict | None) -> list[tuple[str, str]]:
+    """The metadata table's rows, leaving out what the photo did not say."""
+    meta = metadata or {}
+    width, height = meta.get("width"), meta.get("height")
+    size = meta.get("file_size_human") or (f"{meta['file_size']:,} bytes" if meta.get("file_size") else "")
+    rows = [
+        ("Taken", meta.get("created_at")),
+        ("Camera", camera(meta)),
+        ("GPS", gps(meta.get("gps"))),
+        ("Dimensions", f"{width} × {height} px" if width and height else ""),
+        ("File size", size),
+        ("Format", meta.get("format")),
+        ("Orientation", meta.get("orientation")),
+    ]
+    return [(name, str(value)) for name, value in rows if value not in (None, "")]
+
+
+def timing_rows(timings: dict | None) -> list[tuple[str, float, float]]:
+    """(stage, ms, share of the slowest stage) per stage, in pipeline order; the total is left out."""
+    stages = [(str(k), float(v)) for k, v in (timings or {}).items()
+              if k != "total" and isinstance(v, (int, float))]
+    slowest = max((ms for _, ms in stages), default=0.0) or 1.0
+    return [(name, ms, ms / slowest) for name, ms in stages]
+
+
+def top_labels(labels: list | None, count: int = TOP_LABELS) -> list[dict]:
+    """The most confident labels first."""
+    return sorted(labels or [], key=lambda label: -float(label.get("Confidence", 0)))[:count]
+
+
+def install(app: Flask) -> None:
+    for function in (when, camera, gps, metadata_rows, timing_rows, top_labels):
+        app.add_template_filter(function)

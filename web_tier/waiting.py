@@ -1,0 +1,100 @@
+"""Waiting for results: one poller thread per process reads every waited-for id in one batch.
+
+A synchronous request (`POST /`, `POST /api/images?wait=`) waits by reading the results table by
+id, never by consuming the response queue, so any gunicorn worker on any web instance can wait
+for any image and no process can take another's result. With 100 requests waiting at once, one
+`batch_get_item` every `interval_s` replaces 100 separate polls (benchmarks/web_wait.py measures
+both against the local endpoint).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sightfleet.contracts import FINAL_STATUSES
+from sightfleet.errors import SightfleetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """One request's wish: these ids, all final."""
+
+    ids: tuple[str, ...]
+    found: dict = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def missing(self) -> list[str]:
+        return [i for i in self.ids if i not in self.found]
+
+    def offer(self, final: dict[str, dict]) -> None:
+        for image_id in self.missing():
+            if image_id in final:
+                self.found[image_id] = final[image_id]
+        if not self.missing():
+            self.done.set()
+
+
+class ResultWaiter:
+    """Wakes waiting requests when their results are final; the thread runs only while someone waits."""
+
+    def __init__(self, results, interval_s: float = 0.25, idle_exit_s: float = 5.0):
+        self._results = results
+        self._interval_s = interval_s
+        self._idle_exit_s = idle_exit_s
+        self._cond = threading.Condition()
+        self._waiters: list[_Waiter] = []
+        self._thread: threading.Thread | None = None
+        self.batch_reads = 0  # batch reads made so far (for tests and benchmarks)
+
+    def wait(self, image_ids: list[str], timeout_s: float) -> list[dict] | None:
+        """The final results in the order asked, or None when they are not all final in time."""
+        waiter = _Waiter(tuple(dict.fromkeys(image_ids)))
+        with self._cond:
+            self._waiters.append(waiter)
+            self._start_thread()
+            self._cond.notify()
+        try:
+            if not waiter.done.wait(timeout_s):
+                return None
+            return [waiter.found[i] for i in image_ids]
+        finally:
+            with self._cond:
+                self._waiters.remove(waiter)
+
+    def _start_thread(self) -> None:
+        # Started lazily (under the lock) so it lives in the gunicorn worker, not a pre-fork parent.
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="result-waiter", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._waiters, self._idle_exit_s):
+                    self._thread = None
+                    return
+                wanted = list(dict.fromkeys(i for w in self._waiters for i in w.missing()))
+            started = time.monotonic()
+            self._poll(wanted)
+            time.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
+
+    def _poll(self, wanted: list[str]) -> None:
+        if not wanted:
+            return
+        try:
+            results = self._results.get_many(wanted)
+        except SightfleetError as exc:
+            # Waiters keep waiting: their own timeouts decide, and the next round may get through.
+            log.warning("polling %s results failed: %s", len(wanted), exc)
+            return
+        finally:
+            self.batch_reads += 1
+        final = {r["id"]: r for r in results if r["status"] in FINAL_STATUSES}
+        if final:
+            with self._cond:
+                for waiter in self._waiters:
+                    waiter.offer(final)
