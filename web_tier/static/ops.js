@@ -47,7 +47,8 @@
       legend: { orientation: "h", x: 0, y: 1.18 }, uirevision: select.value,
       xaxis: { type: "date", range: [new Date(ts.start), new Date(ts.end)], fixedrange: false },
       yaxis: { title: { text: yTitle }, rangemode: "tozero", zeroline: true, automargin: true },
-      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",
+      paper_bgcolor: "#fff", plot_bgcolor: "#fff",
+      modebar: { bgcolor: "rgba(255,255,255,0.8)", color: "#9ca3af", activecolor: "#2f6fed" },
     }, extra || {});
   }
 
@@ -61,7 +62,7 @@
   }
 
   function draw(id, traces, lay) {
-    Plotly.react($(id), traces, lay, { displaylogo: false, responsive: true,
+    Plotly.react($(id), traces, lay, { displaylogo: false, responsive: true, displayModeBar: "hover",
                                        modeBarButtonsToRemove: ["select2d", "lasso2d"] });
   }
 
