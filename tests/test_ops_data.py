@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from web_tier.opsdata import (
-    Window, bucket_gauges, bucket_results, choose_step, decision_row, iso, notable_decisions, parse_window,
-    percentile, TtlCache,
+    DecisionTail, TtlCache, Window, bucket_gauges, bucket_results, choose_step, decision_row, iso,
+    notable_decisions, parse_window, percentile,
 )
 
 NOW = 1_800_000_003.0  # not on a step boundary on purpose
@@ -154,3 +154,34 @@ def test_cache_drops_expired_keys():
         now[0] = float(i)
         cache.get(("window", i), lambda: i)
     assert len(cache._entries) <= 2 and len(cache._key_locks) <= 2
+
+
+class _Ticks:
+    """An in-memory stand-in for FleetTable.all on decisions: keys >= since_key, in key order."""
+
+    def __init__(self):
+        self.docs: dict[str, dict] = {}
+        self.asked: list[str] = []
+
+    def add(self, at: float) -> None:
+        self.docs[iso(at)] = {"at": iso(at), "time": at}
+
+    def all(self, kind, since_key=None):
+        assert kind == "decision"
+        self.asked.append(since_key)
+        return [self.docs[k] for k in sorted(self.docs) if k >= since_key]
+
+
+def test_decision_tail_reads_only_new_ticks_and_forgets_old_ones():
+    ticks = _Ticks()
+    for t in range(0, 100, 2):
+        ticks.add(NOW - 100 + t)
+    tail = DecisionTail(ticks, lookback_s=60, overlap_s=10)
+    first = tail.read(NOW)
+    assert [d["time"] for d in first] == [NOW - 60 + t for t in range(0, 60, 2)]
+    ticks.add(NOW + 1)
+    ticks.add(NOW - 5)  # written late: an eventually consistent read had not shown it
+    second = tail.read(NOW + 2)
+    assert ticks.asked[-1] == iso(NOW - 2 - 10)  # newest seen minus the overlap, not the whole lookback
+    assert [d["time"] for d in second][-3:] == [NOW - 4, NOW - 2, NOW + 1]
+    assert NOW - 5 in [d["time"] for d in second] and second[0]["time"] == NOW - 58

@@ -38,6 +38,8 @@ RECENT_S = 300
 # The controller records every tick; the dashboard lists the ticks that changed something in
 # this lookback (at 2 s a tick, 450 small documents), plus the latest tick.
 DECISION_LOOKBACK_S = 900
+# Re-read this much before the newest tick seen, for ticks that an eventually consistent read missed.
+DECISION_OVERLAP_S = 10
 DECISION_INPUTS = ("visible", "in_flight", "dead_letters", "backlog", "running", "pending", "target",
                    "time_per_image_s", "quiet_for_s")
 _WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
@@ -325,6 +327,29 @@ class TtlCache:
                 del self._key_locks[key]
 
 
+class DecisionTail:
+    """The controller's ticks of the lookback, read incrementally: a poll fetches only recent ticks."""
+
+    def __init__(self, fleet_log, lookback_s: float = DECISION_LOOKBACK_S, overlap_s: float = DECISION_OVERLAP_S):
+        self._fleet_log = fleet_log
+        self._lookback_s = lookback_s
+        self._overlap_s = overlap_s
+        self._by_key: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def read(self, now: float) -> list[dict]:
+        """Ticks of the last lookback_s seconds, oldest first."""
+        with self._lock:
+            since = now - self._lookback_s
+            if self._by_key:
+                since = max(since, epoch(max(self._by_key)) - self._overlap_s)
+            for doc in self._fleet_log.all("decision", since_key=iso(since)):
+                self._by_key[doc.get("at") or iso(doc.get("time", 0))] = doc
+            oldest = iso(now - self._lookback_s)
+            self._by_key = {k: v for k, v in self._by_key.items() if k >= oldest}
+            return [self._by_key[k] for k in sorted(self._by_key)]
+
+
 class OpsData:
     """The dashboard's reads of one stack, cached briefly so many open dashboards cost as one."""
 
@@ -334,6 +359,7 @@ class OpsData:
         self._settings = resources.settings
         self._clock = clock
         self._cache = TtlCache(cache_s)
+        self._decisions = DecisionTail(resources.fleet_log)
         self._worker_limit = worker_limit
         self._decision_limit = decision_limit
 
@@ -361,7 +387,7 @@ class OpsData:
         return Snapshot(
             now=now, queue=self._r.requests.counts(), dead_letter=self._r.dead_letters.counts(),
             instances=self._r.fleet.instances(), workers=self._r.fleet_log.all("worker"),
-            decisions=self._r.fleet_log.all("decision", since_key=iso(now - DECISION_LOOKBACK_S)),
+            decisions=self._decisions.read(now),
             recent=self._r.results.completed_since(iso(now - RECENT_S)),
         )
 
