@@ -3,9 +3,17 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 
+import boto3
+import pytest
+
+from sightfleet.aws.sqs import Queue
 from sightfleet.contracts import Job
-from tests.support import jpeg_bytes
+from sightfleet.resources import Resources
+from tests.support import TESTDATA, jpeg_bytes
+from tests.test_web_helpers import QueueFinisher, finish
 
 
 def test_post_image_queues_a_job_and_result(client, resources):
@@ -58,3 +66,266 @@ def test_healthz_ok_then_503_when_a_resource_is_gone(client, settings):
     reply = client.get("/healthz")
     assert reply.status_code == 503
     assert any("response queue" in p for p in json.loads(reply.data)["problems"])
+
+
+# --- submitting: many files, raw bodies, refusals -------------------------------------------------
+
+TESTDATA_FORMATS = TESTDATA / "exif-samples"
+
+
+def table_items(resources) -> list[dict]:
+    """Every result in the stack's table (each test has its own prefix, so its own table)."""
+    return resources.results.page(limit=100)[0]
+
+
+def bucket_keys(settings, bucket: str) -> list[str]:
+    s3 = boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region)
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_many_files_in_one_request_are_each_queued(client, resources):
+    files = [(io.BytesIO(jpeg_bytes(name, scale=0.5)), f"{name}.jpg") for name in ("chelsea", "coffee", "astronaut")]
+    reply = client.post("/api/images?album=mix", data={"file": files})
+    assert reply.status_code == 202
+    images = reply.get_json()["images"]
+    assert [i["filename"] for i in images] == ["chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
+    assert all(i["status_url"] == f"/api/images/{i['id']}" for i in images)
+    jobs = [Job.from_message(m.body) for m in resources.requests.receive(10, 1)]
+    assert sorted(j.id for j in jobs) == sorted(i["id"] for i in images)
+
+
+def test_png_raw_body_with_album_and_filename(client):
+    from PIL import Image
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes("coffee", scale=0.3))).save(out, "PNG")
+    reply = client.post("/api/images?album=cups&filename=cup.png", data=out.getvalue(), content_type="image/png")
+    assert reply.status_code == 202
+    image = reply.get_json()["images"][0]
+    assert (image["filename"], image["album"], image["content_type"]) == ("cup.png", "cups", "image/png")
+
+
+def test_one_bad_file_refuses_the_request_and_queues_nothing(client, resources):
+    files = [(io.BytesIO(jpeg_bytes()), "good.jpg"), (io.BytesIO((TESTDATA_FORMATS / "tiff/Arbitro.tiff").read_bytes()), "x.tiff")]
+    reply = client.post("/api/images", data={"file": files})
+    assert reply.status_code == 415
+    assert "TIFF" in reply.get_json()["error"]["message"]
+    assert resources.requests.counts()["visible"] == 0 and table_items(resources) == []
+
+
+@pytest.mark.parametrize("path, code", [("tiff/Arbitro.tiff", "UNSUPPORTED_FORMAT"),
+                                        ("heic/samplefilehub.heif", "UNSUPPORTED_FORMAT")])
+def test_real_files_in_other_formats_get_415(client, path, code):
+    data = (TESTDATA_FORMATS / path).read_bytes()
+    reply = client.post("/api/images", data={"file": (io.BytesIO(data), "photo.jpg")})
+    assert reply.status_code == 415 and reply.get_json()["error"]["code"] == code
+    raw = client.post("/api/images", data=data, content_type="image/jpeg")
+    assert raw.status_code == 415
+
+
+@pytest.mark.parametrize("query, data, code", [
+    ("", {}, "NO_FILE"),
+    ("", {"file": (io.BytesIO(b""), "empty.jpg")}, "EMPTY_FILE"),
+    ("?album=%3Cscript%3E", None, "BAD_ALBUM"),
+    ("?wait=soon", None, "BAD_WAIT"),
+])
+def test_bad_submissions_get_400_with_a_code(client, resources, query, data, code):
+    data = {"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")} if data is None else data
+    reply = client.post("/api/images" + query, data=data, content_type="multipart/form-data")
+    assert reply.status_code == 400
+    assert reply.get_json()["error"]["code"] == code and reply.get_json()["error"]["message"]
+    assert table_items(resources) == []
+
+
+def test_size_limit_is_configurable_and_gives_413(settings_factory):
+    from web_tier import create_app
+    settings = settings_factory(max_upload_mb=0.02)
+    client = create_app(settings, Resources.connect(settings)).test_client()
+    big = jpeg_bytes()  # about 35 KB, over a 0.02 MB (20 KB) limit
+    assert len(big) > settings.max_upload_bytes
+    multipart = client.post("/api/images", data={"file": (io.BytesIO(big), "cat.jpg")})
+    assert multipart.status_code == 413
+    assert multipart.get_json()["error"] == {"code": "TOO_LARGE", "message": multipart.get_json()["error"]["message"]}
+    assert "limit is 0.02 MB" in multipart.get_json()["error"]["message"]
+    raw = client.post("/api/images", data=big, content_type="image/jpeg")
+    assert raw.status_code == 413 and raw.get_json()["error"]["code"] == "TOO_LARGE"
+    # Over the whole request's bound (ten images of the limit plus an envelope): refused while reading.
+    huge = client.post("/api/images", data={"file": [(io.BytesIO(big), f"{i}.jpg") for i in range(40)]})
+    assert huge.status_code == 413 and huge.get_json()["error"]["code"] == "TOO_LARGE"
+    assert "request is larger" in huge.get_json()["error"]["message"]
+    small = client.post("/api/images", data={"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")})
+    assert small.status_code == 202
+
+
+def test_404s_are_json(client):
+    for path in ("/api/images/" + "f" * 32, "/api/images/not-an-id", "/api/images/..%2F..%2Fetc%2Fpasswd", "/api/nothing"):
+        reply = client.get(path)
+        assert reply.status_code == 404, path
+        assert reply.is_json and reply.get_json()["error"]["code"] == "NOT_FOUND", path
+
+
+# --- 503: the queue or storage out of reach, and nothing half-written left behind --------------------
+
+def delete_queue(settings, name: str) -> None:
+    sqs = boto3.client("sqs", endpoint_url=settings.endpoint_url, region_name=settings.region)
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
+
+
+def assert_503(reply) -> None:
+    assert reply.status_code == 503, reply.data
+    assert reply.headers["Retry-After"].isdigit() and int(reply.headers["Retry-After"]) > 0
+    assert reply.get_json()["error"]["code"] == "UNAVAILABLE"
+
+
+def test_queue_gone_before_first_use_gives_503_and_no_result_row(client, resources, settings):
+    delete_queue(settings, settings.names.request_queue)
+    assert_503(client.post("/api/images", data={"file": (io.BytesIO(jpeg_bytes()), "cat.jpg")}))
+    assert table_items(resources) == []
+
+
+def test_queue_gone_after_the_image_was_stored_removes_row_and_object(client, resources, settings):
+    assert client.post("/api/images", data=jpeg_bytes(scale=0.3), content_type="image/jpeg").status_code == 202
+    before = {i["id"] for i in table_items(resources)}
+    delete_queue(settings, settings.names.request_queue)  # the queue URL is cached: the send itself fails
+    big = jpeg_bytes("astronaut", scale=4.0, quality=98)  # travels as an S3 pointer: stored first
+    assert_503(client.post("/api/images", data=big, content_type="image/jpeg"))
+    assert {i["id"] for i in table_items(resources)} == before
+    assert bucket_keys(settings, settings.names.input_bucket) == []
+
+
+def test_results_table_gone_removes_the_stored_original(client, resources, settings):
+    boto3.client("dynamodb", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_table(
+        TableName=settings.names.results_table)
+    big = jpeg_bytes("astronaut", scale=4.0, quality=98)
+    assert_503(client.post("/api/images", data={"file": (io.BytesIO(big), "big.jpg")}))
+    assert bucket_keys(settings, settings.names.input_bucket) == []
+    assert resources.requests.counts()["visible"] == 0
+    assert_503(client.get("/api/images?album=x"))
+    assert_503(client.get("/api/images/" + "a" * 32))  # a missing table is out of reach, not a missing image
+
+
+def test_dead_endpoint_gives_503(settings):
+    from tests.support import free_port
+    from web_tier import create_app
+    dead = settings.with_changes(endpoint_url=f"http://127.0.0.1:{free_port()}")
+    client = create_app(dead, Resources.connect(dead)).test_client()
+    assert_503(client.post("/api/images", data={"file": (io.BytesIO(jpeg_bytes()), "cat.jpg")}))
+    assert_503(client.get("/api/images"))
+    assert_503(client.post("/", data={"myfile": (io.BytesIO(jpeg_bytes()), "cat.jpg")}))
+
+
+class QueueLostAfterFirstSend(Queue):
+    """The real request queue, deleted for real right after the first message is sent."""
+
+    def __init__(self, settings):
+        super().__init__(settings, settings.names.request_queue)
+        self._settings = settings
+
+    def send(self, body: str) -> str:
+        message_id = super().send(body)
+        delete_queue(self._settings, self.name)
+        return message_id
+
+
+def test_queue_lost_mid_request_says_which_images_were_accepted(settings):
+    from web_tier import create_app
+    resources = Resources.connect(settings)
+    resources.requests = QueueLostAfterFirstSend(settings)
+    client = create_app(settings, resources).test_client()
+    files = [(io.BytesIO(jpeg_bytes(n, scale=0.3)), f"{n}.jpg") for n in ("chelsea", "coffee", "rocket")]
+    reply = client.post("/api/images", data={"file": files})
+    assert_503(reply)
+    [accepted] = reply.get_json()["images"]
+    assert accepted["filename"] == "chelsea.jpg" and "1 of 3" in reply.get_json()["error"]["message"]
+    assert [i["id"] for i in table_items(resources)] == [accepted["id"]]
+
+
+# --- reading: one result, listing with filters and cursors, waiting ---------------------------------
+
+def submit_many(client, count: int, album: str) -> list[str]:
+    data = jpeg_bytes(scale=0.2)
+    ids = []
+    for i in range(count):
+        reply = client.post(f"/api/images?album={album}&filename=p{i:02d}.jpg", data=data, content_type="image/jpeg")
+        ids.append(reply.get_json()["images"][0]["id"])
+    return ids
+
+
+def walk(client, query: str) -> list[list[dict]]:
+    pages, cursor = [], None
+    while True:
+        reply = client.get(f"/api/images?{query}" + (f"&cursor={cursor}" if cursor else ""))
+        assert reply.status_code == 200, reply.data
+        pages.append(reply.get_json()["images"])
+        cursor = reply.get_json()["next_cursor"]
+        if not cursor:
+            return pages
+
+
+def test_listing_pages_newest_first_without_gaps_or_repeats(client):
+    ids = submit_many(client, 12, "trip")
+    submit_many(client, 2, "other")
+    pages = walk(client, "album=trip&limit=5")
+    assert [len(p) for p in pages] == [5, 5, 2]
+    assert [i["id"] for p in pages for i in p] == ids[::-1]
+    assert len(walk(client, "limit=100")[0]) == 14
+
+
+def test_status_filter_fills_pages(client, resources):
+    ids = submit_many(client, 9, "mixed")
+    for image_id in ids[::3]:  # three of nine succeed, spread over the listing
+        finish(resources, image_id)
+    pages = walk(client, "album=mixed&status=succeeded&limit=2")
+    assert [len(p) for p in pages] == [2, 1]
+    assert {i["id"] for p in pages for i in p} == set(ids[::3])
+    assert all(i["status"] == "SUCCEEDED" for p in pages for i in p)
+    queued = walk(client, "album=mixed&status=QUEUED&limit=6")
+    assert [len(p) for p in queued] == [6]
+
+
+@pytest.mark.parametrize("query, code", [("status=DONE", "BAD_STATUS"), ("limit=many", "BAD_LIMIT"),
+                                         ("cursor=%%%", "BAD_CURSOR"), ("cursor=bm90IGpzb24", "BAD_CURSOR")])
+def test_bad_listing_queries_get_400(client, query, code):
+    reply = client.get("/api/images?" + query)
+    assert reply.status_code == 400 and reply.get_json()["error"]["code"] == code
+
+
+def test_a_cursor_only_continues_its_own_listing(client):
+    submit_many(client, 3, "a")
+    cursor = client.get("/api/images?album=a&limit=1").get_json()["next_cursor"]
+    assert client.get(f"/api/images?album=a&limit=1&cursor={cursor}").status_code == 200
+    reply = client.get(f"/api/images?album=b&cursor={cursor}")
+    assert reply.status_code == 400 and reply.get_json()["error"]["code"] == "BAD_CURSOR"
+    assert client.get(f"/api/images?cursor={cursor}").status_code == 400
+
+
+def test_wait_answers_200_with_results_when_they_are_ready(client, resources):
+    finisher = QueueFinisher(resources, 2, top="cat")
+    finisher.start()
+    files = [(io.BytesIO(jpeg_bytes(scale=0.3)), "one.jpg"), (io.BytesIO(jpeg_bytes(scale=0.3)), "bad-two.jpg")]
+    reply = client.post("/api/images?wait=20", data={"file": files})
+    assert reply.status_code == 200, reply.data
+    images = reply.get_json()["images"]
+    assert [(i["filename"], i["status"]) for i in images] == [("one.jpg", "SUCCEEDED"), ("bad-two.jpg", "FAILED")]
+    assert images[0]["top_label"] == "cat" and images[0]["labels"][0]["Confidence"] == 91.25
+    assert images[1]["error"]["code"] == "CORRUPT_IMAGE"
+
+
+def test_wait_that_runs_out_answers_202(client):
+    started = time.monotonic()
+    reply = client.post("/api/images?wait=1", data=jpeg_bytes(scale=0.3), content_type="image/jpeg")
+    assert reply.status_code == 202 and reply.get_json()["images"][0]["status"] == "QUEUED"
+    assert 0.9 < time.monotonic() - started < 10
+
+
+# --- CSRF: programs send no cookie; the upload page must prove itself -------------------------------
+
+def test_browser_with_cookie_needs_the_csrf_header_programs_do_not(client):
+    page = client.get("/")
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
+    upload = {"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")}
+    refused = client.post("/api/images", data=dict(upload))
+    assert refused.status_code == 400 and "reload the page" in refused.get_json()["error"]["message"]
+    upload = {"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")}
+    assert client.post("/api/images", data=upload, headers={"X-CSRF-Token": token}).status_code == 202
+    program = client.application.test_client()  # no cookie jar contents: a program
+    assert program.post("/api/images", data=jpeg_bytes(scale=0.3), content_type="image/jpeg").status_code == 202

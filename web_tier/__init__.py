@@ -7,6 +7,7 @@ from flask import Flask
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
+from web_tier.albums import Albums
 from web_tier.submit import Submitter
 from web_tier.waiting import ResultWaiter
 
@@ -25,7 +26,9 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     )
     resources = resources or Resources.connect(settings)
     app.extensions["sightfleet"] = resources
-    app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes)
+    app.extensions["albums"] = Albums(resources.results)
+    app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes,
+                                            on_accept=app.extensions["albums"].note)
     app.extensions["waiter"] = ResultWaiter(resources.results)
 
     from web_tier import api, csrf, cse546, display, errors, health, ops, pages
@@ -34,4 +37,11 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     display.install(app)
     for module in (health, api, pages, cse546, ops):
         app.register_blueprint(module.bp)
+    app.after_request(_no_sniffing)
     return app
+
+
+def _no_sniffing(response):
+    # Answers echo user file names (JSON, CSE546 text): browsers must never reinterpret them as HTML.
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response

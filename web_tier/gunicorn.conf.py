@@ -2,15 +2,20 @@
 import os
 
 bind = f"{os.environ.get('SIGHTFLEET_WEB_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-# Threads, not processes, carry the concurrency: most requests wait on the results table
-# (CSE546 requests block until recognition ends), so 2 processes x 64 threads hold 128 waits.
+# Threads, not processes, carry the concurrency: most requests wait on results (a CSE546 request
+# blocks until recognition ends), and a waiting thread only sleeps on an event while one poller
+# thread per process reads every waited-for id in one batch (web_tier/waiting.py). So 2 processes
+# x 64 threads hold 128 waits, above the 100 concurrent requests of the course's workload generator.
 workers = int(os.environ.get("SIGHTFLEET_WEB_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("SIGHTFLEET_WEB_THREADS", "64"))
-# Above the longest synchronous wait (120 s for POST /) so gunicorn never kills a waiting request.
+# For gthread this is the silence after which a worker *process* counts as hung (its main loop
+# keeps beating while request threads wait), so long waits are safe; kept above the longest
+# synchronous wait (120 s for POST /) in case the worker class is ever changed to sync.
 timeout = 150
 graceful_timeout = 20
 keepalive = 5
+# Connections waiting for a free thread: a burst of uploads queues here instead of being refused.
 backlog = 512
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'

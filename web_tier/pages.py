@@ -2,22 +2,19 @@
 from __future__ import annotations
 
 import logging
-import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, is_image_id
-from sightfleet.errors import SightfleetError
 from web_tier.api import listing_query
 from web_tier.csrf import csrf_token, require_csrf
 from web_tier.present import encode_cursor, present
-from web_tier.services import resources, settings, submitter
+from web_tier.services import albums, resources, settings, submitter
 from web_tier.submit import Rejected, Upload
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
-ALBUMS_TTL_S = 10.0
 
 
 @bp.app_context_processor
@@ -31,7 +28,6 @@ def security_headers(response):
     response.headers.setdefault("Content-Security-Policy", (
         f"default-src 'self'; img-src 'self' data: blob: {image_origin()}; script-src 'self'; "
         "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"))
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
 
@@ -44,23 +40,17 @@ def image_origin() -> str:
     return current_app.extensions["image_origin"]
 
 
-def albums() -> list[str]:
-    """Album names for the chooser, refreshed at most every ALBUMS_TTL_S (listing scans the table)."""
-    cache = current_app.extensions.setdefault("albums_cache", {"at": float("-inf"), "names": []})
-    if time.monotonic() - cache["at"] > ALBUMS_TTL_S:
-        try:
-            cache["names"] = resources().results.albums()
-        except SightfleetError as exc:
-            log.warning("cannot list albums, showing the last known ones: %s", exc)
-        cache["at"] = time.monotonic()
-    return sorted(set(cache["names"]) | {DEFAULT_ALBUM}, key=str.casefold)
-
-
 def upload_page(outcomes: list | None = None, status: int = 200):
     limits = {"max_upload_mb": settings().max_upload_mb, "max_upload_bytes": settings().max_upload_bytes}
     album = request.values.get("album") or DEFAULT_ALBUM
-    choices = sorted(set(albums()) | {album}, key=str.casefold)
-    return render_template("index.html", albums=choices, album=album, outcomes=outcomes or [], **limits), status
+    return render_template("index.html", albums=album_choices(album), album=album, outcomes=outcomes or [],
+                           **limits), status
+
+
+def album_choices(current: str | None) -> list[str]:
+    """Known albums, plus the one asked for in the URL (it may be new)."""
+    names = albums().names()
+    return names if not current or current in names else sorted(names + [current], key=str.casefold)
 
 
 @bp.get("/")
@@ -96,7 +86,7 @@ def gallery():
     items, next_key = resources().results.page(album, status, limit, cursor)
     query = {"album": album, "status": status, "cursor": request.args.get("cursor")}
     return render_template(
-        "gallery.html", images=[present(r) for r in items], album=album, status=status, albums=albums(),
+        "gallery.html", images=[present(r) for r in items], album=album, status=status, albums=album_choices(album),
         cursor=query["cursor"], next_cursor=encode_cursor(next_key),
         live_url=url_for("api.list_images", limit=limit, **{k: v for k, v in query.items() if v}))
 

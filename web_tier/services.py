@@ -5,12 +5,17 @@ from flask import current_app
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
+from web_tier.albums import Albums
 from web_tier.submit import Submitter
 from web_tier.waiting import ResultWaiter
 
 
 def resources() -> Resources:
     return current_app.extensions["sightfleet"]
+
+
+def albums() -> Albums:
+    return current_app.extensions["albums"]
 
 
 def submitter() -> Submitter:

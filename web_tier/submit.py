@@ -5,6 +5,7 @@ import base64
 import logging
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from sightfleet.contracts import Job, clean_album, input_key, new_image_id, queued_result, utc_now
 from sightfleet.errors import SightfleetError, Unavailable
@@ -50,9 +51,10 @@ def safe_filename(name: str | None) -> str:
 class Submitter:
     """Turns uploads into queued jobs; nothing half-written is left when a write fails."""
 
-    def __init__(self, resources, max_upload_bytes: int):
+    def __init__(self, resources, max_upload_bytes: int, on_accept: Callable[[dict], None] | None = None):
         self._r = resources
         self._max_bytes = max_upload_bytes
+        self._on_accept = on_accept
         self._inline_limit: int | None = None
 
     def check(self, upload: Upload) -> str:
@@ -87,6 +89,8 @@ class Submitter:
             self._undo(written)
             raise Unavailable(f"could not queue the image: {exc}") from exc
         log.info("queued %s (%s bytes, %s)", job.id, job.size, "inline" if job.is_inline else "s3")
+        if self._on_accept:
+            self._on_accept(result)
         return result
 
     @staticmethod

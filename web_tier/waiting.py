@@ -50,6 +50,11 @@ class ResultWaiter:
         self._thread: threading.Thread | None = None
         self.batch_reads = 0  # batch reads made so far (for tests and benchmarks)
 
+    @property
+    def is_polling(self) -> bool:
+        """True while the poller thread runs (it stops after idle_exit_s without waiters)."""
+        return self._thread is not None
+
     def wait(self, image_ids: list[str], timeout_s: float) -> list[dict] | None:
         """The final results in the order asked, or None when they are not all final in time."""
         waiter = _Waiter(tuple(dict.fromkeys(image_ids)))
