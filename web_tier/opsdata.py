@@ -374,6 +374,8 @@ class OpsData:
         gauges = self._r.metrics.series(list(GAUGE_METRICS.values()), _dt(window.start), _dt(window.end),
                                         window.step_s, "Maximum")
         results = self._r.results.completed_since(iso(window.start))
+        log.debug("timeseries from %s: %s results, %s gauge points", iso(window.start), len(results),
+                  sum(len(points) for points in gauges.values()))
         return build_timeseries(window, gauges, results)
 
     def _build_summary(self) -> dict:

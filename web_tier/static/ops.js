@@ -121,6 +121,7 @@
     for (const cell of cells) {
       const td = document.createElement("td");
       td.textContent = cell;
+      td.title = cell;  // cells are cut with an ellipsis; the whole text shows on hover
       tr.appendChild(td);
     }
     return tr;
