@@ -13,7 +13,7 @@
   if (!region) { return; }
   var untilFinal = region.hasAttribute("data-live-until-final");
   // Once everything shown is final, a gallery still looks for new uploads, just less often.
-  var SLOW_MS = untilFinal ? 5000 : 15000;
+  var SLOW_MS = untilFinal ? 5000 : 10000;
   var delay = FAST_MS;
   var timer = null;
   var busy = false;

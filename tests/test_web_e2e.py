@@ -1,0 +1,42 @@
+"""The web tier end to end: gunicorn, the local stack's controller and real workers with real models."""
+from __future__ import annotations
+
+import re
+
+import requests
+
+from tests.support import TESTDATA, jpeg_bytes
+
+GPS_PHOTO = TESTDATA / "exif-samples/jpg/gps/DSCN0010.jpg"
+
+
+def post(stack, path: str, **kwargs) -> requests.Response:
+    return requests.post(stack.web_url + path, timeout=150, **kwargs)
+
+
+def test_api_wait_returns_a_real_result_and_pages_show_it(local_stack):
+    reply = post(local_stack, "/api/images?wait=60&album=e2e-web",
+                 files=[("file", ("chelsea.jpg", jpeg_bytes(), "image/jpeg")),
+                        ("file", ("DSCN0010.jpg", GPS_PHOTO.read_bytes(), "image/jpeg"))])
+    assert reply.status_code == 200, reply.text
+    cat, gps = reply.json()["images"]
+    assert cat["status"] == "SUCCEEDED" and gps["status"] == "SUCCEEDED", reply.text
+    assert any("cat" in label["Name"].lower() for label in cat["labels"]), cat["labels"]
+    assert all(0 <= label["Confidence"] <= 100 for label in cat["labels"])
+    assert cat["instance_id"].startswith("i-") and cat["timings"]
+    assert requests.get(cat["annotated_url"], timeout=10).content[:3] == b"\xff\xd8\xff"
+    assert gps["metadata"]["gps"]["latitude_decimal"] and gps["metadata"]["camera_make"]
+
+    page = requests.get(local_stack.web_url + gps["page_url"], headers={"Accept": "text/html"}, timeout=10).text
+    assert '<span class="badge succeeded">' in page and "<th>GPS</th>" in page and "<th>Camera</th>" in page
+    assert f"<code>{gps['instance_id']}</code>" in page
+    listing = requests.get(local_stack.web_url + "/api/images?album=e2e-web", timeout=10).json()
+    assert {i["id"] for i in listing["images"]} == {cat["id"], gps["id"]}
+
+
+def test_cse546_endpoint_through_gunicorn(local_stack):
+    reply = post(local_stack, "/", files={"myfile": ("test_42.jpg", jpeg_bytes("coffee"), "image/jpeg")})
+    assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/plain")
+    assert re.fullmatch(r"test_42:[^:\n]+", reply.text) and not reply.text.endswith(":unknown"), reply.text
+    bad = post(local_stack, "/", files={"inputFile": ("x.tiff", (TESTDATA / "exif-samples/tiff/Arbitro.tiff").read_bytes())})
+    assert bad.status_code == 415
