@@ -15,6 +15,8 @@ from web_tier.opsdata import OpsData, Window, iso
 def seeded(app, resources):
     """A stack with known results, heartbeats, decisions, instances, queue contents and gauges."""
     fleet_ids = resources.fleet.launch(3, "")
+    crashed = resources.fleet.launch(1, "")
+    resources.fleet.terminate(crashed)
     launched = {i.id: i for i in resources.fleet.instances()}
     now = max(time.time(), *(i.launched_at.timestamp() for i in launched.values()))
     window = Window.ending_at(now, 300)  # 5 s steps
@@ -28,7 +30,7 @@ def seeded(app, resources):
     resources.dead_letters.send('{"poison": true}')
     app.extensions["ops"] = OpsData(resources, clock=lambda: now)
     booting = launched[fleet_ids[2]]
-    return {"now": now, "window": window, "ids": fleet_ids, "booting_s": now - booting.launched_at.timestamp(),
+    return {"now": now, "window": window, "ids": fleet_ids, "crashed": crashed[0], "booting_s": now - booting.launched_at.timestamp(),
             "states": [launched[i].state for i in fleet_ids]}
 
 
@@ -127,7 +129,7 @@ def test_summary_figures_from_the_seeded_stack(client, seeded):
     assert (doc["totals"]["images_succeeded"], doc["totals"]["images_failed"]) == (45, 3)
     assert doc["totals"]["instance_seconds"] == pytest.approx(instance_seconds, abs=0.1)
     assert doc["totals"]["instance_seconds_per_image"] == pytest.approx(instance_seconds / 48, abs=0.01)
-    assert doc["totals"]["instances_seen"] == 5
+    assert doc["totals"]["instances_seen"] == 6  # the crashed one counts, its unknown uptime does not
     assert doc["recent"] == {"window_s": 300, "completed": 4, "failed": 1, "completed_per_min": 0.8,
                              "failed_per_min": 0.2, "latency_p50_ms": 1500.0, "latency_p95_ms": 3700.0}
 
@@ -135,7 +137,7 @@ def test_summary_figures_from_the_seeded_stack(client, seeded):
 def test_summary_instance_rows(client, seeded):
     workers = {w["instance_id"]: w for w in client.get("/api/ops/summary").get_json()["workers"]}
     ids = seeded["ids"]
-    assert list(workers)[:3] != [] and set(list(workers)[:3]) == set(ids)  # live ones first
+    assert set(list(workers)[:3]) == set(ids)  # live ones first
     busy = workers[ids[0]]
     assert (busy["state"], busy["uptime_s"], busy["images_done"], busy["heartbeat_age_s"]) == ("busy", 100.0, 10, 4.0)
     assert busy["current"] == ["msg-1", "<b>msg-2</b>"] and busy["model_load_s"] == 2.5
@@ -143,6 +145,10 @@ def test_summary_instance_rows(client, seeded):
     assert workers["i-retired"]["state"] == "terminated" and workers["i-retired"]["ec2_state"] is None
     assert workers["i-retired"]["uptime_s"] == 300.0
     assert workers["i-vanished"]["state"] == "lost"
+    crashed = workers[seeded["crashed"]]
+    assert (crashed["state"], crashed["ec2_state"], crashed["live"], crashed["uptime_s"]) == \
+        ("never reported", "terminated", False, None)
+    assert [w["live"] for w in workers.values()] == [True] * 3 + [False] * 3
 
 
 def test_summary_lists_the_latest_tick_and_recent_changes(client, seeded):

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from sightfleet.aws.ec2 import LIVE_STATES
 from sightfleet.contracts import FAILED, parse_time
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ DECISION_INPUTS = ("visible", "in_flight", "dead_letters", "backlog", "running",
 _WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENDED_STATES = ("terminated", "stopped")
+# What EC2 still lists: live instances and those ended recently (about an hour on AWS).
+EC2_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")
 
 
 def iso(epoch_s: float) -> str:
@@ -188,27 +191,32 @@ class Snapshot:
     now: float
     queue: dict
     dead_letter: dict
-    instances: list          # live sightfleet.aws.ec2.Instance objects
+    instances: list          # sightfleet.aws.ec2.Instance objects in any of EC2_STATES
     workers: list[dict]      # worker heartbeat documents
     decisions: list[dict]    # controller ticks of the last DECISION_LOOKBACK_S, oldest first
     recent: list[dict]       # results completed in the last RECENT_S seconds
 
 
-def _span(now: float, instance, doc: dict | None) -> tuple[float, float]:
-    """When an instance started costing and when it stopped (now while it is live)."""
+def _is_live(instance) -> bool:
+    return instance is not None and instance.state in LIVE_STATES
+
+
+def _span(now: float, instance, doc: dict) -> tuple[float, float | None]:
+    """When an instance started costing and when it stopped (now while live; None if unknown)."""
     starts = [instance.launched_at.timestamp()] if instance else []
-    starts += [t for t in [epoch((doc or {}).get("launched_at"))] if t is not None]
+    starts += [t for t in [epoch(doc.get("launched_at"))] if t is not None]
     start = min(starts) if starts else now
-    end = now if instance else (epoch((doc or {}).get("last_heartbeat")) or start)
-    return start, max(start, end)
+    end = now if _is_live(instance) else epoch(doc.get("last_heartbeat"))
+    return start, None if end is None else max(start, end)
 
 
-def _worker_state(instance, doc: dict | None) -> str:
-    if doc is None:
-        return "booting"
+def _worker_state(instance, doc: dict) -> str:
+    if not doc:
+        # An instance that ended without a single heartbeat crashed while booting or loading.
+        return "booting" if _is_live(instance) else "never reported"
     state = doc.get("state") or "unknown"
-    # An instance gone from EC2 whose worker never said goodbye was lost, not retired.
-    return state if instance or state in _ENDED_STATES else "lost"
+    # An instance gone whose worker never said goodbye was lost, not retired.
+    return state if _is_live(instance) or state in _ENDED_STATES else "lost"
 
 
 def worker_row(now: float, instance, doc: dict | None) -> dict:
@@ -219,9 +227,9 @@ def worker_row(now: float, instance, doc: dict | None) -> dict:
     current = doc.get("current") or []
     return {
         "instance_id": instance.id if instance else doc.get("instance_id"),
-        "state": _worker_state(instance, doc or None),
+        "state": _worker_state(instance, doc), "live": _is_live(instance),
         "ec2_state": instance.state if instance else None,
-        "launched_at": iso(start), "uptime_s": round(end - start, 1),
+        "launched_at": iso(start), "uptime_s": None if end is None else round(end - start, 1),
         "images_done": int(doc.get("images_done") or 0), "images_failed": int(doc.get("images_failed") or 0),
         "model_load_s": doc.get("model_load_s"),
         "last_heartbeat": doc.get("last_heartbeat"),
@@ -232,17 +240,17 @@ def worker_row(now: float, instance, doc: dict | None) -> dict:
 
 def all_worker_rows(snapshot: Snapshot) -> list[dict]:
     """Every instance known from EC2 or a heartbeat: live ones first, then newest first."""
-    live = {i.id: i for i in snapshot.instances}
+    ec2 = {i.id: i for i in snapshot.instances}
     docs = {d["instance_id"]: d for d in snapshot.workers if d.get("instance_id")}
-    rows = [worker_row(snapshot.now, live.get(i), docs.get(i)) for i in live.keys() | docs.keys()]
-    return sorted(rows, key=lambda r: (r["ec2_state"] is None, -epoch(r["launched_at"]), r["instance_id"]))
+    rows = [worker_row(snapshot.now, ec2.get(i), docs.get(i)) for i in ec2.keys() | docs.keys()]
+    return sorted(rows, key=lambda r: (not r["live"], -epoch(r["launched_at"]), r["instance_id"]))
 
 
 def totals(rows: list[dict]) -> dict:
     """Images and instance-seconds over every instance the fleet table remembers."""
     done = sum(r["images_done"] for r in rows)
     failed = sum(r["images_failed"] for r in rows)
-    seconds = sum(r["uptime_s"] for r in rows)
+    seconds = sum(r["uptime_s"] or 0 for r in rows)  # unknown when it never reported and has ended
     processed = done + failed
     return {
         "images_processed": processed, "images_succeeded": done, "images_failed": failed,
@@ -274,7 +282,7 @@ def summarise(snapshot: Snapshot, min_instances: int, max_instances: int, worker
               decision_limit: int = 20) -> dict:
     """The /api/ops/summary document."""
     rows = all_worker_rows(snapshot)
-    live = [r for r in rows if r["ec2_state"] is not None]
+    live = [r for r in rows if r["live"]]
     latest = snapshot.decisions[-1] if snapshot.decisions else {}
     return {
         "generated_at": iso(snapshot.now),
@@ -388,7 +396,7 @@ class OpsData:
         now = self._clock()
         return Snapshot(
             now=now, queue=self._r.requests.counts(), dead_letter=self._r.dead_letters.counts(),
-            instances=self._r.fleet.instances(), workers=self._r.fleet_log.all("worker"),
+            instances=self._r.fleet.instances(states=EC2_STATES), workers=self._r.fleet_log.all("worker"),
             decisions=self._decisions.read(now),
             recent=self._r.results.completed_since(iso(now - RECENT_S)),
         )
@@ -437,7 +445,7 @@ class _SummaryCollector:
         yield self._family("recent_latency_milliseconds", "Submitted-to-done latency percentiles over the last "
                            f"{recent['window_s']} s.", ("quantile",),
                            [(("0.5",), recent["latency_p50_ms"]), (("0.95",), recent["latency_p95_ms"])])
-        yield from self._workers([w for w in s["workers"] if w["ec2_state"] is not None])
+        yield from self._workers([w for w in s["workers"] if w["live"]])
 
     def _totals(self, tot: dict):
         scope = "over the instances the fleet table remembers (heartbeats expire after a day)"

@@ -133,17 +133,18 @@
   }
 
   function workerState(w) {
-    return w.ec2_state && w.ec2_state !== "running" ? w.state + " (" + w.ec2_state + ")" : w.state;
+    const ec2 = w.ec2_state && !["running", "terminated"].includes(w.ec2_state);
+    return ec2 ? w.state + " (" + w.ec2_state + ")" : w.state;
   }
 
   function drawWorkers(workers) {
     fillTable("workers", "workers-empty", workers.map(w => row([
-      w.instance_id, workerState(w), clock(w.launched_at), duration(w.uptime_s),
-      number(w.images_done, 0), number(w.images_failed, 0),
+      w.instance_id, workerState(w), clock(w.launched_at),
+      duration(w.uptime_s), number(w.images_done, 0), number(w.images_failed, 0),
       w.heartbeat_age_s === null ? "–" : duration(w.heartbeat_age_s) + " ago",
       w.model_load_s === null ? "–" : number(w.model_load_s, 2) + " s",
       w.current.length ? w.current.length + " message(s): " + w.current.join(", ") : "–",
-    ], w.ec2_state ? "live state-" + w.state : "ended")));
+    ], (w.live ? "live" : "ended") + " state-" + w.state.replace(/\W+/g, "-"))));
   }
 
   function drawDecisions(decisions) {
