@@ -19,3 +19,6 @@ keepalive = 5
 backlog = 512
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+# gunicorn's control socket lives at one path per user ($HOME/.gunicorn/gunicorn.ctl): several stacks
+# on one machine (tests, a second PORT) would fight over it, and nothing here uses it.
+control_socket_disable = True
