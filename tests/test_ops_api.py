@@ -199,7 +199,8 @@ def test_page_and_local_plotly(client):
     assert "max-age=31536000" in js.headers["Cache-Control"]
     assert b"plotly.js v" in js.data[:400] and len(js.data) > 1_000_000
     assert client.get("/ops/plotly-0.0.1.min.js").status_code == 404
-    assert client.get("/ops?window=<script>").status_code == 200
+    assert '<option value="15m" selected>' in client.get("/ops?window=<script>").get_data(as_text=True)
+    assert '<option value="2h" selected>' in client.get("/ops?window=2h").get_data(as_text=True)
 
 
 def test_ops_js_inserts_text_only():

@@ -46,7 +46,8 @@ def dashboard():
         parse_window(window)
     except ValueError:
         window = "15m"
-    return render_template("ops.html", windows=WINDOW_CHOICES, window=window, poll_ms=POLL_MS,
+    choices = WINDOW_CHOICES if window in dict(WINDOW_CHOICES) else ((window, window), *WINDOW_CHOICES)
+    return render_template("ops.html", windows=choices, window=window, poll_ms=POLL_MS,
                            plotly_url=url_for("ops.plotly", version=plotly_js()[1]))
 
 
