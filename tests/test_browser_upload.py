@@ -52,6 +52,20 @@ def test_upload_three_photos_and_watch_them_succeed_without_reload(local_stack, 
         rows = driver.find_elements("css selector", "#uploads .upload-row")
         assert [r.find_element("css selector", ".name").text for r in rows] == ["chelsea.jpg", "coffee.jpg", "DSCN0010.jpg"]
         assert all(r.find_element("css selector", "progress").get_attribute("value") == "100" for r in rows)
+
+        # Refusals show next to their file: too large (checked in the browser), unsupported (by the server).
+        big, tiff = tmp_path / "huge.jpg", tmp_path / "Arbitro.tiff"
+        big.write_bytes(b"\xff\xd8\xff" + bytes(11 * 2**20))
+        tiff.write_bytes((TESTDATA / "exif-samples/tiff/Arbitro.tiff").read_bytes())
+        driver.find_element("id", "files").send_keys(f"{big}\n{tiff}")
+        wait_until(driver, lambda d: len(d.find_elements("css selector", "#uploads .upload-row.failed")) == 2, 30,
+                   "two refusals")
+        refused = driver.execute_script(
+            "return [...document.querySelectorAll('#uploads .upload-row.failed')]"
+            ".map(r => [r.querySelector('.name').textContent, r.querySelector('.state').textContent]);")
+        assert refused[0][0] == "huge.jpg" and "too large" in refused[0][1] and "limit is 10 MB" in refused[0][1]
+        assert refused[1][0] == "Arbitro.tiff" and "TIFF images are not supported" in refused[1][1]
+        driver.execute_script("document.getElementById('uploads-panel').scrollIntoView();")
         screenshot(driver, "upload")
 
         driver.find_element("id", "gallery-link").click()
@@ -83,4 +97,6 @@ def test_upload_three_photos_and_watch_them_succeed_without_reload(local_stack, 
                 for r in driver.find_elements("css selector", "#metadata tr")}
         assert "GPS" in rows and "°" in rows["GPS"] and "Camera" in rows, rows
         screenshot(driver, "image-metadata")
-        assert severe_console_errors(driver) == [] and severe_console_errors(watcher) == []
+        # No script errors or policy violations; the one 415 answer above is expected.
+        assert [m for m in severe_console_errors(driver) if "status of 415" not in m] == []
+        assert severe_console_errors(watcher) == []
