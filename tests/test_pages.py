@@ -106,7 +106,7 @@ def test_image_page_shows_result_metadata_timings_and_instance(client, resources
     assert re.search(r'<img id="annotated" src="http://127\.0\.0\.1:\d+/[^"]*annotated/' + image["id"], text)
     assert '<span class="badge succeeded">succeeded</span>' in text and '<span class="top-label">cat</span>' in text
     assert '<meter min="0" max="100" value="91.25"></meter> 91.2%' in text
-    for row in ("<th>Camera</th><td>Canon EOS 40D</td>", "<th>Dimensions</th><td>451 × 300 px</td>",
+    for row in ("<th>Taken</th><td>30 May 2008, 15:56:01</td>", "<th>Camera</th><td>Canon EOS 40D</td>", "<th>Dimensions</th><td>451 × 300 px</td>",
                 "<th>File size</th><td>24.2 KB</td>", "<th>Format</th><td>JPEG</td>",
                 "<th>GPS</th><td>43.467150° N, 11.885213° W (43° 28′ 1.74″ N, 11° 53′ 6.77″ W)</td>"):
         assert row in text, row
@@ -196,3 +196,16 @@ def test_timings_and_times_read_well():
     assert rows == [("decode", 2.0, 0.05), ("detect", 40.0, 1.0)]
     assert display.when("2026-11-22T00:59:30.123Z") == "22 Nov 2026, 00:59:30 UTC"
     assert display.when("not a time") == "not a time" and display.when(None) == ""
+    assert display.taken("2008:05:30 15:56:01") == display.taken("2008-05-30T15:56:01") == "30 May 2008, 15:56:01"
+    assert display.taken("sometime") == "sometime" and display.taken(None) == ""
+
+
+def test_album_list_shows_new_albums_at_once_and_survives_an_unreachable_table(resources, settings):
+    from web_tier.albums import Albums
+    albums = Albums(resources.results, ttl_s=0)
+    assert albums.names() == ["default"]
+    albums.note({"album": "Zoo"})
+    assert albums.names() == ["default", "Zoo"]
+    boto3.client("dynamodb", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_table(
+        TableName=settings.names.results_table)
+    assert albums.names() == ["default", "Zoo"]  # the last known list, not an error page

@@ -1,6 +1,8 @@
 """How result fields read on pages: times, metadata rows, timings, labels (used as Jinja filters)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Flask
 
 from sightfleet.contracts import parse_time
@@ -16,6 +18,18 @@ def when(iso: str | None) -> str:
         return parse_time(iso).strftime("%d %b %Y, %H:%M:%S UTC")
     except ValueError:
         return iso
+
+
+def taken(value: str | None) -> str:
+    """When the camera says the photo was taken (camera local time: no zone is claimed)."""
+    if not value:
+        return ""
+    for parse in (datetime.fromisoformat, lambda v: datetime.strptime(v, "%Y:%m:%d %H:%M:%S")):
+        try:
+            return parse(str(value)).strftime("%d %b %Y, %H:%M:%S")
+        except ValueError:
+            continue
+    return str(value)
 
 
 def camera(metadata: dict) -> str:
@@ -54,7 +68,7 @@ def metadata_rows(metadata: dict | None) -> list[tuple[str, str]]:
     width, height = meta.get("width"), meta.get("height")
     size = meta.get("file_size_human") or (f"{meta['file_size']:,} bytes" if meta.get("file_size") else "")
     rows = [
-        ("Taken", meta.get("created_at")),
+        ("Taken", taken(meta.get("created_at"))),
         ("Camera", camera(meta)),
         ("GPS", gps(meta.get("gps"))),
         ("Dimensions", f"{width} × {height} px" if width and height else ""),
