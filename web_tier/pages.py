@@ -1,7 +1,6 @@
 """Pages for people: upload, album gallery, one image's result; live updates come from static/live.js."""
 from __future__ import annotations
 
-import logging
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -13,7 +12,6 @@ from web_tier.present import encode_cursor, present
 from web_tier.services import albums, resources, settings, submitter
 from web_tier.submit import Rejected, Upload
 
-log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
 
 
@@ -73,11 +71,12 @@ def upload():
 
 
 def _submit_one(part, album: str | None) -> dict:
+    """One file's outcome, shown next to its name: the accepted image or why it was refused."""
     try:
-        return {"filename": part.filename, "image": present(submitter().submit(Upload(part.read(), part.filename, album))),
-                "error": None}
+        accepted = submitter().submit(Upload(part.read(), part.filename, album))
     except Rejected as exc:
         return {"filename": part.filename, "image": None, "error": exc.message}
+    return {"filename": part.filename, "image": present(accepted), "error": None}
 
 
 @bp.get("/gallery")
