@@ -1,0 +1,126 @@
+"""Open, check and decode an image once, upright and reduced to a working size for every later stage."""
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from app_tier.pipeline.errors import CORRUPT_IMAGE, IMAGE_TOO_LARGE, StageError
+
+log = logging.getLogger(__name__)
+
+# What Pillow raises for damaged data; anything else is a bug and becomes INTERNAL_ERROR.
+_DAMAGE = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+_SIDEWAYS = {5, 6, 7, 8}          # EXIF orientations that swap width and height
+_WHITE = (255, 255, 255)
+
+
+@dataclass
+class Decoded:
+    """The upright working image (longest side at most the working side) and facts about the original."""
+
+    format: str
+    width: int                    # full-resolution size after orientation
+    height: int
+    orientation: int | None       # the EXIF orientation Pillow applied
+    rgb: Image.Image              # upright, RGB, alpha flattened onto white: models and annotation
+    rgba: Image.Image | None      # upright with alpha, only when the image has real transparency
+
+
+def open_checked(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
+    """Open lazily (header only) and refuse pixel bombs before a single pixel is decoded."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+    except Image.DecompressionBombError as exc:
+        raise StageError(IMAGE_TOO_LARGE, f"the image is too large to process ({exc})") from None
+    except _DAMAGE as exc:
+        raise StageError(CORRUPT_IMAGE, f"the {fmt} data is damaged and cannot be read ({exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise StageError(IMAGE_TOO_LARGE, f"the image is {width}x{height} ({width * height / 1e6:,.1f} "
+                                          f"megapixels); the limit is {max_pixels / 1e6:,.1f} megapixels")
+    if width < 1 or height < 1:
+        raise StageError(CORRUPT_IMAGE, f"the image claims an empty size {width}x{height}")
+    return image
+
+
+def decode(image: Image.Image, working_side: int) -> Decoded:
+    """Decode once (JPEGs at a reduced DCT scale), apply EXIF orientation, shrink to the working size."""
+    fmt = image.format
+    stored_size = image.size
+    _draft_for(image, working_side)
+    try:
+        image.load()
+    except _DAMAGE as exc:
+        # Pillow raises for truncated data (LOAD_TRUNCATED_IMAGES is left False on purpose):
+        # half a photo padded with grey would be labelled and thumbnailed as if it were whole.
+        raise StageError(CORRUPT_IMAGE, f"the {fmt} data is truncated or damaged ({exc})") from None
+    orientation = _apply_orientation(image)
+    width, height = stored_size[::-1] if orientation in _SIDEWAYS else stored_size
+    rgb, rgba = _normalise(image)
+    rgb, rgba = (fit_within(im, working_side) if im is not None else None for im in (rgb, rgba))
+    return Decoded(fmt, width, height, orientation, rgb, rgba)
+
+
+def _draft_for(image: Image.Image, working_side: int) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale while the longest side stays >= half the working side.
+
+    Half, not all of it: the reduced decode then lands within the working size for any JPEG
+    up to 8x that size, so no resampling pass follows (the copy comes out 512-1024 px long
+    at the default 1024); thumbnail (250) and model inputs (300, 224) still come from a
+    larger picture.
+    """
+    if image.format != "JPEG":
+        return
+    floor = working_side // 2
+    longest = max(image.size)
+    scale = next((s for s in (8, 4, 2) if longest // s >= floor), 1)
+    if scale > 1:
+        image.draft(image.mode, (max(1, image.width // scale), max(1, image.height // scale)))
+
+
+def _apply_orientation(image: Image.Image) -> int | None:
+    """Turn the pixels upright in place; returns the orientation applied (None when absent or unreadable)."""
+    try:
+        orientation = image.getexif().get(0x0112)
+        ImageOps.exif_transpose(image, in_place=True)
+    except Exception as exc:  # noqa: BLE001 - a broken EXIF block must not fail an otherwise good image
+        log.warning("EXIF orientation unreadable (%s); keeping the stored orientation", exc)
+        return None
+    return orientation if orientation in range(1, 9) else None
+
+
+def _normalise(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """RGB for the models, plus RGBA when the image has transparency that is actually used."""
+    if image.mode.startswith("I"):
+        image = _sixteen_to_eight(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    if not has_alpha:
+        return (image if image.mode == "RGB" else image.convert("RGB")), None
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    if rgba.getchannel("A").getextrema() == (255, 255):
+        return rgba.convert("RGB"), None
+    flat = Image.new("RGB", rgba.size, _WHITE)
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    return flat, rgba
+
+
+def _sixteen_to_eight(image: Image.Image) -> Image.Image:
+    """16-bit greyscale PNGs: keep the high byte (Pillow's convert would clip everything above 255)."""
+    pixels = np.asarray(image, dtype=np.uint32) >> 8
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
+
+
+def fit_within(image: Image.Image, side: int,
+               resample: Image.Resampling = Image.Resampling.BICUBIC) -> Image.Image:
+    """Fit into a side x side box, never enlarging; the input is left untouched."""
+    if max(image.size) <= side:
+        return image
+    ratio = side / max(image.size)
+    size = (max(1, round(image.width * ratio)), max(1, round(image.height * ratio)))
+    return image.resize(size, resample, reducing_gap=2.0)

@@ -1,0 +1,23 @@
+"""Failure codes of the pipeline and the exception that carries one out of a stage."""
+from __future__ import annotations
+
+UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
+CORRUPT_IMAGE = "CORRUPT_IMAGE"
+IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+TIMEOUT = "TIMEOUT"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+ERROR_CODES = (UNSUPPORTED_FORMAT, CORRUPT_IMAGE, IMAGE_TOO_LARGE, TIMEOUT, INTERNAL_ERROR)
+
+
+class StageError(Exception):
+    """A stage gave up on one image: a code from ERROR_CODES and a message for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    def as_dict(self) -> dict:
+        """The `error` field of a FAILED result."""
+        return {"code": self.code, "message": self.message}

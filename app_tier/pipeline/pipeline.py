@@ -1,0 +1,192 @@
+"""The recognition pipeline: per-image stages around batched model passes; a bad image fails alone."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app_tier.pipeline import render
+from app_tier.pipeline.decode import Decoded, decode, open_checked
+from app_tier.pipeline.errors import INTERNAL_ERROR, UNSUPPORTED_FORMAT, StageError
+from app_tier.pipeline.exif import clean_metadata, human_size, read_tags
+from app_tier.pipeline.formats import HEAD_BYTES, sniff_format, unsupported_message
+from app_tier.pipeline.labels import merge_labels
+from app_tier.pipeline.models import Classifier, Detection, Detector, set_threads
+from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, PipelineSettings
+from app_tier.pipeline.timelimit import Budget, charged
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Work:
+    """One image on its way through the stages."""
+
+    input: ImageInput
+    budget: Budget
+    metadata: dict
+    timings: dict[str, float] = field(default_factory=dict)
+    decoded: Decoded | None = None
+    thumbnail: tuple[bytes, str] | None = None
+    detector_input: np.ndarray | None = None
+    classifier_input: np.ndarray | None = None
+    detections: list[Detection] | None = None
+    probabilities: np.ndarray | None = None
+    outcome: Outcome | None = None
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time a stage into timings[name] (added up if it runs twice) and charge it to the budget."""
+        started = time.perf_counter()
+        try:
+            with charged(self.budget, name):
+                yield
+        finally:
+            self.add_time(name, (time.perf_counter() - started) * 1000)
+
+    def add_time(self, name: str, ms: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + ms
+
+    def fail(self, error: StageError) -> None:
+        self.outcome = Outcome(id=self.input.id, status=FAILED, error=error.as_dict(),
+                               metadata=self.metadata, timings=self.final_timings())
+        log.info("image %s (%r) FAILED %s: %s", self.input.id, self.input.filename, error.code, error.message)
+
+    def final_timings(self) -> dict[str, float]:
+        """Stage times in ms, rounded, with their sum as `total`."""
+        timings = {name: round(ms, 3) for name, ms in self.timings.items()}
+        timings["total"] = round(sum(self.timings.values()), 3)
+        return timings
+
+
+def _empty_metadata(data: bytes) -> dict:
+    """Every metadata key, so SUCCEEDED and FAILED results share one schema."""
+    return {"created_at": None, "gps": None, "camera_make": None, "camera_model": None,
+            "width": None, "height": None, "file_size": len(data), "file_size_human": human_size(len(data)),
+            "format": None, "orientation": None}
+
+
+class Pipeline:
+    """Loads both models once; process() turns a batch of images into outcomes in the same order."""
+
+    def __init__(self, settings: PipelineSettings | None = None):
+        self.settings = settings or PipelineSettings()
+        started = time.perf_counter()
+        set_threads(self.settings.torch_threads, self.settings.opencv_threads)
+        self.detector = Detector()
+        self.classifier = Classifier()
+        self.load_seconds = time.perf_counter() - started
+        log.info("pipeline models loaded in %.2f s (torch threads %s, OpenCV threads %s)",
+                 self.load_seconds, self.settings.torch_threads, self.settings.opencv_threads)
+
+    def process(self, inputs: Sequence[ImageInput]) -> list[Outcome]:
+        """Outcomes in input order; never raises for a bad image, and one bad image spoils no other."""
+        works = [_Work(item, Budget(self.settings.image_timeout_s), _empty_metadata(item.data or b""))
+                 for item in inputs]
+        for work in works:
+            self._guarded(work, self._prepare)
+        ready = [work for work in works if work.outcome is None]
+        self._batched(ready, "detect", self.settings.detector_batch_size, self._detect_batch)
+        self._batched([w for w in ready if w.outcome is None], "classify",
+                      self.settings.classifier_batch_size, self._classify_batch)
+        for work in ready:
+            if work.outcome is None:
+                self._guarded(work, self._finish)
+        return [work.outcome for work in works]
+
+    def _guarded(self, work: _Work, step: Callable[[_Work], None]) -> None:
+        """Run per-image stages; any failure becomes this image's FAILED outcome."""
+        try:
+            step(work)
+        except StageError as exc:
+            work.fail(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug on one image must not take down the batch
+            log.exception("image %s: unexpected error", work.input.id)
+            work.fail(StageError(INTERNAL_ERROR, f"unexpected {type(exc).__name__} while processing: {exc}"))
+
+    def _prepare(self, work: _Work) -> None:
+        """Format check, EXIF, one decode, thumbnail and both model inputs."""
+        data = work.input.data or b""
+        with work.stage("format"):
+            fmt = self._check_format(data, work.metadata)
+        with work.stage("exif"):
+            work.metadata.update(clean_metadata(read_tags(data)))
+        with work.stage("decode"):
+            work.decoded = decode(open_checked(data, fmt, self.settings.max_pixels),
+                                  self.settings.annotated_max_side)
+            self._add_image_facts(work.metadata, work.decoded)
+        with work.stage("thumbnail"):
+            work.thumbnail = render.thumbnail(work.decoded, self.settings.thumbnail_size,
+                                              self.settings.jpeg_quality)
+        pixels = np.asarray(work.decoded.rgb)
+        with work.stage("detect"):
+            work.detector_input = self.detector.prepare(pixels)
+        with work.stage("classify"):
+            work.classifier_input = self.classifier.prepare(pixels)
+
+    @staticmethod
+    def _check_format(data: bytes, metadata: dict) -> str:
+        head = data[:HEAD_BYTES]
+        metadata["format"] = sniff_format(head)
+        reason = unsupported_message(head)
+        if reason:
+            raise StageError(UNSUPPORTED_FORMAT, reason)
+        return metadata["format"]
+
+    @staticmethod
+    def _add_image_facts(metadata: dict, decoded: Decoded) -> None:
+        metadata.update(width=decoded.width, height=decoded.height, format=decoded.format)
+        if metadata["orientation"] is None:
+            metadata["orientation"] = decoded.orientation
+
+    def _batched(self, works: list[_Work], stage: str, size: int, run: Callable[[list[_Work]], None]) -> None:
+        """Run a model over chunks of `size` images; each image is charged an even share of its chunk.
+
+        A chunk that fails is retried one image at a time, so a failure stays with its image.
+        """
+        for start in range(0, len(works), size):
+            chunk = works[start:start + size]
+            try:
+                self._timed_batch(chunk, stage, run)
+            except Exception:  # noqa: BLE001 - isolate the failing image below
+                log.exception("%s failed on a batch of %s; retrying one by one", stage, len(chunk))
+                for work in chunk:
+                    self._guarded(work, lambda w: self._timed_batch([w], stage, run))
+
+    @staticmethod
+    def _timed_batch(chunk: list[_Work], stage: str, run: Callable[[list[_Work]], None]) -> None:
+        started = time.perf_counter()
+        run(chunk)
+        share = (time.perf_counter() - started) / len(chunk)
+        for work in chunk:
+            work.add_time(stage, share * 1000)
+            work.budget.spent += share
+
+    def _detect_batch(self, chunk: list[_Work]) -> None:
+        found = self.detector.run([w.detector_input for w in chunk], self.settings.min_confidence / 100)
+        for work, detections in zip(chunk, found):
+            work.detections = detections
+
+    def _classify_batch(self, chunk: list[_Work]) -> None:
+        probabilities = self.classifier.run([w.classifier_input for w in chunk])
+        for work, row in zip(chunk, probabilities):
+            work.probabilities = row
+
+    def _finish(self, work: _Work) -> None:
+        """Merge the labels, draw the annotated copy and make the SUCCEEDED outcome."""
+        settings = self.settings
+        with work.stage("merge"):
+            labels = merge_labels(work.detections, work.probabilities, self.classifier.names,
+                                  settings.min_confidence, settings.max_labels, settings.classifier_top_k)
+        with work.stage("annotate"):
+            annotated = render.annotate(work.decoded.rgb, labels, settings.jpeg_quality)
+        thumbnail, thumbnail_type = work.thumbnail
+        work.outcome = Outcome(
+            id=work.input.id, status=SUCCEEDED, labels=labels, top_label=labels[0]["Name"] if labels else None,
+            metadata=work.metadata, thumbnail=thumbnail, thumbnail_content_type=thumbnail_type,
+            annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings())
+        work.decoded = work.detector_input = work.classifier_input = None   # free the pixels early

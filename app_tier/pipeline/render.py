@@ -1,0 +1,66 @@
+"""The image outputs: the thumbnail and the annotated copy with boxes and names."""
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageDraw, ImageFont
+
+from app_tier.pipeline.decode import Decoded, fit_within
+
+JPEG, PNG = "image/jpeg", "image/png"
+_PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128))
+_CAPTIONED = 3     # classifier-only labels written in the corner
+
+
+def thumbnail(decoded: Decoded, side: int, quality: int) -> tuple[bytes, str]:
+    """Fit a side x side box; PNG when the image has transparency, JPEG otherwise."""
+    if decoded.rgba is not None:
+        return encode(fit_within(decoded.rgba, side, Image.Resampling.LANCZOS), PNG, quality), PNG
+    return encode(fit_within(decoded.rgb, side, Image.Resampling.LANCZOS), JPEG, quality), JPEG
+
+
+def encode(image: Image.Image, content_type: str, quality: int) -> bytes:
+    out = io.BytesIO()
+    if content_type == PNG:
+        image.save(out, "PNG")
+    else:
+        image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def annotate(rgb: Image.Image, labels: list[dict], quality: int) -> bytes:
+    """A JPEG copy of the upright working image with each instance boxed and captioned."""
+    canvas = rgb.copy()
+    draw = ImageDraw.Draw(canvas)
+    line = max(2, round(max(canvas.size) / 320))
+    font = ImageFont.load_default(size=max(12, round(max(canvas.size) / 45)))
+    for number, label in enumerate(labels):
+        colour = _PALETTE[number % len(_PALETTE)]
+        for instance in label["Instances"]:
+            _draw_instance(draw, canvas.size, instance, f"{label['Name']} {instance['Confidence']:.0f}%",
+                           colour, line, font)
+    corner = [f"{label['Name']} {label['Confidence']:.0f}%" for label in labels if not label["Instances"]]
+    if corner:
+        _caption(draw, (line, line), "\n".join(corner[:_CAPTIONED]), (255, 255, 255), font)
+    return encode(canvas, JPEG, quality)
+
+
+def _draw_instance(draw, size, instance: dict, text: str, colour, line: int, font) -> None:
+    box = instance["BoundingBox"]
+    left, top = box["Left"] * size[0], box["Top"] * size[1]
+    right, bottom = left + box["Width"] * size[0], top + box["Height"] * size[1]
+    draw.rectangle((left, top, right, bottom), outline=colour, width=line)
+    text_height = draw.textbbox((0, 0), text, font=font)[3]
+    # Caption above the box, or inside it when the box touches the top edge.
+    _caption(draw, (left, top - text_height - 2 * line if top > text_height + 2 * line else top + line),
+             text, colour, font)
+
+
+def _caption(draw, origin, text: str, colour, font) -> None:
+    """Text on a filled background so it reads on any photo."""
+    x, y = origin
+    bbox = draw.multiline_textbbox((x, y), text, font=font)
+    draw.rectangle((bbox[0] - 2, bbox[1] - 2, bbox[2] + 2, bbox[3] + 2), fill=colour)
+    dark = sum(colour) > 382
+    draw.multiline_text((x, y), text, font=font, fill=(0, 0, 0) if dark else (255, 255, 255))
