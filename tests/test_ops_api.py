@@ -30,8 +30,8 @@ def seeded(app, resources):
     resources.dead_letters.send('{"poison": true}')
     app.extensions["ops"] = OpsData(resources, clock=lambda: now)
     booting = launched[fleet_ids[2]]
-    return {"now": now, "window": window, "ids": fleet_ids, "crashed": crashed[0], "booting_s": now - booting.launched_at.timestamp(),
-            "states": [launched[i].state for i in fleet_ids]}
+    return {"now": now, "window": window, "ids": fleet_ids, "crashed": crashed[0],
+            "booting_s": now - booting.launched_at.timestamp(), "states": [launched[i].state for i in fleet_ids]}
 
 
 def _result(n: int, completed_at: float, latency_s: float, status: str = "SUCCEEDED") -> dict:

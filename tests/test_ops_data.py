@@ -50,7 +50,8 @@ def test_window_ends_on_the_last_whole_step_before_now():
     assert window.timestamps()[0] == iso(window.start) and len(window.timestamps()) == 90
 
 
-@pytest.mark.parametrize("values", [[5.0], [1.0, 2.0], [3.0, 1.0, 2.0], list(np.random.default_rng(7).exponential(800, 57))])
+@pytest.mark.parametrize("values", [[5.0], [1.0, 2.0], [3.0, 1.0, 2.0],
+                                    list(np.random.default_rng(7).exponential(800, 57))])
 @pytest.mark.parametrize("q", [50, 95, 99])
 def test_percentile_matches_numpy(values, q):
     assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))

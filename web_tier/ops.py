@@ -14,7 +14,7 @@ from web_tier.opsdata import DEFAULT_WINDOW_S, OpsData, parse_window, prometheus
 from web_tier.services import settings
 
 bp = Blueprint("ops", __name__)
-WINDOW_CHOICES = (("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("3h", "3 h"), ("24h", "24 h"))
+WINDOW_CHOICES = (("2m", "2 min"), ("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("3h", "3 h"), ("24h", "24 h"))
 POLL_MS = 3000
 # The plotly URL carries its version, so a year of caching never serves a stale library.
 PLOTLY_MAX_AGE_S = 365 * 86400
