@@ -361,7 +361,9 @@ class DecisionTail:
 class OpsData:
     """The dashboard's reads of one stack, cached briefly so many open dashboards cost as one."""
 
-    def __init__(self, resources, clock=time.time, cache_s: float = 2.0,
+    # One second: several open dashboards (polling every 3 s) share reads, while the load
+    # generator, which samples the summary once a second, still sees every change.
+    def __init__(self, resources, clock=time.time, cache_s: float = 1.0,
                  worker_limit: int = 30, decision_limit: int = 20):
         self._r = resources
         self._settings = resources.settings
