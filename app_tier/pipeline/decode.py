@@ -1,14 +1,16 @@
 """Open, check and decode an image once, upright and reduced to a working size for every later stage."""
 from __future__ import annotations
 
+import functools
 import io
 import logging
+import re
 import struct
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from app_tier.pipeline.errors import CORRUPT_IMAGE, IMAGE_TOO_LARGE, StageError
 
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 _DAMAGE = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
 _SIDEWAYS = {5, 6, 7, 8}          # EXIF orientations that swap width and height
 _WHITE = (255, 255, 255)
+_SRGB = ImageCms.createProfile("sRGB")
 
 
 @dataclass
@@ -37,7 +40,10 @@ def open_checked(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError as exc:
-        raise StageError(IMAGE_TOO_LARGE, f"the image is too large to process ({exc})") from None
+        # Pillow's own hard limit (2 x MAX_IMAGE_PIXELS) fired while reading the header.
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"has {int(claimed.group(1)) / 1e6:,.1f} megapixels" if claimed else "is too large"
+        raise StageError(IMAGE_TOO_LARGE, f"the image {size}; the limit is {max_pixels / 1e6:,.1f} megapixels") from None
     except _DAMAGE as exc:
         raise StageError(CORRUPT_IMAGE, f"the {fmt} data is damaged and cannot be read ({exc})") from None
     width, height = image.size
@@ -62,8 +68,9 @@ def decode(image: Image.Image, working_side: int) -> Decoded:
         raise StageError(CORRUPT_IMAGE, f"the {fmt} data is truncated or damaged ({exc})") from None
     orientation = _apply_orientation(image)
     width, height = stored_size[::-1] if orientation in _SIDEWAYS else stored_size
+    icc = image.info.get("icc_profile")
     rgb, rgba = _normalise(image)
-    rgb, rgba = (fit_within(im, working_side) if im is not None else None for im in (rgb, rgba))
+    rgb, rgba = (_to_srgb(fit_within(im, working_side), icc) if im is not None else None for im in (rgb, rgba))
     return Decoded(fmt, width, height, orientation, rgb, rgba)
 
 
@@ -108,6 +115,31 @@ def _normalise(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     flat = Image.new("RGB", rgba.size, _WHITE)
     flat.paste(rgba, mask=rgba.getchannel("A"))
     return flat, rgba
+
+
+def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+    """Convert from an embedded colour profile to sRGB, which is what viewers and the models assume.
+
+    Cameras and editors embed e.g. Apple's "Generic RGB" (gamma 1.8): left as is, such a photo
+    looks too dark in the thumbnail and to the models.
+    """
+    if not icc:
+        return image
+    try:
+        transform = _srgb_transform(icc, image.mode)
+        return ImageCms.applyTransform(image, transform) if transform else image
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        log.warning("embedded colour profile unusable (%s); keeping the stored colours", exc)
+        return image
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """None for sRGB profiles (nothing to do); cached, as photos from one camera share a profile."""
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    if ImageCms.getProfileDescription(source).strip().lower().startswith("srgb"):
+        return None
+    return ImageCms.buildTransform(source, _SRGB, mode, mode)
 
 
 def _sixteen_to_eight(image: Image.Image) -> Image.Image:

@@ -16,13 +16,17 @@ _TIME_TAGS = (("EXIF DateTimeOriginal", "EXIF OffsetTimeOriginal"),
 _SIZE_UNITS = ("B", "kB", "MB", "GB", "TB")
 
 
-def read_tags(data: bytes) -> dict:
+def read_tags(data: bytes, fmt: str) -> dict:
     """All EXIF tags exifread finds; {} when there are none or the block is broken.
+
+    PNGs without an eXIf chunk are skipped: exifread would only log a warning for each.
 
     details=False skips maker notes (the usual home of broken offsets and loops) and
     extract_thumbnail=False skips the embedded preview; strict=False (the default) makes
     exifread log and skip bad tags instead of raising.
     """
+    if fmt == "PNG" and b"eXIf" not in data:
+        return {}
     try:
         return exifread.process_file(io.BytesIO(data), details=False, extract_thumbnail=False)
     except Exception as exc:  # noqa: BLE001 - metadata is optional; a broken block must not fail the image
