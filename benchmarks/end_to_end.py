@@ -8,7 +8,7 @@ ideal is what perfectly parallel workers on every core would need, with no queue
 emulator, no start-up). It also times SQS round trips on the same local AWS endpoint, so the
 emulator's share is visible beside the service's.
 
-    .venv/bin/python benchmarks/end_to_end.py [--requests 100] [--concurrency 100] [--mode api]
+    .venv/bin/python benchmarks/end_to_end.py [--requests 100] [--concurrency 100] [--mode api] [--plot F.png]
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from workload_generator import API, BUILTIN_GROUND_TRUTH, MODES, LoadConfig, builtin_images, run_workload  # noqa: E402
+from workload_generator.plot import write_plot  # noqa: E402
 from workload_generator.report import format_table  # noqa: E402
 
 READY_RE = re.compile(r"Sightfleet web: (http://\S+)")
@@ -145,6 +146,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--mode", choices=MODES, default=API)
+    parser.add_argument("--plot", help="also write the generator's figure (PNG) here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log_path = Path(tempfile.mkdtemp(prefix="sightfleet-bench-")) / "stack.log"
@@ -157,6 +159,9 @@ def main() -> int:
         record = run_workload(config, builtin_images())
         emulator_ms = emulator_round_trip_ms(aws_url, prefix)
         report(record, emulator_ms)
+        if args.plot:
+            write_plot(args.plot, record.results, record.fleet, record.duration_s,
+                       f"End to end: {record.planned} requests into an empty local fleet")
     finally:
         code = stop_stack(proc)
         print(f"stack stopped with exit status {code}")

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_PATH = "api/ops/summary"
 ABSENT_STATUSES = frozenset({404, 405})  # e.g. a course deployment: nothing to sample
+STOP_JOIN_S = 2.0
 
 
 def sample_from_summary(doc: dict, t_s: float) -> FleetSample:
@@ -33,7 +34,7 @@ def sample_from_summary(doc: dict, t_s: float) -> FleetSample:
 class FleetSampler:
     """A daemon thread that reads the fleet summary about every interval_s seconds."""
 
-    def __init__(self, url: str, interval_s: float = 1.0, origin: float | None = None, timeout_s: float = 5.0):
+    def __init__(self, url: str, interval_s: float = 1.0, origin: float | None = None, timeout_s: float = 10.0):
         self._url = urljoin(url if url.endswith("/") else url + "/", SUMMARY_PATH)
         self._interval_s = interval_s
         self._origin = time.monotonic() if origin is None else origin
@@ -42,6 +43,7 @@ class FleetSampler:
         self._samples: list[FleetSample] = []
         self._thread = threading.Thread(target=self._run, name="fleet-sampler", daemon=True)
         self.absent = False
+        self.missed = 0  # samples lost to errors or timeouts: a busy target answers late or not at all
 
     def start(self) -> "FleetSampler":
         self._thread.start()
@@ -50,7 +52,10 @@ class FleetSampler:
     def stop(self) -> list[FleetSample]:
         """Stop sampling and return the samples, oldest first."""
         self._stop.set()
-        self._thread.join(self._timeout_s + 1)
+        self._thread.join(STOP_JOIN_S)  # a sample still in flight is dropped, not waited for
+        if self.missed:
+            logger.info("%s fleet samples missed (target busy or unreachable), %s taken", self.missed,
+                        len(self._samples))
         return list(self._samples)
 
     def _run(self) -> None:
@@ -62,9 +67,11 @@ class FleetSampler:
 
     def _sample(self, session: requests.Session) -> bool:
         """Take one sample; False when the target has no summary endpoint."""
-        t_s = time.monotonic() - self._origin
+        asked = time.monotonic()
         try:
             response = session.get(self._url, timeout=self._timeout_s)
+            # the figures were read somewhere between asking and answering: date them halfway
+            t_s = (asked + time.monotonic()) / 2 - self._origin
             if response.status_code in ABSENT_STATUSES:
                 logger.info("%s answers %s: fleet not sampled", self._url, response.status_code)
                 self.absent = True
@@ -72,5 +79,6 @@ class FleetSampler:
             response.raise_for_status()
             self._samples.append(sample_from_summary(response.json(), t_s))
         except (requests.RequestException, ValueError, TypeError, AttributeError) as exc:
+            self.missed += 1
             logger.debug("fleet sample failed: %s", exc)  # a busy target: try again next tick
         return True

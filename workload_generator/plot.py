@@ -58,15 +58,16 @@ def plot_fleet(axes, samples: list[FleetSample], duration_s: float) -> None:
         _note(axes, "target has no /api/ops/summary")
         return
     times = [s.t_s for s in samples]
-    fields = (("running", "tab:blue"), ("pending", "tab:orange"), ("desired", "tab:purple"))
-    for field, colour in fields:
-        axes.step(times, [getattr(s, field) for s in samples], where="post", color=colour, label=field)
-    peak = max(max(getattr(s, field) for field, _ in fields) for s in samples)
+    fields = (("running", "tab:blue", "-", 3), ("pending", "tab:orange", "-", 1.5), ("desired", "tab:purple", "--", 1.5))
+    for field, colour, style, width in fields:  # desired is dashed so running shows beneath it
+        axes.step(times, [getattr(s, field) for s in samples], where="post", color=colour, linestyle=style,
+                  linewidth=width, label=field)
+    peak = max(max(getattr(s, field) for field, *_ in fields) for s in samples)
     axes.set_ylim(0, peak * 1.3 + 1)  # room above the lines for the legend
     axes.yaxis.get_major_locator().set_params(integer=True)
     queue = [s.visible + s.in_flight for s in samples]
     backlog = axes.twinx()
-    backlog.plot(times, queue, color="grey", alpha=0.6, linestyle="--", label="queue backlog")
+    backlog.plot(times, queue, color="grey", alpha=0.6, linestyle=":", marker=".", label="queue backlog")
     backlog.set_ylim(0, max(max(queue), 1) * 1.3)
     backlog.set_ylabel("messages (visible + in flight)")
     lines = axes.get_legend_handles_labels()[0] + backlog.get_legend_handles_labels()[0]
