@@ -57,6 +57,7 @@ class Timeline:
     zero: float | None = None
     peak: int = 0
     instance_s: float = 0.0
+    worker_rss_mb: dict = field(default_factory=dict)  # peak resident memory of each worker process
     samples: list[tuple[float, int]] = field(default_factory=list)
 
     def add(self, t: float, live: int) -> None:
@@ -66,6 +67,17 @@ class Timeline:
         self.samples.append((t, live))
         if live > self.peak:
             self.peak, self.full_fleet = live, t
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def emulator_round_trip_ms(resources, count: int = 30) -> float:
@@ -85,13 +97,15 @@ def submit_burst(resources, count: int) -> list[str]:
             for n in range(count)]
 
 
-def watch(resources, ids: list[str], started: float) -> tuple[Timeline, list[dict]]:
+def watch(resources, host: LocalHost, ids: list[str], started: float) -> tuple[Timeline, list[dict]]:
     """Sample the fleet, heartbeats and results until every result is final and the fleet is empty."""
     timeline, results = Timeline(), []
     with tqdm(total=len(ids), desc="results", unit="img") as bar:
         while time.monotonic() - started < TIMEOUT_S:
             t = time.monotonic() - started
             timeline.add(t, len(resources.fleet.instances()))
+            for pid in host.pids().values():
+                timeline.worker_rss_mb[pid] = max(timeline.worker_rss_mb.get(pid, 0.0), rss_mb(pid))
             if timeline.first_polling is None and any(
                     doc.get("state") in ("idle", "busy") for doc in resources.fleet_log.all("worker")):
                 timeline.first_polling = t
@@ -124,6 +138,10 @@ def report(args, timeline: Timeline, results: list[dict], round_trip_ms: float) 
     print(f"back to zero          {at(timeline.zero)}")
     print(f"instance-seconds/100  {used:6.1f} s used, {ideal:6.1f} s ideal (sum of timings.total): "
           f"ratio {used / ideal if ideal else float('nan'):.1f}x")
+    rss = sorted(timeline.worker_rss_mb.values())
+    if rss:
+        print(f"worker memory         {rss[-1]:6.0f} MiB peak RSS (median {statistics.median(rss):.0f} MiB "
+              f"over {len(rss)} workers)")
     print(f"emulator              {round_trip_ms:6.1f} ms per SQS round trip (median of 30)")
 
 
@@ -148,7 +166,7 @@ def run(args) -> None:
             thread.start()
         started = time.monotonic()
         ids = submit_burst(resources, args.images)
-        timeline, results = watch(resources, ids, started)
+        timeline, results = watch(resources, host, ids, started)
         report(args, timeline, results, round_trip_ms)
     finally:
         stop.set()
