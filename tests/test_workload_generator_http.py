@@ -5,7 +5,6 @@ the web tier, good for what the generator itself must get right (threads, retrie
 Retry-After, timeouts, refused and dropped connections, polling, fleet sampling).
 """
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,20 +13,19 @@ import threading
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from flask import Flask, jsonify, request
 from PIL import Image
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from workload_generator import API, SYNC, LoadConfig, builtin_images, folder_images, run_workload
+from tests.support import REPO, TESTDATA, free_port
+from workload_generator import API, LoadConfig, builtin_images, folder_images, run_workload
 from workload_generator.cli import main
 from workload_generator.client import Client
 from workload_generator.fleet import FleetSampler
 
-REPO = Path(__file__).resolve().parents[1]
-TESTDATA = Path(os.environ.get("SIGHTFLEET_TESTDATA", "/work/shared/testdata")) / "exif-samples" / "jpg"
+PHOTOS = TESTDATA / "exif-samples" / "jpg"
 LABELS = {"chelsea": "cat", "coffee": "cup", "astronaut": "person", "stereo_motorcycle": "motorcycle",
           "Canon_40D": "person", "Nikon_D70": "bird"}
 
@@ -147,12 +145,6 @@ def config(url, **overrides) -> LoadConfig:
                     fleet_interval_s=0.1, timeout_s=10.0)
     settings.update(overrides)
     return LoadConfig(**settings)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_sessions_are_per_thread():
@@ -283,7 +275,7 @@ def test_cli_with_folder_ground_truth_json_and_plot(target_factory, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("Canon_40D.jpg", "Nikon_D70.jpg"):
-        (folder / name).write_bytes((TESTDATA / name).read_bytes())
+        (folder / name).write_bytes((PHOTOS / name).read_bytes())
     truth = tmp_path / "truth.csv"
     truth.write_text("Canon_40D,person\nNikon_D70,cat\n")
     out_json, out_png = tmp_path / "run.json", tmp_path / "run.png"
