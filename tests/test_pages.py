@@ -108,6 +108,7 @@ def test_image_page_shows_result_metadata_timings_and_instance(client, resources
     assert '<meter min="0" max="100" value="91.25"></meter> 91.2%' in text
     for row in ("<th>Taken</th><td>30 May 2008, 15:56:01</td>", "<th>Camera</th><td>Canon EOS 40D</td>", "<th>Dimensions</th><td>451 × 300 px</td>",
                 "<th>File size</th><td>24.2 KB</td>", "<th>Format</th><td>JPEG</td>",
+                "<th>Orientation</th><td>1 (upright)</td>",
                 "<th>GPS</th><td>43.467150° N, 11.885213° W (43° 28′ 1.74″ N, 11° 53′ 6.77″ W)</td>"):
         assert row in text, row
     assert "<th>detect</th>" in text and "41.3 ms" in text and "66.2 ms" in text
@@ -186,9 +187,9 @@ def test_metadata_rows_leave_out_what_the_photo_did_not_say():
     assert display.metadata_rows(None) == []
     rows = dict(display.metadata_rows({"camera_make": "NIKON", "camera_model": "E950", "width": 10, "height": 20,
                                        "file_size": 123456, "gps": {"latitude_decimal": -33.8568,
-                                                                    "longitude_decimal": 151.2153}}))
+                                                                    "longitude_decimal": 151.2153, "altitude_m": 58.4}}))
     assert rows == {"Camera": "NIKON E950", "Dimensions": "10 × 20 px", "File size": "123,456 bytes",
-                    "GPS": "33.856800° S, 151.215300° E"}
+                    "GPS": "33.856800° S, 151.215300° E, 58 m above sea level"}
 
 
 def test_timings_and_times_read_well():
@@ -198,6 +199,8 @@ def test_timings_and_times_read_well():
     assert display.when("not a time") == "not a time" and display.when(None) == ""
     assert display.taken("2008:05:30 15:56:01") == display.taken("2008-05-30T15:56:01") == "30 May 2008, 15:56:01"
     assert display.taken("sometime") == "sometime" and display.taken(None) == ""
+    assert display.taken("2008-10-22T16:28:39+02:00") == "22 Oct 2008, 16:28:39 (UTC+02:00)"
+    assert display.orientation(6) == "6 (turned 90° clockwise)" and display.orientation(None) == ""
 
 
 def test_album_list_shows_new_albums_at_once_and_survives_an_unreachable_table(resources, settings):

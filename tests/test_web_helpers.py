@@ -20,7 +20,7 @@ METADATA = {
             "longitude": {"degrees": 11, "minutes": 53, "seconds": 6.77, "direction": "W"},
             "latitude_decimal": 43.46715, "longitude_decimal": -11.885213},
     "width": 451, "height": 300, "file_size": 24813, "file_size_human": "24.2 KB", "format": "JPEG",
-    "orientation": "Horizontal (normal)",
+    "orientation": 1,
 }
 TIMINGS = {"decode": 3.1, "exif": 1.2, "thumbnail": 4.4, "detect": 41.3, "classify": 16.2, "total": 66.2}
 

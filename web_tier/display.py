@@ -8,6 +8,9 @@ from flask import Flask
 from sightfleet.contracts import parse_time
 
 TOP_LABELS = 3
+_ORIENTATIONS = {1: "upright", 2: "mirrored", 3: "upside down", 4: "upside down, mirrored",
+                 5: "on its side, mirrored", 6: "turned 90° clockwise", 7: "on its side, mirrored",
+                 8: "turned 90° counter-clockwise"}
 
 
 def when(iso: str | None) -> str:
@@ -21,15 +24,27 @@ def when(iso: str | None) -> str:
 
 
 def taken(value: str | None) -> str:
-    """When the camera says the photo was taken (camera local time: no zone is claimed)."""
+    """When the camera says the photo was taken, with its UTC offset when it recorded one."""
     if not value:
         return ""
     for parse in (datetime.fromisoformat, lambda v: datetime.strptime(v, "%Y:%m:%d %H:%M:%S")):
         try:
-            return parse(str(value)).strftime("%d %b %Y, %H:%M:%S")
+            moment = parse(str(value))
         except ValueError:
             continue
+        offset = moment.utcoffset()
+        if offset is None:
+            return moment.strftime("%d %b %Y, %H:%M:%S")
+        minutes = int(offset.total_seconds() // 60)
+        sign = "+" if minutes >= 0 else "-"
+        return moment.strftime("%d %b %Y, %H:%M:%S") + f" (UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d})"
     return str(value)
+
+
+def orientation(value) -> str:
+    """EXIF orientation 1-8 with what it means; other values as given."""
+    name = _ORIENTATIONS.get(value) if isinstance(value, int) else None
+    return f"{value} ({name})" if name else str(value or "")
 
 
 def camera(metadata: dict) -> str:
@@ -59,7 +74,10 @@ def gps(value: dict | None) -> str:
         return ""
     text = f"{abs(lat):.6f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.6f}° {'E' if lon >= 0 else 'W'}"
     dms = [_dms(value.get(k)) for k in ("latitude", "longitude")]
-    return f"{text} ({dms[0]}, {dms[1]})" if all(dms) else text
+    if all(dms):
+        text += f" ({dms[0]}, {dms[1]})"
+    altitude = value.get("altitude_m")
+    return text + (f", {altitude:.0f} m above sea level" if isinstance(altitude, (int, float)) else "")
 
 
 def metadata_rows(metadata: dict | None) -> list[tuple[str, str]]:
@@ -74,7 +92,7 @@ def metadata_rows(metadata: dict | None) -> list[tuple[str, str]]:
         ("Dimensions", f"{width} × {height} px" if width and height else ""),
         ("File size", size),
         ("Format", meta.get("format")),
-        ("Orientation", meta.get("orientation")),
+        ("Orientation", orientation(meta.get("orientation"))),
     ]
     return [(name, str(value)) for name, value in rows if value not in (None, "")]
 
@@ -93,5 +111,5 @@ def top_labels(labels: list | None, count: int = TOP_LABELS) -> list[dict]:
 
 
 def install(app: Flask) -> None:
-    for function in (when, camera, gps, metadata_rows, timing_rows, top_labels):
+    for function in (when, taken, camera, gps, orientation, metadata_rows, timing_rows, top_labels):
         app.add_template_filter(function)
