@@ -28,7 +28,7 @@ class Worker:
         self.instance_id = instance_id
         self._can_terminate = can_terminate
         self._stop_requested = False
-        self._busy = False
+        self._polling = False
         self.counters: Counter = Counter()
         self.status = {"instance_id": instance_id, "state": "starting", "launched_at": utc_now(),
                        "images_done": 0, "images_failed": 0, "model_load_s": None, "current": []}
@@ -72,31 +72,34 @@ class Worker:
     def _poll(self, idle_left_s: float):
         """Long-poll for work, no longer than the idle time left."""
         wait_s = int(max(1, min(self.settings.receive_wait_s, idle_left_s + 1)))
+        self._polling = True
         try:
             return self._r.requests.receive(self.settings.receive_batch, wait_s)
         except SightfleetError as exc:
             log.warning("receive failed (%s); backing off", exc)
             time.sleep(min(5.0, wait_s))
             return []
+        finally:
+            self._polling = False
 
     def _run_batch(self, runner: BatchRunner, messages) -> None:
-        self._busy = True
         self.status["current"] = [m.id for m in messages]
         self._heartbeat.beat("busy")
         try:
             runner.run(messages)
         finally:
-            self._busy = False
             self.status.update(current=[], images_done=self.counters["succeeded"],
                                images_failed=self.counters["failed"])
             self._heartbeat.beat("idle")
 
     def _may_retire(self) -> bool:
-        """Retire only if allowed and the fleet stays at or above its minimum."""
+        """Retire only if allowed and not among the oldest min_instances, which keep the floor."""
         if not self._can_terminate:
             return False
         try:
-            return len(self._r.fleet.instances()) > self.settings.min_instances
+            # Oldest first: idle workers retiring together still leave the oldest `min` running.
+            ids = [instance.id for instance in self._r.fleet.instances()]
+            return self.instance_id in ids[self.settings.min_instances:]
         except SightfleetError as exc:
             log.warning("cannot count the fleet (%s); staying up", exc)
             return False
@@ -125,7 +128,8 @@ class Worker:
         def request_stop(signum, _frame):
             log.info("received %s; finishing the current batch first", signal.Signals(signum).name)
             self._stop_requested = True
-            if not self._busy:
+            # Only a long poll is cut short; a batch, or the shutdown itself, runs to its end.
+            if self._polling:
                 raise _StopPolling()
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)

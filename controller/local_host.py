@@ -13,7 +13,6 @@ Worker output goes to the host's stderr; each worker line carries its instance i
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -29,19 +28,13 @@ from sightfleet.aws.ec2 import Fleet
 from sightfleet.config import ConfigError, Settings
 from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging
+from sightfleet.procs import die_with_parent
 
 log = logging.getLogger("controller.local_host")
 REPO = Path(__file__).resolve().parents[1]
 WORKER_COMMAND = (sys.executable, "-m", "app_tier")
 POLL_S = 1.0
 STOP_GRACE_S = 20.0
-_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the child between fork and exec only calls it
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_host() -> None:
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
 
 @dataclass
 class VM:
@@ -118,7 +111,7 @@ class LocalHost:
     def _boot(self, instance_id: str) -> None:
         env = {**self._env, "SIGHTFLEET_INSTANCE_ID": instance_id}
         proc = subprocess.Popen(self._command, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=2,
-                                start_new_session=True, preexec_fn=_die_with_host)
+                                start_new_session=True, preexec_fn=die_with_parent)
         self._vms[instance_id] = VM(instance_id, proc)
         self._booted.add(instance_id)
         log.info("instance %s booted: worker pid %s", instance_id, proc.pid)

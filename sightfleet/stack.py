@@ -1,7 +1,6 @@
 """`python -m sightfleet.stack`: the whole local stack in one supervised process tree (`scripts/run`)."""
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import logging
@@ -17,6 +16,7 @@ import requests
 
 from sightfleet.config import ConfigError, Settings
 from sightfleet.logs import setup_logging
+from sightfleet.procs import die_with_parent
 from sightfleet.resources import provision
 
 log = logging.getLogger("sightfleet.stack")
@@ -32,16 +32,10 @@ LOCAL_DEFAULTS = {
 }
 # Seconds each child gets between SIGTERM and SIGKILL, in shutdown order.
 STOP_GRACE_S = {"web": 25, "controller": 10, "local-host": 45, "aws": 5}
-_PR_SET_PDEATHSIG = 1
 
 
 class StackError(RuntimeError):
     """The stack cannot start; the message tells the user what to do."""
-
-
-def _die_with_parent() -> None:
-    # Children get SIGTERM if the supervisor itself is killed, so nothing outlives it.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_is_free(port: int) -> bool:
@@ -65,7 +59,7 @@ class Supervisor:
         self._stop = False
 
     def start(self, name: str, argv: list[str]) -> None:
-        proc = subprocess.Popen(argv, env=self.env, cwd=REPO, start_new_session=True, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(argv, env=self.env, cwd=REPO, start_new_session=True, preexec_fn=die_with_parent)
         log.info("started %s (pid %s)", name, proc.pid)
         self.children.append((name, proc))
 

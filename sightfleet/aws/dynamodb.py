@@ -8,7 +8,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
-from sightfleet.contracts import FINAL_STATUSES, PROCESSING, QUEUED
+from sightfleet.contracts import PROCESSING, QUEUED
 from sightfleet.errors import NotFound
 
 ALBUM_INDEX = "album-submitted"
