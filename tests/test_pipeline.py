@@ -256,6 +256,14 @@ def test_unused_alpha_and_odd_modes_give_jpeg_thumbnails(pipeline):
                                    chelsea.convert("L").convert("RGB")) < 12
 
 
+def test_extreme_shapes_succeed(pipeline):
+    inputs = [encoded(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"),
+              encoded(photo("coffee").resize((4000, 3)), "JPEG"), encoded(photo("coffee").resize((2, 3000)), "PNG")]
+    for outcome in pipeline.process([item(data) for data in inputs]):
+        assert outcome.status == SUCCEEDED, outcome.error
+        assert max(upright_image(outcome).size) <= 250 and outcome.annotated
+
+
 def test_mixed_batch_keeps_order_and_isolates_failures(pipeline):
     inputs = [item(jpeg("chelsea"), "cat"), item(b"", "empty"), item(jpeg("coffee"), "cup"),
               item(jpeg("coffee")[:5000], "truncated"), item(png_bomb(), "bomb"),

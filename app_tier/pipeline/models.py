@@ -60,16 +60,22 @@ class Detector:
 
     def run(self, inputs: list[np.ndarray], min_score: float) -> list[list[Detection]]:
         """Detections per input, one forward pass for the whole list; the graph already applies NMS."""
-        # Inputs are RGB already, so no channel swap; the graph scales pixels itself.
-        blob = cv2.dnn.blobFromImages(inputs, size=(self.SIDE, self.SIDE), swapRB=False)
-        self._net.setInput(blob)
-        rows = self._net.forward().reshape(-1, 7)
+        rows = self.forward(self.blob(inputs)).reshape(-1, 7)
         found: list[list[Detection]] = [[] for _ in inputs]
         for index, class_id, score, *box in rows:
             if score >= min_score and int(class_id) in COCO_NAMES and 0 <= int(index) < len(inputs):
                 clamped = tuple(float(min(max(v, 0.0), 1.0)) for v in box)
                 found[int(index)].append(Detection(int(class_id), float(score), clamped))
         return found
+
+    def blob(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """NCHW float blob; inputs are RGB already, so no channel swap (the graph scales pixels itself)."""
+        return cv2.dnn.blobFromImages(inputs, size=(self.SIDE, self.SIDE), swapRB=False)
+
+    def forward(self, blob: np.ndarray) -> np.ndarray:
+        """The bare forward pass: rows of (image index, class id, score, x1, y1, x2, y2)."""
+        self._net.setInput(blob)
+        return self._net.forward()
 
 
 class Classifier:
@@ -92,17 +98,24 @@ class Classifier:
             raise RuntimeError(f"expected 1000 ImageNet names, found {len(self.names)}")
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """Shorter side to 256, centre 224x224 crop, scaled to [-1, 1], channels first."""
+        """The centre 224/256 square (ImageNet's evaluation crop) at 224x224, scaled to [-1, 1], channels first.
+
+        Cropping before resizing gives the same pixels as resize-then-crop and keeps the
+        work bounded for panoramas.
+        """
         height, width = rgb.shape[:2]
-        ratio = self.RESIZE / min(height, width)
-        size = (max(self.SIDE, round(width * ratio)), max(self.SIDE, round(height * ratio)))
-        resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR)
-        top, left = (size[1] - self.SIDE) // 2, (size[0] - self.SIDE) // 2
-        crop = resized[top:top + self.SIDE, left:left + self.SIDE]
-        return np.ascontiguousarray((crop.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1))
+        side = max(1, round(min(height, width) * self.SIDE / self.RESIZE))
+        top, left = (height - side) // 2, (width - side) // 2
+        crop = rgb[top:top + side, left:left + side]
+        shrink = cv2.INTER_AREA if side > self.SIDE else cv2.INTER_LINEAR
+        resized = cv2.resize(crop, (self.SIDE, self.SIDE), interpolation=shrink)
+        return np.ascontiguousarray((resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1))
 
     def run(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Class probabilities, shape (len(inputs), 1000), one forward pass for the whole list."""
+        return torch.softmax(self.forward(torch.from_numpy(np.stack(inputs))), dim=1).numpy()
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The bare forward pass: logits for an (N, 3, 224, 224) batch."""
         with torch.inference_mode():
-            logits = self._model(torch.from_numpy(np.stack(inputs)))
-            return torch.softmax(logits, dim=1).numpy()
+            return self._model(batch)

@@ -1,0 +1,215 @@
+"""Pipeline cost per image against the bare model forward passes, and batched against one-by-one throughput.
+
+Run from the repository root:  .venv/bin/python benchmarks/pipeline.py [--sizes 0.3 3 12] [--repeats 7]
+Photos are skimage's real photographs upscaled to each size and saved as JPEG (quality 90).
+The goal of the issue: full pipeline / bare forward passes <= 1.3 at 3 MP on the 2-core machine.
+
+`run_pipeline_benchmark(sizes, repeats)` returns the figures as a dict and prints nothing,
+so the worker's benchmark can extend it (e.g. with S3/DynamoDB writes) and reuse `make_photos`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from skimage import data  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from app_tier.pipeline import ImageInput, Pipeline, PipelineSettings  # noqa: E402
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")
+BATCH_SIZES = (1, 4, 10)
+STAGES = ("format", "exif", "decode", "thumbnail", "detect", "classify", "merge", "annotate", "total")
+
+
+def make_photos(megapixels: float) -> list[bytes]:
+    """Each skimage photo upscaled (bicubic) to about `megapixels` and encoded as JPEG."""
+    photos = []
+    for name in PHOTOS:
+        pixels = getattr(data, name)()
+        image = Image.fromarray(pixels[0] if name == "stereo_motorcycle" else pixels).convert("RGB")
+        scale = (megapixels * 1e6 / (image.width * image.height)) ** 0.5
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=90)
+        photos.append(out.getvalue())
+    return photos
+
+
+def _inputs(photos: list[bytes]) -> list[ImageInput]:
+    return [ImageInput(id=f"bench-{i}", data=d, filename=f"bench-{i}.jpg") for i, d in enumerate(photos)]
+
+
+class _Clock:
+    """Wall and CPU milliseconds of a block; CPU time is what other people's load on the machine spares."""
+
+    def __enter__(self):
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall_ms = (time.perf_counter() - self._wall) * 1000
+        self.cpu_ms = (time.process_time() - self._cpu) * 1000
+
+
+def bare_forward(pipeline: Pipeline) -> _Clock:
+    """Detector plus classifier forward passes for one image, on blobs made beforehand."""
+    pixels = data.chelsea()
+    blob = pipeline.detector.blob([pipeline.detector.prepare(pixels)])
+    batch = torch.from_numpy(pipeline.classifier.prepare(pixels)[None])
+    with _Clock() as clock:
+        pipeline.detector.forward(blob)
+        pipeline.classifier.forward(batch)
+    return clock
+
+
+def _one_image(pipeline: Pipeline, item: ImageInput) -> tuple[_Clock, dict]:
+    with _Clock() as clock:
+        outcome, = pipeline.process([item])
+    assert outcome.status == "SUCCEEDED", outcome.error
+    return clock, outcome.timings
+
+
+def measure_sizes(pipeline: Pipeline, sizes, repeats: int) -> dict:
+    """Per size: median stage timings, median wall and CPU time per image, and their ratios to the bare passes.
+
+    Bare passes are measured right before each image, so load from other processes hits both alike.
+    """
+    inputs = {size: _inputs(make_photos(size)) for size in tqdm(sizes, desc="making photos", leave=False)}
+    samples = {size: {"wall": [], "cpu": [], "bare_wall": [], "bare_cpu": []} for size in sizes}
+    stages = {size: {stage: [] for stage in STAGES} for size in sizes}
+    for _ in tqdm(range(repeats), desc="per-image pipeline", leave=False):
+        for size in sizes:
+            for item in inputs[size]:
+                bare = bare_forward(pipeline)
+                full, timings = _one_image(pipeline, item)
+                for key, value in (("wall", full.wall_ms), ("cpu", full.cpu_ms),
+                                   ("bare_wall", bare.wall_ms), ("bare_cpu", bare.cpu_ms)):
+                    samples[size][key].append(value)
+                for stage in STAGES:
+                    stages[size][stage].append(timings.get(stage, 0.0))
+    return {size: _size_row(samples[size], stages[size], inputs[size]) for size in sizes}
+
+
+def _size_row(samples: dict, stages: dict, inputs: list[ImageInput]) -> dict:
+    median = {key: statistics.median(values) for key, values in samples.items()}
+    return {**{f"{key}_ms": value for key, value in median.items()},
+            "ratio_wall": median["wall"] / median["bare_wall"], "ratio_cpu": median["cpu"] / median["bare_cpu"],
+            "stages_ms": {s: statistics.median(v) for s, v in stages.items()},
+            "jpeg_bytes": statistics.median(len(i.data) for i in inputs)}
+
+
+def measure_batching(pipeline: Pipeline, megapixels: float, repeats: int) -> dict:
+    """Images per wall second and per CPU second of one process() call over n images,
+    the models run one image at a time or as one batch of n."""
+    photos = make_photos(megapixels)
+    results = {}
+    for n in tqdm(BATCH_SIZES, desc="batching", leave=False):
+        inputs = _inputs([photos[i % len(photos)] for i in range(n)])
+        runners = {mode: pipeline.with_settings(dataclasses.replace(
+            pipeline.settings, detector_batch_size=size, classifier_batch_size=size))
+            for mode, size in (("one_by_one", 1), ("batched", n))}
+        clocks = {mode: [] for mode in runners}
+        for _ in range(repeats):
+            for mode, runner in runners.items():       # interleaved, so load drifts hit both
+                with _Clock() as clock:
+                    runner.process(inputs)
+                clocks[mode].append(clock)
+        results[n] = {mode: {"wall": 1000 * n / statistics.median(c.wall_ms for c in got),
+                             "cpu": 1000 * n / statistics.median(c.cpu_ms for c in got)}
+                      for mode, got in clocks.items()}
+    return results
+
+
+def run_pipeline_benchmark(sizes=(0.3, 3, 12), repeats: int = 5, batch_megapixels: float = 0.3) -> dict:
+    """Every figure of this benchmark as a dict (nothing printed)."""
+    pipeline = Pipeline(PipelineSettings())
+    return {"load_s": pipeline.load_seconds, "settings": dataclasses.asdict(pipeline.settings),
+            "sizes": measure_sizes(pipeline, sizes, repeats),
+            "batching": {"megapixels": batch_megapixels,
+                         "images_per_s": measure_batching(pipeline, batch_megapixels, repeats)}}
+
+
+def measure_threads(images: int = 20, megapixels: float = 3) -> dict:
+    """Aggregate images/s for (processes x threads each) layouts, each process running its own pipeline."""
+    layouts = [(1, 1), (1, 2), (2, 1), (2, 2)]
+    results = {}
+    for processes, threads in tqdm(layouts, desc="threads", leave=False):
+        command = [sys.executable, __file__, "--worker", str(threads), str(images), str(megapixels)]
+        started = time.perf_counter()
+        workers = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+        busy = [float(w.communicate()[0].split()[-1]) for w in workers]
+        results[(processes, threads)] = processes * images / max(busy)
+        logging.debug("layout %sx%s wall %.1f s", processes, threads, time.perf_counter() - started)
+    return results
+
+
+def _thread_worker(threads: int, images: int, megapixels: float) -> None:
+    """Child of measure_threads: load, then time `images` single-image process() calls; prints seconds."""
+    pipeline = Pipeline(PipelineSettings(torch_threads=threads, opencv_threads=threads))
+    inputs = _inputs(make_photos(megapixels))
+    started = time.perf_counter()
+    for i in range(images):
+        pipeline.process([inputs[i % len(inputs)]])
+    sys.stdout.write(f"{time.perf_counter() - started}\n")
+
+
+def format_report(results: dict) -> str:
+    lines = [f"models loaded in {results['load_s']:.2f} s; torch threads {results['settings']['torch_threads']}, "
+             f"OpenCV threads {results['settings']['opencv_threads']}", "",
+             "per image, medians in ms",
+             "size    JPEG   " + " ".join(f"{s:>9}" for s in STAGES)
+             + "  | wall  bare  ratio |  cpu  bare  ratio"]
+    for size, row in results["sizes"].items():
+        cells = " ".join(f"{row['stages_ms'][s]:9.1f}" for s in STAGES)
+        lines.append(f"{size:>4g} MP {row['jpeg_bytes'] / 1e6:4.1f} MB {cells}  | {row['wall_ms']:4.0f} "
+                     f"{row['bare_wall_ms']:5.0f} {row['ratio_wall']:6.2f} | {row['cpu_ms']:4.0f} "
+                     f"{row['bare_cpu_ms']:5.0f} {row['ratio_cpu']:6.2f}")
+    lines += ["", "ratio = time of process([one image]) / time of detector + classifier forward on ready blobs,",
+              "as wall time and as this process's CPU time (the latter unmoved by other people's load);",
+              "stage columns are the pipeline's own wall-time figures; detect/classify include each image's",
+              "preprocessing, and batched passes are shared evenly among the images of the batch", "",
+              f"throughput at {results['batching']['megapixels']:g} MP: models one by one vs one batch",
+              "               images/wall s  one-by-one  batched  gain | images/CPU s  one-by-one  batched  gain"]
+    for n, row in results["batching"]["images_per_s"].items():
+        one, batched = row["one_by_one"], row["batched"]
+        lines.append(f"  {n:>2} images                  {one['wall']:10.2f} {batched['wall']:8.2f} "
+                     f"{batched['wall'] / one['wall']:5.2f} |               {one['cpu']:10.2f} "
+                     f"{batched['cpu']:8.2f} {batched['cpu'] / one['cpu']:5.2f}")
+    if "threads" in results:
+        lines += ["", "aggregate images/s by processes x threads (3 MP, one image per process() call)"]
+        lines += [f"  {p} x {t}: {ips:6.2f}" for (p, t), ips in results["threads"].items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=float, nargs="+", default=[0.3, 3, 12], help="megapixels")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", action="store_true", help="also compare processes x threads layouts")
+    args = parser.parse_args()
+    results = run_pipeline_benchmark(args.sizes, args.repeats)
+    if args.threads:
+        results["threads"] = measure_threads()
+    print(format_report(results))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        _thread_worker(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    else:
+        main()
