@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from app_tier.pipeline import ImageInput
 from sightfleet.aws.sqs import Message
 from sightfleet.contracts import (
-    FAILED, FINAL_STATUSES, PROCESSING, Job, input_key, output_keys, queued_result, response_message,
-    utc_now,
+    FAILED, FINAL_STATUSES, PROCESSING, Job, failed_result, input_key, output_keys, queued_result,
+    response_message, utc_now,
 )
 from sightfleet.errors import ConditionFailed, InvalidJob, NotFound, SightfleetError
 
@@ -103,7 +103,7 @@ class BatchRunner:
                 item.data = self._r.inputs.get(job.key)
             return True
         except NotFound:
-            self._finish(item, self._failure(item, "MISSING_INPUT", "the uploaded image is no longer stored"))
+            self._finish(item, failed_result(item.result, "MISSING_INPUT", "the uploaded image is no longer stored"))
         except SightfleetError as exc:
             log.warning("job %s: cannot fetch or store the original (%s)", job.id, exc)
             self._give_back_or_fail(item, str(exc))
@@ -159,16 +159,11 @@ class BatchRunner:
             # The result is already final; a redelivery republishes it from the table.
             log.warning("job %s: publish incomplete (%s); will republish on redelivery", result["id"], exc)
 
-    def _failure(self, item: Claimed, code: str, message: str) -> dict:
-        result = dict(item.result)
-        result.update(status=FAILED, error={"code": code, "message": message}, labels=[], top_label=None)
-        return result
-
     def _give_back_or_fail(self, item: Claimed, reason: str) -> None:
         """Retry a storage failure; on the last allowed receive, record why it failed."""
         if item.message.receive_count >= self._r.settings.max_receive_count:
-            self._finish(item, self._failure(
-                item, "STORAGE_UNAVAILABLE", f"gave up after {item.message.receive_count} attempts: {reason}"))
+            self._finish(item, failed_result(
+                item.result, "STORAGE_UNAVAILABLE", f"gave up after {item.message.receive_count} attempts: {reason}"))
         else:
             self._give_back(item.message, RETRY_DELAY_S)
 

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from controller import dead_letters
 from controller.launcher import Launcher
 from controller.metrics import tick_values
 from controller.observe import DECISION, Observer, Snapshot, iso
@@ -65,7 +66,15 @@ class Controller:
         decision = decide(snapshot.observation(), PolicyConfig.from_settings(settings, target))
         applied = self._apply(decision)
         self._report(snapshot, target, decision, applied)
+        if snapshot.dead_letters:
+            self._sweep_dead_letters()
         return decision
+
+    def _sweep_dead_letters(self) -> None:
+        try:
+            dead_letters.sweep(self._r)
+        except SightfleetError as exc:
+            log.warning("dead-letter sweep failed: %s", exc)
 
     def _apply(self, decision: Decision) -> Applied:
         applied = Applied()

@@ -130,6 +130,15 @@ def queued_result(job: Job) -> dict:
     }
 
 
+def failed_result(result: dict, code: str, message: str) -> dict:
+    """A copy of result marked FAILED with a reason, stamped completed now."""
+    now = utc_now()
+    failed = dict(result)
+    failed.update(status=FAILED, error={"code": code, "message": message}, labels=[], top_label=None,
+                  completed_at=now, updated_at=now)
+    return failed
+
+
 def response_message(result: dict) -> str:
     """The short message put on the response queue for downstream consumers."""
     short = {k: result.get(k) for k in ("id", "album", "filename", "status", "top_label", "completed_at")}

@@ -1,0 +1,25 @@
+"""A job that exhausts its receives is dead-lettered and then shown FAILED with a reason."""
+from __future__ import annotations
+
+from controller import dead_letters
+from sightfleet.resources import Resources
+from tests.support import jpeg_bytes, wait_for
+from web_tier.submit import Submitter, Upload
+
+
+def test_dead_lettered_job_is_marked_failed_once(settings_factory):
+    resources = Resources.connect(settings_factory(max_receive_count=1))
+    accepted = Submitter(resources, 10 << 20).submit(Upload(jpeg_bytes(), "poison.jpg"))
+    # A worker that dies on the job: receive it and never delete it.
+    [message] = resources.requests.receive(1, 1)
+    resources.requests.set_visibility([message.receipt], 0)
+    wait_for(lambda: resources.requests.receive(1, 1) == [] and resources.dead_letters.counts()["visible"] == 1,
+             15, what="redrive to the dead-letter queue")
+    assert dead_letters.sweep(resources) == [accepted["id"]]
+    result = resources.results.get(accepted["id"])
+    assert result["status"] == "FAILED" and result["error"]["code"] == "PROCESSING_FAILED"
+    assert "dead-letter" in result["error"]["message"]
+    # The message stays for inspection; sweeping it again changes nothing.
+    resources.dead_letters.set_visibility([m.receipt for m in resources.dead_letters.receive(10, 1)], 0)
+    assert dead_letters.sweep(resources) == []
+    assert resources.results.get(accepted["id"]) == result
