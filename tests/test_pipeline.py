@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from app_tier.pipeline import (
-    CORRUPT_IMAGE, FAILED, IMAGE_TOO_LARGE, SUCCEEDED, UNSUPPORTED_FORMAT, ImageInput, Outcome,
+    CORRUPT_IMAGE, FAILED, IMAGE_TOO_LARGE, INTERNAL_ERROR, SUCCEEDED, UNSUPPORTED_FORMAT, ImageInput, Outcome,
 )
+from app_tier.pipeline import render
 from tests.pipeline_fixtures import (
     SAMPLES, TESTDATA, encoded, item, jpeg, mean_abs_difference, photo, png_bomb, sample, shared_pipeline,
     with_alpha,
@@ -256,6 +257,16 @@ def test_unused_alpha_and_odd_modes_give_jpeg_thumbnails(pipeline):
                                    chelsea.convert("L").convert("RGB")) < 12
 
 
+def test_progressive_and_multi_picture_jpegs_are_jpegs(pipeline):
+    big = photo("coffee").resize((2400, 1600))
+    inputs = [encoded(big, "JPEG", progressive=True, quality=85),
+              encoded(big, "MPO", save_all=True, append_images=[photo("chelsea")])]
+    for outcome in pipeline.process([item(data) for data in inputs]):
+        assert outcome.status == SUCCEEDED, outcome.error
+        assert (outcome.metadata["format"], outcome.metadata["width"]) == ("JPEG", 2400)
+        assert label(outcome, "cup")
+
+
 def test_extreme_shapes_succeed(pipeline):
     inputs = [encoded(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"),
               encoded(photo("coffee").resize((4000, 3)), "JPEG"), encoded(photo("coffee").resize((2, 3000)), "PNG")]
@@ -275,6 +286,41 @@ def test_mixed_batch_keeps_order_and_isolates_failures(pipeline):
         UNSUPPORTED_FORMAT, CORRUPT_IMAGE, IMAGE_TOO_LARGE, UNSUPPORTED_FORMAT]
     for index, expected in ((0, "cat"), (2, "cup"), (6, "motorcycle")):
         assert label(outcomes[index], expected)
+
+
+def test_no_images_no_outcomes(pipeline):
+    assert pipeline.process([]) == []
+
+
+def test_a_bug_on_one_image_fails_only_that_image(pipeline, monkeypatch):
+    real_annotate = render.annotate
+
+    def annotate_or_break(rgb, labels, quality):
+        if labels and labels[0]["Name"] == "Cat":
+            raise KeyError("simulated bug")
+        return real_annotate(rgb, labels, quality)
+
+    monkeypatch.setattr(render, "annotate", annotate_or_break)
+    cat, cup = pipeline.process([item(jpeg("chelsea"), "cat"), item(jpeg("coffee"), "cup")])
+    assert cat.error["code"] == INTERNAL_ERROR and "KeyError" in cat.error["message"]
+    assert cup.status == SUCCEEDED
+
+
+def test_a_failing_model_batch_is_retried_one_by_one(pipeline, monkeypatch):
+    batched = pipeline.with_settings(dataclasses.replace(pipeline.settings, classifier_batch_size=3))
+    real_run = batched.classifier.run
+
+    def refuse_dark_inputs(inputs):
+        if any(float(x.mean()) < -0.75 for x in inputs):
+            raise RuntimeError("simulated model failure")
+        return real_run(inputs)
+
+    monkeypatch.setattr(batched.classifier, "run", refuse_dark_inputs)
+    dark = encoded(Image.new("RGB", (300, 300), (5, 5, 5)), "PNG")
+    outcomes = batched.process([item(jpeg("chelsea")), item(dark), item(jpeg("coffee"))])
+    assert [o.status for o in outcomes] == [SUCCEEDED, FAILED, SUCCEEDED]
+    assert outcomes[1].error["code"] == INTERNAL_ERROR
+    assert label(outcomes[2], "espresso")
 
 
 def test_batch_sizes_do_not_change_results(pipeline):

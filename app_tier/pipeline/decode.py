@@ -57,9 +57,11 @@ def open_checked(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
 
 def decode(image: Image.Image, working_side: int) -> Decoded:
     """Decode once (JPEGs at a reduced DCT scale), apply EXIF orientation, shrink to the working size."""
-    fmt = image.format
+    # Pillow opens multi-picture JPEGs (stereo and some phone cameras) as MPO: still a JPEG.
+    fmt = "JPEG" if image.format == "MPO" else image.format
     stored_size = image.size
-    _draft_for(image, working_side)
+    if fmt == "JPEG":
+        _draft_for(image, working_side)
     try:
         image.load()
     except _DAMAGE as exc:
@@ -82,8 +84,6 @@ def _draft_for(image: Image.Image, working_side: int) -> None:
     at the default 1024); thumbnail (250) and model inputs (300, 224) still come from a
     larger picture.
     """
-    if image.format != "JPEG":
-        return
     floor = working_side // 2
     longest = max(image.size)
     scale = next((s for s in (8, 4, 2) if longest // s >= floor), 1)

@@ -59,11 +59,6 @@ def _sniff_text(head: bytes) -> str | None:
     return None
 
 
-def content_type(fmt: str) -> str:
-    """MIME type of an accepted format."""
-    return ACCEPTED[fmt]
-
-
 def unsupported_message(head: bytes) -> str | None:
     """Why these bytes are refused, naming what was found; None when the format is accepted."""
     if not head:

@@ -65,10 +65,6 @@ class Outcome:
     annotated_content_type: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def succeeded(self) -> bool:
-        return self.status == SUCCEEDED
-
     def to_result_fields(self) -> dict:
         """The JSON-serialisable part of the outcome, as stored in the result."""
         return {"status": self.status, "error": self.error, "labels": self.labels,
