@@ -10,7 +10,7 @@ from PIL import Image
 from skimage import data
 
 from app_tier.pipeline import ImageInput
-from tests.support import REPO, TESTDATA
+from tests.support import TESTDATA
 
 SAMPLES = TESTDATA / "exif-samples"
 ORIENTATION = SAMPLES / "jpg" / "orientation"

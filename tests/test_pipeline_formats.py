@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from app_tier.pipeline.formats import HEAD_BYTES, sniff_format, unsupported_message
-from tests.pipeline_fixtures import REPO, SAMPLES, TESTDATA, encoded, photo
+from tests.pipeline_fixtures import SAMPLES, TESTDATA, encoded, photo
+from tests.support import REPO
 
 REAL_FILES = [
     ("jpg/Canon_40D.jpg", "JPEG"),
