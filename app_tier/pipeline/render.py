@@ -42,7 +42,10 @@ def annotate(rgb: Image.Image, labels: list[dict], quality: int) -> bytes:
                            colour, line, font)
     corner = [f"{label['Name']} {label['Confidence']:.0f}%" for label in labels if not label["Instances"]]
     if corner:
-        _caption(draw, (line, line), "\n".join(corner[:_CAPTIONED]), (255, 255, 255), font)
+        # Bottom left: boxes of whole-picture objects put their captions at the top left.
+        text = "\n".join(corner[:_CAPTIONED])
+        height = draw.multiline_textbbox((0, 0), text, font=font)[3]
+        _caption(draw, (2 * line, canvas.height - height - 2 * line), text, (255, 255, 255), font)
     return encode(canvas, JPEG, quality)
 
 
