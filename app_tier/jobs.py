@@ -3,19 +3,22 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from app_tier.pipeline import ImageInput
 from sightfleet.aws.sqs import Message
 from sightfleet.contracts import (
-    FAILED, FINAL_STATUSES, PROCESSING, Job, failed_result, input_key, output_keys, queued_result,
+    FAILED, PROCESSING, Job, failed_result, input_key, output_keys, queued_result,
     response_message, utc_now,
 )
 from sightfleet.errors import ConditionFailed, InvalidJob, NotFound, SightfleetError
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 10
+IO_THREADS = 2
 
 
 @dataclass
@@ -31,29 +34,61 @@ class Claimed:
 class BatchRunner:
     """Turns received messages into stored results; every write is keyed by image id."""
 
-    def __init__(self, resources, pipeline, instance_id: str, heartbeat, counters: dict):
+    def __init__(self, resources, pipeline, instance_id: str, heartbeat, counters: dict,
+                 io_threads: int = IO_THREADS):
         self._r = resources
         self._pipeline = pipeline
         self._instance_id = instance_id
         self._heartbeat = heartbeat
         self._counters = counters
+        self._lock = threading.Lock()
+        self._acks: list[tuple[Message, str]] = []
+        # Storage calls wait on the network; threads overlap them with the models' CPU work.
+        self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="storage")
+        settings = getattr(pipeline, "settings", None)
+        self._chunk = max(getattr(settings, "detector_batch_size", 1), getattr(settings, "classifier_batch_size", 1))
 
     def run(self, messages: list[Message]) -> None:
-        """Process one received batch; never raises for a bad image or a single failed write."""
+        """Process one received batch; never raises for a bad image or a single failed write.
+
+        Claims and fetches run on the storage threads and are taken in order as they finish;
+        the models run here, in the main thread (the per-image time limit needs it), one chunk
+        at a time, while later claims and earlier chunks' writes proceed in the background.
+        """
         self._heartbeat.hold([m.receipt for m in messages])
-        claimed = [c for c in (self._claim(m) for m in messages) if c is not None]
-        claimed = [c for c in claimed if self._fetch(c)]
-        if not claimed:
-            return
-        self._heartbeat.beat()
         started = time.monotonic()
-        outcomes = self._pipeline.process([self._image_input(c) for c in claimed])
-        log.info("pipeline ran %s images in %.0f ms", len(claimed), (time.monotonic() - started) * 1000)
-        for item, outcome in zip(claimed, outcomes):
-            self._store(item, outcome)
+        writes, chunk, count = [], [], 0
+        for item in self._io.map(self._claim_and_fetch, messages):
+            if item is None:
+                continue
+            chunk.append(item)
+            count += 1
+            if len(chunk) == self._chunk:
+                writes += self._compute(chunk)
+                chunk = []
+        if chunk:
+            writes += self._compute(chunk)
+        for write in writes:
+            write.result()
+        self._acknowledge()
+        log.info("batch of %s messages, %s images processed in %.0f ms", len(messages), count,
+                 (time.monotonic() - started) * 1000)
+
+    def _compute(self, chunk: list[Claimed]) -> list:
+        """Run the pipeline on a chunk and queue each image's writes on the storage threads."""
+        outcomes = self._pipeline.process([self._image_input(c) for c in chunk])
+        return [self._io.submit(self._store, item, outcome) for item, outcome in zip(chunk, outcomes)]
+
+    def close(self) -> None:
+        """Wait for background writes and stop the storage threads."""
+        self._io.shutdown(wait=True)
+
+    def _claim_and_fetch(self, message: Message) -> Claimed | None:
+        item = self._claim(message)
+        return item if item is not None and self._fetch(item) else None
 
     def _claim(self, message: Message) -> Claimed | None:
-        """Parse the job and mark it PROCESSING, or finish off a job that is already done."""
+        """Parse the job and mark it PROCESSING, or republish a job that is already done."""
         try:
             job = Job.from_message(message.body)
         except InvalidJob as exc:
@@ -61,36 +96,32 @@ class BatchRunner:
             log.error("message %s is not a job (%s); leaving it for the dead-letter queue", message.id, exc)
             self._give_back(message, 0)
             return None
-        try:
-            current = self._r.results.get(job.id)
-        except NotFound:
-            current = None
-        except SightfleetError as exc:
-            log.warning("job %s: results table unavailable (%s); retrying later", job.id, exc)
-            self._give_back(message, RETRY_DELAY_S)
-            return None
-        if current and current["status"] in FINAL_STATUSES:
-            log.info("job %s already %s (redelivery); republishing", job.id, current["status"])
-            self._publish(message, current)
-            return None
-        return self._start(message, job, current)
-
-    def _start(self, message: Message, job: Job, current: dict | None) -> Claimed | None:
-        result = dict(current or queued_result(job))
+        result = queued_result(job)
         now = utc_now()
+        # The receive count is the attempt number, so no read is needed before this write.
         result.update(status=PROCESSING, started_at=now, updated_at=now, instance_id=self._instance_id,
-                      attempts=int(result.get("attempts") or 0) + 1)
+                      attempts=message.receive_count)
         try:
             self._r.results.start(result)
         except ConditionFailed:
-            log.info("job %s finished elsewhere meanwhile; republishing", job.id)
-            self._publish(message, self._r.results.get(job.id))
+            self._republish(message, job)
             return None
         except SightfleetError as exc:
             log.warning("job %s: cannot mark PROCESSING (%s); retrying later", job.id, exc)
             self._give_back(message, RETRY_DELAY_S)
             return None
         return Claimed(message, job, result)
+
+    def _republish(self, message: Message, job: Job) -> None:
+        """A redelivered job that already has its final result: publish that result again."""
+        try:
+            current = self._r.results.get(job.id)
+        except SightfleetError as exc:
+            log.warning("job %s: cannot read its final result (%s); retrying later", job.id, exc)
+            self._give_back(message, RETRY_DELAY_S)
+            return
+        log.info("job %s already %s (redelivery); republishing", job.id, current["status"])
+        self._publish(message, current)
 
     def _fetch(self, item: Claimed) -> bool:
         """Load the image bytes; inline ones are also stored as the original in the input bucket."""
@@ -143,21 +174,36 @@ class BatchRunner:
             log.warning("job %s: cannot write result (%s); retrying later", item.job.id, exc)
             self._give_back(item.message, RETRY_DELAY_S)
             return
-        self._counters["failed" if result["status"] == FAILED else "succeeded"] += 1
+        with self._lock:
+            self._counters["failed" if result["status"] == FAILED else "succeeded"] += 1
         log.info("job %s %s top=%s", item.job.id, result["status"], result.get("top_label"))
         self._publish(item.message, result)
 
     def _publish(self, message: Message, result: dict) -> None:
-        """Result JSON and response message from the stored result, then delete the job message."""
+        """Result JSON from the stored result now; response and delete go out batched after the run."""
         try:
             self._r.outputs.put(output_keys(result["id"])["result"],
                                 json.dumps(result, indent=1).encode(), "application/json")
-            self._r.responses.send(response_message(result))
-            self._r.requests.delete(message.receipt)
-            self._heartbeat.release(message.receipt)
         except SightfleetError as exc:
             # The result is already final; a redelivery republishes it from the table.
-            log.warning("job %s: publish incomplete (%s); will republish on redelivery", result["id"], exc)
+            log.warning("job %s: result JSON not written (%s); will republish on redelivery", result["id"], exc)
+            return
+        with self._lock:
+            self._acks.append((message, response_message(result)))
+
+    def _acknowledge(self) -> None:
+        """Send the responses, then delete the job messages, ten per call."""
+        with self._lock:
+            acks, self._acks = self._acks, []
+        if not acks:
+            return
+        try:
+            self._r.responses.send_batch([body for _, body in acks])
+            self._r.requests.delete_batch([message.receipt for message, _ in acks])
+        except SightfleetError as exc:
+            log.warning("%s results not acknowledged (%s); redelivery will republish them", len(acks), exc)
+        for message, _ in acks:
+            self._heartbeat.release(message.receipt)
 
     def _give_back_or_fail(self, item: Claimed, reason: str) -> None:
         """Retry a storage failure; on the last allowed receive, record why it failed."""

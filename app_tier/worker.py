@@ -39,6 +39,7 @@ class Worker:
         self._install_signal_handlers()
         self._heartbeat.start()
         reason = "stopped"
+        runner = None
         try:
             runner = self._load()
             last_work = time.monotonic()
@@ -58,6 +59,8 @@ class Worker:
         except _StopPolling:
             log.info("stop requested while waiting for work")
         finally:
+            if runner is not None:
+                runner.close()
             self._shutdown(reason)
         return reason
 

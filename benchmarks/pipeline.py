@@ -3,6 +3,7 @@
 Run from the repository root:  .venv/bin/python benchmarks/pipeline.py [--sizes 0.3 3 12] [--repeats 7]
 Photos are skimage's real photographs upscaled to each size and saved as JPEG (quality 90).
 The goal of the issue: full pipeline / bare forward passes <= 1.3 at 3 MP on the 2-core machine.
+The last table times the worker's whole job path, storage writes to a local moto endpoint included.
 
 `run_pipeline_benchmark(sizes, repeats)` returns the figures as a dict and prints nothing,
 so the worker's benchmark can extend it (e.g. with S3/DynamoDB writes) and reuse `make_photos`.
@@ -13,10 +14,12 @@ import argparse
 import dataclasses
 import io
 import logging
+import os
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +137,65 @@ def measure_batching(pipeline: Pipeline, megapixels: float, repeats: int) -> dic
     return results
 
 
+def measure_service(pipeline: Pipeline, megapixels: float = 3, images: int = 40,
+                    io_threads: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+    """Per-image wall time of the worker's whole job path against a local moto endpoint.
+
+    Everything a worker does per image is in: receive, claim (result read + PROCESSING write),
+    original to the input bucket, pipeline, thumbnail + annotated + result JSON to the output
+    bucket, final DynamoDB write, response message, delete. With one storage thread the writes
+    are serial; with several they overlap the next image's model work, as in the worker.
+    """
+    from app_tier.heartbeat import Heartbeat
+    from app_tier.jobs import BatchRunner
+    from sightfleet.config import Settings
+    from sightfleet.resources import Resources, provision
+    from tests.support import AWS_TEST_ENV, start_moto, unique_prefix
+    from web_tier.submit import Submitter, Upload
+
+    for key, value in AWS_TEST_ENV.items():
+        os.environ.setdefault(key, value)
+    photos = make_photos(megapixels)
+    results = {}
+    for threads in io_threads:
+        proc, url = start_moto()  # a fresh emulator each time: moto slows as it fills up
+        try:
+            settings = Settings(endpoint_url=url, prefix=unique_prefix("bench"))
+            provision(settings)
+            resources = Resources.connect(settings)
+            submitter = Submitter(resources, settings.max_upload_bytes)
+            for i in range(images):
+                submitter.submit(Upload(photos[i % len(photos)], f"photo-{i}.jpg"))
+            runner = BatchRunner(resources, pipeline, "i-bench", Heartbeat(resources, "i-bench", {}), Counter(),
+                                 io_threads=threads)
+            bare = [bare_forward(pipeline).wall_ms for _ in range(10)]
+            with _Clock() as clock, tqdm(total=images, desc=f"worker, {threads} storage threads", leave=False) as bar:
+                while bar.n < images:
+                    messages = resources.requests.receive(10, 1)
+                    runner.run(messages)
+                    bar.update(len(messages))
+            runner.close()
+            bare += [bare_forward(pipeline).wall_ms for _ in range(10)]
+            done = resources.results.completed_since("2000")
+            assert len(done) == images and all(r["status"] == "SUCCEEDED" for r in done)
+            results[threads] = {"per_image_ms": clock.wall_ms / images, "bare_ms": statistics.median(bare),
+                                "emulator_ms": _round_trip_ms(resources)}
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return {"megapixels": megapixels, "images": images, "by_threads": results}
+
+
+def _round_trip_ms(resources, n: int = 20) -> float:
+    """Median time of one cheap emulator call (queue attributes), to read the figures against."""
+    samples = []
+    for _ in range(n):
+        with _Clock() as clock:
+            resources.requests.counts()
+        samples.append(clock.wall_ms)
+    return statistics.median(samples)
+
+
 def run_pipeline_benchmark(sizes=(0.3, 3, 12), repeats: int = 5, batch_megapixels: float = 0.3) -> dict:
     """Every figure of this benchmark as a dict (nothing printed)."""
     pipeline = Pipeline(PipelineSettings())
@@ -189,6 +251,14 @@ def format_report(results: dict) -> str:
         lines.append(f"  {n:>2} images                  {one['wall']:10.2f} {batched['wall']:8.2f} "
                      f"{batched['wall'] / one['wall']:5.2f} |               {one['cpu']:10.2f} "
                      f"{batched['cpu']:8.2f} {batched['cpu'] / one['cpu']:5.2f}")
+    if "service" in results:
+        service = results["service"]
+        lines += ["", f"worker job path per image at {service['megapixels']:g} MP over {service['images']} jobs on the "
+                  "local moto endpoint (receive .. delete, all S3/DynamoDB/SQS writes included)",
+                  "  storage threads   per image ms   bare models ms   ratio   emulator call ms"]
+        for threads, row in service["by_threads"].items():
+            lines.append(f"  {threads:>15}   {row['per_image_ms']:12.1f}   {row['bare_ms']:14.1f}   "
+                         f"{row['per_image_ms'] / row['bare_ms']:5.2f}   {row['emulator_ms']:16.1f}")
     if "threads" in results:
         lines += ["", "aggregate images/s by processes x threads (3 MP, one image per process() call)"]
         lines += [f"  {p} x {t}: {ips:6.2f}" for (p, t), ips in results["threads"].items()]
@@ -200,8 +270,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.3, 3, 12], help="megapixels")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", action="store_true", help="also compare processes x threads layouts")
+    parser.add_argument("--no-service", action="store_true", help="skip the worker-with-storage measurement")
     args = parser.parse_args()
     results = run_pipeline_benchmark(args.sizes, args.repeats)
+    if not args.no_service:
+        results["service"] = measure_service(Pipeline(PipelineSettings()))
     if args.threads:
         results["threads"] = measure_threads()
     print(format_report(results))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
+from sightfleet.errors import Unavailable
 
 log = logging.getLogger(__name__)
 _MAX_VISIBILITY_S = 43200
@@ -55,6 +56,27 @@ class Queue:
                     int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
             for m in reply.get("Messages", [])
         ]
+
+    def send_batch(self, bodies: list[str]) -> None:
+        """Send messages ten per call; raises Unavailable if any is refused."""
+        for start in range(0, len(bodies), 10):
+            entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start:start + 10])]
+            with translated(f"send batch to {self.name}"):
+                reply = self._sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
+            self._raise_failures(reply, "send")
+
+    def delete_batch(self, receipts: list[str]) -> None:
+        """Delete messages ten per call; raises Unavailable if any delete failed."""
+        for start in range(0, len(receipts), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts[start:start + 10])]
+            with translated(f"delete batch from {self.name}"):
+                reply = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            self._raise_failures(reply, "delete")
+
+    def _raise_failures(self, reply: dict, what: str) -> None:
+        failed = reply.get("Failed", [])
+        if failed:
+            raise Unavailable(f"{what} on {self.name}: {len(failed)} failed ({failed[0].get('Message')})")
 
     def delete(self, receipt: str) -> None:
         with translated(f"delete from {self.name}"):
