@@ -5,6 +5,7 @@ import contextlib
 import importlib.util
 import io
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def _compiled(model: torch.nn.Module, side: int) -> torch.nn.Module:
     freezing folds constants, so it is also a little faster alone.
     """
     example = torch.zeros(1, 3, side, side)
-    with torch.inference_mode():
+    # torch.jit is deprecated in favour of torch.compile, which needs a C++ toolchain at run time.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         return torch.jit.freeze(torch.jit.trace(model, example))
 
 
