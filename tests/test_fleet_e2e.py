@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 
-import pytest
 
 from controller.local_host import LocalHost
 from controller.loop import Controller

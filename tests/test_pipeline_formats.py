@@ -7,7 +7,7 @@ import sys
 import pytest
 from PIL import Image
 
-from app_tier.pipeline.formats import HEAD_BYTES, sniff_format, unsupported_message
+from sightfleet.formats import HEAD_BYTES, sniff_format, unsupported_message
 from tests.pipeline_fixtures import SAMPLES, TESTDATA, encoded, photo
 from tests.support import REPO
 
@@ -62,6 +62,6 @@ def test_messages_name_what_was_found():
 
 
 def test_module_stays_light_for_the_web_tier():
-    code = ("import sys, app_tier.pipeline.formats; "
+    code = ("import sys, sightfleet.formats; "
             "heavy = {'torch', 'cv2', 'PIL', 'numpy'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

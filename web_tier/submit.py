@@ -9,7 +9,7 @@ from typing import Callable
 
 from sightfleet.contracts import Job, clean_album, input_key, new_image_id, queued_result, utc_now
 from sightfleet.errors import SightfleetError, Unavailable
-from sightfleet.formats import ACCEPTED, sniff_format, unsupported_reason
+from sightfleet.formats import ACCEPTED, HEAD_BYTES, sniff_format, unsupported_message
 
 log = logging.getLogger(__name__)
 # Room left in a message for the JSON envelope around the base64 payload.
@@ -65,12 +65,12 @@ class Submitter:
         if len(upload.data) > self._max_bytes:
             raise Rejected(413, "TOO_LARGE", f"the file is {_mb(len(upload.data))} MB; the limit is "
                                              f"{_mb(self._max_bytes)} MB")
-        reason = unsupported_reason(upload.data[:32])
+        reason = unsupported_message(upload.data[:HEAD_BYTES])
         if reason:
             code = "EMPTY_FILE" if not upload.data else "UNSUPPORTED_FORMAT"
             raise Rejected(400 if not upload.data else 415, code, reason)
         self._album(upload)
-        return ACCEPTED[sniff_format(upload.data[:32])]
+        return ACCEPTED[sniff_format(upload.data[:HEAD_BYTES])]
 
     def submit(self, upload: Upload) -> dict:
         """Accept one upload; returns its QUEUED result. Raises Rejected or Unavailable."""

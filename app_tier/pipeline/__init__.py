@@ -6,7 +6,7 @@ Pure image processing, no AWS: the worker feeds it bytes and stores what comes o
 from app_tier.pipeline.errors import (
     CORRUPT_IMAGE, ERROR_CODES, IMAGE_TOO_LARGE, INTERNAL_ERROR, TIMEOUT, UNSUPPORTED_FORMAT, StageError,
 )
-from app_tier.pipeline.formats import sniff_format, unsupported_message
+from sightfleet.formats import sniff_format, unsupported_message
 from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, PipelineSettings
 
 __all__ = [
