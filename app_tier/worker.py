@@ -14,8 +14,11 @@ from sightfleet.errors import SightfleetError
 log = logging.getLogger(__name__)
 
 
-class _StopPolling(Exception):
-    """Raised from the signal handler to cut a long poll short when no job is in hand."""
+class _StopPolling(BaseException):
+    """Raised from the signal handler to cut a long poll short when no job is in hand.
+
+    A BaseException, like KeyboardInterrupt, because botocore retries on plain exceptions.
+    """
 
 
 class Worker:
