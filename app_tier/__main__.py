@@ -5,7 +5,7 @@ import logging
 import sys
 
 from sightfleet.aws.ec2 import instance_id_from_metadata
-from sightfleet.config import ConfigError, Settings
+from sightfleet.config import settings_or_exit
 from sightfleet.logs import setup_logging
 from sightfleet.resources import Resources
 
@@ -13,11 +13,7 @@ log = logging.getLogger("app_tier")
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        sys.stderr.write(f"configuration error: {exc}\n")
-        return 2
+    settings = settings_or_exit(log)
     instance_id = settings.instance_id or (None if settings.is_local else instance_id_from_metadata())
     setup_logging("worker", instance_id or "standalone")
     if not instance_id:

@@ -6,7 +6,7 @@ import sys
 
 from controller.loop import Controller
 from controller.signals import stop_event_on_signals
-from sightfleet.config import ConfigError, Settings
+from sightfleet.config import settings_or_exit
 from sightfleet.logs import setup_logging
 from sightfleet.resources import Resources
 
@@ -15,11 +15,7 @@ log = logging.getLogger("controller")
 
 def main() -> int:
     setup_logging("controller")
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        log.error("configuration error: %s", exc)
-        return 2
+    settings = settings_or_exit(log)
     stop = stop_event_on_signals()
     Controller(Resources.connect(settings), settings).run(stop)
     return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from controller.signals import stop_event_on_signals
 from sightfleet.aws.ec2 import Fleet
-from sightfleet.config import ConfigError, Settings
+from sightfleet.config import settings_or_exit
 from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent
@@ -157,11 +157,7 @@ class LocalHost:
 
 def main() -> int:
     setup_logging("local-host")
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        log.error("configuration error: %s", exc)
-        return 2
+    settings = settings_or_exit(log)
     if not settings.endpoint_url:
         log.error("the local EC2 host runs workers for a local endpoint only; set AWS_ENDPOINT_URL")
         return 2

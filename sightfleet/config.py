@@ -179,3 +179,12 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_MAX_UPLOAD_MB must be positive")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
+
+
+def settings_or_exit(log, environ: Mapping[str, str] | None = None) -> Settings:
+    """For entry points: the settings, or log why they are wrong and exit with status 2."""
+    try:
+        return Settings.from_env(environ)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        raise SystemExit(2) from exc

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from sightfleet.config import ConfigError, Settings
+from sightfleet.config import Settings, settings_or_exit
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent
 from sightfleet.resources import provision
@@ -184,11 +184,7 @@ def local_environment(environ: dict[str, str]) -> dict[str, str]:
 def main() -> int:
     setup_logging("stack")
     env = local_environment(dict(os.environ))
-    try:
-        settings = Settings.from_env(env)
-    except ConfigError as exc:
-        log.error("configuration error: %s", exc)
-        return 2
+    settings = settings_or_exit(log, env)
     info = {"pid": os.getpid(), "web": f"http://127.0.0.1:{settings.port}", "aws": env["AWS_ENDPOINT_URL"]}
     try:
         lock = _lock(settings.local_aws_port, info)
