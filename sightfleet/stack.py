@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 from sightfleet.config import Settings, settings_or_exit
+from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent
 from sightfleet.resources import provision
@@ -72,7 +73,7 @@ class Supervisor:
             sys.stdout.write(f"Sightfleet web: {self.web_url}\nLocal AWS endpoint: {self.aws_url}\n")
             sys.stdout.flush()
             return self._watch()
-        except StackError as exc:
+        except (StackError, SightfleetError) as exc:
             log.error("%s", exc)
             return 1
         finally:
@@ -184,6 +185,7 @@ def local_environment(environ: dict[str, str]) -> dict[str, str]:
 def main() -> int:
     setup_logging("stack")
     env = local_environment(dict(os.environ))
+    os.environ.update(env)  # the supervisor provisions through the local endpoint too
     settings = settings_or_exit(log, env)
     info = {"pid": os.getpid(), "web": f"http://127.0.0.1:{settings.port}", "aws": env["AWS_ENDPOINT_URL"]}
     try:

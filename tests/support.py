@@ -135,9 +135,11 @@ def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
     """Start the stack through the same entry point as scripts/run, on free ports, and wait for it."""
     prefix = unique_prefix("e2e")
     web_port, aws_port = free_port(), free_port()
-    env = {**os.environ, **AWS_TEST_ENV, "PORT": str(web_port), "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port),
+    env = {**os.environ, "PORT": str(web_port), "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port),
            "SIGHTFLEET_PREFIX": prefix, **env_overrides}
-    env.pop("AWS_ENDPOINT_URL", None)
+    # As on a fresh machine: no endpoint and no credentials; the stack supplies both.
+    for name in ("AWS_ENDPOINT_URL", *AWS_TEST_ENV):
+        env.pop(name, None)
     log_path = log_dir / f"stack-{prefix}.log"
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "sightfleet.stack"], cwd=REPO, env=env,
