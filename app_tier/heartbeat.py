@@ -23,8 +23,8 @@ class Heartbeat:
         # Extend well before expiry so one slow call cannot let a message reappear.
         self._extend_every_s = max(1.0, settings.visibility_timeout_s / 3)
         self._beat_every_s = settings.worker_heartbeat_s
-        self._held: list[str] = []
-        self._held_since = 0.0
+        # receipt -> when its visibility was last set, so each is extended before it lapses
+        self._held: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
@@ -38,16 +38,15 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
     def hold(self, receipts: list[str]) -> None:
-        """Messages now being worked on."""
+        """Messages now being worked on (added to those still held)."""
+        now = time.monotonic()
         with self._lock:
-            self._held = list(receipts)
-            self._held_since = time.monotonic()
+            self._held.update(dict.fromkeys(receipts, now))
 
     def release(self, receipt: str) -> None:
         """A message is finished (deleted) or handed back."""
         with self._lock:
-            if receipt in self._held:
-                self._held.remove(receipt)
+            self._held.pop(receipt, None)
 
     def held(self) -> list[str]:
         with self._lock:
@@ -75,13 +74,18 @@ class Heartbeat:
                 next_beat = now + self._beat_every_s
 
     def _extend(self) -> None:
+        now = time.monotonic()
         with self._lock:
-            receipts = list(self._held)
-            age = time.monotonic() - self._held_since
-        if not receipts or age < self._extend_every_s:
+            due = [r for r, since in self._held.items() if now - since >= self._extend_every_s]
+        if not due:
             return
         try:
-            self._resources.requests.set_visibility(receipts, self._visibility_s)
-            log.info("extended visibility of %s messages after %.0f s", len(receipts), age)
+            self._resources.requests.set_visibility(due, self._visibility_s)
+            log.info("extended visibility of %s messages", len(due))
         except SightfleetError as exc:
             log.warning("could not extend visibility: %s", exc)
+            return
+        with self._lock:
+            for receipt in due:
+                if receipt in self._held:
+                    self._held[receipt] = now

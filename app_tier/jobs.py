@@ -45,6 +45,9 @@ class BatchRunner:
         self._acks: list[tuple[Message, str]] = []
         # Storage calls wait on the network; threads overlap them with the models' CPU work.
         self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="storage")
+        # Acknowledges a batch once its writes are done, while the worker already polls for more.
+        self._acker = ThreadPoolExecutor(1, thread_name_prefix="acknowledge")
+        self._finishing = None
         settings = getattr(pipeline, "settings", None)
         self._chunk = max(getattr(settings, "detector_batch_size", 1), getattr(settings, "classifier_batch_size", 1))
 
@@ -54,6 +57,8 @@ class BatchRunner:
         Claims and fetches run on the storage threads and are taken in order as they finish;
         the models run here, in the main thread (the per-image time limit needs it), one chunk
         at a time, while later claims and earlier chunks' writes proceed in the background.
+        The batch's last writes and its acknowledgement finish in the background too, so the
+        worker can poll for the next batch at once; at most one earlier batch is still open.
         """
         self._heartbeat.hold([m.receipt for m in messages])
         started = time.monotonic()
@@ -68,11 +73,21 @@ class BatchRunner:
                 chunk = []
         if chunk:
             writes += self._compute(chunk)
+        self.wait()
+        self._finishing = self._acker.submit(self._acknowledge_after, writes)
+        log.info("batch of %s messages, %s images processed in %.0f ms", len(messages), count,
+                 (time.monotonic() - started) * 1000)
+
+    def wait(self) -> None:
+        """Until every batch so far is written and acknowledged."""
+        if self._finishing is not None:
+            self._finishing.result()
+            self._finishing = None
+
+    def _acknowledge_after(self, writes: list) -> None:
         for write in writes:
             write.result()
         self._acknowledge()
-        log.info("batch of %s messages, %s images processed in %.0f ms", len(messages), count,
-                 (time.monotonic() - started) * 1000)
 
     def _compute(self, chunk: list[Claimed]) -> list:
         """Run the pipeline on a chunk and queue each image's writes on the storage threads."""
@@ -80,7 +95,9 @@ class BatchRunner:
         return [self._io.submit(self._store, item, outcome) for item, outcome in zip(chunk, outcomes)]
 
     def close(self) -> None:
-        """Wait for background writes and stop the storage threads."""
+        """Finish every open batch and stop the background threads."""
+        self.wait()
+        self._acker.shutdown(wait=True)
         self._io.shutdown(wait=True)
 
     def _claim_and_fetch(self, message: Message) -> Claimed | None:

@@ -174,7 +174,7 @@ def measure_service(pipeline: Pipeline, megapixels: float = 3, images: int = 40,
                     messages = resources.requests.receive(10, 1)
                     runner.run(messages)
                     bar.update(len(messages))
-            runner.close()
+                runner.close()
             bare += [bare_forward(pipeline).wall_ms for _ in range(10)]
             done = resources.results.completed_since("2000")
             assert len(done) == images and all(r["status"] == "SUCCEEDED" for r in done)

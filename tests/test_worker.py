@@ -33,7 +33,9 @@ def run_once(resources, pipeline, counters=None) -> Counter:
     counters = counters if counters is not None else Counter()
     heartbeat = Heartbeat(resources, "i-test", {})
     messages = resources.requests.receive(10, 1)
-    BatchRunner(resources, pipeline, "i-test", heartbeat, counters).run(messages)
+    runner = BatchRunner(resources, pipeline, "i-test", heartbeat, counters)
+    runner.run(messages)
+    runner.close()
     return counters
 
 
