@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -127,3 +128,23 @@ def test_sigterm_finishes_the_current_batch_first(settings, resources, tmp_path)
     # Everything it had started is finished; anything it had not received is still queued for others.
     assert done and all(r["status"] in ("SUCCEEDED", "QUEUED") for r in results)
     assert resources.requests.counts()["in_flight"] == 0
+
+
+def test_heartbeat_keeps_held_messages_invisible_until_released(settings_factory):
+    from sightfleet.resources import Resources
+    resources = Resources.connect(settings_factory(visibility_timeout_s=3, worker_heartbeat_s=60))
+    resources.requests.send("first")
+    resources.requests.send("second")
+    first, second = (resources.requests.receive(1, 1)[0] for _ in range(2))
+    heartbeat = Heartbeat(resources, "i-test", {})
+    heartbeat.hold([first.receipt])
+    heartbeat.hold([second.receipt])  # a second batch adds to what is held
+    heartbeat.start()
+    try:
+        time.sleep(5)  # longer than the visibility timeout: only extensions keep them hidden
+        assert resources.requests.receive(10, 1) == []
+        heartbeat.release(first.receipt)
+        heartbeat.release(second.receipt)
+        assert wait_for(lambda: resources.requests.receive(10, 1), 10, what="released messages to reappear")
+    finally:
+        heartbeat.stop()
