@@ -59,41 +59,37 @@ class Queue:
 
     def send_batch(self, bodies: list[str]) -> None:
         """Send messages ten per call; raises Unavailable if any is refused."""
-        for start in range(0, len(bodies), 10):
-            entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start:start + 10])]
-            with translated(f"send batch to {self.name}"):
-                reply = self._sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
-            self._raise_failures(reply, "send")
+        self._raise_failures(self._in_tens("send_message_batch", [{"MessageBody": b} for b in bodies]), "send")
 
     def delete_batch(self, receipts: list[str]) -> None:
         """Delete messages ten per call; raises Unavailable if any delete failed."""
-        for start in range(0, len(receipts), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts[start:start + 10])]
-            with translated(f"delete batch from {self.name}"):
-                reply = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
-            self._raise_failures(reply, "delete")
+        self._raise_failures(self._in_tens("delete_message_batch", [{"ReceiptHandle": r} for r in receipts]),
+                             "delete")
 
-    def _raise_failures(self, reply: dict, what: str) -> None:
-        failed = reply.get("Failed", [])
-        if failed:
-            raise Unavailable(f"{what} on {self.name}: {len(failed)} failed ({failed[0].get('Message')})")
+    def set_visibility(self, receipts: list[str], seconds: int) -> None:
+        """Extend (or with 0, give back) the messages' visibility; failures are logged, not raised."""
+        seconds = max(0, min(seconds, _MAX_VISIBILITY_S))
+        entries = [{"ReceiptHandle": r, "VisibilityTimeout": seconds} for r in receipts]
+        for failure in self._in_tens("change_message_visibility_batch", entries):
+            log.warning("visibility change failed on %s: %s", self.name, failure.get("Message"))
 
     def delete(self, receipt: str) -> None:
         with translated(f"delete from {self.name}"):
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
 
-    def set_visibility(self, receipts: list[str], seconds: int) -> None:
-        """Extend (or with 0, give back) the messages' visibility, ten at a time."""
-        seconds = max(0, min(seconds, _MAX_VISIBILITY_S))
-        for start in range(0, len(receipts), 10):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": seconds}
-                for i, r in enumerate(receipts[start:start + 10])
-            ]
-            with translated(f"change visibility on {self.name}"):
-                reply = self._sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
-            for failure in reply.get("Failed", []):
-                log.warning("visibility change failed on %s: %s", self.name, failure.get("Message"))
+    def _in_tens(self, operation: str, entries: list[dict]) -> list[dict]:
+        """Call a batch operation ten entries at a time; returns the entries SQS reported failed."""
+        failed = []
+        for start in range(0, len(entries), 10):
+            batch = [{"Id": str(i), **entry} for i, entry in enumerate(entries[start:start + 10])]
+            with translated(f"{operation} on {self.name}"):
+                reply = getattr(self._sqs, operation)(QueueUrl=self.url, Entries=batch)
+            failed.extend(reply.get("Failed", []))
+        return failed
+
+    def _raise_failures(self, failed: list[dict], what: str) -> None:
+        if failed:
+            raise Unavailable(f"{what} on {self.name}: {len(failed)} failed ({failed[0].get('Message')})")
 
     def counts(self) -> dict[str, int]:
         """Approximate visible, in-flight and delayed message counts."""
