@@ -55,6 +55,7 @@ class Worker:
                     log.info("idle for %.0f s with no messages held; retiring", idle_s)
                     reason = "idle"
                     break
+                self._count_into_status()
                 messages = self._poll(self.settings.idle_grace_s - idle_s)
                 if messages:
                     self._run_batch(runner, messages)
@@ -94,9 +95,13 @@ class Worker:
         try:
             runner.run(messages)
         finally:
-            self.status.update(current=[], images_done=self.counters["succeeded"],
-                               images_failed=self.counters["failed"])
+            self.status["current"] = []
+            self._count_into_status()
             self._heartbeat.beat("idle")
+
+    def _count_into_status(self) -> None:
+        # Counters also move after a batch returns, as its last writes finish in the background.
+        self.status.update(images_done=self.counters["succeeded"], images_failed=self.counters["failed"])
 
     def _may_retire(self) -> bool:
         """Retire only if allowed and not among the oldest min_instances, which keep the floor."""
@@ -120,6 +125,7 @@ class Worker:
             except SightfleetError as exc:
                 log.warning("could not hand back messages: %s", exc)
         self._heartbeat.stop()
+        self._count_into_status()
         self._heartbeat.beat("terminated" if reason == "idle" else "stopped")
         if reason == "idle":
             try:

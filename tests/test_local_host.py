@@ -67,7 +67,9 @@ def test_terminated_instance_stops_its_process(fleet, make_host):
     host.step()
     pids = host.pids()
     fleet.terminate([gone])
-    step_until(host, lambda: not alive(pids[gone]), what="the terminated instance's process to stop")
+    # Dead and reaped: the process can die between a step's reaping and the check.
+    step_until(host, lambda: not alive(pids[gone]) and gone not in host.pids(),
+               what="the terminated instance's process to stop")
     assert set(host.pids()) == {keep} and alive(pids[keep])
 
 
