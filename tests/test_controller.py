@@ -128,14 +128,20 @@ def test_retired_worker_whose_instance_lingers_is_terminated(make_stack):
     assert controller.tick().terminate_ids == [instance.id]
 
 
-def test_idle_safety_net_after_grace_margin_and_cooldown_survives_a_restart(make_stack):
-    settings, resources = make_stack(idle_grace_s=10, idle_margin_s=5, scale_in_cooldown_s=20)
+def one_drained_instance(make_stack, **changes):
+    """A stack whose one launched worker has done its only job and now idles."""
+    settings, resources = make_stack(**changes)
     clock = Clock()
     fill(resources, 1)
     Controller(resources, settings, clock).tick()
     [instance] = resources.fleet.instances()
-    message, = resources.requests.receive(1, 1)
-    resources.requests.delete(message.receipt)  # the worker did the job and now idles
+    resources.requests.delete(resources.requests.receive(1, 1)[0].receipt)
+    return settings, resources, clock, instance
+
+
+def test_idle_safety_net_after_grace_margin_and_cooldown_survives_a_restart(make_stack):
+    settings, resources, clock, instance = one_drained_instance(
+        make_stack, idle_grace_s=10, idle_margin_s=5, scale_in_cooldown_s=20)
     for offset in (1, 12, 18):  # quiet, but not yet for grace + margin (15 s) and within the cooldown
         clock.offset = offset
         beat(resources, instance.id, "idle", clock())
@@ -147,12 +153,8 @@ def test_idle_safety_net_after_grace_margin_and_cooldown_survives_a_restart(make
 
 
 def test_busy_worker_is_left_alone_by_the_idle_safety_net(make_stack):
-    settings, resources = make_stack(idle_grace_s=1, idle_margin_s=1, scale_in_cooldown_s=1)
-    clock = Clock()
-    fill(resources, 1)
-    Controller(resources, settings, clock).tick()
-    [instance] = resources.fleet.instances()
-    resources.requests.delete(resources.requests.receive(1, 1)[0].receipt)
+    settings, resources, clock, instance = one_drained_instance(
+        make_stack, idle_grace_s=1, idle_margin_s=1, scale_in_cooldown_s=1)
     for offset in (1, 10):
         clock.offset = offset
         beat(resources, instance.id, "busy", clock())

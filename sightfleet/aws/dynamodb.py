@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import islice
 
 from boto3.dynamodb.conditions import Attr, Key
 
@@ -49,6 +50,18 @@ def _list_params(album: str | None, status: str | None, cursor: dict | None) -> 
     if cursor:
         params["ExclusiveStartKey"] = cursor
     return params
+
+
+def _items(call, what: str, params: dict):
+    """Every item of a paginated query or scan, one page after another."""
+    params = dict(params)
+    while True:
+        with translated(what):
+            reply = call(**params)
+        yield from reply.get("Items", [])
+        if "LastEvaluatedKey" not in reply:
+            return
+        params["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
 
 
 def _index_key(result: dict, album: str | None) -> dict:
@@ -112,19 +125,11 @@ class ResultsTable:
         with translated(f"delete result {image_id}"):
             self._table.delete_item(Key={"id": image_id})
 
-    def list(self, album: str | None = None, status: str | None = None, limit: int = 20,
-             cursor: dict | None = None) -> tuple[list[dict], dict | None]:
-        """Newest first, optionally one album and one status; returns (results, next cursor)."""
-        params = _list_params(album, status, cursor)
-        with translated("list results"):
-            reply = self._table.query(ScanIndexForward=False, Limit=limit, **params)
-        return [_from_item(i) for i in reply.get("Items", [])], reply.get("LastEvaluatedKey")
-
     def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
              cursor: dict | None = None, max_reads: int = 10) -> tuple[list[dict], dict | None]:
-        """Like list(), but fills the page and returns no cursor after the last page.
+        """Newest first, optionally one album and one status; the cursor is None after the last page.
 
-        DynamoDB applies Limit before a filter, so a status filter can leave list() pages short or
+        DynamoDB applies Limit before a filter, so a status filter can leave a page short or
         empty; this reads on (at most max_reads queries) until it holds one result more than the
         page, and then builds the cursor from the last result shown.
         """
@@ -145,26 +150,12 @@ class ResultsTable:
         """Every result completed at or after since_iso (for throughput and latency figures)."""
         params = {"IndexName": COMPLETED_INDEX,
                   "KeyConditionExpression": Key("kind").eq(_KIND) & Key("completed_at").gte(since_iso)}
-        results = []
-        while True:
-            with translated("results completed since"):
-                reply = self._table.query(**params)
-            results.extend(_from_item(i) for i in reply.get("Items", []))
-            if "LastEvaluatedKey" not in reply:
-                return results
-            params["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        return [_from_item(i) for i in _items(self._table.query, "results completed since", params)]
 
     def albums(self) -> list[str]:
         """Album names seen in the table, for the album chooser."""
-        params = {"ProjectionExpression": "album"}
-        names: set[str] = set()
-        while True:
-            with translated("list albums"):
-                reply = self._table.scan(**params)
-            names.update(i["album"] for i in reply.get("Items", []))
-            if "LastEvaluatedKey" not in reply:
-                return sorted(names)
-            params["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        items = _items(self._table.scan, "list albums", {"ProjectionExpression": "album"})
+        return sorted({i["album"] for i in items})
 
     def check(self) -> None:
         with translated(f"table {self.name}"):
@@ -191,15 +182,8 @@ class FleetTable:
         if since_key:
             condition = condition & Key("sk").gte(since_key)
         params = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
-        docs: list[dict] = []
-        while limit is None or len(docs) < limit:
-            with translated(f"query {kind}"):
-                reply = self._table.query(**params)
-            docs.extend(json.loads(i["doc"]) for i in reply.get("Items", []))
-            if "LastEvaluatedKey" not in reply:
-                break
-            params["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
-        return docs[:limit] if limit else docs
+        items = islice(_items(self._table.query, f"query {kind}", params), limit)
+        return [json.loads(i["doc"]) for i in items]
 
     def delete(self, kind: str, key: str) -> None:
         with translated(f"delete {kind} {key}"):

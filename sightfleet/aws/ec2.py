@@ -77,10 +77,6 @@ class Fleet:
         with translated(f"terminate {instance_ids}"):
             self._ec2.terminate_instances(InstanceIds=list(instance_ids))
 
-    def check(self) -> None:
-        with translated("describe instances"):
-            self._ec2.describe_instances(MaxResults=5)
-
 
 def _instance(raw: dict) -> Instance:
     return Instance(

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
-from sightfleet.errors import NotFound
 
 
 class Bucket:
@@ -20,14 +19,6 @@ class Bucket:
     def get(self, key: str) -> bytes:
         with translated(f"get s3://{self.name}/{key}"):
             return self._s3.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-    def exists(self, key: str) -> bool:
-        try:
-            with translated(f"head s3://{self.name}/{key}"):
-                self._s3.head_object(Bucket=self.name, Key=key)
-            return True
-        except NotFound:
-            return False
 
     def delete(self, key: str) -> None:
         with translated(f"delete s3://{self.name}/{key}"):
