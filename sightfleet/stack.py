@@ -82,13 +82,13 @@ class Supervisor:
     def _start_all(self) -> None:
         python = sys.executable
         aws_port = self.aws_url.rsplit(":", 1)[1]
-        self.start("aws", [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", aws_port])
-        self._wait_until(lambda: _answers(self.aws_url + "/moto-api/"), "the local AWS endpoint", 30)
+        self.start("aws", moto_command(int(aws_port)))
+        self._wait_until(lambda: answers(self.aws_url + "/moto-api/"), "the local AWS endpoint", 30)
         provision(Settings.from_env(self.env))
         self.start("local-host", [python, "-m", "controller.local_host"])
         self.start("controller", [python, "-m", "controller"])
         self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"])
-        self._wait_until(lambda: _answers(self.web_url + "/healthz", ok_only=True), "the web tier", 60)
+        self._wait_until(lambda: answers(self.web_url + "/healthz", ok_only=True), "the web tier", 60)
 
     def _wait_until(self, ready, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -144,7 +144,13 @@ def _stop_group(name: str, proc: subprocess.Popen, grace_s: float) -> None:
     log.info("stopped %s", name)
 
 
-def _answers(url: str, ok_only: bool = False) -> bool:
+def moto_command(port: int) -> list[str]:
+    """The local AWS endpoint: moto's standalone server on loopback."""
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+
+def answers(url: str, ok_only: bool = False) -> bool:
+    """True when url answers HTTP at all (or, with ok_only, answers 2xx)."""
     try:
         reply = requests.get(url, timeout=2)
     except requests.RequestException:

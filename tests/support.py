@@ -6,13 +6,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
+from sightfleet.stack import answers, moto_command
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
@@ -44,19 +43,10 @@ def wait_for(check, timeout_s: float, interval_s: float = 0.2, what: str = "cond
 def start_moto() -> tuple[subprocess.Popen, str]:
     """A moto standalone server on a free loopback port."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(moto_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(url + "/moto-api/"), 30, what="moto server")
+    wait_for(lambda: answers(url + "/moto-api/"), 30, what="moto server")
     return proc, url
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=2)
-        return True
-    except requests.RequestException:
-        return False
 
 
 def jpeg_bytes(name: str = "chelsea", scale: float = 1.0, quality: int = 90) -> bytes:
