@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
@@ -14,11 +15,12 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Extends visibility of held messages and writes the worker's status, on a timer."""
 
-    def __init__(self, resources, instance_id: str, status: dict):
+    def __init__(self, resources, instance_id: str, describe: Callable[[], dict]):
         settings = resources.settings
         self._resources = resources
         self._instance_id = instance_id
-        self._status = status
+        self._describe = describe  # the worker's status, read fresh at every beat
+        self._state = "starting"
         self._visibility_s = settings.visibility_timeout_s
         # Extend well before expiry so one slow call cannot let a message reappear.
         self._extend_every_s = max(1.0, settings.visibility_timeout_s / 3)
@@ -54,11 +56,10 @@ class Heartbeat:
 
     def beat(self, state: str | None = None) -> None:
         """Write this worker's status to the fleet table now."""
-        if state:
-            self._status["state"] = state
-        self._status["last_heartbeat"] = utc_now()
+        self._state = state or self._state
+        doc = {**self._describe(), "state": self._state, "last_heartbeat": utc_now()}
         try:
-            self._resources.fleet_log.put("worker", self._instance_id, dict(self._status))
+            self._resources.fleet_log.put("worker", self._instance_id, doc)
         except SightfleetError as exc:
             log.warning("heartbeat not written: %s", exc)
 

@@ -33,9 +33,8 @@ class Worker:
         self._stop_requested = False
         self._polling = False
         self.counters: Counter = Counter()
-        self.status = {"instance_id": instance_id, "state": "starting", "launched_at": utc_now(),
-                       "images_done": 0, "images_failed": 0, "model_load_s": None, "current": []}
-        self._heartbeat = Heartbeat(resources, instance_id, self.status)
+        self.status = {"instance_id": instance_id, "launched_at": utc_now(), "model_load_s": None, "current": []}
+        self._heartbeat = Heartbeat(resources, instance_id, self._describe)
 
     def work(self) -> str:
         """Run until stopped or idle; returns why the loop ended."""
@@ -55,7 +54,6 @@ class Worker:
                     log.info("idle for %.0f s with no messages held; retiring", idle_s)
                     reason = "idle"
                     break
-                self._count_into_status()
                 messages = self._poll(self.settings.idle_grace_s - idle_s)
                 if messages:
                     self._run_batch(runner, messages)
@@ -96,12 +94,12 @@ class Worker:
             runner.run(messages)
         finally:
             self.status["current"] = []
-            self._count_into_status()
             self._heartbeat.beat("idle")
 
-    def _count_into_status(self) -> None:
-        # Counters also move after a batch returns, as its last writes finish in the background.
-        self.status.update(images_done=self.counters["succeeded"], images_failed=self.counters["failed"])
+    def _describe(self) -> dict:
+        # Counts are read at each beat: they also move after a batch returns, as its last writes finish.
+        counts = {"images_done": self.counters["succeeded"], "images_failed": self.counters["failed"]}
+        return {**self.status, **counts}
 
     def _may_retire(self) -> bool:
         """Retire only if allowed and not among the oldest min_instances, which keep the floor."""
@@ -125,7 +123,6 @@ class Worker:
             except SightfleetError as exc:
                 log.warning("could not hand back messages: %s", exc)
         self._heartbeat.stop()
-        self._count_into_status()
         self._heartbeat.beat("terminated" if reason == "idle" else "stopped")
         if reason == "idle":
             try:

@@ -166,7 +166,7 @@ def measure_service(pipeline: Pipeline, megapixels: float = 3, images: int = 40,
             submitter = Submitter(resources, settings.max_upload_bytes)
             for i in range(images):
                 submitter.submit(Upload(photos[i % len(photos)], f"photo-{i}.jpg"))
-            runner = BatchRunner(resources, pipeline, "i-bench", Heartbeat(resources, "i-bench", {}), Counter(),
+            runner = BatchRunner(resources, pipeline, "i-bench", Heartbeat(resources, "i-bench", dict), Counter(),
                                  io_threads=threads)
             bare = [bare_forward(pipeline).wall_ms for _ in range(10)]
             with _Clock() as clock, tqdm(total=images, desc=f"worker, {threads} storage threads", leave=False) as bar:

@@ -32,7 +32,7 @@ def submit(resources, *uploads: Upload) -> list[dict]:
 
 def run_once(resources, pipeline, counters=None) -> Counter:
     counters = counters if counters is not None else Counter()
-    heartbeat = Heartbeat(resources, "i-test", {})
+    heartbeat = Heartbeat(resources, "i-test", dict)
     messages = resources.requests.receive(10, 1)
     runner = BatchRunner(resources, pipeline, "i-test", heartbeat, counters)
     runner.run(messages)
@@ -136,7 +136,7 @@ def test_heartbeat_keeps_held_messages_invisible_until_released(settings_factory
     resources.requests.send("first")
     resources.requests.send("second")
     first, second = (resources.requests.receive(1, 1)[0] for _ in range(2))
-    heartbeat = Heartbeat(resources, "i-test", {})
+    heartbeat = Heartbeat(resources, "i-test", dict)
     heartbeat.hold([first.receipt])
     heartbeat.hold([second.receipt])  # a second batch adds to what is held
     heartbeat.start()
