@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Callable
@@ -10,6 +11,16 @@ from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
 
 log = logging.getLogger(__name__)
+# Background threads yield the CPU to the models, the critical path, when cores are scarce.
+BACKGROUND_NICE = 10
+
+
+def lower_priority() -> None:
+    """Run the calling thread at lower priority (Linux schedules threads individually); best effort."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError) as exc:
+        log.debug("thread priority unchanged: %s", exc)
 
 
 class Heartbeat:
@@ -28,7 +39,8 @@ class Heartbeat:
         # receipt -> when its visibility was last set, so each is extended before it lapses
         self._held: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stopping = False
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -36,8 +48,14 @@ class Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout=10)
+
+    def announce(self, state: str) -> None:
+        """A new state, written by the heartbeat thread at once, so the caller never waits on the table."""
+        self._state = state
+        self._wake.set()
 
     def hold(self, receipts: list[str]) -> None:
         """Messages now being worked on (added to those still held)."""
@@ -64,13 +82,18 @@ class Heartbeat:
             log.warning("heartbeat not written: %s", exc)
 
     def _run(self) -> None:
+        lower_priority()
         next_beat = next_extend = time.monotonic()
-        while not self._stop.wait(1.0):
+        while True:
+            announced = self._wake.wait(1.0)
+            if self._stopping:
+                break
+            self._wake.clear()
             now = time.monotonic()
             if now >= next_extend:
                 self._extend()
                 next_extend = now + self._extend_every_s
-            if now >= next_beat:
+            if announced or now >= next_beat:
                 self.beat()
                 next_beat = now + self._beat_every_s
 

@@ -7,7 +7,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
+from app_tier.heartbeat import lower_priority
 from app_tier.pipeline import ImageInput
 from sightfleet.aws.sqs import Message
 from sightfleet.contracts import (
@@ -31,6 +33,14 @@ class Claimed:
     data: bytes | None = None
 
 
+@dataclass
+class Intake:
+    """Received messages, now held, whose claims and fetches are under way on the intake threads."""
+
+    messages: list[Message]
+    claimed: Iterator[Claimed | None]
+
+
 class BatchRunner:
     """Turns received messages into stored results; every write is keyed by image id."""
 
@@ -44,14 +54,22 @@ class BatchRunner:
         self._lock = threading.Lock()
         self._acks: list[tuple[Message, str]] = []
         # Storage calls wait on the network; threads overlap them with the models' CPU work.
-        self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="storage")
+        # Claims have their own threads so that a batch's first image never queues behind
+        # the previous batch's writes.
+        self._intake = ThreadPoolExecutor(io_threads, thread_name_prefix="intake", initializer=lower_priority)
+        self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="storage", initializer=lower_priority)
         # Acknowledges a batch once its writes are done, while the worker already polls for more.
-        self._acker = ThreadPoolExecutor(1, thread_name_prefix="acknowledge")
+        self._acker = ThreadPoolExecutor(1, thread_name_prefix="acknowledge", initializer=lower_priority)
         self._finishing = None
         settings = getattr(pipeline, "settings", None)
         self._chunk = max(getattr(settings, "detector_batch_size", 1), getattr(settings, "classifier_batch_size", 1))
 
-    def run(self, messages: list[Message]) -> None:
+    def take(self, messages: list[Message]) -> Intake:
+        """Hold the messages (visibility heartbeat) and start claiming and fetching them."""
+        self._heartbeat.hold([m.receipt for m in messages])
+        return Intake(messages, self._intake.map(self._claim_and_fetch, messages))
+
+    def run(self, intake: Intake, poll_ahead: Callable[[], list[Message]] | None = None) -> Intake | None:
         """Process one received batch; never raises for a bad image or a single failed write.
 
         Claims and fetches run on the storage threads and are taken in order as they finish;
@@ -59,11 +77,14 @@ class BatchRunner:
         at a time, while later claims and earlier chunks' writes proceed in the background.
         The batch's last writes and its acknowledgement finish in the background too, so the
         worker can poll for the next batch at once; at most one earlier batch is still open.
+        With `poll_ahead`, the next batch is received and claimed while this one runs, so the
+        models never wait on a receive or a claim; it is returned for the next call (or for
+        `hand_back`, should the worker stop first).
         """
-        self._heartbeat.hold([m.receipt for m in messages])
         started = time.monotonic()
+        ahead = self._intake.submit(self._take_ahead, poll_ahead) if poll_ahead else None
         writes, chunk, count = [], [], 0
-        for item in self._io.map(self._claim_and_fetch, messages):
+        for item in intake.claimed:
             if item is None:
                 continue
             chunk.append(item)
@@ -75,8 +96,27 @@ class BatchRunner:
             writes += self._compute(chunk)
         self.wait()
         self._finishing = self._acker.submit(self._acknowledge_after, writes)
-        log.info("batch of %s messages, %s images processed in %.0f ms", len(messages), count,
+        log.info("batch of %s messages, %s images processed in %.0f ms", len(intake.messages), count,
                  (time.monotonic() - started) * 1000)
+        return ahead.result() if ahead else None
+
+    def _take_ahead(self, poll: Callable[[], list[Message]]) -> Intake | None:
+        messages = poll()
+        return self.take(messages) if messages else None
+
+    def hand_back(self, intake: Intake) -> None:
+        """Give back a batch taken but never started: its results QUEUED again, its messages visible at once."""
+        for item in intake.claimed:
+            if item is None:
+                continue
+            try:
+                self._r.results.requeue(queued_result(item.job))
+            except ConditionFailed:
+                pass  # finished meanwhile by another worker: nothing to undo
+            except SightfleetError as exc:
+                log.warning("job %s: left PROCESSING until it is taken again (%s)", item.job.id, exc)
+            self._give_back(item.message, 0)
+        log.info("handed back %s jobs received ahead", len(intake.messages))
 
     def wait(self) -> None:
         """Until every batch so far is written and acknowledged."""
@@ -98,6 +138,7 @@ class BatchRunner:
         """Finish every open batch and stop the background threads."""
         self.wait()
         self._acker.shutdown(wait=True)
+        self._intake.shutdown(wait=True)
         self._io.shutdown(wait=True)
 
     def _claim_and_fetch(self, message: Message) -> Claimed | None:

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 from app_tier.heartbeat import Heartbeat
-from app_tier.jobs import BatchRunner
+from app_tier.jobs import BatchRunner, Intake
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
 
@@ -41,7 +41,7 @@ class Worker:
         self._install_signal_handlers()
         self._heartbeat.start()
         reason = "stopped"
-        runner = None
+        runner = ahead = None
         try:
             runner = self._load()
             last_work = time.monotonic()
@@ -54,14 +54,17 @@ class Worker:
                     log.info("idle for %.0f s with no messages held; retiring", idle_s)
                     reason = "idle"
                     break
-                messages = self._poll(self.settings.idle_grace_s - idle_s)
-                if messages:
-                    self._run_batch(runner, messages)
+                intake = ahead or self._take(runner, self._poll(self.settings.idle_grace_s - idle_s))
+                ahead = None
+                if intake:
+                    ahead = self._run_batch(runner, intake)
                     last_work = time.monotonic()
         except _StopPolling:
             log.info("stop requested while waiting for work")
         finally:
             if runner is not None:
+                if ahead:
+                    runner.hand_back(ahead)
                 runner.close()
             self._shutdown(reason)
         return reason
@@ -71,7 +74,7 @@ class Worker:
         pipeline = self._pipeline_factory()
         self.status["model_load_s"] = round(time.monotonic() - started, 3)
         log.info("models loaded in %.2f s", self.status["model_load_s"])
-        self._heartbeat.beat("idle")
+        self._heartbeat.announce("idle")
         return BatchRunner(self._r, pipeline, self.instance_id, self._heartbeat, self.counters)
 
     def _poll(self, idle_left_s: float):
@@ -87,14 +90,28 @@ class Worker:
         finally:
             self._polling = False
 
-    def _run_batch(self, runner: BatchRunner, messages) -> None:
-        self.status["current"] = [m.id for m in messages]
-        self._heartbeat.beat("busy")
+    def _poll_ahead(self) -> list:
+        """A poll for the next batch made while this one runs; no waiting, so it never holds the batch up."""
         try:
-            runner.run(messages)
+            return self._r.requests.receive(self.settings.receive_batch, 0)
+        except SightfleetError as exc:
+            log.warning("receive ahead failed (%s)", exc)
+            return []
+
+    @staticmethod
+    def _take(runner: BatchRunner, messages: list) -> Intake | None:
+        return runner.take(messages) if messages else None
+
+    def _run_batch(self, runner: BatchRunner, intake: Intake) -> Intake | None:
+        """Run one batch; returns the next one, received ahead, when this one was full (a backlog)."""
+        self.status["current"] = [m.id for m in intake.messages]
+        self._heartbeat.announce("busy")
+        backlog = len(intake.messages) >= self.settings.receive_batch and not self._stop_requested
+        try:
+            return runner.run(intake, self._poll_ahead if backlog else None)
         finally:
             self.status["current"] = []
-            self._heartbeat.beat("idle")
+            self._heartbeat.announce("idle")
 
     def _describe(self) -> dict:
         # Counts are read at each beat: they also move after a batch returns, as its last writes finish.

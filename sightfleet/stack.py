@@ -145,8 +145,8 @@ def _stop_group(name: str, proc: subprocess.Popen, grace_s: float) -> None:
 
 
 def moto_command(port: int) -> list[str]:
-    """The local AWS endpoint: moto's standalone server on loopback."""
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    """The local AWS endpoint: moto, served with keep-alive on loopback (see sightfleet/emulator.py)."""
+    return [sys.executable, "-m", "sightfleet.emulator", "-H", "127.0.0.1", "-p", str(port)]
 
 
 def answers(url: str, ok_only: bool = False) -> bool:

@@ -41,9 +41,9 @@ def wait_for(check, timeout_s: float, interval_s: float = 0.2, what: str = "cond
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
-    """A moto standalone server on a free loopback port."""
+    """The local AWS endpoint (moto, as scripts/run serves it) on a free loopback port."""
     port = free_port()
-    proc = subprocess.Popen(moto_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(moto_command(port), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(url + "/moto-api/"), 30, what="moto server")
     return proc, url

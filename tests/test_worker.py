@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -35,7 +36,7 @@ def run_once(resources, pipeline, counters=None) -> Counter:
     heartbeat = Heartbeat(resources, "i-test", dict)
     messages = resources.requests.receive(10, 1)
     runner = BatchRunner(resources, pipeline, "i-test", heartbeat, counters)
-    runner.run(messages)
+    runner.run(runner.take(messages))
     runner.close()
     return counters
 
@@ -148,3 +149,58 @@ def test_heartbeat_keeps_held_messages_invisible_until_released(settings_factory
         assert wait_for(lambda: resources.requests.receive(10, 1), 10, what="released messages to reappear")
     finally:
         heartbeat.stop()
+
+
+def test_a_batch_taken_ahead_runs_next_or_goes_back_queued(resources, pipeline):
+    accepted = submit(resources, *[Upload(jpeg_bytes("chelsea", 0.5), f"cat-{i}.jpg") for i in range(4)])
+    ids = [a["id"] for a in accepted]
+    runner = BatchRunner(resources, pipeline, "i-test", Heartbeat(resources, "i-test", dict), Counter())
+    ahead = runner.run(runner.take(resources.requests.receive(2, 1)), lambda: resources.requests.receive(2, 0))
+    assert ahead is not None and len(ahead.messages) == 2
+    runner.hand_back(ahead)  # as a worker told to stop does with what it received ahead
+    runner.close()
+    statuses = {r["id"]: r["status"] for r in resources.results.get_many(ids)}
+    assert sorted(statuses.values()) == ["QUEUED", "QUEUED", "SUCCEEDED", "SUCCEEDED"]
+    assert resources.requests.counts()["visible"] == 2  # handed back at once, not after a timeout
+    run_once(resources, pipeline)  # the next worker takes them as usual
+    assert {r["status"] for r in resources.results.get_many(ids)} == {"SUCCEEDED"}
+
+
+def test_worker_receives_the_next_batch_while_a_full_one_runs(settings_factory, pipeline):
+    from sightfleet.resources import Resources
+    resources = Resources.connect(settings_factory(idle_grace_s=2, receive_wait_s=1, receive_batch=5))
+    accepted = submit(resources, *[Upload(jpeg_bytes(n, 0.5), f"{n}.jpg") for n in ("chelsea", "coffee") * 6])
+    [instance_id] = resources.fleet.launch(1, "#!/bin/bash\n")
+    waits, receive = [], resources.requests.receive
+    resources.requests.receive = lambda n, wait_s, *rest: waits.append(wait_s) or receive(n, wait_s, *rest)
+    worker = Worker(resources, lambda: pipeline, instance_id)
+    assert worker.work() == "idle"
+    assert 0 in waits  # a poll made ahead, without waiting, while a full batch ran
+    results = resources.results.get_many([a["id"] for a in accepted])
+    assert [r["status"] for r in results] == ["SUCCEEDED"] * 12
+    assert {r["attempts"] for r in results} == {1}  # nothing redelivered: held from receive to delete
+    assert worker.counters == Counter(succeeded=12)
+    assert sum(len(resources.responses.receive(10, 1)) for _ in range(3)) == 12
+
+
+def test_announced_state_is_written_at_once(settings_factory):
+    from sightfleet.resources import Resources
+    resources = Resources.connect(settings_factory(worker_heartbeat_s=60))
+    heartbeat = Heartbeat(resources, "i-announce", dict)
+    heartbeat.start()
+    try:
+        heartbeat.announce("busy")  # the timer alone would next write a minute from now
+        wait_for(lambda: [d["state"] for d in resources.fleet_log.all("worker")] == ["busy"], 5,
+                 what="the announced state")
+    finally:
+        heartbeat.stop()
+
+
+def test_background_threads_run_at_lower_priority():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app_tier.heartbeat import BACKGROUND_NICE, lower_priority
+    main = os.getpriority(os.PRIO_PROCESS, 0)
+    with ThreadPoolExecutor(1, initializer=lower_priority) as pool:
+        background = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    assert background == min(19, BACKGROUND_NICE) and os.getpriority(os.PRIO_PROCESS, 0) == main

@@ -116,6 +116,10 @@ class ResultsTable:
         """Write the final result once; ConditionFailed when someone already did."""
         self._put_unless_final(result, f"finish {result['id']}")
 
+    def requeue(self, result: dict) -> None:
+        """Put a claimed job back to QUEUED unless final; ConditionFailed when final."""
+        self._put_unless_final(result, f"requeue {result['id']}")
+
     def _put_unless_final(self, result: dict, what: str) -> None:
         condition = Attr("id").not_exists() | Attr("status").is_in([QUEUED, PROCESSING])
         with translated(what):
