@@ -5,8 +5,8 @@ Why not moto's own `python -m moto.server`: it runs werkzeug's development serve
 closes the connection after every response and starts a thread per request, and moto's
 dispatcher works out each request's service by scanning its table of URL patterns (and
 listing its own package folder) under one global lock. Served here, connections stay open
-and each Host header's service is looked up once; a call then costs the emulator about 40%
-less CPU and the client about 15% less (`benchmarks/emulator.py`). It is still moto: the
+and each Host header's service is looked up once; a call then costs the emulator a fifth to
+two-fifths less CPU and takes 15-33% less time (`benchmarks/emulator.py`). It is still moto: the
 same application, the same state, the same /moto-api/. One worker process, because moto
 keeps everything in that process's memory.
 """
