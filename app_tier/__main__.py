@@ -22,12 +22,7 @@ def main() -> int:
     from app_tier.worker import Worker
 
     def pipeline_factory():
-        return Pipeline(PipelineSettings(
-            min_confidence=settings.min_confidence, max_labels=settings.max_labels,
-            thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
-            image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
-            opencv_threads=settings.torch_threads,
-        ))
+        return Pipeline(PipelineSettings.from_settings(settings))
 
     worker = Worker(Resources.connect(settings), pipeline_factory, instance_id or "standalone",
                     can_terminate=bool(instance_id))

@@ -2,25 +2,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Callable
 
+from sightfleet.aws.dynamodb import HEARTBEAT_KIND
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
+from sightfleet.procs import lower_priority
 
 log = logging.getLogger(__name__)
-# Background threads yield the CPU to the models, the critical path, when cores are scarce.
-BACKGROUND_NICE = 10
-
-
-def lower_priority() -> None:
-    """Run the calling thread at lower priority (Linux schedules threads individually); best effort."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-    except (AttributeError, OSError) as exc:
-        log.debug("thread priority unchanged: %s", exc)
 
 
 class Heartbeat:
@@ -77,7 +68,7 @@ class Heartbeat:
         self._state = state or self._state
         doc = {**self._describe(), "state": self._state, "last_heartbeat": utc_now()}
         try:
-            self._resources.fleet_log.put("worker", self._instance_id, doc)
+            self._resources.fleet_log.put(HEARTBEAT_KIND, self._instance_id, doc)
         except SightfleetError as exc:
             log.warning("heartbeat not written: %s", exc)
 

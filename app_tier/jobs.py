@@ -9,14 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from app_tier.heartbeat import lower_priority
 from app_tier.pipeline import ImageInput
 from sightfleet.aws.sqs import Message
 from sightfleet.contracts import (
     FAILED, PROCESSING, Job, failed_result, input_key, output_keys, queued_result,
-    response_message, utc_now,
+    response_message, thumbnail_key, utc_now,
 )
 from sightfleet.errors import ConditionFailed, InvalidJob, NotFound, SightfleetError
+from sightfleet.procs import lower_priority
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 10
@@ -64,8 +64,10 @@ class BatchRunner:
         settings = getattr(pipeline, "settings", None)
         self._chunk = max(getattr(settings, "detector_batch_size", 1), getattr(settings, "classifier_batch_size", 1))
 
-    def take(self, messages: list[Message]) -> Intake:
-        """Hold the messages (visibility heartbeat) and start claiming and fetching them."""
+    def take(self, messages: list[Message]) -> Intake | None:
+        """Hold the messages (visibility heartbeat) and start claiming and fetching them; None for none."""
+        if not messages:
+            return None
         self._heartbeat.hold([m.receipt for m in messages])
         return Intake(messages, self._intake.map(self._claim_and_fetch, messages))
 
@@ -101,22 +103,20 @@ class BatchRunner:
         return ahead.result() if ahead else None
 
     def _take_ahead(self, poll: Callable[[], list[Message]]) -> Intake | None:
-        messages = poll()
-        return self.take(messages) if messages else None
+        return self.take(poll())
 
     def hand_back(self, intake: Intake) -> None:
         """Give back a batch taken but never started: its results QUEUED again, its messages visible at once."""
-        for item in intake.claimed:
-            if item is None:
-                continue
+        claimed = [item for item in intake.claimed if item is not None]
+        for item in claimed:
             try:
                 self._r.results.requeue(queued_result(item.job))
             except ConditionFailed:
                 pass  # finished meanwhile by another worker: nothing to undo
             except SightfleetError as exc:
                 log.warning("job %s: left PROCESSING until it is taken again (%s)", item.job.id, exc)
-            self._give_back(item.message, 0)
-        log.info("handed back %s jobs received ahead", len(intake.messages))
+        self._give_back([item.message for item in claimed], 0)
+        log.info("handed back %s jobs received ahead", len(claimed))
 
     def wait(self) -> None:
         """Until every batch so far is written and acknowledged."""
@@ -152,7 +152,7 @@ class BatchRunner:
         except InvalidJob as exc:
             # Not ours to interpret: hand it back so redrive moves it to the dead-letter queue.
             log.error("message %s is not a job (%s); leaving it for the dead-letter queue", message.id, exc)
-            self._give_back(message, 0)
+            self._give_back([message], 0)
             return None
         result = queued_result(job)
         now = utc_now()
@@ -166,7 +166,7 @@ class BatchRunner:
             return None
         except SightfleetError as exc:
             log.warning("job %s: cannot mark PROCESSING (%s); retrying later", job.id, exc)
-            self._give_back(message, RETRY_DELAY_S)
+            self._give_back([message], RETRY_DELAY_S)
             return None
         return Claimed(message, job, result)
 
@@ -176,7 +176,7 @@ class BatchRunner:
             current = self._r.results.get(job.id)
         except SightfleetError as exc:
             log.warning("job %s: cannot read its final result (%s); retrying later", job.id, exc)
-            self._give_back(message, RETRY_DELAY_S)
+            self._give_back([message], RETRY_DELAY_S)
             return
         log.info("job %s already %s (redelivery); republishing", job.id, current["status"])
         self._publish(message, current)
@@ -208,8 +208,7 @@ class BatchRunner:
         result.update(outcome.to_result_fields())
         try:
             if outcome.thumbnail:
-                ext = "png" if outcome.thumbnail_content_type == "image/png" else "jpg"
-                result["thumbnail_key"] = f"{keys['thumbnail']}.{ext}"
+                result["thumbnail_key"] = thumbnail_key(item.job.id, outcome.thumbnail_content_type)
                 self._r.outputs.put(result["thumbnail_key"], outcome.thumbnail, outcome.thumbnail_content_type)
             if outcome.annotated:
                 result["annotated_key"] = keys["annotated"]
@@ -230,7 +229,7 @@ class BatchRunner:
             result = self._r.results.get(item.job.id)
         except SightfleetError as exc:
             log.warning("job %s: cannot write result (%s); retrying later", item.job.id, exc)
-            self._give_back(item.message, RETRY_DELAY_S)
+            self._give_back([item.message], RETRY_DELAY_S)
             return
         with self._lock:
             self._counters["failed" if result["status"] == FAILED else "succeeded"] += 1
@@ -269,11 +268,15 @@ class BatchRunner:
             self._finish(item, failed_result(
                 item.result, "STORAGE_UNAVAILABLE", f"gave up after {item.message.receive_count} attempts: {reason}"))
         else:
-            self._give_back(item.message, RETRY_DELAY_S)
+            self._give_back([item.message], RETRY_DELAY_S)
 
-    def _give_back(self, message: Message, delay_s: int) -> None:
+    def _give_back(self, messages: list[Message], delay_s: int) -> None:
+        """Make messages visible again after delay_s (one call for all) and stop holding them."""
+        if not messages:
+            return
         try:
-            self._r.requests.set_visibility([message.receipt], delay_s)
+            self._r.requests.set_visibility([m.receipt for m in messages], delay_s)
         except SightfleetError as exc:
-            log.warning("could not hand back message %s: %s", message.id, exc)
-        self._heartbeat.release(message.receipt)
+            log.warning("could not hand back %s messages: %s", len(messages), exc)
+        for message in messages:
+            self._heartbeat.release(message.receipt)

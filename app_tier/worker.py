@@ -54,7 +54,7 @@ class Worker:
                     log.info("idle for %.0f s with no messages held; retiring", idle_s)
                     reason = "idle"
                     break
-                intake = ahead or self._take(runner, self._poll(self.settings.idle_grace_s - idle_s))
+                intake = ahead or runner.take(self._poll(self.settings.idle_grace_s - idle_s))
                 ahead = None
                 if intake:
                     ahead = self._run_batch(runner, intake)
@@ -97,10 +97,6 @@ class Worker:
         except SightfleetError as exc:
             log.warning("receive ahead failed (%s)", exc)
             return []
-
-    @staticmethod
-    def _take(runner: BatchRunner, messages: list) -> Intake | None:
-        return runner.take(messages) if messages else None
 
     def _run_batch(self, runner: BatchRunner, intake: Intake) -> Intake | None:
         """Run one batch; returns the next one, received ahead, when this one was full (a backlog)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,28 +22,18 @@ from tqdm import tqdm  # noqa: E402
 
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from tests.support import AWS_TEST_ENV, answers, descendants, free_port, unique_prefix, wait_for  # noqa: E402
+from sightfleet.stack import moto_command  # noqa: E402
+from tests.support import AWS_TEST_ENV, start_moto, tree_cpu_ms, unique_prefix  # noqa: E402
 
-SERVERS = {"served here": "sightfleet.emulator", "moto.server": "moto.server"}
 BODY = os.urandom(400_000)   # about a 3 MP JPEG
 
 
-def start(module: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(url + "/moto-api/"), 30, what=module)
-    return proc, url
+def moto_server_command(port: int) -> list[str]:
+    """moto's own server, as `python -m moto.server` runs it."""
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
 
-def tree_cpu_ms(pid: int) -> float:
-    """CPU time so far of a process and its live descendants, from /proc (Linux)."""
-    ticks = 0
-    for each in {pid} | descendants(pid):
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+SERVERS = {"served here": moto_command, "moto.server": moto_server_command}
 
 
 def operations(resources: Resources) -> dict:
@@ -70,7 +59,7 @@ def time_block(call, calls: int, pid: int, offset: int) -> dict:
 def run(calls: int, rounds: int) -> dict:
     for key, value in AWS_TEST_ENV.items():
         os.environ.setdefault(key, value)
-    servers = {name: start(module) for name, module in SERVERS.items()}
+    servers = {name: start_moto(command) for name, command in SERVERS.items()}
     try:
         samples = {}
         with tqdm(total=rounds * len(SERVERS) * 4, desc="call blocks") as bar:

@@ -155,7 +155,7 @@ def _service_run(pipeline: Pipeline, photos: list[bytes], images: int) -> dict:
     from app_tier.worker import Worker
     from sightfleet.config import Settings
     from sightfleet.resources import Resources, provision
-    from tests.support import AWS_TEST_ENV, start_moto, unique_prefix
+    from tests.support import AWS_TEST_ENV, start_moto, tree_cpu_ms, unique_prefix
     from web_tier.submit import Submitter, Upload
 
     for key, value in AWS_TEST_ENV.items():
@@ -170,10 +170,10 @@ def _service_run(pipeline: Pipeline, photos: list[bytes], images: int) -> dict:
             submitter.submit(Upload(photos[i % len(photos)], f"photo-{i}.jpg"))
         bare = [bare_forward(pipeline).wall_ms for _ in range(10)]
         worker = Worker(resources, lambda: pipeline, "i-bench", can_terminate=False)
-        emulator_cpu_ms = _tree_cpu_ms(proc.pid)
+        emulator_cpu_ms = tree_cpu_ms(proc.pid)
         with _Clock() as clock, _ForwardTimer(pipeline) as forward:
             _work_until_done(worker, images)
-        emulator_cpu_ms = _tree_cpu_ms(proc.pid) - emulator_cpu_ms
+        emulator_cpu_ms = tree_cpu_ms(proc.pid) - emulator_cpu_ms
         bare += [bare_forward(pipeline).wall_ms for _ in range(10)]
         done = resources.results.completed_since("2000")
         assert len(done) == images and all(r["status"] == "SUCCEEDED" for r in done)
@@ -230,16 +230,6 @@ def _work_until_done(worker, images: int) -> None:
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
-
-
-def _tree_cpu_ms(pid: int) -> float:
-    """CPU time (user + system) so far of a process and every live process below it, from /proc (Linux)."""
-    from tests.support import descendants
-    total = 0
-    for each in {pid} | descendants(pid):
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def run_pipeline_benchmark(sizes=(0.3, 3, 12), repeats: int = 5, batch_megapixels: float = 0.3) -> dict:

@@ -35,6 +35,7 @@ from controller.local_host import LocalHost  # noqa: E402
 from controller.loop import Controller  # noqa: E402
 from controller.observe import service_ms  # noqa: E402
 from controller.templates import instance_environment  # noqa: E402
+from sightfleet.aws.dynamodb import HEARTBEAT_KIND  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
@@ -107,7 +108,7 @@ def watch(resources, host: LocalHost, ids: list[str], started: float) -> tuple[T
             for pid in host.pids().values():
                 timeline.worker_rss_mb[pid] = max(timeline.worker_rss_mb.get(pid, 0.0), rss_mb(pid))
             if timeline.first_polling is None and any(
-                    doc.get("state") in ("idle", "busy") for doc in resources.fleet_log.all("worker")):
+                    doc.get("state") in ("idle", "busy") for doc in resources.fleet_log.all(HEARTBEAT_KIND)):
                 timeline.first_polling = t
             if timeline.drained is None:
                 results = resources.results.get_many(ids)

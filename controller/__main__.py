@@ -5,9 +5,9 @@ import logging
 import sys
 
 from controller.loop import Controller
-from controller.signals import stop_event_on_signals
 from sightfleet.config import settings_or_exit
 from sightfleet.logs import setup_logging
+from sightfleet.procs import stop_event_on_signals
 from sightfleet.resources import Resources
 
 log = logging.getLogger("controller")

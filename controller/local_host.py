@@ -23,12 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.signals import stop_event_on_signals
 from sightfleet.aws.ec2 import Fleet
 from sightfleet.config import settings_or_exit
 from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging
-from sightfleet.procs import die_with_parent
+from sightfleet.procs import die_with_parent, stop_event_on_signals
 
 log = logging.getLogger("controller.local_host")
 REPO = Path(__file__).resolve().parents[1]

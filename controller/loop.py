@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 from controller import dead_letters
-from controller.launcher import Launcher
 from controller.metrics import tick_values
-from controller.observe import DECISION, Observer, Snapshot, iso
+from controller.observe import Observer, Snapshot
 from controller.policy import Decision, PolicyConfig, decide, target_backlog
+from controller.templates import user_data
+from sightfleet.aws.dynamodb import DECISION_KIND
+from sightfleet.contracts import iso
 from sightfleet.errors import SightfleetError
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,8 @@ class Controller:
         self._r = resources
         self._settings = settings
         self._observer = Observer(resources, settings)
-        self._launcher = Launcher(resources.fleet, settings)
+        # Rendered once: the settings are read once at start and do not change while running.
+        self._user_data = user_data(settings, "worker")
         self._clock = clock
 
     def run(self, stop: threading.Event) -> None:
@@ -86,7 +89,7 @@ class Controller:
                 applied.errors.append(f"terminate {decision.terminate_ids}: {exc}")
         if decision.launch:
             try:
-                applied.launched = self._launcher.launch(decision.launch)
+                applied.launched = self._r.fleet.launch(decision.launch, self._user_data)
             except SightfleetError as exc:
                 applied.errors.append(f"launch {decision.launch}: {exc}")
         return applied
@@ -100,8 +103,8 @@ class Controller:
                      [f"{i} ({why})" for i, why in applied.terminated] or "none",
                      f"; errors: {applied.errors}" if applied.errors else "")
         try:
-            self._r.fleet_log.put(DECISION, doc["at"], doc)
-            self._r.metrics.put(tick_values(snapshot, target, decision.desired))
+            self._r.fleet_log.put(DECISION_KIND, doc["at"], doc)
+            self._r.metrics.put(tick_values(doc))
         except SightfleetError as exc:
             log.warning("decision or metrics not recorded: %s", exc)
 

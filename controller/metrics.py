@@ -23,16 +23,15 @@ METRIC_NAMES = ("QueueVisible", "QueueInFlight", "DeadLetterVisible", "BacklogPe
                 "TargetBacklogPerInstance", "DesiredInstances", "RunningInstances", "PendingInstances")
 
 
-def tick_values(snapshot, target: int, desired: int) -> dict[str, float]:
-    """This tick's value of every metric in METRIC_NAMES."""
-    running, pending = snapshot.count("running"), snapshot.count("pending")
+def tick_values(record: dict) -> dict[str, float]:
+    """This tick's value of every metric in METRIC_NAMES, from its decision record (controller/loop.py)."""
     return {
-        "QueueVisible": snapshot.visible,
-        "QueueInFlight": snapshot.in_flight,
-        "DeadLetterVisible": snapshot.dead_letters,
-        "BacklogPerInstance": snapshot.backlog / max(1, running + pending),
-        "TargetBacklogPerInstance": target,
-        "DesiredInstances": desired,
-        "RunningInstances": running,
-        "PendingInstances": pending,
+        "QueueVisible": record["visible"],
+        "QueueInFlight": record["in_flight"],
+        "DeadLetterVisible": record["dead_letters"],
+        "BacklogPerInstance": record["backlog"] / max(1, record["running"] + record["pending"]),
+        "TargetBacklogPerInstance": record["target"],
+        "DesiredInstances": record["desired"],
+        "RunningInstances": record["running"],
+        "PendingInstances": record["pending"],
     }

@@ -1,41 +1,29 @@
 """What the controller reads each tick: queue counts, the fleet from EC2 tags, heartbeats, history.
 
-Nothing is kept in memory between ticks except a short cache of the measured time per image:
-the fleet comes from EC2, heartbeats and past decisions from the fleet table, so a restarted
-controller sees exactly what the old one saw.
+Nothing is kept in memory between ticks except a short cache of the measured time per image
+and the recent decisions already read (each tick reads only newer ones): the fleet comes from
+EC2, heartbeats and past decisions from the fleet table, so a restarted controller sees exactly
+what the old one saw.
 """
 from __future__ import annotations
 
 import logging
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from controller.policy import Member, Observation
-from sightfleet.aws.ec2 import LIVE_STATES, Instance
-from sightfleet.contracts import parse_time
+from sightfleet.aws.dynamodb import HEARTBEAT_KIND, DecisionTail
+from sightfleet.aws.ec2 import ALL_STATES, LIVE_STATES, Instance
+from sightfleet.contracts import epoch, iso
 from sightfleet.errors import SightfleetError
 
 log = logging.getLogger(__name__)
-DECISION = "decision"
-HEARTBEAT = "worker"
-ALL_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")
 # DescribeInstances is eventually consistent: an instance launched this long ago that it does
 # not list yet still counts as pending, so two ticks never launch the same capacity twice.
 LAUNCH_VISIBILITY_S = 60.0
 # Results of this window give the measured time per image; re-read at most this often.
 TIMING_WINDOW_S = 600.0
 TIMING_CACHE_S = 30.0
-
-
-def iso(epoch_s: float) -> str:
-    """Epoch seconds as the ISO form used for fleet-table keys (sorts by time)."""
-    stamp = datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-def epoch(value: str | None) -> float | None:
-    return parse_time(value).timestamp() if value else None
 
 
 @dataclass(frozen=True)
@@ -68,6 +56,7 @@ class Snapshot:
 
     def _member(self, instance: Instance) -> Member:
         beat = self.heartbeats.get(instance.id) or {}
+        # An unreadable heartbeat time counts as none: the launch time then stands for it.
         return Member(instance.id, instance.launched_at.timestamp(), instance.state,
                       epoch(beat.get("last_heartbeat")), beat.get("state"))
 
@@ -79,8 +68,8 @@ class Observer:
         self._r = resources
         self._settings = settings
         # Decisions this far back cover the idle safety net's quiet period and recent launches.
-        self._lookback_s = max(LAUNCH_VISIBILITY_S, settings.idle_grace_s + settings.idle_margin_s
-                               + 10 * settings.controller_tick_s)
+        self._decisions = DecisionTail(resources.fleet_log, max(
+            LAUNCH_VISIBILITY_S, settings.idle_grace_s + settings.idle_margin_s + 10 * settings.controller_tick_s))
         self._timing: tuple[float, float | None] = (float("-inf"), None)
 
     def observe(self, now: float) -> Snapshot:
@@ -88,8 +77,8 @@ class Observer:
         dead = self._r.dead_letters.counts()
         every = self._r.fleet.instances(states=ALL_STATES)
         live = tuple(i for i in every if i.state in LIVE_STATES)
-        decisions = self._r.fleet_log.all(DECISION, since_key=iso(now - self._lookback_s))
-        heartbeats = {doc.get("instance_id"): doc for doc in self._r.fleet_log.all(HEARTBEAT)}
+        decisions = self._decisions.read(now)
+        heartbeats = {doc.get("instance_id"): doc for doc in self._r.fleet_log.all(HEARTBEAT_KIND)}
         unlisted = _unlisted_launches(decisions, {i.id for i in every}, now)
         backlog = counts["visible"] + counts["in_flight"]
         return Snapshot(now, counts["visible"], counts["in_flight"], dead["visible"], live, heartbeats,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -20,14 +21,28 @@ _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 CONTENT_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 
 
+def iso(epoch_s: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds: the project's timestamps (they sort by time)."""
+    stamp = datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
 def utc_now() -> str:
     """Current time as ISO 8601 UTC with milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(time.time())
 
 
 def parse_time(value: str) -> datetime:
     """Parse a timestamp written by utc_now."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def epoch(stamp: str | None) -> float | None:
+    """A timestamp written by utc_now as epoch seconds; None when absent or unreadable."""
+    try:
+        return parse_time(stamp).timestamp() if stamp else None
+    except (AttributeError, ValueError):  # not a string, or not a timestamp
+        return None
 
 
 def new_image_id() -> str:
@@ -54,12 +69,17 @@ def input_key(image_id: str, content_type: str) -> str:
 
 
 def output_keys(image_id: str) -> dict[str, str]:
-    """Output-bucket keys of one image's artefacts (thumbnail extension varies, see worker)."""
+    """Output-bucket keys of one image's artefacts (the thumbnail's extension varies, see thumbnail_key)."""
     return {
         "thumbnail": f"thumbnails/{image_id}",
         "annotated": f"annotated/{image_id}.jpg",
         "result": f"results/{image_id}.json",
     }
+
+
+def thumbnail_key(image_id: str, content_type: str | None) -> str:
+    """Output-bucket key of a thumbnail stored as content_type (JPEG unless it is a known other type)."""
+    return f"{output_keys(image_id)['thumbnail']}.{CONTENT_EXTENSIONS.get(content_type, 'jpg')}"
 
 
 @dataclass(frozen=True)

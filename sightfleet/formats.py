@@ -69,15 +69,20 @@ def _sniff_text(head: bytes) -> str | None:
     return None
 
 
+def check_head(head: bytes) -> tuple[str | None, str | None]:
+    """The format sniffed from these first bytes, and why it is refused (None when it is accepted)."""
+    found = sniff_format(head)
+    if not head:
+        return found, "the file is empty; send a JPEG or PNG image"
+    if found in ACCEPTED:
+        return found, None
+    if found == "TEXT":
+        return found, "the file is plain text, not an image; send JPEG or PNG"
+    if found is None:
+        return found, "the file is not a recognised image format; send JPEG or PNG"
+    return found, f"{found} images are not supported; send JPEG or PNG"
+
+
 def unsupported_message(head: bytes) -> str | None:
     """Why these bytes are refused, naming what was found; None when the format is accepted."""
-    if not head:
-        return "the file is empty; send a JPEG or PNG image"
-    found = sniff_format(head)
-    if found in ACCEPTED:
-        return None
-    if found == "TEXT":
-        return "the file is plain text, not an image; send JPEG or PNG"
-    if found is None:
-        return "the file is not a recognised image format; send JPEG or PNG"
-    return f"{found} images are not supported; send JPEG or PNG"
+    return check_head(head)[1]

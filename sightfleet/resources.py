@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 
 from sightfleet.aws.cloudwatch import Metrics
-from sightfleet.aws.dynamodb import FleetTable, ResultsTable, ensure_tables
+from sightfleet.aws.dynamodb import HEARTBEAT_KIND, FleetTable, ResultsTable, ensure_tables
 from sightfleet.aws.ec2 import Fleet
 from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, ensure_queues
@@ -55,7 +55,7 @@ class Resources:
             "input bucket": self.inputs.check,
             "output bucket": self.outputs.check,
             "results table": self.results.check,
-            "fleet table": lambda: self.fleet_log.all("worker", limit=1),
+            "fleet table": lambda: self.fleet_log.all(HEARTBEAT_KIND, limit=1),
         }
         found = []
         for name, check in checks.items():

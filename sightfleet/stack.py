@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import requests
 from sightfleet.config import Settings, settings_or_exit
 from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging
-from sightfleet.procs import die_with_parent
+from sightfleet.procs import die_with_parent, stop_event_on_signals
 from sightfleet.resources import provision
 
 log = logging.getLogger("sightfleet.stack")
@@ -52,12 +53,13 @@ def port_is_free(port: int) -> bool:
 class Supervisor:
     """Starts the children in order, watches them, and stops them all in reverse order."""
 
-    def __init__(self, env: dict[str, str], web_port: int, aws_port: int):
+    def __init__(self, settings: Settings, env: dict[str, str], stop: threading.Event):
+        self.settings = settings
         self.env = env
-        self.web_url = f"http://127.0.0.1:{web_port}"
-        self.aws_url = f"http://127.0.0.1:{aws_port}"
+        self.web_url = web_url(settings)
+        self.aws_url = settings.endpoint_url
         self.children: list[tuple[str, subprocess.Popen]] = []
-        self._stop = False
+        self._stop = stop
 
     def start(self, name: str, argv: list[str]) -> None:
         proc = subprocess.Popen(argv, env=self.env, cwd=REPO, start_new_session=True, preexec_fn=die_with_parent)
@@ -65,9 +67,7 @@ class Supervisor:
         self.children.append((name, proc))
 
     def run(self) -> int:
-        """Start everything, print the URLs, and supervise until a signal or a child's death."""
-        signal.signal(signal.SIGTERM, self._request_stop)
-        signal.signal(signal.SIGINT, self._request_stop)
+        """Start everything, print the URLs, and supervise until the stop event or a child's death."""
         try:
             self._start_all()
             sys.stdout.write(f"Sightfleet web: {self.web_url}\nLocal AWS endpoint: {self.aws_url}\n")
@@ -81,10 +81,9 @@ class Supervisor:
 
     def _start_all(self) -> None:
         python = sys.executable
-        aws_port = self.aws_url.rsplit(":", 1)[1]
-        self.start("aws", moto_command(int(aws_port)))
+        self.start("aws", moto_command(self.settings.local_aws_port))
         self._wait_until(lambda: answers(self.aws_url + "/moto-api/"), "the local AWS endpoint", 30)
-        provision(Settings.from_env(self.env))
+        provision(self.settings)
         self.start("local-host", [python, "-m", "controller.local_host"])
         self.start("controller", [python, "-m", "controller"])
         self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"])
@@ -94,20 +93,20 @@ class Supervisor:
         deadline = time.monotonic() + timeout_s
         while not ready():
             self._raise_if_child_died()
-            if self._stop:
+            if self._stop.is_set():
                 raise StackError(f"stopped while waiting for {what}")
             if time.monotonic() > deadline:
                 raise StackError(f"{what} did not come up within {timeout_s:.0f} s")
-            time.sleep(0.2)
+            self._stop.wait(0.2)
 
     def _watch(self) -> int:
-        while not self._stop:
-            try:
+        try:
+            while not self._stop.is_set():
                 self._raise_if_child_died()
-            except StackError as exc:
-                log.error("%s; stopping the stack", exc)
-                return 1
-            time.sleep(0.5)
+                self._stop.wait(0.5)
+        except StackError as exc:
+            log.error("%s; stopping the stack", exc)
+            return 1
         log.info("stopping the stack")
         return 0
 
@@ -115,10 +114,6 @@ class Supervisor:
         for name, proc in self.children:
             if proc.poll() is not None:
                 raise StackError(f"{name} (pid {proc.pid}) exited with code {proc.returncode}")
-
-    def _request_stop(self, signum, _frame) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        self._stop = True
 
     def stop_all(self) -> None:
         """SIGTERM each child's process group, newest first; SIGKILL what outlives its grace."""
@@ -177,12 +172,22 @@ def _lock(aws_port: int, info: dict):
     return handle
 
 
-def local_environment(environ: dict[str, str]) -> dict[str, str]:
-    """The children's environment: the caller's, local defaults, and the local endpoint."""
-    env = {**LOCAL_DEFAULTS, **environ}
-    aws_port = int(env.get("SIGHTFLEET_LOCAL_AWS_PORT", "4566"))
-    env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{aws_port}"
-    env.setdefault("PORT", "8000")
+def web_url(settings: Settings) -> str:
+    """Where the stack's web tier answers."""
+    return f"http://127.0.0.1:{settings.port}"
+
+
+def local_settings(environ: dict[str, str]) -> Settings:
+    """The stack's settings from environ, always on the stack's own endpoint whatever environ names."""
+    settings = settings_or_exit(log, environ)
+    return settings.with_changes(endpoint_url=f"http://127.0.0.1:{settings.local_aws_port}")
+
+
+def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, str]:
+    """The children's environment: environ with the local endpoint, the web port and the repo on the path."""
+    env = dict(environ)
+    env["AWS_ENDPOINT_URL"] = settings.endpoint_url
+    env["PORT"] = str(settings.port)  # gunicorn binds PORT; settings.port may have come from SIGHTFLEET_PORT
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -190,10 +195,11 @@ def local_environment(environ: dict[str, str]) -> dict[str, str]:
 
 def main() -> int:
     setup_logging("stack")
-    env = local_environment(dict(os.environ))
-    os.environ.update(env)  # the supervisor provisions through the local endpoint too
-    settings = settings_or_exit(log, env)
-    info = {"pid": os.getpid(), "web": f"http://127.0.0.1:{settings.port}", "aws": env["AWS_ENDPOINT_URL"]}
+    environ = {**LOCAL_DEFAULTS, **os.environ}
+    settings = local_settings(environ)
+    env = local_environment(environ, settings)
+    os.environ.update(env)  # the supervisor provisions with the local credentials too
+    info = {"pid": os.getpid(), "web": web_url(settings), "aws": settings.endpoint_url}
     try:
         lock = _lock(settings.local_aws_port, info)
         for port, what, var in ((settings.local_aws_port, "local AWS endpoint", "SIGHTFLEET_LOCAL_AWS_PORT"),
@@ -204,7 +210,7 @@ def main() -> int:
         log.error("%s", exc)
         return 1
     with lock:
-        return Supervisor(env, settings.port, settings.local_aws_port).run()
+        return Supervisor(settings, env, stop_event_on_signals()).run()
 
 
 if __name__ == "__main__":

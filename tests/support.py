@@ -40,10 +40,10 @@ def wait_for(check, timeout_s: float, interval_s: float = 0.2, what: str = "cond
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def start_moto() -> tuple[subprocess.Popen, str]:
-    """The local AWS endpoint (moto, as scripts/run serves it) on a free loopback port."""
+def start_moto(command=moto_command) -> tuple[subprocess.Popen, str]:
+    """The local AWS endpoint (moto, as scripts/run serves it, unless `command(port)` says otherwise)."""
     port = free_port()
-    proc = subprocess.Popen(moto_command(port), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command(port), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(url + "/moto-api/"), 30, what="moto server")
     return proc, url
@@ -80,6 +80,15 @@ def descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def tree_cpu_ms(pid: int) -> float:
+    """CPU time (user + system) so far of a process and every live process below it, from /proc."""
+    ticks = 0
+    for each in {pid} | descendants(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def alive(pid: int) -> bool:

@@ -17,8 +17,9 @@ import pytest
 
 from controller.loop import Controller
 from controller.metrics import METRIC_NAMES
-from controller.observe import DECISION, iso
+from controller.observe import iso
 from sightfleet.contracts import SUCCEEDED, Job, new_image_id, queued_result, utc_now
+from sightfleet.aws.dynamodb import DECISION_KIND as DECISION
 from sightfleet.aws.session import client
 from sightfleet.resources import Resources
 from tests.support import REPO, wait_for

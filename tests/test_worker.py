@@ -199,7 +199,7 @@ def test_announced_state_is_written_at_once(settings_factory):
 def test_background_threads_run_at_lower_priority():
     from concurrent.futures import ThreadPoolExecutor
 
-    from app_tier.heartbeat import BACKGROUND_NICE, lower_priority
+    from sightfleet.procs import BACKGROUND_NICE, lower_priority
     main = os.getpriority(os.PRIO_PROCESS, 0)
     with ThreadPoolExecutor(1, initializer=lower_priority) as pool:
         background = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()

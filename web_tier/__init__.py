@@ -17,14 +17,14 @@ MAX_IMAGES_PER_REQUEST = 10
 
 
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> Flask:
-    """Build the app; settings and resources are read once here and passed inward."""
-    settings = settings or Settings.from_env()
+    """Build the app; settings and resources are read once here and passed inward.
+
+    Given resources carry their own settings, which win; `settings` only serves to connect without them.
+    """
+    resources = resources or Resources.connect(settings or Settings.from_env())
+    settings = resources.settings
     app = Flask(__name__)
-    app.config.update(
-        SETTINGS=settings,
-        MAX_CONTENT_LENGTH=settings.max_upload_bytes * MAX_IMAGES_PER_REQUEST + 1024 * 1024,
-    )
-    resources = resources or Resources.connect(settings)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes * MAX_IMAGES_PER_REQUEST + 1024 * 1024)
     app.extensions["sightfleet"] = resources
     app.extensions["albums"] = Albums(resources.results)
     app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes,

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from sightfleet.contracts import DEFAULT_ALBUM
 from sightfleet.errors import SightfleetError
+from web_tier.cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -16,11 +16,11 @@ class Albums:
 
     def __init__(self, results, ttl_s: float = 30.0):
         self._results = results
-        self._ttl_s = ttl_s
+        # One scan per expiry however many requests ask at once; the rest wait for its answer.
+        self._scans = TtlCache(ttl_s)
+        self._scanned: frozenset[str] = frozenset()
         self._lock = threading.Lock()
-        self._scanned: set[str] = set()
         self._noted: set[str] = {DEFAULT_ALBUM}
-        self._scanned_at = float("-inf")
 
     def note(self, result: dict) -> None:
         """Remember the album of an accepted image (Submitter's on_accept hook)."""
@@ -29,18 +29,14 @@ class Albums:
 
     def names(self) -> list[str]:
         """Every album known, sorted for people; the last known list when the table is out of reach."""
-        if time.monotonic() - self._scanned_at > self._ttl_s:
-            self._scan()
+        scanned = self._scans.get("albums", self._scan)
         with self._lock:
-            return sorted(self._scanned | self._noted, key=str.casefold)
+            return sorted(scanned | self._noted, key=str.casefold)
 
-    def _scan(self) -> None:
+    def _scan(self) -> frozenset[str]:
+        """The table's albums; TtlCache runs one scan at a time, so _scanned needs no lock."""
         try:
-            scanned = set(self._results.albums())
+            self._scanned = frozenset(self._results.albums())
         except SightfleetError as exc:
             log.warning("cannot list albums, showing the last known ones: %s", exc)
-            scanned = None
-        with self._lock:
-            self._scanned_at = time.monotonic()
-            if scanned is not None:
-                self._scanned = scanned
+        return self._scanned

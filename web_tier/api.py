@@ -7,31 +7,31 @@ from flask import Blueprint, jsonify, request
 
 from sightfleet.contracts import STATUSES, is_image_id
 from sightfleet.errors import Unavailable
+from sightfleet.formats import ACCEPTED
 from web_tier.csrf import has_csrf_cookie, require_csrf
 from web_tier.errors import error_response, unavailable_response
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.services import resources, settings, submitter, waiter
-from web_tier.submit import Rejected, Upload
+from web_tier.submit import Rejected, Upload, upload_from_part
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_WAIT_S = 60
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-RAW_TYPES = ("image/jpeg", "image/png")
 
 
 def uploads_from_request() -> list[Upload]:
     """Files from multipart `file` parts, or one raw image body."""
     album = request.args.get("album") or request.form.get("album")
-    if request.mimetype in RAW_TYPES:
+    if request.mimetype in ACCEPTED.values():
         # One image per raw body: refuse anything over the per-image limit before reading it.
         request.max_content_length = settings().max_upload_bytes
         return [Upload(request.get_data(), request.args.get("filename", "upload"), album)]
     files = request.files.getlist("file")
     if not files:
         raise Rejected(400, "NO_FILE", "send multipart `file` parts or a raw image/jpeg or image/png body")
-    return [Upload(f.read(), f.filename or "upload", album) for f in files]
+    return [upload_from_part(f, album) for f in files]
 
 
 def wait_seconds() -> float:
@@ -47,12 +47,12 @@ def submit_images():
         require_csrf()
     wait_s = wait_seconds()
     uploads = uploads_from_request()
-    for upload in uploads:  # check all first, so one bad file does not leave the others queued
-        submitter().check(upload)
+    # Check all first, so one bad file does not leave the others queued.
+    checked = [submitter().check(upload) for upload in uploads]
     accepted = []
     try:
-        for upload in uploads:
-            accepted.append(submitter().submit(upload))
+        for item in checked:
+            accepted.append(submitter().submit(item))
     except Unavailable as exc:
         if not accepted:
             raise

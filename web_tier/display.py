@@ -111,5 +111,6 @@ def top_labels(labels: list | None, count: int = TOP_LABELS) -> list[dict]:
 
 
 def install(app: Flask) -> None:
-    for function in (when, taken, camera, gps, orientation, metadata_rows, timing_rows, top_labels):
+    """Register the filters templates use; taken, camera, gps and orientation serve metadata_rows."""
+    for function in (when, metadata_rows, timing_rows, top_labels):
         app.add_template_filter(function)

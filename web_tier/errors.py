@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sightfleet.aws.dynamodb import NoSuchResult
 from sightfleet.errors import NotFound, Unavailable
+from web_tier.services import settings
 from web_tier.submit import Rejected
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,14 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return response
 
 
+def _retry_later() -> dict:
+    """The headers of every 503: when a client may try again."""
+    return {"Retry-After": str(RETRY_AFTER_S)}
+
+
 def unavailable_response(message: str = UNAVAILABLE_MESSAGE, **extra):
     """503 with Retry-After: the queue or storage cannot be reached right now."""
-    return error_response(503, "UNAVAILABLE", message, {"Retry-After": str(RETRY_AFTER_S)}, **extra)
+    return error_response(503, "UNAVAILABLE", message, _retry_later(), **extra)
 
 
 def _wants_page() -> bool:
@@ -58,11 +64,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(Unavailable)
     def unavailable(exc: Exception):
         log.warning("%s %s: backend unavailable: %s", request.method, request.path, exc)
-        return _answer(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, {"Retry-After": str(RETRY_AFTER_S)})
+        return _answer(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, _retry_later())
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
-        limit = app.config["SETTINGS"].max_upload_mb
+        limit = settings().max_upload_mb
         return _answer(413, "TOO_LARGE", f"the request is larger than allowed ({limit:g} MB per image)")
 
     @app.errorhandler(HTTPException)

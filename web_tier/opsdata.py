@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,8 +16,10 @@ from datetime import datetime, timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from sightfleet.aws.ec2 import LIVE_STATES
-from sightfleet.contracts import FAILED, parse_time
+from sightfleet.aws.dynamodb import HEARTBEAT_KIND, DecisionTail
+from sightfleet.aws.ec2 import ALL_STATES, LIVE_STATES
+from sightfleet.contracts import FAILED, epoch, iso
+from web_tier.cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +40,11 @@ RECENT_S = 300
 # The controller records every tick; the dashboard lists the ticks that changed something in
 # this lookback (at 2 s a tick, 450 small documents), plus the latest tick.
 DECISION_LOOKBACK_S = 900
-# Re-read this much before the newest tick seen, for ticks that an eventually consistent read missed.
-DECISION_OVERLAP_S = 10
 DECISION_INPUTS = ("visible", "in_flight", "dead_letters", "backlog", "running", "pending", "target",
                    "time_per_image_s", "quiet_for_s")
 _WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENDED_STATES = ("terminated", "stopped")
-# What EC2 still lists: live instances and those ended recently (about an hour on AWS).
-EC2_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")
-
-
-def iso(epoch_s: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with milliseconds, like the rest of the project."""
-    stamp = datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-def epoch(stamp: str | None) -> float | None:
-    """An ISO timestamp as epoch seconds; None when absent or unreadable."""
-    try:
-        return parse_time(stamp).timestamp() if stamp else None
-    except ValueError:
-        return None
 
 
 def parse_window(text: str | None) -> int:
@@ -191,7 +174,7 @@ class Snapshot:
     now: float
     queue: dict
     dead_letter: dict
-    instances: list          # sightfleet.aws.ec2.Instance objects in any of EC2_STATES
+    instances: list          # sightfleet.aws.ec2.Instance objects in any of ALL_STATES
     workers: list[dict]      # worker heartbeat documents
     decisions: list[dict]    # controller ticks of the last DECISION_LOOKBACK_S, oldest first
     recent: list[dict]       # results completed in the last RECENT_S seconds
@@ -301,63 +284,6 @@ def summarise(snapshot: Snapshot, min_instances: int, max_instances: int, worker
     }
 
 
-class TtlCache:
-    """Values kept ttl_s per key; concurrent askers of one key wait for a single computation."""
-
-    def __init__(self, ttl_s: float, clock=time.monotonic):
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict = {}
-        self._key_locks: dict = {}
-
-    def get(self, key, compute):
-        with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                entry = self._entries.get(key)
-            if entry and self._clock() - entry[0] < self._ttl_s:
-                return entry[1]
-            value = compute()
-            with self._lock:
-                self._prune()
-                self._entries[key] = (self._clock(), value)
-            return value
-
-    def _prune(self) -> None:
-        # Keys carry window boundaries, so old ones stop being asked for; drop them.
-        now = self._clock()
-        for key in [k for k, (at, _) in self._entries.items() if now - at >= self._ttl_s]:
-            del self._entries[key]
-            lock = self._key_locks.get(key)
-            if lock is not None and not lock.locked():
-                del self._key_locks[key]
-
-
-class DecisionTail:
-    """The controller's ticks of the lookback, read incrementally: a poll fetches only recent ticks."""
-
-    def __init__(self, fleet_log, lookback_s: float = DECISION_LOOKBACK_S, overlap_s: float = DECISION_OVERLAP_S):
-        self._fleet_log = fleet_log
-        self._lookback_s = lookback_s
-        self._overlap_s = overlap_s
-        self._by_key: dict[str, dict] = {}
-        self._lock = threading.Lock()
-
-    def read(self, now: float) -> list[dict]:
-        """Ticks of the last lookback_s seconds, oldest first."""
-        with self._lock:
-            since = now - self._lookback_s
-            if self._by_key:
-                since = max(since, epoch(max(self._by_key)) - self._overlap_s)
-            for doc in self._fleet_log.all("decision", since_key=iso(since)):
-                self._by_key[doc.get("at") or iso(doc.get("time", 0))] = doc
-            oldest = iso(now - self._lookback_s)
-            self._by_key = {k: v for k, v in self._by_key.items() if k >= oldest}
-            return [self._by_key[k] for k in sorted(self._by_key)]
-
-
 class OpsData:
     """The dashboard's reads of one stack, cached briefly so many open dashboards cost as one."""
 
@@ -369,7 +295,7 @@ class OpsData:
         self._settings = resources.settings
         self._clock = clock
         self._cache = TtlCache(cache_s)
-        self._decisions = DecisionTail(resources.fleet_log)
+        self._decisions = DecisionTail(resources.fleet_log, DECISION_LOOKBACK_S)
         self._worker_limit = worker_limit
         self._decision_limit = decision_limit
 
@@ -398,7 +324,7 @@ class OpsData:
         now = self._clock()
         return Snapshot(
             now=now, queue=self._r.requests.counts(), dead_letter=self._r.dead_letters.counts(),
-            instances=self._r.fleet.instances(states=EC2_STATES), workers=self._r.fleet_log.all("worker"),
+            instances=self._r.fleet.instances(states=ALL_STATES), workers=self._r.fleet_log.all(HEARTBEAT_KIND),
             decisions=self._decisions.read(now),
             recent=self._r.results.completed_since(iso(now - RECENT_S)),
         )

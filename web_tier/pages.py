@@ -5,19 +5,19 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, is_image_id
+from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, is_image_id
 from web_tier.api import listing_query
 from web_tier.csrf import csrf_token, require_csrf
 from web_tier.present import encode_cursor, present
 from web_tier.services import albums, resources, settings, submitter
-from web_tier.submit import Rejected, Upload
+from web_tier.submit import Rejected, upload_from_part
 
 bp = Blueprint("pages", __name__)
 
 
 @bp.app_context_processor
 def inject():
-    return {"csrf_token": csrf_token, "final_statuses": FINAL_STATUSES}
+    return {"csrf_token": csrf_token, "final_statuses": FINAL_STATUSES, "statuses": STATUSES}
 
 
 @bp.after_request
@@ -73,7 +73,7 @@ def upload():
 def _submit_one(part, album: str | None) -> dict:
     """One file's outcome, shown next to its name: the accepted image or why it was refused."""
     try:
-        accepted = submitter().submit(Upload(part.read(), part.filename, album))
+        accepted = submitter().submit(upload_from_part(part, album))
     except Rejected as exc:
         return {"filename": part.filename, "image": None, "error": exc.message}
     return {"filename": part.filename, "image": present(accepted), "error": None}

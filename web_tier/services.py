@@ -27,4 +27,4 @@ def waiter() -> ResultWaiter:
 
 
 def settings() -> Settings:
-    return current_app.config["SETTINGS"]
+    return resources().settings

@@ -9,7 +9,7 @@ from typing import Callable
 
 from sightfleet.contracts import Job, clean_album, input_key, new_image_id, queued_result, utc_now
 from sightfleet.errors import SightfleetError, Unavailable
-from sightfleet.formats import ACCEPTED, HEAD_BYTES, sniff_format, unsupported_message
+from sightfleet.formats import ACCEPTED, HEAD_BYTES, check_head
 
 log = logging.getLogger(__name__)
 # Room left in a message for the JSON envelope around the base64 payload.
@@ -30,8 +30,22 @@ class Upload:
     """One file as received from a form, multipart part or raw body."""
 
     data: bytes
-    filename: str
+    filename: str | None  # shown only after safe_filename, which names a nameless file "upload"
     album: str | None = None
+
+
+def upload_from_part(part, album: str | None) -> Upload:
+    """An Upload from a multipart file part (werkzeug FileStorage)."""
+    return Upload(part.read(), part.filename, album)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An upload that passed the door check, with what queuing it needs."""
+
+    upload: Upload
+    content_type: str
+    album: str
 
 
 def safe_filename(name: str | None) -> str:
@@ -57,30 +71,32 @@ class Submitter:
         self._on_accept = on_accept
         self._inline_limit: int | None = None
 
-    def check(self, upload: Upload) -> str:
+    def check(self, upload: Upload) -> Checked:
         """Raise Rejected unless the upload is a JPEG or PNG within the size limit with a valid album.
 
-        Returns its content type. Nothing is written, so a request can check every file first.
+        Nothing is written, so a request can check every file first and then submit what this returns.
         """
         if len(upload.data) > self._max_bytes:
             raise Rejected(413, "TOO_LARGE", f"the file is {_mb(len(upload.data))} MB; the limit is "
                                              f"{_mb(self._max_bytes)} MB")
-        reason = unsupported_message(upload.data[:HEAD_BYTES])
+        found, reason = check_head(upload.data[:HEAD_BYTES])
         if reason:
             code = "EMPTY_FILE" if not upload.data else "UNSUPPORTED_FORMAT"
             raise Rejected(400 if not upload.data else 415, code, reason)
-        self._album(upload)
-        return ACCEPTED[sniff_format(upload.data[:HEAD_BYTES])]
+        return Checked(upload, ACCEPTED[found], self._album(upload))
 
-    def submit(self, upload: Upload) -> dict:
-        """Accept one upload; returns its QUEUED result. Raises Rejected or Unavailable."""
-        content_type = self.check(upload)
-        job = self._job(upload, content_type, self._album(upload))
+    def submit(self, upload: Upload | Checked) -> dict:
+        """Accept one upload, checking it unless check() already did; returns its QUEUED result.
+
+        Raises Rejected or Unavailable.
+        """
+        checked = upload if isinstance(upload, Checked) else self.check(upload)
+        job = self._job(checked)
         result = queued_result(job)
         written: list = []
         try:
             if not job.is_inline:
-                self._r.inputs.put(job.key, upload.data, content_type)
+                self._r.inputs.put(job.key, checked.upload.data, job.content_type)
                 written.append(lambda: self._r.inputs.delete(job.key))
             self._r.results.create(result)
             written.append(lambda: self._r.results.delete(job.id))
@@ -100,13 +116,13 @@ class Submitter:
         except ValueError as exc:
             raise Rejected(400, "BAD_ALBUM", str(exc)) from exc
 
-    def _job(self, upload: Upload, content_type: str, album: str) -> Job:
-        image_id = new_image_id()
-        common = dict(id=image_id, album=album, filename=safe_filename(upload.filename),
-                      content_type=content_type, submitted_at=utc_now(), size=len(upload.data))
-        if self._fits_inline(len(upload.data)):
-            return Job(**common, inline_b64=base64.b64encode(upload.data).decode())
-        return Job(**common, bucket=self._r.inputs.name, key=input_key(image_id, content_type))
+    def _job(self, checked: Checked) -> Job:
+        image_id, data = new_image_id(), checked.upload.data
+        common = dict(id=image_id, album=checked.album, filename=safe_filename(checked.upload.filename),
+                      content_type=checked.content_type, submitted_at=utc_now(), size=len(data))
+        if self._fits_inline(len(data)):
+            return Job(**common, inline_b64=base64.b64encode(data).decode())
+        return Job(**common, bucket=self._r.inputs.name, key=input_key(image_id, checked.content_type))
 
     def _fits_inline(self, size: int) -> bool:
         if self._inline_limit is None:

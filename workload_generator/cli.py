@@ -11,7 +11,7 @@ from dataclasses import asdict
 from workload_generator.config import MODES, SYNC, LoadConfig
 from workload_generator.images import BUILTIN_GROUND_TRUTH, builtin_images, folder_images, read_ground_truth
 from workload_generator.plot import write_plot
-from workload_generator.report import format_table
+from workload_generator.report import Summary, format_table
 from workload_generator.runner import RunRecord, run_workload
 
 logger = logging.getLogger(__name__)
@@ -65,13 +65,14 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
 
 
 def _title(record: RunRecord) -> str:
+    """The heading of the printed table and of the plot."""
     config = record.config
     return f"Sightfleet load: {config.mode} mode, {record.planned} requests, concurrency {config.concurrency}, {config.url}"
 
 
-def write_json(path: str, record: RunRecord, truth: dict[str, str]) -> None:
+def write_json(path: str, record: RunRecord, summary: Summary) -> None:
     """The config, summary, per-request results and fleet samples as one JSON document."""
-    doc = {"config": asdict(record.config), "summary": record.summary(truth).to_dict(),
+    doc = {"config": asdict(record.config), "summary": summary.to_dict(),
            "requests": [asdict(r) for r in record.results], "fleet": [asdict(s) for s in record.fleet]}
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(doc, handle, indent=2)
@@ -81,11 +82,12 @@ def write_json(path: str, record: RunRecord, truth: dict[str, str]) -> None:
 def report(record: RunRecord, truth: dict[str, str], args: argparse.Namespace, out=sys.stdout) -> int:
     """Print the table, write the optional files, and return the exit status."""
     summary = record.summary(truth)
-    print(format_table(summary, _title(record)), file=out, flush=True)
+    title = _title(record)
+    print(format_table(summary, title), file=out, flush=True)
     if args.json_path:
-        write_json(args.json_path, record, truth)
+        write_json(args.json_path, record, summary)
     if args.plot_path:
-        write_plot(args.plot_path, record.results, record.fleet, record.duration_s, _title(record))
+        write_plot(args.plot_path, record.results, record.fleet, record.duration_s, title)
     if record.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.failed == 0 and summary.completed == summary.planned else EXIT_FAILURES

@@ -26,6 +26,11 @@ _HEADER_NAMES = frozenset({"name", "image", "file", "filename", "image name"})
 BUILTIN_NAMES = ("chelsea", "coffee", "astronaut", "stereo_motorcycle", "rocket")
 
 
+def file_stem(filename: str) -> str:
+    """File name without its last extension: the key of ground truth and of `name:label` answers."""
+    return filename.rsplit(".", 1)[0]
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """One photo to upload: a file name and either bytes or a path read on demand."""
@@ -37,7 +42,7 @@ class ImageFile:
     @property
     def name(self) -> str:
         """File name without extension: the key of ground truth and of `name:label` answers."""
-        return self.filename.rsplit(".", 1)[0] if "." in self.filename else self.filename
+        return file_stem(self.filename)
 
     def read(self) -> bytes:
         """The file's bytes (read each time for folder files, so big folders stay on disk)."""

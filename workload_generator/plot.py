@@ -18,9 +18,7 @@ def _note(axes, text: str) -> None:
 def plot_latency(axes, results: list[RequestResult]) -> None:
     """Histogram of successful latencies with p50 and p95 marked."""
     latencies = [r.latency_s for r in results if r.ok]
-    axes.set_title("Latency of successful requests")
-    axes.set_xlabel("seconds")
-    axes.set_ylabel("requests")
+    axes.set(title="Latency of successful requests", xlabel="seconds", ylabel="requests")
     if not latencies:
         _note(axes, "no successful requests")
         return
@@ -37,9 +35,7 @@ def _steps(times: list[float]) -> tuple[list[float], list[int]]:
 
 def plot_completions(axes, results: list[RequestResult], duration_s: float) -> None:
     """Cumulative succeeded and failed requests over the run."""
-    axes.set_title("Completions over time")
-    axes.set_xlabel("seconds since start")
-    axes.set_ylabel("requests completed")
+    axes.set(title="Completions over time", xlabel="seconds since start", ylabel="requests completed")
     for ok, colour, name in ((True, "tab:green", "succeeded"), (False, "tab:red", "failed")):
         times = sorted(r.finished_s for r in results if r.ok is ok)
         if times or ok:
@@ -51,9 +47,7 @@ def plot_completions(axes, results: list[RequestResult], duration_s: float) -> N
 
 def plot_fleet(axes, samples: list[FleetSample], duration_s: float) -> None:
     """Running, pending and desired instances, with the queue backlog on a second axis."""
-    axes.set_title("Fleet over time")
-    axes.set_xlabel("seconds since start")
-    axes.set_ylabel("instances")
+    axes.set(title="Fleet over time", xlabel="seconds since start", ylabel="instances")
     if not samples:
         _note(axes, "target has no /api/ops/summary")
         return

@@ -14,6 +14,8 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from workload_generator.images import file_stem
+
 PERCENTILES = (50, 90, 95, 99)
 MAX_WRONG_EXAMPLES = 10
 
@@ -36,7 +38,7 @@ class RequestResult:
     @property
     def name(self) -> str:
         """File name without extension, as in ground truth and `name:label` answers."""
-        return self.filename.rsplit(".", 1)[0] if "." in self.filename else self.filename
+        return file_stem(self.filename)
 
     @property
     def finished_s(self) -> float:
@@ -106,7 +108,11 @@ class Summary:
 
 def percentile(values, q: float) -> float:
     """The q-th percentile (0-100) of values by linear interpolation; raise on no values."""
-    ordered = sorted(values)
+    return _sorted_percentile(sorted(values), q)
+
+
+def _sorted_percentile(ordered: list, q: float) -> float:
+    """percentile of values already sorted, so several percentiles share one sort."""
     if not ordered:
         raise ValueError("percentile of no values")
     if not 0 <= q <= 100:
@@ -122,9 +128,10 @@ def distribution(values) -> dict[str, float | None]:
     keys = ["min", *(f"p{q}" for q in PERCENTILES), "max", "mean"]
     if not values:
         return dict.fromkeys(keys)
-    stats = {"min": min(values)}
-    stats.update({f"p{q}": percentile(values, q) for q in PERCENTILES})
-    stats.update({"max": max(values), "mean": sum(values) / len(values)})
+    ordered = sorted(values)
+    stats = {"min": ordered[0]}
+    stats.update({f"p{q}": _sorted_percentile(ordered, q) for q in PERCENTILES})
+    stats.update({"max": ordered[-1], "mean": sum(values) / len(values)})
     return stats
 
 

@@ -46,8 +46,8 @@ def _detector_label(name: str, found: list[Detection]) -> dict:
 
 
 def bounding_box(box: tuple[float, float, float, float]) -> dict:
-    """(left, top, right, bottom) ratios as Rekognition's Width/Height/Left/Top, clamped to [0, 1]."""
-    left, top, right, bottom = (min(max(v, 0.0), 1.0) for v in box)
+    """(left, top, right, bottom) ratios, already within [0, 1], as Rekognition's Width/Height/Left/Top."""
+    left, top, right, bottom = box
     return {"Width": round(max(right - left, 0.0), 4), "Height": round(max(bottom - top, 0.0), 4),
             "Left": round(left, 4), "Top": round(top, 4)}
 

@@ -14,7 +14,7 @@ from app_tier.pipeline import render
 from app_tier.pipeline.decode import Decoded, decode, open_checked
 from app_tier.pipeline.errors import INTERNAL_ERROR, UNSUPPORTED_FORMAT, StageError
 from app_tier.pipeline.exif import clean_metadata, human_size, read_tags
-from sightfleet.formats import HEAD_BYTES, sniff_format, unsupported_message
+from sightfleet.formats import HEAD_BYTES, check_head
 from app_tier.pipeline.labels import merge_labels
 from app_tier.pipeline.models import Classifier, Detection, Detector, set_threads
 from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, PipelineSettings
@@ -145,9 +145,7 @@ class Pipeline:
 
     @staticmethod
     def _check_format(data: bytes, metadata: dict) -> str:
-        head = data[:HEAD_BYTES]
-        metadata["format"] = sniff_format(head)
-        reason = unsupported_message(head)
+        metadata["format"], reason = check_head(data[:HEAD_BYTES])
         if reason:
             raise StageError(UNSUPPORTED_FORMAT, reason)
         return metadata["format"]

@@ -3,23 +3,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
+from sightfleet.config import Settings
+from sightfleet.contracts import FAILED, SUCCEEDED
+
+__all__ = ["FAILED", "SUCCEEDED", "ImageInput", "Outcome", "PipelineSettings"]
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
     """Everything the pipeline reads from configuration, fixed when the Pipeline is made."""
 
-    min_confidence: float = 55.0      # percent; weaker labels are dropped
-    max_labels: int = 10
-    thumbnail_size: int = 250         # the thumbnail fits a square box of this side
-    max_pixels: int = 50_000_000      # decompression-bomb guard, checked from the header
-    image_timeout_s: float = 30.0     # budget of one image's own stages (0 disables)
+    # What the service configures defaults to Settings' own defaults, so the two cannot drift.
+    min_confidence: float = Settings.min_confidence  # percent; weaker labels are dropped
+    max_labels: int = Settings.max_labels
+    thumbnail_size: int = Settings.thumbnail_size    # the thumbnail fits a square box of this side
+    max_pixels: int = Settings.max_pixels            # decompression-bomb guard, checked from the header
+    image_timeout_s: float = Settings.image_timeout_s  # budget of one image's own stages (0 disables)
     # One thread each: a worker instance runs one worker process per core, and threads
     # beyond the core count only fight each other (measured in benchmarks/pipeline.py).
-    torch_threads: int = 1
-    opencv_threads: int = 1
+    torch_threads: int = Settings.torch_threads
+    opencv_threads: int = Settings.torch_threads
     annotated_max_side: int = 1024    # longest side of the annotated copy
     # Images per forward pass; 1 means one by one. At one thread neither model gains
     # from larger batches on this CPU (benchmarks/pipeline.py prints the comparison).
@@ -27,6 +30,14 @@ class PipelineSettings:
     classifier_batch_size: int = 1
     classifier_top_k: int = 5         # classifier guesses considered before the confidence cut
     jpeg_quality: int = 85
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PipelineSettings":
+        """The pipeline's part of the service settings; one thread count serves torch and OpenCV alike."""
+        return cls(min_confidence=settings.min_confidence, max_labels=settings.max_labels,
+                   thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
+                   image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
+                   opencv_threads=settings.torch_threads)
 
     def __post_init__(self):
         if not 0 <= self.min_confidence <= 100:

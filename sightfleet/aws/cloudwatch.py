@@ -9,9 +9,6 @@ from sightfleet.config import Settings
 # High-resolution (1 s) storage by default: AWS only answers periods under 60 s (the ops
 # dashboard's 5 to 30 s steps) for metrics stored that way; it costs the same per metric.
 HIGH_RESOLUTION = 1
-STANDARD_RESOLUTION = 60
-# Periods CloudWatch accepts for high-resolution data; longer ones must be multiples of 60.
-HIGH_RESOLUTION_PERIODS = (1, 5, 10, 30)
 
 
 class Metrics:

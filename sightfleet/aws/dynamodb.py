@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from itertools import islice
 
@@ -9,7 +10,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
-from sightfleet.contracts import PROCESSING, QUEUED
+from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso
 from sightfleet.errors import NotFound
 
 ALBUM_INDEX = "album-submitted"
@@ -17,6 +18,11 @@ SUBMITTED_INDEX = "kind-submitted"
 COMPLETED_INDEX = "kind-completed"
 _KIND = "image"
 _BATCH_ROUNDS = 5
+# Fleet-table kinds (partition keys): worker heartbeats keyed by instance id, controller decisions by ISO time.
+HEARTBEAT_KIND = "worker"
+DECISION_KIND = "decision"
+# Re-read this much before the newest decision seen, for ones an eventually consistent read missed.
+DECISION_OVERLAP_S = 10
 
 
 class NoSuchResult(NotFound):
@@ -167,7 +173,7 @@ class ResultsTable:
 
 
 class FleetTable:
-    """Worker heartbeats (pk 'worker') and controller decisions (pk 'decision'), with a TTL."""
+    """Worker heartbeats (pk HEARTBEAT_KIND) and controller decisions (pk DECISION_KIND), with a TTL."""
 
     def __init__(self, settings: Settings):
         self.name = settings.names.fleet_table
@@ -192,6 +198,33 @@ class FleetTable:
     def delete(self, kind: str, key: str) -> None:
         with translated(f"delete {kind} {key}"):
             self._table.delete_item(Key={"pk": kind, "sk": key})
+
+
+class DecisionTail:
+    """Time-keyed fleet-table documents of the last lookback_s, read incrementally: a poll fetches only new ones."""
+
+    def __init__(self, fleet_log, lookback_s: float, overlap_s: float = DECISION_OVERLAP_S,
+                 kind: str = DECISION_KIND):
+        self._fleet_log = fleet_log
+        self._lookback_s = lookback_s
+        self._overlap_s = overlap_s
+        self._kind = kind
+        self._by_key: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def read(self, now: float) -> list[dict]:
+        """Documents of the last lookback_s seconds, oldest first."""
+        with self._lock:
+            since = now - self._lookback_s
+            if self._by_key:
+                since = max(since, epoch(max(self._by_key)) - self._overlap_s)
+            for doc in self._fleet_log.all(self._kind, since_key=iso(since)):
+                key = doc.get("at") or iso(doc.get("time", 0))
+                if epoch(key) is not None:  # an unreadable key would break the next read's start
+                    self._by_key[key] = doc
+            oldest = iso(now - self._lookback_s)
+            self._by_key = {k: v for k, v in self._by_key.items() if k >= oldest}
+            return [self._by_key[k] for k in sorted(self._by_key)]
 
 
 def ensure_tables(settings: Settings) -> None:

@@ -10,6 +10,8 @@ from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
 
 LIVE_STATES = ("pending", "running")
+# What EC2 still lists: live instances and those ended recently (about an hour on AWS).
+ALL_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")
 WORKER_ROLE = "worker"
 
 
