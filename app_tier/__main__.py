@@ -7,6 +7,7 @@ import sys
 from sightfleet.aws.ec2 import instance_id_from_metadata
 from sightfleet.config import settings_or_exit
 from sightfleet.logs import setup_logging
+from sightfleet.procs import FEEDER_NICE, lower_priority
 from sightfleet.resources import Resources
 
 log = logging.getLogger("app_tier")
@@ -18,16 +19,24 @@ def main() -> int:
     setup_logging("worker", instance_id or "standalone")
     if not instance_id:
         log.info("no instance id: running standalone, will not terminate any instance when idle")
-    from app_tier.pipeline import Pipeline, PipelineSettings
     from app_tier.worker import Worker
 
-    def pipeline_factory():
-        return Pipeline(PipelineSettings.from_settings(settings))
-
-    worker = Worker(Resources.connect(settings), pipeline_factory, instance_id or "standalone",
+    worker = Worker(Resources.connect(settings), lambda: load_pipeline(settings), instance_id or "standalone",
                     can_terminate=bool(instance_id))
     worker.work()
     return 0
+
+
+def load_pipeline(settings):
+    """The models, loaded on their own thread at normal priority; this thread then yields to them.
+
+    This (main) thread only prepares the images the models take next and finishes those they
+    are done with; when the cores are busy the models, which set the pace, should run first.
+    """
+    from app_tier.pipeline import Pipeline, PipelineSettings
+    pipeline = Pipeline(PipelineSettings.from_settings(settings))
+    lower_priority(FEEDER_NICE)
+    return pipeline
 
 
 if __name__ == "__main__":

@@ -61,8 +61,6 @@ class BatchRunner:
         # Acknowledges a batch once its writes are done, while the worker already polls for more.
         self._acker = ThreadPoolExecutor(1, thread_name_prefix="acknowledge", initializer=lower_priority)
         self._finishing = None
-        settings = getattr(pipeline, "settings", None)
-        self._chunk = max(getattr(settings, "detector_batch_size", 1), getattr(settings, "classifier_batch_size", 1))
 
     def take(self, messages: list[Message]) -> Intake | None:
         """Hold the messages (visibility heartbeat) and start claiming and fetching them; None for none."""
@@ -74,9 +72,9 @@ class BatchRunner:
     def run(self, intake: Intake, poll_ahead: Callable[[], list[Message]] | None = None) -> Intake | None:
         """Process one received batch; never raises for a bad image or a single failed write.
 
-        Claims and fetches run on the storage threads and are taken in order as they finish;
-        the models run here, in the main thread (the per-image time limit needs it), one chunk
-        at a time, while later claims and earlier chunks' writes proceed in the background.
+        Claims and fetches run on the intake threads and are taken in order as they finish;
+        each image is prepared here, in the main thread (the per-image time limit needs it),
+        while the models run on earlier images and earlier images' writes proceed in the background.
         The batch's last writes and its acknowledgement finish in the background too, so the
         worker can poll for the next batch at once; at most one earlier batch is still open.
         With `poll_ahead`, the next batch is received and claimed while this one runs, so the
@@ -85,20 +83,12 @@ class BatchRunner:
         """
         started = time.monotonic()
         ahead = self._intake.submit(self._take_ahead, poll_ahead) if poll_ahead else None
-        writes, chunk, count = [], [], 0
-        for item in intake.claimed:
-            if item is None:
-                continue
-            chunk.append(item)
-            count += 1
-            if len(chunk) == self._chunk:
-                writes += self._compute(chunk)
-                chunk = []
-        if chunk:
-            writes += self._compute(chunk)
+        claimed: list[Claimed] = []
+        writes = [self._io.submit(self._store, claimed[index], outcome)
+                  for index, outcome in enumerate(self._pipeline.stream(self._inputs(intake, claimed)))]
         self.wait()
         self._finishing = self._acker.submit(self._acknowledge_after, writes)
-        log.info("batch of %s messages, %s images processed in %.0f ms", len(intake.messages), count,
+        log.info("batch of %s messages, %s images processed in %.0f ms", len(intake.messages), len(claimed),
                  (time.monotonic() - started) * 1000)
         return ahead.result() if ahead else None
 
@@ -129,10 +119,13 @@ class BatchRunner:
             write.result()
         self._acknowledge()
 
-    def _compute(self, chunk: list[Claimed]) -> list:
-        """Run the pipeline on a chunk and queue each image's writes on the storage threads."""
-        outcomes = self._pipeline.process([self._image_input(c) for c in chunk])
-        return [self._io.submit(self._store, item, outcome) for item, outcome in zip(chunk, outcomes)]
+    @staticmethod
+    def _inputs(intake: Intake, claimed: list[Claimed]) -> Iterator[ImageInput]:
+        """The pipeline's inputs as claims come in; each claimed item is appended to `claimed`, in order."""
+        for item in intake.claimed:
+            if item is not None:
+                claimed.append(item)
+                yield ImageInput(id=item.job.id, data=item.data, filename=item.job.filename)
 
     def close(self) -> None:
         """Finish every open batch and stop the background threads."""
@@ -197,9 +190,6 @@ class BatchRunner:
             log.warning("job %s: cannot fetch or store the original (%s)", job.id, exc)
             self._give_back_or_fail(item, str(exc))
         return False
-
-    def _image_input(self, item: Claimed) -> ImageInput:
-        return ImageInput(id=item.job.id, data=item.data, filename=item.job.filename)
 
     def _store(self, item: Claimed, outcome) -> None:
         """Write artefacts, then the final result, then the response; only then acknowledge."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import json
 import logging
 import os
 import signal
@@ -139,7 +140,7 @@ def measure_batching(pipeline: Pipeline, megapixels: float, repeats: int) -> dic
 
 
 def measure_service(pipeline: Pipeline, megapixels: float = 3, images: int = 80, runs: int = 3) -> dict:
-    """Per-image wall time of the real worker (app_tier.worker.Worker) on a local moto endpoint, `runs` times.
+    """Per-image wall time of a real worker process (as `python -m app_tier`) on a local moto endpoint, `runs` times.
 
     Each run queues `images` jobs through the web tier's Submitter, then runs the worker until
     every job is acknowledged: receive, claim (PROCESSING write), original to the input bucket,
@@ -152,10 +153,10 @@ def measure_service(pipeline: Pipeline, megapixels: float = 3, images: int = 80,
 
 
 def _service_run(pipeline: Pipeline, photos: list[bytes], images: int) -> dict:
-    from app_tier.worker import Worker
+    """Queue the jobs on a fresh local endpoint and run one worker process over them, bare passes around it."""
     from sightfleet.config import Settings
     from sightfleet.resources import Resources, provision
-    from tests.support import AWS_TEST_ENV, start_moto, tree_cpu_ms, unique_prefix
+    from tests.support import AWS_TEST_ENV, start_moto, unique_prefix
     from web_tier.submit import Submitter, Upload
 
     for key, value in AWS_TEST_ENV.items():
@@ -169,20 +170,39 @@ def _service_run(pipeline: Pipeline, photos: list[bytes], images: int) -> dict:
         for i in range(images):
             submitter.submit(Upload(photos[i % len(photos)], f"photo-{i}.jpg"))
         bare = [bare_forward(pipeline).wall_ms for _ in range(10)]
-        worker = Worker(resources, lambda: pipeline, "i-bench", can_terminate=False)
-        emulator_cpu_ms = tree_cpu_ms(proc.pid)
-        with _Clock() as clock, _ForwardTimer(pipeline) as forward:
-            _work_until_done(worker, images)
-        emulator_cpu_ms = tree_cpu_ms(proc.pid) - emulator_cpu_ms
+        child = subprocess.run([sys.executable, __file__, "--service-worker", url, settings.prefix, str(images),
+                                str(proc.pid)], capture_output=True, text=True)
+        if child.returncode:
+            raise RuntimeError(f"the worker process failed:\n{child.stderr[-3000:]}")
+        row = json.loads(child.stdout.splitlines()[-1])
         bare += [bare_forward(pipeline).wall_ms for _ in range(10)]
         done = resources.results.completed_since("2000")
         assert len(done) == images and all(r["status"] == "SUCCEEDED" for r in done)
-        return {"per_image_ms": clock.wall_ms / images, "bare_ms": statistics.median(bare),
-                "in_run_forward_ms": forward.ms / images,
-                "worker_cpu_ms": clock.cpu_ms / images, "emulator_cpu_ms": emulator_cpu_ms / images}
+        return {**row, "bare_ms": statistics.median(bare)}
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _service_worker(endpoint_url: str, prefix: str, images: int, emulator_pid: int) -> None:
+    """Child of _service_run: a worker process as `python -m app_tier` runs it, timed from its first poll
+    until `images` jobs are done; prints its figures as JSON."""
+    from app_tier.__main__ import load_pipeline
+    from app_tier.worker import Worker
+    from sightfleet.config import Settings
+    from sightfleet.resources import Resources
+    from tests.support import tree_cpu_ms
+
+    settings = Settings(endpoint_url=endpoint_url, prefix=prefix)
+    pipeline = load_pipeline(settings)
+    worker = Worker(Resources.connect(settings), lambda: pipeline, "i-bench", can_terminate=False)
+    emulator_cpu_ms = tree_cpu_ms(emulator_pid)
+    with _Clock() as clock, _ForwardTimer(pipeline) as forward:
+        _work_until_done(worker, images)
+    emulator_cpu_ms = tree_cpu_ms(emulator_pid) - emulator_cpu_ms
+    sys.stdout.write(json.dumps({"per_image_ms": clock.wall_ms / images, "in_run_forward_ms": forward.ms / images,
+                                 "worker_cpu_ms": clock.cpu_ms / images,
+                                 "emulator_cpu_ms": emulator_cpu_ms / images}) + "\n")
 
 
 class _ForwardTimer:
@@ -329,5 +349,7 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         _thread_worker(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    elif sys.argv[1:2] == ["--service-worker"]:
+        _service_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:
         main()

@@ -8,8 +8,10 @@ import signal
 import threading
 
 log = logging.getLogger(__name__)
-# Background threads yield the CPU to the models, the critical path, when cores are scarce.
+# Background threads yield the CPU to the models, the critical path, when cores are scarce;
+# a worker's main thread, which prepares the images the models take next, sits in between.
 BACKGROUND_NICE = 10
+FEEDER_NICE = 5
 
 # Loaded at import: between fork and exec the child only calls into it.
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -21,10 +23,15 @@ def die_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def lower_priority() -> None:
-    """Run the calling thread at lower priority (Linux schedules threads individually); best effort."""
+def lower_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Run the calling thread at lower priority (Linux schedules threads individually); best effort.
+
+    Never raises a priority (e.g. a service started at a higher nice value stays there);
+    irreversible without privileges, and threads started later inherit it.
+    """
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
     except (AttributeError, OSError) as exc:
         log.debug("thread priority unchanged: %s", exc)
 

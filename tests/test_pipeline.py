@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import threading
 import time
 
 import exifread
@@ -333,3 +334,39 @@ def test_batch_sizes_do_not_change_results(pipeline):
         assert [lab["Name"] for lab in a.labels] == [lab["Name"] for lab in b.labels]
         for x, y in zip(a.labels, b.labels):
             assert x["Confidence"] == pytest.approx(y["Confidence"], abs=0.5)
+
+
+def test_stream_prepares_the_next_images_while_the_models_run(pipeline, monkeypatch):
+    """Forward passes run on the models thread; by the time image 0 is finished, images 1 and 2 are prepared."""
+    events, arrived = [], []
+    real_prepare, real_finish, real_forward = pipeline._prepare, pipeline._finish, pipeline.classifier.forward
+
+    def recorded(name, real):
+        def step(work):
+            events.append((name, work.input.id))
+            return real(work)
+        return step
+
+    def forward(batch):
+        events.append(("forward", threading.current_thread().name))
+        return real_forward(batch)
+
+    def arriving(names):
+        for name in names:
+            arrived.append(name)       # taken only as the stream asks for it
+            yield item(jpeg(name), name)
+
+    monkeypatch.setattr(pipeline, "_prepare", recorded("prepare", real_prepare))
+    monkeypatch.setattr(pipeline, "_finish", recorded("finish", real_finish))
+    monkeypatch.setattr(pipeline.classifier, "forward", forward)
+    names = ["chelsea", "coffee", "astronaut", "stereo_motorcycle"]
+    stream = pipeline.stream(arriving(names))
+    first = next(stream)
+    assert first.id == "chelsea" and arrived == names[:3]
+    rest = list(stream)
+    assert [o.id for o in [first, *rest]] == names and all(o.status == SUCCEEDED for o in rest)
+    order = [e for e in events if e[0] != "forward"]
+    assert order.index(("prepare", "coffee")) < order.index(("finish", "chelsea"))
+    assert order.index(("prepare", "astronaut")) < order.index(("finish", "chelsea"))
+    threads = {name for kind, name in events if kind == "forward"}
+    assert len(threads) == 1 and threads.pop().startswith("models")

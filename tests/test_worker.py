@@ -204,3 +204,25 @@ def test_background_threads_run_at_lower_priority():
     with ThreadPoolExecutor(1, initializer=lower_priority) as pool:
         background = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
     assert background == min(19, BACKGROUND_NICE) and os.getpriority(os.PRIO_PROCESS, 0) == main
+
+
+def test_a_worker_process_runs_its_models_ahead_of_its_main_thread():
+    """`python -m app_tier` loads the models on their own thread, then its main thread (which feeds them) yields."""
+    from app_tier.__main__ import load_pipeline
+    from sightfleet.config import Settings
+    from sightfleet.procs import FEEDER_NICE
+
+    def nice():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    got = {}
+
+    def load():     # in a thread of its own: lowering a priority cannot be undone
+        got["before"] = nice()
+        pipeline = load_pipeline(Settings())
+        got["main"], got["models"] = nice(), pipeline._models.submit(nice).result()
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    assert got["main"] == max(got["before"], min(19, FEEDER_NICE)) and got["models"] == got["before"]

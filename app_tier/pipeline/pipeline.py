@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -21,6 +24,8 @@ from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, Pi
 from app_tier.pipeline.timelimit import Budget, charged
 
 log = logging.getLogger(__name__)
+# Chunks prepared ahead of the one being finished: two absorb a slow decode or a busy core.
+AHEAD = 2
 
 
 @dataclass
@@ -72,15 +77,19 @@ def _empty_metadata(data: bytes) -> dict:
 
 
 class Pipeline:
-    """Loads both models once; process() turns a batch of images into outcomes in the same order."""
+    """Loads both models once; process() and stream() turn images into outcomes in the same order."""
 
     def __init__(self, settings: PipelineSettings | None = None):
         self.settings = settings or PipelineSettings()
         started = time.perf_counter()
-        set_threads(self.settings.torch_threads, self.settings.opencv_threads)
+        # The forward passes get a thread of their own, so that the next images are decoded
+        # while they run; both models and Pillow/OpenCV release the GIL for their C work.
+        # Warming up there starts it now, at the priority of the thread loading the models.
+        self._models = ThreadPoolExecutor(1, thread_name_prefix="models")
+        self._apply_threads(self.settings)
         self.detector = Detector()
         self.classifier = Classifier()
-        self._warm_up()
+        self._models.submit(self._warm_up).result()
         self.load_seconds = time.perf_counter() - started
         log.info("pipeline models loaded in %.2f s (torch threads %s, OpenCV threads %s)",
                  self.load_seconds, self.settings.torch_threads, self.settings.opencv_threads)
@@ -95,23 +104,53 @@ class Pipeline:
         """A pipeline sharing these loaded models under other settings (thread counts are re-applied)."""
         clone = copy.copy(self)
         clone.settings = settings
-        set_threads(settings.torch_threads, settings.opencv_threads)
+        clone._apply_threads(settings)
         return clone
+
+    def _apply_threads(self, settings: PipelineSettings) -> None:
+        """Thread counts here and on the models thread (torch reads its count once per thread)."""
+        set_threads(settings.torch_threads, settings.opencv_threads)
+        self._models.submit(set_threads, settings.torch_threads, settings.opencv_threads).result()
 
     def process(self, inputs: Sequence[ImageInput]) -> list[Outcome]:
         """Outcomes in input order; never raises for a bad image, and one bad image spoils no other."""
-        works = [_Work(item, Budget(self.settings.image_timeout_s), _empty_metadata(item.data or b""))
-                 for item in inputs]
-        for work in works:
-            self._guarded(work, self._prepare)
-        ready = [work for work in works if work.outcome is None]
-        self._batched(ready, "detect", self.settings.detector_batch_size, self._detect_batch)
-        self._batched([w for w in ready if w.outcome is None], "classify",
+        return list(self.stream(inputs))
+
+    def stream(self, inputs: Iterable[ImageInput]) -> Iterator[Outcome]:
+        """Outcomes in input order, each as soon as it is ready; the inputs may still be arriving.
+
+        Chunks (of the larger batch size) are prepared here and their forward passes queued on
+        the models thread; up to AHEAD chunks are prepared before the oldest is finished, so
+        on two cores the models rarely wait for decoding, thumbnails or drawing.
+        """
+        size = max(self.settings.detector_batch_size, self.settings.classifier_batch_size)
+        queued: deque[tuple[list[_Work], Future]] = deque()
+        for chunk in _chunks(inputs, size):
+            works = [self._prepared(item) for item in chunk]
+            queued.append((works, self._models.submit(self._run_models, [w for w in works if w.outcome is None])))
+            if len(queued) > AHEAD:
+                yield from self._finished(*queued.popleft())
+        while queued:
+            yield from self._finished(*queued.popleft())
+
+    def _prepared(self, item: ImageInput) -> _Work:
+        work = _Work(item, Budget(self.settings.image_timeout_s), _empty_metadata(item.data or b""))
+        self._guarded(work, self._prepare)
+        return work
+
+    def _run_models(self, works: list[_Work]) -> None:
+        """Both models over prepared images, on the models thread."""
+        self._batched(works, "detect", self.settings.detector_batch_size, self._detect_batch)
+        self._batched([w for w in works if w.outcome is None], "classify",
                       self.settings.classifier_batch_size, self._classify_batch)
-        for work in ready:
+
+    def _finished(self, works: list[_Work], models: Future) -> Iterator[Outcome]:
+        """Once a chunk's models are done: merge and annotate each image, in order."""
+        models.result()
+        for work in works:
             if work.outcome is None:
                 self._guarded(work, self._finish)
-        return [work.outcome for work in works]
+            yield work.outcome
 
     def _guarded(self, work: _Work, step: Callable[[_Work], None]) -> None:
         """Run per-image stages; any failure becomes this image's FAILED outcome."""
@@ -203,3 +242,10 @@ class Pipeline:
             metadata=work.metadata, thumbnail=thumbnail, thumbnail_content_type=thumbnail_type,
             annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings())
         work.decoded = work.detector_input = work.classifier_input = None   # free the pixels early
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of `size` items (the last may be shorter), taken as the items arrive."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
