@@ -9,6 +9,11 @@ and each Host header's service is looked up once; a call then costs the emulator
 two-fifths less CPU and takes 15-33% less time (`benchmarks/emulator.py`). It is still moto: the
 same application, the same state, the same /moto-api/. One worker process, because moto
 keeps everything in that process's memory.
+
+Two repairs to moto's costs, same answers (`_repair_moto`): its SQS receive computed every
+attribute of the queue, counting all its messages, for each message it handed out; and every
+response body, JSON or a photo included, went through a look-behind regex in search of an XML
+<RequestId> element. Receiving 10 jobs from a backlog of 80 took 55-130 ms; it now takes 6.
 """
 from __future__ import annotations
 
@@ -16,7 +21,10 @@ import argparse
 import os
 
 from gunicorn.app.base import BaseApplication
+from moto.core.responses import BaseResponse
+from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sqs.models import SQSBackend
 
 # Enough for every long poll of a full local fleet at once; idle keep-alive connections
 # wait in gunicorn's poller and hold no thread.
@@ -36,6 +44,37 @@ class _Dispatcher(DomainDispatcherApplication):
         if host not in self._backend_by_host:
             self._backend_by_host[host] = super().get_backend_for_host(host)
         return self._backend_by_host[host]
+
+
+def _repair_moto() -> None:
+    """Replace two of moto 5.2.5's methods by ones that give the same results for far less CPU."""
+    SQSBackend.is_message_valid_based_on_retention_period = _retention_check
+    BaseResponse._enrich_response = staticmethod(_enriched)
+
+
+def _retention_check(backend: SQSBackend, queue_name: str, message) -> bool:
+    """moto's check that a message is within its queue's retention period, reading that one attribute.
+
+    moto calls get_queue_attributes here, which builds all of them, among them the approximate
+    counts that scan every message: the cost of a receive grew with the backlog.
+    """
+    retention_s = int(backend.get_queue(queue_name).message_retention_period)
+    return retention_s + message.sent_timestamp / 1000 > unix_time()
+
+
+_MOTO_ENRICH = BaseResponse._enrich_response
+
+
+def _enriched(headers: dict, body):
+    """moto's request-id header and status, and its request-id regex only where the body has that element.
+
+    The regex (a look-behind tried at every character) cost 5 ms per 100 KB of body; without
+    the element it changes nothing, and JSON and binary bodies never have it.
+    """
+    marker = "<RequestId>" if isinstance(body, str) else b"<RequestId>"
+    if isinstance(body, (str, bytes)) and marker not in body:
+        return _MOTO_ENRICH(headers, "")[0], body
+    return _MOTO_ENRICH(headers, body)
 
 
 class _Server(BaseApplication):
@@ -67,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # moto builds a few self-referencing URLs from this, as its own server does.
     os.environ.setdefault("MOTO_PORT", str(args.port))
+    _repair_moto()
     _Server(_Dispatcher(), server_options(args.host, args.port)).run()
 
 

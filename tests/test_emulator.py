@@ -79,3 +79,50 @@ def _quietly(call, *args):
         call(*args)
     except Exception:  # noqa: BLE001 - the server going away mid-poll is the point of the test
         pass
+
+
+def test_the_retention_check_agrees_with_motos_own():
+    """The repaired check reads one attribute, and decides as moto's does for fresh and expired messages."""
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    from sightfleet.emulator import _retention_check
+
+    backend = SQSBackend("us-east-1", "123456789012")
+    backend.create_queue("retained", MessageRetentionPeriod="60")
+    fresh = backend.send_message("retained", "fresh")
+    expired = backend.send_message("retained", "expired")
+    expired.sent_timestamp = int((unix_time() - 61) * 1000)
+    for message, kept in ((fresh, True), (expired, False)):
+        assert _retention_check(backend, "retained", message) is kept
+        assert backend.is_message_valid_based_on_retention_period("retained", message) is kept
+
+
+def test_a_deep_backlog_is_received_ten_at_a_time(moto_server):
+    """Receives from a queue holding many messages (moto's own check scanned them all per message)."""
+    settings = Settings(endpoint_url=moto_server, prefix=unique_prefix("deep"))
+    provision(settings)
+    requests = Resources.connect(settings).requests
+    for number in range(60):
+        requests.send(f"job {number}")
+    received = []
+    while batch := requests.receive(10, 0):
+        received += [message.body for message in batch]
+    assert sorted(received) == sorted(f"job {number}" for number in range(60))
+
+
+@pytest.mark.parametrize("body", ['<R><RequestId>x</RequestId><A>1</A></R>', '{"Messages": [{"Body": "<b>"}]}',
+                                  b"\xff\xd8\xff photo bytes", ""])
+def test_responses_are_enriched_as_moto_does(body):
+    """Same headers and body as moto's own enrichment, whether or not the body holds an XML request id."""
+    from moto.core.responses import BaseResponse
+
+    from sightfleet.emulator import _enriched
+    theirs_headers, theirs_body = BaseResponse._enrich_response({"status": 200}, body)
+    ours_headers, ours_body = _enriched({"status": 200}, body)
+    assert set(ours_headers) == set(theirs_headers) and ours_headers["status"] == "200"
+    if isinstance(body, str) and "<RequestId>" in body:
+        assert ours_body == body.replace(">x<", f">{ours_headers['x-amzn-requestid']}<")
+        assert theirs_body == body.replace(">x<", f">{theirs_headers['x-amzn-requestid']}<")
+    else:
+        assert ours_body == theirs_body == body
