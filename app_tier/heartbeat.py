@@ -44,9 +44,13 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
     def announce(self, state: str) -> None:
-        """A new state, written by the heartbeat thread at once, so the caller never waits on the table."""
-        self._state = state
-        self._wake.set()
+        """A new state, written by the heartbeat thread at once, so the caller never waits on the table.
+
+        The same state again writes nothing: the next beat carries whatever else changed.
+        """
+        if state != self._state:
+            self._state = state
+            self._wake.set()
 
     def hold(self, receipts: list[str]) -> None:
         """Messages now being worked on (added to those still held)."""

@@ -103,11 +103,14 @@ class Worker:
         self.status["current"] = [m.id for m in intake.messages]
         self._heartbeat.announce("busy")
         backlog = len(intake.messages) >= self.settings.receive_batch and not self._stop_requested
+        ahead = None
         try:
-            return runner.run(intake, self._poll_ahead if backlog else None)
+            ahead = runner.run(intake, self._poll_ahead if backlog else None)
+            return ahead
         finally:
             self.status["current"] = []
-            self._heartbeat.announce("idle")
+            if ahead is None:   # with the next batch in hand the worker stays busy: no idle/busy flicker
+                self._heartbeat.announce("idle")
 
     def _describe(self) -> dict:
         # Counts are read at each beat: they also move after a batch returns, as its last writes finish.

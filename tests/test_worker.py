@@ -174,8 +174,12 @@ def test_worker_receives_the_next_batch_while_a_full_one_runs(settings_factory, 
     waits, receive = [], resources.requests.receive
     resources.requests.receive = lambda n, wait_s, *rest: waits.append(wait_s) or receive(n, wait_s, *rest)
     worker = Worker(resources, lambda: pipeline, instance_id)
+    announced, announce = [], worker._heartbeat.announce
+    worker._heartbeat.announce = lambda state: announced.append(state) or announce(state)
     assert worker.work() == "idle"
     assert 0 in waits  # a poll made ahead, without waiting, while a full batch ran
+    busy = [i for i, state in enumerate(announced) if state == "busy"]
+    assert len(busy) >= 2 and "idle" not in announced[busy[0]:busy[-1]]  # busy throughout the backlog
     results = resources.results.get_many([a["id"] for a in accepted])
     assert [r["status"] for r in results] == ["SUCCEEDED"] * 12
     assert {r["attempts"] for r in results} == {1}  # nothing redelivered: held from receive to delete
@@ -192,6 +196,10 @@ def test_announced_state_is_written_at_once(settings_factory):
         heartbeat.announce("busy")  # the timer alone would next write a minute from now
         wait_for(lambda: [d["state"] for d in resources.fleet_log.all("worker")] == ["busy"], 5,
                  what="the announced state")
+        [written] = resources.fleet_log.all("worker")
+        heartbeat.announce("busy")  # no change: nothing to write
+        time.sleep(1.5)
+        assert resources.fleet_log.all("worker") == [written]
     finally:
         heartbeat.stop()
 
