@@ -6,8 +6,10 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from app_tier.pipeline import ImageInput
 from sightfleet.aws.sqs import Message
@@ -17,6 +19,9 @@ from sightfleet.contracts import (
 )
 from sightfleet.errors import ConditionFailed, InvalidJob, NotFound, SightfleetError
 from sightfleet.procs import lower_priority
+
+if TYPE_CHECKING:
+    from app_tier.pipeline.pipeline import Pending
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 10
@@ -39,6 +44,12 @@ class Intake:
 
     messages: list[Message]
     claimed: Iterator[Claimed | None]
+    # Its first chunks, already submitted to the pipeline while the batch before it finished.
+    started: list[tuple[list[Claimed], Pending]] = field(default_factory=list)
+
+    def items(self) -> Iterator[Claimed]:
+        """The claimed items not yet taken from `claimed`, in order, as their claims complete."""
+        return (item for item in self.claimed if item is not None)
 
 
 class BatchRunner:
@@ -77,27 +88,49 @@ class BatchRunner:
         while the models run on earlier images and earlier images' writes proceed in the background.
         The batch's last writes and its acknowledgement finish in the background too, so the
         worker can poll for the next batch at once; at most one earlier batch is still open.
-        With `poll_ahead`, the next batch is received and claimed while this one runs, so the
-        models never wait on a receive or a claim; it is returned for the next call (or for
-        `hand_back`, should the worker stop first).
+        With `poll_ahead`, the next batch is received and claimed while this one runs, and its
+        first chunks are submitted before this batch's last are collected, so the models go
+        straight on; it is returned for the next call (or for `hand_back`, should the worker
+        stop first).
         """
-        started = time.monotonic()
+        started, ahead_by = time.monotonic(), self._pipeline.AHEAD
         ahead = self._intake.submit(self._take_ahead, poll_ahead) if poll_ahead else None
-        claimed: list[Claimed] = []
-        writes = [self._io.submit(self._store, claimed[index], outcome)
-                  for index, outcome in enumerate(self._pipeline.stream(self._inputs(intake, claimed)))]
+        queued, writes = deque(intake.started), []
+        for chunk in self._pipeline.chunks(intake.items()):
+            queued.append(self._submit(chunk))
+            if len(queued) > ahead_by:
+                writes += self._collect(queued.popleft())
+        following = ahead.result() if ahead else None
+        if following:
+            following.started = [self._submit(c) for c in islice(self._pipeline.chunks(following.items()), ahead_by)]
+        while queued:
+            writes += self._collect(queued.popleft())
         self.wait()
         self._finishing = self._acker.submit(self._acknowledge_after, writes)
-        log.info("batch of %s messages, %s images processed in %.0f ms", len(intake.messages), len(claimed),
+        log.info("batch of %s messages, %s images processed in %.0f ms", len(intake.messages), len(writes),
                  (time.monotonic() - started) * 1000)
-        return ahead.result() if ahead else None
+        return following
+
+    def _submit(self, chunk: list[Claimed]) -> tuple[list[Claimed], Pending]:
+        """Prepare a chunk of claimed images here and queue its forward passes."""
+        return chunk, self._pipeline.submit([ImageInput(id=item.job.id, data=item.data, filename=item.job.filename)
+                                             for item in chunk])
+
+    def _collect(self, submitted: tuple[list[Claimed], Pending]) -> list:
+        """A chunk's outcomes, each queued for storage on the storage threads."""
+        chunk, pending = submitted
+        return [self._io.submit(self._store, item, outcome)
+                for item, outcome in zip(chunk, self._pipeline.collect(pending))]
 
     def _take_ahead(self, poll: Callable[[], list[Message]]) -> Intake | None:
         return self.take(poll())
 
     def hand_back(self, intake: Intake) -> None:
-        """Give back a batch taken but never started: its results QUEUED again, its messages visible at once."""
-        claimed = [item for item in intake.claimed if item is not None]
+        """Give back a batch taken but not run: its results QUEUED again, its messages visible at once.
+
+        Its first chunks may have been prepared already; nothing of them was stored.
+        """
+        claimed = [item for chunk, _ in intake.started for item in chunk] + list(intake.items())
         for item in claimed:
             try:
                 self._r.results.requeue(queued_result(item.job))
@@ -118,14 +151,6 @@ class BatchRunner:
         for write in writes:
             write.result()
         self._acknowledge()
-
-    @staticmethod
-    def _inputs(intake: Intake, claimed: list[Claimed]) -> Iterator[ImageInput]:
-        """The pipeline's inputs as claims come in; each claimed item is appended to `claimed`, in order."""
-        for item in intake.claimed:
-            if item is not None:
-                claimed.append(item)
-                yield ImageInput(id=item.job.id, data=item.data, filename=item.job.filename)
 
     def close(self) -> None:
         """Finish every open batch and stop the background threads."""

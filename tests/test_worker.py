@@ -166,6 +166,38 @@ def test_a_batch_taken_ahead_runs_next_or_goes_back_queued(resources, pipeline):
     assert {r["status"] for r in resources.results.get_many(ids)} == {"SUCCEEDED"}
 
 
+def test_the_next_batch_is_prepared_before_this_one_is_finished(resources, pipeline, monkeypatch):
+    """With a batch received ahead, the models go straight on: its first images are submitted to the
+    pipeline before this batch's last ones are collected, and then run as the next batch."""
+    accepted = submit(resources, *[Upload(jpeg_bytes(n, 0.5), f"{n}.jpg") for n in ("chelsea", "coffee") * 2])
+    names = {a["id"]: a["filename"] for a in accepted}
+    calls, submit_real, collect_real = [], pipeline.submit, pipeline.collect
+
+    def submit_recorded(inputs):
+        calls.append(("submit", [names[i.id] for i in inputs]))
+        return submit_real(inputs)
+
+    def collect_recorded(pending):
+        outcomes = collect_real(pending)
+        calls.append(("collect", [names[o.id] for o in outcomes]))
+        return outcomes
+
+    monkeypatch.setattr(pipeline, "submit", submit_recorded)
+    monkeypatch.setattr(pipeline, "collect", collect_recorded)
+    counters = Counter()
+    runner = BatchRunner(resources, pipeline, "i-test", Heartbeat(resources, "i-test", dict), counters)
+    first = runner.take(resources.requests.receive(2, 1))
+    following = runner.run(first, lambda: resources.requests.receive(2, 0))
+    assert following is not None
+    first_collect = calls.index(next(c for c in calls if c[0] == "collect"))
+    assert [kind for kind, _ in calls[:first_collect]] == ["submit"] * 4  # 2 of this batch, 2 of the next
+    assert runner.run(following) is None
+    runner.close()
+    assert sorted(n for kind, got in calls if kind == "collect" for n in got) == sorted(names.values())
+    assert counters == Counter(succeeded=4)
+    assert {r["status"] for r in resources.results.get_many(list(names))} == {"SUCCEEDED"}
+
+
 def test_worker_receives_the_next_batch_while_a_full_one_runs(settings_factory, pipeline):
     from sightfleet.resources import Resources
     resources = Resources.connect(settings_factory(idle_grace_s=2, receive_wait_s=1, receive_batch=5))

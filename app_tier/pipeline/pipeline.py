@@ -24,8 +24,6 @@ from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, Pi
 from app_tier.pipeline.timelimit import Budget, charged
 
 log = logging.getLogger(__name__)
-# Chunks prepared ahead of the one being finished: two absorb a slow decode or a busy core.
-AHEAD = 2
 
 
 @dataclass
@@ -76,8 +74,19 @@ def _empty_metadata(data: bytes) -> dict:
             "format": None, "orientation": None}
 
 
+@dataclass
+class Pending:
+    """A chunk prepared by Pipeline.submit whose forward passes are queued or running on the models thread."""
+
+    works: list[_Work]
+    models: Future
+
+
 class Pipeline:
     """Loads both models once; process() and stream() turn images into outcomes in the same order."""
+
+    # Chunks submitted ahead of the one being collected: two absorb a slow decode or a busy core.
+    AHEAD = 2
 
     def __init__(self, settings: PipelineSettings | None = None):
         self.settings = settings or PipelineSettings()
@@ -116,22 +125,39 @@ class Pipeline:
         """Outcomes in input order; never raises for a bad image, and one bad image spoils no other."""
         return list(self.stream(inputs))
 
+    def chunks(self, items: Iterable) -> Iterator[list]:
+        """Lists of images for submit(), of the larger model batch size (the last may be shorter), as they arrive."""
+        size = max(self.settings.detector_batch_size, self.settings.classifier_batch_size)
+        iterator = iter(items)
+        while chunk := list(itertools.islice(iterator, size)):
+            yield chunk
+
     def stream(self, inputs: Iterable[ImageInput]) -> Iterator[Outcome]:
         """Outcomes in input order, each as soon as it is ready; the inputs may still be arriving.
 
-        Chunks (of the larger batch size) are prepared here and their forward passes queued on
-        the models thread; up to AHEAD chunks are prepared before the oldest is finished, so
-        on two cores the models rarely wait for decoding, thumbnails or drawing.
+        Up to AHEAD chunks are submitted before the oldest is collected, so on two cores the
+        models rarely wait for decoding, thumbnails or drawing.
         """
-        size = max(self.settings.detector_batch_size, self.settings.classifier_batch_size)
-        queued: deque[tuple[list[_Work], Future]] = deque()
-        for chunk in _chunks(inputs, size):
-            works = [self._prepared(item) for item in chunk]
-            queued.append((works, self._models.submit(self._run_models, [w for w in works if w.outcome is None])))
-            if len(queued) > AHEAD:
-                yield from self._finished(*queued.popleft())
+        queued: deque[Pending] = deque()
+        for chunk in self.chunks(inputs):
+            queued.append(self.submit(chunk))
+            if len(queued) > self.AHEAD:
+                yield from self.collect(queued.popleft())
         while queued:
-            yield from self._finished(*queued.popleft())
+            yield from self.collect(queued.popleft())
+
+    def submit(self, inputs: Sequence[ImageInput]) -> Pending:
+        """Prepare a chunk here (format, EXIF, decode, thumbnail, model inputs); queue its forward passes."""
+        works = [self._prepared(item) for item in inputs]
+        return Pending(works, self._models.submit(self._run_models, [w for w in works if w.outcome is None]))
+
+    def collect(self, pending: Pending) -> list[Outcome]:
+        """Once a chunk's forward passes are done: merge and annotate each image; outcomes in order."""
+        pending.models.result()
+        for work in pending.works:
+            if work.outcome is None:
+                self._guarded(work, self._finish)
+        return [work.outcome for work in pending.works]
 
     def _prepared(self, item: ImageInput) -> _Work:
         work = _Work(item, Budget(self.settings.image_timeout_s), _empty_metadata(item.data or b""))
@@ -143,14 +169,6 @@ class Pipeline:
         self._batched(works, "detect", self.settings.detector_batch_size, self._detect_batch)
         self._batched([w for w in works if w.outcome is None], "classify",
                       self.settings.classifier_batch_size, self._classify_batch)
-
-    def _finished(self, works: list[_Work], models: Future) -> Iterator[Outcome]:
-        """Once a chunk's models are done: merge and annotate each image, in order."""
-        models.result()
-        for work in works:
-            if work.outcome is None:
-                self._guarded(work, self._finish)
-            yield work.outcome
 
     def _guarded(self, work: _Work, step: Callable[[_Work], None]) -> None:
         """Run per-image stages; any failure becomes this image's FAILED outcome."""
@@ -243,9 +261,3 @@ class Pipeline:
             annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings())
         work.decoded = work.detector_input = work.classifier_input = None   # free the pixels early
 
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    """Consecutive lists of `size` items (the last may be shorter), taken as the items arrive."""
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
