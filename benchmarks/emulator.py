@@ -8,6 +8,7 @@ and the emulator's CPU ms (its whole process tree); then served-here / moto.serv
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -26,6 +27,7 @@ from sightfleet.stack import moto_command  # noqa: E402
 from tests.support import AWS_TEST_ENV, start_moto, tree_cpu_ms, unique_prefix  # noqa: E402
 
 BODY = os.urandom(400_000)   # about a 3 MP JPEG
+BACKLOG = 200
 
 
 def moto_server_command(port: int) -> list[str]:
@@ -45,7 +47,14 @@ def operations(resources: Resources) -> dict:
         "SQS send": lambda i: resources.responses.send(f"message {i}"),
         "S3 put 400 KB": lambda i: resources.outputs.put(f"bench/{i}.jpg", BODY, "image/jpeg"),
         "DynamoDB put": lambda i: resources.fleet_log.put("bench", f"k{i % 50}", {"n": i}),
+        # Visibility 0 leaves the backlog as it was, so every call receives 10 of BACKLOG.
+        f"SQS receive 10 of {BACKLOG}": lambda i: resources.requests.receive(10, 0, visibility_s=0),
     }
+
+
+def backlog(resources: Resources) -> None:
+    """Jobs-sized messages waiting on the request queue (after the attribute reads, which count them)."""
+    resources.requests.send_batch([json.dumps({"id": f"{i:032x}", "key": f"uploads/{i}.jpg"}) for i in range(BACKLOG)])
 
 
 def time_block(call, calls: int, pid: int, offset: int) -> dict:
@@ -62,12 +71,15 @@ def run(calls: int, rounds: int) -> dict:
     servers = {name: start_moto(command) for name, command in SERVERS.items()}
     try:
         samples = {}
-        with tqdm(total=rounds * len(SERVERS) * 4, desc="call blocks") as bar:
+        with tqdm(total=rounds * len(SERVERS) * 5, desc="call blocks") as bar:
             for number in range(rounds):
                 for name, (proc, url) in servers.items():
                     settings = Settings(endpoint_url=url, prefix=unique_prefix("emu"))
                     provision(settings)
-                    for op, call in operations(Resources.connect(settings)).items():
+                    resources = Resources.connect(settings)
+                    for op, call in operations(resources).items():
+                        if op.startswith("SQS receive"):
+                            backlog(resources)
                         samples.setdefault((op, name), []).append(time_block(call, calls, proc.pid, number * calls))
                         bar.update()
         return {key: {field: statistics.median(s[field] for s in got) for field in ("wall", "client", "server")}
