@@ -78,7 +78,8 @@ class Observer:
         every = self._r.fleet.instances(states=ALL_STATES)
         live = tuple(i for i in every if i.state in LIVE_STATES)
         decisions = self._decisions.read(now)
-        heartbeats = {doc.get("instance_id"): doc for doc in self._r.fleet_log.all(HEARTBEAT_KIND)}
+        # Only the live instances' beats: the table remembers a day of instances.
+        heartbeats = self._r.fleet_log.get_many(HEARTBEAT_KIND, [i.id for i in live])
         unlisted = _unlisted_launches(decisions, {i.id for i in every}, now)
         backlog = counts["visible"] + counts["in_flight"]
         return Snapshot(now, counts["visible"], counts["in_flight"], dead["visible"], live, heartbeats,

@@ -17,7 +17,7 @@ import pytest
 
 from controller.loop import Controller
 from controller.metrics import METRIC_NAMES
-from controller.observe import iso
+from controller.observe import Observer, iso
 from sightfleet.contracts import SUCCEEDED, Job, new_image_id, queued_result, utc_now
 from sightfleet.aws.dynamodb import DECISION_KIND as DECISION
 from sightfleet.aws.session import client
@@ -117,6 +117,20 @@ def test_silent_worker_is_terminated_and_replaced(make_stack):
     assert decision.terminate_ids == [quiet] and decision.launch == 1
     live = {i.id for i in resources.fleet.instances()}
     assert chatty in live and quiet not in live and len(live) == 2
+
+
+def test_only_the_live_instances_heartbeats_are_read(make_stack):
+    """The fleet table remembers a day of instances; each tick reads the beats of the live ones only."""
+    settings, resources = make_stack()
+    [live] = resources.fleet.launch(1, "#!/bin/bash\n")
+    now = time.time()
+    for n in range(150):   # more than one batch of keys' worth of retired instances
+        beat(resources, f"i-gone{n:04}", "terminated", now - 3600)
+    beat(resources, live, "busy", now)
+    snapshot = Observer(resources, settings).observe(now)
+    assert list(snapshot.heartbeats) == [live] and snapshot.heartbeats[live]["state"] == "busy"
+    assert resources.fleet_log.get_many("worker", ["i-gone0007", "i-gone0149", "i-never"]).keys() == {
+        "i-gone0007", "i-gone0149"}
 
 
 def test_retired_worker_whose_instance_lingers_is_terminated(make_stack):

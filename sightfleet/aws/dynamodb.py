@@ -70,6 +70,22 @@ def _items(call, what: str, params: dict):
         params["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
 
 
+def _batch_get(table, keys: list[dict], what: str, consistent: bool = False) -> list[dict]:
+    """The items with these keys (missing ones left out, in no set order), 100 keys a call."""
+    found = []
+    for start in range(0, len(keys), 100):
+        request = {table.name: {"Keys": keys[start:start + 100], "ConsistentRead": consistent}}
+        # DynamoDB may hand back part of a batch as UnprocessedKeys under load: ask again for those.
+        for _ in range(_BATCH_ROUNDS):
+            with translated(what):
+                reply = table.meta.client.batch_get_item(RequestItems=request)
+            found += reply["Responses"].get(table.name, [])
+            request = reply.get("UnprocessedKeys") or {}
+            if not request:
+                break
+    return found
+
+
 def _index_key(result: dict, album: str | None) -> dict:
     """The ExclusiveStartKey that continues a listing right after this result."""
     key = {"id": result["id"], "submitted_at": result["submitted_at"]}
@@ -99,19 +115,8 @@ class ResultsTable:
 
     def get_many(self, image_ids: list[str]) -> list[dict]:
         """Several results by id (missing ones left out), in the order asked."""
-        found = {}
-        unique = list(dict.fromkeys(image_ids))
-        for start in range(0, len(unique), 100):
-            request = {self.name: {"Keys": [{"id": i} for i in unique[start:start + 100]], "ConsistentRead": True}}
-            # DynamoDB may hand back part of a batch as UnprocessedKeys under load: ask again for those.
-            for _ in range(_BATCH_ROUNDS):
-                with translated("batch get results"):
-                    reply = self._table.meta.client.batch_get_item(RequestItems=request)
-                for item in reply["Responses"].get(self.name, []):
-                    found[item["id"]] = _from_item(item)
-                request = reply.get("UnprocessedKeys") or {}
-                if not request:
-                    break
+        keys = [{"id": i} for i in dict.fromkeys(image_ids)]
+        found = {item["id"]: _from_item(item) for item in _batch_get(self._table, keys, "batch get results", True)}
         return [found[i] for i in image_ids if i in found]
 
     def start(self, result: dict) -> None:
@@ -194,6 +199,11 @@ class FleetTable:
         params = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
         items = islice(_items(self._table.query, f"query {kind}", params), limit)
         return [json.loads(i["doc"]) for i in items]
+
+    def get_many(self, kind: str, keys: list[str]) -> dict[str, dict]:
+        """Documents of one kind by key, for the keys that have one."""
+        items = _batch_get(self._table, [{"pk": kind, "sk": k} for k in dict.fromkeys(keys)], f"batch get {kind}")
+        return {item["sk"]: json.loads(item["doc"]) for item in items}
 
     def delete(self, kind: str, key: str) -> None:
         with translated(f"delete {kind} {key}"):
