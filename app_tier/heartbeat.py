@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Extends visibility of held messages and writes the worker's status, on a timer."""
+    """Extends visibility of held messages and writes the worker's status, on a timer and at once on announce()."""
 
     def __init__(self, resources, instance_id: str, describe: Callable[[], dict]):
         settings = resources.settings
@@ -69,7 +69,8 @@ class Heartbeat:
 
     def beat(self, state: str | None = None) -> None:
         """Write this worker's status to the fleet table now."""
-        self._state = state or self._state
+        if state:
+            self._state = state
         doc = {**self._describe(), "state": self._state, "last_heartbeat": utc_now()}
         try:
             self._resources.fleet_log.put(HEARTBEAT_KIND, self._instance_id, doc)

@@ -20,8 +20,8 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +34,7 @@ from skimage import data  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from app_tier.pipeline import ImageInput, Pipeline, PipelineSettings  # noqa: E402
+from sightfleet.procs import die_with_parent  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")
 BATCH_SIZES = (1, 4, 10)
@@ -158,11 +159,9 @@ def _service_run(pipeline: Pipeline, photos: list[bytes], images: int) -> dict:
     """Queue the jobs on a fresh local endpoint and run one worker process over them, bare passes around it."""
     from sightfleet.config import Settings
     from sightfleet.resources import Resources, provision
-    from tests.support import AWS_TEST_ENV, start_moto, unique_prefix
+    from tests.support import start_moto, unique_prefix
     from web_tier.submit import Submitter, Upload
 
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
     proc, url = start_moto()  # a fresh emulator each run: moto slows as it fills up
     try:
         settings = Settings(endpoint_url=url, prefix=unique_prefix("bench"))
@@ -173,7 +172,7 @@ def _service_run(pipeline: Pipeline, photos: list[bytes], images: int) -> dict:
             submitter.submit(Upload(photos[i % len(photos)], f"photo-{i}.jpg"))
         bare = [bare_forward(pipeline).wall_ms for _ in range(10)]
         child = subprocess.run([sys.executable, __file__, "--service-worker", url, settings.prefix, str(images),
-                                str(proc.pid)], capture_output=True, text=True)
+                                str(proc.pid)], capture_output=True, text=True, preexec_fn=die_with_parent)
         if child.returncode:
             raise RuntimeError(f"the worker process failed:\n{child.stderr[-3000:]}")
         row = json.loads(child.stdout.splitlines()[-1])
@@ -199,8 +198,9 @@ def _service_worker(endpoint_url: str, prefix: str, images: int, emulator_pid: i
     pipeline = load_pipeline(settings)
     worker = Worker(Resources.connect(settings), lambda: pipeline, "i-bench", can_terminate=False)
     emulator_cpu_ms = tree_cpu_ms(emulator_pid)
+    worker.counters = _StopWhenCounted(images)
     with _Clock() as clock, _ForwardTimer(pipeline) as forward:
-        _work_until_done(worker, images)
+        worker.work()   # in this thread, as in production
     emulator_cpu_ms = tree_cpu_ms(emulator_pid) - emulator_cpu_ms
     sys.stdout.write(json.dumps({"per_image_ms": clock.wall_ms / images, "in_run_forward_ms": forward.ms / images,
                                  "worker_cpu_ms": clock.cpu_ms / images,
@@ -237,21 +237,17 @@ class _ForwardTimer:
         return timed
 
 
-def _work_until_done(worker, images: int) -> None:
-    """Run the worker in this thread, as in production, and SIGTERM it once every job is counted."""
-    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+class _StopWhenCounted(Counter):
+    """A worker's counts that SIGTERM this process, as a stop is asked of a worker, once `images` jobs are counted."""
 
-    def stop_when_done():
-        while worker.counters["succeeded"] + worker.counters["failed"] < images:
-            time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGTERM)
+    def __init__(self, images: int):
+        super().__init__()
+        self._images = images
 
-    threading.Thread(target=stop_when_done, daemon=True).start()
-    try:
-        worker.work()
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if self["succeeded"] + self["failed"] == self._images:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_pipeline_benchmark(sizes=(0.3, 3, 12), repeats: int = 5, batch_megapixels: float = 0.3) -> dict:

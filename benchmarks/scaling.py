@@ -40,7 +40,7 @@ from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from tests.support import AWS_TEST_ENV, jpeg_bytes, start_moto  # noqa: E402
+from tests.support import jpeg_bytes, start_moto  # noqa: E402
 from web_tier.submit import Submitter, Upload  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
@@ -147,8 +147,6 @@ def report(args, timeline: Timeline, results: list[dict], round_trip_ms: float) 
 
 
 def run(args) -> None:
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
     moto, url = start_moto()
     stop = threading.Event()
     threads = []

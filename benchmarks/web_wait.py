@@ -11,7 +11,6 @@ writes took while the waiters polled (what the workers feel). Ratios are per-req
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import threading
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES, SUCCEEDED, Job, new_image_id, queued_result, utc_now  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from tests.support import AWS_TEST_ENV, start_moto, unique_prefix  # noqa: E402
+from tests.support import start_moto, unique_prefix  # noqa: E402
 from web_tier.waiting import ResultWaiter  # noqa: E402
 
 
@@ -115,8 +114,6 @@ def main() -> None:
     parser.add_argument("--waiters", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20.0, help="results finished per second")
     args = parser.parse_args()
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
     proc, url = start_moto()
     try:
         settings = Settings(endpoint_url=url, prefix=unique_prefix("bench"))

@@ -14,7 +14,7 @@ from sightfleet.config import Settings, env_var_names
 
 AMI_DIR = Path(__file__).resolve().parents[1] / "ami"
 ROLES = ("worker", "web", "controller")
-POLICIES = ("worker-policy", "controller-policy", "ec2-trust-policy")
+POLICIES = ("worker-policy", "web-policy", "controller-policy", "ec2-trust-policy")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _CREDENTIAL = re.compile(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|SECURITY_TOKEN)"
                          r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b", re.IGNORECASE)

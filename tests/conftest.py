@@ -1,20 +1,17 @@
 """Shared fixtures: a real moto server, provisioned settings, the Flask app, the local stack."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources, provision
-from tests.support import AWS_TEST_ENV, start_moto, start_stack, unique_prefix
+from tests.support import start_moto, start_stack, unique_prefix
 
 
 @pytest.fixture(scope="session")
 def moto_server():
     """The endpoint URL of a moto server shared by the session (each test uses its own prefix)."""
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
     proc, url = start_moto()
     yield url
     proc.terminate()

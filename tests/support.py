@@ -41,7 +41,12 @@ def wait_for(check, timeout_s: float, interval_s: float = 0.2, what: str = "cond
 
 
 def start_moto(command=moto_command) -> tuple[subprocess.Popen, str]:
-    """The local AWS endpoint (moto, as scripts/run serves it, unless `command(port)` says otherwise)."""
+    """The local AWS endpoint (moto, as scripts/run serves it, unless `command(port)` says otherwise).
+
+    Also gives this process moto's test credentials, unless it has credentials of its own.
+    """
+    for key, value in AWS_TEST_ENV.items():
+        os.environ.setdefault(key, value)
     port = free_port()
     proc = subprocess.Popen(command(port), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -61,18 +66,23 @@ def jpeg_bytes(name: str = "chelsea", scale: float = 1.0, quality: int = 90) -> 
     return out.getvalue()
 
 
-def descendants(pid: int) -> set[int]:
+def _proc_stats() -> dict[int, list[str]]:
+    """Every process's /proc/<pid>/stat fields after the command name (state first), in one pass."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue   # ended meanwhile
+    return stats
+
+
+def descendants(pid: int, stats: dict[int, list[str]] | None = None) -> set[int]:
     """Every live process below pid, read from /proc."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+    for each, fields in (stats or _proc_stats()).items():
+        children.setdefault(int(fields[1]), []).append(each)
     found, todo = set(), [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -84,10 +94,9 @@ def descendants(pid: int) -> set[int]:
 
 def tree_cpu_ms(pid: int) -> float:
     """CPU time (user + system) so far of a process and every live process below it, from /proc."""
-    ticks = 0
-    for each in {pid} | descendants(pid):
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
+    stats = _proc_stats()
+    ticks = sum(int(stats[each][11]) + int(stats[each][12])
+                for each in {pid} | descendants(pid, stats) if each in stats)
     return ticks * 1000 / os.sysconf("SC_CLK_TCK")
 
 

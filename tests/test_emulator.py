@@ -46,7 +46,7 @@ def test_remembered_backends_are_the_ones_moto_finds(host):
     assert remembering.get_backend_for_host(host) == plain.get_backend_for_host(host)  # from memory now
 
 
-def test_every_service_answers_through_one_endpoint(settings, resources):
+def test_every_service_answers_through_one_endpoint(resources):
     resources.outputs.put("k/one.txt", b"hello", "text/plain")
     assert resources.outputs.get("k/one.txt") == b"hello"
     resources.requests.send("ping")
@@ -98,11 +98,30 @@ def test_the_retention_check_agrees_with_motos_own():
         assert backend.is_message_valid_based_on_retention_period("retained", message) is kept
 
 
-def test_a_deep_backlog_is_received_ten_at_a_time(moto_server):
+@pytest.mark.parametrize("names", [["ApproximateNumberOfMessages", "VisibilityTimeout"], ["All"], [],
+                                   ["RedrivePolicy"], ["NoSuchAttribute"]])
+def test_queue_attributes_are_motos_own(names):
+    """The same attributes as moto's own read, or the same refusal of a name SQS does not have."""
+    from moto.sqs.exceptions import InvalidAttributeName
+    from moto.sqs.models import SQSBackend
+
+    from sightfleet.emulator import _queue_attributes
+
+    backend = SQSBackend("us-east-1", "123456789012")
+    backend.create_queue("counted")
+    for number in range(3):
+        backend.send_message("counted", f"job {number}")
+    if names == ["NoSuchAttribute"]:
+        for read in (_queue_attributes, SQSBackend.get_queue_attributes):
+            with pytest.raises(InvalidAttributeName):
+                read(backend, "counted", names)
+    else:
+        assert _queue_attributes(backend, "counted", names) == backend.get_queue_attributes("counted", names)
+
+
+def test_a_deep_backlog_is_received_ten_at_a_time(resources):
     """Receives from a queue holding many messages (moto's own check scanned them all per message)."""
-    settings = Settings(endpoint_url=moto_server, prefix=unique_prefix("deep"))
-    provision(settings)
-    requests = Resources.connect(settings).requests
+    requests = resources.requests
     for number in range(60):
         requests.send(f"job {number}")
     received = []

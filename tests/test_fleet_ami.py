@@ -16,8 +16,9 @@ from sightfleet.config import Settings
 from tests.support import REPO
 
 ACCOUNT = "123456789012"
-# Actions AWS does not scope to resources: they may use "*" without a condition.
-UNSCOPED_ACTIONS = {"ec2:DescribeInstances"}
+# Actions AWS does not scope to resources (nor, for GetMetricData, to a namespace): they may use "*"
+# without a condition.
+UNSCOPED_ACTIONS = {"ec2:DescribeInstances", "cloudwatch:GetMetricData"}
 
 
 def statements(policy: dict) -> list[dict]:
@@ -39,7 +40,7 @@ def test_policy_files_are_valid_json_before_and_after_rendering(name):
     assert iam_policy(name, Settings(prefix="acme-prod"), ACCOUNT)["Version"] == "2012-10-17"
 
 
-@pytest.mark.parametrize("name", ["worker-policy", "controller-policy"])
+@pytest.mark.parametrize("name", ["worker-policy", "web-policy", "controller-policy"])
 @pytest.mark.parametrize("settings", [Settings(prefix="acme-prod"),
                                       Settings(prefix="acme-prod", input_bucket="acme-in", output_bucket="acme-out")])
 def test_policies_reach_only_the_stacks_resources(name, settings):
@@ -71,6 +72,44 @@ def test_worker_may_terminate_only_tagged_workers_and_controller_passes_only_the
     assert controller["PassOnlyTheWorkerRole"]["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/acme-prod-worker"
     run = controller["LaunchOnlyTaggedWorkers"]["Condition"]["StringEquals"]
     assert run == {"aws:RequestTag/sightfleet:stack": "acme-prod", "aws:RequestTag/sightfleet:role": "worker"}
+
+
+def granted(policy: dict) -> dict[str, set[str]]:
+    """Every action a policy allows, with the resources it allows it on."""
+    out: dict[str, set[str]] = {}
+    for statement in statements(policy):
+        for action in as_list(statement["Action"]):
+            out.setdefault(action, set()).update(as_list(statement["Resource"]))
+    return out
+
+
+def test_web_policy_grants_what_the_web_tier_calls_and_writes_nothing_else():
+    settings = Settings(prefix="acme-prod", region="eu-west-1", input_bucket="acme-in", output_bucket="acme-out")
+    web = granted(iam_policy("web-policy", settings, ACCOUNT))
+    queue, table = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:acme-prod", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/acme-prod"
+    queues = {f"{queue}-requests", f"{queue}-requests-dlq", f"{queue}-responses"}
+    indexes = {f"{table}-results/index/{i}" for i in ("album-submitted", "kind-submitted", "kind-completed")}
+    assert web == {
+        # /healthz counts all three queues; the submitter reads the request queue's message size limit.
+        "sqs:GetQueueUrl": queues, "sqs:GetQueueAttributes": queues,
+        "sqs:SendMessage": {f"{queue}-requests"},
+        # Uploads too large to travel inline, and their removal when a submission is rolled back.
+        "s3:PutObject": {"arn:aws:s3:::acme-in/*"}, "s3:DeleteObject": {"arn:aws:s3:::acme-in/*"},
+        # Presigned thumbnail and annotated links are signed with the role's credentials.
+        "s3:GetObject": {"arn:aws:s3:::acme-out/*"},
+        "s3:ListBucket": {"arn:aws:s3:::acme-in", "arn:aws:s3:::acme-out"},  # head_bucket in /healthz
+        **{f"dynamodb:{a}": {f"{table}-results"}
+           for a in ("PutItem", "DeleteItem", "GetItem", "BatchGetItem", "Scan", "DescribeTable")},
+        "dynamodb:Query": indexes | {f"{table}-fleet"},
+        "ec2:DescribeInstances": {"*"}, "cloudwatch:GetMetricData": {"*"},
+    }
+    # Nothing that launches, ends or tags instances, passes roles, publishes metrics or touches workers' work.
+    for action in ("ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateTags", "iam:PassRole",
+                   "cloudwatch:PutMetricData", "sqs:ReceiveMessage", "sqs:DeleteMessage", "dynamodb:UpdateItem"):
+        assert action not in web, action
+    # Writes stay on the input bucket and the results table; the fleet table and outputs are read only.
+    writes = {"s3:PutObject", "s3:DeleteObject", "dynamodb:PutItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
+    assert {r for a in writes for r in web[a]} == {"arn:aws:s3:::acme-in/*", f"{table}-results", f"{queue}-requests"}
 
 
 def env_file_of(script: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from web_tier.submit import Rejected
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
+RETRY_HEADERS = {"Retry-After": str(RETRY_AFTER_S)}   # on every 503: when a client may try again
 UNAVAILABLE_MESSAGE = "storage or queue unreachable; try again shortly"
 
 
@@ -24,14 +25,9 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return response
 
 
-def _retry_later() -> dict:
-    """The headers of every 503: when a client may try again."""
-    return {"Retry-After": str(RETRY_AFTER_S)}
-
-
 def unavailable_response(message: str = UNAVAILABLE_MESSAGE, **extra):
     """503 with Retry-After: the queue or storage cannot be reached right now."""
-    return error_response(503, "UNAVAILABLE", message, _retry_later(), **extra)
+    return error_response(503, "UNAVAILABLE", message, RETRY_HEADERS, **extra)
 
 
 def _wants_page() -> bool:
@@ -64,7 +60,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(Unavailable)
     def unavailable(exc: Exception):
         log.warning("%s %s: backend unavailable: %s", request.method, request.path, exc)
-        return _answer(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, _retry_later())
+        return _answer(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, RETRY_HEADERS)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):

@@ -6,7 +6,7 @@ import logging
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from workload_generator.report import FleetSample, RequestResult, percentile
+from workload_generator.report import FleetSample, RequestResult, distribution
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,9 @@ def plot_latency(axes, results: list[RequestResult]) -> None:
         _note(axes, "no successful requests")
         return
     axes.hist(latencies, bins=min(40, max(5, len(latencies) // 3)), color="tab:blue", alpha=0.8)
+    marks = distribution(latencies)
     for q, style in ((50, "--"), (95, ":")):
-        axes.axvline(percentile(latencies, q), color="black", linestyle=style, label=f"p{q}")
+        axes.axvline(marks[f"p{q}"], color="black", linestyle=style, label=f"p{q}")
     axes.legend()
 
 

@@ -93,7 +93,7 @@ class Pipeline:
         started = time.perf_counter()
         # The forward passes get a thread of their own, so that the next images are decoded
         # while they run; both models and Pillow/OpenCV release the GIL for their C work.
-        # Warming up there starts it now, at the priority of the thread loading the models.
+        # Its first task (_apply_threads) starts it now, at the priority of the thread loading the models.
         self._models = ThreadPoolExecutor(1, thread_name_prefix="models")
         self._apply_threads(self.settings)
         self.detector = Detector()
@@ -260,4 +260,3 @@ class Pipeline:
             metadata=work.metadata, thumbnail=thumbnail, thumbnail_content_type=thumbnail_type,
             annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings())
         work.decoded = work.detector_input = work.classifier_input = None   # free the pixels early
-

@@ -11,13 +11,14 @@ from boto3.dynamodb.conditions import Attr, Key
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
 from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso
-from sightfleet.errors import NotFound
+from sightfleet.errors import NotFound, Unavailable
 
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
 COMPLETED_INDEX = "kind-completed"
 _KIND = "image"
 _BATCH_ROUNDS = 5
+_BATCH_BACKOFF_S = 0.05   # before the second round; doubled for each one after
 # Fleet-table kinds (partition keys): worker heartbeats keyed by instance id, controller decisions by ISO time.
 HEARTBEAT_KIND = "worker"
 DECISION_KIND = "decision"
@@ -71,18 +72,27 @@ def _items(call, what: str, params: dict):
 
 
 def _batch_get(table, keys: list[dict], what: str, consistent: bool = False) -> list[dict]:
-    """The items with these keys (missing ones left out, in no set order), 100 keys a call."""
+    """The items with these keys (missing ones left out, in no set order), 100 keys a call.
+
+    Unavailable if DynamoDB still holds some back after _BATCH_ROUNDS: a partial answer
+    would pass for items that do not exist (a live worker's heartbeat, a finished result).
+    """
     found = []
     for start in range(0, len(keys), 100):
         request = {table.name: {"Keys": keys[start:start + 100], "ConsistentRead": consistent}}
         # DynamoDB may hand back part of a batch as UnprocessedKeys under load: ask again for those.
-        for _ in range(_BATCH_ROUNDS):
+        for round_number in range(_BATCH_ROUNDS):
+            if round_number:
+                time.sleep(_BATCH_BACKOFF_S * 2 ** (round_number - 1))
             with translated(what):
                 reply = table.meta.client.batch_get_item(RequestItems=request)
             found += reply["Responses"].get(table.name, [])
             request = reply.get("UnprocessedKeys") or {}
             if not request:
                 break
+        else:
+            raise Unavailable(f"{what}: {len(request[table.name]['Keys'])} keys still unprocessed "
+                              f"after {_BATCH_ROUNDS} rounds")
     return found
 
 
@@ -197,6 +207,8 @@ class FleetTable:
         if since_key:
             condition = condition & Key("sk").gte(since_key)
         params = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
+        if limit:
+            params["Limit"] = limit   # no filter, so the first page holds them all
         items = islice(_items(self._table.query, f"query {kind}", params), limit)
         return [json.loads(i["doc"]) for i in items]
 
@@ -211,14 +223,12 @@ class FleetTable:
 
 
 class DecisionTail:
-    """Time-keyed fleet-table documents of the last lookback_s, read incrementally: a poll fetches only new ones."""
+    """The controller's decisions of the last lookback_s, read incrementally: a poll fetches only new ones."""
 
-    def __init__(self, fleet_log, lookback_s: float, overlap_s: float = DECISION_OVERLAP_S,
-                 kind: str = DECISION_KIND):
+    def __init__(self, fleet_log, lookback_s: float, overlap_s: float = DECISION_OVERLAP_S):
         self._fleet_log = fleet_log
         self._lookback_s = lookback_s
         self._overlap_s = overlap_s
-        self._kind = kind
         self._by_key: dict[str, dict] = {}
         self._lock = threading.Lock()
 
@@ -228,7 +238,7 @@ class DecisionTail:
             since = now - self._lookback_s
             if self._by_key:
                 since = max(since, epoch(max(self._by_key)) - self._overlap_s)
-            for doc in self._fleet_log.all(self._kind, since_key=iso(since)):
+            for doc in self._fleet_log.all(DECISION_KIND, since_key=iso(since)):
                 key = doc.get("at") or iso(doc.get("time", 0))
                 if epoch(key) is not None:  # an unreadable key would break the next read's start
                     self._by_key[key] = doc
