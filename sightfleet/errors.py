@@ -19,3 +19,7 @@ class ConditionFailed(SightfleetError):
 
 class InvalidJob(SightfleetError):
     """A queue message is not a job this version understands."""
+
+
+class Invalid(SightfleetError):
+    """The request can never succeed as made (a ValidationException, an item over a size limit): do not retry."""
