@@ -23,7 +23,10 @@ def main() -> int:
 
     worker = Worker(Resources.connect(settings), lambda: load_pipeline(settings), instance_id or "standalone",
                     can_terminate=bool(instance_id))
-    worker.work()
+    try:
+        worker.work()
+    except Exception:  # noqa: BLE001 - logged with its traceback by the worker; a crash exits non-zero
+        return 1
     return 0
 
 

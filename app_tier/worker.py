@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections import Counter
@@ -12,6 +13,9 @@ from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
 
 log = logging.getLogger(__name__)
+# Exit status of a worker whose watchdog found its pipeline hung (EX_SOFTWARE): a crash, so that
+# systemd restarts the process on AWS and the local EC2 host replaces the instance.
+STALLED_EXIT = 70
 
 
 class _StopPolling(BaseException):
@@ -34,7 +38,7 @@ class Worker:
         self._polling = False
         self.counters: Counter = Counter()
         self.status = {"instance_id": instance_id, "launched_at": utc_now(), "model_load_s": None, "current": []}
-        self._heartbeat = Heartbeat(resources, instance_id, self._describe)
+        self._heartbeat = Heartbeat(resources, instance_id, self._describe, on_stall=self._stalled)
 
     def work(self) -> str:
         """Run until stopped or idle; returns why the loop ended."""
@@ -61,13 +65,21 @@ class Worker:
                     last_work = time.monotonic()
         except _StopPolling:
             log.info("stop requested while waiting for work")
+        except Exception:
+            log.exception("the worker loop failed; handing back its work and exiting")
+            reason = "crashed"
+            raise
         finally:
-            if runner is not None:
-                if ahead:
-                    runner.hand_back(ahead)
-                runner.close()
-            self._shutdown(reason)
+            self._teardown(runner, ahead, reason)
         return reason
+
+    def _teardown(self, runner: BatchRunner | None, ahead: Intake | None, reason: str) -> None:
+        """Each step whatever the one before it raised: hand back, close, final heartbeat, retire."""
+        if runner is not None:
+            if ahead:
+                _attempt("hand back the batch received ahead", runner.hand_back, ahead)
+            _attempt("finish the open batches", runner.close)
+        self._shutdown(reason)
 
     def _load(self) -> BatchRunner:
         started = time.monotonic()
@@ -133,21 +145,24 @@ class Worker:
         held = self._heartbeat.held()
         if held:
             # Give unfinished messages back at once so another worker can take them.
-            try:
-                self._r.requests.set_visibility(held, 0)
+            if _attempt("hand back unfinished messages", self._r.requests.set_visibility, held, 0):
                 log.info("handed back %s unfinished messages", len(held))
-            except SightfleetError as exc:
-                log.warning("could not hand back messages: %s", exc)
-        self._heartbeat.stop()
-        self._heartbeat.beat("terminated" if reason == "idle" else "stopped")
-        if reason == "idle":
-            try:
-                self._r.fleet.terminate([self.instance_id])
-                log.info("terminated own instance")
-            except SightfleetError as exc:
-                log.error("could not terminate own instance: %s", exc)
+        _attempt("stop the heartbeat", self._heartbeat.stop)
+        self._heartbeat.beat("terminated" if reason == "idle" else reason)
+        if reason == "idle" and _attempt("terminate own instance", self._r.fleet.terminate, [self.instance_id]):
+            log.info("terminated own instance")
         log.info("worker exits (%s) after %s succeeded, %s failed",
                  reason, self.counters["succeeded"], self.counters["failed"])
+
+    def _stalled(self) -> None:
+        """The watchdog's verdict (on the heartbeat thread): the pipeline is hung, so end the process now.
+
+        The main thread is stuck in C code and cannot be interrupted; the held messages were handed back.
+        """
+        log.error("worker exits (stalled) after %s succeeded, %s failed",
+                  self.counters["succeeded"], self.counters["failed"])
+        logging.shutdown()
+        os._exit(STALLED_EXIT)
 
     def _install_signal_handlers(self) -> None:
         def request_stop(signum, _frame):
@@ -158,3 +173,13 @@ class Worker:
                 raise _StopPolling()
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+
+
+def _attempt(what: str, call, *args) -> bool:
+    """Run one teardown step; log and carry on if it fails, so the next step still runs."""
+    try:
+        call(*args)
+        return True
+    except Exception as exc:  # noqa: BLE001 - teardown must reach its end
+        log.error("could not %s: %s", what, exc)
+        return False

@@ -1,46 +1,67 @@
 """Dead-letter sweep: a job that exhausted its receives gets a FAILED result users can see.
 
 Messages stay in the dead-letter queue for inspection and redrive; a job whose result is
-already final is skipped, so seeing a message again is harmless.
+already final is skipped, so seeing a message again is harmless. Any body at all may be there
+(that is how it got there): only one that names a valid image id with a result row marks anything.
 """
 from __future__ import annotations
 
 import logging
 
-from sightfleet.aws.dynamodb import NoSuchResult
-from sightfleet.contracts import FINAL_STATUSES, Job, failed_result
-from sightfleet.errors import ConditionFailed, InvalidJob, SightfleetError
+from sightfleet.contracts import FINAL_STATUSES, Job, clip, failed_result, job_id_of
+from sightfleet.errors import ConditionFailed, InvalidJob, NoSuchResult, SightfleetError
 
 log = logging.getLogger(__name__)
 CODE = "PROCESSING_FAILED"
+INVALID_CODE = "INVALID_JOB"
 # Look at each dead letter again only this often; it stays in the queue meanwhile.
 RECHECK_S = 600
 
 
 def sweep(resources, max_messages: int = 10) -> list[str]:
     """Mark the jobs of up to max_messages dead letters FAILED; returns the ids marked."""
-    reason = (f"processing failed {resources.settings.max_receive_count} times (a worker crashed or ran out "
-              "of time on this image); the job is kept in the dead-letter queue")
     messages = resources.dead_letters.receive(max_messages, 0, visibility_s=RECHECK_S)
-    marked = [_mark(resources, message.body, reason) for message in messages]
+    marked = [_mark_guarded(resources, message) for message in messages]
     return [job_id for job_id in marked if job_id]
 
 
-def _mark(resources, body: str, reason: str) -> str | None:
-    """Mark one dead letter's job FAILED; its id, or None when there was nothing to mark."""
+def _mark_guarded(resources, message) -> str | None:
     try:
-        job = Job.from_message(body)
-        current = resources.results.get(job.id)
-    except (InvalidJob, NoSuchResult):
+        return _mark(resources, message.body)
+    except Exception:  # noqa: BLE001 - one strange dead letter must not stop the sweep or the controller
+        log.exception("dead letter %s could not be handled; left in the queue", message.id)
+        return None
+
+
+def _mark(resources, body: str) -> str | None:
+    """Mark one dead letter's job FAILED; its id, or None when there was nothing to mark."""
+    image_id = job_id_of(body)
+    if image_id is None:
+        log.warning("a dead letter names no image (%s); left for inspection", clip(body, 80))
+        return None
+    code, reason = _why(resources.settings.max_receive_count, body)
+    try:
+        current = resources.results.get(image_id)
+    except NoSuchResult:
         return None
     if current.get("status") in FINAL_STATUSES:
         return None
     try:
-        resources.results.finish(failed_result(current, CODE, reason))
+        resources.results.finish(failed_result(current, code, reason))
     except ConditionFailed:
         return None  # a worker finished it between the read and this write
     except SightfleetError as exc:
-        log.warning("could not mark dead-lettered job %s: %s", job.id, exc)
+        log.warning("could not mark dead-lettered job %s: %s", image_id, exc)
         return None
-    log.warning("job %s dead-lettered after repeated failures; marked FAILED", job.id)
-    return job.id
+    log.warning("job %s dead-lettered (%s); marked FAILED", image_id, code)
+    return image_id
+
+
+def _why(max_receives: int, body: str) -> tuple[str, str]:
+    """The error code and message of a dead letter's FAILED result."""
+    try:
+        Job.from_message(body)
+    except InvalidJob as exc:
+        return INVALID_CODE, f"the job message could not be read ({clip(exc, 200)}); it is kept in the dead-letter queue"
+    return CODE, (f"processing failed {max_receives} times (a worker crashed or ran out of time on this image); "
+                  "the job is kept in the dead-letter queue")

@@ -51,7 +51,10 @@ class Controller:
                  self._settings.min_instances, self._settings.max_instances, self._settings.controller_tick_s)
         while not stop.is_set():
             started = time.monotonic()
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - a bug in one tick must not stop the fleet's control
+                log.exception("controller tick failed; carrying on with the next")
             stop.wait(max(0.0, self._settings.controller_tick_s - (time.monotonic() - started)))
         log.info("controller stopped")
 

@@ -76,6 +76,8 @@ class Settings:
     heartbeat_timeout_s: float = 120.0
     worker_heartbeat_s: float = 10.0
     visibility_timeout_s: int = 60
+    # The worker's watchdog: held jobs without progress this long mean a hung pipeline (see app_tier/heartbeat.py).
+    stall_timeout_s: float = 120.0
     max_receive_count: int = 3
     receive_wait_s: int = 20
     receive_batch: int = 10

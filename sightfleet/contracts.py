@@ -6,7 +6,7 @@ import json
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from sightfleet.errors import InvalidJob
@@ -50,9 +50,9 @@ def new_image_id() -> str:
     return uuid.uuid4().hex
 
 
-def is_image_id(value: str) -> bool:
+def is_image_id(value: object) -> bool:
     """True when value has the shape of an id from new_image_id."""
-    return bool(_ID_RE.match(value or ""))
+    return isinstance(value, str) and bool(_ID_RE.match(value))
 
 
 def clean_album(name: str | None) -> str:
@@ -82,6 +82,23 @@ def thumbnail_key(image_id: str, content_type: str | None) -> str:
     return f"{output_keys(image_id)['thumbnail']}.{CONTENT_EXTENSIONS.get(content_type, 'jpg')}"
 
 
+# A job body is an envelope around at most one inline image (the queue's limit is 1 MiB);
+# anything longer is refused before it is parsed.
+MAX_JOB_BODY_CHARS = 1_500_000
+_MAX_FILENAME_CHARS = 1024
+_MAX_KEY_CHARS = 1024
+_MAX_SIZE = 2**40
+# Each field's JSON type; bool is not an int here (type() is compared, not isinstance()).
+_JOB_FIELDS = {"id": str, "album": str, "filename": str, "content_type": str, "submitted_at": str, "size": int}
+_LOCATION_FIELDS = {"inline_b64": str, "bucket": str, "key": str}
+
+
+def clip(text: object, limit: int = 120) -> str:
+    """At most limit characters of text, for log lines and error messages quoting what a user sent."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 @dataclass(frozen=True)
 class Job:
     """One photo to recognise: who sent it and where its bytes are."""
@@ -101,7 +118,11 @@ class Job:
         return self.inline_b64 is not None
 
     def inline_bytes(self) -> bytes:
-        return base64.b64decode(self.inline_b64 or "")
+        """The inline image; InvalidJob when the payload is not strict base64."""
+        try:
+            return base64.b64decode(self.inline_b64 or "", validate=True)
+        except ValueError as exc:  # binascii.Error
+            raise InvalidJob(f"job {self.id}: the inline image is not valid base64 ({exc})") from exc
 
     def to_message(self) -> str:
         """Serialise as the queue message body."""
@@ -109,54 +130,179 @@ class Job:
         return json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":"))
 
     @classmethod
-    def from_message(cls, body: str) -> "Job":
-        """Parse a queue message body; raise InvalidJob when it is not a job we understand."""
-        try:
-            doc = json.loads(body)
-            if doc.pop("v") != JOB_VERSION:
-                raise InvalidJob(f"unsupported job version in {body[:80]!r}")
-            job = cls(**doc)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise InvalidJob(f"not a job message: {exc}") from exc
-        if not is_image_id(job.id) or (job.inline_b64 is None and not (job.bucket and job.key)):
-            raise InvalidJob(f"job {job.id!r} has no usable id or image location")
+    def from_message(cls, body: object) -> "Job":
+        """Parse a queue message body; InvalidJob for anything that is not a job this version understands.
+
+        Unknown fields are ignored (a newer producer may add optional ones); every known field
+        must have its JSON type. Nothing of the body reaches an error message unclipped.
+        """
+        doc = _json_object(body)
+        version = doc.get("v")
+        if type(version) is not int or version != JOB_VERSION:
+            raise InvalidJob(f"unsupported job version {clip(repr(version), 40)}")
+        fields = {name: _typed(doc, name, kind, required=True) for name, kind in _JOB_FIELDS.items()}
+        fields.update({name: _typed(doc, name, kind) for name, kind in _LOCATION_FIELDS.items()})
+        job = cls(**fields)
+        job._validate()
         return job
+
+    def _validate(self) -> None:
+        if not is_image_id(self.id):
+            raise InvalidJob(f"job id {clip(repr(self.id), 60)} is not an image id")
+        problem = _job_problem(self)
+        if problem:
+            raise InvalidJob(f"job {self.id}: {problem}")
+
+
+def _json_object(body: object) -> dict:
+    """The body parsed as a JSON object; InvalidJob for anything else, however deep or long."""
+    if not isinstance(body, str):
+        raise InvalidJob(f"a job body is text, not {type(body).__name__}")
+    if len(body) > MAX_JOB_BODY_CHARS:
+        raise InvalidJob(f"a job body of {len(body)} characters is longer than any job")
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser goes
+        raise InvalidJob(f"not JSON: {clip(exc)}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidJob(f"a job is a JSON object, not {type(doc).__name__}")
+    return doc
+
+
+def _typed(doc: dict, name: str, kind: type, required: bool = False):
+    value = doc.get(name)
+    if value is None and not required:
+        return None
+    if type(value) is not kind:
+        raise InvalidJob(f"job field {name!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _job_problem(job: Job) -> str | None:
+    """Why a well-typed job cannot be processed; None when it can."""
+    try:
+        clean_album(job.album)
+    except ValueError:
+        return f"album {clip(repr(job.album), 80)} is not an album name"
+    if len(job.filename) > _MAX_FILENAME_CHARS:
+        return f"file name of {len(job.filename)} characters"
+    if job.content_type not in CONTENT_EXTENSIONS:
+        return f"content type {clip(repr(job.content_type), 60)} is not accepted"
+    if epoch(job.submitted_at) is None:
+        return f"submitted_at {clip(repr(job.submitted_at), 60)} is not a timestamp"
+    if not 0 <= job.size <= _MAX_SIZE:
+        return f"size {job.size} is out of range"
+    inline, pointer = job.inline_b64 is not None, job.bucket is not None or job.key is not None
+    if inline == pointer:
+        return "a job carries either an inline image or a bucket and key, and exactly one of them"
+    if pointer and not (job.bucket and job.key and len(job.key) <= _MAX_KEY_CHARS):
+        return "a pointer job needs a bucket and a key of at most 1024 characters"
+    return None
+
+
+def job_id_of(body: object) -> str | None:
+    """The image id a message body names, even when it is no valid job; None when it names none."""
+    try:
+        doc = _json_object(body)
+    except InvalidJob:
+        return None
+    value = doc.get("id")
+    return value if isinstance(value, str) and is_image_id(value) else None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One image's result document as it moves QUEUED -> PROCESSING -> SUCCEEDED | FAILED.
+
+    Stored and served as the dict of to_dict(); every change makes a new Result.
+    """
+
+    id: str
+    album: str
+    filename: str
+    content_type: str
+    size: int
+    submitted_at: str
+    input_key: str
+    status: str = QUEUED
+    labels: tuple = ()
+    top_label: str | None = None
+    metadata: dict = field(default_factory=dict)
+    error: dict | None = None
+    updated_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    timings: dict = field(default_factory=dict)
+    instance_id: str | None = None
+    thumbnail_key: str | None = None
+    annotated_key: str | None = None
+    result_key: str | None = None
+    attempts: int = 0
+
+    @classmethod
+    def queued(cls, job: Job) -> "Result":
+        """The result as it stands when a job is accepted."""
+        return cls(id=job.id, album=job.album, filename=job.filename, content_type=job.content_type,
+                   size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at,
+                   input_key=job.key or input_key(job.id, job.content_type))
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Result":
+        """A stored result document (fields this version does not know are dropped)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        values["labels"] = tuple(values.get("labels") or ())
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["labels"] = list(self.labels)
+        return doc
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def processing(self, instance_id: str, attempt: int) -> "Result":
+        """Claimed by a worker for its attempt-th try."""
+        now = utc_now()
+        return replace(self, status=PROCESSING, started_at=now, updated_at=now, instance_id=instance_id,
+                       attempts=attempt)
+
+    def succeeded(self, outcome) -> "Result":
+        """Final with the pipeline's outcome (labels, metadata, timings, which outputs it made)."""
+        return replace(self._final(SUCCEEDED), labels=tuple(outcome.labels), top_label=outcome.top_label,
+                       metadata=outcome.metadata, timings=outcome.timings,
+                       thumbnail_key=thumbnail_key(self.id, outcome.thumbnail_content_type)
+                       if outcome.thumbnail else None,
+                       annotated_key=output_keys(self.id)["annotated"] if outcome.annotated else None)
+
+    def failed(self, code: str, message: str) -> "Result":
+        """Final and FAILED with a reason; no labels and no outputs."""
+        return replace(self._final(FAILED), error={"code": code, "message": message}, labels=(),
+                       top_label=None, thumbnail_key=None, annotated_key=None)
+
+    def from_outcome(self, outcome) -> "Result":
+        """Final as the pipeline decided: succeeded, or failed with its code but with what it read."""
+        if outcome.status == SUCCEEDED:
+            return self.succeeded(outcome)
+        failed = self.failed(outcome.error["code"], outcome.error["message"])
+        return replace(failed, metadata=outcome.metadata, timings=outcome.timings)
+
+    def _final(self, status: str) -> "Result":
+        now = utc_now()
+        return replace(self, status=status, error=None, completed_at=now, updated_at=now,
+                       result_key=output_keys(self.id)["result"])
 
 
 def queued_result(job: Job) -> dict:
     """The result document as it stands when a job is accepted."""
-    return {
-        "id": job.id,
-        "album": job.album,
-        "filename": job.filename,
-        "content_type": job.content_type,
-        "size": job.size,
-        "status": QUEUED,
-        "labels": [],
-        "top_label": None,
-        "metadata": {},
-        "error": None,
-        "submitted_at": job.submitted_at,
-        "updated_at": job.submitted_at,
-        "started_at": None,
-        "completed_at": None,
-        "timings": {},
-        "instance_id": None,
-        "input_key": job.key or input_key(job.id, job.content_type),
-        "thumbnail_key": None,
-        "annotated_key": None,
-        "result_key": None,
-        "attempts": 0,
-    }
+    return Result.queued(job).to_dict()
 
 
 def failed_result(result: dict, code: str, message: str) -> dict:
-    """A copy of result marked FAILED with a reason, stamped completed now."""
-    now = utc_now()
-    failed = dict(result)
-    failed.update(status=FAILED, error={"code": code, "message": message}, labels=[], top_label=None,
-                  completed_at=now, updated_at=now)
-    return failed
+    """A copy of a result document marked FAILED with a reason, stamped completed now."""
+    return Result.from_dict(result).failed(code, message).to_dict()
 
 
 def response_message(result: dict) -> str:

@@ -9,6 +9,10 @@ class NotFound(SightfleetError):
     """The object, item or resource does not exist."""
 
 
+class NoSuchResult(NotFound):
+    """No result has this id (unlike a NotFound for a missing table, which means out of reach)."""
+
+
 class Unavailable(SightfleetError):
     """A backing service cannot be reached or refused the call; try again later."""
 

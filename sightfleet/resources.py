@@ -11,24 +11,25 @@ from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, ensure_queues
 from sightfleet.config import Settings
 from sightfleet.errors import SightfleetError
+from sightfleet.interfaces import FleetControl, FleetLog, JobQueue, MetricsSink, ObjectStore, ResultStore
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Resources:
-    """The queues, buckets, tables, fleet and metrics of one stack."""
+    """The queues, buckets, tables, fleet and metrics of one stack (boto3-backed from connect())."""
 
     settings: Settings
-    requests: Queue
-    dead_letters: Queue
-    responses: Queue
-    inputs: Bucket
-    outputs: Bucket
-    results: ResultsTable
-    fleet_log: FleetTable
-    fleet: Fleet
-    metrics: Metrics
+    requests: JobQueue
+    dead_letters: JobQueue
+    responses: JobQueue
+    inputs: ObjectStore
+    outputs: ObjectStore
+    results: ResultStore
+    fleet_log: FleetLog
+    fleet: FleetControl
+    metrics: MetricsSink
 
     @classmethod
     def connect(cls, settings: Settings) -> "Resources":

@@ -11,7 +11,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
 from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso
-from sightfleet.errors import NotFound, Unavailable
+from sightfleet.errors import NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
 
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
@@ -24,10 +24,6 @@ HEARTBEAT_KIND = "worker"
 DECISION_KIND = "decision"
 # Re-read this much before the newest decision seen, for ones an eventually consistent read missed.
 DECISION_OVERLAP_S = 10
-
-
-class NoSuchResult(NotFound):
-    """No result has this id (unlike a NotFound for a missing table, which means out of reach)."""
 
 
 def _to_item(result: dict) -> dict:

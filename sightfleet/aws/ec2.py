@@ -1,28 +1,13 @@
 """EC2: the worker fleet, found by its tags so a restarted controller carries on."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-
 import requests
 
 from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
+from sightfleet.interfaces import ALL_STATES, LIVE_STATES, Instance  # noqa: F401 - re-exported
 
-LIVE_STATES = ("pending", "running")
-# What EC2 still lists: live instances and those ended recently (about an hour on AWS).
-ALL_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")
 WORKER_ROLE = "worker"
-
-
-@dataclass(frozen=True)
-class Instance:
-    """What the controller and the local host need to know of one instance."""
-
-    id: str
-    state: str
-    launched_at: datetime
-    tags: dict = field(default_factory=dict)
 
 
 class Fleet:

@@ -3,24 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
-from sightfleet.errors import Unavailable
+from sightfleet.errors import SightfleetError
+from sightfleet.interfaces import Message
 
 log = logging.getLogger(__name__)
 _MAX_VISIBILITY_S = 43200
-
-
-@dataclass(frozen=True)
-class Message:
-    """A received message and what is needed to acknowledge it."""
-
-    id: str
-    receipt: str
-    body: str
-    receive_count: int
 
 
 class Queue:
@@ -57,39 +47,44 @@ class Queue:
             for m in reply.get("Messages", [])
         ]
 
-    def send_batch(self, bodies: list[str]) -> None:
-        """Send messages ten per call; raises Unavailable if any is refused."""
-        self._raise_failures(self._in_tens("send_message_batch", [{"MessageBody": b} for b in bodies]), "send")
+    def send_batch(self, bodies: list[str]) -> list[int]:
+        """Send messages ten per call; returns the positions of those not sent."""
+        return self._in_tens("send_message_batch", [{"MessageBody": b} for b in bodies])
 
-    def delete_batch(self, receipts: list[str]) -> None:
-        """Delete messages ten per call; raises Unavailable if any delete failed."""
-        self._raise_failures(self._in_tens("delete_message_batch", [{"ReceiptHandle": r} for r in receipts]),
-                             "delete")
+    def delete_batch(self, receipts: list[str]) -> list[str]:
+        """Delete messages ten per call; returns the receipts not deleted."""
+        failed = self._in_tens("delete_message_batch", [{"ReceiptHandle": r} for r in receipts])
+        return [receipts[i] for i in failed]
 
-    def set_visibility(self, receipts: list[str], seconds: int) -> None:
-        """Extend (or with 0, give back) the messages' visibility; failures are logged, not raised."""
+    def set_visibility(self, receipts: list[str], seconds: int) -> list[str]:
+        """Extend (or with 0, give back) the messages' visibility; returns the receipts not changed."""
         seconds = max(0, min(seconds, _MAX_VISIBILITY_S))
         entries = [{"ReceiptHandle": r, "VisibilityTimeout": seconds} for r in receipts]
-        for failure in self._in_tens("change_message_visibility_batch", entries):
-            log.warning("visibility change failed on %s: %s", self.name, failure.get("Message"))
+        return [receipts[i] for i in self._in_tens("change_message_visibility_batch", entries)]
 
     def delete(self, receipt: str) -> None:
         with translated(f"delete from {self.name}"):
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
 
-    def _in_tens(self, operation: str, entries: list[dict]) -> list[dict]:
-        """Call a batch operation ten entries at a time; returns the entries SQS reported failed."""
+    def _in_tens(self, operation: str, entries: list[dict]) -> list[int]:
+        """Call a batch operation ten entries at a time; returns the positions of entries that failed.
+
+        Each entry's fate is its own: a call that fails as a whole fails its ten entries, not the rest.
+        """
         failed = []
         for start in range(0, len(entries), 10):
-            batch = [{"Id": str(i), **entry} for i, entry in enumerate(entries[start:start + 10])]
-            with translated(f"{operation} on {self.name}"):
-                reply = getattr(self._sqs, operation)(QueueUrl=self.url, Entries=batch)
-            failed.extend(reply.get("Failed", []))
-        return failed
-
-    def _raise_failures(self, failed: list[dict], what: str) -> None:
-        if failed:
-            raise Unavailable(f"{what} on {self.name}: {len(failed)} failed ({failed[0].get('Message')})")
+            batch = [{"Id": str(start + i), **entry} for i, entry in enumerate(entries[start:start + 10])]
+            try:
+                with translated(f"{operation} on {self.name}"):
+                    reply = getattr(self._sqs, operation)(QueueUrl=self.url, Entries=batch)
+            except SightfleetError as exc:
+                log.warning("%s: %s entries failed: %s", operation, len(batch), exc)
+                failed.extend(range(start, start + len(batch)))
+                continue
+            for failure in reply.get("Failed", []):
+                log.warning("%s on %s: entry failed: %s", operation, self.name, failure.get("Message"))
+                failed.append(int(failure["Id"]))
+        return sorted(failed)
 
     def counts(self) -> dict[str, int]:
         """Approximate visible, in-flight and delayed message counts."""

@@ -1,0 +1,144 @@
+"""What the worker, controller and web tier need of each AWS service, as typed interfaces.
+
+The thin modules in sightfleet/aws implement them with boto3; sightfleet/memory implements them
+in memory, so unit tests can make any single call fail (as dramatiq's stub broker stands in for a
+real broker). Every method raises only the project's errors (sightfleet.errors).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+LIVE_STATES = ("pending", "running")
+# What EC2 still lists: live instances and those ended recently (about an hour on AWS).
+ALL_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A received message and what is needed to acknowledge it."""
+
+    id: str
+    receipt: str
+    body: str
+    receive_count: int
+
+
+@dataclass(frozen=True)
+class Instance:
+    """What the controller and the local host need to know of one instance."""
+
+    id: str
+    state: str
+    launched_at: datetime
+    tags: dict = field(default_factory=dict)
+
+
+class JobQueue(Protocol):
+    """One queue: the request, response or dead-letter queue."""
+
+    name: str
+
+    def send(self, body: str) -> str:
+        """Send one message; returns its message id."""
+
+    def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> list[Message]:
+        """Long-poll for up to max_messages messages."""
+
+    def send_batch(self, bodies: list[str]) -> list[int]:
+        """Send messages; returns the positions of those not sent (each one's fate is its own)."""
+
+    def delete_batch(self, receipts: list[str]) -> list[str]:
+        """Delete messages; returns the receipts not deleted."""
+
+    def set_visibility(self, receipts: list[str], seconds: int) -> None:
+        """Extend (or with 0, give back) the messages' visibility; per-message failures are logged."""
+
+    def counts(self) -> dict[str, int]:
+        """Approximate visible, in-flight and delayed message counts."""
+
+    def max_message_bytes(self) -> int:
+        """The queue's MaximumMessageSize."""
+
+
+class ObjectStore(Protocol):
+    """One bucket; keys are made by the project, never taken from users."""
+
+    name: str
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; NotFound when it is not stored."""
+
+    def delete(self, key: str) -> None: ...
+
+    def presigned_url(self, key: str, expires_s: int = 900) -> str: ...
+
+    def check(self) -> None:
+        """Raise unless the bucket is reachable."""
+
+
+class ResultStore(Protocol):
+    """One result document per image id; writes are conditional on the status."""
+
+    def create(self, result: dict) -> None:
+        """Write a new QUEUED result; ConditionFailed if the id exists."""
+
+    def get(self, image_id: str) -> dict:
+        """The current result; NoSuchResult if unknown."""
+
+    def get_many(self, image_ids: list[str]) -> list[dict]: ...
+
+    def start(self, result: dict) -> None:
+        """Mark PROCESSING unless already final; ConditionFailed when final."""
+
+    def finish(self, result: dict) -> None:
+        """Write the final result once; ConditionFailed when someone already did."""
+
+    def requeue(self, result: dict) -> None:
+        """Put a claimed job back to QUEUED unless final; ConditionFailed when final."""
+
+    def delete(self, image_id: str) -> None: ...
+
+    def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
+             cursor: dict | None = None) -> tuple[list[dict], dict | None]:
+        """Newest first, optionally one album and one status; the cursor is None after the last page."""
+
+    def albums(self) -> list[str]: ...
+
+    def completed_since(self, since_iso: str) -> list[dict]: ...
+
+    def check(self) -> None: ...
+
+
+class FleetLog(Protocol):
+    """Worker heartbeats and controller decisions, by kind and key."""
+
+    def put(self, kind: str, key: str, doc: dict, ttl_s: int = 86400) -> None: ...
+
+    def all(self, kind: str, since_key: str | None = None, newest_first: bool = False,
+            limit: int | None = None) -> list[dict]: ...
+
+    def get_many(self, kind: str, keys: list[str]) -> dict[str, dict]: ...
+
+    def delete(self, kind: str, key: str) -> None: ...
+
+
+class FleetControl(Protocol):
+    """The stack's worker instances."""
+
+    def instances(self, states: tuple[str, ...] = LIVE_STATES) -> list[Instance]:
+        """The stack's workers in these states, oldest first."""
+
+    def launch(self, count: int, user_data: str) -> list[str]: ...
+
+    def terminate(self, instance_ids: list[str]) -> None: ...
+
+
+class MetricsSink(Protocol):
+    """The stack's metrics namespace."""
+
+    def put(self, values: dict[str, float], unit: str = "Count", dimensions: dict[str, str] | None = None,
+            storage_resolution: int = 1, timestamp: datetime | None = None) -> None: ...

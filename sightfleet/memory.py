@@ -1,0 +1,378 @@
+"""In-memory implementations of sightfleet.interfaces, with failures to inject, for unit tests.
+
+Like dramatiq's stub broker: real behaviour (visibility timeouts, receive counts, redrive to a
+dead-letter queue, conditional writes), no network. `Faults` makes any single call fail:
+`faults.fail("results.finish", times=1)` makes the next ResultsTable.finish raise Unavailable.
+Tests of the AWS modules themselves and end-to-end tests use the real local endpoint instead.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from sightfleet.config import Settings
+from sightfleet.contracts import FINAL_STATUSES
+from sightfleet.errors import ConditionFailed, NoSuchResult, NotFound, Unavailable
+from sightfleet.interfaces import LIVE_STATES, Instance, Message
+from sightfleet.resources import Resources
+
+
+@dataclass
+class _Rule:
+    error: Callable[[], Exception]
+    times: int | None       # None: every call
+    when: Callable[..., bool] | None
+
+
+class Faults:
+    """Failures to inject, by call name ("<resource>.<method>", e.g. "inputs.get"); counts every call."""
+
+    def __init__(self):
+        self._rules: dict[str, list[_Rule]] = {}
+        self._lock = threading.Lock()
+        self.calls: Counter = Counter()
+
+    def fail(self, call: str, error: Exception | type[Exception] = Unavailable, times: int | None = None,
+             when: Callable[..., bool] | None = None) -> None:
+        """Make `call` raise error (an instance or class), the next `times` times or always, when `when(*args)`."""
+        make_error = (lambda: error(f"injected failure of {call}")) if isinstance(error, type) else (lambda: error)
+        with self._lock:
+            self._rules.setdefault(call, []).append(_Rule(make_error, times, when))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def check(self, call: str, *args) -> None:
+        """Count the call, and raise if a rule says it fails."""
+        with self._lock:
+            self.calls[call] += 1
+            for rule in self._rules.get(call, []):
+                if rule.times == 0 or (rule.when and not rule.when(*args)):
+                    continue
+                if rule.times is not None:
+                    rule.times -= 1
+                raise rule.error()
+
+
+class _Part:
+    """One in-memory resource: its name in fault rules and the faults it obeys."""
+
+    def __init__(self, role: str, faults: Faults):
+        self._role = role
+        self._faults = faults
+        self._lock = threading.RLock()
+
+    def _call(self, method: str, *args) -> None:
+        self._faults.check(f"{self._role}.{method}", *args)
+
+
+@dataclass
+class _Stored:
+    id: str
+    body: str
+    receive_count: int = 0
+    visible_at: float = 0.0
+    receipt: str | None = None
+
+
+class MemoryQueue(_Part):
+    """A queue with SQS's visibility, receive counts and redrive (after max_receives receives)."""
+
+    def __init__(self, role: str, name: str, faults: Faults, dead_letters: "MemoryQueue | None" = None,
+                 max_receives: int = 3, visibility_s: float = 60, max_bytes: int = 262144):
+        super().__init__(role, faults)
+        self.name = name
+        self._messages: dict[str, _Stored] = {}
+        self._dead_letters = dead_letters
+        self._max_receives = max_receives
+        self._visibility_s = visibility_s
+        self._max_bytes = max_bytes
+        self._arrived = threading.Condition(self._lock)
+
+    def send(self, body: str) -> str:
+        self._call("send", body)
+        with self._lock:
+            stored = _Stored(uuid.uuid4().hex, body)
+            self._messages[stored.id] = stored
+            self._arrived.notify_all()
+        return stored.id
+
+    def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> list[Message]:
+        self._call("receive", max_messages, wait_s)
+        deadline = time.monotonic() + wait_s
+        with self._lock:
+            while True:
+                got = self._take(max_messages, self._visibility_s if visibility_s is None else visibility_s)
+                left = deadline - time.monotonic()
+                if got or left <= 0:
+                    return got
+                self._arrived.wait(min(left, 0.05))
+
+    def _take(self, max_messages: int, visibility_s: float) -> list[Message]:
+        now, got = time.monotonic(), []
+        for stored in list(self._messages.values()):
+            if len(got) == max_messages:
+                break
+            if stored.visible_at > now:
+                continue
+            if self._dead_letters is not None and stored.receive_count >= self._max_receives:
+                del self._messages[stored.id]   # redrive, as SQS does on the receive after the last
+                self._dead_letters.send(stored.body)
+                continue
+            stored.receive_count += 1
+            stored.visible_at = now + visibility_s
+            stored.receipt = uuid.uuid4().hex
+            got.append(Message(stored.id, stored.receipt, stored.body, stored.receive_count))
+        return got
+
+    def send_batch(self, bodies: list[str]) -> list[int]:
+        self._call("send_batch", bodies)
+        for body in bodies:
+            self.send(body)
+        return []
+
+    def delete_batch(self, receipts: list[str]) -> list[str]:
+        self._call("delete_batch", receipts)
+        with self._lock:
+            by_receipt = {m.receipt: m for m in self._messages.values()}
+            for receipt in receipts:
+                if receipt in by_receipt:
+                    del self._messages[by_receipt[receipt].id]
+        return [r for r in receipts if r not in by_receipt]
+
+    def set_visibility(self, receipts: list[str], seconds: int) -> list[str]:
+        self._call("set_visibility", receipts, seconds)
+        with self._lock:
+            by_receipt = {m.receipt: m for m in self._messages.values()}
+            for receipt in receipts:
+                if receipt in by_receipt:
+                    by_receipt[receipt].visible_at = time.monotonic() + seconds
+            self._arrived.notify_all()
+        return [r for r in receipts if r not in by_receipt]
+
+    def counts(self) -> dict[str, int]:
+        self._call("counts")
+        now = time.monotonic()
+        with self._lock:
+            visible = sum(1 for m in self._messages.values() if m.visible_at <= now)
+        return {"visible": visible, "in_flight": len(self._messages) - visible, "delayed": 0}
+
+    def max_message_bytes(self) -> int:
+        self._call("max_message_bytes")
+        return self._max_bytes
+
+    def bodies(self) -> list[str]:
+        """Every message still in the queue, visible or not (for assertions)."""
+        with self._lock:
+            return [m.body for m in self._messages.values()]
+
+
+class MemoryBucket(_Part):
+    def __init__(self, role: str, name: str, faults: Faults):
+        super().__init__(role, faults)
+        self.name = name
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._call("put", key)
+        with self._lock:
+            self.objects[key] = (bytes(data), content_type)
+
+    def get(self, key: str) -> bytes:
+        self._call("get", key)
+        with self._lock:
+            if key not in self.objects:
+                raise NotFound(f"get memory://{self.name}/{key}: NoSuchKey")
+            return self.objects[key][0]
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key)
+        with self._lock:
+            self.objects.pop(key, None)
+
+    def presigned_url(self, key: str, expires_s: int = 900) -> str:
+        self._call("presigned_url", key)
+        return f"memory://{self.name}/{key}?expires={expires_s}"
+
+    def check(self) -> None:
+        self._call("check")
+
+
+class MemoryResultsTable(_Part):
+    """Result documents by id, with the status conditions of the DynamoDB table."""
+
+    def __init__(self, faults: Faults):
+        super().__init__("results", faults)
+        self.docs: dict[str, dict] = {}
+        self.writes: list[dict] = []   # every document written, in order (to check nothing is rewritten)
+
+    def create(self, result: dict) -> None:
+        self._call("create", result)
+        self._put(result, lambda current: current is None)
+
+    def get(self, image_id: str) -> dict:
+        self._call("get", image_id)
+        with self._lock:
+            if image_id not in self.docs:
+                raise NoSuchResult(f"no image {image_id}")
+            return json.loads(json.dumps(self.docs[image_id]))
+
+    def get_many(self, image_ids: list[str]) -> list[dict]:
+        self._call("get_many", image_ids)
+        with self._lock:
+            return [json.loads(json.dumps(self.docs[i])) for i in image_ids if i in self.docs]
+
+    def start(self, result: dict) -> None:
+        self._call("start", result)
+        self._put(result, _not_final)
+
+    def finish(self, result: dict) -> None:
+        self._call("finish", result)
+        self._put(result, _not_final)
+
+    def requeue(self, result: dict) -> None:
+        self._call("requeue", result)
+        self._put(result, _not_final)
+
+    def _put(self, result: dict, allowed: Callable[[dict | None], bool]) -> None:
+        with self._lock:
+            if not allowed(self.docs.get(result["id"])):
+                raise ConditionFailed(f"result {result['id']}: ConditionalCheckFailedException")
+            doc = json.loads(json.dumps(result))   # stored as JSON, like the table's doc attribute
+            self.docs[result["id"]] = doc
+            self.writes.append(doc)
+
+    def delete(self, image_id: str) -> None:
+        self._call("delete", image_id)
+        with self._lock:
+            self.docs.pop(image_id, None)
+
+    def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
+             cursor: dict | None = None) -> tuple[list[dict], dict | None]:
+        self._call("page", album, status, limit, cursor)
+        with self._lock:
+            found = sorted((d for d in self.docs.values() if (album is None or d["album"] == album)
+                            and (status is None or d["status"] == status)),
+                           key=lambda d: (d["submitted_at"], d["id"]), reverse=True)
+        if cursor:
+            found = [d for d in found if (d["submitted_at"], d["id"]) < (cursor["submitted_at"], cursor["id"])]
+        page = found[:limit]
+        more = len(found) > limit
+        return page, ({"id": page[-1]["id"], "submitted_at": page[-1]["submitted_at"]} if more else None)
+
+    def albums(self) -> list[str]:
+        self._call("albums")
+        with self._lock:
+            return sorted({d["album"] for d in self.docs.values()})
+
+    def completed_since(self, since_iso: str) -> list[dict]:
+        self._call("completed_since", since_iso)
+        with self._lock:
+            return [d for d in self.docs.values() if (d.get("completed_at") or "") >= since_iso]
+
+    def check(self) -> None:
+        self._call("check")
+
+
+def _not_final(current: dict | None) -> bool:
+    return current is None or current.get("status") not in FINAL_STATUSES
+
+
+class MemoryFleetTable(_Part):
+    def __init__(self, faults: Faults):
+        super().__init__("fleet_log", faults)
+        self.items: dict[tuple[str, str], dict] = {}
+
+    def put(self, kind: str, key: str, doc: dict, ttl_s: int = 86400) -> None:
+        self._call("put", kind, key, doc)
+        with self._lock:
+            self.items[(kind, key)] = json.loads(json.dumps(doc))
+
+    def all(self, kind: str, since_key: str | None = None, newest_first: bool = False,
+            limit: int | None = None) -> list[dict]:
+        self._call("all", kind)
+        with self._lock:
+            keys = sorted((k for k in self.items if k[0] == kind and (since_key is None or k[1] >= since_key)),
+                          reverse=newest_first)
+            return [self.items[k] for k in itertools.islice(keys, limit)]
+
+    def get_many(self, kind: str, keys: list[str]) -> dict[str, dict]:
+        self._call("get_many", kind, keys)
+        with self._lock:
+            return {k: self.items[(kind, k)] for k in keys if (kind, k) in self.items}
+
+    def delete(self, kind: str, key: str) -> None:
+        self._call("delete", kind, key)
+        with self._lock:
+            self.items.pop((kind, key), None)
+
+
+class MemoryFleet(_Part):
+    """Instances that are running from launch until terminated."""
+
+    def __init__(self, faults: Faults):
+        super().__init__("fleet", faults)
+        self.states: dict[str, Instance] = {}
+        self._ids = itertools.count(1)
+
+    def instances(self, states: tuple[str, ...] = LIVE_STATES) -> list[Instance]:
+        self._call("instances", states)
+        with self._lock:
+            found = [i for i in self.states.values() if i.state in states]
+        return sorted(found, key=lambda i: (i.launched_at, i.id))
+
+    def launch(self, count: int, user_data: str) -> list[str]:
+        self._call("launch", count)
+        with self._lock:
+            ids = [f"i-{next(self._ids):017x}" for _ in range(count)]
+            now = datetime.now(timezone.utc)
+            self.states.update({i: Instance(i, "running", now) for i in ids})
+        return ids
+
+    def add(self, instance_id: str, state: str = "running", launched_at: datetime | None = None) -> None:
+        """An instance that exists already (for arranging a test)."""
+        with self._lock:
+            self.states[instance_id] = Instance(instance_id, state, launched_at or datetime.now(timezone.utc))
+
+    def terminate(self, instance_ids: list[str]) -> None:
+        self._call("terminate", list(instance_ids))
+        with self._lock:
+            for instance_id in instance_ids:
+                if instance_id in self.states:
+                    old = self.states[instance_id]
+                    self.states[instance_id] = Instance(old.id, "terminated", old.launched_at, old.tags)
+
+
+class MemoryMetrics(_Part):
+    def __init__(self, faults: Faults):
+        super().__init__("metrics", faults)
+        self.points: list[tuple[str, float]] = []
+
+    def put(self, values: dict[str, float], unit: str = "Count", dimensions: dict[str, str] | None = None,
+            storage_resolution: int = 1, timestamp: datetime | None = None) -> None:
+        self._call("put", values)
+        with self._lock:
+            self.points.extend(values.items())
+
+
+def memory_resources(settings: Settings) -> tuple[Resources, Faults]:
+    """A Resources made of in-memory parts, and the faults they obey."""
+    names, faults = settings.names, Faults()
+    dead_letters = MemoryQueue("dead_letters", names.dead_letter_queue, faults)
+    requests = MemoryQueue("requests", names.request_queue, faults, dead_letters, settings.max_receive_count,
+                           settings.visibility_timeout_s)
+    return Resources(
+        settings=settings, requests=requests, dead_letters=dead_letters,
+        responses=MemoryQueue("responses", names.response_queue, faults),
+        inputs=MemoryBucket("inputs", names.input_bucket, faults),
+        outputs=MemoryBucket("outputs", names.output_bucket, faults),
+        results=MemoryResultsTable(faults), fleet_log=MemoryFleetTable(faults),
+        fleet=MemoryFleet(faults), metrics=MemoryMetrics(faults)), faults
