@@ -60,7 +60,9 @@ def _mark(resources, body: str) -> str | None:
 def _why(max_receives: int, body: str) -> tuple[str, str]:
     """The error code and message of a dead letter's FAILED result."""
     try:
-        Job.from_message(body)
+        job = Job.from_message(body)
+        if job.is_inline:
+            job.inline_bytes()   # a payload that is not base64 is a message nobody can read either
     except InvalidJob as exc:
         return INVALID_CODE, f"the job message could not be read ({clip(exc, 200)}); it is kept in the dead-letter queue"
     return CODE, (f"processing failed {max_receives} times (a worker crashed or ran out of time on this image); "
