@@ -28,9 +28,16 @@ def sweep(resources, max_messages: int = 10) -> list[str]:
 def _mark_guarded(resources, message) -> str | None:
     try:
         return _mark(resources, message.body)
+    except SightfleetError as exc:
+        # The table is out of reach: look at this one again on the next sweep, not in RECHECK_S.
+        log.warning("dead letter %s not marked yet (%s)", message.id, exc)
+        try:
+            resources.dead_letters.set_visibility([message.receipt], 0)
+        except SightfleetError:
+            pass  # then it is seen again after RECHECK_S
     except Exception:  # noqa: BLE001 - one strange dead letter must not stop the sweep or the controller
         log.exception("dead letter %s could not be handled; left in the queue", message.id)
-        return None
+    return None
 
 
 def _mark(resources, body: str) -> str | None:
@@ -50,9 +57,6 @@ def _mark(resources, body: str) -> str | None:
         resources.results.finish(failed_result(current, code, reason))
     except ConditionFailed:
         return None  # a worker finished it between the read and this write
-    except SightfleetError as exc:
-        log.warning("could not mark dead-lettered job %s: %s", image_id, exc)
-        return None
     log.warning("job %s dead-lettered (%s); marked FAILED", image_id, code)
     return image_id
 

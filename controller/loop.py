@@ -105,11 +105,13 @@ class Controller:
                      doc["running"], doc["pending"], target, decision.desired, applied.launched or "none",
                      [f"{i} ({why})" for i, why in applied.terminated] or "none",
                      f"; errors: {applied.errors}" if applied.errors else "")
-        try:
-            self._r.fleet_log.put(DECISION_KIND, doc["at"], doc)
-            self._r.metrics.put(tick_values(doc))
-        except SightfleetError as exc:
-            log.warning("decision or metrics not recorded: %s", exc)
+        # Each record on its own: metrics still go out when the table is unreachable, and the reverse.
+        for what, record in (("decision", lambda: self._r.fleet_log.put(DECISION_KIND, doc["at"], doc)),
+                             ("metrics", lambda: self._r.metrics.put(tick_values(doc)))):
+            try:
+                record()
+            except SightfleetError as exc:
+                log.warning("%s not recorded: %s", what, exc)
 
 
 def decision_record(snapshot: Snapshot, target: int, decision: Decision, applied: Applied) -> dict:
