@@ -5,12 +5,13 @@ import json
 import logging
 from dataclasses import dataclass
 
-from sightfleet.aws.session import client, translated
+from sightfleet.aws.session import LONG_POLL_MAX_WAIT_S, client, translated
 from sightfleet.config import Settings
 from sightfleet.errors import Unavailable
 
 log = logging.getLogger(__name__)
 _MAX_VISIBILITY_S = 43200
+_RECEIVE_COUNT = "ApproximateReceiveCount"
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,21 @@ class Message:
     body: str
     receive_count: int
 
+    @classmethod
+    def from_sqs(cls, raw: dict) -> "Message":
+        """One message of a ReceiveMessage reply; a missing or unreadable receive count counts as 1."""
+        return cls(raw["MessageId"], raw["ReceiptHandle"], raw["Body"], _receive_count(raw))
+
+
+def _receive_count(raw: dict) -> int:
+    value = raw.get("Attributes", {}).get(_RECEIVE_COUNT)
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        if value is not None:   # absent only when not asked for; anything else is worth a line
+            log.warning("message %s has an unreadable %s %r; counting 1", raw.get("MessageId"), _RECEIVE_COUNT, value)
+        return 1
+
 
 class Queue:
     """One SQS queue, addressed by name; the URL is looked up once."""
@@ -29,6 +45,7 @@ class Queue:
     def __init__(self, settings: Settings, name: str):
         self.name = name
         self._sqs = client(settings, "sqs")
+        self._receiver = client(settings, "sqs", long_poll=True)
         self._url: str | None = None
 
     @property
@@ -44,18 +61,16 @@ class Queue:
             return self._sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
 
     def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> list[Message]:
-        """Long-poll for up to max_messages messages."""
+        """Long-poll for up to max_messages messages, waiting at most LONG_POLL_MAX_WAIT_S."""
         extra = {} if visibility_s is None else {"VisibilityTimeout": visibility_s}
+        # The receiving client's read timeout is sized for SQS's longest wait, and no longer.
+        wait_s = max(0, min(wait_s, LONG_POLL_MAX_WAIT_S))
         with translated(f"receive from {self.name}"):
-            reply = self._sqs.receive_message(
+            reply = self._receiver.receive_message(
                 QueueUrl=self.url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"], **extra,
+                MessageSystemAttributeNames=[_RECEIVE_COUNT], **extra,
             )
-        return [
-            Message(m["MessageId"], m["ReceiptHandle"], m["Body"],
-                    int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
-            for m in reply.get("Messages", [])
-        ]
+        return [Message.from_sqs(raw) for raw in reply.get("Messages", [])]
 
     def send_batch(self, bodies: list[str]) -> None:
         """Send messages ten per call; raises Unavailable if any is refused."""
@@ -71,9 +86,11 @@ class Queue:
         seconds = max(0, min(seconds, _MAX_VISIBILITY_S))
         entries = [{"ReceiptHandle": r, "VisibilityTimeout": seconds} for r in receipts]
         for failure in self._in_tens("change_message_visibility_batch", entries):
-            log.warning("visibility change failed on %s: %s", self.name, failure.get("Message"))
+            log.warning("visibility change failed on %s: %s: %s", self.name, failure.get("Code"),
+                        failure.get("Message"))
 
     def delete(self, receipt: str) -> None:
+        """Delete one message; Invalid when its receipt is malformed or no longer valid."""
         with translated(f"delete from {self.name}"):
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
 
@@ -89,7 +106,9 @@ class Queue:
 
     def _raise_failures(self, failed: list[dict], what: str) -> None:
         if failed:
-            raise Unavailable(f"{what} on {self.name}: {len(failed)} failed ({failed[0].get('Message')})")
+            first = failed[0]
+            raise Unavailable(f"{what} on {self.name}: {len(failed)} failed "
+                              f"({first.get('Code')}: {first.get('Message')})")
 
     def counts(self) -> dict[str, int]:
         """Approximate visible, in-flight and delayed message counts."""
