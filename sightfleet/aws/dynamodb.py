@@ -4,14 +4,16 @@ from __future__ import annotations
 import json
 import threading
 import time
+from decimal import Decimal
 from itertools import islice
 
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import Binary
 
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
 from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso
-from sightfleet.errors import NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
+from sightfleet.errors import Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
 
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
@@ -24,6 +26,9 @@ HEARTBEAT_KIND = "worker"
 DECISION_KIND = "decision"
 # Re-read this much before the newest decision seen, for ones an eventually consistent read missed.
 DECISION_OVERLAP_S = 10
+# DynamoDB refuses items over 400 KB (names and values); writes stop short of it, with a margin.
+ITEM_LIMIT_BYTES = 400 * 1024
+MAX_ITEM_BYTES = 350 * 1024
 
 
 def _to_item(result: dict) -> dict:
@@ -35,6 +40,39 @@ def _to_item(result: dict) -> dict:
     }
     if result.get("completed_at"):
         item["completed_at"] = result["completed_at"]
+    return item
+
+
+def item_size(item: dict) -> int:
+    """An item's size as DynamoDB counts it: UTF-8 attribute names plus their values."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value) -> int:
+    """One attribute value's size by DynamoDB's rules (numbers: about a byte per two digits, plus one)."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, (int, Decimal)):
+        return (len(Decimal(value).normalize().as_tuple().digits) + 1) // 2 + 1
+    if isinstance(value, (bytes, bytearray, Binary)):
+        return len(bytes(value))
+    if isinstance(value, dict):   # 3 bytes for the map, 1 per element
+        return 3 + sum(len(k.encode()) + _value_size(v) + 1 for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return 3 + sum(_value_size(v) + 1 for v in value)
+    if isinstance(value, (set, frozenset)):
+        return sum(_value_size(v) for v in value)
+    raise TypeError(f"not a DynamoDB value: {type(value).__name__}")
+
+
+def _bounded(item: dict, what: str) -> dict:
+    """The item, if it is within MAX_ITEM_BYTES; Invalid, before any call, if not."""
+    size = item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise Invalid(f"{what}: the item is {size} bytes, over the limit of {MAX_ITEM_BYTES} bytes "
+                      f"(DynamoDB refuses items over {ITEM_LIMIT_BYTES})")
     return item
 
 
@@ -107,9 +145,11 @@ class ResultsTable:
         self._table = resource(settings, "dynamodb").Table(self.name)
 
     def create(self, result: dict) -> None:
-        """Write a new QUEUED result; ConditionFailed if the id exists."""
-        with translated(f"create result {result['id']}"):
-            self._table.put_item(Item=_to_item(result), ConditionExpression=Attr("id").not_exists())
+        """Write a new QUEUED result; ConditionFailed if the id exists, Invalid if it is too large."""
+        what = f"create result {result['id']}"
+        item = _bounded(_to_item(result), what)
+        with translated(what):
+            self._table.put_item(Item=item, ConditionExpression=Attr("id").not_exists())
 
     def get(self, image_id: str) -> dict:
         """The current result, read consistently; NotFound if unknown."""
@@ -130,7 +170,7 @@ class ResultsTable:
         self._put_unless_final(result, f"start {result['id']}")
 
     def finish(self, result: dict) -> None:
-        """Write the final result once; ConditionFailed when someone already did."""
+        """Write the final result once; ConditionFailed when someone already did, Invalid if too large."""
         self._put_unless_final(result, f"finish {result['id']}")
 
     def requeue(self, result: dict) -> None:
@@ -138,9 +178,11 @@ class ResultsTable:
         self._put_unless_final(result, f"requeue {result['id']}")
 
     def _put_unless_final(self, result: dict, what: str) -> None:
+        """The write of start, finish and requeue; Invalid if the item would be too large."""
+        item = _bounded(_to_item(result), what)
         condition = Attr("id").not_exists() | Attr("status").is_in([QUEUED, PROCESSING])
         with translated(what):
-            self._table.put_item(Item=_to_item(result), ConditionExpression=condition)
+            self._table.put_item(Item=item, ConditionExpression=condition)
 
     def delete(self, image_id: str) -> None:
         with translated(f"delete result {image_id}"):
@@ -191,9 +233,11 @@ class FleetTable:
         self._table = resource(settings, "dynamodb").Table(self.name)
 
     def put(self, kind: str, key: str, doc: dict, ttl_s: int = 86400) -> None:
-        item = {"pk": kind, "sk": key, "doc": json.dumps(doc, separators=(",", ":")),
-                "expires_at": int(time.time()) + ttl_s}
-        with translated(f"put {kind} {key}"):
+        """Write one document with a TTL; Invalid if it is too large."""
+        what = f"put {kind} {key}"
+        item = _bounded({"pk": kind, "sk": key, "doc": json.dumps(doc, separators=(",", ":")),
+                         "expires_at": int(time.time()) + ttl_s}, what)
+        with translated(what):
             self._table.put_item(Item=item)
 
     def all(self, kind: str, since_key: str | None = None, newest_first: bool = False,

@@ -4,13 +4,29 @@ from __future__ import annotations
 import json
 import logging
 
-from sightfleet.aws.session import client, translated
+from sightfleet.aws.session import LONG_POLL_MAX_WAIT_S, client, translated
 from sightfleet.config import Settings
-from sightfleet.errors import SightfleetError
+from sightfleet.errors import Unavailable
 from sightfleet.interfaces import Message
 
 log = logging.getLogger(__name__)
 _MAX_VISIBILITY_S = 43200
+_RECEIVE_COUNT = "ApproximateReceiveCount"
+
+
+def message_from(raw: dict) -> Message:
+    """One message of a ReceiveMessage reply; a missing or unreadable receive count counts as 1."""
+    return Message(raw["MessageId"], raw["ReceiptHandle"], raw["Body"], _receive_count(raw))
+
+
+def _receive_count(raw: dict) -> int:
+    value = raw.get("Attributes", {}).get(_RECEIVE_COUNT)
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        if value is not None:   # absent only when not asked for; anything else is worth a line
+            log.warning("message %s has an unreadable %s %r; counting 1", raw.get("MessageId"), _RECEIVE_COUNT, value)
+        return 1
 
 
 class Queue:
@@ -19,6 +35,7 @@ class Queue:
     def __init__(self, settings: Settings, name: str):
         self.name = name
         self._sqs = client(settings, "sqs")
+        self._receiver = client(settings, "sqs", long_poll=True)
         self._url: str | None = None
 
     @property
@@ -34,18 +51,16 @@ class Queue:
             return self._sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
 
     def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> list[Message]:
-        """Long-poll for up to max_messages messages."""
+        """Long-poll for up to max_messages messages, waiting at most LONG_POLL_MAX_WAIT_S."""
         extra = {} if visibility_s is None else {"VisibilityTimeout": visibility_s}
+        # The receiving client's read timeout is sized for SQS's longest wait, and no longer.
+        wait_s = max(0, min(wait_s, LONG_POLL_MAX_WAIT_S))
         with translated(f"receive from {self.name}"):
-            reply = self._sqs.receive_message(
+            reply = self._receiver.receive_message(
                 QueueUrl=self.url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"], **extra,
+                MessageSystemAttributeNames=[_RECEIVE_COUNT], **extra,
             )
-        return [
-            Message(m["MessageId"], m["ReceiptHandle"], m["Body"],
-                    int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
-            for m in reply.get("Messages", [])
-        ]
+        return [message_from(raw) for raw in reply.get("Messages", [])]
 
     def send_batch(self, bodies: list[str]) -> list[int]:
         """Send messages ten per call; returns the positions of those not sent."""
@@ -63,6 +78,7 @@ class Queue:
         return [receipts[i] for i in self._in_tens("change_message_visibility_batch", entries)]
 
     def delete(self, receipt: str) -> None:
+        """Delete one message; Invalid when its receipt is malformed or no longer valid."""
         with translated(f"delete from {self.name}"):
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
 
@@ -71,18 +87,19 @@ class Queue:
 
         Each entry's fate is its own: a call that fails as a whole fails its ten entries, not the rest.
         """
-        failed = []
+        failed, url = [], self.url
         for start in range(0, len(entries), 10):
             batch = [{"Id": str(start + i), **entry} for i, entry in enumerate(entries[start:start + 10])]
             try:
                 with translated(f"{operation} on {self.name}"):
-                    reply = getattr(self._sqs, operation)(QueueUrl=self.url, Entries=batch)
-            except SightfleetError as exc:
-                log.warning("%s: %s entries failed: %s", operation, len(batch), exc)
+                    reply = getattr(self._sqs, operation)(QueueUrl=url, Entries=batch)
+            except Unavailable as exc:   # NotFound and Invalid concern the call, not its entries: raised
+                log.warning("%s on %s: %s entries failed: %s", operation, self.name, len(batch), exc)
                 failed.extend(range(start, start + len(batch)))
                 continue
             for failure in reply.get("Failed", []):
-                log.warning("%s on %s: entry failed: %s", operation, self.name, failure.get("Message"))
+                log.warning("%s on %s: an entry failed: %s: %s", operation, self.name, failure.get("Code"),
+                            failure.get("Message"))
                 failed.append(int(failure["Id"]))
         return sorted(failed)
 
