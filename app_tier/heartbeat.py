@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from sightfleet.aws.dynamodb import HEARTBEAT_KIND
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
+from sightfleet.interfaces import HEARTBEAT_KIND
 from sightfleet.procs import lower_priority
+
+if TYPE_CHECKING:
+    from sightfleet.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Extends visibility of held messages and writes the worker's status, on a timer and at once on announce()."""
 
-    def __init__(self, resources, instance_id: str, describe: Callable[[], dict],
+    def __init__(self, resources: Resources, instance_id: str, describe: Callable[[], dict],
                  on_stall: Callable[[], None] | None = None):
         settings = resources.settings
         self._resources = resources

@@ -35,6 +35,7 @@ from sightfleet.procs import lower_priority
 
 if TYPE_CHECKING:
     from app_tier.pipeline.pipeline import Pending
+    from sightfleet.resources import Resources
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 10
@@ -103,7 +104,7 @@ class Intake:
 class BatchRunner:
     """Turns received messages into stored results; every write is keyed by image id."""
 
-    def __init__(self, resources, pipeline, instance_id: str, heartbeat, counters: dict,
+    def __init__(self, resources: Resources, pipeline, instance_id: str, heartbeat, counters: dict,
                  io_threads: int = IO_THREADS):
         self._r = resources
         self._pipeline = pipeline
@@ -211,7 +212,9 @@ class BatchRunner:
     def close(self) -> None:
         """Finish every open batch and stop the background threads."""
         try:
+            self._intake.shutdown(wait=True)   # no claim is still under way...
             self.wait()
+            self._acknowledge()   # ...so this also sends what claims received ahead republished
         finally:
             for pool in (self._acker, self._intake, self._io):
                 pool.shutdown(wait=True)

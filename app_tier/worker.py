@@ -6,11 +6,15 @@ import os
 import signal
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from app_tier.heartbeat import Heartbeat
 from app_tier.jobs import BatchRunner, Intake
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
+
+if TYPE_CHECKING:
+    from sightfleet.resources import Resources
 
 log = logging.getLogger(__name__)
 # Exit status of a worker whose watchdog found its pipeline hung (EX_SOFTWARE): a crash, so that
@@ -28,7 +32,7 @@ class _StopPolling(BaseException):
 class Worker:
     """One worker process on one instance, in the manner of rq's Worker.work()."""
 
-    def __init__(self, resources, pipeline_factory, instance_id: str, can_terminate: bool = True):
+    def __init__(self, resources: Resources, pipeline_factory, instance_id: str, can_terminate: bool = True):
         self.settings = resources.settings
         self._r = resources
         self._pipeline_factory = pipeline_factory

@@ -12,15 +12,20 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from controller import dead_letters
 from controller.metrics import tick_values
 from controller.observe import Observer, Snapshot
 from controller.policy import Decision, PolicyConfig, decide, target_backlog
 from controller.templates import user_data
-from sightfleet.aws.dynamodb import DECISION_KIND
 from sightfleet.contracts import iso
 from sightfleet.errors import SightfleetError
+from sightfleet.interfaces import DECISION_KIND
+
+if TYPE_CHECKING:
+    from sightfleet.config import Settings
+    from sightfleet.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ class Applied:
 class Controller:
     """observe -> policy -> apply, one tick at a time; keeps no fleet state of its own."""
 
-    def __init__(self, resources, settings, clock=time.time):
+    def __init__(self, resources: Resources, settings: Settings, clock=time.time):
         self._r = resources
         self._settings = settings
         self._observer = Observer(resources, settings)

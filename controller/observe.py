@@ -10,12 +10,17 @@ from __future__ import annotations
 import logging
 import statistics
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from controller.policy import Member, Observation
-from sightfleet.aws.dynamodb import HEARTBEAT_KIND, DecisionTail
-from sightfleet.aws.ec2 import ALL_STATES, LIVE_STATES, Instance
+from sightfleet.aws.dynamodb import DecisionTail
 from sightfleet.contracts import epoch, iso
 from sightfleet.errors import SightfleetError
+from sightfleet.interfaces import ALL_STATES, HEARTBEAT_KIND, LIVE_STATES, Instance
+
+if TYPE_CHECKING:
+    from sightfleet.config import Settings
+    from sightfleet.resources import Resources
 
 log = logging.getLogger(__name__)
 # DescribeInstances is eventually consistent: an instance launched this long ago that it does
@@ -64,7 +69,7 @@ class Snapshot:
 class Observer:
     """Reads one Snapshot from the stack's resources."""
 
-    def __init__(self, resources, settings):
+    def __init__(self, resources: Resources, settings: Settings):
         self._r = resources
         self._settings = settings
         # Decisions this far back cover the idle safety net's quiet period and recent launches.

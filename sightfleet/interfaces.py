@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+# Fleet-table kinds (partition keys): worker heartbeats keyed by instance id, controller decisions by ISO time.
+HEARTBEAT_KIND = "worker"
+DECISION_KIND = "decision"
 LIVE_STATES = ("pending", "running")
 # What EC2 still lists: live instances and those ended recently (about an hour on AWS).
 ALL_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")

@@ -14,6 +14,7 @@ from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
 from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso
 from sightfleet.errors import Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
+from sightfleet.interfaces import DECISION_KIND, HEARTBEAT_KIND  # noqa: F401 - re-exported
 
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
@@ -21,9 +22,6 @@ COMPLETED_INDEX = "kind-completed"
 _KIND = "image"
 _BATCH_ROUNDS = 5
 _BATCH_BACKOFF_S = 0.05   # before the second round; doubled for each one after
-# Fleet-table kinds (partition keys): worker heartbeats keyed by instance id, controller decisions by ISO time.
-HEARTBEAT_KIND = "worker"
-DECISION_KIND = "decision"
 # Re-read this much before the newest decision seen, for ones an eventually consistent read missed.
 DECISION_OVERLAP_S = 10
 # DynamoDB refuses items over 400 KB (names and values); writes stop short of it, with a margin.
