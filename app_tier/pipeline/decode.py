@@ -21,6 +21,16 @@ _DAMAGE = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
 _SIDEWAYS = {5, 6, 7, 8}          # EXIF orientations that swap width and height
 _WHITE = (255, 255, 255)
 _SRGB = ImageCms.createProfile("sRGB")
+# Photos' profiles are a few KB (sRGB 3 KB, Display P3 0.5 KB, camera profiles with tables up
+# to some 100 KB). Larger ones are not read: parsing is slow and each cached transform keeps
+# its profile's bytes as the cache key (a JPEG can carry 16 MB of "profile").
+_MAX_ICC_BYTES = 1024 * 1024
+# Sequential Huffman coding spends at least one bit on each 8x8 block's DC code and one on its
+# end of block, so a baseline JPEG needs a byte per 256 pixels at least. Only a flat grey picture
+# with optimised tables comes near (255.8 pixels per byte at 8000x6000); photos have 1-20.
+_MIN_PIXELS_PER_JPEG_BYTE = 256
+_RGB_SPACE = b"RGB "                  # an ICC header's data colour space, bytes 16-19
+_ARITHMETIC_SOF = (b"\xff\xc9", b"\xff\xca", b"\xff\xcb")  # arithmetic coding can do better than a bit
 
 
 @dataclass
@@ -44,6 +54,9 @@ def open_checked(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
         claimed = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"has {int(claimed.group(1)) / 1e6:,.1f} megapixels" if claimed else "is too large"
         raise StageError(IMAGE_TOO_LARGE, f"the image {size}; the limit is {max_pixels / 1e6:,.1f} megapixels") from None
+    except Image.UnidentifiedImageError:
+        # Its message names the BytesIO object, which says nothing to people.
+        raise StageError(CORRUPT_IMAGE, f"the file starts like a {fmt} but cannot be read as {fmt}") from None
     except _DAMAGE as exc:
         raise StageError(CORRUPT_IMAGE, f"the {fmt} data is damaged and cannot be read ({exc})") from None
     width, height = image.size
@@ -52,7 +65,16 @@ def open_checked(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
                                           f"megapixels); the limit is {max_pixels / 1e6:,.1f} megapixels")
     if width < 1 or height < 1:
         raise StageError(CORRUPT_IMAGE, f"the image claims an empty size {width}x{height}")
+    if fmt == "JPEG" and len(data) * _MIN_PIXELS_PER_JPEG_BYTE < width * height and _sequential_huffman(image, data):
+        # libjpeg fills what is missing with grey and only warns, so the decode would "succeed".
+        raise StageError(CORRUPT_IMAGE, f"the JPEG claims {width}x{height} pixels but holds only {len(data)} bytes: "
+                                        "most of its data is missing (truncated or a forged header)")
     return image
+
+
+def _sequential_huffman(image: Image.Image, data: bytes) -> bool:
+    """Whether the JPEG is coded as baseline/extended sequential Huffman (searched only for suspect files)."""
+    return not image.info.get("progressive") and not any(marker in data for marker in _ARITHMETIC_SOF)
 
 
 def decode(image: Image.Image, working_side: int) -> Decoded:
@@ -124,6 +146,10 @@ def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
     looks too dark in the thumbnail and to the models.
     """
     if not icc:
+        return image
+    if len(icc) > _MAX_ICC_BYTES or icc[16:20] != _RGB_SPACE:
+        # Other spaces (grey, CMYK, Lab) cannot describe the RGB pixels the conversion gets.
+        log.info("embedded colour profile ignored: %s bytes, colour space %r", len(icc), icc[16:20])
         return image
     try:
         transform = _srgb_transform(icc, image.mode)

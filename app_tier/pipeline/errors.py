@@ -8,12 +8,15 @@ TIMEOUT = "TIMEOUT"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 ERROR_CODES = (UNSUPPORTED_FORMAT, CORRUPT_IMAGE, IMAGE_TOO_LARGE, TIMEOUT, INTERNAL_ERROR)
+# Messages quote library exceptions, whose text a hostile file can make long; people need a sentence.
+MAX_MESSAGE_CHARS = 1000
 
 
 class StageError(Exception):
     """A stage gave up on one image: a code from ERROR_CODES and a message for people."""
 
     def __init__(self, code: str, message: str):
+        message = message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS - 3] + "..."
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

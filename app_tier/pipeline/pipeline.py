@@ -5,6 +5,7 @@ import copy
 import itertools
 import logging
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -72,6 +73,24 @@ def _empty_metadata(data: bytes) -> dict:
     return {"created_at": None, "gps": None, "camera_make": None, "camera_model": None,
             "width": None, "height": None, "file_size": len(data), "file_size_human": human_size(len(data)),
             "format": None, "orientation": None}
+
+
+@contextmanager
+def _warnings_logged(work: _Work):
+    """Log the warnings a hostile image makes Pillow or exifread emit, instead of letting them change its answer.
+
+    Run with warnings as errors (python -W error, a strict test setting), Pillow's
+    DecompressionBombWarning or "Corrupt EXIF data" would otherwise become exceptions and turn
+    a well-defined answer (IMAGE_TOO_LARGE, or SUCCEEDED without the broken tag) into
+    INTERNAL_ERROR. Used on the calling thread only: warnings.catch_warnings swaps
+    process-wide state, and the models thread never enters it.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    if caught:
+        log.info("image %s: %s warning(s) while processing, the first: %s: %s", work.input.id, len(caught),
+                 caught[0].category.__name__, caught[0].message)
 
 
 @dataclass
@@ -156,12 +175,14 @@ class Pipeline:
         pending.models.result()
         for work in pending.works:
             if work.outcome is None:
-                self._guarded(work, self._finish)
+                with _warnings_logged(work):
+                    self._guarded(work, self._finish)
         return [work.outcome for work in pending.works]
 
     def _prepared(self, item: ImageInput) -> _Work:
         work = _Work(item, Budget(self.settings.image_timeout_s), _empty_metadata(item.data or b""))
-        self._guarded(work, self._prepare)
+        with _warnings_logged(work):
+            self._guarded(work, self._prepare)
         return work
 
     def _run_models(self, works: list[_Work]) -> None:

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from sightfleet.config import Settings
 from sightfleet.contracts import FAILED, SUCCEEDED
 
-__all__ = ["FAILED", "SUCCEEDED", "ImageInput", "Outcome", "PipelineSettings"]
+__all__ = ["FAILED", "METADATA_BUDGET_BYTES", "SUCCEEDED", "ImageInput", "Outcome", "PipelineSettings"]
+
+# The most an outcome's metadata may take as JSON (UTF-8), whatever the image says about
+# itself: the result row goes to DynamoDB, whose items hold 400 KB at most. The schema is
+# fixed (ten keys, GPS a fixed shape) and its only free text, camera make and model, is
+# clipped to exif.MAX_TEXT_CHARS, so real metadata stays under 3 KB; tests check the budget
+# over the hostile-image corpus and for the longest strings the schema allows.
+METADATA_BUDGET_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
