@@ -29,3 +29,5 @@ def setup_logging(component: str, instance_id: str | None = None) -> None:
     root.setLevel(level)
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # exifread warns once per broken tag: a hostile file could fill the log; the pipeline logs one line per image.
+    logging.getLogger("exifread").setLevel(max(logging.ERROR, root.level))
