@@ -219,6 +219,23 @@ def web_worker_pids(stack: LocalStack) -> list[int]:
     return sorted(child for master in supervised_pid(stack, "gunicorn") for child in _children(master))
 
 
+def serving_pids(port: int, pids: list[int]) -> list[int]:
+    """Those of pids holding an established TCP connection on 127.0.0.1:port: serving a request now."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":   # 01: ESTABLISHED
+            inodes.add(f"socket:[{fields[9]}]")
+    return [pid for pid in pids if inodes & _open_files(pid)]
+
+
+def _open_files(pid: int) -> set[str]:
+    try:
+        return {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    except OSError:
+        return set()
+
+
 def _children(pid: int) -> set[int]:
     try:
         return {int(c) for task in Path(f"/proc/{pid}/task").iterdir()
@@ -276,7 +293,7 @@ class ChaosReport:
     problems: list = field(default_factory=list)
 
     def problem(self, text: str) -> None:
-        log.warning("chaos: %s", text)
+        log.info("chaos problem: %s", text)
         self.problems.append(text)
 
     @property
@@ -287,7 +304,6 @@ class ChaosReport:
     def lines(self) -> list[str]:
         """The figures, for people."""
         injected = Counter(f.kind for f in self.faults if f.done)
-        duration = lambda value: "never" if value is None else f"{value:.1f} s"  # noqa: E731
         return [
             f"seed {self.config.seed}: {self.submitted} uploads submitted, {self.accepted} accepted (202), "
             f"{self.refused} refused (4xx); {sum(self.answers.values())} attempts answered {dict(self.answers)}",
@@ -299,10 +315,14 @@ class ChaosReport:
             f"wrong answers {len(self.wrong)}, crashed by input {self.crashed_by_input}, "
             f"unexplained exits {len(self.unexplained_exits)}, tracebacks {len(self.tracebacks)}",
             f"rows of unanswered uploads: {dict(self.orphans)}; dead letters {self.dead_letters}",
-            f"time to drain {duration(self.drain_s)}; fleet back to zero {duration(self.zero_s)} later; "
+            f"time to drain {_seconds(self.drain_s)}; fleet back to zero {_seconds(self.zero_s)} later; "
             f"stack exit code {self.stack_exit}",
             f"problems: {len(self.problems)}", *[f"  - {p}" for p in self.problems],
         ]
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -310,16 +330,19 @@ class ChaosReport:
 class ChaosRun:
     """Load, faults and sampling against one running stack, then the checks."""
 
-    def __init__(self, config: ChaosConfig, stack: LocalStack, on_progress: Callable[[int, int], None] | None):
+    def __init__(self, config: ChaosConfig, stack: LocalStack, photos: list[Photo],
+                 on_progress: Callable[[int, int], None] | None = None):
         self.config = config
         self.stack = stack
-        self.rng = random.Random(config.seed)
+        self.rng = random.Random(config.seed)   # drawn from here in this order only, so a seed replays a run
         self.resources = Resources.connect(Settings(endpoint_url=stack.aws_url, prefix=stack.prefix))
         self.report = ChaosReport(config)
         self.uploads: list[ClientUpload] = []
         self.faults = [Fault(at, kind) for at, kind in plan_faults(config, self.rng)]
+        self.upload_plan = plan_uploads(config, self.rng, photos)   # the fault thread draws only after this
         self.final_docs: dict[str, dict] = {}
-        self.poison_ids: list[str] = []
+        self.last_rows: dict[str, dict] = {}   # each accepted row as last sampled
+        self.poison_ids: dict[str, str] = {}   # valid image id -> which poison body carried it
         self.killed: set[int] = set()
         self.resumed = threading.Event()    # cleared while the endpoint is stopped
         self.resumed.set()
@@ -370,11 +393,10 @@ class ChaosRun:
                 pause = float(reply.headers.get("Retry-After", 1) or 1)
             self.stop.wait(min(pause, RETRY_PAUSE_MAX_S))
 
-    def run_load(self, photos: list[Photo]) -> None:
+    def run_load(self) -> None:
         """Every planned upload at its moment, several clients at once."""
-        plan = plan_uploads(self.config, self.rng, photos)
         with ThreadPoolExecutor(self.config.upload_clients, thread_name_prefix="client") as clients:
-            for number, (at_s, photo) in enumerate(plan):
+            for number, (at_s, photo) in enumerate(self.upload_plan):
                 item = ClientUpload(number, photo)
                 with self._lock:
                     self.uploads.append(item)
@@ -391,6 +413,7 @@ class ChaosRun:
             log.info("sample skipped: %s", exc)
             return len(self.final_docs)
         for row in rows:
+            self.last_rows[row["id"]] = row
             first = self.final_docs.get(row["id"])
             if first is None and row["status"] in FINAL_STATUSES:
                 self.final_docs[row["id"]] = row
@@ -429,36 +452,51 @@ class ChaosRun:
         fault.done = bool(fault.pids)
         fault.detail = f"SIGKILL {what} pid {fault.pids}" if fault.done else f"no {what} to kill"
 
-    def _kill_worker(self, fault: Fault) -> None:
-        """SIGKILL the worker of an instance that holds PROCESSING rows right now (a batch mid-way)."""
+    def held_batches(self) -> Counter:
+        """PROCESSING rows by instance id, once some worker holds any (empty after MID_BATCH_WAIT_S)."""
         deadline = time.monotonic() + MID_BATCH_WAIT_S
-        while time.monotonic() < deadline and self.stack_alive():
+        while time.monotonic() < deadline and self.stack_alive() and not self.stop.is_set():
             pending = [i for i in self.accepted_ids() if i not in self.final_docs]
             try:
                 held = Counter(r["instance_id"] for r in self.resources.results.get_many(pending)
                                if r["status"] == "PROCESSING")
             except SightfleetError:
                 held = Counter()
-            pids = worker_pids_by_instance(self.stack)
-            for instance_id, count in held.most_common():
-                if instance_id in pids:
-                    self._kill(fault, [pids[instance_id]], f"worker of {instance_id} holding {count} jobs,")
-                    return
+            if held:
+                return held
             time.sleep(0.1)
+        return Counter()
+
+    def _kill_worker(self, fault: Fault) -> None:
+        """SIGKILL the worker of an instance that holds PROCESSING rows right now (a batch mid-way)."""
+        held = self.held_batches()
         pids = worker_pids_by_instance(self.stack)
-        self._kill(fault, sorted(pids.values())[:1], "worker (none held a batch within "
-                                                      f"{MID_BATCH_WAIT_S:.0f} s),")
+        for instance_id, count in held.most_common():
+            if instance_id in pids:
+                self._kill(fault, [pids[instance_id]], f"worker of {instance_id} holding {count} jobs,")
+                return
+        self._kill(fault, sorted(pids.values())[:1], f"worker (none held a batch within {MID_BATCH_WAIT_S:.0f} s),")
 
     def _kill_controller(self, fault: Fault) -> None:
         self._kill(fault, supervised_pid(self.stack, "controller"), "controller")
 
     def _kill_web_worker(self, fault: Fault) -> None:
+        """SIGKILL a gunicorn worker, the one serving an upload if one does within MID_BATCH_WAIT_S."""
+        port, deadline = int(self.stack.web_url.rsplit(":", 1)[1]), time.monotonic() + MID_BATCH_WAIT_S
+        while time.monotonic() < deadline and self.stack_alive() and not self.stop.is_set():
+            serving = serving_pids(port, web_worker_pids(self.stack))
+            if serving:
+                self._kill(fault, serving[:1], "gunicorn worker serving a request,")
+                return
+            time.sleep(0.02)
         workers = web_worker_pids(self.stack)
-        self._kill(fault, [self.rng.choice(workers)] if workers else [], "gunicorn worker")
+        self._kill(fault, workers[:1], f"gunicorn worker (none served a request within {MID_BATCH_WAIT_S:.0f} s),")
 
     def _stall_endpoint(self, fault: Fault) -> None:
-        """SIGSTOP the endpoint's processes for a seeded while, then SIGCONT them, whatever happens."""
-        pids = [p for top in supervised_pid(self.stack, "sightfleet.emulator") for p in [top, *sorted(descendants(top))]]
+        """SIGSTOP the endpoint's processes while workers hold a batch, then SIGCONT them, whatever happens."""
+        held = sum(self.held_batches().values())
+        pids = [pid for top in supervised_pid(self.stack, "sightfleet.emulator")
+                for pid in (top, *sorted(descendants(top)))]
         seconds = self.rng.uniform(*self.config.stall_s)
         if not pids:
             fault.detail = "no endpoint process found"
@@ -472,7 +510,7 @@ class ChaosRun:
             resume(pids)
             self.resumed.set()
         fault.pids, fault.done = pids, True
-        fault.detail = f"SIGSTOP endpoint pids {pids} for {seconds:.1f} s, then SIGCONT"
+        fault.detail = f"SIGSTOP endpoint pids {pids} for {seconds:.1f} s with {held} jobs PROCESSING, then SIGCONT"
 
     def _poison(self, fault: Fault) -> None:
         queue = Queue(self.resources.settings, self.resources.settings.names.request_queue)
@@ -484,7 +522,7 @@ class ChaosRun:
                 log.warning("poison %r not sent: %s", name, exc)
                 continue
             sent.append(name)
-            self.poison_ids.extend(_job_id(body))
+            self.poison_ids.update(dict.fromkeys(_job_id(body), name))
         self.report.poison_sent += len(sent)
         fault.done = bool(sent)
         fault.detail = f"sent {len(sent)} poison bodies: {', '.join(sent)}"
@@ -537,8 +575,8 @@ def check_results(run: ChaosRun) -> None:
     try:
         rows = {r["id"]: r for r in run.resources.results.get_many(list(by_id))}
     except SightfleetError as exc:
-        report.problem(f"results unreadable at the end: {exc}")
-        rows = {}
+        report.problem(f"results unreadable at the end ({exc}); judged by the last sample")
+        rows = run.last_rows
     for image_id, item in by_id.items():
         row = rows.get(image_id)
         status = row["status"] if row else "NO ROW"
@@ -589,11 +627,11 @@ def check_unanswered_and_poison(run: ChaosRun) -> None:
     for row in rows:
         if row["id"] in accepted:
             continue
-        poison = row["id"] in run.poison_ids
+        poison = run.poison_ids.get(row["id"])
+        what = f"poison {poison!r}" if poison else "upload without a 202"
         run.report.orphans[f"{'poison' if poison else 'unanswered'} {row['status']}"] += 1
         if row["status"] not in FINAL_STATUSES or (poison and row["status"] == SUCCEEDED):
-            run.report.problem(f"{'poison job' if poison else 'upload without a 202'} {row['id']} "
-                               f"({row.get('filename')}) left {row['status']}")
+            run.report.problem(f"{what} {row['id']} ({row.get('filename')}) left {row['status']}")
     ids = [r["id"] for r in rows]
     if len(ids) != len(set(ids)):
         run.report.problem(f"album lists {len(ids) - len(set(ids))} images twice")
@@ -643,6 +681,8 @@ def check_still_serving(run: ChaosRun) -> None:
 
 def check_fleet_back_to_zero(run: ChaosRun) -> None:
     """No instance and no worker process within idle grace + the bound."""
+    if not run.stack_alive():
+        return   # reported already: the stack exited
     started, bound = time.monotonic(), run.config.idle_grace_s + run.config.zero_bound_s
     while time.monotonic() - started < bound and run.stack_alive():
         run.stack.track()
@@ -650,7 +690,7 @@ def check_fleet_back_to_zero(run: ChaosRun) -> None:
             empty = not run.resources.fleet.instances() and not module_pids(run.stack, "app_tier")
         except SightfleetError:
             empty = False
-        if empty:
+        if empty and run.stack_alive():   # a stopping stack empties its fleet too
             run.report.zero_s = round(time.monotonic() - started, 1)
             return
         time.sleep(0.5)
@@ -680,15 +720,17 @@ def unexplained_deaths(text: str, killed: set[int]) -> list[str]:
     return found
 
 
-def tracebacks(text: str, context: int = 3, limit: int = 8) -> list[str]:
-    """Each traceback in text with a few lines before it and up to its exception line (at most `limit`)."""
+def tracebacks(text: str, context: int = 2, frames: int = 2, limit: int = 8) -> list[str]:
+    """Each traceback in text, short: a few lines before it, its innermost frames and its exception line."""
     lines, found = text.splitlines(), []
     for n, line in enumerate(lines):
         if TRACEBACK in line and len(found) < limit:
             end = n + 1
-            while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
+            while end < len(lines) and lines[end].startswith((" ", "\t")):
                 end += 1
-            found.append("\n".join(lines[max(0, n - context):end + 1]))
+            frame_lines = [each for each in lines[n + 1:end] if each.lstrip().startswith("File ")]
+            found.append("\n".join([*lines[max(0, n - context):n + 1], *frame_lines[-frames:],
+                                    *lines[end:end + 1]]))
     return found
 
 
@@ -699,9 +741,9 @@ def run_chaos(config: ChaosConfig, log_dir: Path,
     for name, value in AWS_TEST_ENV.items():   # the harness reads the stack's state with boto3 too
         os.environ.setdefault(name, value)
     stack = start_stack(log_dir, **config.stack_env())
-    run = ChaosRun(config, stack, on_progress)
+    run = ChaosRun(config, stack, photos, on_progress)
     try:
-        _load_under_faults(run, photos)
+        _load_under_faults(run)
         check_results(run)
         check_door(run)
         check_unanswered_and_poison(run)
@@ -716,13 +758,13 @@ def run_chaos(config: ChaosConfig, log_dir: Path,
     return run.report, stack
 
 
-def _load_under_faults(run: ChaosRun, photos: list[Photo]) -> None:
+def _load_under_faults(run: ChaosRun) -> None:
     run._started = time.monotonic()
     sampler = threading.Thread(target=run.run_sampler, name="sampler", daemon=True)
     injector = threading.Thread(target=run.run_faults, name="faults", daemon=True)
     sampler.start()
     injector.start()
-    run.run_load(photos)
+    run.run_load()
     injector.join(run.config.duration_s + run.config.stall_s[1] * run.config.faults.get("stall_endpoint", 0)
                   + MID_BATCH_WAIT_S * run.config.faults.get("kill_worker", 0) + 60)
     run.sampled_enough.set()

@@ -70,9 +70,10 @@ def test_log_check_explains_our_kills_and_flags_every_other_death():
         "INFO [local-host] worker pid 505 of i-ccc exited (code 0)",
         "ERROR [stack] controller (pid 303) exited with code -9; stopping the stack",
         "ERROR [stack] web (pid 404) exited with code 1; stopping the stack",
-        "INFO [worker] before", "Traceback (most recent call last):", '  File "x.py", line 1, in <module>',
+        "INFO [worker] before", "Traceback (most recent call last):", '  File "a.py", line 1, in <module>',
+        "    main()", '  File "b.py", line 2, in main', "    ^^^^", '  File "c.py", line 3, in parse',
         "TypeError: expected string or bytes-like object, got 'int'", "INFO [worker] after",
     ])
     lines = text.splitlines()
     assert unexplained_deaths(text, killed={101, 303}) == [lines[1], lines[4]]
-    assert tracebacks(text, context=1) == ["\n".join(lines[5:9])]
+    assert tracebacks(text, context=1, frames=2) == ["\n".join(lines[5:7] + [lines[9], lines[11], lines[12]])]
