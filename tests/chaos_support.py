@@ -17,6 +17,7 @@ Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -26,7 +27,6 @@ import re
 import signal
 import threading
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -110,8 +110,6 @@ def _encoded(array, image_format: str) -> bytes:
 
 def poison_bodies() -> list[tuple[str, str]]:
     """Request-queue bodies no worker may die of, by name; the job-shaped ones carry a fresh valid id."""
-    import base64
-
     def job(**changes) -> str:
         body = {"v": JOB_VERSION, "id": new_image_id(), "album": ALBUM, "filename": "poison.jpg",
                 "content_type": "image/jpeg", "submitted_at": "2024-01-01T00:00:00.000Z", "size": 0,
@@ -230,10 +228,17 @@ def serving_pids(port: int, pids: list[int]) -> list[int]:
 
 
 def _open_files(pid: int) -> set[str]:
+    """What each open file descriptor of pid points at ("socket:[inode]" for sockets)."""
+    found = set()
     try:
-        return {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                found.add(os.readlink(fd))
+            except OSError:
+                continue   # closed meanwhile
     except OSError:
-        return set()
+        pass   # the process ended
+    return found
 
 
 def _children(pid: int) -> set[int]:
@@ -274,6 +279,7 @@ class ChaosReport:
 
     config: ChaosConfig
     submitted: int = 0
+    extra_uploads: int = 0      # of those, bursts sent so that a fault found work in hand
     accepted: int = 0
     refused: int = 0
     answers: Counter = field(default_factory=Counter)
@@ -305,7 +311,8 @@ class ChaosReport:
         """The figures, for people."""
         injected = Counter(f.kind for f in self.faults if f.done)
         return [
-            f"seed {self.config.seed}: {self.submitted} uploads submitted, {self.accepted} accepted (202), "
+            f"seed {self.config.seed}: {self.submitted} uploads submitted ({self.extra_uploads} of them to give "
+            f"faults work in hand), {self.accepted} accepted (202), "
             f"{self.refused} refused (4xx); {sum(self.answers.values())} attempts answered {dict(self.answers)}",
             f"faults injected: {dict(injected)} of {dict(Counter(f.kind for f in self.faults))} planned; "
             f"{self.poison_sent} poison messages",
@@ -340,6 +347,9 @@ class ChaosRun:
         self.uploads: list[ClientUpload] = []
         self.faults = [Fault(at, kind) for at, kind in plan_faults(config, self.rng)]
         self.upload_plan = plan_uploads(config, self.rng, photos)   # the fault thread draws only after this
+        self.photos = photos
+        self.clients = ThreadPoolExecutor(config.upload_clients, thread_name_prefix="client")
+        self.in_flight = 0   # uploads waiting for their answer right now
         self.final_docs: dict[str, dict] = {}
         self.last_rows: dict[str, dict] = {}   # each accepted row as last sampled
         self.poison_ids: dict[str, str] = {}   # valid image id -> which poison body carried it
@@ -377,8 +387,7 @@ class ChaosRun:
             self.resumed.wait(self.config.stall_s[1] + 5)   # a client retries after the stall, not into it
             pause = 1.0
             try:
-                reply = requests.post(self.stack.web_url + "/api/images", files=files, params={"album": ALBUM},
-                                      timeout=(5, self.config.upload_timeout_s))
+                reply = self._post(files)
             except requests.RequestException as exc:
                 item.answers[f"no answer ({type(exc).__name__})"] += 1
             else:
@@ -393,15 +402,36 @@ class ChaosRun:
                 pause = float(reply.headers.get("Retry-After", 1) or 1)
             self.stop.wait(min(pause, RETRY_PAUSE_MAX_S))
 
+    def _post(self, files: dict) -> requests.Response:
+        with self._lock:
+            self.in_flight += 1
+        try:
+            return requests.post(self.stack.web_url + "/api/images", files=files, params={"album": ALBUM},
+                                 timeout=(5, self.config.upload_timeout_s))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def submit(self, photo: Photo) -> None:
+        """Hand one upload to the clients."""
+        with self._lock:
+            item = ClientUpload(len(self.uploads), photo)
+            self.uploads.append(item)
+        self.clients.submit(self.upload, item)
+
     def run_load(self) -> None:
         """Every planned upload at its moment, several clients at once."""
-        with ThreadPoolExecutor(self.config.upload_clients, thread_name_prefix="client") as clients:
-            for number, (at_s, photo) in enumerate(self.upload_plan):
-                item = ClientUpload(number, photo)
-                with self._lock:
-                    self.uploads.append(item)
-                self._sleep_until(at_s)
-                clients.submit(self.upload, item)
+        for at_s, photo in self.upload_plan:
+            self._sleep_until(at_s)
+            self.submit(photo)
+
+    def give_faults_work(self, uploads_only: bool = False) -> None:
+        """A burst more when nothing is being uploaded (or, unless uploads_only, processed): work for a fault."""
+        pending = not uploads_only and any(i not in self.final_docs for i in self.accepted_ids())
+        if not pending and not self.in_flight:
+            self.report.extra_uploads += self.config.burst
+            for n in range(self.config.burst):
+                self.submit(self.photos[n % len(self.photos)])
 
     # -- sampling --
     def sample(self) -> int:
@@ -439,6 +469,8 @@ class ChaosRun:
                 continue
             fault.at_s = round(self.elapsed(), 1)
             getattr(self, f"_{fault.kind}")(fault)
+            if not fault.done and not self.stack_alive():
+                fault.detail = "not injected: the stack exited meanwhile"
             log.info("chaos fault at %.1f s: %s %s", fault.at_s, fault.kind, fault.detail)
 
     def _kill(self, fault: Fault, pids: list[int], what: str) -> None:
@@ -454,6 +486,7 @@ class ChaosRun:
 
     def held_batches(self) -> Counter:
         """PROCESSING rows by instance id, once some worker holds any (empty after MID_BATCH_WAIT_S)."""
+        self.give_faults_work()
         deadline = time.monotonic() + MID_BATCH_WAIT_S
         while time.monotonic() < deadline and self.stack_alive() and not self.stop.is_set():
             pending = [i for i in self.accepted_ids() if i not in self.final_docs]
@@ -482,6 +515,7 @@ class ChaosRun:
 
     def _kill_web_worker(self, fault: Fault) -> None:
         """SIGKILL a gunicorn worker, the one serving an upload if one does within MID_BATCH_WAIT_S."""
+        self.give_faults_work(uploads_only=True)
         port, deadline = int(self.stack.web_url.rsplit(":", 1)[1]), time.monotonic() + MID_BATCH_WAIT_S
         while time.monotonic() < deadline and self.stack_alive() and not self.stop.is_set():
             serving = serving_pids(port, web_worker_pids(self.stack))
@@ -751,6 +785,7 @@ def run_chaos(config: ChaosConfig, log_dir: Path,
         check_fleet_back_to_zero(run)
     finally:
         run.stop.set()
+        run.clients.shutdown(wait=True, cancel_futures=True)   # each upload is bounded, and stop ends retries
         resume(module_pids(stack, "sightfleet.emulator"))   # never leave a stopped endpoint behind
         run.report.stack_exit = stack.stop()
     check_log(run)
@@ -766,7 +801,8 @@ def _load_under_faults(run: ChaosRun) -> None:
     injector.start()
     run.run_load()
     injector.join(run.config.duration_s + run.config.stall_s[1] * run.config.faults.get("stall_endpoint", 0)
-                  + MID_BATCH_WAIT_S * run.config.faults.get("kill_worker", 0) + 60)
+                  + MID_BATCH_WAIT_S * sum(run.config.faults.values()) + 60)
+    run.clients.shutdown(wait=True)   # every upload answered (each is bounded) before the drain
     run.sampled_enough.set()
     sampler.join(90)   # a sample may sit out a stall's last seconds
     run.drain()
@@ -782,8 +818,3 @@ def _summarise(run: ChaosRun) -> None:
         report.answers.update(item.answers)
     if report.stack_exit != 0:
         report.problem(f"the stack stopped with exit code {report.stack_exit} (expected 0 after Ctrl-C)")
-
-
-def unique_seed() -> int:
-    """A fresh seed, for runs that want a new draw (printed with the report, so it can be replayed)."""
-    return uuid.uuid4().int % 100_000

@@ -11,12 +11,14 @@ Slow: leave this file out (`--deselect tests/test_chaos.py` or `-k "not chaos"`)
 """
 from __future__ import annotations
 
+import os
 import random
+import socket
 
 from sightfleet.contracts import FAILED, SUCCEEDED
 from tests.chaos_support import (
-    FAULT_KINDS, ChaosConfig, Photo, plan_faults, plan_uploads, poison_bodies, run_chaos, tracebacks,
-    unexplained_deaths,
+    FAULT_KINDS, ChaosConfig, Photo, plan_faults, plan_uploads, poison_bodies, run_chaos, serving_pids,
+    tracebacks, unexplained_deaths,
 )
 
 # The stall is 12 s here (15-30 s in the benchmark): longer than the 10 s visibility timeout, so
@@ -30,8 +32,8 @@ def test_every_accepted_image_ends_once_with_the_right_answer_under_faults(tmp_p
     report, stack = run_chaos(CI_CONFIG, tmp_path)
     figures = "\n".join(report.lines())
     print(figures)
-    assert {f.kind for f in report.faults if f.done} == set(FAULT_KINDS), figures
     assert not report.problems, f"{figures}\n--- end of the stack log ---\n{stack.log_text()[-8000:]}"
+    assert {f.kind for f in report.faults if f.done} == set(FAULT_KINDS), figures
 
 
 def test_plans_are_seeded_and_inside_the_load_window():
@@ -77,3 +79,13 @@ def test_log_check_explains_our_kills_and_flags_every_other_death():
     lines = text.splitlines()
     assert unexplained_deaths(text, killed={101, 303}) == [lines[1], lines[4]]
     assert tracebacks(text, context=1, frames=2) == ["\n".join(lines[5:7] + [lines[9], lines[11], lines[12]])]
+
+
+def test_serving_pids_sees_a_process_only_while_it_holds_a_connection():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert serving_pids(port, [os.getpid()]) == []   # listening is not serving
+        with socket.create_connection(("127.0.0.1", port)), server.accept()[0]:
+            assert serving_pids(port, [os.getpid()]) == [os.getpid()]
