@@ -45,6 +45,8 @@ THREADS = 128
 STATE_PATH = "/_sightfleet/state/"
 # Seconds between snapshots: what a kill -9 of the endpoint can lose at most.
 SAVE_INTERVAL_S = 5.0
+# Seconds of silence after which gunicorn's master replaces its worker (see server_options).
+WORKER_SILENCE_S = 300
 log = logging.getLogger("sightfleet.emulator")
 
 
@@ -161,9 +163,14 @@ class _Server(BaseApplication):
 
 
 def server_options(host: str, port: int) -> dict:
-    """gunicorn settings for the emulator: one process, threads, quick to stop."""
+    """gunicorn settings for the emulator: one process, threads, quick to stop.
+
+    The worker process holds all of moto's state, so gunicorn must not replace it lightly: after
+    the endpoint was frozen (SIGSTOP of its process group, as the chaos test does, for up to 30 s)
+    its master would find the worker silent past gunicorn's default 30 s timeout and kill it.
+    """
     return {"bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread", "threads": THREADS,
-            "keepalive": 30, "graceful_timeout": 2, "loglevel": "warning"}
+            "keepalive": 30, "graceful_timeout": 2, "timeout": WORKER_SILENCE_S, "loglevel": "warning"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,7 +51,9 @@ LOCAL_DEFAULTS = {
 STOP_GRACE_S = {"web": 25, "controller": 10, "local-host": 45, "aws": 5}
 WATCH_S = 0.5  # how often the children are checked
 PROBE_S = 2.0  # how often the endpoint is asked whether the stack's request queue still exists
-STATE_CALL_TIMEOUT_S = 300  # a restore of a large saved state takes a while (benchmarks/persistence.py)
+# A restore of a large saved state takes a while (benchmarks/persistence.py: 0.3 s for 1,000 images);
+# the save at stop is bounded tighter, so a frozen endpoint cannot hold up Ctrl-C for long.
+STATE_CALL_TIMEOUT_S = {"restore": 300, "save": 30}
 
 
 class StackError(RuntimeError):
@@ -294,7 +296,7 @@ def _signal_group(pgid: int, signum: int) -> None:
 def _state_call(aws_url: str, action: str) -> dict | None:
     """POST the endpoint's save or restore action; None (logged) when it cannot be done."""
     try:
-        reply = requests.post(f"{aws_url}/_sightfleet/state/{action}", timeout=STATE_CALL_TIMEOUT_S)
+        reply = requests.post(f"{aws_url}/_sightfleet/state/{action}", timeout=STATE_CALL_TIMEOUT_S[action])
         reply.raise_for_status()
         return reply.json()
     except (requests.RequestException, ValueError) as exc:
