@@ -9,6 +9,14 @@ second it lists the stack's pending and running workers and:
   terminates the instance (a retiring worker terminates its instance before it exits);
 - on SIGTERM/SIGINT stops every worker the same way and terminates their instances, since
   VMs do not outlive their host. No process is left behind.
+- on start, terminates the instances a previous host left running (it was killed: its workers
+  got SIGTERM with it and hand back their work), rather than booting a second process under
+  the same instance id while the old one finishes its batch.
+When the endpoint does not answer (stopped, restarting), a round is skipped and every worker
+keeps running: only a listing that succeeds stops anything. When the endpoint comes back without
+the instances (restarted with no EC2 state), their workers are stopped as on any termination
+(SIGTERM: each hands back the messages it holds) and the controller launches new ones for the
+backlog.
 Worker output goes to the host's stderr; each worker line carries its instance id.
 """
 from __future__ import annotations
@@ -57,6 +65,7 @@ class LocalHost:
         self._vms: dict[str, VM] = {}
         self._exited: list[VM] = []
         self._booted: set[str] = set()  # an instance is booted once; a crashed one is not rebooted
+        self._unlisted_since: float | None = None  # while EC2 cannot be read
 
     def pids(self) -> dict[str, int]:
         """Process id of each running worker, by instance id."""
@@ -66,11 +75,33 @@ class LocalHost:
         """Reconcile about every poll_s until stop is set, then shut down."""
         log.info("local EC2 host running (poll %.1f s, stop grace %.0f s)", self._poll_s, self._stop_grace_s)
         try:
+            while not stop.is_set() and not self.retire_orphans():
+                stop.wait(self._poll_s)
             while not stop.is_set():
-                self.step()
+                self._step_surviving()
                 stop.wait(self._poll_s)
         finally:
             self.shutdown()
+
+    def _step_surviving(self) -> None:
+        """step(), logging rather than dying of the unexpected: the workers' host must outlive one bad round."""
+        try:
+            self.step()
+        except Exception:  # noqa: BLE001 - the host ending would take every worker with it
+            log.exception("unexpected error in a round of the local EC2 host; trying again")
+
+    def retire_orphans(self) -> bool:
+        """Terminate live instances this host did not boot (a previous host's); False if EC2 cannot be read."""
+        try:
+            orphans = [i.id for i in self._fleet.instances() if i.id not in self._booted]
+            self._fleet.terminate(orphans)
+        except SightfleetError as exc:
+            log.warning("cannot list instances at start (%s); trying again", exc)
+            return False
+        if orphans:
+            log.warning("terminated %s instances a previous host left running (their workers ended with it): %s",
+                        len(orphans), orphans)
+        return True
 
     def step(self) -> None:
         """One reconciliation of worker processes with the instances EC2 lists."""
@@ -78,14 +109,20 @@ class LocalHost:
         try:
             live = {i.id for i in self._fleet.instances()}
         except SightfleetError as exc:
-            log.warning("cannot list instances (%s); trying again", exc)
+            # Said once per outage, not once a second; the workers are left as they are.
+            (log.debug if self._unlisted_since else log.warning)(
+                "cannot list instances (%s); every worker keeps running, trying again", exc)
+            self._unlisted_since = self._unlisted_since or time.monotonic()
             return
+        if self._unlisted_since:
+            log.info("instances listed again after %.0f s", time.monotonic() - self._unlisted_since)
+            self._unlisted_since = None
         self._settle_exits(live)
         for instance_id in sorted(live - self._booted):
             self._boot(instance_id)
         for vm in list(self._vms.values()):
             if vm.instance_id not in live and vm.stop_deadline is None:
-                self._stop(vm, "its instance was terminated")
+                self._stop(vm, "its instance is gone (terminated, or the endpoint restarted without it)")
         self._kill_overdue()
 
     def shutdown(self) -> None:

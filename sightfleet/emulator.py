@@ -15,11 +15,20 @@ attribute of the queue, counting all its messages, for each message it handed ou
 n queue attributes built all of them 3n times; and every response body, JSON or a photo
 included, went through a look-behind regex in search of an XML <RequestId> element.
 Receiving 10 jobs from a backlog of 80 took 55-130 ms; it now takes 6.
+
+With `--state-dir DIR` the endpoint keeps its contents there (sightfleet/local_state.py): a
+snapshot every few seconds, and on `POST /_sightfleet/state/save`; `POST /_sightfleet/state/restore`
+loads the saved contents into the queues, buckets and tables that exist by then (the stack calls
+it right after provisioning). Both answer JSON figures.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
+import threading
+from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 from moto.core.responses import BaseResponse
@@ -27,9 +36,18 @@ from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.models import SQSBackend
 
+from sightfleet.local_state import EndpointState
+from sightfleet.logs import setup_logging
+
 # Enough for every long poll of a full local fleet at once; idle keep-alive connections
 # wait in gunicorn's poller and hold no thread.
 THREADS = 128
+STATE_PATH = "/_sightfleet/state/"
+# Seconds between snapshots: what a kill -9 of the endpoint can lose at most.
+SAVE_INTERVAL_S = 5.0
+# Seconds of silence after which gunicorn's master replaces its worker (see server_options).
+WORKER_SILENCE_S = 300
+log = logging.getLogger("sightfleet.emulator")
 
 
 class _Dispatcher(DomainDispatcherApplication):
@@ -45,6 +63,37 @@ class _Dispatcher(DomainDispatcherApplication):
         if host not in self._backend_by_host:
             self._backend_by_host[host] = super().get_backend_for_host(host)
         return self._backend_by_host[host]
+
+
+class _Persistent:
+    """The dispatcher, plus the save and restore routes of the endpoint's state, and its saver thread."""
+
+    def __init__(self, dispatcher, state: EndpointState, save_interval_s: float):
+        self._dispatcher = dispatcher
+        self.state = state
+        self._save_interval_s = save_interval_s
+        self._saver_stop = threading.Event()
+
+    def start_saving(self) -> None:
+        """Start the periodic snapshots (in the serving process, after gunicorn forked it)."""
+        self.state.save_every(self._save_interval_s, self._saver_stop)
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(STATE_PATH):
+            return self._dispatcher(environ, start_response)
+        action = path[len(STATE_PATH):]
+        if environ.get("REQUEST_METHOD") != "POST" or action not in ("save", "restore"):
+            return _json_reply(start_response, "404 Not Found", {"error": f"no such state action: {action}"})
+        figures = self.state.save() if action == "save" else self.state.restore()
+        log.info("state %s: %s", action, figures)
+        return _json_reply(start_response, "200 OK", figures)
+
+
+def _json_reply(start_response, status: str, body: dict):
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
 
 
 def _repair_moto() -> None:
@@ -107,24 +156,38 @@ class _Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        # Called in the serving process once gunicorn forked it: threads started here live there.
+        if isinstance(self._app, _Persistent):
+            self._app.start_saving()
         return self._app
 
 
 def server_options(host: str, port: int) -> dict:
-    """gunicorn settings for the emulator: one process, threads, quick to stop."""
+    """gunicorn settings for the emulator: one process, threads, quick to stop.
+
+    The worker process holds all of moto's state, so gunicorn must not replace it lightly: after
+    the endpoint was frozen (SIGSTOP of its process group, as the chaos test does, for up to 30 s)
+    its master would find the worker silent past gunicorn's default 30 s timeout and kill it.
+    """
     return {"bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread", "threads": THREADS,
-            "keepalive": 30, "graceful_timeout": 2, "loglevel": "warning"}
+            "keepalive": 30, "graceful_timeout": 2, "timeout": WORKER_SILENCE_S, "loglevel": "warning"}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve moto's AWS emulator on loopback.")
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=4566)
+    parser.add_argument("--state-dir", type=Path, help="keep the endpoint's contents in this folder")
+    parser.add_argument("--save-interval", type=float, default=SAVE_INTERVAL_S, help="seconds between snapshots")
     args = parser.parse_args(argv)
+    setup_logging("aws")
     # moto builds a few self-referencing URLs from this, as its own server does.
     os.environ.setdefault("MOTO_PORT", str(args.port))
     _repair_moto()
-    _Server(_Dispatcher(), server_options(args.host, args.port)).run()
+    app = _Dispatcher()
+    if args.state_dir:
+        app = _Persistent(app, EndpointState(args.state_dir), args.save_interval)
+    _Server(app, server_options(args.host, args.port)).run()
 
 
 if __name__ == "__main__":

@@ -1,22 +1,37 @@
-"""`python -m sightfleet.stack`: the whole local stack in one supervised process tree (`scripts/run`)."""
+"""`python -m sightfleet.stack`: the whole local stack in one supervised process tree (`scripts/run`).
+
+The supervisor heals the stack as systemd and EC2 do on AWS: a child that dies is started
+again with backoff (`RestartPolicy`), and when the local AWS endpoint comes back empty (it
+died, or lost its state) every resource is provisioned again and the saved contents are loaded
+back (sightfleet/local_state.py). The web tier, the controller and the local host keep their
+processes and their boto3 clients: the endpoint's URL, and so every queue URL, stays the same.
+Only Ctrl-C or SIGTERM stops the stack, each child in reverse order of start.
+
+`python -m sightfleet.stack --fresh` starts with an empty endpoint (the saved state is moved to
+`.run/aws-<port>.previous`); `--no-persist` keeps nothing on disk.
+"""
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from sightfleet.aws.sqs import Queue
 from sightfleet.config import Settings, settings_or_exit
-from sightfleet.errors import SightfleetError
+from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
 from sightfleet.resources import provision
@@ -34,6 +49,11 @@ LOCAL_DEFAULTS = {
 }
 # Seconds each child gets between SIGTERM and SIGKILL, in shutdown order.
 STOP_GRACE_S = {"web": 25, "controller": 10, "local-host": 45, "aws": 5}
+WATCH_S = 0.5  # how often the children are checked
+PROBE_S = 2.0  # how often the endpoint is asked whether the stack's request queue still exists
+# A restore of a large saved state takes a while (benchmarks/persistence.py: 0.3 s for 1,000 images);
+# the save at stop is bounded tighter, so a frozen endpoint cannot hold up Ctrl-C for long.
+STATE_CALL_TIMEOUT_S = {"restore": 300, "save": 30}
 
 
 class StackError(RuntimeError):
@@ -50,28 +70,73 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-class Supervisor:
-    """Starts the children in order, watches them, and stops them all in reverse order."""
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When to start a dead child again: systemd's RestartSec with backoff, and its burst limit.
 
-    def __init__(self, settings: Settings, env: dict[str, str], stop: threading.Event):
+    Past the burst (more than `burst` deaths within `interval_s`) systemd would give up on the
+    unit; here the child is still started again, every `slow_retry_s`, and each attempt says
+    loudly that it crash-loops. Locally nothing else would ever bring it back (on AWS the
+    controller's heartbeat check and a new instance do), and what kills a child here is often
+    passing (the endpoint restarting, a poison message that redrive soon moves on), while the
+    rest of the stack keeps serving meanwhile. Only Ctrl-C or SIGTERM stops the stack.
+    """
+
+    delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    burst: int = 5
+    interval_s: float = 120.0
+    slow_retry_s: float = 60.0
+
+    def next_delay(self, deaths: list[float], now: float) -> tuple[float, bool]:
+        """Seconds to wait before the next start, and whether the child crash-loops."""
+        recent = sum(1 for when in deaths if now - when <= self.interval_s)
+        if recent > self.burst:
+            return self.slow_retry_s, True
+        return min(self.max_delay_s, self.delay_s * 2 ** max(0, recent - 1)), False
+
+
+@dataclass
+class Child:
+    """One supervised process and its restart history."""
+
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen
+    deaths: list[float] = field(default_factory=list)  # monotonic times, within the policy's interval
+    restart_at: float | None = None  # set while it is dead and waiting to be started again
+
+
+class Supervisor:
+    """Starts the children in order, restarts any that dies, keeps the endpoint provisioned, stops in reverse."""
+
+    def __init__(self, settings: Settings, env: dict[str, str], stop: threading.Event,
+                 state_dir: Path | None = None, policy: RestartPolicy = RestartPolicy()):
         self.settings = settings
         self.env = env
         self.web_url = web_url(settings)
         self.aws_url = settings.endpoint_url
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.state_dir = state_dir
+        self.policy = policy
+        self.children: list[Child] = []
         self._stop = stop
+        self._stopping = threading.Event()
+        self._endpoint_restarted = threading.Event()
 
     def start(self, name: str, argv: list[str]) -> None:
-        proc = subprocess.Popen(argv, env=self.env, cwd=REPO, start_new_session=True, preexec_fn=die_with_parent)
-        log.info("started %s (pid %s)", name, proc.pid)
-        self.children.append((name, proc))
+        self.children.append(Child(name, argv, self._spawn(argv)))
+        log.info("started %s (pid %s)", name, self.children[-1].proc.pid)
+
+    def _spawn(self, argv: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(argv, env=self.env, cwd=REPO, start_new_session=True, preexec_fn=die_with_parent)
 
     def run(self) -> int:
-        """Start everything, print the URLs, and supervise until the stop event or a child's death."""
+        """Start everything, print the URLs, and supervise until the stop event."""
         try:
             self._start_all()
             sys.stdout.write(f"Sightfleet web: {self.web_url}\nLocal AWS endpoint: {self.aws_url}\n")
             sys.stdout.flush()
+            threading.Thread(target=self._keep_endpoint, name="endpoint-keeper", daemon=True).start()
             return self._watch()
         except (StackError, SightfleetError) as exc:
             log.error("%s", exc)
@@ -81,9 +146,9 @@ class Supervisor:
 
     def _start_all(self) -> None:
         python = sys.executable
-        self.start("aws", moto_command(self.settings.local_aws_port))
+        self.start("aws", moto_command(self.settings.local_aws_port, self.state_dir))
         self._wait_until(lambda: answers(self.aws_url + "/moto-api/"), "the local AWS endpoint", 30)
-        provision(self.settings)
+        self._provision()
         self.start("local-host", [python, "-m", "controller.local_host"])
         self.start("controller", [python, "-m", "controller"])
         self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"])
@@ -92,7 +157,7 @@ class Supervisor:
     def _wait_until(self, ready, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while not ready():
-            self._raise_if_child_died()
+            self.tend()
             if self._stop.is_set():
                 raise StackError(f"stopped while waiting for {what}")
             if time.monotonic() > deadline:
@@ -100,26 +165,143 @@ class Supervisor:
             self._stop.wait(0.2)
 
     def _watch(self) -> int:
-        try:
-            while not self._stop.is_set():
-                self._raise_if_child_died()
-                self._stop.wait(0.5)
-        except StackError as exc:
-            log.error("%s; stopping the stack", exc)
-            return 1
+        while not self._stop.is_set():
+            self.tend()
+            self._stop.wait(WATCH_S)
         log.info("stopping the stack")
         return 0
 
-    def _raise_if_child_died(self) -> None:
-        for name, proc in self.children:
-            if proc.poll() is not None:
-                raise StackError(f"{name} (pid {proc.pid}) exited with code {proc.returncode}")
+    def tend(self) -> None:
+        """Notice each child that died and start it again once its backoff has passed."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is None and child.proc.poll() is not None:
+                self._mourn(child, now)
+            elif child.restart_at is not None and now >= child.restart_at:
+                self._restart(child)
+
+    def _mourn(self, child: Child, now: float) -> None:
+        log.error("%s (pid %s) died: %s", child.name, child.proc.pid, describe_exit(child.proc.returncode))
+        _signal_group(child.proc.pid, signal.SIGTERM)  # what it left behind stops now, and is killed at the restart
+        child.deaths = [when for when in child.deaths if now - when <= self.policy.interval_s] + [now]
+        delay, crash_looping = self.policy.next_delay(child.deaths, now)
+        if crash_looping:
+            log.error("%s CRASH-LOOPS: it died %s times within %.0f s; starting it again every %.0f s until it "
+                      "stays up (the rest of the stack keeps running; its own log lines above say why it dies)",
+                      child.name, len(child.deaths), self.policy.interval_s, delay)
+        else:
+            log.warning("restarting %s in %.0f s", child.name, delay)
+        child.restart_at = now + delay
+
+    def _restart(self, child: Child) -> None:
+        old_pid = child.proc.pid
+        _signal_group(old_pid, signal.SIGKILL)  # e.g. gunicorn workers still holding the port
+        child.proc = self._spawn(child.argv)
+        child.restart_at = None
+        log.warning("restarted %s: pid %s (was %s; %s deaths within %.0f s)", child.name, child.proc.pid, old_pid,
+                    len(child.deaths), self.policy.interval_s)
+        if child.name == "aws":
+            self._endpoint_restarted.set()
+
+    def _keep_endpoint(self) -> None:
+        """Provision again (and restore the saved state) whenever the endpoint lost the stack's request queue."""
+        probe = Queue(self.settings, self.settings.names.request_queue)
+        answering = True
+        while not self._stopping.is_set() and not self._stop.is_set():
+            self._endpoint_restarted.wait(PROBE_S)
+            self._endpoint_restarted.clear()
+            if self._stopping.is_set() or self._stop.is_set():
+                return
+            try:
+                probe.counts()
+            except NotFound:
+                log.warning("the local AWS endpoint lost the stack's state (no queue %s); provisioning again",
+                            probe.name)
+                self._provision_quietly()
+                answering = True
+                continue
+            except SightfleetError as exc:
+                if answering:
+                    log.warning("the local AWS endpoint does not answer (%s); the stack carries on and waits", exc)
+                answering = False
+                continue
+            if not answering:
+                log.info("the local AWS endpoint answers again")
+            answering = True
+
+    def _provision_quietly(self) -> None:
+        try:
+            self._provision()
+        except SightfleetError as exc:
+            log.warning("provisioning failed (%s); trying again in %.0f s", exc, PROBE_S)
+
+    def _provision(self) -> None:
+        """Create every resource, then load the endpoint's saved contents into them."""
+        provision(self.settings)
+        if self.state_dir is None:
+            return
+        figures = _state_call(self.aws_url, "restore")
+        if figures is None:
+            return
+        if figures.get("restored"):
+            saved_at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(figures["saved_at"]))
+            log.info("restored the local AWS endpoint's state saved at %s in %.2f s: %s messages, %s items, "
+                     "%s objects (%s)", saved_at, figures["seconds"], figures["queues"]["restored"],
+                     figures["tables"]["restored"], figures["objects"]["restored"], _not_restored(figures))
+        elif figures.get("kept_at"):
+            log.error("the saved state could not be loaded (%s): the stack starts empty; the old copy is at %s",
+                      figures["reason"], figures["kept_at"])
+        else:
+            log.info("no saved state in %s: the local AWS endpoint starts empty", self.state_dir)
 
     def stop_all(self) -> None:
         """SIGTERM each child's process group, newest first; SIGKILL what outlives its grace."""
-        for name, proc in reversed(self.children):
-            _stop_group(name, proc, STOP_GRACE_S.get(name, 10))
+        self._stopping.set()
+        for child in reversed(self.children):
+            if child.name == "aws" and self.state_dir is not None and child.proc.poll() is None:
+                figures = _state_call(self.aws_url, "save")
+                if figures and figures.get("saved"):
+                    log.info("saved the local AWS endpoint's state to %s in %.2f s (%s messages, %s items, "
+                             "%s objects)", self.state_dir, figures["seconds"], figures["messages"],
+                             figures["items"], figures["objects"])
+            _stop_group(child.name, child.proc, STOP_GRACE_S.get(child.name, 10))
         self.children.clear()
+
+
+def describe_exit(returncode: int) -> str:
+    """A process's end in words: its exit code, or the signal that killed it."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _not_restored(figures: dict) -> str:
+    """What a restore left out: entries already there, and those of resources that no longer exist."""
+    kept = sum(figures[part]["kept"] for part in ("queues", "tables", "objects"))
+    orphaned = {name: count for part in ("queues", "tables", "objects")
+                for name, count in figures[part].items() if name.startswith("skipped_") and count}
+    return f"already there: {kept}; of resources this stack does not have: {orphaned or 'none'}"
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _state_call(aws_url: str, action: str) -> dict | None:
+    """POST the endpoint's save or restore action; None (logged) when it cannot be done."""
+    try:
+        reply = requests.post(f"{aws_url}/_sightfleet/state/{action}", timeout=STATE_CALL_TIMEOUT_S[action])
+        reply.raise_for_status()
+        return reply.json()
+    except (requests.RequestException, ValueError) as exc:
+        log.error("could not %s the local AWS endpoint's state: %s", action, exc)
+        return None
 
 
 def _stop_group(name: str, proc: subprocess.Popen, grace_s: float) -> None:
@@ -139,9 +321,10 @@ def _stop_group(name: str, proc: subprocess.Popen, grace_s: float) -> None:
     log.info("stopped %s", name)
 
 
-def moto_command(port: int) -> list[str]:
+def moto_command(port: int, state_dir: Path | None = None) -> list[str]:
     """The local AWS endpoint: moto, served with keep-alive on loopback (see sightfleet/emulator.py)."""
-    return [sys.executable, "-m", "sightfleet.emulator", "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, "-m", "sightfleet.emulator", "-H", "127.0.0.1", "-p", str(port)]
+    return argv + (["--state-dir", str(state_dir)] if state_dir is not None else [])
 
 
 def answers(url: str, ok_only: bool = False) -> bool:
@@ -193,7 +376,31 @@ def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, 
     return env
 
 
-def main() -> int:
+def state_dir_for(settings: Settings) -> Path:
+    """Where the endpoint on this port keeps its contents between runs."""
+    return REPO / ".run" / f"aws-{settings.local_aws_port}"
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/run", description="Run the whole Sightfleet stack locally.")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start with an empty local AWS endpoint (the saved state is moved to .run/aws-<port>.previous)")
+    parser.add_argument("--no-persist", action="store_true",
+                        help="keep nothing on disk: the endpoint starts empty and its contents end with the stack")
+    return parser.parse_args(argv)
+
+
+def _set_aside(state_dir: Path) -> None:
+    """--fresh: keep the previous saved state one run longer, out of the way."""
+    if state_dir.exists():
+        previous = state_dir.with_name(state_dir.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        state_dir.rename(previous)
+        log.info("starting fresh; the previous state is kept at %s until the next --fresh", previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     setup_logging("stack")
     environ = {**LOCAL_DEFAULTS, **os.environ}
     settings = local_settings(environ)
@@ -210,7 +417,10 @@ def main() -> int:
         log.error("%s", exc)
         return 1
     with lock:
-        return Supervisor(settings, env, stop_event_on_signals()).run()
+        state_dir = None if args.no_persist else state_dir_for(settings)
+        if state_dir is not None and args.fresh:
+            _set_aside(state_dir)
+        return Supervisor(settings, env, stop_event_on_signals(), state_dir).run()
 
 
 if __name__ == "__main__":

@@ -162,3 +162,29 @@ def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
     if proc.poll() is not None:
         raise AssertionError(f"stack exited with {proc.returncode}:\n{stack.log_text()[-4000:]}")
     return stack
+
+
+def stack_child_pid(stack: LocalStack, *argv_head: str) -> int | None:
+    """Pid of the stack's direct child whose arguments after the interpreter start with argv_head."""
+    for pid in descendants(stack.proc.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue  # ended meanwhile
+        if parent == stack.proc.pid and tuple(argv[1:1 + len(argv_head)]) == argv_head and alive(pid):
+            return pid
+    return None
+
+
+def stack_state_dir(stack: LocalStack) -> Path:
+    """Where the stack's local AWS endpoint keeps its contents between runs."""
+    return REPO / ".run" / f"aws-{stack.env['SIGHTFLEET_LOCAL_AWS_PORT']}"
+
+
+def start_stack_again(log_dir: Path, previous: LocalStack, **env_overrides: str) -> LocalStack:
+    """The stack started again on the ports and prefix of `previous`, which has stopped."""
+    import dataclasses
+    same = {name: previous.env[name] for name in ("PORT", "SIGHTFLEET_LOCAL_AWS_PORT", "SIGHTFLEET_PREFIX")}
+    stack = start_stack(log_dir, **{**same, **env_overrides})
+    return dataclasses.replace(stack, web_url=previous.web_url, aws_url=previous.aws_url, prefix=previous.prefix)

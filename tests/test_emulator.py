@@ -145,3 +145,9 @@ def test_responses_are_enriched_as_moto_does(body):
         assert theirs_body == body.replace(">x<", f">{theirs_headers['x-amzn-requestid']}<")
     else:
         assert ours_body == theirs_body == body
+
+
+def test_a_frozen_endpoint_is_not_replaced_by_gunicorn_when_it_thaws():
+    """Frozen for 30 s (SIGSTOP of the group), the worker holding moto's state must outlast gunicorn's timeout."""
+    from sightfleet.emulator import server_options
+    assert server_options("127.0.0.1", 1)["timeout"] > 60

@@ -5,6 +5,7 @@ so each test picks a small Python program with the behaviour it needs.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -114,3 +115,129 @@ def _ignores_term(pid: int) -> bool:
         if line.startswith("SigIgn:"):
             return bool(int(line.split()[1], 16) & (1 << 14))
     return False
+
+
+# -- the endpoint going away and coming back ------------------------------------------------------
+
+@pytest.fixture
+def own_endpoint():
+    """A moto server of this test's own (it is stopped, killed and restarted on its port)."""
+    from tests.support import start_moto
+    proc, url = start_moto()
+    endpoint = {"proc": proc, "url": url}
+    yield endpoint
+    endpoint["proc"].kill()
+    endpoint["proc"].wait()
+
+
+def _own_fleet(url: str) -> Fleet:
+    from sightfleet.config import Settings
+    from tests.support import unique_prefix
+    return Fleet(Settings(endpoint_url=url, prefix=unique_prefix()))
+
+
+def test_a_frozen_endpoint_leaves_every_worker_running(own_endpoint):
+    """SIGSTOP of the endpoint (as the chaos test does): the round waits, nothing is stopped, nothing crashes."""
+    import signal
+    import threading
+    import time
+
+    from tests.support import descendants
+    fleet = _own_fleet(own_endpoint["url"])
+    # gunicorn's master and the process serving moto under it: both freeze.
+    frozen = [own_endpoint["proc"].pid, *descendants(own_endpoint["proc"].pid)]
+
+    def signal_all(signum):
+        for pid in frozen:
+            os.kill(pid, signum)
+    host = LocalHost(fleet, {}, command=SLEEPER, stop_grace_s=1.0)
+    try:
+        fleet.launch(2, "#!/bin/bash\n")
+        host.step()
+        pids = host.pids()
+        signal_all(signal.SIGSTOP)
+        stepping = threading.Thread(target=host.step)
+        stepping.start()
+        time.sleep(3)
+        assert stepping.is_alive()  # the listing waits on the frozen endpoint
+        assert host.pids() == pids and all(alive(pid) for pid in pids.values())
+        signal_all(signal.SIGCONT)
+        stepping.join(timeout=60)
+        assert not stepping.is_alive()
+        assert host.pids() == pids and all(alive(pid) for pid in pids.values())
+    finally:
+        signal_all(signal.SIGCONT)
+        host.shutdown()
+
+
+def test_workers_outlive_a_dead_endpoint_and_stop_when_it_returns_without_their_instances(own_endpoint, caplog):
+    import logging
+    import signal
+    import subprocess
+    from urllib.parse import urlparse
+
+    from sightfleet.stack import answers, moto_command
+    from tests.support import descendants
+    caplog.set_level(logging.INFO, "controller.local_host")
+    fleet = _own_fleet(own_endpoint["url"])
+    host = LocalHost(fleet, {}, command=SLEEPER, stop_grace_s=2.0)
+    try:
+        fleet.launch(2, "#!/bin/bash\n")
+        host.step()
+        pids = host.pids()
+        for pid in [own_endpoint["proc"].pid, *descendants(own_endpoint["proc"].pid)]:
+            os.kill(pid, signal.SIGKILL)  # the master and the process serving under it
+        own_endpoint["proc"].wait()
+        wait_for(lambda: not answers(own_endpoint["url"] + "/moto-api/"), 10, what="the endpoint to be gone")
+        for _ in range(3):
+            host.step()  # each listing fails: connection refused
+        assert host.pids() == pids and all(alive(pid) for pid in pids.values())
+        assert caplog.text.count("cannot list instances") == 1  # said once per outage
+        # The endpoint comes back on the same URL, empty: those instances no longer exist.
+        own_endpoint["proc"] = subprocess.Popen(moto_command(urlparse(own_endpoint["url"]).port),
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: answers(own_endpoint["url"] + "/moto-api/"), 30, what="the endpoint to return")
+        step_until(host, lambda: not host.pids() and not any(alive(pid) for pid in pids.values()),
+                   what="the workers of vanished instances to stop")
+        assert "instances listed again" in caplog.text
+        assert "its instance is gone" in caplog.text
+    finally:
+        host.shutdown()
+
+
+def test_a_new_host_terminates_the_instances_its_predecessor_left_running(fleet, make_host):
+    left = fleet.launch(2, "#!/bin/bash\n")
+    host = make_host(SLEEPER)
+    assert host.retire_orphans()
+    assert live_ids(fleet).isdisjoint(left)
+    later, = fleet.launch(1, "#!/bin/bash\n")
+    host.step()
+    assert set(host.pids()) == {later}  # what is launched afterwards is hosted as usual
+
+
+def test_an_unexpected_error_in_a_round_does_not_end_the_host(fleet, caplog):
+    """A fleet that fails in a way nobody planned for (injected): the host logs it and keeps going."""
+    import logging
+    import threading
+
+    class Unplanned:
+        calls = 0
+
+        def instances(self, states=None):
+            Unplanned.calls += 1
+            if 2 <= Unplanned.calls <= 4:  # the first call is retire_orphans at start
+                raise RuntimeError("injected")
+            return []
+
+        def terminate(self, ids):
+            pass
+    caplog.set_level(logging.INFO, "controller.local_host")
+    host = LocalHost(Unplanned(), {}, command=SLEEPER, poll_s=0.05)
+    stop = threading.Event()
+    running = threading.Thread(target=host.run, args=(stop,))
+    running.start()
+    wait_for(lambda: Unplanned.calls >= 6, 10, 0.05, what="rounds after the errors")
+    assert running.is_alive()
+    stop.set()
+    running.join(timeout=10)
+    assert "unexpected error in a round" in caplog.text

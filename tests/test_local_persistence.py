@@ -1,0 +1,194 @@
+"""The local AWS endpoint keeps its contents across its own death and across restarts of scripts/run.
+
+Each test runs the endpoint as scripts/run does (`python -m sightfleet.emulator --state-dir`),
+kills it with SIGKILL and starts it again on the same port, and reaches it through boto3.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from sightfleet.config import Settings
+from sightfleet.errors import NotFound
+from sightfleet.local_state import MAX_STATE_BYTES, STATE_FILE
+from sightfleet.resources import Resources, provision
+from sightfleet.stack import answers, moto_command
+from tests.support import (AWS_TEST_ENV, REPO, free_port, jpeg_bytes, stack_state_dir, start_stack,
+                           start_stack_again, unique_prefix, wait_for)
+
+PHOTO = jpeg_bytes(scale=0.5)
+
+
+class Endpoint:
+    """The emulator with a state folder, on one port for its whole life."""
+
+    def __init__(self, state_dir, save_interval_s: float = 0.3):
+        for key, value in AWS_TEST_ENV.items():
+            os.environ.setdefault(key, value)
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._argv = moto_command(self.port, state_dir) + ["--save-interval", str(save_interval_s)]
+        self.proc = None
+        self.settings = Settings(endpoint_url=self.url, prefix=unique_prefix("p"))
+
+    def start(self) -> dict:
+        """Start, provision, restore; returns the restore's figures."""
+        self.proc = subprocess.Popen(self._argv, cwd=REPO, start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: answers(self.url + "/moto-api/"), 30, what="the endpoint")
+        provision(self.settings)
+        return self.call("restore")
+
+    def call(self, action: str) -> dict:
+        reply = requests.post(f"{self.url}/_sightfleet/state/{action}", timeout=60)
+        reply.raise_for_status()
+        return reply.json()
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)  # the master and the process serving moto
+        self.proc.wait()
+        wait_for(lambda: not answers(self.url + "/moto-api/"), 10, what="the endpoint to be gone")
+
+    def wait_for_a_snapshot(self) -> None:
+        after = time.time()
+        state = self.state_dir / STATE_FILE
+        wait_for(lambda: state.exists() and state.stat().st_mtime > after, 10, 0.05, what="a periodic snapshot")
+
+
+@pytest.fixture
+def endpoint(tmp_path):
+    made = Endpoint(tmp_path / "aws")
+    yield made
+    if made.proc and made.proc.poll() is None:
+        made.kill()
+
+
+def test_contents_survive_a_kill_of_the_endpoint(endpoint):
+    assert endpoint.start()["restored"] is False  # nothing saved yet
+    r = Resources.connect(endpoint.settings)
+    r.inputs.put("originals/a.jpg", PHOTO, "image/jpeg")
+    r.outputs.put("results/a.json", b'{"ok": true}', "application/json")
+    r.results.check()
+    r.fleet_log.put("worker", "i-1", {"state": "busy"})
+    large_body = json.dumps({"image": "x" * 20000})
+    r.requests.send("small job")
+    r.requests.send(large_body)
+    held = r.requests.receive(1, 1, visibility_s=300)
+    assert len(held) == 1
+    endpoint.wait_for_a_snapshot()
+
+    endpoint.kill()
+    figures = endpoint.start()
+    assert figures["restored"] is True and figures["queues"]["restored"] == 2, figures
+
+    # The clients made before the death work on: same URLs, new connections.
+    assert r.inputs.get("originals/a.jpg") == PHOTO
+    assert r.outputs.get("results/a.json") == b'{"ok": true}'
+    assert [d["state"] for d in r.fleet_log.all("worker")] == ["busy"]
+    assert r.requests.counts() == {"visible": 1, "in_flight": 1, "delayed": 0}  # still invisible, as it was
+    r.requests.delete(held[0].receipt)  # the handle given out before the death still works
+    waiting, = r.requests.receive(1, 1)
+    assert waiting.body in ("small job", large_body) and waiting.body != held[0].body
+    assert r.requests.counts()["in_flight"] == 1 and r.requests.counts()["visible"] == 0
+
+
+def test_what_changed_after_the_last_snapshot_is_lost_on_a_kill(tmp_path):
+    """The loss window the README states: a kill -9 loses what came after the last snapshot."""
+    endpoint = Endpoint(tmp_path / "aws", save_interval_s=3600)
+    try:
+        endpoint.start()
+        r = Resources.connect(endpoint.settings)
+        r.outputs.put("kept.txt", b"saved", "text/plain")
+        assert endpoint.call("save")["saved"] is True
+        r.outputs.put("lost.txt", b"after the save", "text/plain")
+        endpoint.kill()
+        endpoint.start()
+        assert r.outputs.get("kept.txt") == b"saved"
+        with pytest.raises(NotFound):
+            r.outputs.get("lost.txt")
+    finally:
+        endpoint.kill()
+
+
+def test_a_fresh_endpoint_saves_nothing_before_it_restored(endpoint):
+    endpoint.start()
+    Resources.connect(endpoint.settings).outputs.put("k.txt", b"v", "text/plain")
+    endpoint.call("save")
+    endpoint.kill()
+    saved = (endpoint.state_dir / STATE_FILE).read_bytes()
+    endpoint.proc = subprocess.Popen(endpoint._argv, cwd=REPO, start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: answers(endpoint.url + "/moto-api/"), 30, what="the endpoint")
+    assert endpoint.call("save") == {"saved": False, "reason": "the saved state has not been restored yet"}
+    time.sleep(1)  # several periodic save intervals
+    assert (endpoint.state_dir / STATE_FILE).read_bytes() == saved
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong format", "missing blob", "oversized"])
+def test_an_unreadable_state_starts_fresh_says_so_and_is_kept_aside(endpoint, damage):
+    endpoint.start()
+    Resources.connect(endpoint.settings).outputs.put("photo.jpg", PHOTO, "image/jpeg")
+    endpoint.call("save")
+    endpoint.kill()
+    state = endpoint.state_dir / STATE_FILE
+    if damage == "garbage":
+        state.write_bytes(b'{"format": 1, "queues": [trunc')
+    elif damage == "wrong format":
+        state.write_text(json.dumps({"format": 99}))
+    elif damage == "missing blob":
+        for blob in (endpoint.state_dir / "blobs").iterdir():
+            blob.unlink()
+    else:
+        with open(state, "r+b") as handle:
+            handle.truncate(MAX_STATE_BYTES + 1)  # sparse: large on paper, nothing on disk
+
+    figures = endpoint.start()
+    assert figures["restored"] is False and figures["kept_at"], figures
+    kept = figures["kept_at"]
+    assert os.path.isdir(kept) and kept != str(endpoint.state_dir)
+    r = Resources.connect(endpoint.settings)
+    with pytest.raises(NotFound):
+        r.outputs.get("photo.jpg")
+    r.outputs.put("new.txt", b"new", "text/plain")  # the endpoint serves, fresh
+    assert endpoint.call("save")["saved"] is True  # and saves again, into a new folder
+    shutil.rmtree(kept)
+
+
+def test_images_survive_a_restart_of_the_whole_stack(tmp_path):
+    """scripts/run stopped with Ctrl-C and started again: the recognised image is still there."""
+    stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES="1", SIGHTFLEET_IDLE_GRACE_S="10")
+    again = None
+    try:
+        reply = requests.post(stack.web_url + "/api/images?wait=60&album=kept",
+                              files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")}, timeout=90)
+        assert reply.status_code == 200, reply.text
+        image = reply.json()["images"][0]
+        assert image["status"] == "SUCCEEDED", image
+        assert stack.stop() == 0
+        assert "saved the local AWS endpoint's state" in stack.log_text()
+
+        again = start_stack_again(tmp_path, stack, SIGHTFLEET_MAX_INSTANCES="1")
+        assert "restored the local AWS endpoint's state" in again.log_text(), again.log_text()[-3000:]
+        result = requests.get(f"{again.web_url}/api/images/{image['id']}", timeout=10).json()
+        assert result["status"] == "SUCCEEDED" and result["labels"] == image["labels"]
+        assert requests.get(result["thumbnail_url"], timeout=10).content[:3] == b"\xff\xd8\xff"
+        listed = requests.get(f"{again.web_url}/api/images?album=kept", timeout=10).json()
+        assert [each["id"] for each in listed["images"]] == [image["id"]]
+    except BaseException:
+        print(stack.log_text()[-4000:])
+        if again:
+            print(again.log_text()[-4000:])
+        raise
+    finally:
+        stack.stop()
+        if again:
+            again.stop()
+        shutil.rmtree(stack_state_dir(stack), ignore_errors=True)
