@@ -54,8 +54,9 @@ def start_stack(log_path: Path) -> tuple[subprocess.Popen, str, str, str]:
            "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port), "SIGHTFLEET_PREFIX": prefix}
     env.pop("AWS_ENDPOINT_URL", None)  # the stack points its children at its own endpoint
     with open(log_path, "w") as log_file:
-        proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "sightfleet.stack"], cwd=REPO, env=env,
-                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        # A fresh endpoint each run, kept in memory only: a benchmark measures the service, not snapshots.
+        proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "sightfleet.stack", "--no-persist"], cwd=REPO,
+                                env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, wait_ready(proc, log_path), f"http://127.0.0.1:{aws_port}", prefix
 
 

@@ -65,6 +65,8 @@ class Settings:
     output_bucket: str = ""
     port: int = 8000
     local_aws_port: int = 4566
+    # Where `scripts/run`'s local AWS endpoint keeps its contents between runs ("": .run/aws-<port>).
+    local_aws_state_dir: str = ""
     max_upload_mb: float = 10.0
     min_instances: int = 0
     max_instances: int = 19

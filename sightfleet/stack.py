@@ -377,7 +377,9 @@ def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, 
 
 
 def state_dir_for(settings: Settings) -> Path:
-    """Where the endpoint on this port keeps its contents between runs."""
+    """Where the endpoint keeps its contents between runs: SIGHTFLEET_LOCAL_AWS_STATE_DIR, else one per port."""
+    if settings.local_aws_state_dir:
+        return Path(settings.local_aws_state_dir).resolve()
     return REPO / ".run" / f"aws-{settings.local_aws_port}"
 
 

@@ -143,8 +143,10 @@ def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
     """Start the stack through the same entry point as scripts/run, on free ports, and wait for it."""
     prefix = unique_prefix("e2e")
     web_port, aws_port = free_port(), free_port()
+    # Each test stack persists its endpoint beside its log, not in the checkout's .run/.
     env = {**os.environ, "PORT": str(web_port), "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port),
-           "SIGHTFLEET_PREFIX": prefix, **env_overrides}
+           "SIGHTFLEET_PREFIX": prefix, "SIGHTFLEET_LOCAL_AWS_STATE_DIR": str(log_dir / f"aws-state-{prefix}"),
+           **env_overrides}
     # As on a fresh machine: no endpoint and no credentials; the stack supplies both.
     for name in ("AWS_ENDPOINT_URL", *AWS_TEST_ENV):
         env.pop(name, None)
@@ -179,12 +181,13 @@ def stack_child_pid(stack: LocalStack, *argv_head: str) -> int | None:
 
 def stack_state_dir(stack: LocalStack) -> Path:
     """Where the stack's local AWS endpoint keeps its contents between runs."""
-    return REPO / ".run" / f"aws-{stack.env['SIGHTFLEET_LOCAL_AWS_PORT']}"
+    return Path(stack.env["SIGHTFLEET_LOCAL_AWS_STATE_DIR"])
 
 
 def start_stack_again(log_dir: Path, previous: LocalStack, **env_overrides: str) -> LocalStack:
     """The stack started again on the ports and prefix of `previous`, which has stopped."""
     import dataclasses
-    same = {name: previous.env[name] for name in ("PORT", "SIGHTFLEET_LOCAL_AWS_PORT", "SIGHTFLEET_PREFIX")}
+    same = {name: previous.env[name] for name in ("PORT", "SIGHTFLEET_LOCAL_AWS_PORT", "SIGHTFLEET_PREFIX",
+                                                    "SIGHTFLEET_LOCAL_AWS_STATE_DIR")}
     stack = start_stack(log_dir, **{**same, **env_overrides})
     return dataclasses.replace(stack, web_url=previous.web_url, aws_url=previous.aws_url, prefix=previous.prefix)
