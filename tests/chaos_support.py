@@ -108,6 +108,10 @@ def _encoded(array, image_format: str) -> bytes:
     return out.getvalue()
 
 
+# Bodies that are valid jobs after all (unknown fields are ignored): processed, not dead-lettered.
+PROCESSED_POISON = frozenset({"200 KB of unknown fields"})
+
+
 def poison_bodies() -> list[tuple[str, str]]:
     """Request-queue bodies no worker may die of, by name; the job-shaped ones carry a fresh valid id."""
     def job(**changes) -> str:
@@ -125,7 +129,8 @@ def poison_bodies() -> list[tuple[str, str]]:
         ("size a string", job(size="big")),
         ("bad base64", job(inline_b64="%%%not-base64%%%")),
         ("unknown version", job(v=999)),
-        ("200 KB body", job(padding="x" * 200_000)),
+        ("200 KB file name", job(filename="x" * 200_000)),
+        ("200 KB of unknown fields", job(padding="x" * 200_000)),
     ]
 
 
@@ -285,6 +290,7 @@ class ChaosReport:
     answers: Counter = field(default_factory=Counter)
     faults: list = field(default_factory=list)
     poison_sent: int = 0
+    poison_dead: int = 0   # of those, the ones that are no job: each must reach the dead-letter queue
     final_states: Counter = field(default_factory=Counter)
     lost: list = field(default_factory=list)
     rewritten: list = field(default_factory=list)
@@ -315,7 +321,7 @@ class ChaosReport:
             f"faults work in hand), {self.accepted} accepted (202), "
             f"{self.refused} refused (4xx); {sum(self.answers.values())} attempts answered {dict(self.answers)}",
             f"faults injected: {dict(injected)} of {dict(Counter(f.kind for f in self.faults))} planned; "
-            f"{self.poison_sent} poison messages",
+            f"{self.poison_sent} poison messages ({self.poison_dead} of them no job)",
             *[f"  {f.at_s:6.1f} s {f.kind}: {f.detail}" for f in self.faults],
             f"final states: {dict(self.final_states)}",
             f"lost {len(self.lost)}, duplicated (rewritten once final) {len(self.rewritten)}, "
@@ -558,6 +564,7 @@ class ChaosRun:
             sent.append(name)
             self.poison_ids.update(dict.fromkeys(_job_id(body), name))
         self.report.poison_sent += len(sent)
+        self.report.poison_dead += sum(1 for name in sent if name not in PROCESSED_POISON)
         fault.done = bool(sent)
         fault.detail = f"sent {len(sent)} poison bodies: {', '.join(sent)}"
 
@@ -664,7 +671,8 @@ def check_unanswered_and_poison(run: ChaosRun) -> None:
         poison = run.poison_ids.get(row["id"])
         what = f"poison {poison!r}" if poison else "upload without a 202"
         run.report.orphans[f"{'poison' if poison else 'unanswered'} {row['status']}"] += 1
-        if row["status"] not in FINAL_STATUSES or (poison and row["status"] == SUCCEEDED):
+        if row["status"] not in FINAL_STATUSES or (
+                poison and (row["status"] == SUCCEEDED) != (poison in PROCESSED_POISON)):
             run.report.problem(f"{what} {row['id']} ({row.get('filename')}) left {row['status']}")
     ids = [r["id"] for r in rows]
     if len(ids) != len(set(ids)):
@@ -675,9 +683,9 @@ def check_unanswered_and_poison(run: ChaosRun) -> None:
     except SightfleetError as exc:
         run.report.problem(f"dead-letter queue unreadable: {exc}")
         return
-    if run.report.dead_letters < run.report.poison_sent:
-        run.report.problem(f"{run.report.poison_sent} poison messages sent, {run.report.dead_letters} "
-                           "in the dead-letter queue")
+    if run.report.dead_letters < run.report.poison_dead:
+        run.report.problem(f"{run.report.poison_dead} poison messages that are no job sent, "
+                           f"{run.report.dead_letters} in the dead-letter queue")
 
 
 def _album_rows(resources) -> list[dict]:

@@ -60,9 +60,9 @@ def test_photo_expectations_tell_right_from_wrong():
 def test_poison_bodies_cover_the_issue_list():
     names = [name for name, _ in poison_bodies()]
     assert names == ["non-JSON", "JSON not an object", "deep nesting", "id a number", "size a string",
-                     "bad base64", "unknown version", "200 KB body"]
+                     "bad base64", "unknown version", "200 KB file name", "200 KB of unknown fields"]
     bodies = dict(poison_bodies())
-    assert bodies["deep nesting"].count("[") == 5000 and len(bodies["200 KB body"]) > 200_000
+    assert bodies["deep nesting"].count("[") == 5000 and len(bodies["200 KB of unknown fields"]) > 200_000
 
 
 def test_log_check_explains_our_kills_and_flags_every_other_death():
