@@ -9,8 +9,10 @@ import time
 import boto3
 import pytest
 
+from sightfleet.aws.dynamodb import ResultsTable
 from sightfleet.aws.sqs import Queue
 from sightfleet.contracts import Job
+from sightfleet.errors import Invalid
 from sightfleet.resources import Resources
 from tests.support import TESTDATA, jpeg_bytes
 from tests.test_web_helpers import QueueFinisher, finish
@@ -333,3 +335,19 @@ def test_browser_with_cookie_needs_the_csrf_header_programs_do_not(client):
     assert client.post("/api/images", data=upload, headers={"X-CSRF-Token": token}).status_code == 202
     program = client.application.test_client()  # no cookie jar contents: a program
     assert program.post("/api/images", data=jpeg_bytes(scale=0.3), content_type="image/jpeg").status_code == 202
+
+
+class RefusesListings(ResultsTable):
+    """The real results table, whose listings the backend refuses as invalid (a ValidationException)."""
+
+    def page(self, *args, **kwargs):
+        raise Invalid("list results: ValidationException: the provided starting key is invalid")
+
+
+def test_a_request_the_backend_refuses_as_invalid_is_a_400_not_a_retry(settings):
+    from web_tier import create_app
+    resources = Resources.connect(settings)
+    resources.results = RefusesListings(settings)
+    reply = create_app(settings, resources).test_client().get("/api/images")
+    assert reply.status_code == 400 and "Retry-After" not in reply.headers
+    assert reply.get_json()["error"]["code"] == "INVALID_REQUEST"
