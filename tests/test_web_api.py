@@ -9,8 +9,10 @@ import time
 import boto3
 import pytest
 
+from sightfleet.aws.dynamodb import ResultsTable
 from sightfleet.aws.sqs import Queue
 from sightfleet.contracts import Job
+from sightfleet.errors import Invalid
 from sightfleet.resources import Resources
 from tests.support import TESTDATA, jpeg_bytes
 from tests.test_web_helpers import QueueFinisher, finish
@@ -192,13 +194,17 @@ def test_queue_gone_after_the_image_was_stored_removes_row_and_object(client, re
     assert bucket_keys(settings, settings.names.input_bucket) == []
 
 
-def test_results_table_gone_removes_the_stored_original(client, resources, settings):
+def test_results_table_gone_after_the_send_still_accepts_the_job(client, resources, settings):
+    # The job is sent before its row is written: a row that cannot be written loses nothing.
     boto3.client("dynamodb", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_table(
         TableName=settings.names.results_table)
     big = jpeg_bytes("astronaut", scale=4.0, quality=98)
-    assert_503(client.post("/api/images", data={"file": (io.BytesIO(big), "big.jpg")}))
-    assert bucket_keys(settings, settings.names.input_bucket) == []
-    assert resources.requests.counts()["visible"] == 0
+    reply = client.post("/api/images", data={"file": (io.BytesIO(big), "big.jpg")})
+    assert reply.status_code == 202, reply.data
+    [image] = reply.get_json()["images"]
+    [message] = resources.requests.receive(10, 1)
+    job = Job.from_message(message.body)
+    assert job.id == image["id"] and resources.inputs.get(job.key) == big  # the worker finds its original
     assert_503(client.get("/api/images?album=x"))
     assert_503(client.get("/api/images/" + "a" * 32))  # a missing table is out of reach, not a missing image
 
@@ -329,3 +335,19 @@ def test_browser_with_cookie_needs_the_csrf_header_programs_do_not(client):
     assert client.post("/api/images", data=upload, headers={"X-CSRF-Token": token}).status_code == 202
     program = client.application.test_client()  # no cookie jar contents: a program
     assert program.post("/api/images", data=jpeg_bytes(scale=0.3), content_type="image/jpeg").status_code == 202
+
+
+class RefusesListings(ResultsTable):
+    """The real results table, whose listings the backend refuses as invalid (a ValidationException)."""
+
+    def page(self, *args, **kwargs):
+        raise Invalid("list results: ValidationException: the provided starting key is invalid")
+
+
+def test_a_request_the_backend_refuses_as_invalid_is_a_400_not_a_retry(settings):
+    from web_tier import create_app
+    resources = Resources.connect(settings)
+    resources.results = RefusesListings(settings)
+    reply = create_app(settings, resources).test_client().get("/api/images")
+    assert reply.status_code == 400 and "Retry-After" not in reply.headers
+    assert reply.get_json()["error"]["code"] == "INVALID_REQUEST"

@@ -3,7 +3,8 @@
 `finish` writes a result the way a worker does (through ResultsTable.start/finish, worker-shaped
 fields), for page and API tests that must not wait for the models. `QueueFinisher` plays a worker
 for tests of the waiting endpoints through the Flask test client: it takes real jobs off the real
-request queue and finishes them. The end-to-end tests use the real stack instead.
+request queue and finishes them from the job alone, as a worker claims them (the web tier sends the
+job before it writes the QUEUED row, so a fast worker may find no row yet). The end-to-end tests use the real stack instead.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import threading
 
 from PIL import Image
 
-from sightfleet.contracts import FAILED, PROCESSING, SUCCEEDED, Job, output_keys, utc_now
+from sightfleet.contracts import FAILED, PROCESSING, SUCCEEDED, Job, output_keys, queued_result, utc_now
 
 METADATA = {
     "created_at": "2008-05-30T15:56:01", "camera_make": "Canon", "camera_model": "Canon EOS 40D",
@@ -44,7 +45,17 @@ def thumbnail(data: bytes) -> bytes:
 def finish(resources, image_id: str, status: str = SUCCEEDED, top: str = "cat", data: bytes | None = None,
            **fields) -> dict:
     """Move a queued result to PROCESSING and then to a final state, as a worker would."""
-    result = resources.results.get(image_id)
+    return finish_result(resources, resources.results.get(image_id), status, top, data, **fields)
+
+
+def finish_job(resources, job: Job, status: str = SUCCEEDED, top: str = "cat") -> dict:
+    """Finish a received job as a worker claims it: from the job alone, as its row may not be written yet."""
+    return finish_result(resources, queued_result(job), status, top)
+
+
+def finish_result(resources, result: dict, status: str, top: str, data: bytes | None = None, **fields) -> dict:
+    """Write result PROCESSING (creating the row if there is none) and then final, through start/finish."""
+    image_id = result["id"]
     result.update(status=PROCESSING, started_at=utc_now(), updated_at=utc_now(), instance_id="i-0123456789abcdef0",
                   attempts=1)
     resources.results.start(result)
@@ -75,6 +86,6 @@ class QueueFinisher(threading.Thread):
             for message in self.resources.requests.receive(10, 1):
                 job = Job.from_message(message.body)
                 status = FAILED if job.filename.startswith("bad") else SUCCEEDED
-                finish(self.resources, job.id, status, self.top)
+                finish_job(self.resources, job, status, self.top)
                 self.resources.requests.delete(message.receipt)
                 self.done.append(job.id)

@@ -74,3 +74,33 @@ def test_an_unreachable_table_makes_waits_time_out_not_crash(resources, settings
         TableName=settings.names.results_table)
     assert waiter.wait([image_id], 0.6) is None
     assert waiter.batch_reads >= 2  # it kept trying
+
+
+class FailingFirst:
+    """The real results table, whose first batch reads raise what a bug or a botocore surprise would."""
+
+    def __init__(self, results, *errors: BaseException):
+        self._results, self._errors = results, list(errors)
+
+    def get_many(self, image_ids: list[str]) -> list[dict]:
+        if self._errors:
+            raise self._errors.pop(0)
+        return self._results.get_many(image_ids)
+
+
+def test_the_poller_carries_on_after_an_unexpected_error(resources):
+    [image_id] = queued(resources, 1)
+    finish(resources, image_id)
+    waiter = ResultWaiter(FailingFirst(resources.results, RuntimeError("boom"), KeyError("status")), interval_s=0.05)
+    done = waiter.wait([image_id], 10)
+    assert done is not None and done[0]["status"] == "SUCCEEDED"
+
+
+def test_a_poller_that_dies_is_replaced_while_requests_wait(resources):
+    [image_id] = queued(resources, 1)
+    finish(resources, image_id)
+    # SystemExit is not an Exception: it ends the thread itself, as no error inside a round can.
+    waiter = ResultWaiter(FailingFirst(resources.results, SystemExit(3)), interval_s=0.05)
+    done = waiter.wait([image_id], 10)
+    assert done is not None and done[0]["status"] == "SUCCEEDED"
+    assert waiter.wait([image_id], 5) is not None  # and later waits are served too

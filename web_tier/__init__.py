@@ -8,12 +8,13 @@ from flask import Flask
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
 from web_tier.albums import Albums
-from web_tier.submit import Submitter
+from web_tier.health import HealthProbe
+from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
 from web_tier.waiting import ResultWaiter
 
 log = logging.getLogger(__name__)
-# A multipart request may carry this many images of the largest allowed size (plus its envelope).
-MAX_IMAGES_PER_REQUEST = 10
+# Form parts beside the files: album, new_album and csrf_token on the upload form, with room to spare.
+FORM_FIELDS = 10
 
 
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> Flask:
@@ -24,12 +25,18 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     resources = resources or Resources.connect(settings or Settings.from_env())
     settings = resources.settings
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes * MAX_IMAGES_PER_REQUEST + 1024 * 1024)
+    # Werkzeug enforces these while it reads the body: a request may carry MAX_IMAGES_PER_REQUEST
+    # images of the largest allowed size plus its envelope, in a few parts more than that. (Flask's
+    # MAX_FORM_MEMORY_SIZE, 500 kB for a text field, stays: werkzeug also applies it to its parse
+    # buffer, so it must stay well above the 64 kB that the parser reads at a time.)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes * MAX_IMAGES_PER_REQUEST + 1024 * 1024,
+                      MAX_FORM_PARTS=MAX_IMAGES_PER_REQUEST + FORM_FIELDS)
     app.extensions["sightfleet"] = resources
     app.extensions["albums"] = Albums(resources.results)
     app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes,
                                             on_accept=app.extensions["albums"].note)
     app.extensions["waiter"] = ResultWaiter(resources.results)
+    app.extensions["health"] = HealthProbe(resources)
 
     from web_tier import api, csrf, cse546, display, errors, health, ops, pages
     errors.register(app)

@@ -5,44 +5,55 @@ import logging
 
 from flask import Blueprint, jsonify, request
 
-from sightfleet.contracts import STATUSES, is_image_id
+from sightfleet.contracts import is_image_id
 from sightfleet.errors import Unavailable
-from sightfleet.formats import ACCEPTED
 from web_tier.csrf import has_csrf_cookie, require_csrf
 from web_tier.errors import error_response, unavailable_response
 from web_tier.present import decode_cursor, encode_cursor, present
+from web_tier.query import album_filter, number, status_filter
 from web_tier.services import resources, settings, submitter, waiter
-from web_tier.submit import Rejected, Upload, upload_from_part
+from web_tier.submit import Rejected, Upload, uploads_from_parts
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_WAIT_S = 60
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+FORM_TYPE = "multipart/form-data"
+
+
+def is_raw_upload() -> bool:
+    """True for a body that is the image itself (any image/* type: its first bytes decide the format)."""
+    return request.mimetype.startswith("image/")
 
 
 def uploads_from_request() -> list[Upload]:
     """Files from multipart `file` parts, or one raw image body."""
-    album = request.args.get("album") or request.form.get("album")
-    if request.mimetype in ACCEPTED.values():
-        # One image per raw body: refuse anything over the per-image limit before reading it.
-        request.max_content_length = settings().max_upload_bytes
-        return [Upload(request.get_data(), request.args.get("filename", "upload"), album)]
+    album = request.args.get("album")
+    if is_raw_upload():
+        return [Upload(request.get_data(), request.args.get("filename"), album)]
+    if request.mimetype != FORM_TYPE and (request.content_length or request.mimetype):
+        raise Rejected(415, "UNSUPPORTED_MEDIA_TYPE",
+                       f"a body of type {request.mimetype or '(none)'} is not accepted; send "
+                       "multipart/form-data `file` parts or a raw image/jpeg or image/png body")
     files = request.files.getlist("file")
     if not files:
-        raise Rejected(400, "NO_FILE", "send multipart `file` parts or a raw image/jpeg or image/png body")
-    return [upload_from_part(f, album) for f in files]
+        raise Rejected(400, "NO_FILE", "send multipart `file` parts (with UTF-8 part headers) or a raw "
+                                       "image/jpeg or image/png body")
+    return uploads_from_parts(files, album or request.form.get("album"))
 
 
 def wait_seconds() -> float:
-    try:
-        return max(0.0, min(float(request.args.get("wait", 0)), MAX_WAIT_S))
-    except ValueError as exc:
-        raise Rejected(400, "BAD_WAIT", f"wait must be a number of seconds (at most {MAX_WAIT_S})") from exc
+    return number("wait", "BAD_WAIT", 0, MAX_WAIT_S, 0)
 
 
 @bp.post("/images")
 def submit_images():
+    if is_raw_upload():
+        # One image per raw body: refuse a declared length over the limit before reading a byte, and
+        # stop reading an undeclared (chunked) one there. One byte more than the limit, because werkzeug
+        # refuses any read at its limit and a body of exactly the limit is allowed; check() refuses more.
+        request.max_content_length = settings().max_upload_bytes + 1
     if has_csrf_cookie():  # a browser with our cookie (the upload page): it must prove it is our page
         require_csrf()
     wait_s = wait_seconds()
@@ -77,14 +88,8 @@ def get_image(image_id: str):
 
 def listing_query() -> tuple[str | None, str | None, int, dict | None]:
     """album, status, limit and cursor of a listing, checked; shared with the gallery page."""
-    album = request.args.get("album") or None
-    status = (request.args.get("status") or "").upper() or None
-    if status and status not in STATUSES:
-        raise Rejected(400, "BAD_STATUS", f"status must be one of {', '.join(STATUSES)}")
-    try:
-        limit = max(1, min(int(request.args.get("limit", DEFAULT_PAGE)), MAX_PAGE))
-    except ValueError as exc:
-        raise Rejected(400, "BAD_LIMIT", f"limit must be a whole number from 1 to {MAX_PAGE}") from exc
+    album, status = album_filter(), status_filter()
+    limit = int(number("limit", "BAD_LIMIT", 1, MAX_PAGE, DEFAULT_PAGE, whole=True))
     try:
         cursor = decode_cursor(request.args.get("cursor"), album)
     except ValueError as exc:

@@ -7,9 +7,9 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sightfleet.aws.dynamodb import NoSuchResult
-from sightfleet.errors import NotFound, Unavailable
+from sightfleet.errors import Invalid, NotFound, Unavailable
 from web_tier.services import settings
-from web_tier.submit import Rejected
+from web_tier.submit import MAX_IMAGES_PER_REQUEST, Rejected
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -44,6 +44,21 @@ def _answer(status: int, code: str, message: str, headers: dict | None = None):
     return error_response(status, code, message, headers)
 
 
+def _too_large_reason() -> tuple[str, str]:
+    """Which of werkzeug's bounds a 413 came from: the body's length, or the form's parts and fields.
+
+    Without a declared length (a chunked body) the body's length is the bound that was hit. Nothing
+    here may touch request.form or request.stream: that would raise again.
+    """
+    length, limit = request.content_length, request.max_content_length
+    if length is not None and limit is not None and length <= limit:
+        return "TOO_MANY_PARTS", (f"the form has more than {request.max_form_parts} parts or a text field over "
+                                  f"{request.max_form_memory_size:,} bytes; send at most "
+                                  f"{MAX_IMAGES_PER_REQUEST} files per request")
+    return "TOO_LARGE", (f"the request is larger than allowed ({settings().max_upload_mb:g} MB per image, "
+                         f"at most {MAX_IMAGES_PER_REQUEST} images per request)")
+
+
 def register(app: Flask) -> None:
     """Install handlers that turn the project's errors into answers."""
 
@@ -62,10 +77,15 @@ def register(app: Flask) -> None:
         log.warning("%s %s: backend unavailable: %s", request.method, request.path, exc)
         return _answer(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, RETRY_HEADERS)
 
+    # A request the backend can never serve as made (a key or value out of its bounds) is the client's.
+    @app.errorhandler(Invalid)
+    def invalid(exc: Invalid):
+        log.warning("%s %s: refused by the backend as invalid: %s", request.method, request.path, exc)
+        return _answer(400, "INVALID_REQUEST", "the request cannot be served as made; check its parameters")
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
-        limit = settings().max_upload_mb
-        return _answer(413, "TOO_LARGE", f"the request is larger than allowed ({limit:g} MB per image)")
+        return _answer(413, *_too_large_reason())
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -1,16 +1,94 @@
-"""GET /healthz: 200 only when the endpoint and every resource are reachable."""
+"""GET /healthz: 200 only when the endpoint and every resource answered, within a bound however they hang.
+
+Every check runs at once in a thread of its own, and the answer waits for them at most the deadline:
+a check still running then reports a timeout (503). A hung check is not started again while it
+runs, so a load balancer polling /healthz against a hung endpoint cannot pile up threads.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import logging
+import threading
+import time
+from typing import Callable
 
-from web_tier.services import resources
+from flask import Blueprint, current_app, jsonify
 
+from sightfleet.aws.dynamodb import HEARTBEAT_KIND
+from web_tier.errors import RETRY_HEADERS
+
+log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
+HEALTH_DEADLINE_S = 5.0
+
+
+def resource_checks(resources) -> dict[str, Callable[[], object]]:
+    """One cheap call per resource of the stack, by the name a problem report uses."""
+    return {
+        "request queue": resources.requests.counts,
+        "dead-letter queue": resources.dead_letters.counts,
+        "response queue": resources.responses.counts,
+        "input bucket": resources.inputs.check,
+        "output bucket": resources.outputs.check,
+        "results table": resources.results.check,
+        "fleet table": lambda: resources.fleet_log.all(HEARTBEAT_KIND, limit=1),
+    }
+
+
+class _Run:
+    """One check running in its own daemon thread; `problem` is None once it passed."""
+
+    def __init__(self, name: str, check: Callable[[], object]):
+        self.name, self.problem = name, None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(check,), name=f"health {name}", daemon=True).start()
+
+    def _run(self, check: Callable[[], object]) -> None:
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - a health check reports, never raises
+            self.problem = f"{self.name}: {type(exc).__name__}: {exc}"
+        finally:
+            self.done.set()
+
+
+class HealthProbe:
+    """Runs every check concurrently and reports within deadline_s, a check still running as a timeout."""
+
+    def __init__(self, resources, deadline_s: float = HEALTH_DEADLINE_S):
+        self._checks = resource_checks(resources)
+        self._deadline_s = deadline_s
+        self._lock = threading.Lock()
+        self._running: dict[str, _Run] = {}
+
+    def problems(self) -> list[str]:
+        """Why each resource is unreachable or too slow; empty when all answered in time."""
+        runs = self._start()
+        deadline = time.monotonic() + self._deadline_s
+        for run in runs:
+            run.done.wait(max(0.0, deadline - time.monotonic()))
+        found = []
+        for run in runs:
+            if not run.done.is_set():
+                found.append(f"{run.name}: no answer within {self._deadline_s:g} s")
+            elif run.problem:
+                found.append(run.problem)
+        if found:
+            log.warning("health: %s", "; ".join(found))
+        return found
+
+    def _start(self) -> list[_Run]:
+        """A run per check: the one still in flight from an earlier request, or a new one."""
+        with self._lock:
+            for name, check in self._checks.items():
+                current = self._running.get(name)
+                if current is None or current.done.is_set():
+                    self._running[name] = _Run(name, check)
+            return list(self._running.values())
 
 
 @bp.get("/healthz")
 def healthz():
-    problems = resources().problems()
+    problems = current_app.extensions["health"].problems()
     if problems:
-        return jsonify({"status": "unavailable", "problems": problems}), 503
+        return jsonify({"status": "unavailable", "problems": problems}), 503, RETRY_HEADERS
     return jsonify({"status": "ok"})

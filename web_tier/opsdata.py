@@ -42,7 +42,8 @@ RECENT_S = 300
 DECISION_LOOKBACK_S = 900
 DECISION_INPUTS = ("visible", "in_flight", "dead_letters", "backlog", "running", "pending", "target",
                    "time_per_image_s", "quiet_for_s")
-_WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+# ASCII digits, and few of them: "9" * 400 would make an infinite float, and int() of it would raise.
+_WINDOW_RE = re.compile(r"^\s*([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENDED_STATES = ("terminated", "stopped")
 

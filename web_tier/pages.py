@@ -5,12 +5,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, is_image_id
+from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album, is_image_id
 from web_tier.api import listing_query
 from web_tier.csrf import csrf_token, require_csrf
 from web_tier.present import encode_cursor, present
 from web_tier.services import albums, resources, settings, submitter
-from web_tier.submit import Rejected, upload_from_part
+from web_tier.submit import Rejected, Upload, safe_filename, uploads_from_parts
 
 bp = Blueprint("pages", __name__)
 
@@ -40,9 +40,17 @@ def image_origin() -> str:
 
 def upload_page(outcomes: list | None = None, status: int = 200):
     limits = {"max_upload_mb": settings().max_upload_mb, "max_upload_bytes": settings().max_upload_bytes}
-    album = request.values.get("album") or DEFAULT_ALBUM
+    album = _usable_album(request.values.get("album"))
     return render_template("index.html", albums=album_choices(album), album=album, outcomes=outcomes or [],
                            **limits), status
+
+
+def _usable_album(name: str | None) -> str:
+    """The album a page link asked for, or the default album when that cannot be an album name."""
+    try:
+        return clean_album(name)
+    except ValueError:
+        return DEFAULT_ALBUM
 
 
 def album_choices(current: str | None) -> list[str]:
@@ -64,19 +72,20 @@ def upload():
     files = [f for f in request.files.getlist("file") if f.filename]
     if not files:
         return upload_page([{"filename": "", "error": "choose one or more JPEG or PNG files first"}], 400)
-    outcomes = [_submit_one(f, album) for f in files]
+    outcomes = [_submit_one(upload) for upload in uploads_from_parts(files, album)]
     if all(o["image"] for o in outcomes):
         return redirect(url_for("pages.gallery", album=outcomes[0]["image"]["album"]), code=303)
     return upload_page(outcomes, 200 if any(o["image"] for o in outcomes) else 400)
 
 
-def _submit_one(part, album: str | None) -> dict:
-    """One file's outcome, shown next to its name: the accepted image or why it was refused."""
+def _submit_one(upload: Upload) -> dict:
+    """One file's outcome, shown next to its (made safe) name: the accepted image or why it was refused."""
+    shown = safe_filename(upload.filename)
     try:
-        accepted = submitter().submit(upload_from_part(part, album))
+        accepted = submitter().submit(upload)
     except Rejected as exc:
-        return {"filename": part.filename, "image": None, "error": exc.message}
-    return {"filename": part.filename, "image": present(accepted), "error": None}
+        return {"filename": shown, "image": None, "error": exc.message}
+    return {"filename": shown, "image": present(accepted), "error": None}
 
 
 @bp.get("/gallery")

@@ -6,11 +6,14 @@ import json
 
 from flask import url_for
 
-from sightfleet.contracts import is_image_id
+from sightfleet.contracts import epoch, is_image_id
 from sightfleet.errors import SightfleetError
 from web_tier.services import resources
 
 _LINK_TTL_S = 3600
+# Cursors this server hands out are a few hundred characters; anything far longer is not one of them.
+MAX_CURSOR_CHARS = 2048
+_MAX_KEY_PART = 512
 
 
 def present(result: dict) -> dict:
@@ -37,14 +40,18 @@ def decode_cursor(cursor: str | None, album: str | None = None) -> dict | None:
     """Inverse of encode_cursor for a listing of `album` (None: every image); ValueError if it does not fit."""
     if not cursor:
         return None
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise ValueError("malformed cursor")
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
         raise ValueError("malformed cursor") from exc
-    if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
+    if not isinstance(key, dict) or not all(isinstance(v, str) and len(v) <= _MAX_KEY_PART for v in key.values()):
         raise ValueError("malformed cursor")
     # A cursor only continues the listing it came from: the same index and, for albums, the same album.
     expected = {"id", "submitted_at", "album" if album else "kind"}
     if set(key) != expected or not is_image_id(key["id"]) or key.get("album", album) != album:
         raise ValueError("this cursor belongs to another listing; start again without it")
+    if epoch(key["submitted_at"]) is None:
+        raise ValueError("malformed cursor")
     return key

@@ -1,20 +1,29 @@
-"""Accepting an upload: check it at the door, record it, and put the job on the request queue."""
+"""Accepting an upload: check it at the door, put the job on the request queue, then record it."""
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import math
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
+from PIL import Image
+
 from sightfleet.contracts import Job, clean_album, input_key, new_image_id, queued_result, utc_now
-from sightfleet.errors import SightfleetError, Unavailable
+from sightfleet.errors import ConditionFailed, SightfleetError, Unavailable
 from sightfleet.formats import ACCEPTED, HEAD_BYTES, check_head
 
 log = logging.getLogger(__name__)
+# A multipart request carries at most this many `file` parts (and so this many images of the largest size).
+MAX_IMAGES_PER_REQUEST = 10
 # Room left in a message for the JSON envelope around the base64 payload.
 _ENVELOPE_BYTES = 2048
 _MAX_NAME = 200
+# What Pillow raises for a header it cannot read.
+_BAD_HEADER = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
 
 class Rejected(Exception):
@@ -39,6 +48,14 @@ def upload_from_part(part, album: str | None) -> Upload:
     return Upload(part.read(), part.filename, album)
 
 
+def uploads_from_parts(parts: list, album: str | None) -> list[Upload]:
+    """Uploads from a request's file parts, at most MAX_IMAGES_PER_REQUEST of them."""
+    if len(parts) > MAX_IMAGES_PER_REQUEST:
+        raise Rejected(413, "TOO_MANY_FILES", f"the request has {len(parts)} files; send at most "
+                                              f"{MAX_IMAGES_PER_REQUEST} per request")
+    return [upload_from_part(part, album) for part in parts]
+
+
 @dataclass(frozen=True)
 class Checked:
     """An upload that passed the door check, with what queuing it needs."""
@@ -49,30 +66,54 @@ class Checked:
 
 
 def safe_filename(name: str | None) -> str:
-    """Keep a display name only: no directories, control characters or absurd length.
+    """Keep a display name only: no directories, control or direction characters, absurd length.
 
     The name is only ever shown (escaped); storage keys come from the image id alone.
     """
     name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    # isprintable() is False for control characters, right-to-left marks and overrides (Cf), line breaks.
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     if len(name) > _MAX_NAME:
         stem, dot, ext = name.rpartition(".")
         keep = dot + ext if stem and len(ext) <= 10 else ""
         name = name[:_MAX_NAME - len(keep)] + keep
-    return name or "upload"
+    return name if name.strip(". ") else "upload"
+
+
+def read_header(data: bytes, fmt: str, max_pixels: int) -> tuple[int, int]:
+    """Width and height from the image's header (no pixel is decoded); Rejected when unreadable or too large."""
+    try:
+        width, height = Image.open(io.BytesIO(data), formats=[fmt]).size
+    except Image.DecompressionBombError:  # Pillow's own hard limit, far over any sane max_pixels
+        pillow_limit = 2 * Image.MAX_IMAGE_PIXELS
+        raise _too_many_pixels(f"has more than {pillow_limit / 1e6:,.1f} megapixels", max_pixels) from None
+    except _BAD_HEADER as exc:
+        log.info("refused a %s whose header cannot be read: %s", fmt, exc)
+        raise Rejected(400, "CORRUPT_IMAGE", f"the file starts like a {fmt} image but its header cannot be "
+                                             "read; it is damaged or not really an image") from None
+    if width < 1 or height < 1:
+        raise Rejected(400, "CORRUPT_IMAGE", f"the {fmt} header claims an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise _too_many_pixels(f"is {width}x{height} ({width * height / 1e6:,.1f} megapixels)", max_pixels)
+    return width, height
+
+
+def _too_many_pixels(size: str, max_pixels: int) -> Rejected:
+    return Rejected(413, "IMAGE_TOO_LARGE", f"the image {size}; the limit is {max_pixels / 1e6:,.1f} megapixels")
 
 
 class Submitter:
-    """Turns uploads into queued jobs; nothing half-written is left when a write fails."""
+    """Turns uploads into queued jobs: the job message goes out first, so no row can wait for a lost send."""
 
     def __init__(self, resources, max_upload_bytes: int, on_accept: Callable[[dict], None] | None = None):
         self._r = resources
         self._max_bytes = max_upload_bytes
+        self._max_pixels = resources.settings.max_pixels
         self._on_accept = on_accept
         self._inline_limit: int | None = None
 
     def check(self, upload: Upload) -> Checked:
-        """Raise Rejected unless the upload is a JPEG or PNG within the size limit with a valid album.
+        """Raise Rejected unless the upload is a readable JPEG or PNG within the limits with a valid album.
 
         Nothing is written, so a request can check every file first and then submit what this returns.
         """
@@ -83,31 +124,58 @@ class Submitter:
         if reason:
             code = "EMPTY_FILE" if not upload.data else "UNSUPPORTED_FORMAT"
             raise Rejected(400 if not upload.data else 415, code, reason)
+        # The header only: a body damaged further in passes here and ends FAILED (CORRUPT_IMAGE) at the worker.
+        read_header(upload.data, found, self._max_pixels)
         return Checked(upload, ACCEPTED[found], self._album(upload))
 
     def submit(self, upload: Upload | Checked) -> dict:
         """Accept one upload, checking it unless check() already did; returns its QUEUED result.
 
-        Raises Rejected or Unavailable.
+        Raises Rejected, or Unavailable when the job could not be sent (then nothing is left behind).
         """
         checked = upload if isinstance(upload, Checked) else self.check(upload)
         job = self._job(checked)
+        self._send(job, checked.upload.data)
         result = queued_result(job)
-        written: list = []
-        try:
-            if not job.is_inline:
-                self._r.inputs.put(job.key, checked.upload.data, job.content_type)
-                written.append(lambda: self._r.inputs.delete(job.key))
-            self._r.results.create(result)
-            written.append(lambda: self._r.results.delete(job.id))
-            self._r.requests.send(job.to_message())
-        except SightfleetError as exc:
-            self._undo(written)
-            raise Unavailable(f"could not queue the image: {exc}") from exc
+        self._record(result)
         log.info("queued %s (%s bytes, %s)", job.id, job.size, "inline" if job.is_inline else "s3")
         if self._on_accept:
             self._on_accept(result)
         return result
+
+    def _send(self, job: Job, data: bytes) -> None:
+        """Store a pointer job's original, then send the job; on failure remove the original again."""
+        stored = False
+        try:
+            if not job.is_inline:
+                self._r.inputs.put(job.key, data, job.content_type)
+                stored = True
+            self._r.requests.send(job.to_message())
+        except SightfleetError as exc:
+            if stored:
+                self._remove_original(job)
+            raise Unavailable(f"could not queue the image: {exc}") from exc
+
+    def _record(self, result: dict) -> None:
+        """Write the QUEUED row after the send; the job is accepted whether or not this write lands.
+
+        A worker that claims the job writes the row itself (results.start accepts a missing row),
+        so a failed write here only means GET answers 404 until then; a ConditionFailed means a
+        worker was faster and its row stands.
+        """
+        try:
+            self._r.results.create(result)
+        except ConditionFailed:
+            log.info("job %s was claimed before its QUEUED row was written", result["id"])
+        except SightfleetError as exc:
+            log.warning("job %s is queued but its QUEUED row could not be written (%s); "
+                        "the worker that claims it writes the row", result["id"], exc)
+
+    def _remove_original(self, job: Job) -> None:
+        try:
+            self._r.inputs.delete(job.key)
+        except SightfleetError as exc:
+            log.error("could not remove the original %s of an image that was not queued: %s", job.key, exc)
 
     @staticmethod
     def _album(upload: Upload) -> str:
@@ -133,14 +201,6 @@ class Submitter:
                 raise Unavailable(f"cannot read the request queue's message size limit: {exc}") from exc
             self._inline_limit = (max_bytes - _ENVELOPE_BYTES) * 3 // 4
         return size <= self._inline_limit
-
-    @staticmethod
-    def _undo(steps: list) -> None:
-        for step in reversed(steps):
-            try:
-                step()
-            except SightfleetError as exc:
-                log.error("could not roll back a partial submission: %s", exc)
 
 
 def _mb(size: int) -> str:

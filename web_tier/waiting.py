@@ -39,7 +39,10 @@ class _Waiter:
 
 
 class ResultWaiter:
-    """Wakes waiting requests when their results are final; the thread runs only while someone waits."""
+    """Wakes waiting requests when their results are final; the thread runs only while someone waits.
+
+    Whatever a poll raises, the thread carries on, and should it die anyway it is replaced.
+    """
 
     def __init__(self, results, interval_s: float = 0.25, idle_exit_s: float = 5.0):
         self._results = results
@@ -72,19 +75,34 @@ class ResultWaiter:
 
     def _start_thread(self) -> None:
         # Started lazily (under the lock) so it lives in the gunicorn worker, not a pre-fork parent.
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="result-waiter", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:  # noqa: BLE001 - whatever ended it, the finally below hands over
+            log.exception("the result poller died; a fresh one takes over while requests wait")
+        finally:
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+                    # Requests that came in after the loop last looked, or that it left behind dying.
+                    if self._waiters:
+                        self._start_thread()
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 if not self._cond.wait_for(lambda: self._waiters, self._idle_exit_s):
-                    self._thread = None
                     return
                 wanted = list(dict.fromkeys(i for w in self._waiters for i in w.missing()))
             started = time.monotonic()
-            self._poll(wanted)
+            try:
+                self._poll(wanted)
+            except Exception:  # noqa: BLE001 - one bad round must not leave every waiter asleep
+                log.exception("a result poll of %s ids failed; trying again next round", len(wanted))
             time.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
 
     def _poll(self, wanted: list[str]) -> None:

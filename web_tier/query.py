@@ -1,0 +1,48 @@
+"""Query parameters, checked: a number out of its range or an unreadable name is a 400 with a code.
+
+Numbers are plain decimal digits: no sign, exponent, NaN or infinity, so "-1", "1e9", "nan" and
+"inf" are refused with the parameter's range rather than clamped or passed on.
+"""
+from __future__ import annotations
+
+import re
+
+from flask import request
+
+from sightfleet.contracts import STATUSES, clean_album
+from web_tier.submit import Rejected
+
+_WHOLE = re.compile(r"[0-9]{1,9}")
+_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
+
+
+def number(name: str, code: str, low: float, high: float, default: float, whole: bool = False) -> float:
+    """The parameter as a number from low to high (default when absent); Rejected otherwise."""
+    text = request.args.get(name, "").strip()
+    if not text:
+        return default
+    if (_WHOLE if whole else _DECIMAL).fullmatch(text):
+        value = int(text) if whole else float(text)
+        if low <= value <= high:
+            return value
+    kind = "a whole number" if whole else "a number"
+    raise Rejected(400, code, f"{name} must be {kind} from {low:g} to {high:g}")
+
+
+def album_filter() -> str | None:
+    """The `album` to list (None: every album); Rejected when it cannot be an album name."""
+    album = request.args.get("album", "").strip()
+    if not album:
+        return None
+    try:
+        return clean_album(album)
+    except ValueError as exc:
+        raise Rejected(400, "BAD_ALBUM", str(exc)) from exc
+
+
+def status_filter() -> str | None:
+    """The `status` to list (None: every status), upper-cased; Rejected unless it is a known status."""
+    status = request.args.get("status", "").strip().upper() or None
+    if status and status not in STATUSES:
+        raise Rejected(400, "BAD_STATUS", f"status must be one of {', '.join(STATUSES)}")
+    return status
