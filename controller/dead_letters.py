@@ -2,13 +2,14 @@
 
 Messages stay in the dead-letter queue for inspection and redrive; a job whose result is
 already final is skipped, so seeing a message again is harmless. Any body at all may be there
-(that is how it got there): only one that names a valid image id with a result row marks anything.
+(that is how it got there): only one that names a valid image id with a result row marks anything,
+or a whole valid job whose row was never written (the web tier sends a job before it writes its row).
 """
 from __future__ import annotations
 
 import logging
 
-from sightfleet.contracts import FINAL_STATUSES, Job, clip, failed_result, job_id_of
+from sightfleet.contracts import FINAL_STATUSES, Job, Result, clip, failed_result, job_id_of
 from sightfleet.errors import ConditionFailed, InvalidJob, NoSuchResult, SightfleetError
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _mark(resources, body: str) -> str | None:
     try:
         current = resources.results.get(image_id)
     except NoSuchResult:
-        return None
+        return _mark_rowless(resources, body, code, reason)
     if current.get("status") in FINAL_STATUSES:
         return None
     try:
@@ -59,6 +60,20 @@ def _mark(resources, body: str) -> str | None:
         return None  # a worker finished it between the read and this write
     log.warning("job %s dead-lettered (%s); marked FAILED", image_id, code)
     return image_id
+
+
+def _mark_rowless(resources, body: str, code: str, reason: str) -> str | None:
+    """A valid job with no row (its web process died before writing it): write its FAILED row, if still none."""
+    try:
+        job = Job.from_message(body)
+    except InvalidJob:
+        return None   # junk with an id-shaped field: nobody is waiting for it
+    try:
+        resources.results.create(Result.queued(job).failed(code, reason).to_dict())
+    except ConditionFailed:
+        return None   # written meanwhile
+    log.warning("job %s dead-lettered with no result row (%s); written FAILED", job.id, code)
+    return job.id
 
 
 def _why(max_receives: int, body: str) -> tuple[str, str]:

@@ -12,6 +12,8 @@ from typing import Protocol
 
 # Fleet-table kinds (partition keys): worker heartbeats keyed by instance id, controller decisions by ISO time.
 HEARTBEAT_KIND = "worker"
+# The partition key every result item carries in the results table's listing indexes.
+RESULT_KIND = "image"
 DECISION_KIND = "decision"
 LIVE_STATES = ("pending", "running")
 # What EC2 still lists: live instances and those ended recently (about an hour on AWS).

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 from sightfleet.aws.cloudwatch import Metrics
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND, FleetTable, ResultsTable, ensure_tables
@@ -10,7 +11,6 @@ from sightfleet.aws.ec2 import Fleet
 from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, ensure_queues
 from sightfleet.config import Settings
-from sightfleet.errors import SightfleetError
 from sightfleet.interfaces import FleetControl, FleetLog, JobQueue, MetricsSink, ObjectStore, ResultStore
 
 log = logging.getLogger(__name__)
@@ -47,26 +47,17 @@ class Resources:
             metrics=Metrics(settings),
         )
 
-    def problems(self) -> list[str]:
-        """Why each unreachable resource is unreachable; empty when all are fine."""
-        checks = {
-            "request queue": lambda: self.requests.counts(),
-            "dead-letter queue": lambda: self.dead_letters.counts(),
-            "response queue": lambda: self.responses.counts(),
+    def checks(self) -> dict[str, Callable[[], object]]:
+        """One cheap call per resource, by the name a problem report uses (web_tier/health.py runs them)."""
+        return {
+            "request queue": self.requests.counts,
+            "dead-letter queue": self.dead_letters.counts,
+            "response queue": self.responses.counts,
             "input bucket": self.inputs.check,
             "output bucket": self.outputs.check,
             "results table": self.results.check,
             "fleet table": lambda: self.fleet_log.all(HEARTBEAT_KIND, limit=1),
         }
-        found = []
-        for name, check in checks.items():
-            try:
-                check()
-            except SightfleetError as exc:
-                found.append(f"{name}: {exc}")
-            except Exception as exc:  # noqa: BLE001 - health checks report, never raise
-                found.append(f"{name}: {type(exc).__name__}: {exc}")
-        return found
 
 
 def provision(settings: Settings) -> None:

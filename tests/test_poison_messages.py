@@ -180,3 +180,14 @@ def test_a_worker_process_on_moto_survives_the_poison_that_crashed_three(setting
     text = log_path.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert text.count("is not a job") == len(CASES) - 2
+
+
+def test_a_valid_job_dead_lettered_before_its_row_was_written_gets_a_failed_row():
+    """The web tier sends a job before it writes its row; if it died in between, the sweep writes the row."""
+    resources, _ = memory_resources(Settings(prefix="mem"))
+    image_id = new_image_id()
+    resources.dead_letters.send(json.dumps(job_doc(image_id)))
+    assert dead_letters.sweep(resources) == [image_id]
+    result = resources.results.get(image_id)
+    assert result["status"] == "FAILED" and result["error"]["code"] == "PROCESSING_FAILED"
+    assert result["filename"] == "chelsea.jpg"

@@ -58,8 +58,8 @@ def test_batch_writes_every_output_then_acknowledges(resources, pipeline):
 
 
 def test_bad_image_fails_once_with_a_reason_and_is_not_retried(resources, pipeline):
-    # A JPEG header followed by garbage passes the door check but cannot be decoded.
-    broken, = submit(resources, Upload(b"\xff\xd8\xff\xe0" + os.urandom(3000), "broken.jpg"))
+    # A JPEG cut short passes the door (its header is whole) but cannot be decoded.
+    broken, = submit(resources, Upload(jpeg_bytes()[:9000], "broken.jpg"))
     good, = submit(resources, Upload(jpeg_bytes("coffee"), "coffee.jpg"))
     counters = run_once(resources, pipeline)
     assert counters == Counter(succeeded=1, failed=1)

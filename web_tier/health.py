@@ -13,25 +13,11 @@ from typing import Callable
 
 from flask import Blueprint, current_app, jsonify
 
-from sightfleet.aws.dynamodb import HEARTBEAT_KIND
 from web_tier.errors import RETRY_HEADERS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 HEALTH_DEADLINE_S = 5.0
-
-
-def resource_checks(resources) -> dict[str, Callable[[], object]]:
-    """One cheap call per resource of the stack, by the name a problem report uses."""
-    return {
-        "request queue": resources.requests.counts,
-        "dead-letter queue": resources.dead_letters.counts,
-        "response queue": resources.responses.counts,
-        "input bucket": resources.inputs.check,
-        "output bucket": resources.outputs.check,
-        "results table": resources.results.check,
-        "fleet table": lambda: resources.fleet_log.all(HEARTBEAT_KIND, limit=1),
-    }
 
 
 class _Run:
@@ -55,7 +41,7 @@ class HealthProbe:
     """Runs every check concurrently and reports within deadline_s, a check still running as a timeout."""
 
     def __init__(self, resources, deadline_s: float = HEALTH_DEADLINE_S):
-        self._checks = resource_checks(resources)
+        self._checks = resources.checks()
         self._deadline_s = deadline_s
         self._lock = threading.Lock()
         self._running: dict[str, _Run] = {}

@@ -8,6 +8,7 @@ from flask import url_for
 
 from sightfleet.contracts import epoch, is_image_id
 from sightfleet.errors import SightfleetError
+from sightfleet.interfaces import RESULT_KIND
 from web_tier.services import resources
 
 _LINK_TTL_S = 3600
@@ -50,7 +51,8 @@ def decode_cursor(cursor: str | None, album: str | None = None) -> dict | None:
         raise ValueError("malformed cursor")
     # A cursor only continues the listing it came from: the same index and, for albums, the same album.
     expected = {"id", "submitted_at", "album" if album else "kind"}
-    if set(key) != expected or not is_image_id(key["id"]) or key.get("album", album) != album:
+    if (set(key) != expected or not is_image_id(key["id"]) or key.get("album", album) != album
+            or key.get("kind", RESULT_KIND) != RESULT_KIND):
         raise ValueError("this cursor belongs to another listing; start again without it")
     if epoch(key["submitted_at"]) is None:
         raise ValueError("malformed cursor")

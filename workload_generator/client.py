@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 503})  # the server asks us to come back; other 4xx/5xx are final
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 USER_AGENT = "sightfleet-workload-generator/1"
+MAX_SERVER_WAIT_S = 60   # POST /api/images?wait= accepts at most this many seconds
 
 
 class Stopped(Exception):
@@ -178,7 +179,8 @@ class Client:
     def _send_api(self, image: ImageFile, call: _Call) -> _Answer:
         """POST /api/images (asking the server to wait), then poll until the result is final."""
         params = {"album": self._config.album} if self._config.album else {}
-        wait = min(self._config.wait_s, call.remaining() - 1)  # keep a second to read the answer
+        # At most the API's own limit (a longer ?wait= is refused), keeping a second to read the answer.
+        wait = min(self._config.wait_s, MAX_SERVER_WAIT_S, call.remaining() - 1)
         if wait >= 1:
             params["wait"] = int(wait)
         files = [("file", (image.filename, image.read(), image.content_type))]

@@ -14,12 +14,11 @@ from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
 from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso
 from sightfleet.errors import Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
-from sightfleet.interfaces import DECISION_KIND, HEARTBEAT_KIND  # noqa: F401 - re-exported
+from sightfleet.interfaces import DECISION_KIND, HEARTBEAT_KIND, RESULT_KIND  # noqa: F401 - re-exported
 
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
 COMPLETED_INDEX = "kind-completed"
-_KIND = "image"
 _BATCH_ROUNDS = 5
 _BATCH_BACKOFF_S = 0.05   # before the second round; doubled for each one after
 # Re-read this much before the newest decision seen, for ones an eventually consistent read missed.
@@ -32,7 +31,7 @@ MAX_ITEM_BYTES = 350 * 1024
 def _to_item(result: dict) -> dict:
     """Index attributes beside the whole document as JSON (no float-to-Decimal games)."""
     item = {
-        "id": result["id"], "kind": _KIND, "album": result["album"], "status": result["status"],
+        "id": result["id"], "kind": RESULT_KIND, "album": result["album"], "status": result["status"],
         "submitted_at": result["submitted_at"], "updated_at": result["updated_at"],
         "doc": json.dumps(result, separators=(",", ":")),
     }
@@ -83,7 +82,7 @@ def _list_params(album: str | None, status: str | None, cursor: dict | None) -> 
     if album:
         params = {"IndexName": ALBUM_INDEX, "KeyConditionExpression": Key("album").eq(album)}
     else:
-        params = {"IndexName": SUBMITTED_INDEX, "KeyConditionExpression": Key("kind").eq(_KIND)}
+        params = {"IndexName": SUBMITTED_INDEX, "KeyConditionExpression": Key("kind").eq(RESULT_KIND)}
     if status:
         params["FilterExpression"] = Attr("status").eq(status)
     if cursor:
@@ -131,7 +130,7 @@ def _batch_get(table, keys: list[dict], what: str, consistent: bool = False) -> 
 def _index_key(result: dict, album: str | None) -> dict:
     """The ExclusiveStartKey that continues a listing right after this result."""
     key = {"id": result["id"], "submitted_at": result["submitted_at"]}
-    key.update({"album": result["album"]} if album else {"kind": _KIND})
+    key.update({"album": result["album"]} if album else {"kind": RESULT_KIND})
     return key
 
 
@@ -210,7 +209,7 @@ class ResultsTable:
     def completed_since(self, since_iso: str) -> list[dict]:
         """Every result completed at or after since_iso (for throughput and latency figures)."""
         params = {"IndexName": COMPLETED_INDEX,
-                  "KeyConditionExpression": Key("kind").eq(_KIND) & Key("completed_at").gte(since_iso)}
+                  "KeyConditionExpression": Key("kind").eq(RESULT_KIND) & Key("completed_at").gte(since_iso)}
         return [_from_item(i) for i in _items(self._table.query, "results completed since", params)]
 
     def albums(self) -> list[str]:
