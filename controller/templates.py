@@ -14,7 +14,8 @@ from sightfleet.config import Settings, env_var_names
 
 AMI_DIR = Path(__file__).resolve().parents[1] / "ami"
 ROLES = ("worker", "web", "controller")
-POLICIES = ("worker-policy", "web-policy", "controller-policy", "ec2-trust-policy")
+# code-bundle-policy goes to every role: instances of a stock image fetch the code scripts/deploy uploaded.
+POLICIES = ("worker-policy", "web-policy", "controller-policy", "code-bundle-policy", "ec2-trust-policy")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _CREDENTIAL = re.compile(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|SECURITY_TOKEN)"
                          r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b", re.IGNORECASE)
@@ -63,8 +64,11 @@ def user_data(settings: Settings, role: str = "worker") -> str:
     """The boot script of one instance of a role: writes its settings and starts its unit."""
     if role not in ROLES:
         raise TemplateError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if _UNSAFE_VALUE.search(settings.code_bundle) or "'" in settings.code_bundle:
+        raise TemplateError("SIGHTFLEET_CODE_BUNDLE holds a quote, control character, backslash, $ or backquote")
     text = render((AMI_DIR / "user-data.sh.tpl").read_text(), {
-        "role": role, "environment": environment_file(instance_environment(settings))})
+        "role": role, "environment": environment_file(instance_environment(settings)),
+        "code_bundle": settings.code_bundle})
     if _CREDENTIAL.search(text):
         raise TemplateError("user data would carry a credential; instances get theirs from the instance profile")
     return text
@@ -77,5 +81,6 @@ def iam_policy(name: str, settings: Settings, account_id: str) -> dict:
     names = settings.names
     text = render((AMI_DIR / "iam" / f"{name}.json").read_text(), {
         "prefix": names.prefix, "region": settings.region, "account_id": account_id,
-        "input_bucket": names.input_bucket, "output_bucket": names.output_bucket})
+        "input_bucket": names.input_bucket, "output_bucket": names.output_bucket,
+        "artefacts_bucket": names.artefacts_bucket})
     return json.loads(text)

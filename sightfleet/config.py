@@ -20,6 +20,17 @@ class ResourceNames:
     prefix: str
     input_bucket: str
     output_bucket: str
+    # Where scripts/deploy puts the code bundle instances install at boot (kept outside the stack).
+    artefacts_bucket: str = ""
+
+    @property
+    def stack_name(self) -> str:
+        """The CloudFormation stack that scripts/deploy makes for this prefix."""
+        return self.prefix
+
+    def role_name(self, role: str) -> str:
+        """The IAM role, instance profile and launch template of one role (worker, web, controller)."""
+        return f"{self.prefix}-{role}"
 
     @property
     def request_queue(self) -> str:
@@ -64,6 +75,8 @@ class Settings:
     input_bucket: str = ""
     output_bucket: str = ""
     port: int = 8000
+    # Interface gunicorn binds: loopback locally; scripts/deploy sets 0.0.0.0 behind the load balancer.
+    web_host: str = "127.0.0.1"
     local_aws_port: int = 4566
     # Where `scripts/run`'s local AWS endpoint keeps its contents between runs ("": .run/aws-<port>).
     local_aws_state_dir: str = ""
@@ -94,6 +107,9 @@ class Settings:
     instance_type: str = "t3.large"
     instance_profile: str | None = None
     launch_template: str | None = None
+    # s3://bucket/key of the code an instance installs at boot when its image has none (scripts/deploy).
+    code_bundle: str = ""
+    artefacts_bucket: str = ""
     worker_command: str = "python -m app_tier"
     # Controller: latency-derived target backlog (0 = off, use target_backlog_per_instance),
     # a configured time per image when none is measured yet (0 = measure only), and the
@@ -109,6 +125,7 @@ class Settings:
             prefix=self.prefix,
             input_bucket=self.input_bucket or f"{self.prefix}-input",
             output_bucket=self.output_bucket or f"{self.prefix}-output",
+            artefacts_bucket=self.artefacts_bucket or f"{self.prefix}-artefacts",
         )
 
     @property

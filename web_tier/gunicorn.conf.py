@@ -1,7 +1,14 @@
-"""gunicorn settings for the web tier; PORT and SIGHTFLEET_WEB_* override."""
+"""gunicorn settings for the web tier; the bind address comes from Settings, SIGHTFLEET_WEB_* override the rest."""
 import os
+import sys
 
-bind = f"{os.environ.get('SIGHTFLEET_WEB_HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+# gunicorn reads this file before it puts the app's directory on sys.path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sightfleet.config import Settings  # noqa: E402
+
+_settings = Settings.from_env()
+# SIGHTFLEET_WEB_HOST (127.0.0.1 by default; 0.0.0.0 on AWS behind the load balancer), SIGHTFLEET_PORT or PORT.
+bind = f"{_settings.web_host}:{_settings.port}"
 # Threads, not processes, carry the concurrency: most requests wait on results (a CSE546 request
 # blocks until recognition ends), and a waiting thread only sleeps on an event while one poller
 # thread per process reads every waited-for id in one batch (web_tier/waiting.py). So 2 processes

@@ -51,8 +51,13 @@ source "amazon-ebs" "sightfleet" {
     volume_size           = 16
     volume_type           = "gp3"
     delete_on_termination = true
+    encrypted             = true
   }
-  # IMDSv2 only: the worker reads its instance id with a session token.
+  # The image's snapshot is encrypted too, so every instance booted from it has an encrypted root.
+  encrypt_boot = true
+  # IMDSv2 only: the worker reads its instance id with a session token. imds_support marks the
+  # image itself, so instances launched from it require tokens whatever their launch settings say.
+  imds_support = "v2.0"
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"

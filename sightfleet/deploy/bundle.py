@@ -1,0 +1,52 @@
+"""The code bundle: the repository as a tar.gz that instances of a stock image install at boot.
+
+Built byte for byte the same from the same files (sorted, no times, no owners), so its name, a
+hash of its bytes, changes only when the code does, and an unchanged second deploy changes nothing.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# Not needed on an instance (install.sh leaves tests out as well).
+_LEFT_OUT = ("tests/", "benchmarks/", ".git", ".venv", ".run/")
+
+
+def bundle_files(root: Path = REPO) -> list[str]:
+    """The repository's files: git's view (tracked and untracked, not ignored) when there is one, else a walk."""
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                check=True, capture_output=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):
+        listed = [str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()]
+    return sorted(name for name in set(listed)
+                  if name and not name.startswith(_LEFT_OUT) and "__pycache__" not in name
+                  and (root / name).is_file())
+
+
+def build_bundle(root: Path = REPO) -> bytes:
+    """The tar.gz of bundle_files, deterministic."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in bundle_files(root):
+            path = root / name
+            info = tarfile.TarInfo(name)
+            info.size = path.stat().st_size
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+    packed = io.BytesIO()
+    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return packed.getvalue()
+
+
+def bundle_key(data: bytes) -> str:
+    """Where the bundle lives in the artefacts bucket: named by its content."""
+    return f"bundles/sightfleet-{hashlib.sha256(data).hexdigest()[:20]}.tar.gz"
