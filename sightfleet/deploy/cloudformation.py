@@ -340,10 +340,11 @@ def destroy(settings: Settings, waiting: Waiting | None = None) -> None:
             log.info("emptied bucket %s (%d objects)", name, removed)
     if current is not None:
         stack.delete(current)
-    if _empty_bucket(settings, names.artefacts_bucket) or _exists(
-            lambda: client(settings, "s3").head_bucket(Bucket=names.artefacts_bucket)):
+    s3 = client(settings, "s3")
+    _empty_bucket(settings, names.artefacts_bucket)
+    if _exists(lambda: s3.head_bucket(Bucket=names.artefacts_bucket)):
         with translated(f"delete bucket {names.artefacts_bucket}"):
-            client(settings, "s3").delete_bucket(Bucket=names.artefacts_bucket)
+            s3.delete_bucket(Bucket=names.artefacts_bucket)
     left = leftovers(settings)
     if left:
         raise DeployError(f"stack {stack.name} is deleted but these remain: {', '.join(left)}")
