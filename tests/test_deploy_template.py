@@ -11,7 +11,7 @@ import pytest
 
 from controller.__main__ import launch_problem
 from controller.templates import iam_policy, user_data
-from sightfleet.aws.dynamodb import _results_table_spec
+from sightfleet.aws.dynamodb import results_table_spec
 from sightfleet.config import Settings
 from sightfleet.deploy.bundle import build_bundle, bundle_files, bundle_key
 from sightfleet.deploy.cloudformation import planned_template
@@ -98,7 +98,7 @@ def test_buckets_are_private_and_encrypted(template):
 def test_tables_have_the_indexes_of_ensure_tables_and_the_fleet_ttl(template):
     """moto's CloudFormation ignores TimeToLiveSpecification: checked here (FleetTable.put writes expires_at)."""
     results = template["Resources"]["ResultsTable"]["Properties"]
-    spec = _results_table_spec(SETTINGS.names.results_table)
+    spec = results_table_spec(SETTINGS.names.results_table)
     assert {k: results[k] for k in spec} == spec
     fleet = template["Resources"]["FleetTable"]["Properties"]
     assert fleet["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

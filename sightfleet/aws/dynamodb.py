@@ -19,6 +19,7 @@ from sightfleet.interfaces import DECISION_KIND, HEARTBEAT_KIND, RESULT_KIND  # 
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
 COMPLETED_INDEX = "kind-completed"
+TTL_ATTRIBUTE = "expires_at"   # the fleet table's items expire at this epoch second
 _BATCH_ROUNDS = 5
 _BATCH_BACKOFF_S = 0.05   # before the second round; doubled for each one after
 # Re-read this much before the newest decision seen, for ones an eventually consistent read missed.
@@ -233,7 +234,7 @@ class FleetTable:
         """Write one document with a TTL; Invalid if it is too large."""
         what = f"put {kind} {key}"
         item = _bounded({"pk": kind, "sk": key, "doc": json.dumps(doc, separators=(",", ":")),
-                         "expires_at": int(time.time()) + ttl_s}, what)
+                         TTL_ATTRIBUTE: int(time.time()) + ttl_s}, what)
         with translated(what):
             self._table.put_item(Item=item)
 
@@ -292,14 +293,10 @@ def ensure_tables(settings: Settings) -> None:
     names = settings.names
     if names.results_table not in existing:
         with translated("create results table"):
-            ddb.create_table(**_results_table_spec(names.results_table))
+            ddb.create_table(**results_table_spec(names.results_table))
     if names.fleet_table not in existing:
         with translated("create fleet table"):
-            ddb.create_table(
-                TableName=names.fleet_table, BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
-            )
+            ddb.create_table(**fleet_table_spec(names.fleet_table))
     for table in (names.results_table, names.fleet_table):
         with translated(f"wait for {table}"):
             ddb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
@@ -307,10 +304,20 @@ def ensure_tables(settings: Settings) -> None:
         ttl = ddb.describe_time_to_live(TableName=names.fleet_table)["TimeToLiveDescription"]
         if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
             ddb.update_time_to_live(TableName=names.fleet_table, TimeToLiveSpecification={
-                "Enabled": True, "AttributeName": "expires_at"})
+                "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
 
 
-def _results_table_spec(name: str) -> dict:
+def fleet_table_spec(name: str) -> dict:
+    """CreateTable's arguments for the fleet table (scripts/provision and the CloudFormation stack)."""
+    return {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+    }
+
+
+def results_table_spec(name: str) -> dict:
+    """CreateTable's arguments for the results table and its indexes (provisioning and the stack alike)."""
     def index(index_name: str, hash_key: str, range_key: str) -> dict:
         return {
             "IndexName": index_name,

@@ -11,6 +11,8 @@ from sightfleet.interfaces import Message
 
 log = logging.getLogger(__name__)
 _MAX_VISIBILITY_S = 43200
+RETENTION_S = 4 * 86400                # request and response queues: 4 days, SQS's default
+DEAD_LETTER_RETENTION_S = 14 * 86400   # dead letters are kept for inspection as long as SQS allows
 _RECEIVE_COUNT = "ApproximateReceiveCount"
 
 
@@ -129,17 +131,17 @@ def ensure_queues(settings: Settings) -> None:
     sqs = client(settings, "sqs")
     with translated("create queues"):
         dlq_url = sqs.create_queue(
-            QueueName=names.dead_letter_queue, Attributes={"MessageRetentionPeriod": "1209600"}
+            QueueName=names.dead_letter_queue, Attributes={"MessageRetentionPeriod": str(DEAD_LETTER_RETENTION_S)}
         )["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)})
         request_attrs = {
             "VisibilityTimeout": str(settings.visibility_timeout_s),
             "ReceiveMessageWaitTimeSeconds": str(settings.receive_wait_s),
-            "MessageRetentionPeriod": "345600",
+            "MessageRetentionPeriod": str(RETENTION_S),
             "RedrivePolicy": redrive,
         }
         url = sqs.create_queue(QueueName=names.request_queue)["QueueUrl"]
         # create_queue refuses changed attributes on an existing queue; set them explicitly instead.
         sqs.set_queue_attributes(QueueUrl=url, Attributes=request_attrs)
-        sqs.create_queue(QueueName=names.response_queue, Attributes={"MessageRetentionPeriod": "345600"})
+        sqs.create_queue(QueueName=names.response_queue, Attributes={"MessageRetentionPeriod": str(RETENTION_S)})

@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass, fields
 
 from controller.templates import iam_policy, user_data
-from sightfleet.aws.dynamodb import _results_table_spec
+from sightfleet.aws.dynamodb import TTL_ATTRIBUTE, fleet_table_spec, results_table_spec
+from sightfleet.aws.sqs import DEAD_LETTER_RETENTION_S, RETENTION_S
 from sightfleet.config import ResourceNames, Settings
 
 STOCK_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
@@ -157,14 +158,14 @@ def _queues(settings: Settings) -> dict:
     names = settings.names
     return {
         "DeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {
-            "QueueName": names.dead_letter_queue, "MessageRetentionPeriod": 1209600}},
+            "QueueName": names.dead_letter_queue, "MessageRetentionPeriod": DEAD_LETTER_RETENTION_S}},
         "RequestQueue": {"Type": "AWS::SQS::Queue", "Properties": {
             "QueueName": names.request_queue, "VisibilityTimeout": settings.visibility_timeout_s,
-            "ReceiveMessageWaitTimeSeconds": settings.receive_wait_s, "MessageRetentionPeriod": 345600,
+            "ReceiveMessageWaitTimeSeconds": settings.receive_wait_s, "MessageRetentionPeriod": RETENTION_S,
             "RedrivePolicy": {"deadLetterTargetArn": _att("DeadLetterQueue", "Arn"),
                               "maxReceiveCount": settings.max_receive_count}}},
         "ResponseQueue": {"Type": "AWS::SQS::Queue", "Properties": {
-            "QueueName": names.response_queue, "MessageRetentionPeriod": 345600}},
+            "QueueName": names.response_queue, "MessageRetentionPeriod": RETENTION_S}},
     }
 
 
@@ -184,12 +185,10 @@ def _tables(names: ResourceNames) -> dict:
     """The tables ensure_tables makes; the fleet table's rows expire (FleetTable.put writes expires_at)."""
     return {
         "ResultsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
-            **_results_table_spec(names.results_table), "Tags": _tags(names)}},
+            **results_table_spec(names.results_table), "Tags": _tags(names)}},
         "FleetTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
-            "TableName": names.fleet_table, "BillingMode": "PAY_PER_REQUEST",
-            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
-            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            **fleet_table_spec(names.fleet_table),
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
             "Tags": _tags(names)}},
     }
 
