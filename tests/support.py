@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -191,3 +192,13 @@ def start_stack_again(log_dir: Path, previous: LocalStack, **env_overrides: str)
                                                     "SIGHTFLEET_LOCAL_AWS_STATE_DIR")}
     stack = start_stack(log_dir, **{**same, **env_overrides})
     return dataclasses.replace(stack, web_url=previous.web_url, aws_url=previous.aws_url, prefix=previous.prefix)
+
+
+def start_worker_process(settings, instance_id: str, log_path: Path, module: str = "app_tier",
+                         **env_overrides: str) -> subprocess.Popen:
+    """A real worker process (`python -m <module>`) on settings' endpoint and prefix, logging to log_path."""
+    env = {**os.environ, "AWS_ENDPOINT_URL": settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
+           "SIGHTFLEET_INSTANCE_ID": instance_id, "PYTHONPATH": str(REPO), **env_overrides}
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -24,7 +21,7 @@ from sightfleet.config import Settings
 from sightfleet.contracts import Job, Result, new_image_id, utc_now
 from sightfleet.memory import memory_resources
 from sightfleet.resources import Resources
-from tests.support import REPO, jpeg_bytes, wait_for
+from tests.support import jpeg_bytes, start_worker_process, wait_for
 
 GOOD = "good"          # processed as usual: SUCCEEDED
 DEAD = "dead-letter"   # handed back until redrive takes it; the sweep marks nothing
@@ -84,14 +81,14 @@ def pipeline():
     return Pipeline(PipelineSettings())
 
 
-def queue_cases(resources) -> dict[str, tuple[str, str]]:
+def queue_cases(resources, queue) -> dict[str, tuple[str, str]]:
     """Every case on the queue (with its QUEUED row where it has one); case name -> (image id, expected)."""
     sent = {}
     for name, body, has_row, expected in CASES:
         image_id = new_image_id()
         if has_row:
             resources.results.create(Result.queued(Job.from_message(json.dumps(job_doc(image_id)))).to_dict())
-        resources.requests.send(body(image_id))
+        queue.send(body(image_id))
         sent[name] = (image_id, expected)
     return sent
 
@@ -119,7 +116,7 @@ def check_answers(resources, sent: dict[str, tuple[str, str]], meaning: dict) ->
 def test_every_poison_body_is_survived_and_answered(pipeline, monkeypatch):
     monkeypatch.setattr(jobs, "RETRY_DELAY_S", 0)
     resources, _ = memory_resources(Settings(prefix="mem", max_receive_count=2))
-    sent = queue_cases(resources)
+    sent = queue_cases(resources, resources.requests)
     counters = Counter()
     for _ in range(4):   # two receives each, then redrive on the next
         runner = BatchRunner(resources, pipeline, "i-poison", Heartbeat(resources, "i-poison", dict), counters)
@@ -137,13 +134,7 @@ def test_every_poison_body_is_survived_and_answered(pipeline, monkeypatch):
 
 def test_the_sweep_survives_any_dead_letter_and_marks_only_valid_ids_with_rows():
     resources, _ = memory_resources(Settings(prefix="mem"))
-    sent = {}
-    for name, body, has_row, expected in CASES:
-        image_id = new_image_id()
-        if has_row:
-            resources.results.create(Result.queued(Job.from_message(json.dumps(job_doc(image_id)))).to_dict())
-        resources.dead_letters.send(body(image_id))
-        sent[name] = (image_id, expected)
+    sent = queue_cases(resources, resources.dead_letters)
     marked = []
     while resources.dead_letters.counts()["visible"]:
         marked += dead_letters.sweep(resources, 10)
@@ -161,12 +152,8 @@ def test_a_worker_process_on_moto_survives_the_poison_that_crashed_three(setting
     good_id = new_image_id()
     resources.results.create(Result.queued(Job.from_message(json.dumps(job_doc(good_id)))).to_dict())
     resources.requests.send(json.dumps(job_doc(good_id)))
-    env = {**os.environ, "AWS_ENDPOINT_URL": settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
-           "SIGHTFLEET_INSTANCE_ID": "i-poison", "SIGHTFLEET_IDLE_GRACE_S": "600", "PYTHONPATH": str(REPO)}
     log_path = tmp_path / "worker.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app_tier"], env=env, cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT)
+    proc = start_worker_process(settings, "i-poison", log_path, SIGHTFLEET_IDLE_GRACE_S="600")
     try:
         wait_for(lambda: resources.results.get(good_id)["status"] == "SUCCEEDED", 90, what="the good job")
         wait_for(lambda: resources.dead_letters.counts()["visible"] == len(CASES) - 2, 30,

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -16,7 +14,7 @@ from app_tier.heartbeat import Heartbeat
 from app_tier.jobs import BatchRunner
 from app_tier.worker import Worker
 from sightfleet.contracts import Job
-from tests.support import REPO, jpeg_bytes, wait_for
+from tests.support import jpeg_bytes, start_worker_process, wait_for
 from web_tier.submit import Submitter, Upload
 
 
@@ -108,12 +106,8 @@ def test_idle_worker_terminates_its_own_instance(settings_factory, pipeline):
 def test_sigterm_finishes_the_current_batch_first(settings, resources, tmp_path):
     uploads = [Upload(jpeg_bytes(name), f"{name}.jpg") for name in ("chelsea", "coffee", "astronaut") * 3]
     accepted = submit(resources, *uploads)
-    env = {**os.environ, "AWS_ENDPOINT_URL": settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
-           "SIGHTFLEET_INSTANCE_ID": "i-sigterm", "SIGHTFLEET_IDLE_GRACE_S": "600", "PYTHONPATH": str(REPO)}
     log_path = tmp_path / "worker.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app_tier"], env=env, cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT)
+    proc = start_worker_process(settings, "i-sigterm", log_path, SIGHTFLEET_IDLE_GRACE_S="600")
     try:
         wait_for(lambda: any(r["status"] != "QUEUED" for r in resources.results.get_many([a["id"] for a in accepted])),
                  60, interval_s=0.05, what="the worker to start the batch")

@@ -1,9 +1,6 @@
 """The watchdog: held jobs that make no progress are handed back and the worker ends, so it is replaced."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -12,7 +9,7 @@ from app_tier.worker import STALLED_EXIT
 from sightfleet.config import Settings
 from sightfleet.memory import memory_resources
 from sightfleet.resources import Resources
-from tests.support import REPO, jpeg_bytes, wait_for
+from tests.support import jpeg_bytes, start_worker_process, wait_for
 from web_tier.submit import Submitter, Upload
 
 
@@ -55,13 +52,9 @@ def test_a_worker_hung_in_c_code_exits_and_its_job_is_redone(settings_factory, t
     settings = settings_factory(visibility_timeout_s=60)
     resources = Resources.connect(settings)
     accepted = Submitter(resources, 10 << 20).submit(Upload(jpeg_bytes("chelsea", 0.3), "chelsea.jpg"))
-    env = {**os.environ, "AWS_ENDPOINT_URL": settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
-           "SIGHTFLEET_INSTANCE_ID": "i-hung", "SIGHTFLEET_STALL_TIMEOUT_S": "3", "PYTHONPATH": str(REPO)}
     log_path = tmp_path / "worker.log"
     started = time.monotonic()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.hung_worker"], env=env, cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT)
+    proc = start_worker_process(settings, "i-hung", log_path, "tests.hung_worker", SIGHTFLEET_STALL_TIMEOUT_S="3")
     try:
         assert proc.wait(timeout=45) == STALLED_EXIT
     finally:
