@@ -87,7 +87,9 @@ class Observer:
         heartbeats = self._r.fleet_log.get_many(HEARTBEAT_KIND, [i.id for i in live])
         unlisted = _unlisted_launches(decisions, {i.id for i in every}, now)
         backlog = counts["visible"] + counts["in_flight"]
-        return Snapshot(now, counts["visible"], counts["in_flight"], dead["visible"], live, heartbeats,
+        # Dead letters the sweep is looking at are invisible for a while: they still count.
+        dead_letters = dead["visible"] + dead["in_flight"]
+        return Snapshot(now, counts["visible"], counts["in_flight"], dead_letters, live, heartbeats,
                         quiet_since(decisions, backlog, now), self._time_per_image(now), unlisted)
 
     def _time_per_image(self, now: float) -> float | None:

@@ -23,3 +23,15 @@ def test_dead_lettered_job_is_marked_failed_once(settings_factory):
     resources.dead_letters.set_visibility([m.receipt for m in resources.dead_letters.receive(10, 1)], 0)
     assert dead_letters.sweep(resources) == []
     assert resources.results.get(accepted["id"]) == result
+
+
+def test_dead_letters_under_inspection_still_count():
+    """The sweep hides each dead letter for RECHECK_S; the controller's count (and the dashboard's) keeps it."""
+    from controller.observe import Observer
+    from sightfleet.config import Settings
+    from sightfleet.memory import memory_resources
+    resources, _ = memory_resources(Settings(prefix="mem"))
+    resources.dead_letters.send("not a job")
+    dead_letters.sweep(resources)
+    assert resources.dead_letters.counts()["visible"] == 0
+    assert Observer(resources, resources.settings).observe(0.0).dead_letters == 1

@@ -277,7 +277,7 @@ def summarise(snapshot: Snapshot, min_instances: int, max_instances: int, worker
             "decided_at": latest.get("at"),
         },
         "queue": {"visible": snapshot.queue.get("visible", 0), "in_flight": snapshot.queue.get("in_flight", 0),
-                  "delayed": snapshot.queue.get("delayed", 0), "dead_letter": snapshot.dead_letter.get("visible", 0)},
+                  "delayed": snapshot.queue.get("delayed", 0), "dead_letter": snapshot.dead_letter.get("visible", 0) + snapshot.dead_letter.get("in_flight", 0)},
         "totals": totals(rows),
         "recent": {"window_s": RECENT_S, **result_figures(snapshot.recent, RECENT_S)},
         "workers": rows[:max(worker_limit, len(live))],
