@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from app_tier.pipeline import ImageInput
 from sightfleet.contracts import FAILED, Job, Result, clip, response_message
-from sightfleet.errors import ConditionFailed, Invalid, InvalidJob, NotFound, SightfleetError
+from sightfleet.errors import ConditionFailed, Invalid, InvalidJob, NoSuchObject, SightfleetError
 from sightfleet.interfaces import Message
 from sightfleet.procs import lower_priority
 
@@ -248,7 +248,7 @@ class BatchRunner:
             return
         try:
             ticket.data = self._r.inputs.get(job.key)
-        except NotFound:
+        except NoSuchObject:   # a missing bucket is out of reach, retried like any storage failure
             raise Fail(MISSING_INPUT, "the uploaded image is no longer stored") from None
 
     def _store(self, ticket: Ticket, outcome) -> None:

@@ -13,6 +13,10 @@ class NoSuchResult(NotFound):
     """No result has this id (unlike a NotFound for a missing table, which means out of reach)."""
 
 
+class NoSuchObject(NotFound):
+    """No object has this key in a bucket that exists (unlike a missing bucket, which is out of reach)."""
+
+
 class Unavailable(SightfleetError):
     """A backing service cannot be reached or refused the call; try again later."""
 

@@ -75,7 +75,7 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
     def get(self, key: str) -> bytes:
-        """The object's bytes; NotFound when it is not stored."""
+        """The object's bytes; NoSuchObject when it is not stored (NotFound when the bucket is missing)."""
 
     def delete(self, key: str) -> None: ...
 

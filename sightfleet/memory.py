@@ -19,7 +19,7 @@ from typing import Callable
 
 from sightfleet.config import Settings
 from sightfleet.contracts import FINAL_STATUSES
-from sightfleet.errors import ConditionFailed, NoSuchResult, NotFound, Unavailable
+from sightfleet.errors import ConditionFailed, NoSuchObject, NoSuchResult, Unavailable
 from sightfleet.interfaces import LIVE_STATES, Instance, Message
 from sightfleet.resources import Resources
 
@@ -190,7 +190,7 @@ class MemoryBucket(_Part):
         self._call("get", key)
         with self._lock:
             if key not in self.objects:
-                raise NotFound(f"get memory://{self.name}/{key}: NoSuchKey")
+                raise NoSuchObject(f"get memory://{self.name}/{key}: NoSuchKey")
             return self.objects[key][0]
 
     def delete(self, key: str) -> None:

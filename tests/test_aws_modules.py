@@ -23,7 +23,7 @@ from sightfleet.aws.sqs import Queue, message_from
 from sightfleet.interfaces import Message
 from sightfleet.config import Settings
 from sightfleet.contracts import FAILED, Job, failed_result, new_image_id, queued_result, utc_now
-from sightfleet.errors import ConditionFailed, Invalid, NotFound, Unavailable
+from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NotFound, Unavailable
 from tests.support import unique_prefix
 
 
@@ -69,12 +69,13 @@ BUCKET_CALLS = {
 
 @pytest.mark.parametrize("call", BUCKET_CALLS.values(), ids=BUCKET_CALLS.keys())
 def test_every_bucket_call_on_a_missing_bucket_is_not_found(bare, call):
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as caught:
         call(Bucket(bare, bare.names.input_bucket))
+    assert not isinstance(caught.value, NoSuchObject)   # a missing bucket is no missing image: it is retried
 
 
 def test_a_missing_key_is_not_found_and_deleting_it_is_harmless(resources):
-    with pytest.raises(NotFound, match="NoSuchKey"):
+    with pytest.raises(NoSuchObject, match="NoSuchKey"):
         resources.inputs.get("never-written")
     resources.inputs.delete("never-written")   # S3 deletes are idempotent
 

@@ -215,3 +215,22 @@ RETIRED = {"SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0
 ])
 def test_worker_exit_hook_powers_off_only_after_a_retirement(tmp_path, jobs, env, powers_off):
     assert run_worker_exited(tmp_path, jobs, **env) == (["--no-block poweroff"] if powers_off else [])
+
+
+def test_grants_that_moto_cannot_check_are_there():
+    """moto checks no IAM: these pin the grants the code needs on AWS, each named by what breaks without it."""
+    from sightfleet.deploy.template import DeployOptions, build_template, stack_settings
+    settings = Settings(prefix="acme-prod")
+    names = settings.names
+    worker = granted(iam_policy("worker-policy", settings, ACCOUNT))
+    controller = granted(iam_policy("controller-policy", settings, ACCOUNT))
+    # Without ListBucket, S3 answers a missing original with 403, and MISSING_INPUT becomes a retry.
+    assert f"arn:aws:s3:::{names.input_bucket}" in worker["s3:ListBucket"]
+    # The dead-letter sweep hands back a letter it could not mark, for the next tick.
+    assert any(r.endswith(f":{names.dead_letter_queue}") for r in controller["sqs:ChangeMessageVisibility"])
+    # RunInstances from the worker launch template tags every resource type the template names.
+    template = build_template(stack_settings(settings, DeployOptions(), "bundle.tar.gz"))
+    data = template["Resources"]["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    tagged = {spec["ResourceType"] for spec in data["TagSpecifications"]}
+    taggable = {r.split(":")[-1].split("/")[0] for r in controller["ec2:CreateTags"]}
+    assert tagged <= taggable, f"the controller may not tag {tagged - taggable} at launch"

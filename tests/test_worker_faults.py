@@ -19,7 +19,7 @@ from app_tier.worker import Worker
 from controller import dead_letters
 from sightfleet.config import Settings
 from sightfleet.contracts import FINAL_STATUSES, Job, Result, new_image_id, utc_now
-from sightfleet.errors import ConditionFailed, Invalid
+from sightfleet.errors import ConditionFailed, Invalid, NotFound
 from sightfleet.memory import memory_resources
 from tests.support import jpeg_bytes
 from web_tier.submit import Submitter, Upload
@@ -168,6 +168,16 @@ def test_a_pointer_job_whose_original_is_gone_fails_missing_input(stack, pipelin
     assert pointer["error"]["message"] == "the uploaded image is no longer stored"
     assert resources.results.get(ids[0])["status"] == "SUCCEEDED"
     assert resources.requests.bodies() == []
+
+
+def test_a_missing_input_bucket_is_retried_not_missing_input(stack, pipeline):
+    resources, faults = stack
+    ids = accept(resources, count=1)
+    faults.fail("inputs.get", NotFound("get s3://mem-input/originals/pointer.jpg: NoSuchBucket"), times=1)
+    run_batch(resources, pipeline)
+    assert resources.results.get(ids[-1])["status"] == "PROCESSING"   # handed back, not failed
+    drain(resources, pipeline)
+    assert resources.results.get(ids[-1])["status"] == "SUCCEEDED"
 
 
 def test_a_failed_read_of_a_finished_result_holds_back_no_other_message(stack, pipeline):

@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from sightfleet.config import Settings
-from sightfleet.errors import ConditionFailed, Invalid, NotFound, Unavailable
+from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NotFound, Unavailable
 
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 10.0
@@ -135,6 +135,8 @@ def translated(what: str) -> Iterator[None]:
     except ClientError as exc:
         code = error_code(exc)
         bare = code.removeprefix(_SQS_PREFIX)
+        if bare == "NoSuchKey":
+            raise NoSuchObject(f"{what}: {code}") from exc
         if bare in _NOT_FOUND_CODES:
             raise NotFound(f"{what}: {code}") from exc
         if bare in _CONDITION_CODES:
