@@ -351,3 +351,19 @@ def test_a_request_the_backend_refuses_as_invalid_is_a_400_not_a_retry(settings)
     reply = create_app(settings, resources).test_client().get("/api/images")
     assert reply.status_code == 400 and "Retry-After" not in reply.headers
     assert reply.get_json()["error"]["code"] == "INVALID_REQUEST"
+
+
+def test_an_upload_just_under_the_inline_limit_with_a_long_non_ascii_name_still_fits_the_queue(resources):
+    """The job's envelope is measured: escaped non-ASCII names and albums do not push a message over the limit."""
+    import io as _io
+
+    from PIL import Image
+    from web_tier.submit import Submitter, Upload
+    buffer = _io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    limit = resources.requests.max_message_bytes()
+    data = buffer.getvalue() + b"\0" * ((limit - 2048) * 3 // 4 - len(buffer.getvalue()))  # the old guess's edge
+    accepted = Submitter(resources, 10 << 20).submit(Upload(data, "\U0001F600" * 196 + ".png", "é" * 64))
+    [message] = resources.requests.receive(1, 1)
+    assert len(message.body.encode()) <= limit and accepted["id"] in message.body
+    assert '"key"' in message.body   # too big to travel inline once the envelope is counted: a pointer job

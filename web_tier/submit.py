@@ -19,8 +19,6 @@ from sightfleet.formats import ACCEPTED, HEAD_BYTES, check_head
 log = logging.getLogger(__name__)
 # A multipart request carries at most this many `file` parts (and so this many images of the largest size).
 MAX_IMAGES_PER_REQUEST = 10
-# Room left in a message for the JSON envelope around the base64 payload.
-_ENVELOPE_BYTES = 2048
 _MAX_NAME = 200
 # What Pillow raises for a header it cannot read.
 _BAD_HEADER = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
@@ -110,7 +108,7 @@ class Submitter:
         self._max_bytes = max_upload_bytes
         self._max_pixels = resources.settings.max_pixels
         self._on_accept = on_accept
-        self._inline_limit: int | None = None
+        self._max_message: int | None = None
 
     def check(self, upload: Upload) -> Checked:
         """Raise Rejected unless the upload is a readable JPEG or PNG within the limits with a valid album.
@@ -188,19 +186,20 @@ class Submitter:
         image_id, data = new_image_id(), checked.upload.data
         common = dict(id=image_id, album=checked.album, filename=safe_filename(checked.upload.filename),
                       content_type=checked.content_type, submitted_at=utc_now(), size=len(data))
-        if self._fits_inline(len(data)):
+        # The envelope is measured, not guessed: escaped non-ASCII names and albums can take kilobytes.
+        envelope = len(Job(**common, inline_b64="").to_message().encode())
+        if envelope + 4 * math.ceil(len(data) / 3) <= self._max_message_bytes():
             return Job(**common, inline_b64=base64.b64encode(data).decode())
         return Job(**common, bucket=self._r.inputs.name, key=input_key(image_id, checked.content_type))
 
-    def _fits_inline(self, size: int) -> bool:
-        if self._inline_limit is None:
-            # Read the queue's real limit once; base64 grows the payload by a third.
+    def _max_message_bytes(self) -> int:
+        """The request queue's real size limit, read once."""
+        if self._max_message is None:
             try:
-                max_bytes = self._r.requests.max_message_bytes()
+                self._max_message = self._r.requests.max_message_bytes()
             except SightfleetError as exc:  # a missing queue too: for the caller it is out of reach
                 raise Unavailable(f"cannot read the request queue's message size limit: {exc}") from exc
-            self._inline_limit = (max_bytes - _ENVELOPE_BYTES) * 3 // 4
-        return size <= self._inline_limit
+        return self._max_message
 
 
 def _mb(size: int) -> str:
