@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from sightfleet.contracts import FINAL_STATUSES, Job, Result, clip, failed_result, job_id_of
-from sightfleet.errors import ConditionFailed, InvalidJob, NoSuchResult, SightfleetError
+from sightfleet.errors import ConditionFailed, InvalidJob, NoSuchResult, SightfleetError, Unavailable
 
 log = logging.getLogger(__name__)
 CODE = "PROCESSING_FAILED"
@@ -29,13 +29,15 @@ def sweep(resources, max_messages: int = 10) -> list[str]:
 def _mark_guarded(resources, message) -> str | None:
     try:
         return _mark(resources, message.body)
-    except SightfleetError as exc:
+    except Unavailable as exc:
         # The table is out of reach: look at this one again on the next sweep, not in RECHECK_S.
         log.warning("dead letter %s not marked yet (%s)", message.id, exc)
         try:
             resources.dead_letters.set_visibility([message.receipt], 0)
         except SightfleetError:
             pass  # then it is seen again after RECHECK_S
+    except SightfleetError as exc:   # refused for good (Invalid, NotFound): the RECHECK_S look is enough
+        log.warning("dead letter %s cannot be marked (%s); left in the queue", message.id, exc)
     except Exception:  # noqa: BLE001 - one strange dead letter must not stop the sweep or the controller
         log.exception("dead letter %s could not be handled; left in the queue", message.id)
     return None
@@ -51,7 +53,7 @@ def _mark(resources, body: str) -> str | None:
     try:
         current = resources.results.get(image_id)
     except NoSuchResult:
-        return _mark_rowless(resources, body, code, reason)
+        return _mark_rowless(resources, body, reason) if code == CODE else None
     if current.get("status") in FINAL_STATUSES:
         return None
     try:
@@ -62,17 +64,17 @@ def _mark(resources, body: str) -> str | None:
     return image_id
 
 
-def _mark_rowless(resources, body: str, code: str, reason: str) -> str | None:
-    """A valid job with no row (its web process died before writing it): write its FAILED row, if still none."""
+def _mark_rowless(resources, body: str, reason: str) -> str | None:
+    """A valid job with no row (its web process died before writing it): write its FAILED row, if still none.
+
+    Only for a job that reads in full: junk with an id-shaped field gets no row, nobody waits for it.
+    """
+    job = Job.from_message(body)
     try:
-        job = Job.from_message(body)
-    except InvalidJob:
-        return None   # junk with an id-shaped field: nobody is waiting for it
-    try:
-        resources.results.create(Result.queued(job).failed(code, reason).to_dict())
+        resources.results.create(Result.queued(job).failed(CODE, reason).to_dict())
     except ConditionFailed:
         return None   # written meanwhile
-    log.warning("job %s dead-lettered with no result row (%s); written FAILED", job.id, code)
+    log.warning("job %s dead-lettered with no result row (%s); written FAILED", job.id, CODE)
     return job.id
 
 

@@ -181,7 +181,8 @@ def _typed(doc: dict, name: str, kind: type, required: bool = False):
 def _job_problem(job: Job) -> str | None:
     """Why a well-typed job cannot be processed; None when it can."""
     try:
-        clean_album(job.album)
+        if clean_album(job.album) != job.album:   # "" or padded: the web tier never sends those
+            raise ValueError(job.album)
     except ValueError:
         return f"album {clip(repr(job.album), 80)} is not an album name"
     if len(job.filename) > _MAX_FILENAME_CHARS:

@@ -57,6 +57,8 @@ CASES = [
     ("size is true", lambda i: json.dumps(job_doc(i, size=True)), True, DEAD_MARKED),
     ("album is a number", lambda i: json.dumps(job_doc(i, album=7)), True, DEAD_MARKED),
     ("album is hostile", lambda i: json.dumps(job_doc(i, album="<script>alert(1)</script>")), True, DEAD_MARKED),
+    ("album is empty", lambda i: json.dumps(job_doc(i, album="")), True, DEAD_MARKED),
+    ("album is padded", lambda i: json.dumps(job_doc(i, album=" default ")), True, DEAD_MARKED),
     ("filename is null", lambda i: json.dumps(job_doc(i, filename=None)), True, DEAD_MARKED),
     ("content type is GIF", lambda i: json.dumps(job_doc(i, content_type="image/gif")), True, DEAD_MARKED),
     ("submitted_at is not a time", lambda i: json.dumps(job_doc(i, submitted_at="yesterday")), True, DEAD_MARKED),
@@ -178,3 +180,19 @@ def test_a_valid_job_dead_lettered_before_its_row_was_written_gets_a_failed_row(
     result = resources.results.get(image_id)
     assert result["status"] == "FAILED" and result["error"]["code"] == "PROCESSING_FAILED"
     assert result["filename"] == "chelsea.jpg"
+
+
+def test_a_dead_letter_storage_refuses_for_good_is_not_retried_every_tick():
+    """Invalid (a request that can never succeed) waits for the next RECHECK_S look; Unavailable comes back at once."""
+    from sightfleet.errors import Invalid, Unavailable
+    resources, faults = memory_resources(Settings(prefix="mem"))
+    image_id = new_image_id()
+    resources.results.create(Result.queued(Job.from_message(json.dumps(job_doc(image_id)))).to_dict())
+    resources.dead_letters.send(json.dumps(job_doc(image_id, size="1")))
+    faults.fail("results.finish", Invalid("ValidationException"), times=1)
+    assert dead_letters.sweep(resources) == []
+    assert resources.dead_letters.counts()["visible"] == 0   # left for the recheck, not retried each tick
+    resources.dead_letters.send(json.dumps(job_doc(new_image_id(), size="1")))
+    faults.fail("results.get", Unavailable("throttled"), times=1)
+    assert dead_letters.sweep(resources) == []
+    assert resources.dead_letters.counts()["visible"] == 1   # handed back for the next tick
