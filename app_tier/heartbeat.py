@@ -34,7 +34,7 @@ class Heartbeat:
         self._describe = describe  # the worker's status, read fresh at every beat
         self._state = "starting"
         self._visibility_s = settings.visibility_timeout_s
-        # Extend well before expiry so one slow call cannot let a message reappear.
+        # Extend a third of the way in, and retry a failure every second: it has two thirds left to succeed.
         self._extend_every_s = max(1.0, settings.visibility_timeout_s / 3)
         self._beat_every_s = settings.worker_heartbeat_s
         # receipt -> when its visibility was last set, so each is extended before it lapses
@@ -98,7 +98,7 @@ class Heartbeat:
 
     def _run(self) -> None:
         lower_priority()
-        next_beat = next_extend = time.monotonic()
+        next_beat = time.monotonic()
         while True:
             announced = self._wake.wait(1.0)
             if self._stopping:
@@ -108,9 +108,8 @@ class Heartbeat:
             try:
                 if self._stalled(now):
                     break
-                if now >= next_extend:
-                    self._extend()
-                    next_extend = now + self._extend_every_s
+                # Every round: each receipt is extended within a second of falling due, a failed one retried.
+                self._extend()
                 if announced or now >= next_beat:
                     self.beat()
                     next_beat = now + self._beat_every_s

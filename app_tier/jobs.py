@@ -82,7 +82,6 @@ class Ticket:
     job: Job | None = None
     result: Result | None = None
     data: bytes | None = None
-    outcome: object | None = None
     failing: bool = False
     ended: str | None = None
 
@@ -200,7 +199,8 @@ class BatchRunner:
                 pass  # finished meanwhile by another worker: nothing to undo
             except SightfleetError as exc:
                 log.warning("job %s: left PROCESSING until it is taken again (%s)", ticket.job.id, exc)
-            self._end(ticket, HandBack(0, "the worker is stopping"))
+            ticket.ended = "handed back"
+        self._hand_back([t.message for t in tickets], 0)   # one call for all, not one per message
         log.info("handed back %s jobs received ahead", len(tickets))
 
     def wait(self) -> None:

@@ -108,6 +108,8 @@ class Worker:
 
     def _poll_ahead(self) -> list:
         """A poll for the next batch made while this one runs; no waiting, so it never holds the batch up."""
+        if self._stop_requested:
+            return []   # it would only be handed back, one of its receives spent
         try:
             return self._r.requests.receive(self.settings.receive_batch, 0)
         except SightfleetError as exc:
@@ -146,12 +148,13 @@ class Worker:
             return False
 
     def _shutdown(self, reason: str) -> None:
+        # The heartbeat stops first, so no round of it extends what is handed back here.
+        _attempt("stop the heartbeat", self._heartbeat.stop)
         held = self._heartbeat.held()
         if held:
             # Give unfinished messages back at once so another worker can take them.
             if _attempt("hand back unfinished messages", self._r.requests.set_visibility, held, 0):
                 log.info("handed back %s unfinished messages", len(held))
-        _attempt("stop the heartbeat", self._heartbeat.stop)
         self._heartbeat.beat("terminated" if reason == "idle" else reason)
         if reason == "idle" and _attempt("terminate own instance", self._r.fleet.terminate, [self.instance_id]):
             log.info("terminated own instance")

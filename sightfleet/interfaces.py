@@ -57,8 +57,8 @@ class JobQueue(Protocol):
     def delete_batch(self, receipts: list[str]) -> list[str]:
         """Delete messages; returns the receipts not deleted."""
 
-    def set_visibility(self, receipts: list[str], seconds: int) -> None:
-        """Extend (or with 0, give back) the messages' visibility; per-message failures are logged."""
+    def set_visibility(self, receipts: list[str], seconds: int) -> list[str]:
+        """Extend (or with 0, give back) the messages' visibility; returns the receipts not changed."""
 
     def counts(self) -> dict[str, int]:
         """Approximate visible, in-flight and delayed message counts."""
@@ -147,3 +147,7 @@ class MetricsSink(Protocol):
 
     def put(self, values: dict[str, float], unit: str = "Count", dimensions: dict[str, str] | None = None,
             storage_resolution: int = 1, timestamp: datetime | None = None) -> None: ...
+
+    def series(self, names: list[str], start: datetime, end: datetime, period_s: int = 60,
+               stat: str = "Average") -> dict[str, list[tuple[datetime, float]]]:
+        """Each metric's datapoints between start and end, oldest first."""

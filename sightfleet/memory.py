@@ -354,13 +354,22 @@ class MemoryFleet(_Part):
 class MemoryMetrics(_Part):
     def __init__(self, faults: Faults):
         super().__init__("metrics", faults)
-        self.points: list[tuple[str, float]] = []
+        self.points: list[tuple[datetime, str, float]] = []
 
     def put(self, values: dict[str, float], unit: str = "Count", dimensions: dict[str, str] | None = None,
             storage_resolution: int = 1, timestamp: datetime | None = None) -> None:
         self._call("put", values)
+        at = timestamp or datetime.now(timezone.utc)
         with self._lock:
-            self.points.extend(values.items())
+            self.points.extend((at, name, float(value)) for name, value in values.items())
+
+    def series(self, names: list[str], start: datetime, end: datetime, period_s: int = 60,
+               stat: str = "Average") -> dict[str, list[tuple[datetime, float]]]:
+        """Each metric's raw datapoints between start and end (no aggregation into periods)."""
+        self._call("series", names)
+        with self._lock:
+            return {name: sorted((at, value) for at, n, value in self.points if n == name and start <= at <= end)
+                    for name in names}
 
 
 def memory_resources(settings: Settings) -> tuple[Resources, Faults]:

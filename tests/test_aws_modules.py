@@ -165,8 +165,7 @@ def test_a_message_over_the_queue_size_limit_is_invalid(resources):
     too_big = "x" * (resources.requests.max_message_bytes() + 1)
     with pytest.raises(Invalid, match="InvalidParameterValue"):
         resources.requests.send(too_big)
-    with pytest.raises(Invalid):
-        resources.requests.send_batch(["small", too_big])
+    assert resources.requests.send_batch(["small", too_big]) == [0, 1]   # the call of ten failed as a whole
     assert resources.requests.counts()["visible"] == 0
 
 
@@ -279,3 +278,10 @@ def test_an_oversized_fleet_document_is_refused(resources):
     assert resources.fleet_log.get_many("worker", ["i-big"]) == {}
     resources.fleet_log.put("worker", "i-fine", {"note": "x" * 300_000})
     assert len(resources.fleet_log.get_many("worker", ["i-fine"])["i-fine"]["note"]) == 300_000
+
+
+def test_a_batch_call_keeps_the_fate_of_each_group_of_ten(resources):
+    """Fifteen sends, the second call of ten refused as a whole: the first ten went out, and are not reported."""
+    too_big = "x" * (resources.requests.max_message_bytes() + 1)
+    assert resources.requests.send_batch([f"small {n}" for n in range(10)] + [too_big] * 5) == list(range(10, 15))
+    assert resources.requests.counts()["visible"] == 10

@@ -196,3 +196,19 @@ def test_a_dead_letter_storage_refuses_for_good_is_not_retried_every_tick():
     faults.fail("results.get", Unavailable("throttled"), times=1)
     assert dead_letters.sweep(resources) == []
     assert resources.dead_letters.counts()["visible"] == 1   # handed back for the next tick
+
+
+def test_a_row_that_cannot_be_written_for_a_rowless_dead_letter_is_tried_again_next_sweep():
+    from sightfleet.errors import Unavailable
+    resources, faults = memory_resources(Settings(prefix="mem"))
+    image_id = new_image_id()
+    resources.dead_letters.send(json.dumps(job_doc(image_id)))
+    faults.fail("results.create", Unavailable("throttled"), times=1)
+    assert dead_letters.sweep(resources) == []
+    assert dead_letters.sweep(resources) == [image_id]   # handed back at once, marked on the next sweep
+    other = new_image_id()
+    resources.dead_letters.send(json.dumps(job_doc(other)))
+    faults.fail("results.create", Unavailable("throttled"), times=1)
+    faults.fail("dead_letters.set_visibility", Unavailable("throttled"), times=1)
+    assert dead_letters.sweep(resources) == []   # neither went through: seen again after RECHECK_S, no crash
+    assert resources.results.get_many([other]) == []

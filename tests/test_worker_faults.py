@@ -269,3 +269,18 @@ def test_a_request_storage_refuses_is_failed_at_once_not_retried(stack, pipeline
     assert result["status"] == "FAILED" and result["error"]["code"] == "STORAGE_REJECTED"
     assert result["attempts"] == 1   # failed on the first receive, not retried
     assert resources.results.get(ids[-1])["status"] == "SUCCEEDED"
+
+
+def test_a_stopping_worker_hands_back_what_it_received_ahead_even_when_requeue_fails(stack, pipeline):
+    resources, faults = stack
+    ids = accept(resources)
+    heartbeat = Heartbeat(resources, "i-test", dict)
+    runner = BatchRunner(resources, pipeline, "i-test", heartbeat, Counter())
+    ahead = runner.take(resources.requests.receive(10, 0))
+    faults.fail("results.requeue")
+    runner.hand_back(ahead)       # as a worker told to stop does with what it received ahead
+    runner.close()
+    assert heartbeat.held() == [] and resources.requests.counts()["visible"] == len(ids)   # visible at once
+    faults.clear()
+    drain(resources, pipeline)
+    assert_each_final_once(resources, ids)

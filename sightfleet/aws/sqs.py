@@ -6,7 +6,7 @@ import logging
 
 from sightfleet.aws.session import LONG_POLL_MAX_WAIT_S, client, translated
 from sightfleet.config import Settings
-from sightfleet.errors import Unavailable
+from sightfleet.errors import SightfleetError
 from sightfleet.interfaces import Message
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Queue:
             try:
                 with translated(f"{operation} on {self.name}"):
                     reply = getattr(self._sqs, operation)(QueueUrl=url, Entries=batch)
-            except Unavailable as exc:   # NotFound and Invalid concern the call, not its entries: raised
+            except SightfleetError as exc:   # a missing queue was found out above, by its URL
                 log.warning("%s on %s: %s entries failed: %s", operation, self.name, len(batch), exc)
                 failed.extend(range(start, start + len(batch)))
                 continue
