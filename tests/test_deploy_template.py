@@ -268,3 +268,13 @@ def test_the_code_bundle_is_the_code_without_tests_and_is_reproducible():
     assert {"ami/install.sh", "requirements.txt", "sightfleet/config.py", "app_tier/__main__.py"} <= set(files)
     assert not any(f.startswith(("tests/", ".git", ".venv", ".run/")) or "__pycache__" in f for f in files)
     assert bundle_key(build_bundle()) == bundle_key(build_bundle())
+
+
+def test_untracked_files_beside_the_code_never_reach_the_bundle(tmp_path):
+    import subprocess
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "app.py").write_text("print('code')\n")
+    (tmp_path / ".env").write_text("AWS_SECRET_ACCESS_KEY=example\n")
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "app.py"], check=True)
+    assert bundle_files(tmp_path) == ["app.py"]

@@ -31,16 +31,16 @@ def test_held_work_without_progress_is_handed_back_and_the_stall_reported():
 
 
 def test_progress_keeps_the_watchdog_quiet_and_idle_never_trips_it():
-    resources, _ = memory_resources(Settings(prefix="mem", stall_timeout_s=1.5, visibility_timeout_s=30))
+    resources, _ = memory_resources(Settings(prefix="mem", stall_timeout_s=3, visibility_timeout_s=30))
     stalled = threading.Event()
     heartbeat = Heartbeat(resources, "i-busy", dict, on_stall=stalled.set)
     heartbeat.start()
     try:
-        time.sleep(2.5)   # idle longer than the stall timeout: nothing held, nothing to watch
+        time.sleep(3.5)   # idle longer than the stall timeout: nothing held, nothing to watch
         resources.requests.send("job")
         [message] = resources.requests.receive(1, 0)
         heartbeat.hold([message.receipt])
-        for _ in range(8):   # a job moving on, step after step, for longer than the timeout
+        for _ in range(10):   # a job moving on, step after step, for longer than the timeout
             time.sleep(0.5)
             heartbeat.progress()
         assert not stalled.is_set()

@@ -19,12 +19,16 @@ _LEFT_OUT = ("tests/", "benchmarks/", ".git", ".venv", ".run/")
 
 
 def bundle_files(root: Path = REPO) -> list[str]:
-    """The repository's files: git's view (tracked and untracked, not ignored) when there is one, else a walk."""
+    """The code to ship: the files git tracks (as they are in the working tree), else a walk without dotfiles.
+
+    Never untracked files: an operator's .env or key file beside the code must not reach S3 and every instance.
+    """
     try:
-        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"],
                                 check=True, capture_output=True).stdout.decode().split("\0")
     except (OSError, subprocess.CalledProcessError):
-        listed = [str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()]
+        listed = [str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()
+                  and not any(part.startswith(".") for part in path.relative_to(root).parts)]
     return sorted(name for name in set(listed)
                   if name and not name.startswith(_LEFT_OUT) and "__pycache__" not in name
                   and (root / name).is_file())
