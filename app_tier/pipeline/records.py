@@ -42,7 +42,7 @@ class PipelineSettings:
     # OpenVINO's INFERENCE_PRECISION_HINT, "bf16" or "f32" (measured in README.md, Precision); f32 where the
     # CPU has no native bf16.
     inference_precision: str = "bf16"
-    model_cache_dir: str = ""         # where the OpenVINO IR is cached ("": the repository's .run/models)
+    model_cache_dir: str = ""         # where the OpenVINO IR is cached ("": ~/.cache/sightfleet/models)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineSettings":

