@@ -28,6 +28,7 @@ class PipelineSettings:
     image_timeout_s: float = Settings.image_timeout_s  # budget of one image's own stages (0 disables)
     # One thread each: a worker instance runs one worker process per core, and threads
     # beyond the core count only fight each other (measured in benchmarks/pipeline.py).
+    # opencv_threads is also OpenVINO's INFERENCE_NUM_THREADS; torch_threads serves native only.
     torch_threads: int = Settings.torch_threads
     opencv_threads: int = Settings.torch_threads
     annotated_max_side: int = 1024    # longest side of the annotated copy
