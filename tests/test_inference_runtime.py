@@ -100,7 +100,9 @@ def test_native_asked_for_is_native_without_warning(caplog, fallback_not_yet_log
 
 
 def test_an_openvino_worker_never_imports_torch(tmp_path):
-    """The default pipeline in a fresh process (IR already cached by the session) leaves torch unimported."""
+    """The default pipeline in a fresh process, with the IR in the cache, leaves torch unimported."""
+    for name in runtime.CONVERTERS:                         # converting (here, if not yet done) needs torch
+        runtime.cached_ir(name, runtime.cache_dir())
     code = ("import sys; from app_tier.pipeline import Pipeline, PipelineSettings; p = Pipeline(PipelineSettings()); "
             "print(p.runtime, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
