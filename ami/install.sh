@@ -33,8 +33,19 @@ python3 -m venv "$ROOT/venv"
 "$ROOT/venv/bin/python" -m pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" \
   -r "$ROOT/app/requirements.txt"
 "$ROOT/venv/bin/python" -c 'import torch; assert not torch.version.cuda, "CUDA torch installed"'
-# The weights ship inside the wheels: load both models once so a broken image fails the bake.
-(cd "$ROOT/app" && "$ROOT/venv/bin/python" -c 'from app_tier.pipeline import Pipeline, PipelineSettings; Pipeline(PipelineSettings())')
+# The weights ship inside the wheels. Convert both models to OpenVINO IR once, here, as the
+# worker's user and into the cache its workers read (~/.cache/sightfleet/models with the unit's
+# HOME=/var/lib/sightfleet, its StateDirectory; keyed by the package and OpenVINO versions), with
+# the compiled form for this CPU beside it, so no worker converts at start. Then load the default
+# pipeline (OpenVINO) and the native one, so a broken image fails the bake. Only the conversion
+# needs torch for the classifier; an OpenVINO worker never imports it.
+install -d -o sightfleet -g sightfleet -m 0750 /var/lib/sightfleet
+as_worker() { (cd "$ROOT/app" && runuser -u sightfleet -- env HOME=/var/lib/sightfleet "$ROOT/venv/bin/python" "$@"); }
+as_worker -m app_tier.pipeline.runtime
+as_worker -c '
+from app_tier.pipeline import Pipeline, PipelineSettings
+assert Pipeline(PipelineSettings()).runtime == "openvino", "OpenVINO did not load on the bake instance"
+Pipeline(PipelineSettings(inference="native"))'
 install -m 0644 "$ROOT"/app/ami/systemd/sightfleet-*.service /etc/systemd/system/
 chmod 0755 "$ROOT/app/ami/bin/worker-exited"
 systemctl daemon-reload

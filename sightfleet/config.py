@@ -102,6 +102,8 @@ class Settings:
     max_pixels: int = 50_000_000
     image_timeout_s: float = 30.0
     torch_threads: int = 1
+    # Runtime of the worker's models: "openvino" (falls back to "native" where it cannot load) or "native".
+    inference: str = "openvino"
     instance_id: str | None = None
     image_id: str = "ami-sightfleet-worker"
     instance_type: str = "t3.large"
@@ -198,6 +200,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("need 0 <= SIGHTFLEET_MIN_INSTANCES <= SIGHTFLEET_MAX_INSTANCES")
     if settings.max_upload_mb <= 0:
         raise ConfigError("SIGHTFLEET_MAX_UPLOAD_MB must be positive")
+    if settings.inference not in ("openvino", "native"):
+        raise ConfigError(f"SIGHTFLEET_INFERENCE must be openvino or native, got {settings.inference!r}")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

