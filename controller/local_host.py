@@ -15,7 +15,8 @@ lists the stack's workers (pending, running, stopping, stopped) and:
   VMs do not outlive their host. No process is left behind.
 - on start, terminates the instances a previous host left running (it was killed: its workers
   got SIGTERM with it and hand back their work), rather than booting a second process under
-  the same instance id while the old one finishes its batch.
+  the same instance id while the old one finishes its batch. Workers it left frozen in the pool
+  hold their SIGTERM until continued: they are found by their instance id and sent SIGCONT.
 When the endpoint does not answer (stopped, restarting), a round is skipped and every worker
 keeps running: only a listing that succeeds stops anything. When the endpoint comes back without
 the instances (restarted with no EC2 state), their workers are stopped as on any termination
@@ -114,6 +115,10 @@ class LocalHost:
         if orphans:
             log.warning("terminated %s instances a previous host left running (their workers ended with it): %s",
                         len(orphans), orphans)
+            for pid in frozen_workers(set(orphans)):
+                log.warning("worker pid %s was left frozen in the pool by the previous host; continuing it so "
+                            "that it ends", pid)
+                _continue_to_end(pid)
         return True
 
     def step(self) -> None:
@@ -229,6 +234,30 @@ class LocalHost:
             except SightfleetError as exc:
                 log.error("could not terminate %s (%s); trying again", vm.instance_id, exc)
                 self._exited.append(vm)
+
+
+def frozen_workers(instance_ids: set[str]) -> list[int]:
+    """Stopped (state T) processes of this user whose SIGHTFLEET_INSTANCE_ID is one of instance_ids."""
+    wanted = {f"SIGHTFLEET_INSTANCE_ID={i}".encode() for i in instance_ids}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "T" and wanted & set((entry / "environ").read_bytes().split(b"\0")):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue   # ended meanwhile, or another user's
+    return found
+
+
+def _continue_to_end(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main() -> int:
