@@ -192,9 +192,11 @@ class Worker:
         log.info("idle for %.0f s with no messages held; into the warm pool (%s)", idle_s,
                  "hibernating" if hibernating else "plain stop: this process ends with the OS, a new one starts")
         started = time.monotonic()
-        self._await_start(pooled_at)
-        self.status["pooled_s"] = round(self.status["pooled_s"] + time.monotonic() - started, 3)
-        self.status["pooled_at"] = None
+        try:
+            self._await_start(pooled_at)
+        finally:   # also when terminated from the pool: that time was not running either
+            self.status["pooled_s"] = round(self.status["pooled_s"] + time.monotonic() - started, 3)
+            self.status["pooled_at"] = None
         self.status["resumes"] += 1
         resumed_at = time.monotonic()
         self._heartbeat.beat("idle")   # at once: the controller counts the heartbeat timeout from the start

@@ -183,3 +183,33 @@ def test_a_new_host_ends_the_workers_a_killed_host_left_frozen(settings):
     finally:
         if old.poll() is None:
             old.kill()
+
+
+def test_the_dashboard_shows_pooled_instances_apart_and_bills_running_time_only(app, client, resources):
+    from prometheus_client.parser import text_string_to_metric_families
+    from web_tier.opsdata import OpsData
+    running, pooled = resources.fleet.launch(2, "#!/bin/bash\n")
+    resources.fleet.stop([pooled])
+    now = time.time() + 1
+    # Launched 1,000 s ago; ran 100 s, 700 s in the pool, resumed and ran 100 s, in the pool again for 100 s.
+    resources.fleet_log.put("worker", pooled, {
+        "instance_id": pooled, "state": "pooled", "launched_at": iso(now - 1000), "last_heartbeat": iso(now - 100),
+        "pooled_at": iso(now - 100), "pooled_s": 700.0, "resumes": 1, "last_resume_s": 0.02, "model_load_s": 2.5,
+        "images_done": 4, "images_failed": 0, "current": []})
+    resources.fleet_log.put("worker", running, {
+        "instance_id": running, "state": "idle", "launched_at": iso(now - 50), "last_heartbeat": iso(now - 1),
+        "images_done": 0, "images_failed": 0, "current": [], "model_load_s": 2.0})
+    app.extensions["ops"] = OpsData(resources, clock=lambda: now)
+    doc = client.get("/api/ops/summary").get_json()
+    assert (doc["instances"]["running"], doc["instances"]["pooled"]) == (1, 1)
+    rows = {w["instance_id"]: w for w in doc["workers"]}
+    assert list(rows)[:2] == [running, pooled]   # live first, then the pool
+    row = rows[pooled]
+    assert (row["state"], row["live"], row["pooled"], row["ec2_state"]) == ("pooled", False, True, "stopped")
+    assert (row["uptime_s"], row["resumes"], row["model_load_s"], row["last_resume_s"]) == (200.0, 1, 2.5, 0.02)
+    assert doc["totals"]["instance_seconds"] == pytest.approx(200 + 50, abs=0.5)   # the pool's time is not billed
+    samples = {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "stack"))): s.value
+               for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+               for s in family.samples}
+    assert samples[("sightfleet_instances", (("state", "pooled"),))] == 1
+    assert samples[("sightfleet_instances", (("state", "running"),))] == 1
