@@ -191,21 +191,22 @@ class Worker:
             return False
         log.info("idle for %.0f s with no messages held; into the warm pool (%s)", idle_s,
                  "hibernating" if hibernating else "plain stop: this process ends with the OS, a new one starts")
-        started = time.monotonic()
+        # Wall-clock time: the monotonic clock stands still while a hibernated VM is suspended.
+        started = time.time()
         try:
-            self._await_start(pooled_at)
+            up_since = self._await_start(pooled_at)
         finally:   # also when terminated from the pool: that time was not running either
-            self.status["pooled_s"] = round(self.status["pooled_s"] + time.monotonic() - started, 3)
+            self.status["pooled_s"] = round(self.status["pooled_s"] + time.time() - started, 3)
             self.status["pooled_at"] = None
         self.status["resumes"] += 1
-        resumed_at = time.monotonic()
+        # The warm start: from StartInstances to this worker polling again (the cold start is model_load_s).
+        self.status["last_resume_s"] = round(max(0.0, time.time() - up_since.timestamp()), 3)
         self._heartbeat.beat("idle")   # at once: the controller counts the heartbeat timeout from the start
-        self.status["last_resume_s"] = round(time.monotonic() - resumed_at, 3)
-        log.info("started again from the warm pool after %.1f s; polling", time.monotonic() - started)
+        log.info("started again from the warm pool after %.1f s in it; polling", time.time() - started)
         return True
 
-    def _await_start(self, pooled_at: datetime) -> None:
-        """Until EC2 lists this instance started after pooled_at; a stop request (SIGTERM) ends the wait."""
+    def _await_start(self, pooled_at: datetime) -> datetime:
+        """Until EC2 lists this instance started after pooled_at (returns when); SIGTERM ends the wait."""
         next_check = time.monotonic() + RESUME_CHECK_S
         while True:
             self._polling = True   # SIGTERM cuts the wait short, as it does a long poll
@@ -218,16 +219,20 @@ class Worker:
             if not self._continued and time.monotonic() < next_check:
                 continue
             self._continued, next_check = False, time.monotonic() + RESUME_CHECK_S
-            if self._started_since(pooled_at):
-                return
+            started_at = self._started_since(pooled_at)
+            if started_at:
+                return started_at
 
-    def _started_since(self, pooled_at: datetime) -> bool:
+    def _started_since(self, pooled_at: datetime) -> datetime | None:
+        """When this instance was started again, if EC2 lists it live and started after pooled_at."""
         try:
             mine = [i for i in self._r.fleet.instances(states=ALL_STATES) if i.id == self.instance_id]
         except SightfleetError as exc:
             log.warning("cannot see whether this instance was started again (%s); looking again", exc)
-            return False
-        return bool(mine) and mine[0].state in LIVE_STATES and mine[0].up_since > pooled_at
+            return None
+        if mine and mine[0].state in LIVE_STATES and mine[0].up_since > pooled_at:
+            return mine[0].up_since
+        return None
 
     def _shutdown(self, reason: str) -> None:
         held = self._heartbeat.held()

@@ -322,6 +322,7 @@ def test_an_idle_worker_goes_into_the_pool_and_carries_on_when_started(pipeline)
     assert seen["queued while pooled"] == 2
     final = resources.fleet_log.items[("worker", instance_id)]
     assert final["resumes"] == 1 and final["images_done"] == 2 and final["state"] == "stopped"
+    assert 0 <= final["last_resume_s"] < 10 and final["pooled_s"] >= 1.5   # the pool's time, apart
     assert faults.calls["fleet.stop"] == 2 and state_of(resources, instance_id) == "stopped"
 
 
