@@ -213,3 +213,17 @@ def test_the_dashboard_shows_pooled_instances_apart_and_bills_running_time_only(
                for s in family.samples}
     assert samples[("sightfleet_instances", (("state", "pooled"),))] == 1
     assert samples[("sightfleet_instances", (("state", "running"),))] == 1
+
+
+def test_pool_settings_from_the_environment_and_their_defaults():
+    from sightfleet.config import ConfigError, Settings
+    from sightfleet.stack import LOCAL_DEFAULTS
+    settings = Settings.from_env({"SIGHTFLEET_WARM_POOL_SIZE": "3", "SIGHTFLEET_POOL_GRACE_S": "2",
+                                  "SIGHTFLEET_IDLE_GRACE_S": "30"})
+    assert (settings.warm_pool_size, settings.pool_idle_s) == (3, 2)
+    assert Settings.from_env({}).warm_pool_size == 0                      # AWS: no pool until asked
+    assert Settings(idle_grace_s=30, pool_grace_s=2).pool_idle_s == 30    # no pool: the grace as before
+    assert Settings(idle_grace_s=5, pool_grace_s=20, warm_pool_size=1).pool_idle_s == 5   # never later
+    assert LOCAL_DEFAULTS["SIGHTFLEET_WARM_POOL_SIZE"] == LOCAL_DEFAULTS["SIGHTFLEET_MAX_INSTANCES"]
+    with pytest.raises(ConfigError, match="WARM_POOL_SIZE"):
+        Settings.from_env({"SIGHTFLEET_WARM_POOL_SIZE": "-1"})
