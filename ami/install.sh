@@ -17,8 +17,11 @@ install_python() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q python3 python3-venv rsync
+    # The warm pool hibernates workers: EC2's agent sets up the swap space hibernation writes memory to.
+    apt-get install -y -q ec2-hibinit-agent || echo "ec2-hibinit-agent not installed: pooled workers stop without hibernating" >&2
   elif command -v dnf >/dev/null; then
     dnf install -y -q python3.12 rsync
+    dnf install -y -q ec2-hibinit-agent || echo "ec2-hibinit-agent not installed: pooled workers stop without hibernating" >&2
     alternatives --set python3 /usr/bin/python3.12 2>/dev/null || true
   fi
 }

@@ -1,4 +1,9 @@
-"""The worker loop: poll, process, stay alive on bad input, and retire the instance when idle."""
+"""The worker loop: poll, process, stay alive on bad input, and when idle go into the warm pool or retire.
+
+An idle worker holding no messages stops its own instance into the stack's warm pool (hibernated:
+process and models stay in memory) while the pool has room, else terminates it. Started again, it
+carries on where it stopped: idle timer reset, a heartbeat at once, then the long poll.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,12 +11,14 @@ import os
 import signal
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from app_tier.heartbeat import Heartbeat
 from app_tier.jobs import BatchRunner, Intake
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
+from sightfleet.interfaces import ALL_STATES, LIVE_STATES, POOLED_STATES
 
 if TYPE_CHECKING:
     from sightfleet.resources import Resources
@@ -20,6 +27,11 @@ log = logging.getLogger(__name__)
 # Exit status of a worker whose watchdog found its pipeline hung (EX_SOFTWARE): a crash, so that
 # systemd restarts the process on AWS and the local EC2 host replaces the instance.
 STALLED_EXIT = 70
+# While in the pool: how often the worker looks whether it was started again (locally the host's
+# SIGCONT cuts this short; on AWS a resumed instance finds out at the next look).
+RESUME_CHECK_S = 1.0
+RESUME_NAP_S = 0.1
+POOLED = "pooled"
 
 
 class _StopPolling(BaseException):
@@ -40,8 +52,10 @@ class Worker:
         self._can_terminate = can_terminate
         self._stop_requested = False
         self._polling = False
+        self._continued = False   # set by SIGCONT: the local host resumed this process
         self.counters: Counter = Counter()
-        self.status = {"instance_id": instance_id, "launched_at": utc_now(), "model_load_s": None, "current": []}
+        self.status = {"instance_id": instance_id, "launched_at": utc_now(), "model_load_s": None, "current": [],
+                       "resumes": 0, "pooled_s": 0.0, "pooled_at": None, "last_resume_s": None}
         self._heartbeat = Heartbeat(resources, instance_id, self._describe, on_stall=self._stalled)
 
     def work(self) -> str:
@@ -58,11 +72,15 @@ class Worker:
                     log.info("stop requested; leaving the loop")
                     break
                 idle_s = time.monotonic() - last_work
-                if idle_s >= self.settings.idle_grace_s and self._may_retire():
+                step = None if ahead else self._idle_step(idle_s)
+                if step == POOLED and self._pool(idle_s):
+                    last_work = time.monotonic()
+                    continue
+                if step:
                     log.info("idle for %.0f s with no messages held; retiring", idle_s)
                     reason = "idle"
                     break
-                intake = ahead or runner.take(self._poll(self.settings.idle_grace_s - idle_s))
+                intake = ahead or runner.take(self._poll(self._idle_left_s(idle_s)))
                 ahead = None
                 if intake:
                     ahead = self._run_batch(runner, intake)
@@ -135,17 +153,88 @@ class Worker:
         counts = {"images_done": self.counters["succeeded"], "images_failed": self.counters["failed"]}
         return {**self.status, **counts}
 
-    def _may_retire(self) -> bool:
-        """Retire only if allowed and not among the oldest min_instances, which keep the floor."""
-        if not self._can_terminate:
-            return False
+    def _idle_left_s(self, idle_s: float) -> float:
+        """Seconds until the next idle deadline: the pool's grace, then the retirement grace."""
+        pool_s, grace_s = self.settings.pool_idle_s, self.settings.idle_grace_s
+        return (pool_s if idle_s < pool_s else grace_s) - idle_s
+
+    def _idle_step(self, idle_s: float) -> str | None:
+        """POOLED, "retire" or None (keep polling), from one listing of the stack's instances.
+
+        Only if allowed and not among the oldest min_instances, which keep the floor; into the pool
+        while it has room (several idle workers may see the same room: the controller trims the excess).
+        """
+        settings = self.settings
+        if idle_s < settings.pool_idle_s or not self._can_terminate or self._heartbeat.held():
+            return None
         try:
-            # Oldest first: idle workers retiring together still leave the oldest `min` running.
-            ids = [instance.id for instance in self._r.fleet.instances()]
-            return self.instance_id in ids[self.settings.min_instances:]
+            every = self._r.fleet.instances(states=ALL_STATES)
         except SightfleetError as exc:
             log.warning("cannot count the fleet (%s); staying up", exc)
+            return None
+        # Oldest first: idle workers leaving together still leave the oldest `min` running.
+        live = [i.id for i in every if i.state in LIVE_STATES]
+        if self.instance_id not in live[settings.min_instances:]:
+            return None
+        if sum(1 for i in every if i.state in POOLED_STATES) < settings.warm_pool_size:
+            return POOLED
+        return "retire" if idle_s >= settings.idle_grace_s else None
+
+    def _pool(self, idle_s: float) -> bool:
+        """Stop this instance into the warm pool and wait to be started; False if it cannot be stopped."""
+        pooled_at = datetime.now(timezone.utc)
+        self.status["pooled_at"] = utc_now()
+        self._heartbeat.beat(POOLED)
+        try:
+            hibernating = self._r.fleet.stop([self.instance_id])
+        except SightfleetError as exc:
+            log.warning("cannot stop own instance into the warm pool (%s); retiring instead", exc)
+            self.status["pooled_at"] = None
             return False
+        log.info("idle for %.0f s with no messages held; into the warm pool (%s)", idle_s,
+                 "hibernating" if hibernating else "plain stop: this process ends with the OS, a new one starts")
+        # Wall-clock time: the monotonic clock stands still while a hibernated VM is suspended.
+        started = time.time()
+        try:
+            up_since = self._await_start(pooled_at)
+        finally:   # also when terminated from the pool: that time was not running either
+            self.status["pooled_s"] = round(self.status["pooled_s"] + time.time() - started, 3)
+            self.status["pooled_at"] = None
+        self.status["resumes"] += 1
+        # The warm start: from StartInstances to this worker polling again (the cold start is model_load_s).
+        self.status["last_resume_s"] = round(max(0.0, time.time() - up_since.timestamp()), 3)
+        self._heartbeat.beat("idle")   # at once: the controller counts the heartbeat timeout from the start
+        log.info("started again from the warm pool after %.1f s in it; polling", time.time() - started)
+        return True
+
+    def _await_start(self, pooled_at: datetime) -> datetime:
+        """Until EC2 lists this instance started after pooled_at (returns when); SIGTERM ends the wait."""
+        next_check = time.monotonic() + RESUME_CHECK_S
+        while True:
+            self._polling = True   # SIGTERM cuts the wait short, as it does a long poll
+            try:
+                time.sleep(RESUME_NAP_S)
+            finally:
+                self._polling = False
+            if self._stop_requested:
+                raise _StopPolling()
+            if not self._continued and time.monotonic() < next_check:
+                continue
+            self._continued, next_check = False, time.monotonic() + RESUME_CHECK_S
+            started_at = self._started_since(pooled_at)
+            if started_at:
+                return started_at
+
+    def _started_since(self, pooled_at: datetime) -> datetime | None:
+        """When this instance was started again, if EC2 lists it live and started after pooled_at."""
+        try:
+            mine = [i for i in self._r.fleet.instances(states=ALL_STATES) if i.id == self.instance_id]
+        except SightfleetError as exc:
+            log.warning("cannot see whether this instance was started again (%s); looking again", exc)
+            return None
+        if mine and mine[0].state in LIVE_STATES and mine[0].up_since > pooled_at:
+            return mine[0].up_since
+        return None
 
     def _shutdown(self, reason: str) -> None:
         # The heartbeat stops first, so no round of it extends what is handed back here.
@@ -178,8 +267,12 @@ class Worker:
             # Only a long poll is cut short; a batch, or the shutdown itself, runs to its end.
             if self._polling:
                 raise _StopPolling()
+        def continued(_signum, _frame):
+            self._continued = True
+
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGCONT, continued)
 
 
 def _attempt(what: str, call, *args) -> bool:

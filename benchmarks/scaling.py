@@ -1,4 +1,5 @@
-"""Scaling: a burst of N images into an empty local fleet, timed until the fleet is back at zero.
+"""Scaling: a burst of N images into an empty local fleet, timed until the fleet is back at zero; then a
+second burst into the warm pool the first one left (workers hibernated, not terminated).
 
 Starts its own local AWS endpoint (moto) on a free port and a fresh stack, runs the controller
 and the local EC2 host in-process (the workers are real `python -m app_tier` processes), submits
@@ -9,9 +10,14 @@ It prints, from the start of the burst:
 - drain time (every result final) and time back to zero instances,
 - instance-seconds used per 100 images against the ideal: the sum of the results' service
   times (timings.total), i.e. what perfectly packed workers with no start-up or idle grace use.
+  Only running (and pending) instances count: a stopped one in the pool is not billed for compute.
+"Back to zero" is zero live instances; with a pool they are stopped there, their processes frozen.
+The warm burst is the same N images once the whole fleet is in the pool (`--warm-pool 0`: no
+pool, workers terminate after the idle grace as before, and the second burst is cold too).
 It also times SQS round trips on the same endpoint, so the emulator's share is visible.
 
-    .venv/bin/python benchmarks/scaling.py [--images 40] [--max-instances 4] [--idle-grace 6]
+    .venv/bin/python benchmarks/scaling.py [--images 40] [--max-instances 4] [--idle-grace 6] \
+        [--warm-pool 4] [--pool-grace 2]
 """
 from __future__ import annotations
 
@@ -37,7 +43,8 @@ from controller.observe import service_ms  # noqa: E402
 from controller.templates import instance_environment  # noqa: E402
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
-from sightfleet.contracts import FINAL_STATUSES  # noqa: E402
+from sightfleet.contracts import FINAL_STATUSES, epoch  # noqa: E402
+from sightfleet.interfaces import POOLED_STATES  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
 from tests.support import jpeg_bytes, start_moto  # noqa: E402
@@ -53,6 +60,7 @@ class Timeline:
     """What the sampler saw, in seconds since the burst started."""
 
     first_polling: float | None = None
+    first_result: float | None = None
     full_fleet: float | None = None
     drained: float | None = None
     zero: float | None = None
@@ -98,8 +106,15 @@ def submit_burst(resources, count: int) -> list[str]:
             for n in range(count)]
 
 
-def watch(resources, host: LocalHost, ids: list[str], started: float) -> tuple[Timeline, list[dict]]:
-    """Sample the fleet, heartbeats and results until every result is final and the fleet is empty."""
+def polling_since(resources, since_epoch: float) -> bool:
+    """Whether some worker has said idle or busy since then (a resumed one beats at once)."""
+    return any(doc.get("state") in ("idle", "busy") and (epoch(doc.get("last_heartbeat")) or 0) >= since_epoch
+               for doc in resources.fleet_log.all(HEARTBEAT_KIND))
+
+
+def watch(resources, host: LocalHost, ids: list[str], started: float,
+          since_epoch: float) -> tuple[Timeline, list[dict]]:
+    """Sample the fleet, heartbeats and results until every result is final and no instance is live."""
     timeline, results = Timeline(), []
     with tqdm(total=len(ids), desc="results", unit="img") as bar:
         while time.monotonic() - started < TIMEOUT_S:
@@ -107,12 +122,13 @@ def watch(resources, host: LocalHost, ids: list[str], started: float) -> tuple[T
             timeline.add(t, len(resources.fleet.instances()))
             for pid in host.pids().values():
                 timeline.worker_rss_mb[pid] = max(timeline.worker_rss_mb.get(pid, 0.0), rss_mb(pid))
-            if timeline.first_polling is None and any(
-                    doc.get("state") in ("idle", "busy") for doc in resources.fleet_log.all(HEARTBEAT_KIND)):
+            if timeline.first_polling is None and polling_since(resources, since_epoch):
                 timeline.first_polling = t
             if timeline.drained is None:
                 results = resources.results.get_many(ids)
                 done = sum(r["status"] in FINAL_STATUSES for r in results)
+                if done and timeline.first_result is None:
+                    timeline.first_result = t
                 bar.update(done - bar.n)
                 bar.set_postfix(instances=timeline.samples[-1][1])
                 if done == len(ids):
@@ -124,16 +140,24 @@ def watch(resources, host: LocalHost, ids: list[str], started: float) -> tuple[T
     raise TimeoutError(f"no empty fleet within {TIMEOUT_S} s")
 
 
-def report(args, timeline: Timeline, results: list[dict], round_trip_ms: float) -> None:
+def wait_pooled(resources, count: int) -> None:
+    """Until `count` instances are stopped in the pool, so that the next burst finds a warm pool."""
+    deadline = time.monotonic() + 60
+    while len(resources.fleet.instances(states=POOLED_STATES)) < count and time.monotonic() < deadline:
+        time.sleep(SAMPLE_S)
+
+
+def report(args, what: str, timeline: Timeline, results: list[dict], round_trip_ms: float) -> None:
     service_s = sum(ms for ms in map(service_ms, results) if ms) / 1000
     per_100 = 100 / len(results)
     used, ideal = timeline.instance_s * per_100, service_s * per_100
 
     def at(value: float | None) -> str:
         return "never" if value is None else f"{value:6.1f} s"
-    print(f"\nburst of {len(results)} images, cap {args.max_instances}, idle grace {args.idle_grace:.0f} s, "
-          f"tick {args.tick:.1f} s")
+    print(f"\n{what}: burst of {len(results)} images, cap {args.max_instances}, idle grace {args.idle_grace:.0f} s, "
+          f"warm pool {args.warm_pool} (pool grace {args.pool_grace:.0f} s), tick {args.tick:.1f} s")
     print(f"first worker polling  {at(timeline.first_polling)}")
+    print(f"first result          {at(timeline.first_result)}")
     print(f"full fleet ({timeline.peak:2d})       {at(timeline.full_fleet)}")
     print(f"drained               {at(timeline.drained)}")
     print(f"back to zero          {at(timeline.zero)}")
@@ -152,7 +176,8 @@ def run(args) -> None:
     threads = []
     try:
         settings = Settings(endpoint_url=url, prefix=f"scale-{uuid.uuid4().hex[:8]}", max_instances=args.max_instances,
-                            idle_grace_s=args.idle_grace, controller_tick_s=args.tick)
+                            idle_grace_s=args.idle_grace, controller_tick_s=args.tick,
+                            warm_pool_size=args.warm_pool, pool_grace_s=args.pool_grace)
         provision(settings)
         resources = Resources.connect(settings)
         round_trip_ms = emulator_round_trip_ms(resources)
@@ -163,10 +188,13 @@ def run(args) -> None:
                    threading.Thread(target=Controller(resources, settings).run, args=(stop,))]
         for thread in threads:
             thread.start()
-        started = time.monotonic()
-        ids = submit_burst(resources, args.images)
-        timeline, results = watch(resources, host, ids, started)
-        report(args, timeline, results, round_trip_ms)
+        for what in ("cold", "warm" if args.warm_pool else "cold again"):
+            started, since = time.monotonic(), time.time()
+            ids = submit_burst(resources, args.images)
+            timeline, results = watch(resources, host, ids, started, since)
+            report(args, what, timeline, results, round_trip_ms)
+            if args.warm_pool:
+                wait_pooled(resources, min(args.warm_pool, timeline.peak))
     finally:
         stop.set()
         for thread in threads:
@@ -180,9 +208,12 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--max-instances", type=int, default=4)
     parser.add_argument("--idle-grace", type=float, default=6.0)
+    parser.add_argument("--warm-pool", type=int, default=None, help="pool size (default: the cap; 0: no pool)")
+    parser.add_argument("--pool-grace", type=float, default=2.0, help="idle seconds before a worker goes to the pool")
     parser.add_argument("--tick", type=float, default=1.0)
     parser.add_argument("--verbose", action="store_true", help="show controller, host and worker logs")
     args = parser.parse_args()
+    args.warm_pool = args.max_instances if args.warm_pool is None else args.warm_pool
     setup_logging("scaling")
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     run(args)

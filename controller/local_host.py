@@ -1,9 +1,13 @@
 """`python -m controller.local_host`: the local EC2 host, turning launched instances into worker processes.
 
-moto's RunInstances only records an instance; this host plays the hypervisor. About once a
-second it lists the stack's pending and running workers and:
+moto's RunInstances only records an instance; this host plays the hypervisor. Every POLL_S it
+lists the stack's workers (pending, running, stopping, stopped) and:
 - boots each new instance: `python -m app_tier` with SIGHTFLEET_INSTANCE_ID=<id>, in its own
   session so signals reach it only from here, and with SIGTERM on the host's death;
+- hibernates a stopping or stopped instance: SIGSTOP to the worker's process group (its memory and
+  loaded models kept, no CPU used), and resumes it when the instance is pending or running again:
+  SIGCONT, the same process carries on. A worker that ended while its instance was stopped (as
+  after a plain stop) is booted afresh when the instance is started;
 - stops the process of an instance that anyone terminated (SIGTERM, SIGKILL after a grace);
 - treats a worker process that exits while its instance still runs as a crashed VM and
   terminates the instance (a retiring worker terminates its instance before it exits);
@@ -11,7 +15,8 @@ second it lists the stack's pending and running workers and:
   VMs do not outlive their host. No process is left behind.
 - on start, terminates the instances a previous host left running (it was killed: its workers
   got SIGTERM with it and hand back their work), rather than booting a second process under
-  the same instance id while the old one finishes its batch.
+  the same instance id while the old one finishes its batch. Workers it left frozen in the pool
+  hold their SIGTERM until continued: they are found by their instance id and sent SIGCONT.
 When the endpoint does not answer (stopped, restarting), a round is skipped and every worker
 keeps running: only a listing that succeeds stops anything. When the endpoint comes back without
 the instances (restarted with no EC2 state), their workers are stopped as on any termination
@@ -40,8 +45,12 @@ from sightfleet.procs import die_with_parent, stop_event_on_signals
 log = logging.getLogger("controller.local_host")
 REPO = Path(__file__).resolve().parents[1]
 WORKER_COMMAND = (sys.executable, "-m", "app_tier")
-POLL_S = 1.0
+# A start or launch is seen within this; one listing costs the endpoint about a millisecond.
+POLL_S = 0.25
 STOP_GRACE_S = 20.0
+LIVE = ("pending", "running")
+POOLED = ("stopping", "stopped")
+HOSTED = LIVE + POOLED   # the states in which an instance has (or may get back) its process
 
 @dataclass
 class VM:
@@ -50,6 +59,7 @@ class VM:
     instance_id: str
     proc: subprocess.Popen
     stop_deadline: float | None = None  # set once SIGTERM was sent
+    paused: bool = False                # SIGSTOPped: its instance is stopped (hibernated)
 
 
 class LocalHost:
@@ -68,8 +78,12 @@ class LocalHost:
         self._unlisted_since: float | None = None  # while EC2 cannot be read
 
     def pids(self) -> dict[str, int]:
-        """Process id of each running worker, by instance id."""
+        """Process id of each worker (running or hibernated), by instance id."""
         return {i: vm.proc.pid for i, vm in self._vms.items()}
+
+    def paused(self) -> set[str]:
+        """Instances whose worker process is SIGSTOPped (hibernated)."""
+        return {i for i, vm in self._vms.items() if vm.paused}
 
     def run(self, stop: threading.Event) -> None:
         """Reconcile about every poll_s until stop is set, then shut down."""
@@ -93,7 +107,7 @@ class LocalHost:
     def retire_orphans(self) -> bool:
         """Terminate live instances this host did not boot (a previous host's); False if EC2 cannot be read."""
         try:
-            orphans = [i.id for i in self._fleet.instances() if i.id not in self._booted]
+            orphans = [i.id for i in self._fleet.instances(states=HOSTED) if i.id not in self._booted]
             self._fleet.terminate(orphans)
         except SightfleetError as exc:
             log.warning("cannot list instances at start (%s); trying again", exc)
@@ -101,13 +115,17 @@ class LocalHost:
         if orphans:
             log.warning("terminated %s instances a previous host left running (their workers ended with it): %s",
                         len(orphans), orphans)
+            for pid in frozen_workers(set(orphans)):
+                log.warning("worker pid %s was left frozen in the pool by the previous host; continuing it so "
+                            "that it ends", pid)
+                _continue_to_end(pid)
         return True
 
     def step(self) -> None:
         """One reconciliation of worker processes with the instances EC2 lists."""
         self._reap()  # before listing: a retiring worker has terminated its instance by the time it exits
         try:
-            live = {i.id for i in self._fleet.instances()}
+            listed = {i.id: i.state for i in self._fleet.instances(states=HOSTED)}
         except SightfleetError as exc:
             # Said once per outage, not once a second; the workers are left as they are.
             (log.debug if self._unlisted_since else log.warning)(
@@ -117,12 +135,20 @@ class LocalHost:
         if self._unlisted_since:
             log.info("instances listed again after %.0f s", time.monotonic() - self._unlisted_since)
             self._unlisted_since = None
-        self._settle_exits(live)
+        live = {i for i, state in listed.items() if state in LIVE}
+        self._settle_exits(live, set(listed) - live)
         for instance_id in sorted(live - self._booted):
             self._boot(instance_id)
         for vm in list(self._vms.values()):
-            if vm.instance_id not in live and vm.stop_deadline is None:
+            state = listed.get(vm.instance_id)
+            if vm.stop_deadline is not None:
+                continue
+            if state is None:
                 self._stop(vm, "its instance is gone (terminated, or the endpoint restarted without it)")
+            elif state in POOLED and not vm.paused:
+                self._signal(vm, signal.SIGSTOP, "hibernated: its instance is " + state)
+            elif state in LIVE and vm.paused:
+                self._signal(vm, signal.SIGCONT, "resumed: its instance is " + state)
         self._kill_overdue()
 
     def shutdown(self) -> None:
@@ -134,9 +160,9 @@ class LocalHost:
             self._kill_overdue()
             self._reap()
             time.sleep(0.1)
-        self._settle_exits(set())
+        self._settle_exits(set(), set())
         try:
-            live = {i.id for i in self._fleet.instances()} & self._booted
+            live = {i.id for i in self._fleet.instances(states=HOSTED)} & self._booted
             self._fleet.terminate(sorted(live))
             if live:
                 log.info("terminated %s with their host: %s", len(live), sorted(live))
@@ -159,6 +185,17 @@ class LocalHost:
             vm.proc.send_signal(signal.SIGTERM)
         except ProcessLookupError:
             pass
+        if vm.paused:   # a hibernated worker handles its SIGTERM once it runs again
+            self._signal(vm, signal.SIGCONT, "resumed to stop")
+
+    def _signal(self, vm: VM, signum: signal.Signals, what: str) -> None:
+        """SIGSTOP or SIGCONT to the worker's whole process group (it leads its own session)."""
+        try:
+            os.killpg(vm.proc.pid, signum)
+        except ProcessLookupError:
+            return   # ended meanwhile: the next round settles its exit
+        vm.paused = signum == signal.SIGSTOP
+        log.info("worker pid %s of %s %s", vm.proc.pid, vm.instance_id, what)
 
     def _kill_overdue(self) -> None:
         now = time.monotonic()
@@ -174,11 +211,19 @@ class LocalHost:
                 del self._vms[instance_id]
                 self._exited.append(vm)
 
-    def _settle_exits(self, live: set[str]) -> None:
-        """Log each exit; an exit while the instance still runs terminates it, like a crashed VM."""
+    def _settle_exits(self, live: set[str], pooled: set[str]) -> None:
+        """Log each exit; an exit while the instance still runs terminates it, like a crashed VM.
+
+        One whose instance is stopped is booted afresh when the instance starts, like a plain stop.
+        """
         exited, self._exited = self._exited, []
         for vm in exited:
             code = vm.proc.returncode
+            if vm.instance_id in pooled:
+                log.info("worker pid %s of %s exited (code %s) while its instance is stopped; a start boots "
+                         "a new one", vm.proc.pid, vm.instance_id, code)
+                self._booted.discard(vm.instance_id)
+                continue
             if vm.instance_id not in live:
                 log.info("worker pid %s of %s exited (code %s)", vm.proc.pid, vm.instance_id, code)
                 continue
@@ -189,6 +234,30 @@ class LocalHost:
             except SightfleetError as exc:
                 log.error("could not terminate %s (%s); trying again", vm.instance_id, exc)
                 self._exited.append(vm)
+
+
+def frozen_workers(instance_ids: set[str]) -> list[int]:
+    """Stopped (state T) processes of this user whose SIGHTFLEET_INSTANCE_ID is one of instance_ids."""
+    wanted = {f"SIGHTFLEET_INSTANCE_ID={i}".encode() for i in instance_ids}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "T" and wanted & set((entry / "environ").read_bytes().split(b"\0")):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue   # ended meanwhile, or another user's
+    return found
+
+
+def _continue_to_end(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main() -> int:

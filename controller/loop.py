@@ -2,7 +2,7 @@
 
 Every tick writes one decision document to the fleet table, kind "decision", key = ISO time:
   {time (epoch s), at (ISO), visible, in_flight, dead_letters, backlog, running, pending, target,
-   time_per_image_s, quiet_for_s, desired, launch, launched: [ids],
+   pooled, time_per_image_s, quiet_for_s, desired, launch, launched: [ids], started: [ids],
    terminated: [{id, reason}], errors: [text], changed}
 and the metrics listed in controller/metrics.py.
 """
@@ -35,6 +35,7 @@ class Applied:
     """What applying a decision actually did."""
 
     launched: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
     terminated: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -95,6 +96,12 @@ class Controller:
                 applied.terminated = list(decision.terminate)
             except SightfleetError as exc:
                 applied.errors.append(f"terminate {decision.terminate_ids}: {exc}")
+        if decision.start:
+            try:
+                self._r.fleet.start(list(decision.start))
+                applied.started = list(decision.start)
+            except SightfleetError as exc:
+                applied.errors.append(f"start {list(decision.start)}: {exc}")
         if decision.launch:
             try:
                 applied.launched = self._r.fleet.launch(decision.launch, self._user_data)
@@ -105,9 +112,10 @@ class Controller:
     def _report(self, snapshot: Snapshot, target: int, decision: Decision, applied: Applied) -> None:
         doc = decision_record(snapshot, target, decision, applied)
         if doc["changed"] or applied.errors:
-            log.info("backlog %s (%s visible, %s in flight), %s running + %s pending, target %s -> desired %s: "
-                     "launched %s, terminated %s%s", doc["backlog"], doc["visible"], doc["in_flight"],
-                     doc["running"], doc["pending"], target, decision.desired, applied.launched or "none",
+            log.info("backlog %s (%s visible, %s in flight), %s running + %s pending + %s pooled, target %s -> "
+                     "desired %s: launched %s, started %s, terminated %s%s", doc["backlog"], doc["visible"],
+                     doc["in_flight"], doc["running"], doc["pending"], doc["pooled"], target, decision.desired,
+                     applied.launched or "none", applied.started or "none",
                      [f"{i} ({why})" for i, why in applied.terminated] or "none",
                      f"; errors: {applied.errors}" if applied.errors else "")
         # Each record on its own: metrics still go out when the table is unreachable, and the reverse.
@@ -126,9 +134,9 @@ def decision_record(snapshot: Snapshot, target: int, decision: Decision, applied
         "time": snapshot.now, "at": iso(snapshot.now),
         "visible": snapshot.visible, "in_flight": snapshot.in_flight, "dead_letters": snapshot.dead_letters,
         "backlog": snapshot.backlog, "running": snapshot.count("running"), "pending": snapshot.count("pending"),
-        "target": target, "time_per_image_s": snapshot.time_per_image_s,
+        "pooled": len(snapshot.pooled), "target": target, "time_per_image_s": snapshot.time_per_image_s,
         "quiet_for_s": None if quiet is None else round(snapshot.now - quiet, 3),
         "desired": decision.desired, "launch": decision.launch, "launched": applied.launched,
-        "terminated": [{"id": i, "reason": why} for i, why in applied.terminated],
-        "errors": applied.errors, "changed": bool(applied.launched or applied.terminated),
+        "started": applied.started, "terminated": [{"id": i, "reason": why} for i, why in applied.terminated],
+        "errors": applied.errors, "changed": bool(applied.launched or applied.started or applied.terminated),
     }

@@ -13,6 +13,7 @@ high-resolution storage. One datapoint per metric per tick:
 | DesiredInstances | the policy's desired fleet size |
 | RunningInstances | worker instances in state running |
 | PendingInstances | worker instances in state pending (incl. launches EC2 does not list yet) |
+| PooledInstances | worker instances in the warm pool (stopping or stopped) |
 
 The same figures, with the decision's launches and terminations, are in the fleet table under
 kind "decision" (key: ISO time), see controller/loop.py.
@@ -20,7 +21,8 @@ kind "decision" (key: ISO time), see controller/loop.py.
 from __future__ import annotations
 
 METRIC_NAMES = ("QueueVisible", "QueueInFlight", "DeadLetterVisible", "BacklogPerInstance",
-                "TargetBacklogPerInstance", "DesiredInstances", "RunningInstances", "PendingInstances")
+                "TargetBacklogPerInstance", "DesiredInstances", "RunningInstances", "PendingInstances",
+                "PooledInstances")
 
 
 def tick_values(record: dict) -> dict[str, float]:
@@ -34,4 +36,5 @@ def tick_values(record: dict) -> dict[str, float]:
         "DesiredInstances": record["desired"],
         "RunningInstances": record["running"],
         "PendingInstances": record["pending"],
+        "PooledInstances": record.get("pooled", 0),
     }

@@ -16,7 +16,7 @@ from controller.policy import Member, Observation
 from sightfleet.aws.dynamodb import DecisionTail
 from sightfleet.contracts import epoch, iso
 from sightfleet.errors import SightfleetError
-from sightfleet.interfaces import ALL_STATES, HEARTBEAT_KIND, LIVE_STATES, Instance
+from sightfleet.interfaces import ALL_STATES, HEARTBEAT_KIND, LIVE_STATES, POOLED_STATES, Instance
 
 if TYPE_CHECKING:
     from sightfleet.config import Settings
@@ -44,6 +44,7 @@ class Snapshot:
     quiet_since: float | None = None
     time_per_image_s: float | None = None
     unlisted_launches: dict = field(default_factory=dict)  # instance id -> launch time
+    pooled: tuple[Instance, ...] = ()   # stopping or stopped: the warm pool
 
     @property
     def backlog(self) -> int:
@@ -55,15 +56,16 @@ class Snapshot:
 
     def observation(self) -> Observation:
         """The policy's view: one member per live instance, with its worker's last heartbeat."""
-        members = [self._member(i) for i in self.instances]
+        members = [self._member(i) for i in self.instances + self.pooled]
         members += [Member(i, launched_at, "pending") for i, launched_at in self.unlisted_launches.items()]
         return Observation(self.now, self.visible, self.in_flight, tuple(members), self.quiet_since)
 
     def _member(self, instance: Instance) -> Member:
         beat = self.heartbeats.get(instance.id) or {}
         # An unreadable heartbeat time counts as none: the launch time then stands for it.
-        return Member(instance.id, instance.launched_at.timestamp(), instance.state,
-                      epoch(beat.get("last_heartbeat")), beat.get("state"))
+        return Member(instance.id, instance.launched_at.timestamp(), member_state(instance),
+                      epoch(beat.get("last_heartbeat")), beat.get("state"), _timestamp(instance.started_at),
+                      _timestamp(instance.pooled_at))
 
 
 class Observer:
@@ -82,6 +84,7 @@ class Observer:
         dead = self._r.dead_letters.counts()
         every = self._r.fleet.instances(states=ALL_STATES)
         live = tuple(i for i in every if i.state in LIVE_STATES)
+        pooled = tuple(i for i in every if i.state in POOLED_STATES)
         decisions = self._decisions.read(now)
         # Only the live instances' beats: the table remembers a day of instances.
         heartbeats = self._r.fleet_log.get_many(HEARTBEAT_KIND, [i.id for i in live])
@@ -90,7 +93,7 @@ class Observer:
         # Dead letters the sweep is looking at are invisible for a while: they still count.
         dead_letters = dead["visible"] + dead["in_flight"]
         return Snapshot(now, counts["visible"], counts["in_flight"], dead_letters, live, heartbeats,
-                        quiet_since(decisions, backlog, now), self._time_per_image(now), unlisted)
+                        quiet_since(decisions, backlog, now), self._time_per_image(now), unlisted, pooled)
 
     def _time_per_image(self, now: float) -> float | None:
         """Median seconds per image over recent results, else the configured default, else None."""
@@ -109,6 +112,18 @@ class Observer:
             log.warning("cannot read recent results for the time per image: %s", exc)
             return None
         return median_service_s(results)
+
+
+def member_state(instance: Instance) -> str:
+    """Its EC2 state, except that one listed stopped after a later start is starting: DescribeInstances lags."""
+    started, pooled = instance.started_at, instance.pooled_at
+    if instance.state in POOLED_STATES and started and pooled and started > pooled:
+        return "pending"
+    return instance.state
+
+
+def _timestamp(moment) -> float | None:
+    return None if moment is None else moment.timestamp()
 
 
 def service_ms(result: dict) -> float | None:

@@ -5,22 +5,27 @@ checked with a table of cases (tests/test_policy.py).
 
 Rules, in the order they apply:
 1. desired = ceil((visible + in-flight) / target backlog per instance), bounded by [min, max].
-2. Safety net for unhealthy instances: an instance whose worker has not sent a heartbeat for
-   heartbeat_timeout_s (its launch time counts as the first heartbeat, so booting and model
-   loading are covered), or whose worker says it retired itself, is terminated.
+2. Safety net for unhealthy instances: a live (pending or running) instance whose worker has not
+   sent a heartbeat for heartbeat_timeout_s (its launch, or its latest start from the pool, counts
+   as a heartbeat, so booting, loading and resuming are covered), or whose worker says it retired
+   itself, is terminated. Stopped (pooled) instances are never silent: they are not running.
 3. Hard cap: healthy instances above max are terminated, idle or starting ones first.
-4. Scale-out: launch desired - healthy, at most scale_out_step per tick. Pending instances count
-   as capacity, so consecutive ticks never overshoot the cap.
-5. Scale-in is the workers' job (they retire after idle_grace_s). Only when the queue has been
-   empty for idle_grace_s + a margin and the last launch is older than the cooldown does the
-   controller terminate workers that report idle, down to desired.
+4. Scale-out: need = desired - healthy. Stopped instances of the pool are started first (the most
+   recently pooled first), then launch covers the rest, at most scale_out_step per tick (starting
+   is cheap and not limited by the step). Pending and starting instances count as capacity, so
+   consecutive ticks never overshoot the cap.
+5. Scale-in is the workers' job (they go into the pool, or retire, after their idle grace). Only
+   when the queue has been empty for idle_grace_s + a margin and the last launch is older than the
+   cooldown does the controller terminate workers that report idle, down to desired.
+6. The pool holds at most warm_pool_size instances: beyond it, the oldest pooled are terminated.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-BUSY, IDLE, RETIRED = "busy", "idle", "terminated"
+BUSY, IDLE, RETIRED, POOLED = "busy", "idle", "terminated", "pooled"
+LIVE, STOPPED = ("pending", "running"), ("stopping", "stopped")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class PolicyConfig:
     scale_in_cooldown_s: float = 60.0
     heartbeat_timeout_s: float = 120.0
     idle_retire_after_s: float = 90.0
+    warm_pool_size: int = 0
 
     @classmethod
     def from_settings(cls, settings, target_backlog: int | None = None) -> "PolicyConfig":
@@ -46,22 +52,29 @@ class PolicyConfig:
             scale_in_cooldown_s=settings.scale_in_cooldown_s,
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             idle_retire_after_s=settings.idle_grace_s + settings.idle_margin_s,
+            warm_pool_size=settings.warm_pool_size,
         )
 
 
 @dataclass(frozen=True)
 class Member:
-    """One pending or running instance, with what its worker last reported (if anything)."""
+    """One instance of the stack (live or pooled), with what its worker last reported (if anything)."""
 
     id: str
     launched_at: float
     state: str = "running"
     last_heartbeat: float | None = None
     worker_state: str | None = None
+    started_at: float | None = None   # its latest start from the pool
+    pooled_at: float | None = None    # when it last went to the pool
+
+    @property
+    def up_since(self) -> float:
+        return max(self.launched_at, self.started_at or self.launched_at)
 
     def silent_for(self, now: float) -> float:
-        """Seconds since the last sign of life; the launch counts as the first one."""
-        return now - max(self.launched_at, self.last_heartbeat or self.launched_at)
+        """Seconds since the last sign of life; the launch or latest start counts as one."""
+        return now - max(self.up_since, self.last_heartbeat or self.up_since)
 
 
 @dataclass(frozen=True)
@@ -81,15 +94,16 @@ class Observation:
 
 @dataclass(frozen=True)
 class Decision:
-    """How many instances to launch and which to terminate, with a reason for each."""
+    """Which pooled instances to start, how many to launch and which to terminate (each with a reason)."""
 
     desired: int
     launch: int = 0
     terminate: tuple[tuple[str, str], ...] = ()
+    start: tuple[str, ...] = ()
 
     @property
     def changes(self) -> bool:
-        return bool(self.launch or self.terminate)
+        return bool(self.launch or self.terminate or self.start)
 
     @property
     def terminate_ids(self) -> list[str]:
@@ -112,22 +126,41 @@ def desired_size(backlog: int, config: PolicyConfig) -> int:
 def decide(obs: Observation, config: PolicyConfig) -> Decision:
     """The decision for one tick."""
     desired = desired_size(obs.backlog, config)
-    unhealthy = _unhealthy(obs, config)
+    live = [m for m in obs.members if m.state in LIVE]
+    pooled = [m for m in obs.members if m.state in STOPPED]
+    unhealthy = _unhealthy(obs.now, live, config)
     gone = {instance_id for instance_id, _ in unhealthy}
-    healthy = [m for m in obs.members if m.id not in gone]
+    healthy = [m for m in live if m.id not in gone]
     over_cap = _over_cap(healthy, config)
     gone |= {instance_id for instance_id, _ in over_cap}
     healthy = [m for m in healthy if m.id not in gone]
     idle = _idle_surplus(obs, healthy, desired, config)
-    staying = len(healthy) - len(idle)
-    launch = min(max(0, desired - staying), config.scale_out_step)
-    return Decision(desired=desired, launch=launch, terminate=tuple(unhealthy + over_cap + idle))
+    need = max(0, desired - (len(healthy) - len(idle)))
+    start = [m.id for m in _newest_pooled_first(pooled) if m.state == "stopped"][:need]
+    launch = min(need - len(start), config.scale_out_step)
+    shrink = _pool_excess([m for m in pooled if m.id not in start], config)
+    return Decision(desired=desired, launch=launch, terminate=tuple(unhealthy + over_cap + idle + shrink),
+                    start=tuple(start))
 
 
-def _unhealthy(obs: Observation, config: PolicyConfig) -> list[tuple[str, str]]:
+def _newest_pooled_first(pooled: list[Member]) -> list[Member]:
+    """The most recently pooled first (an unknown pooling time counts as the launch time)."""
+    return sorted(pooled, key=lambda m: (-(m.pooled_at or m.launched_at), m.id))
+
+
+def _pool_excess(pooled: list[Member], config: PolicyConfig) -> list[tuple[str, str]]:
+    """The oldest pooled instances beyond the pool's size."""
+    extra = len(pooled) - config.warm_pool_size
+    if extra <= 0:
+        return []
+    oldest = _newest_pooled_first(pooled)[::-1][:extra]
+    return [(m.id, f"the warm pool holds at most {config.warm_pool_size}") for m in oldest]
+
+
+def _unhealthy(now: float, live: list[Member], config: PolicyConfig) -> list[tuple[str, str]]:
     found = []
-    for member in obs.members:
-        silent = member.silent_for(obs.now)
+    for member in live:
+        silent = member.silent_for(now)
         if member.worker_state == RETIRED:
             found.append((member.id, "worker retired but the instance is still up"))
         elif silent > config.heartbeat_timeout_s:
@@ -153,7 +186,7 @@ def _idle_surplus(obs: Observation, healthy: list[Member], desired: int,
     if obs.backlog > 0 or obs.quiet_since is None or len(healthy) <= desired:
         return []
     quiet_s = obs.now - obs.quiet_since
-    last_launch = max(m.launched_at for m in healthy)
+    last_launch = max(m.up_since for m in healthy)   # a start from the pool is a launch too
     if quiet_s < config.idle_retire_after_s or obs.now - last_launch < config.scale_in_cooldown_s:
         return []
     idle = [m for m in _newest_quietest_first(healthy) if m.worker_state == IDLE]

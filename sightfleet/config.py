@@ -119,6 +119,10 @@ class Settings:
     acceptable_latency_s: float = 0.0
     time_per_image_s: float = 0.0
     idle_margin_s: float = 30.0
+    # Warm pool: how many stopped (hibernated) workers the stack keeps, and the idle seconds after
+    # which a worker goes into the pool when it has room (0: idle_grace_s); see README "The fleet".
+    warm_pool_size: int = 0
+    pool_grace_s: float = 0.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -133,6 +137,13 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def pool_idle_s(self) -> float:
+        """Idle seconds after which a worker goes into the pool when the pool has room."""
+        if self.warm_pool_size == 0:
+            return self.idle_grace_s
+        return min(self.pool_grace_s or self.idle_grace_s, self.idle_grace_s)
 
     @property
     def is_local(self) -> bool:
@@ -202,6 +213,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_MAX_UPLOAD_MB must be positive")
     if settings.inference not in ("openvino", "native"):
         raise ConfigError(f"SIGHTFLEET_INFERENCE must be openvino or native, got {settings.inference!r}")
+    if settings.warm_pool_size < 0 or settings.pool_grace_s < 0:
+        raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

@@ -16,6 +16,8 @@ HEARTBEAT_KIND = "worker"
 RESULT_KIND = "image"
 DECISION_KIND = "decision"
 LIVE_STATES = ("pending", "running")
+# A warm pool's instances: stopped (hibernated where the instance allows it), not billed for compute.
+POOLED_STATES = ("stopping", "stopped")
 # What EC2 still lists: live instances and those ended recently (about an hour on AWS).
 ALL_STATES = LIVE_STATES + ("shutting-down", "terminated", "stopping", "stopped")
 
@@ -38,6 +40,14 @@ class Instance:
     state: str
     launched_at: datetime
     tags: dict = field(default_factory=dict)
+    # When it was last started again from the pool, and when it last went to the pool (None: never).
+    started_at: datetime | None = None
+    pooled_at: datetime | None = None
+
+    @property
+    def up_since(self) -> datetime:
+        """When it last began running: its launch, or its latest start from the pool."""
+        return max(self.launched_at, self.started_at or self.launched_at)
 
 
 class JobQueue(Protocol):
@@ -140,6 +150,12 @@ class FleetControl(Protocol):
     def launch(self, count: int, user_data: str) -> list[str]: ...
 
     def terminate(self, instance_ids: list[str]) -> None: ...
+
+    def start(self, instance_ids: list[str]) -> None:
+        """Start stopped instances again (StartInstances); each one's start time is recorded."""
+
+    def stop(self, instance_ids: list[str], hibernate: bool = True) -> bool:
+        """Stop instances into the pool, hibernated when possible; True if they hibernate, False: plain stop."""
 
 
 class MetricsSink(Protocol):

@@ -13,13 +13,13 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
 from sightfleet.config import Settings
 from sightfleet.contracts import FINAL_STATUSES
-from sightfleet.errors import ConditionFailed, NoSuchObject, NoSuchResult, Unavailable
+from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NoSuchResult, Unavailable
 from sightfleet.interfaces import LIVE_STATES, Instance, Message
 from sightfleet.resources import Resources
 
@@ -316,7 +316,7 @@ class MemoryFleetTable(_Part):
 
 
 class MemoryFleet(_Part):
-    """Instances that are running from launch until terminated."""
+    """Instances as moto keeps them: running from launch, stopped and started again, until terminated."""
 
     def __init__(self, faults: Faults):
         super().__init__("fleet", faults)
@@ -337,18 +337,41 @@ class MemoryFleet(_Part):
             self.states.update({i: Instance(i, "running", now) for i in ids})
         return ids
 
-    def add(self, instance_id: str, state: str = "running", launched_at: datetime | None = None) -> None:
+    def add(self, instance_id: str, state: str = "running", launched_at: datetime | None = None,
+            pooled_at: datetime | None = None) -> None:
         """An instance that exists already (for arranging a test)."""
         with self._lock:
-            self.states[instance_id] = Instance(instance_id, state, launched_at or datetime.now(timezone.utc))
+            self.states[instance_id] = Instance(instance_id, state, launched_at or datetime.now(timezone.utc),
+                                                pooled_at=pooled_at)
 
     def terminate(self, instance_ids: list[str]) -> None:
         self._call("terminate", list(instance_ids))
+        known = [i for i in instance_ids if i in self.states]   # as before: ids never seen are let pass
+        self._move(known, "terminated", ("pending", "running", "stopping", "stopped", "terminated"))
+
+    def start(self, instance_ids: list[str]) -> None:
+        self._call("start", list(instance_ids))
+        self._move(instance_ids, "running", ("pending", "running", "stopped"), started_at=_utc_now())
+
+    def stop(self, instance_ids: list[str], hibernate: bool = True) -> bool:
+        self._call("stop", list(instance_ids), hibernate)
+        self._move(instance_ids, "stopped", ("running", "stopping", "stopped"), pooled_at=_utc_now())
+        return hibernate
+
+    def _move(self, instance_ids: list[str], state: str, allowed_from: tuple[str, ...], **times) -> None:
+        """EC2's transitions: IncorrectInstanceState (Invalid) unless every instance may make this one."""
         with self._lock:
             for instance_id in instance_ids:
-                if instance_id in self.states:
-                    old = self.states[instance_id]
-                    self.states[instance_id] = Instance(old.id, "terminated", old.launched_at, old.tags)
+                current = self.states.get(instance_id)
+                if current is None or current.state not in allowed_from:
+                    raise Invalid(f"{instance_id} cannot become {state} from "
+                                  f"{current.state if current else 'unknown'}: IncorrectInstanceState")
+            for instance_id in instance_ids:
+                self.states[instance_id] = replace(self.states[instance_id], state=state, **times)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 class MemoryMetrics(_Part):

@@ -42,6 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 LOCAL_DEFAULTS = {
     "SIGHTFLEET_MAX_INSTANCES": "3",
     "SIGHTFLEET_IDLE_GRACE_S": "30",
+    # A warm pool the size of the cap: a stopped local worker is a SIGSTOPped process (memory, no CPU).
+    "SIGHTFLEET_WARM_POOL_SIZE": "3",
+    "SIGHTFLEET_POOL_GRACE_S": "5",
     # moto accepts any credentials; these are placeholders, not secrets.
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",

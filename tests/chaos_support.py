@@ -729,7 +729,9 @@ def check_fleet_back_to_zero(run: ChaosRun) -> None:
     while time.monotonic() - started < bound and run.stack_alive():
         run.stack.track()
         try:
-            empty = not run.resources.fleet.instances() and not module_pids(run.stack, "app_tier")
+            # Workers frozen in the warm pool (state T, their instance stopped) are not running.
+            empty = not run.resources.fleet.instances() and not [
+                pid for pid in module_pids(run.stack, "app_tier") if _proc_state(pid) != "T"]
         except SightfleetError:
             empty = False
         if empty and run.stack_alive():   # a stopping stack empties its fleet too
@@ -738,6 +740,13 @@ def check_fleet_back_to_zero(run: ChaosRun) -> None:
         time.sleep(0.5)
     run.report.problem(f"the fleet was not back to zero within {bound:.0f} s (idle grace + "
                        f"{run.config.zero_bound_s:.0f} s)")
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def check_log(run: ChaosRun) -> None:

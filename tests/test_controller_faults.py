@@ -123,3 +123,30 @@ def test_every_fault_at_once_still_leaves_a_running_controller(stack):
     faults.clear()
     assert controller.tick().launch == 3
     assert json.loads(json.dumps(resources.fleet_log.all("decision")))   # recorded again
+
+
+# A tick with a warm pool: starting pooled workers and trimming the pool, and what a failure costs.
+POOL_TICK_CALLS = ["fleet.start", "fleet.terminate"]
+
+
+@pytest.mark.parametrize("call", POOL_TICK_CALLS)
+def test_a_failed_start_or_trim_is_recorded_and_done_next_tick(call):
+    from datetime import datetime, timedelta, timezone
+    settings = Settings(prefix="mem", max_instances=4, warm_pool_size=1)
+    resources, faults = memory_resources(settings)
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    for n, pooled_min in enumerate((40, 30, 20, 10)):   # four pooled: after two starts, one too many
+        resources.fleet.add(f"i-pooled{n}", "stopped", long_ago, long_ago + timedelta(minutes=60 - pooled_min))
+    for n in range(15):   # desired 2: the two most recently pooled are started, the oldest trimmed
+        resources.requests.send(f"job {n}")
+    faults.fail(call, times=1)
+    controller = Controller(resources, settings)
+    first = controller.tick()
+    assert faults.calls[call] == 1
+    assert (first.start, first.terminate_ids, first.launch) == (("i-pooled3", "i-pooled2"), ["i-pooled0"], 0)
+    [record] = resources.fleet_log.all("decision")
+    assert any(error.startswith(call.split(".")[1]) for error in record["errors"]), record["errors"]
+    controller.tick()
+    states = {i: resources.fleet.states[i].state for i in ("i-pooled0", "i-pooled1", "i-pooled2", "i-pooled3")}
+    assert states == {"i-pooled0": "terminated", "i-pooled1": "stopped", "i-pooled2": "running",
+                      "i-pooled3": "running"}

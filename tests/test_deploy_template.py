@@ -126,6 +126,9 @@ def test_launch_templates_require_imdsv2_encrypt_and_carry_profile_tags_and_user
     assert data["NetworkInterfaces"][0]["Groups"] == [{"Ref": f"{title}SecurityGroup"}]
     if role == "worker":
         assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
+        # Hibernation into the warm pool: enabled at launch (not for spot), room on the root for the RAM.
+        assert data["HibernationOptions"] == {"Fn::If": ["UseSpot", {"Ref": "AWS::NoValue"}, {"Configured": True}]}
+        assert ebs["VolumeSize"] >= 24
         assert "SubnetId" in data["NetworkInterfaces"][0]  # RunInstances has no group to pick one
     else:
         assert "InstanceInitiatedShutdownBehavior" not in data

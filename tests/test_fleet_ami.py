@@ -234,3 +234,5 @@ def test_grants_that_moto_cannot_check_are_there():
     tagged = {spec["ResourceType"] for spec in data["TagSpecifications"]}
     taggable = {r.split(":")[-1].split("/")[0] for r in controller["ec2:CreateTags"]}
     assert tagged <= taggable, f"the controller may not tag {tagged - taggable} at launch"
+    # The warm pool: a worker stops its own instance, the controller starts pooled ones, each tags when.
+    assert "ec2:StopInstances" in worker and "ec2:StartInstances" in controller

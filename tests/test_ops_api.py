@@ -122,7 +122,7 @@ def test_summary_figures_from_the_seeded_stack(client, seeded):
     doc = client.get("/api/ops/summary").get_json()
     states = seeded["states"]
     assert doc["instances"] == {"running": states.count("running"), "pending": states.count("pending"),
-                                "desired": 3, "max": 19, "min": 0, "decided_at": iso(seeded["now"] - 2)}
+                                "pooled": 0, "desired": 3, "max": 19, "min": 0, "decided_at": iso(seeded["now"] - 2)}
     assert doc["queue"] == {"visible": 3, "in_flight": 0, "delayed": 0, "dead_letter": 1}
     instance_seconds = 100 + 50 + seeded["booting_s"] + 300 + 50
     assert doc["totals"]["images_processed"] == 48

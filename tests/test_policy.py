@@ -78,6 +78,74 @@ def test_policy_table(name, changes, visible, in_flight, members, quiet_s, desir
     assert (decision.desired, decision.launch, decision.terminate_ids) == (desired, launch, terminated)
 
 
+def pooled(instance_id: str, pooled_age: float, state: str = "stopped", age: float = 3600) -> Member:
+    """A worker that went to the pool `pooled_age` s ago; its last heartbeat is as old (it stopped beating)."""
+    return Member(instance_id, NOW - age, state, NOW - pooled_age, "pooled", pooled_at=NOW - pooled_age)
+
+
+def resumed(instance_id: str, started_age: float, heartbeat_age: float = 900, state: str = "running") -> Member:
+    """A worker started from the pool `started_age` s ago that has not beaten since it went there."""
+    return Member(instance_id, NOW - 3600, state, NOW - heartbeat_age, "pooled", started_at=NOW - started_age,
+                  pooled_at=NOW - heartbeat_age)
+
+
+POOL = {"warm_pool_size": 3}
+# name, config changes, visible, members, desired, started ids, launch, terminated ids
+POOL_CASES = [
+    ("start before launch: the pool first, launches for the rest", POOL, 40,
+     [pooled("p1", 100), pooled("p2", 50)], 4, ["p2", "p1"], 2, []),
+    ("the most recently pooled is started first", POOL, 15,
+     [pooled("old", 900), pooled("new", 10), pooled("mid", 300)], 2, ["new", "mid"], 0, []),
+    ("never over the cap: running ones count", POOL, 100,
+     [m("a"), m("b"), pooled("p1", 100), pooled("p2", 90), pooled("p3", 80)], 4, ["p3", "p2"], 0, []),
+    ("at the cap nothing is started", POOL, 100,
+     [m(i) for i in "abcd"] + [pooled("p1", 100)], 4, [], 0, []),
+    ("a starting instance counts as capacity (no second start, no launch)", POOL, 10,
+     [resumed("r", 1, state="pending")], 1, [], 0, []),
+    ("stopping instances cannot be started yet: launch instead", POOL, 10,
+     [pooled("s", 1, state="stopping")], 1, [], 1, []),
+    ("the scale-out step limits launches, not starts", {**POOL, "scale_out_step": 1}, 40,
+     [pooled("p1", 30), pooled("p2", 20), pooled("p3", 10)], 4, ["p3", "p2", "p1"], 1, []),
+    ("stopped instances are never reaped as silent", POOL, 0,
+     [pooled("p1", 5000), pooled("p2", 100_000)], 0, [], 0, []),
+    ("the heartbeat timeout runs from the start again", POOL, 10,
+     [resumed("r", 30, heartbeat_age=5000)], 1, [], 0, []),
+    ("started long ago and silent since: replaced", POOL, 10,
+     [resumed("r", 200, heartbeat_age=5000)], 1, [], 1, ["r"]),
+    ("pool size respected: the oldest pooled are terminated first", {"warm_pool_size": 2}, 0,
+     [pooled("mid", 300), pooled("old", 900), pooled("new", 10), pooled("older", 600)], 0, [], 0,
+     ["old", "older"]),
+    ("stopping ones count toward the pool", {"warm_pool_size": 1}, 0,
+     [pooled("old", 900), pooled("s", 1, state="stopping")], 0, [], 0, ["old"]),
+    ("no pool (size 0): stopped workers are terminated", {"warm_pool_size": 0}, 0,
+     [pooled("p1", 10)], 0, [], 0, ["p1"]),
+    ("what is started leaves the pool; the rest is trimmed", {"warm_pool_size": 1}, 10,
+     [pooled("old", 900), pooled("mid", 300), pooled("new", 10)], 1, ["new"], 0, ["old"]),
+]
+
+
+@pytest.mark.parametrize("name,changes,visible,members,desired,started,launch,terminated",
+                         POOL_CASES, ids=[case[0] for case in POOL_CASES])
+def test_pool_table(name, changes, visible, members, desired, started, launch, terminated):
+    decision = decide(Observation(NOW, visible, 0, tuple(members), None), replace(BASE, **changes))
+    assert (decision.desired, list(decision.start), decision.launch, decision.terminate_ids) == \
+        (desired, started, launch, terminated)
+
+
+@pytest.mark.parametrize("pool", [[], [pooled("p", 5)], [pooled(f"p{n}", n) for n in range(1, 6)]])
+@pytest.mark.parametrize("running", [[], [m("a")], [m(i) for i in "abc"]])
+@pytest.mark.parametrize("backlog", [0, 1, 9, 10, 31, 1000])
+def test_live_fleet_after_decision_stays_within_bounds_with_a_pool(pool, running, backlog):
+    config = replace(BASE, min_instances=1, max_instances=3, warm_pool_size=2)
+    decision = decide(Observation(NOW, backlog, 0, tuple(running + pool), None), config)
+    live_after = len(running) - len(set(decision.terminate_ids) - {p.id for p in pool}) \
+        + len(decision.start) + decision.launch
+    pool_after = len(pool) - len(decision.start) - len(set(decision.terminate_ids) & {p.id for p in pool})
+    assert config.min_instances <= live_after <= config.max_instances
+    assert 0 <= pool_after <= config.warm_pool_size
+    assert not set(decision.start) & set(decision.terminate_ids)
+
+
 @pytest.mark.parametrize("members", [[], [m("a")], [m(i) for i in "abc"]])
 @pytest.mark.parametrize("backlog", [0, 1, 9, 10, 31, 1000])
 def test_fleet_after_decision_stays_within_bounds(members, backlog):
@@ -113,3 +181,4 @@ def test_config_from_settings_adds_the_margin_to_the_grace():
     assert (config.target_backlog, config.scale_out_step) == (25, 2)
     assert desired_size(26, config) == 2
     assert PolicyConfig.from_settings(settings).target_backlog == settings.target_backlog_per_instance
+    assert PolicyConfig.from_settings(settings.with_changes(warm_pool_size=4)).warm_pool_size == 4

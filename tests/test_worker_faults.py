@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -21,7 +25,7 @@ from sightfleet.config import Settings
 from sightfleet.contracts import FINAL_STATUSES, Job, Result, new_image_id, utc_now
 from sightfleet.errors import ConditionFailed, Invalid, NotFound
 from sightfleet.memory import memory_resources
-from tests.support import jpeg_bytes
+from tests.support import jpeg_bytes, wait_for
 from web_tier.submit import Submitter, Upload
 
 # Every storage call on a job's way, as "<resource>.<method>".
@@ -284,3 +288,103 @@ def test_a_stopping_worker_hands_back_what_it_received_ahead_even_when_requeue_f
     faults.clear()
     drain(resources, pipeline)
     assert_each_final_once(resources, ids)
+
+
+# The warm pool: the calls a worker makes on its way into the pool and back, and what a failure costs.
+POOL_CALLS = {
+    "fleet.stop": "retires instead",          # cannot stop into the pool: terminates its instance as before
+    "fleet.instances": "looks again",         # cannot see whether it was started: the next look does
+    "fleet_log.put": "carries on",            # the pooled or resumed heartbeat is lost; the next beat says it
+}
+
+
+def pool_settings(**changes) -> Settings:
+    return Settings(**{"prefix": "mem", "idle_grace_s": 30, "pool_grace_s": 0.5, "warm_pool_size": 1,
+                       "receive_wait_s": 1, "worker_heartbeat_s": 1, **changes})
+
+
+def operate(resources, instance_id: str, steps) -> threading.Thread:
+    """Run steps(errors) beside the worker, then SIGTERM this process so that work() returns."""
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            steps()
+        except BaseException as exc:   # noqa: BLE001 - reported by the test after work() returns
+            errors.append(exc)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.errors = errors
+    thread.start()
+    return thread
+
+
+def state_of(resources, instance_id: str) -> str:
+    return resources.fleet.states[instance_id].state
+
+
+def test_an_idle_worker_goes_into_the_pool_and_carries_on_when_started(pipeline):
+    resources, faults = memory_resources(pool_settings())
+    [instance_id] = resources.fleet.launch(1, "")
+    seen = {}
+
+    def steps():
+        wait_for(lambda: state_of(resources, instance_id) == "stopped", 20, 0.05, "the worker in the pool")
+        seen["pooled"] = dict(resources.fleet_log.items[("worker", instance_id)])
+        ids = accept(resources, count=1)
+        time.sleep(1.5)   # in the pool, the queue is not polled: the jobs wait for the start
+        seen["queued while pooled"] = len(resources.requests.bodies())
+        resources.fleet.start([instance_id])
+        wait_for(lambda: len(finals(resources, ids)) == len(ids), 60, 0.1, "the jobs done after the start")
+        wait_for(lambda: state_of(resources, instance_id) == "stopped", 20, 0.05, "the worker in the pool again")
+
+    thread = operate(resources, instance_id, steps)
+    assert Worker(resources, lambda: pipeline, instance_id).work() == "stopped"
+    thread.join(10)
+    assert not thread.errors, thread.errors
+    assert seen["pooled"]["state"] == "pooled" and seen["pooled"]["pooled_at"]
+    assert seen["queued while pooled"] == 2
+    final = resources.fleet_log.items[("worker", instance_id)]
+    assert final["resumes"] == 1 and final["images_done"] == 2 and final["state"] == "stopped"
+    assert 0 <= final["last_resume_s"] < 10 and final["pooled_s"] >= 1.5   # the pool's time, apart
+    assert faults.calls["fleet.stop"] == 2 and state_of(resources, instance_id) == "stopped"
+
+
+def test_a_full_pool_means_the_worker_retires(pipeline):
+    resources, faults = memory_resources(pool_settings(idle_grace_s=1))
+    resources.fleet.add("i-pooled", "stopped")
+    [instance_id] = resources.fleet.launch(1, "")
+    assert Worker(resources, lambda: pipeline, instance_id).work() == "idle"
+    assert state_of(resources, instance_id) == "terminated" and faults.calls["fleet.stop"] == 0
+
+
+def test_a_worker_that_cannot_stop_into_the_pool_retires(pipeline):
+    resources, faults = memory_resources(pool_settings())
+    [instance_id] = resources.fleet.launch(1, "")
+    faults.fail("fleet.stop", times=1)
+    assert Worker(resources, lambda: pipeline, instance_id).work() == "idle"
+    assert state_of(resources, instance_id) == "terminated"
+    assert resources.fleet_log.items[("worker", instance_id)]["state"] == "terminated"
+
+
+@pytest.mark.parametrize("call", ["fleet.instances", "fleet_log.put"])
+def test_a_failed_call_in_the_pool_costs_at_most_a_look(pipeline, call):
+    resources, faults = memory_resources(pool_settings())
+    [instance_id] = resources.fleet.launch(1, "")
+    seen = {}
+
+    def steps():
+        wait_for(lambda: state_of(resources, instance_id) == "stopped", 20, 0.05, "the worker in the pool")
+        faults.fail(call, times=2)
+        before = faults.calls[call]
+        resources.fleet.start([instance_id])
+        wait_for(lambda: resources.fleet_log.items[("worker", instance_id)].get("resumes") == 1, 20, 0.05,
+                 "the resumed worker's heartbeat")
+        seen["calls"] = faults.calls[call] - before
+
+    thread = operate(resources, instance_id, steps)
+    assert Worker(resources, lambda: pipeline, instance_id).work() == "stopped"
+    thread.join(10)
+    assert not thread.errors, thread.errors
+    assert seen["calls"] >= 3   # two failed, then one that worked

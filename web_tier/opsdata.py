@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND, DecisionTail
-from sightfleet.aws.ec2 import ALL_STATES, LIVE_STATES
+from sightfleet.aws.ec2 import ALL_STATES, LIVE_STATES, POOLED_STATES
 from sightfleet.contracts import FAILED, epoch, iso
 from web_tier.cache import TtlCache
 
@@ -185,16 +185,36 @@ def _is_live(instance) -> bool:
     return instance is not None and instance.state in LIVE_STATES
 
 
+def _is_pooled(instance) -> bool:
+    return instance is not None and instance.state in POOLED_STATES
+
+
 def _span(now: float, instance, doc: dict) -> tuple[float, float | None]:
-    """When an instance started costing and when it stopped (now while live; None if unknown)."""
+    """When an instance started costing and when it last did (now while live; None if unknown)."""
     starts = [instance.launched_at.timestamp()] if instance else []
     starts += [t for t in [epoch(doc.get("launched_at"))] if t is not None]
     start = min(starts) if starts else now
-    end = now if _is_live(instance) else epoch(doc.get("last_heartbeat"))
+    if _is_live(instance):
+        end = now
+    elif _is_pooled(instance):   # stopped costs no compute from the moment it went to the pool
+        end = epoch(doc.get("pooled_at")) or epoch(doc.get("last_heartbeat"))
+    else:
+        end = epoch(doc.get("last_heartbeat"))
     return start, None if end is None else max(start, end)
 
 
+def _running_s(start: float, end: float | None, doc: dict) -> float | None:
+    """Seconds the instance ran (what EC2 bills): its span less the time it spent in the warm pool."""
+    if end is None:
+        return None
+    pooled = doc.get("pooled_s")
+    pooled = float(pooled) if isinstance(pooled, (int, float)) and pooled > 0 else 0.0
+    return round(max(0.0, end - start - pooled), 1)
+
+
 def _worker_state(instance, doc: dict) -> str:
+    if _is_pooled(instance):
+        return "pooled"
     if not doc:
         # An instance that ended without a single heartbeat crashed while booting or loading.
         return "booting" if _is_live(instance) else "never reported"
@@ -211,9 +231,11 @@ def worker_row(now: float, instance, doc: dict | None) -> dict:
     current = doc.get("current") or []
     return {
         "instance_id": instance.id if instance else doc.get("instance_id"),
-        "state": _worker_state(instance, doc), "live": _is_live(instance),
+        "state": _worker_state(instance, doc), "live": _is_live(instance), "pooled": _is_pooled(instance),
         "ec2_state": instance.state if instance else None,
-        "launched_at": iso(start), "uptime_s": None if end is None else round(end - start, 1),
+        "launched_at": iso(start), "uptime_s": _running_s(start, end, doc),
+        # Cold start (model_load_s) and warm starts: how often it was resumed from the pool, the last one's cost.
+        "resumes": int(doc.get("resumes") or 0), "last_resume_s": doc.get("last_resume_s"),
         "images_done": int(doc.get("images_done") or 0), "images_failed": int(doc.get("images_failed") or 0),
         "model_load_s": doc.get("model_load_s"),
         "last_heartbeat": doc.get("last_heartbeat"),
@@ -223,18 +245,19 @@ def worker_row(now: float, instance, doc: dict | None) -> dict:
 
 
 def all_worker_rows(snapshot: Snapshot) -> list[dict]:
-    """Every instance known from EC2 or a heartbeat: live ones first, then newest first."""
+    """Every instance known from EC2 or a heartbeat: live ones first, then pooled, then newest first."""
     ec2 = {i.id: i for i in snapshot.instances}
     docs = {d["instance_id"]: d for d in snapshot.workers if d.get("instance_id")}
     rows = [worker_row(snapshot.now, ec2.get(i), docs.get(i)) for i in ec2.keys() | docs.keys()]
-    return sorted(rows, key=lambda r: (not r["live"], -epoch(r["launched_at"]), r["instance_id"]))
+    return sorted(rows, key=lambda r: (not r["live"], not r["pooled"], -epoch(r["launched_at"]), r["instance_id"]))
 
 
 def totals(rows: list[dict]) -> dict:
     """Images and instance-seconds over every instance the fleet table remembers."""
     done = sum(r["images_done"] for r in rows)
     failed = sum(r["images_failed"] for r in rows)
-    seconds = sum(r["uptime_s"] or 0 for r in rows)  # unknown when it never reported and has ended
+    # Running time only (what EC2 bills); unknown when it never reported and has ended.
+    seconds = sum(r["uptime_s"] or 0 for r in rows)
     processed = done + failed
     return {
         "images_processed": processed, "images_succeeded": done, "images_failed": failed,
@@ -273,6 +296,7 @@ def summarise(snapshot: Snapshot, min_instances: int, max_instances: int, worker
         "instances": {
             "running": sum(1 for i in snapshot.instances if i.state == "running"),
             "pending": sum(1 for i in snapshot.instances if i.state == "pending"),
+            "pooled": sum(1 for i in snapshot.instances if i.state in POOLED_STATES),
             "desired": int(latest.get("desired") or 0), "max": max_instances, "min": min_instances,
             "decided_at": latest.get("at"),
         },
@@ -280,7 +304,7 @@ def summarise(snapshot: Snapshot, min_instances: int, max_instances: int, worker
                   "delayed": snapshot.queue.get("delayed", 0), "dead_letter": snapshot.dead_letter.get("visible", 0) + snapshot.dead_letter.get("in_flight", 0)},
         "totals": totals(rows),
         "recent": {"window_s": RECENT_S, **result_figures(snapshot.recent, RECENT_S)},
-        "workers": rows[:max(worker_limit, len(live))],
+        "workers": rows[:max(worker_limit, len(live) + sum(1 for r in rows if r["pooled"]))],
         "decisions": notable_decisions(snapshot.decisions, decision_limit),
     }
 
@@ -359,8 +383,9 @@ class _SummaryCollector:
     def collect(self):
         s, inst, queue, tot, recent = (self._s, self._s["instances"], self._s["queue"], self._s["totals"],
                                        self._s["recent"])
-        yield self._family("instances", "Worker instances by state; desired is the controller's target.",
-                           ("state",), [((k,), inst[k]) for k in ("running", "pending", "desired")])
+        yield self._family("instances", "Worker instances by state (pooled: stopped in the warm pool); desired is "
+                           "the controller's target.", ("state",),
+                           [((k,), inst[k]) for k in ("running", "pending", "pooled", "desired")])
         yield self._family("instances_bound", "Configured fleet bounds.", ("bound",),
                            [(("min",), inst["min"]), (("max",), inst["max"])])
         yield self._family("queue_messages", "Approximate messages in the request and dead-letter queues.",
@@ -391,5 +416,7 @@ class _SummaryCollector:
                            each("images_done"))
         yield self._family("worker_model_load_seconds", "Cold start: model load time of a live worker.",
                            ("instance_id",), each("model_load_s"))
+        yield self._family("worker_resumes", "Warm starts: times a live worker was resumed from the pool.",
+                           ("instance_id",), each("resumes"))
         yield self._family("worker_heartbeat_age_seconds", "Seconds since a live worker's last heartbeat.",
                            ("instance_id",), each("heartbeat_age_s"))

@@ -1,13 +1,32 @@
-"""EC2: the worker fleet, found by its tags so a restarted controller carries on."""
+"""EC2: the worker fleet, found by its tags so a restarted controller carries on.
+
+Workers in the warm pool are stopped instances, hibernated where the instance allows it. Two
+tags say when each last went to the pool and came back (EC2 keeps only the first launch time
+locally, and DescribeInstances may list a started instance as stopped for a moment).
+"""
 from __future__ import annotations
 
+import logging
+import time
+from datetime import datetime, timezone
+
 import requests
+from botocore.exceptions import ClientError
 
-from sightfleet.aws.session import client, translated
+from sightfleet.aws.session import client, error_code, translated
 from sightfleet.config import Settings
-from sightfleet.interfaces import ALL_STATES, LIVE_STATES, Instance  # noqa: F401 - re-exported
+from sightfleet.errors import SightfleetError
+from sightfleet.interfaces import ALL_STATES, LIVE_STATES, POOLED_STATES, Instance  # noqa: F401 - re-exported
 
+log = logging.getLogger(__name__)
 WORKER_ROLE = "worker"
+POOLED_AT_TAG = "sightfleet:pooled-at"
+STARTED_AT_TAG = "sightfleet:started-at"
+# What StopInstances answers when it cannot hibernate this instance: hibernation not enabled at
+# launch, an unencrypted or too small root volume, an instance type or AMI without support, an
+# agent not ready yet (the first minutes after launch). A plain stop may still work.
+HIBERNATION_REFUSED = {"UnsupportedHibernationConfiguration", "UnsupportedOperation",
+                       "InvalidParameterCombination", "IncorrectInstanceState"}
 
 
 class Fleet:
@@ -64,14 +83,61 @@ class Fleet:
         with translated(f"terminate {instance_ids}"):
             self._ec2.terminate_instances(InstanceIds=list(instance_ids))
 
+    def start(self, instance_ids: list[str]) -> None:
+        """StartInstances, then the start time as a tag: a failed tag is logged, the start stands."""
+        if not instance_ids:
+            return
+        with translated(f"start {instance_ids}"):
+            self._ec2.start_instances(InstanceIds=list(instance_ids))
+        try:
+            self._tag(instance_ids, STARTED_AT_TAG)
+        except SightfleetError as exc:
+            log.warning("started %s but could not record when (%s); their launch time stands for it",
+                        instance_ids, exc)
+
+    def stop(self, instance_ids: list[str], hibernate: bool = True) -> bool:
+        """Tag the time, then StopInstances (Hibernate=True first); True if hibernating, False: plain stop."""
+        if not instance_ids:
+            return hibernate
+        self._tag(instance_ids, POOLED_AT_TAG)
+        if hibernate:
+            try:
+                self._ec2.stop_instances(InstanceIds=list(instance_ids), Hibernate=True)
+                return True
+            except ClientError as exc:
+                if error_code(exc) not in HIBERNATION_REFUSED:
+                    with translated(f"hibernate {instance_ids}"):
+                        raise
+                log.warning("cannot hibernate %s (%s: %s); stopping them plainly: they boot again when "
+                            "started, from a warm volume, but reload their models", instance_ids,
+                            error_code(exc), exc.response.get("Error", {}).get("Message", ""))
+        with translated(f"stop {instance_ids}"):
+            self._ec2.stop_instances(InstanceIds=list(instance_ids))
+        return False
+
+    def _tag(self, instance_ids: list[str], key: str) -> None:
+        with translated(f"tag {instance_ids} {key}"):
+            self._ec2.create_tags(Resources=list(instance_ids), Tags=[{"Key": key, "Value": f"{time.time():.3f}"}])
+
 
 def _instance(raw: dict) -> Instance:
+    tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
     return Instance(
         id=raw["InstanceId"],
         state=raw["State"]["Name"],
         launched_at=raw["LaunchTime"],
-        tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+        tags=tags,
+        started_at=_tag_time(tags.get(STARTED_AT_TAG)),
+        pooled_at=_tag_time(tags.get(POOLED_AT_TAG)),
     )
+
+
+def _tag_time(value: str | None) -> datetime | None:
+    """A time tag (epoch seconds) as a datetime; None when absent or unreadable."""
+    try:
+        return datetime.fromtimestamp(float(value), timezone.utc) if value else None
+    except ValueError:
+        return None
 
 
 def instance_id_from_metadata(timeout_s: float = 2.0) -> str | None:

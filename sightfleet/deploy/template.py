@@ -25,6 +25,9 @@ MAX_TEMPLATE_BODY_BYTES = 51_200
 # Root devices: Amazon Linux (the stock image) boots from /dev/xvda, the Ubuntu image ami/packer bakes from /dev/sda1.
 STOCK_ROOT_DEVICE, BAKED_ROOT_DEVICE = "/dev/xvda", "/dev/sda1"
 ROOT_VOLUME_GB = 16
+# A hibernating worker writes its RAM to the encrypted root volume: room for up to 16 GiB of
+# memory beside the image (t3.large has 8). gp3 costs about $0.08 per GB-month, stopped or not.
+WORKER_ROOT_VOLUME_GB = 32
 # Above the longest synchronous wait (120 s for POST /), so the load balancer never cuts one off.
 LOAD_BALANCER_IDLE_TIMEOUT_S = 130
 # A stock image installs Python, the dependencies and the models at boot before /healthz answers.
@@ -240,7 +243,8 @@ def _launch_template(role: str, settings: Settings) -> dict:
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
         "BlockDeviceMappings": [{
             "DeviceName": {"Fn::If": ["HasImageId", BAKED_ROOT_DEVICE, STOCK_ROOT_DEVICE]},
-            "Ebs": {"Encrypted": True, "VolumeSize": ROOT_VOLUME_GB, "VolumeType": "gp3", "DeleteOnTermination": True}}],
+            "Ebs": {"Encrypted": True, "VolumeSize": WORKER_ROOT_VOLUME_GB if role == "worker" else ROOT_VOLUME_GB,
+                    "VolumeType": "gp3", "DeleteOnTermination": True}}],
         "NetworkInterfaces": [interface],
         "KeyName": {"Fn::If": ["HasKeyName", _ref("KeyName"), _ref("AWS::NoValue")]},
         "UserData": {"Fn::Base64": user_data(settings, role)},
@@ -253,6 +257,9 @@ def _launch_template(role: str, settings: Settings) -> dict:
         data["InstanceMarketOptions"] = {"Fn::If": ["UseSpot", {
             "MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time",
                                                   "InstanceInterruptionBehavior": "terminate"}}, _ref("AWS::NoValue")]}
+        # The warm pool hibernates idle workers; a one-time spot instance cannot be stopped at all, so
+        # spot workers go without (they retire instead: README "The fleet").
+        data["HibernationOptions"] = {"Fn::If": ["UseSpot", _ref("AWS::NoValue"), {"Configured": True}]}
     return {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
         "LaunchTemplateName": names.role_name(role), "LaunchTemplateData": data,
         # The controller's policy launches only from a launch template carrying the stack's tag.
