@@ -5,9 +5,10 @@ image: the original in the input bucket, thumbnail, annotated copy and result JS
 bucket, a result row, a response message, and its job message received and deleted) plus a
 backlog of queued jobs with inline photos, then:
 
-- snapshot (sightfleet/local_state.py): the first save, a save with nothing new, and after a
-  SIGKILL the restart: time to answer, to provision, to restore; and whether what came back is
-  what was there;
+- snapshot (sightfleet/local_state.py): the first save, a save with nothing new (each with how
+  long it held requests back while it copied moto's state), and after a SIGKILL the restart:
+  time to answer, to provision, to restore (requests are held for all of it); and whether what
+  came back is what was there;
 - moto's recorder (MOTO_ENABLE_RECORDING): the same load recorded, then replayed into a fresh
   endpoint: its size, its replay time, and what the replay got wrong.
 
@@ -107,8 +108,9 @@ def snapshot_figures(images: int, backlog: int, folder: Path) -> None:
     second = emulator.post("/_sightfleet/state/save")
     on_disk = sum(f.stat().st_size for f in (folder / "state").rglob("*") if f.is_file())
     print(f"snapshot: first save {first['seconds']:.2f} s ({first['objects']} objects, {first['items']} items, "
-          f"{first['messages']} messages, {on_disk / 2**20:.0f} MiB on disk); a save with nothing new "
-          f"{second['seconds']:.2f} s (the cost of each periodic save)")
+          f"{first['messages']} messages, {on_disk / 2**20:.0f} MiB on disk; requests held for "
+          f"{first['requests_held_s'] * 1000:.0f} ms); a save with nothing new {second['seconds']:.2f} s "
+          f"(the cost of each periodic save; requests held for {second['requests_held_s'] * 1000:.0f} ms)")
     emulator.kill()
     answer_s = emulator.start()
     started = time.perf_counter()

@@ -19,7 +19,9 @@ Receiving 10 jobs from a backlog of 80 took 55-130 ms; it now takes 6.
 With `--state-dir DIR` the endpoint keeps its contents there (sightfleet/local_state.py): a
 snapshot every few seconds, and on `POST /_sightfleet/state/save`; `POST /_sightfleet/state/restore`
 loads the saved contents into the queues, buckets and tables that exist by then (the stack calls
-it right after provisioning). Both answer JSON figures.
+it right after provisioning). Both answer JSON figures. Every other request is served inside the
+state's `RequestGate`, so a snapshot's copy and a restore each happen between requests, never
+in the middle of one; a long poll steps out of the gate while it waits for a message.
 """
 from __future__ import annotations
 
@@ -34,9 +36,9 @@ from gunicorn.app.base import BaseApplication
 from moto.core.responses import BaseResponse
 from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Queue, SQSBackend
 
-from sightfleet.local_state import EndpointState
+from sightfleet.local_state import EndpointState, RequestGate
 from sightfleet.logs import setup_logging
 
 # Enough for every long poll of a full local fleet at once; idle keep-alive connections
@@ -81,13 +83,29 @@ class _Persistent:
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if not path.startswith(STATE_PATH):
-            return self._dispatcher(environ, start_response)
+            with self.state.gate.serving():
+                return self._dispatcher(environ, start_response)
         action = path[len(STATE_PATH):]
         if environ.get("REQUEST_METHOD") != "POST" or action not in ("save", "restore"):
             return _json_reply(start_response, "404 Not Found", {"error": f"no such state action: {action}"})
         figures = self.state.save() if action == "save" else self.state.restore()
         log.info("state %s: %s", action, figures)
         return _json_reply(start_response, "200 OK", figures)
+
+
+def _long_polls_step_out(gate: RequestGate) -> None:
+    """Make moto's long poll leave the gate while it waits, so a save or restore need not wait for it.
+
+    moto's receive waits on the queue, up to a second at a time, until a message comes or its
+    wait time is over; a poll holding the gate meanwhile would hold up snapshots for 20 s.
+    """
+    def wait_for_messages(queue: Queue, timeout: int) -> None:
+        with gate.stepped_out():
+            _MOTO_WAIT_FOR_MESSAGES(queue, timeout)
+    Queue.wait_for_messages = wait_for_messages
+
+
+_MOTO_WAIT_FOR_MESSAGES = Queue.wait_for_messages
 
 
 def _json_reply(start_response, status: str, body: dict):
@@ -186,7 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     _repair_moto()
     app = _Dispatcher()
     if args.state_dir:
-        app = _Persistent(app, EndpointState(args.state_dir), args.save_interval)
+        state = EndpointState(args.state_dir)
+        _long_polls_step_out(state.gate)
+        app = _Persistent(app, state, args.save_interval)
     _Server(app, server_options(args.host, args.port)).run()
 
 

@@ -12,15 +12,20 @@ the object index) and `blobs/` (object bytes and large message bodies, each writ
 its content's name). Each snapshot is written to a temporary file and renamed, so a crash of the
 endpoint mid-save leaves the previous snapshot whole.
 
-Consistency without stopping the endpoint: the queues are read first, then the tables, then the
-buckets. The stack writes in the opposite order (objects, then the result row, then it deletes
-the message; the web tier writes the row before sending the message), so a message missing from
-a snapshot had its result row and objects written before that snapshot read them.
+Consistency: the emulator serves every request inside `RequestGate.serving()`, and a save copies
+moto's queues, tables and object index in one `RequestGate.exclusive()` turn, so a snapshot
+never holds half of a request, nor one step of a two-step write without the other (the web tier
+sends the job message, then writes its QUEUED row; a worker writes its objects, then the row,
+then deletes the message). The turn only copies values already in memory (and the bytes of
+objects not yet on disk); files are written after it. A restore runs in one exclusive turn too,
+objects first, then tables, then queues: no request sees a job before its photo and row are back,
+and no write is overwritten by an older saved item. A long poll leaves the gate while it waits.
 
 Not kept: EC2 instances (their worker processes end with the stack) and CloudWatch metrics.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -28,6 +33,7 @@ import os
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -45,8 +51,6 @@ INLINE_BODY_BYTES = 4096
 # take minutes and more memory than a laptop's stack should hold.
 MAX_STATE_BYTES = 512 * 1024 * 1024
 MAX_BLOB_BYTES = 8 * 1024 * 1024 * 1024
-# Copying moto's dicts races with requests that change them; a copy that raced is retried.
-_COPY_ATTEMPTS = 5
 _MESSAGE_FIELDS = ("message_attributes", "receipt_handle", "_old_receipt_handles", "sender_id", "sent_timestamp",
                    "approximate_first_receive_timestamp", "approximate_receive_count", "deduplication_id",
                    "group_id", "sequence_number", "visible_at", "delayed_until")
@@ -56,13 +60,79 @@ class UnreadableState(Exception):
     """The saved state cannot be loaded as it is (corrupt, from another format, too large)."""
 
 
+class RequestGate:
+    """Many requests at once, or one exclusive turn (a snapshot's copy, a restore) with no request in progress.
+
+    A turn waiting for the requests in progress to finish holds back new ones, so a steady stream
+    of requests cannot put it off for ever.
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._serving = 0
+        self._exclusive = False
+        self._waiting_turns = 0
+        self._inside = threading.local()  # whether this thread is serving a request now
+
+    @contextmanager
+    def serving(self):
+        """Around one request."""
+        self._enter()
+        try:
+            yield
+        finally:
+            self._leave()
+
+    @contextmanager
+    def exclusive(self):
+        """A turn alone: no request runs until it ends."""
+        with self._changed:
+            self._waiting_turns += 1
+            try:
+                self._changed.wait_for(lambda: not self._exclusive and self._serving == 0)
+            finally:
+                self._waiting_turns -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()
+
+    @contextmanager
+    def stepped_out(self):
+        """Around a request's wait for something that only another request brings (a long poll)."""
+        inside = getattr(self._inside, "serving", False)
+        if inside:
+            self._leave()
+        try:
+            yield
+        finally:
+            if inside:
+                self._enter()
+
+    def _enter(self) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._exclusive and self._waiting_turns == 0)
+            self._serving += 1
+        self._inside.serving = True
+
+    def _leave(self) -> None:
+        self._inside.serving = False
+        with self._changed:
+            self._serving -= 1
+            self._changed.notify_all()
+
+
 class EndpointState:
     """Saves moto's contents to a folder and loads them back; thread-safe."""
 
-    def __init__(self, directory: Path, account_id: str = DEFAULT_ACCOUNT_ID):
+    def __init__(self, directory: Path, account_id: str = DEFAULT_ACCOUNT_ID, gate: RequestGate | None = None):
         self.directory = Path(directory)
         self._account = account_id
-        self._lock = threading.Lock()
+        self.gate = gate or RequestGate()
+        self._lock = threading.Lock()  # one save or restore at a time
         # Nothing is saved before the saved state was loaded (or found absent): a fresh endpoint
         # must not overwrite the snapshot it is about to restore.
         self._loaded = False
@@ -75,38 +145,45 @@ class EndpointState:
         """Write a snapshot; returns its figures. Refused (saved: False) until restore() has run."""
         with self._lock:
             if not self._loaded:
+                log.error("refused to save the local AWS endpoint's state: the saved state has not been restored "
+                          "yet (the stack restores it after provisioning); what changes now is not kept")
                 return {"saved": False, "reason": "the saved state has not been restored yet"}
             started = time.perf_counter()
             blobs = self.directory / BLOB_DIR
             blobs.mkdir(parents=True, exist_ok=True)
-            state = {"format": FORMAT, "saved_at": time.time(), "queues": self._capture_queues(blobs),
-                     "tables": self._capture_tables(), "objects": self._capture_objects(blobs)}
+            on_disk = {entry.name for entry in os.scandir(blobs)}  # only a save removes blobs, and saves take turns
+            with self.gate.exclusive():
+                copied_at = time.perf_counter()
+                state = {"format": FORMAT, "saved_at": time.time(), "queues": self._capture_queues(),
+                         "tables": self._capture_tables(), "objects": self._capture_objects(on_disk)}
+                blocked_s = time.perf_counter() - copied_at
+            _write_blobs(blobs, state)
             _write_atomically(self.directory / STATE_FILE, json.dumps(state, separators=(",", ":")).encode())
             removed = _remove_unreferenced(blobs, _referenced_blobs(state))
-            return {"saved": True, "seconds": round(time.perf_counter() - started, 3), **_counts(state),
-                    "blobs_removed": removed}
+            return {"saved": True, "seconds": round(time.perf_counter() - started, 3),
+                    "requests_held_s": round(blocked_s, 3), **_counts(state), "blobs_removed": removed}
 
     def restore(self) -> dict:
         """Load the snapshot into the resources that exist now; never raises for a bad snapshot.
 
-        Existing messages, items and objects win over saved ones. A snapshot that cannot be read is
-        moved aside and the endpoint starts fresh, saying so.
+        Existing messages, items and objects win over saved ones; no request is served meanwhile.
+        A snapshot that cannot be read, or whose loading fails part-way, is moved aside and the
+        endpoint carries on with what it holds, saying so.
         """
         with self._lock:
             started = time.perf_counter()
             try:
                 state = self._read()
-            except UnreadableState as exc:
-                kept = self._move_aside()
-                log.error("the saved state of the local AWS endpoint cannot be loaded (%s); starting fresh. "
-                          "The old copy is kept at %s", exc, kept)
-                self._loaded = True
-                return {"restored": False, "reason": str(exc), "kept_at": str(kept)}
+                if state is None:
+                    self._loaded = True
+                    return {"restored": False, "reason": "no saved state"}
+                with self.gate.exclusive():
+                    figures = {"objects": self._restore_objects(state["objects"]),
+                               "tables": self._restore_tables(state["tables"]),
+                               "queues": self._restore_queues(state["queues"])}
+            except Exception as exc:  # noqa: BLE001 - any snapshot that cannot be loaded is set aside, never fatal
+                return self._set_aside(exc)
             self._loaded = True
-            if state is None:
-                return {"restored": False, "reason": "no saved state"}
-            figures = {"queues": self._restore_queues(state["queues"]), "tables": self._restore_tables(state["tables"]),
-                       "objects": self._restore_objects(state["objects"])}
             return {"restored": True, "seconds": round(time.perf_counter() - started, 3),
                     "saved_at": state.get("saved_at"), **figures}
 
@@ -124,33 +201,23 @@ class EndpointState:
 
     # -- capture -----------------------------------------------------------------------------
 
-    def _capture_queues(self, blobs: Path) -> list[dict]:
-        captured = []
-        for region, backend in _copied(lambda: list(sqs_backends[self._account].items())):
-            for name, queue in _copied(lambda: list(backend.queues.items())):
-                with queue._messages_lock:
-                    messages = list(queue._messages)
-                captured.append({"region": region, "name": name,
-                                 "messages": [_message_record(m, blobs) for m in messages]})
-        return captured
+    # -- capture: in the gate's exclusive turn, copies of values only ---------------------------
+
+    def _capture_queues(self) -> list[dict]:
+        return [{"region": region, "name": name, "messages": [_message_record(m) for m in queue._messages]}
+                for region, backend in sqs_backends[self._account].items()
+                for name, queue in backend.queues.items()]
 
     def _capture_tables(self) -> list[dict]:
-        captured = []
-        for region, backend in _copied(lambda: list(dynamodb_backends[self._account].items())):
-            for name, table in _copied(lambda: list(backend.tables.items())):
-                items = _copied(lambda: _table_items(table))
-                captured.append({"region": region, "name": name,
-                                 "items": [item.to_json()["Attributes"] for item in items]})
-        return captured
+        return [{"region": region, "name": name, "items": [item.to_json()["Attributes"] for item in _table_items(table)]}
+                for region, backend in dynamodb_backends[self._account].items()
+                for name, table in backend.tables.items()]
 
-    def _capture_objects(self, blobs: Path) -> list[dict]:
-        captured = []
-        for partition, backend in _copied(lambda: list(s3_backends[self._account].items())):
-            for bucket_name, bucket in _copied(lambda: list(backend.buckets.items())):
-                for key_name, versions in _copied(lambda: list(dict.items(bucket.keys))):
-                    if versions:
-                        captured.append(_object_record(partition, bucket_name, key_name, versions[-1], blobs))
-        return captured
+    def _capture_objects(self, on_disk: set[str]) -> list[dict]:
+        return [_object_record(partition, bucket_name, key_name, versions[-1], on_disk)
+                for partition, backend in s3_backends[self._account].items()
+                for bucket_name, bucket in backend.buckets.items()
+                for key_name, versions in dict.items(bucket.keys) if versions]
 
     # -- restore -----------------------------------------------------------------------------
 
@@ -176,6 +243,14 @@ class EndpointState:
         if missing:
             raise UnreadableState(f"{len(missing)} blobs it refers to are missing (first: {missing[0]})")
         return state
+
+    def _set_aside(self, exc: Exception) -> dict:
+        reason = str(exc) if isinstance(exc, UnreadableState) else f"loading it failed: {type(exc).__name__}: {exc}"
+        kept = self._move_aside()
+        log.error("the saved state of the local AWS endpoint cannot be loaded (%s); carrying on without it. "
+                  "The old copy is kept at %s", reason, kept)
+        self._loaded = True
+        return {"restored": False, "reason": reason, "kept_at": str(kept)}
 
     def _move_aside(self) -> Path:
         kept = self.directory.with_name(f"{self.directory.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -241,22 +316,11 @@ class EndpointState:
         return counts
 
 
-def _copied(read):
-    """read(), retried while a concurrent request changes the dict it copies."""
-    for attempt in range(_COPY_ATTEMPTS):
-        try:
-            return read()
-        except RuntimeError:  # "dictionary changed size during iteration"
-            if attempt == _COPY_ATTEMPTS - 1:
-                raise
-    return read()
-
-
 def _table_items(table) -> list:
-    """Every item of a moto table, from copies of its dicts."""
+    """Every item of a moto table."""
     items = []
-    for entry in list(table.items.values()):
-        items.extend(list(entry.values()) if table.range_key_attr else [entry])
+    for entry in table.items.values():
+        items.extend(entry.values() if table.range_key_attr else [entry])
     return items
 
 
@@ -266,29 +330,41 @@ def _item_key(table, attributes: dict) -> str:
     return json.dumps([attributes.get(name) for name in key_names], sort_keys=True)
 
 
-def _message_record(message: Message, blobs: Path) -> dict:
-    record = {"id": message.id, "system_attributes": message.system_attributes,
-              **{name: getattr(message, name) for name in _MESSAGE_FIELDS}}
-    encoded = message.body.encode("utf-8")
-    if len(encoded) <= INLINE_BODY_BYTES:
-        record["body"] = message.body
-    else:
-        record["body_blob"] = _write_blob(blobs, "sqs-" + hashlib.sha256(encoded).hexdigest(), lambda: encoded)
+def _message_record(message: Message) -> dict:
+    # Copies: a receive changes the message's handle and counts in place after the turn.
+    return {"id": message.id, "body": message.body, "system_attributes": copy.deepcopy(message.system_attributes),
+            **{name: copy.deepcopy(getattr(message, name)) for name in _MESSAGE_FIELDS}}
+
+
+def _object_record(partition: str, bucket: str, name: str, key, on_disk: set[str]) -> dict:
+    # An object's etag is its content's md5 (or, multipart, the md5 of its parts): a blob
+    # already written under that name holds these bytes and is not read or written again.
+    # moto keeps an object's bytes in memory (spilled to a temporary file past a few MiB).
+    blob = "s3-" + key.etag.strip('"')
+    record = {"partition": partition, "bucket": bucket, "key": name, "blob": blob, "metadata": dict(key.metadata)}
+    if blob not in on_disk:
+        record["value"] = key.value
     return record
 
 
-def _object_record(partition: str, bucket: str, name: str, key, blobs: Path) -> dict:
-    # An object's etag is its content's md5 (or, multipart, the md5 of its parts): a blob
-    # already written under that name holds these bytes and is not read or written again.
-    blob = "s3-" + key.etag.strip('"')
-    _write_blob(blobs, blob, lambda: key.value)
-    return {"partition": partition, "bucket": bucket, "key": name, "blob": blob, "metadata": dict(key.metadata)}
+def _write_blobs(blobs: Path, state: dict) -> None:
+    """Write the bytes copied in the turn as blobs, leaving in state.json only their names."""
+    for record in state["objects"]:
+        value = record.pop("value", None)
+        if value is not None:
+            _write_blob(blobs, record["blob"], value)
+    for queue in state["queues"]:
+        for record in queue["messages"]:
+            encoded = record["body"].encode("utf-8")
+            if len(encoded) > INLINE_BODY_BYTES:
+                del record["body"]
+                record["body_blob"] = _write_blob(blobs, "sqs-" + hashlib.sha256(encoded).hexdigest(), encoded)
 
 
-def _write_blob(blobs: Path, name: str, content) -> str:
+def _write_blob(blobs: Path, name: str, content: bytes) -> str:
     path = blobs / name
     if not path.exists():
-        _write_atomically(path, content())
+        _write_atomically(path, content)
     return name
 
 

@@ -3,7 +3,7 @@
 The supervisor heals the stack as systemd and EC2 do on AWS: a child that dies is started
 again with backoff (`RestartPolicy`), and when the local AWS endpoint comes back empty (it
 died, or lost its state) every resource is provisioned again and the saved contents are loaded
-back (sightfleet/local_state.py). The web tier, the controller and the local host keep their
+back (sightfleet/local_state.py); both are retried every probe until they succeed. The web tier, the controller and the local host keep their
 processes and their boto3 clients: the endpoint's URL, and so every queue URL, stays the same.
 Only Ctrl-C or SIGTERM stops the stack, each child in reverse order of start.
 
@@ -34,7 +34,7 @@ from sightfleet.config import Settings, settings_or_exit
 from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
-from sightfleet.resources import provision
+from sightfleet.resources import Resources, provision
 
 log = logging.getLogger("sightfleet.stack")
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ LOCAL_DEFAULTS = {
 # Seconds each child gets between SIGTERM and SIGKILL, in shutdown order.
 STOP_GRACE_S = {"web": 25, "controller": 10, "local-host": 45, "aws": 5}
 WATCH_S = 0.5  # how often the children are checked
-PROBE_S = 2.0  # how often the endpoint is asked whether the stack's request queue still exists
+PROBE_S = 2.0  # how often the endpoint is asked whether every resource of the stack still exists
 # A restore of a large saved state takes a while (benchmarks/persistence.py: 0.3 s for 1,000 images);
 # the save at stop is bounded tighter, so a frozen endpoint cannot hold up Ctrl-C for long.
 STATE_CALL_TIMEOUT_S = {"restore": 300, "save": 30}
@@ -114,7 +114,7 @@ class Supervisor:
     """Starts the children in order, restarts any that dies, keeps the endpoint provisioned, stops in reverse."""
 
     def __init__(self, settings: Settings, env: dict[str, str], stop: threading.Event,
-                 state_dir: Path | None = None, policy: RestartPolicy = RestartPolicy()):
+                 state_dir: Path | None = None, policy: RestartPolicy = RestartPolicy(), probe_s: float = PROBE_S):
         self.settings = settings
         self.env = env
         self.web_url = web_url(settings)
@@ -125,6 +125,10 @@ class Supervisor:
         self._stop = stop
         self._stopping = threading.Event()
         self._endpoint_restarted = threading.Event()
+        self.probe_s = probe_s
+        # Set from a probe that found a resource missing (or a start-up restore that failed) until
+        # provisioning and the restore have both succeeded: a half-done repair is retried, not forgotten.
+        self._needs_setup = threading.Event()
 
     def start(self, name: str, argv: list[str]) -> None:
         self.children.append(Child(name, argv, self._spawn(argv)))
@@ -139,7 +143,7 @@ class Supervisor:
             self._start_all()
             sys.stdout.write(f"Sightfleet web: {self.web_url}\nLocal AWS endpoint: {self.aws_url}\n")
             sys.stdout.flush()
-            threading.Thread(target=self._keep_endpoint, name="endpoint-keeper", daemon=True).start()
+            threading.Thread(target=self.keep_endpoint, name="endpoint-keeper", daemon=True).start()
             return self._watch()
         except (StackError, SightfleetError) as exc:
             log.error("%s", exc)
@@ -151,7 +155,8 @@ class Supervisor:
         python = sys.executable
         self.start("aws", moto_command(self.settings.local_aws_port, self.state_dir))
         self._wait_until(lambda: answers(self.aws_url + "/moto-api/"), "the local AWS endpoint", 30)
-        self._provision()
+        if not self._set_up_endpoint():
+            self._needs_setup.set()  # the keeper tries the restore again
         self.start("local-host", [python, "-m", "controller.local_host"])
         self.start("controller", [python, "-m", "controller"])
         self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"])
@@ -206,69 +211,103 @@ class Supervisor:
         if child.name == "aws":
             self._endpoint_restarted.set()
 
-    def _keep_endpoint(self) -> None:
-        """Provision again (and restore the saved state) whenever the endpoint lost the stack's request queue."""
-        probe = Queue(self.settings, self.settings.names.request_queue)
+    def keep_endpoint(self) -> None:
+        """Until the stack stops: provision again and restore whenever the endpoint lost any of the stack's resources."""
+        checks = None
         answering = True
         while not self._stopping.is_set() and not self._stop.is_set():
-            self._endpoint_restarted.wait(PROBE_S)
+            self._endpoint_restarted.wait(self.probe_s)
             self._endpoint_restarted.clear()
             if self._stopping.is_set() or self._stop.is_set():
                 return
             try:
-                probe.counts()
-            except NotFound:
-                log.warning("the local AWS endpoint lost the stack's state (no queue %s); provisioning again",
-                            probe.name)
-                self._provision_quietly()
-                answering = True
-                continue
+                checks = checks or Resources.connect(self.settings).checks()
+                answering = self._tend_endpoint(checks, answering)
+            except Exception:  # noqa: BLE001 - the keeper must outlive any bug or surprise; the next round retries
+                log.exception("keeping the local AWS endpoint provisioned failed; trying again in %.0f s", self.probe_s)
+
+    def _tend_endpoint(self, checks: dict, answering: bool) -> bool:
+        """One probe round, and the repair it calls for; returns whether the endpoint answered."""
+        if not self._needs_setup.is_set():
+            try:
+                missing = _missing(checks)
             except SightfleetError as exc:
                 if answering:
                     log.warning("the local AWS endpoint does not answer (%s); the stack carries on and waits", exc)
-                answering = False
-                continue
+                return False
             if not answering:
                 log.info("the local AWS endpoint answers again")
-            answering = True
+            if missing:
+                log.warning("the local AWS endpoint lost the stack's state (no %s); provisioning again",
+                            ", ".join(missing))
+                self._needs_setup.set()
+        if self._needs_setup.is_set() and self._set_up_quietly():
+            self._needs_setup.clear()
+        return True
 
-    def _provision_quietly(self) -> None:
+    def _set_up_quietly(self) -> bool:
         try:
-            self._provision()
+            if self._set_up_endpoint():
+                return True
+            log.error("the saved state is not loaded yet, and until it is the endpoint keeps nothing; "
+                      "trying again in %.0f s", self.probe_s)
         except SightfleetError as exc:
-            log.warning("provisioning failed (%s); trying again in %.0f s", exc, PROBE_S)
+            log.warning("provisioning failed (%s); trying again in %.0f s", exc, self.probe_s)
+        return False
 
-    def _provision(self) -> None:
-        """Create every resource, then load the endpoint's saved contents into them."""
+    def _set_up_endpoint(self) -> bool:
+        """Create every resource, then load the endpoint's saved contents into them; False if the restore failed."""
         provision(self.settings)
-        if self.state_dir is None:
-            return
+        return self.state_dir is None or self._restore()
+
+    def _restore(self) -> bool:
         figures = _state_call(self.aws_url, "restore")
         if figures is None:
-            return
+            return False
         if figures.get("restored"):
             saved_at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(figures["saved_at"]))
             log.info("restored the local AWS endpoint's state saved at %s in %.2f s: %s messages, %s items, "
                      "%s objects (%s)", saved_at, figures["seconds"], figures["queues"]["restored"],
                      figures["tables"]["restored"], figures["objects"]["restored"], _not_restored(figures))
         elif figures.get("kept_at"):
-            log.error("the saved state could not be loaded (%s): the stack starts empty; the old copy is at %s",
-                      figures["reason"], figures["kept_at"])
+            log.error("the saved state could not be loaded (%s): the stack carries on without it; the old copy is "
+                      "at %s", figures["reason"], figures["kept_at"])
         else:
             log.info("no saved state in %s: the local AWS endpoint starts empty", self.state_dir)
+        return True
 
     def stop_all(self) -> None:
         """SIGTERM each child's process group, newest first; SIGKILL what outlives its grace."""
         self._stopping.set()
         for child in reversed(self.children):
             if child.name == "aws" and self.state_dir is not None and child.proc.poll() is None:
-                figures = _state_call(self.aws_url, "save")
-                if figures and figures.get("saved"):
-                    log.info("saved the local AWS endpoint's state to %s in %.2f s (%s messages, %s items, "
-                             "%s objects)", self.state_dir, figures["seconds"], figures["messages"],
-                             figures["items"], figures["objects"])
+                self._save()
             _stop_group(child.name, child.proc, STOP_GRACE_S.get(child.name, 10))
         self.children.clear()
+
+
+    def _save(self) -> None:
+        figures = _state_call(self.aws_url, "save")
+        if figures is None:
+            return  # _state_call said why
+        if figures.get("saved"):
+            log.info("saved the local AWS endpoint's state to %s in %.2f s (%s messages, %s items, "
+                     "%s objects)", self.state_dir, figures["seconds"], figures["messages"],
+                     figures["items"], figures["objects"])
+        else:
+            log.error("the local AWS endpoint refused to save its state (%s): what changed since it last started "
+                      "is not kept; the previous snapshot in %s stays as it was", figures.get("reason"), self.state_dir)
+
+
+def _missing(checks: dict) -> list[str]:
+    """The names of the resources whose check finds them gone; raises what else a check raises."""
+    missing = []
+    for name, check in checks.items():
+        try:
+            check()
+        except NotFound:
+            missing.append(name)
+    return missing
 
 
 def describe_exit(returncode: int) -> str:

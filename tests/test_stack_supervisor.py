@@ -13,15 +13,21 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
+from sightfleet import stack as stack_module
+from sightfleet.aws.session import client
+from sightfleet.aws.sqs import ensure_queues
 from sightfleet.config import Settings
-from sightfleet.stack import RestartPolicy, Supervisor, describe_exit
-from tests.support import (alive, descendants, jpeg_bytes, stack_child_pid, stack_state_dir, start_stack,
-                           wait_for)
+from sightfleet.errors import NotFound, Unavailable
+from sightfleet.resources import Resources, provision
+from sightfleet.stack import RestartPolicy, Supervisor, answers, describe_exit, moto_command
+from tests.support import (AWS_TEST_ENV, alive, descendants, free_port, jpeg_bytes, stack_child_pid, stack_state_dir,
+                           start_stack, unique_prefix, wait_for)
 
 FAST = RestartPolicy(delay_s=0.1, max_delay_s=0.4, burst=3, interval_s=60, slow_retry_s=0.5)
 EXITS_3 = [sys.executable, "-c", "import sys; sys.exit(3)"]
@@ -110,6 +116,103 @@ def test_stop_all_ends_every_child_even_one_waiting_for_its_restart():
     wait_for(lambda: slow.tend() or slow.children[1].restart_at is not None, 10, 0.05, what="the death")
     slow.stop_all()
     assert not alive(steady_pid) and slow.children == []
+
+
+# -- the endpoint keeper, against real endpoints ---------------------------------------------------
+
+@contextmanager
+def keeping(supervisor: Supervisor, stop: threading.Event):
+    """The supervisor's endpoint keeper on its own thread, as run() starts it."""
+    thread = threading.Thread(target=supervisor.keep_endpoint, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def all_there(settings: Settings) -> bool:
+    try:
+        for check in Resources.connect(settings).checks().values():
+            check()
+    except NotFound:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("loss", ["output bucket", "results table"])
+def test_any_lost_resource_is_provisioned_again(settings, loss):
+    """Not only the request queue: a bucket or table that is gone is created again."""
+    if loss == "output bucket":
+        client(settings, "s3").delete_bucket(Bucket=settings.names.output_bucket)
+    else:
+        client(settings, "dynamodb").delete_table(TableName=settings.names.results_table)
+    assert not all_there(settings)
+    stop = threading.Event()
+    with keeping(Supervisor(settings, dict(os.environ), stop, probe_s=0.1), stop):
+        wait_for(lambda: all_there(settings), 30, 0.2, what=f"the {loss} to be provisioned again")
+
+
+@pytest.mark.parametrize("failure", [Unavailable("the endpoint went away mid-provisioning"),
+                                     RuntimeError("a bug in provisioning")])
+def test_a_provisioning_that_fails_part_way_is_retried_until_everything_is_there(moto_server, monkeypatch, caplog,
+                                                                                  failure):
+    settings = Settings(endpoint_url=moto_server, prefix=unique_prefix())
+    attempts = []
+
+    def fails_after_the_queues(wanted: Settings) -> None:
+        attempts.append(wanted)
+        if len(attempts) == 1:
+            ensure_queues(wanted)  # the request queue exists now: a probe of it alone would find nothing amiss
+            raise failure
+        provision(wanted)
+    monkeypatch.setattr(stack_module, "provision", fails_after_the_queues)
+    stop = threading.Event()
+    with keeping(Supervisor(settings, dict(os.environ), stop, probe_s=0.1), stop) as keeper:
+        wait_for(lambda: all_there(settings), 30, 0.2, what="every resource to be provisioned")
+        assert keeper.is_alive()
+    assert len(attempts) >= 2 and str(failure) in caplog.text
+
+
+@pytest.fixture
+def persistent_endpoint(tmp_path):
+    """A supervisor whose only child is the endpoint with a state folder, not yet provisioned or restored."""
+    for key, value in AWS_TEST_ENV.items():
+        os.environ.setdefault(key, value)
+    port, stop = free_port(), threading.Event()
+    settings = Settings(endpoint_url=f"http://127.0.0.1:{port}", prefix=unique_prefix())
+    made = Supervisor(settings, dict(os.environ), stop, state_dir=tmp_path / "aws", probe_s=0.1)
+    made.start("aws", moto_command(port, made.state_dir))
+    wait_for(lambda: answers(made.aws_url + "/moto-api/"), 30, what="the endpoint")
+    yield made, stop
+    made.stop_all()
+
+
+def test_a_failed_restore_is_retried_until_the_endpoint_saves_again(persistent_endpoint, monkeypatch, caplog):
+    supervisor, stop = persistent_endpoint
+    real_state_call, calls = stack_module._state_call, []
+
+    def first_restore_fails(aws_url: str, action: str):
+        calls.append(action)
+        if calls.count("restore") == 1:
+            aws_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the call fails as a dead endpoint's
+        return real_state_call(aws_url, action)
+    monkeypatch.setattr(stack_module, "_state_call", first_restore_fails)
+
+    def saves() -> bool:
+        return requests.post(supervisor.aws_url + "/_sightfleet/state/save", timeout=30).json()["saved"]
+    with keeping(supervisor, stop):
+        wait_for(saves, 30, 0.2, what="the endpoint to save (once restored)")
+    assert calls.count("restore") >= 2 and "could not restore" in caplog.text
+
+
+def test_a_refused_save_at_stop_is_an_error(persistent_endpoint, caplog):
+    supervisor, _ = persistent_endpoint
+    provision(supervisor.settings)  # but never restored: the endpoint refuses to save over its snapshot
+    supervisor.stop_all()
+    refused = [r for r in caplog.records if "refused to save" in r.getMessage()]
+    assert refused and refused[0].levelno == logging.ERROR, caplog.text
 
 
 # -- one real stack, its children killed in turn ------------------------------------------------
