@@ -54,7 +54,8 @@ def client(app):
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory):
     """The whole stack, started once per session like scripts/run, with a small fleet."""
+    # No warm pool here: these tests watch a fleet launch and retire (tests/test_warm_pool_e2e.py has the pool).
     stack = start_stack(tmp_path_factory.mktemp("stack"), SIGHTFLEET_MAX_INSTANCES="2",
-                        SIGHTFLEET_IDLE_GRACE_S="20")
+                        SIGHTFLEET_IDLE_GRACE_S="20", SIGHTFLEET_WARM_POOL_SIZE="0")
     yield stack
     stack.stop()
