@@ -94,7 +94,9 @@ def _all_succeeded(stack, album: str) -> bool:
 
 @requires_chromium
 def test_dashboard_rises_and_falls_with_a_burst(tmp_path):
-    stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES="3", SIGHTFLEET_IDLE_GRACE_S="8")
+    # Without a warm pool: this watches the fleet launch and retire (the pool has its own end-to-end test).
+    stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES="3", SIGHTFLEET_IDLE_GRACE_S="8",
+                        SIGHTFLEET_WARM_POOL_SIZE="0")
     watcher = Watcher(stack.web_url)
     try:
         with chromium() as driver:
