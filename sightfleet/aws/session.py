@@ -41,7 +41,7 @@ _RETRY_AFTER_MAX_S = 5
 # SQS's query-protocol codes carry this prefix; the tables below name codes without it.
 _SQS_PREFIX = "AWS.SimpleQueueService."
 _NOT_FOUND_CODES = {
-    "NoSuchKey", "NoSuchBucket", "404", "NotFound", "ResourceNotFoundException",
+    "NoSuchKey", "NoSuchBucket", "404", "NotFound", "ResourceNotFoundException", "NoSuchEntity",
     "NonExistentQueue", "QueueDoesNotExist", "InvalidInstanceID.NotFound",
     "InvalidLaunchTemplateName.NotFoundException", "InvalidLaunchTemplateId.NotFound", "InvalidAMIID.NotFound",
 }

@@ -13,12 +13,12 @@ from botocore.exceptions import ClientError
 
 from sightfleet.aws.ec2 import Fleet
 from sightfleet.aws.s3 import Bucket, ensure_bucket
-from sightfleet.aws.session import client, error_code, translated
+from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
 from sightfleet.deploy.bundle import build_bundle, bundle_key
-from sightfleet.deploy.template import (BUCKETS, CONTROLLER_GROUP, MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES,
+from sightfleet.deploy.template import (CONTROLLER_GROUP, MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES,
                                         DeployOptions, build_template, stack_settings, template_body)
-from sightfleet.errors import SightfleetError
+from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,6 @@ DELETE_FIRST = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED"}
 NO_UPDATES = "No updates are to be performed"
 # Instances in these states still hold their network interfaces (the stack's subnets and security groups).
 NOT_GONE = ("pending", "running", "shutting-down", "stopping", "stopped")
-_NOT_FOUND = {"NoSuchEntity", "NoSuchBucket", "404", "NotFound", "ResourceNotFoundException",
-              "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist",
-              "InvalidLaunchTemplateName.NotFoundException"}
 
 
 class DeployError(SightfleetError):
@@ -50,14 +47,11 @@ def _exists(call: Callable[[], object]) -> bool:
     """True unless the call says the thing does not exist; other errors are raised as the project's errors."""
     try:
         with translated("look up"):
-            try:
-                call()
-            except ClientError as exc:
-                if error_code(exc) in _NOT_FOUND:
-                    return False
-                raise
+            call()
+    except NotFound:
+        return False
     except SightfleetError as exc:
-        if "does not exist" in str(exc):
+        if "does not exist" in str(exc):   # CloudFormation says so in a ValidationError
             return False
         raise
     return True
