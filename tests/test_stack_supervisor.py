@@ -274,8 +274,10 @@ def test_a_killed_endpoint_is_restarted_and_provisioned_while_the_rest_carries_o
 
     kill_and_wait_for_restart(stack, ("-m", "sightfleet.emulator"), "aws")
     wait_for(lambda: healthy(stack), HEAL_BOUND_S, 0.5, what="/healthz 200 again")
-    log = stack.log_text()
-    assert "lost the stack's state" in log and "restored the local AWS endpoint's state" in log, log[-3000:]
+    # Provisioning makes /healthz answer 200; the restore into those resources follows a moment later.
+    wait_for(lambda: "restored the local AWS endpoint's state" in stack.log_text(), HEAL_BOUND_S, 0.2,
+             what="the saved state to be restored")
+    assert "lost the stack's state" in stack.log_text(), stack.log_text()[-3000:]
     # The same web master (and its boto3 clients, cached queue URLs included) serves on.
     assert (stack_child_pid(stack, "-m", "gunicorn"), stack_child_pid(stack, "-m", "controller"),
             stack_child_pid(stack, "-m", "controller.local_host")) == (web, controller, host)
