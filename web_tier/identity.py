@@ -1,0 +1,24 @@
+"""Who is calling: the principal that authentication puts on each request, and how views read it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import g
+
+# The owner of images sent to the course-compatible `POST /` without credentials; only admins browse them.
+ANONYMOUS_OWNER = "anonymous"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: the account it acts for, and how it proved it."""
+
+    owner: str  # the account id; everything the caller uploads is owned by it
+    name: str  # the account's user name, for display and logs
+    admin: bool = False
+    via: str = "key"  # "session" (signed cookie), "key" (Authorization: Bearer), or "anonymous"
+
+
+def current_principal() -> Principal | None:
+    """The caller of the request being served, or None when it proved no identity."""
+    return g.get("principal")
