@@ -52,6 +52,16 @@ class ResourceNames:
     def fleet_table(self) -> str:
         return f"{self.prefix}-fleet"
 
+    # Issue 15 (accounts and sign-in): the accounts table, and the session key scripts/deploy generates.
+    @property
+    def accounts_table(self) -> str:
+        return f"{self.prefix}-accounts"
+
+    @property
+    def session_secret(self) -> str:
+        """The Secrets Manager secret holding a deployed stack's session-signing key."""
+        return f"{self.prefix}-session-key"
+
     @property
     def metrics_namespace(self) -> str:
         return f"Sightfleet/{self.prefix}"
@@ -123,6 +133,14 @@ class Settings:
     # which a worker goes into the pool when it has room (0: idle_grace_s); see README "The fleet".
     warm_pool_size: int = 0
     pool_grace_s: float = 0.0
+    # Issue 15, accounts and sign-in (web_tier/auth.py): the key that signs session cookies (empty:
+    # scripts/run keeps one in its state dir; a deployed stack reads it from secret_key_secret), whether
+    # the course's `POST /` takes uploads without credentials (1) or not (0), and how many proxies in
+    # front of the web tier set X-Forwarded-Proto/-For (0: trust none; 1 behind the load balancer).
+    secret_key: str = field(default="", repr=False)
+    secret_key_secret: str = ""
+    open_course_endpoint: int = 1
+    trusted_proxies: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

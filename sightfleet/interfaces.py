@@ -167,3 +167,40 @@ class MetricsSink(Protocol):
     def series(self, names: list[str], start: datetime, end: datetime, period_s: int = 60,
                stat: str = "Average") -> dict[str, list[tuple[datetime, float]]]:
         """Each metric's datapoints between start and end, oldest first."""
+
+
+# Issue 15, accounts and sign-in: implemented by sightfleet/aws/accounts.py and sightfleet/memory.py.
+class AccountStore(Protocol):
+    """Accounts by user name, API keys and one-time sign-in links by the hash of their secret."""
+
+    def put_account(self, account: dict) -> None:
+        """Write a new account; ConditionFailed when the name is taken."""
+
+    def update_account(self, account: dict) -> None:
+        """Rewrite an existing account; ConditionFailed when it no longer exists."""
+
+    def get_account(self, name: str) -> dict | None: ...
+
+    def accounts(self) -> list[dict]: ...
+
+    def delete_account(self, name: str) -> None: ...
+
+    def put_key(self, key_hash: str, key: dict) -> None: ...
+
+    def get_key(self, key_hash: str) -> dict | None:
+        """The key with this hash, read consistently; None when unknown or revoked."""
+
+    def keys_of(self, account_id: str) -> list[dict]:
+        """One account's keys, oldest first, each with its `key_hash`."""
+
+    def key_hash_of(self, key_id: str) -> str | None: ...
+
+    def delete_key(self, key_hash: str) -> bool:
+        """Revoke a key; False when there was none."""
+
+    def put_link(self, token_hash: str, link: dict) -> None: ...
+
+    def take_link(self, token_hash: str) -> dict | None:
+        """Remove the link and return it; only one caller gets it."""
+
+    def check(self) -> None: ...

@@ -407,4 +407,87 @@ def memory_resources(settings: Settings) -> tuple[Resources, Faults]:
         inputs=MemoryBucket("inputs", names.input_bucket, faults),
         outputs=MemoryBucket("outputs", names.output_bucket, faults),
         results=MemoryResultsTable(faults), fleet_log=MemoryFleetTable(faults),
-        fleet=MemoryFleet(faults), metrics=MemoryMetrics(faults)), faults
+        fleet=MemoryFleet(faults), metrics=MemoryMetrics(faults), accounts=MemoryAccounts(faults)), faults
+
+
+# Issue 15, accounts and sign-in: the accounts table in memory (web_tier/accounts, web_tier/auth tests).
+class MemoryAccounts(_Part):
+    """Accounts, keys and sign-in links with the accounts table's conditions."""
+
+    def __init__(self, faults: Faults):
+        super().__init__("accounts", faults)
+        self.items: dict[str, dict] = {}
+
+    def put_account(self, account: dict) -> None:
+        self._call("put_account", account)
+        self._put_new(f"account#{account['name']}", {"kind": "account", **account})
+
+    def update_account(self, account: dict) -> None:
+        self._call("update_account", account)
+        with self._lock:
+            if f"account#{account['name']}" not in self.items:
+                raise ConditionFailed(f"account {account['name']}: ConditionalCheckFailedException")
+            self.items[f"account#{account['name']}"] = {"kind": "account", **json.loads(json.dumps(account))}
+
+    def get_account(self, name: str) -> dict | None:
+        self._call("get_account", name)
+        return self._get(f"account#{name}")
+
+    def accounts(self) -> list[dict]:
+        self._call("accounts")
+        with self._lock:
+            return sorted((dict(i) for i in self.items.values() if i["kind"] == "account"), key=lambda a: a["name"])
+
+    def delete_account(self, name: str) -> None:
+        self._call("delete_account", name)
+        with self._lock:
+            self.items.pop(f"account#{name}", None)
+
+    def put_key(self, key_hash: str, key: dict) -> None:
+        self._call("put_key", key_hash, key)
+        self._put_new(f"key#{key_hash}", {"kind": "key", **key})
+
+    def get_key(self, key_hash: str) -> dict | None:
+        self._call("get_key", key_hash)
+        return self._get(f"key#{key_hash}")
+
+    def keys_of(self, account_id: str) -> list[dict]:
+        self._call("keys_of", account_id)
+        with self._lock:
+            found = [{**item, "key_hash": pk.removeprefix("key#")} for pk, item in self.items.items()
+                     if item["kind"] == "key" and item["account_id"] == account_id]
+        return sorted(found, key=lambda key: key["created_at"])
+
+    def key_hash_of(self, key_id: str) -> str | None:
+        self._call("key_hash_of", key_id)
+        with self._lock:
+            return next((pk.removeprefix("key#") for pk, item in self.items.items()
+                         if item["kind"] == "key" and item["key_id"] == key_id), None)
+
+    def delete_key(self, key_hash: str) -> bool:
+        self._call("delete_key", key_hash)
+        with self._lock:
+            return self.items.pop(f"key#{key_hash}", None) is not None
+
+    def put_link(self, token_hash: str, link: dict) -> None:
+        self._call("put_link", token_hash, link)
+        self._put_new(f"link#{token_hash}", {"kind": "link", **link})
+
+    def take_link(self, token_hash: str) -> dict | None:
+        self._call("take_link", token_hash)
+        with self._lock:
+            return self.items.pop(f"link#{token_hash}", None)
+
+    def check(self) -> None:
+        self._call("check")
+
+    def _put_new(self, pk: str, item: dict) -> None:
+        with self._lock:
+            if pk in self.items:
+                raise ConditionFailed(f"{pk}: ConditionalCheckFailedException")
+            self.items[pk] = json.loads(json.dumps(item))
+
+    def _get(self, pk: str) -> dict | None:
+        with self._lock:
+            item = self.items.get(pk)
+            return dict(item) if item is not None else None

@@ -5,13 +5,14 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from sightfleet.aws.accounts import AccountsTable, ensure_accounts_table
 from sightfleet.aws.cloudwatch import Metrics
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND, FleetTable, ResultsTable, ensure_tables
 from sightfleet.aws.ec2 import Fleet
 from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, ensure_queues
 from sightfleet.config import Settings
-from sightfleet.interfaces import FleetControl, FleetLog, JobQueue, MetricsSink, ObjectStore, ResultStore
+from sightfleet.interfaces import AccountStore, FleetControl, FleetLog, JobQueue, MetricsSink, ObjectStore, ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Resources:
     fleet_log: FleetLog
     fleet: FleetControl
     metrics: MetricsSink
+    accounts: AccountStore  # issue 15: who may call the web tier
 
     @classmethod
     def connect(cls, settings: Settings) -> "Resources":
@@ -45,6 +47,7 @@ class Resources:
             fleet_log=FleetTable(settings),
             fleet=Fleet(settings),
             metrics=Metrics(settings),
+            accounts=AccountsTable(settings),
         )
 
     def checks(self) -> dict[str, Callable[[], object]]:
@@ -57,6 +60,7 @@ class Resources:
             "output bucket": self.outputs.check,
             "results table": self.results.check,
             "fleet table": lambda: self.fleet_log.all(HEARTBEAT_KIND, limit=1),
+            "accounts table": self.accounts.check,
         }
 
 
@@ -67,5 +71,6 @@ def provision(settings: Settings) -> None:
     ensure_bucket(settings, names.input_bucket)
     ensure_bucket(settings, names.output_bucket)
     ensure_tables(settings)
+    ensure_accounts_table(settings)  # issue 15: accounts, API keys, sign-in links
     log.info("provisioned stack %s (queues, buckets %s/%s, tables)", names.prefix,
              names.input_bucket, names.output_bucket)

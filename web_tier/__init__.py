@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
+from web_tier.accounts import Accounts
 from web_tier.albums import Albums
 from web_tier.health import HealthProbe
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
@@ -15,6 +20,27 @@ from web_tier.waiting import ResultWaiter
 log = logging.getLogger(__name__)
 # Form parts beside the files: album, new_album and csrf_token on the upload form, with room to spare.
 FORM_FIELDS = 10
+SESSION_COOKIE = "sightfleet_session"
+SESSION_LIFETIME = timedelta(days=7)
+
+
+class _SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed cookie session, marked Secure exactly when the request came over HTTPS."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return request.is_secure
+
+
+def session_key(settings: Settings) -> str:
+    """The key that signs session cookies: SIGHTFLEET_SECRET_KEY, the deployed stack's secret, or a random one."""
+    if settings.secret_key:
+        return settings.secret_key
+    if settings.secret_key_secret:
+        from sightfleet.aws.secrets import secret_string
+        return secret_string(settings, settings.secret_key_secret)
+    log.warning("no SIGHTFLEET_SECRET_KEY: sessions are signed with a random key of this process, so they end "
+                "when it restarts and other processes do not accept them (scripts/run and scripts/deploy set one)")
+    return secrets.token_urlsafe(32)
 
 
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> Flask:
@@ -25,6 +51,14 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     resources = resources or Resources.connect(settings or Settings.from_env())
     settings = resources.settings
     app = Flask(__name__)
+    if settings.trusted_proxies:
+        # Behind a load balancer: its X-Forwarded-Proto says whether the client used HTTPS. Trusted only when
+        # configured, since anyone can send that header to a web tier reached directly.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
+    app.secret_key = session_key(settings)
+    app.session_interface = _SessionCookies()
+    app.config.update(SESSION_COOKIE_NAME=SESSION_COOKIE, SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
     # Werkzeug enforces these while it reads the body: a request may carry MAX_IMAGES_PER_REQUEST
     # images of the largest allowed size plus its envelope, in a few parts more than that. (Flask's
     # MAX_FORM_MEMORY_SIZE, 500 kB for a text field, stays: werkzeug also applies it to its parse
@@ -38,11 +72,12 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["waiter"] = ResultWaiter(resources.results)
     app.extensions["health"] = HealthProbe(resources)
 
-    from web_tier import api, csrf, cse546, display, errors, health, ops, pages
+    from web_tier import api, auth, csrf, cse546, display, errors, health, ops, pages, signin
     errors.register(app)
+    auth.install(app, Accounts(resources.accounts), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops):
+    for module in (health, api, pages, cse546, ops, signin):
         app.register_blueprint(module.bp)
     app.after_request(_no_sniffing)
     return app

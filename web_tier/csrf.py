@@ -2,6 +2,11 @@
 
 No server secret is involved, so it holds across gunicorn workers and web instances. Cookies are
 SameSite=Lax, so a cross-site POST arrives without the cookie and fails the check.
+
+Every state-changing request that carries the session cookie is checked (`check_session_requests`),
+whether or not it also carries the CSRF cookie: a session is what a forged request would ride on.
+A request that proves who it is with an Authorization header needs no token: no other site can
+make a browser send that header.
 """
 from __future__ import annotations
 
@@ -9,12 +14,13 @@ import hmac
 import re
 import secrets
 
-from flask import Flask, abort, g, request
+from flask import Flask, abort, current_app, g, request
 
 COOKIE = "sightfleet_csrf"
 HEADER = "X-CSRF-Token"
 FIELD = "csrf_token"
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def csrf_token() -> str:
@@ -39,8 +45,17 @@ def require_csrf() -> None:
         abort(400, description="the form expired or came from elsewhere; reload the page and try again")
 
 
+def check_session_requests() -> None:
+    """before_request: a state-changing request riding on a session must repeat the CSRF token."""
+    if request.method in SAFE_METHODS or "Authorization" in request.headers:
+        return
+    if current_app.config["SESSION_COOKIE_NAME"] in request.cookies:
+        require_csrf()
+
+
 def install(app: Flask) -> None:
-    """Set the cookie on responses that handed out a new token."""
+    """Check session requests, and set the cookie on responses that handed out a new token."""
+    app.before_request(check_session_requests)
 
     @app.after_request
     def set_cookie(response):

@@ -3,6 +3,9 @@
 Every check runs at once in a thread of its own, and the answer waits for them at most the deadline:
 a check still running then reports a timeout (503). A hung check is not started again while it
 runs, so a load balancer polling /healthz against a hung endpoint cannot pile up threads.
+
+Only admins read which resource failed and how; everyone else (a load balancer, a stranger) learns
+healthy or not, and the details go to the log.
 """
 from __future__ import annotations
 
@@ -14,10 +17,12 @@ from typing import Callable
 from flask import Blueprint, current_app, jsonify
 
 from web_tier.errors import RETRY_HEADERS
+from web_tier.identity import current_principal
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 HEALTH_DEADLINE_S = 5.0
+UNHEALTHY_REASON = "a resource is unreachable (details in the logs)"
 
 
 class _Run:
@@ -75,6 +80,9 @@ class HealthProbe:
 @bp.get("/healthz")
 def healthz():
     problems = current_app.extensions["health"].problems()
-    if problems:
+    principal = current_principal()
+    if not problems:
+        return jsonify({"status": "ok"})
+    if principal is not None and principal.admin:
         return jsonify({"status": "unavailable", "problems": problems}), 503, RETRY_HEADERS
-    return jsonify({"status": "ok"})
+    return jsonify({"status": "unavailable", "reason": UNHEALTHY_REASON}), 503, RETRY_HEADERS

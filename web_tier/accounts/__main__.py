@@ -1,0 +1,127 @@
+"""`python -m web_tier.accounts`: create, list, revoke and delete accounts and keys; make sign-in links.
+
+Reads the same environment as the stack (AWS_ENDPOINT_URL, SIGHTFLEET_PREFIX, ...). What a command
+makes (an API key, a link) is the LAST line of stdout, so scripts can take it with `tail -n 1`;
+everything else goes to stderr. Exit status 2 with a message when the command cannot be done.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+
+from sightfleet.config import ConfigError, Settings
+from sightfleet.errors import NotFound, SightfleetError, Unavailable
+from sightfleet.logs import setup_logging
+from sightfleet.aws.accounts import AccountsTable
+from web_tier.accounts.service import LINK_TTL_S, AccountError, Accounts
+
+log = logging.getLogger("web_tier.accounts")
+EXIT_OK, EXIT_REFUSED = 0, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m web_tier.accounts", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="create an account; prints its first API key last")
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true", help="may see /ops, /api/ops/* and /metrics")
+    create.add_argument("--password", action="store_true", help="also set a password for the sign-in page (asked)")
+    commands.add_parser("list", help="the accounts and their keys' ids")
+    key = commands.add_parser("key", help="issue another API key to an account; prints it last")
+    key.add_argument("name")
+    key.add_argument("--label", default="", help="what the key is for")
+    revoke = commands.add_parser("revoke", help="revoke an API key by its id (at once)")
+    revoke.add_argument("key_id")
+    delete = commands.add_parser("delete", help="delete an account and all its keys")
+    delete.add_argument("name")
+    password = commands.add_parser("password", help="set an account's password (asked)")
+    password.add_argument("name")
+    link = commands.add_parser("link", help="a one-time sign-in link for an account; prints it last")
+    link.add_argument("name")
+    link.add_argument("--url", help="the web tier's address (default http://127.0.0.1:$PORT)")
+    link.add_argument("--ttl", type=int, default=LINK_TTL_S, help=f"seconds the link stays valid (default {LINK_TTL_S})")
+    return parser
+
+
+def _ask_password() -> str:
+    """A new password: asked twice on a terminal, else the first line of stdin."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        raise AccountError("the two passwords differ")
+    return first
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _list(accounts: Accounts) -> None:
+    for account in accounts.all():
+        keys = ", ".join(k["key_id"] for k in accounts.keys(account)) or "none"
+        _out(f"{account['name']}\t{'admin' if account.get('admin') else 'user'}\t"
+             f"password {'set' if account.get('password_hash') else 'unset'}\tkeys: {keys}")
+
+
+def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> None:
+    """Do one command; AccountError or the project's errors when it cannot be done."""
+    if args.command == "create":
+        password = _ask_password() if args.password else None
+        account, issued = accounts.create(args.name, admin=args.admin, password=password)
+        log.info("account %s created; its API key %s is shown once, below", account["name"], issued.key_id)
+        _out(issued.key)
+    elif args.command == "list":
+        _list(accounts)
+    elif args.command == "key":
+        issued = accounts.issue_key(accounts.get(args.name), args.label)
+        log.info("API key %s issued; it is shown once, below", issued.key_id)
+        _out(issued.key)
+    elif args.command == "revoke":
+        if not accounts.revoke(args.key_id):
+            raise AccountError(f"no API key with id {args.key_id!r}")
+        log.info("revoked API key %s", args.key_id)
+    elif args.command == "delete":
+        removed = accounts.delete(args.name)
+        log.info("deleted account %s and %d keys", args.name, removed)
+    elif args.command == "password":
+        accounts.set_password(args.name, _ask_password())
+        log.info("password of %s set", args.name)
+    elif args.command == "link":
+        token = accounts.make_link(args.name, args.ttl)
+        base = (args.url or f"http://127.0.0.1:{settings.port}").rstrip("/")
+        log.info("a sign-in link for %s, valid once within %d s:", args.name, args.ttl)
+        _out(f"{base}/signin/link?token={token}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging("accounts")
+    try:
+        settings = Settings.from_env()
+        run(args, Accounts(AccountsTable(settings)), settings)
+    except (AccountError, ConfigError) as exc:
+        log.error("%s", exc)
+        return EXIT_REFUSED
+    except NotFound as exc:
+        log.error("the accounts table %s does not exist on %s (%s): start the stack (scripts/run) or provision it "
+                  "(python -m sightfleet.provision) first", settings.names.accounts_table, _where(settings), exc)
+        return EXIT_REFUSED
+    except Unavailable as exc:
+        log.error("cannot reach the stack's DynamoDB on %s: %s", _where(settings), exc)
+        return EXIT_REFUSED
+    except SightfleetError as exc:
+        log.error("%s", exc)
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
+def _where(settings: Settings) -> str:
+    return settings.endpoint_url or f"AWS {settings.region}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

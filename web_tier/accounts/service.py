@@ -1,0 +1,190 @@
+"""Accounts, API keys and one-time sign-in links: what the sign-in pages, the CLI and the stack share.
+
+Passwords are hashed with argon2id (argon2-cffi), which is slow on purpose because a password is
+guessable. API keys and link tokens are 256-bit random strings (secrets.token_urlsafe(32)): no
+guess or dictionary helps against them, so a plain SHA-256 of the key is enough to keep the table
+useless to whoever reads it, and it can be looked up directly (the hash is the item's key) at the
+cost of one hash per request rather than an argon2 run. The plain key is shown once and never stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from sightfleet.contracts import iso
+from sightfleet.errors import ConditionFailed, SightfleetError
+from sightfleet.interfaces import AccountStore
+from web_tier.identity import ANONYMOUS_OWNER, Principal
+
+log = logging.getLogger(__name__)
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+KEY_PREFIX = "sfk_"
+LINK_TTL_S = 15 * 60
+MIN_PASSWORD_LENGTH = 8
+_hasher = PasswordHasher()
+# Verified against for names that have no account (or no password), so a wrong name costs as long as a wrong password.
+_UNKNOWN_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class AccountError(SightfleetError):
+    """A request about accounts that cannot be done as asked (a taken name, an unknown one); the message says why."""
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A new API key: its public id, and the key itself, which is shown once and kept nowhere."""
+
+    key_id: str
+    key: str
+
+
+def secret_hash(secret: str) -> str:
+    """The SHA-256 under which a high-entropy key or token is stored (see the module docstring)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalised_name(name: str) -> str:
+    """The user name as stored (lower case); AccountError unless it is a valid name."""
+    name = name.strip().lower()
+    if not NAME_RE.match(name):
+        raise AccountError("a user name is 1-64 lower-case letters, digits, dots, dashes or underscores, "
+                           "starting with a letter or digit")
+    if name == ANONYMOUS_OWNER:
+        raise AccountError(f"{ANONYMOUS_OWNER!r} is the built-in owner of the open course endpoint's images")
+    return name
+
+
+def _principal(account: dict, via: str) -> Principal:
+    return Principal(owner=account["account_id"], name=account["name"], admin=bool(account.get("admin")), via=via)
+
+
+class Accounts:
+    """The operations on accounts, over one AccountStore."""
+
+    def __init__(self, store: AccountStore):
+        self.store = store
+
+    def create(self, name: str, admin: bool = False, password: str | None = None) -> tuple[dict, IssuedKey]:
+        """A new account and its first API key; AccountError when the name is taken."""
+        name = normalised_name(name)
+        account = {"account_id": uuid.uuid4().hex[:16], "name": name, "admin": admin,
+                   "password_hash": self._hash_password(password) if password else "", "created_at": iso(time.time())}
+        try:
+            self.store.put_account(account)
+        except ConditionFailed:
+            raise AccountError(f"an account named {name!r} exists already") from None
+        log.info("created account %s (%s)%s", name, account["account_id"], " as admin" if admin else "")
+        return account, self.issue_key(account, "created with the account")
+
+    def get(self, name: str) -> dict:
+        """The account of this name; AccountError when there is none."""
+        account = self.store.get_account(name.strip().lower())
+        if account is None:
+            raise AccountError(f"no account named {name!r}")
+        return account
+
+    def all(self) -> list[dict]:
+        return self.store.accounts()
+
+    def has_admin(self) -> bool:
+        return any(account.get("admin") for account in self.store.accounts())
+
+    def set_password(self, name: str, password: str) -> None:
+        account = self.get(name)
+        try:
+            self.store.update_account({**account, "password_hash": self._hash_password(password)})
+        except ConditionFailed:
+            raise AccountError(f"no account named {name!r}") from None
+
+    def delete(self, name: str) -> int:
+        """Remove an account and every key it has; returns how many keys went with it."""
+        account = self.get(name)
+        self.store.delete_account(account["name"])
+        keys = self.store.keys_of(account["account_id"])
+        for key in keys:
+            self.store.delete_key(key["key_hash"])
+        log.info("deleted account %s and its %d keys", account["name"], len(keys))
+        return len(keys)
+
+    def issue_key(self, account: dict, label: str = "") -> IssuedKey:
+        issued = IssuedKey(secrets.token_hex(6), KEY_PREFIX + secrets.token_urlsafe(32))
+        self.store.put_key(secret_hash(issued.key), {
+            "key_id": issued.key_id, "account_id": account["account_id"], "name": account["name"],
+            "label": label[:100], "created_at": iso(time.time())})
+        log.info("issued key %s to %s", issued.key_id, account["name"])
+        return issued
+
+    def keys(self, account: dict) -> list[dict]:
+        """An account's keys without their hashes (id, label, created_at), oldest first."""
+        return [{k: key[k] for k in ("key_id", "label", "created_at")} for key in self.store.keys_of(account["account_id"])]
+
+    def revoke(self, key_id: str, account: dict | None = None) -> bool:
+        """Revoke a key by its id (only among `account`'s when given); False when there is no such key."""
+        if account is None:
+            key_hash = self.store.key_hash_of(key_id)
+        else:
+            key_hash = next((k["key_hash"] for k in self.store.keys_of(account["account_id"])
+                             if k["key_id"] == key_id), None)
+        revoked = key_hash is not None and self.store.delete_key(key_hash)
+        if revoked:
+            log.info("revoked key %s", key_id)
+        return revoked
+
+    def by_key(self, key: str) -> Principal | None:
+        """Who this API key acts for; None when it is unknown, revoked, or its account is gone."""
+        found = self.store.get_key(secret_hash(key))
+        if found is None:
+            return None
+        return self._live(found["name"], found["account_id"], "key")
+
+    def by_session(self, name: str, account_id: str) -> Principal | None:
+        """Who a session cookie names, if that account still exists (not one deleted and made again)."""
+        return self._live(name, account_id, "session")
+
+    def by_password(self, name: str, password: str) -> Principal | None:
+        """Who this name and password sign in as; argon2 runs whether or not the name exists."""
+        try:
+            account = self.store.get_account(normalised_name(name))
+        except AccountError:
+            account = None
+        stored = (account or {}).get("password_hash") or _UNKNOWN_HASH
+        try:
+            _hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return _principal(account, "session") if account and account.get("password_hash") else None
+
+    def make_link(self, name: str, ttl_s: int = LINK_TTL_S) -> str:
+        """A one-time sign-in token for this account, valid ttl_s seconds."""
+        account = self.get(name)
+        token = secrets.token_urlsafe(32)
+        self.store.put_link(secret_hash(token), {"account_id": account["account_id"], "name": account["name"],
+                                                 "expires_at": int(time.time() + ttl_s)})
+        return token
+
+    def redeem_link(self, token: str) -> Principal | None:
+        """Who a sign-in token signs in as, once; None when unknown, used already or expired."""
+        link = self.store.take_link(secret_hash(token))
+        if link is None or link["expires_at"] < time.time():
+            return None
+        return self._live(link["name"], link["account_id"], "session")
+
+    def _live(self, name: str, account_id: str, via: str) -> Principal | None:
+        account = self.store.get_account(name)
+        if account is None or not secrets.compare_digest(account["account_id"], account_id):
+            return None
+        return _principal(account, via)
+
+    @staticmethod
+    def _hash_password(password: str) -> str:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise AccountError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+        return _hasher.hash(password)

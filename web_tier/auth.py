@@ -1,0 +1,138 @@
+"""Who is calling, and whether they may: one before_request for every route, and the one table of access rules.
+
+A caller proves who it is with `Authorization: Bearer <API key>` (programs) or the signed session
+cookie that /signin sets (people); `g.principal` is then a Principal (web_tier/identity.py). Each
+endpoint needs one of ANYONE, COURSE (anyone while SIGHTFLEET_OPEN_COURSE_ENDPOINT is on),
+SIGNED_IN (the default, so a route nobody listed is never open) or ADMIN. An anonymous API call
+answers 401 with `WWW-Authenticate: Bearer`, an anonymous page redirects to /signin, a signed-in
+non-admin gets 403. Keys and sessions are checked against the accounts table on every request
+(no cache), so a revoked key or a deleted account stops at the next request.
+"""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+
+from sightfleet.errors import NotFound, Unavailable
+from web_tier.accounts.service import Accounts
+from web_tier.errors import error_response, unavailable_response
+from web_tier.identity import ANONYMOUS_OWNER, Principal
+
+log = logging.getLogger(__name__)
+ANYONE, COURSE, SIGNED_IN, ADMIN = "anyone", "course", "signed-in", "admin"
+# By endpoint first, then by blueprint; anything else needs SIGNED_IN.
+ENDPOINT_ACCESS = {
+    "static": ANYONE,
+    "health.healthz": ANYONE,
+    "cse546.classify": COURSE,
+    "signin.keys": SIGNED_IN,   # the key pages live beside the sign-in pages
+    "signin.create_key": SIGNED_IN,
+    "signin.revoke_key": SIGNED_IN,
+}
+BLUEPRINT_ACCESS = {
+    "signin": ANYONE,  # the sign-in pages themselves (the key pages say SIGNED_IN above)
+    "ops": ADMIN,      # /ops, /api/ops/*, /metrics
+}
+COURSE_PRINCIPAL = Principal(ANONYMOUS_OWNER, "anonymous", via="anonymous")
+# The session cookie's fields: the account's id and name (checked against the table on each request).
+SESSION_ACCOUNT, SESSION_NAME = "account_id", "name"
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sightfleet"'}
+ACCOUNTS_UNAVAILABLE = "accounts unreachable: who is calling cannot be checked right now; try again shortly"
+
+
+def accounts() -> Accounts:
+    return current_app.extensions["accounts"]
+
+
+def required_access(endpoint: str | None) -> str:
+    """What the endpoint needs, from the table above (SIGNED_IN when nobody listed it)."""
+    if endpoint is None:
+        return ANYONE  # no route matched: the 404 or 405 reveals nothing
+    if endpoint in ENDPOINT_ACCESS:
+        return ENDPOINT_ACCESS[endpoint]
+    return BLUEPRINT_ACCESS.get(endpoint.split(".", 1)[0], SIGNED_IN)
+
+
+def sign_in(principal: Principal) -> None:
+    """Start a session for this account (a fresh cookie: nothing of an earlier session carries over)."""
+    session.clear()
+    session.permanent = True
+    session[SESSION_ACCOUNT], session[SESSION_NAME] = principal.owner, principal.name
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """Where to go after sign-in: a path on this site only (no scheme, host, `//` or backslash tricks)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
+        return default
+    return target
+
+
+def _from_header(header: str) -> Principal | None:
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None
+    return accounts().by_key(key.strip())
+
+
+def _from_session() -> Principal | None:
+    account_id, name = session.get(SESSION_ACCOUNT), session.get(SESSION_NAME)
+    if not (isinstance(account_id, str) and isinstance(name, str)):
+        return None
+    principal = accounts().by_session(name, account_id)
+    if principal is None:
+        session.clear()  # the account was deleted: the cookie goes too
+    return principal
+
+
+def _refuse_anonymous(access: str):
+    """401 for programs, a redirect to /signin for a browser asking for a page."""
+    wants_page = (request.method in ("GET", "HEAD") and not request.path.startswith("/api/")
+                  and request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html")
+    if wants_page:
+        return redirect(url_for("signin.form", next=request.full_path.rstrip("?")))
+    message = ("sign in or send `Authorization: Bearer <API key>`"
+               if access != COURSE else "the course endpoint is closed to anonymous callers; send an API key")
+    return error_response(401, "UNAUTHENTICATED", message, BEARER_CHALLENGE)
+
+
+def authenticate():
+    """before_request: set g.principal, and answer now when the caller may not go on."""
+    access = required_access(request.endpoint)
+    header = request.headers.get("Authorization")
+    try:
+        if header is not None:
+            principal = _from_header(header)
+            if principal is None:
+                return error_response(401, "BAD_CREDENTIALS", "the API key is not valid (unknown or revoked)",
+                                      BEARER_CHALLENGE)
+        else:
+            principal = _from_session()
+    except (Unavailable, NotFound) as exc:
+        log.warning("%s %s: accounts table unavailable: %s", request.method, request.path, exc)
+        return unavailable_response(ACCOUNTS_UNAVAILABLE)
+    if principal is None and access == COURSE and current_app.config["SIGHTFLEET_OPEN_COURSE_ENDPOINT"]:
+        principal = COURSE_PRINCIPAL
+    g.principal = principal
+    if access == ANYONE:
+        return None
+    if principal is None:
+        return _refuse_anonymous(access)
+    if access == ADMIN and not principal.admin:
+        abort(403, description="only admins may see operations")
+    return None
+
+
+def install(app: Flask, accounts_service: Accounts, open_course_endpoint: bool) -> None:
+    """Check every request; the accounts service and the course endpoint's openness are read once here."""
+    app.extensions["accounts"] = accounts_service
+    app.config["SIGHTFLEET_OPEN_COURSE_ENDPOINT"] = open_course_endpoint
+    app.before_request(authenticate)

@@ -1,0 +1,108 @@
+"""Sign-in for people: /signin (name and password), one-time links, /signout, and /keys to manage API keys.
+
+A failed sign-in says only "wrong user name or password", and costs one argon2 verification whether
+or not the name exists, so neither the answer nor its timing tells which names have accounts.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+
+from web_tier.accounts import AccountError
+from web_tier.auth import accounts, safe_next, sign_in, sign_out
+from web_tier.csrf import require_csrf
+
+log = logging.getLogger(__name__)
+bp = Blueprint("signin", __name__)
+WRONG_CREDENTIALS = "wrong user name or password"
+BAD_LINK = "this sign-in link is not valid: it was used already, it expired, or it never existed"
+MAX_FIELD_CHARS = 1024  # a password longer than this is refused before argon2 spends time on it
+
+
+@bp.app_context_processor
+def inject():
+    return {"principal": g.get("principal")}
+
+
+@bp.after_request
+def no_framing(response):
+    # Credentials are typed here: never inside someone else's frame, never cached, never leaked in a Referer.
+    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; object-src 'none'; base-uri 'none'; "
+                                "frame-ancestors 'none'; form-action 'self'")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.errorhandler(AccountError)
+def account_gone(exc: AccountError):
+    # The account was deleted while this request ran (its next request is anonymous).
+    return render_template("error.html", status=404, code="NO_ACCOUNT", message=str(exc)), 404
+
+
+def _form(error: str | None = None, status: int = 200, name: str = ""):
+    target = safe_next(request.values.get("next"))
+    return render_template("signin.html", error=error, next=target, name=name), status
+
+
+@bp.get("/signin")
+def form():
+    return _form()
+
+
+@bp.post("/signin")
+def submit():
+    require_csrf()  # also without a session: nobody may sign a browser into another account from elsewhere
+    name, password = request.form.get("name", ""), request.form.get("password", "")
+    principal = None
+    if len(name) <= MAX_FIELD_CHARS and len(password) <= MAX_FIELD_CHARS:
+        principal = accounts().by_password(name, password)
+    if principal is None:
+        log.info("sign-in refused for a name of %d characters from %s", len(name), request.remote_addr)
+        return _form(WRONG_CREDENTIALS, 401, name[:64])
+    sign_in(principal)
+    log.info("%s signed in with a password", principal.name)
+    return redirect(safe_next(request.form.get("next")))
+
+
+@bp.get("/signin/link")
+def link():
+    principal = accounts().redeem_link(request.args.get("token", "")[:MAX_FIELD_CHARS])
+    if principal is None:
+        return _form(BAD_LINK, 400)
+    sign_in(principal)
+    log.info("%s signed in with a one-time link", principal.name)
+    return redirect(safe_next(request.args.get("next")))
+
+
+@bp.post("/signout")
+def signout():
+    require_csrf()
+    sign_out()
+    return redirect(url_for("signin.form"))
+
+
+def _keys_page(new_key=None, status: int = 200):
+    account = accounts().get(g.principal.name)
+    return render_template("keys.html", keys=accounts().keys(account), new_key=new_key), status
+
+
+@bp.get("/keys")
+def keys():
+    return _keys_page()
+
+
+@bp.post("/keys")
+def create_key():
+    require_csrf()
+    issued = accounts().issue_key(accounts().get(g.principal.name), request.form.get("label", "").strip())
+    return _keys_page(new_key=issued)
+
+
+@bp.post("/keys/<key_id>/revoke")
+def revoke_key(key_id: str):
+    require_csrf()
+    if not accounts().revoke(key_id, accounts().get(g.principal.name)):
+        return _keys_page(status=404)
+    return redirect(url_for("signin.keys"))
