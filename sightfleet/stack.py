@@ -9,6 +9,11 @@ Only Ctrl-C or SIGTERM stops the stack, each child in reverse order of start.
 
 `python -m sightfleet.stack --fresh` starts with an empty endpoint (the saved state is moved to
 `.run/aws-<port>.previous`); `--no-persist` keeps nothing on disk.
+
+Accounts (issue 15): on the first start (no admin in the endpoint's accounts table) the stack makes
+an admin and prints, once, a one-time sign-in link and the admin's API key; later starts say how to
+make a new link. Session cookies are signed with SIGHTFLEET_SECRET_KEY, or with a key the stack
+generates once and keeps beside the endpoint's saved state (mode 0600), so sessions survive restarts.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -57,6 +63,8 @@ PROBE_S = 2.0  # how often the endpoint is asked whether every resource of the s
 # A restore of a large saved state takes a while (benchmarks/persistence.py: 0.3 s for 1,000 images);
 # the save at stop is bounded tighter, so a frozen endpoint cannot hold up Ctrl-C for long.
 STATE_CALL_TIMEOUT_S = {"restore": 300, "save": 30}
+LOCAL_ADMIN = "admin"
+ADMIN_KEY_LINE = "Admin API key (shown once): "
 
 
 class StackError(RuntimeError):
@@ -140,7 +148,8 @@ class Supervisor:
     def run(self) -> int:
         """Start everything, print the URLs, and supervise until the stop event."""
         try:
-            self._start_all()
+            welcome = self._start_all()
+            sys.stdout.write("".join(line + "\n" for line in welcome))
             sys.stdout.write(f"Sightfleet web: {self.web_url}\nLocal AWS endpoint: {self.aws_url}\n")
             sys.stdout.flush()
             threading.Thread(target=self.keep_endpoint, name="endpoint-keeper", daemon=True).start()
@@ -151,16 +160,22 @@ class Supervisor:
         finally:
             self.stop_all()
 
-    def _start_all(self) -> None:
+    def _start_all(self) -> list[str]:
+        """Start every child; returns the lines that tell how to sign in."""
         python = sys.executable
         self.start("aws", moto_command(self.settings.local_aws_port, self.state_dir))
         self._wait_until(lambda: answers(self.aws_url + "/moto-api/"), "the local AWS endpoint", 30)
-        if not self._set_up_endpoint():
+        if self._set_up_endpoint():
+            welcome = sign_in_help(self.settings, self.web_url)
+        else:
             self._needs_setup.set()  # the keeper tries the restore again
+            # An admin made now would be overwritten by the restore, or shadow the saved one.
+            welcome = ["The saved accounts are not loaded yet; once they are, sign in as before."]
         self.start("local-host", [python, "-m", "controller.local_host"])
         self.start("controller", [python, "-m", "controller"])
         self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"])
         self._wait_until(lambda: answers(self.web_url + "/healthz", ok_only=True), "the web tier", 60)
+        return welcome
 
     def _wait_until(self, ready, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -297,6 +312,43 @@ class Supervisor:
         else:
             log.error("the local AWS endpoint refused to save its state (%s): what changed since it last started "
                       "is not kept; the previous snapshot in %s stays as it was", figures.get("reason"), self.state_dir)
+
+
+def sign_in_help(settings: Settings, url: str) -> list[str]:
+    """First start: make the local admin, and say once how to sign in; later: how to get a new sign-in link."""
+    from web_tier.accounts import Accounts
+    from web_tier.accounts.service import LINK_TTL_S
+    accounts = Accounts(Resources.connect(settings).accounts)
+    command = (f"AWS_ENDPOINT_URL={settings.endpoint_url} SIGHTFLEET_PREFIX={settings.prefix} "
+               f"{REPO / '.venv/bin/python'} -m web_tier.accounts link {LOCAL_ADMIN} --url {url}")
+    if accounts.has_admin():
+        return [f"An admin account exists. A new one-time sign-in link: {command}"]
+    _, issued = accounts.create(LOCAL_ADMIN, admin=True)
+    token = accounts.make_link(LOCAL_ADMIN)
+    log.info("created the local admin account %r (key %s)", LOCAL_ADMIN, issued.key_id)
+    return [f"Sign in as {LOCAL_ADMIN} (once, within {LINK_TTL_S // 60} min): {url}/signin/link?token={token}",
+            f"{ADMIN_KEY_LINE}{issued.key}",
+            f"Later, a new sign-in link: {command}"]
+
+
+def session_key_file(state_dir: Path) -> Path:
+    """Where the stack keeps its session-signing key: beside the endpoint's saved state."""
+    return state_dir.with_name(state_dir.name + ".session-key")
+
+
+def local_session_key(state_dir: Path | None) -> str:
+    """The session-signing key kept in the state dir (made once, mode 0600); a fresh one when nothing persists."""
+    if state_dir is None:
+        return secrets.token_urlsafe(32)
+    path = session_key_file(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def _missing(checks: dict) -> list[str]:
@@ -464,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         state_dir = None if args.no_persist else state_dir_for(settings)
         if state_dir is not None and args.fresh:
             _set_aside(state_dir)
+        if not settings.secret_key:
+            env["SIGHTFLEET_SECRET_KEY"] = local_session_key(state_dir)
         return Supervisor(settings, env, stop_event_on_signals(), state_dir).run()
 
 

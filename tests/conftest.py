@@ -6,7 +6,7 @@ import pytest
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources, provision
-from tests.support import start_moto, start_stack, unique_prefix
+from tests.support import sign_in_with_key, start_moto, start_stack, unique_prefix
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +47,24 @@ def app(settings, resources):
 
 
 @pytest.fixture
-def client(app):
+def client(app, resources):
+    """A test client that sends a signed-in user's API key on every request (`client.api_key`)."""
+    client = app.test_client()
+    sign_in_with_key(client, resources, "tester")
+    return client
+
+
+@pytest.fixture
+def admin_client(app, resources):
+    """A test client acting for an admin (ops, metrics, health details)."""
+    client = app.test_client()
+    sign_in_with_key(client, resources, "admin", admin=True)
+    return client
+
+
+@pytest.fixture
+def anonymous_client(app):
+    """A test client that proves no identity."""
     return app.test_client()
 
 

@@ -55,6 +55,20 @@ def start_moto(command=moto_command) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def sign_in_with_key(client, resources, name: str, admin: bool = False) -> str:
+    """Create an account on resources and make the Flask test client send its API key; returns the key."""
+    from web_tier.accounts import Accounts
+    _, issued = Accounts(resources.accounts).create(name, admin=admin)
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {issued.key}"
+    client.api_key = issued.key
+    return issued.key
+
+
+def bearer(key: str) -> dict:
+    """The header a program sends with an API key."""
+    return {"Authorization": f"Bearer {key}"}
+
+
 def jpeg_bytes(name: str = "chelsea", scale: float = 1.0, quality: int = 90) -> bytes:
     """A real photo from skimage.data encoded as JPEG."""
     from PIL import Image
@@ -120,6 +134,22 @@ class LocalStack:
     log_path: Path
     env: dict = field(default_factory=dict)
     seen_pids: set = field(default_factory=set)
+    api_key: str = ""  # the local admin's, as the stack printed it on its first start
+
+    @property
+    def headers(self) -> dict:
+        """Authorization for requests to this stack's web tier, as its admin."""
+        return bearer(self.api_key)
+
+    def get(self, path: str, **kwargs) -> "requests.Response":
+        """GET path on the web tier as the stack's admin."""
+        import requests
+        return requests.get(self.web_url + path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
+
+    def post(self, path: str, **kwargs) -> "requests.Response":
+        """POST to path on the web tier as the stack's admin."""
+        import requests
+        return requests.post(self.web_url + path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
 
     def track(self) -> set[int]:
         """Remember every process of the tree seen so far (workers come and go)."""
@@ -164,7 +194,15 @@ def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
         raise
     if proc.poll() is not None:
         raise AssertionError(f"stack exited with {proc.returncode}:\n{stack.log_text()[-4000:]}")
+    stack.api_key = printed_admin_key(stack.log_text())
     return stack
+
+
+def printed_admin_key(log_text: str) -> str:
+    """The admin API key a first start prints ("" when the stack started on an endpoint that had one)."""
+    from sightfleet.stack import ADMIN_KEY_LINE
+    keys = [line.split(ADMIN_KEY_LINE, 1)[1].strip() for line in log_text.splitlines() if ADMIN_KEY_LINE in line]
+    return keys[-1] if keys else ""
 
 
 def stack_child_pid(stack: LocalStack, *argv_head: str) -> int | None:
@@ -191,7 +229,8 @@ def start_stack_again(log_dir: Path, previous: LocalStack, **env_overrides: str)
     same = {name: previous.env[name] for name in ("PORT", "SIGHTFLEET_LOCAL_AWS_PORT", "SIGHTFLEET_PREFIX",
                                                     "SIGHTFLEET_LOCAL_AWS_STATE_DIR")}
     stack = start_stack(log_dir, **{**same, **env_overrides})
-    return dataclasses.replace(stack, web_url=previous.web_url, aws_url=previous.aws_url, prefix=previous.prefix)
+    return dataclasses.replace(stack, web_url=previous.web_url, aws_url=previous.aws_url, prefix=previous.prefix,
+                               api_key=stack.api_key or previous.api_key)
 
 
 def start_worker_process(settings, instance_id: str, log_path: Path, module: str = "app_tier",

@@ -1,0 +1,182 @@
+"""Accounts: the table on the local endpoint, the service (keys, passwords, links) and `python -m web_tier.accounts`."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sightfleet.aws.accounts import AccountsTable
+from sightfleet.errors import Unavailable
+from sightfleet.memory import memory_resources
+from sightfleet.config import Settings
+from tests.support import REPO, free_port
+from web_tier.accounts import AccountError, Accounts, secret_hash
+
+
+@pytest.fixture
+def accounts(settings) -> Accounts:
+    return Accounts(AccountsTable(settings))
+
+
+def cli(settings, *args: str, stdin: str = "", endpoint: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint or settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
+           "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "web_tier.accounts", *args], env=env, cwd=REPO, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_key_acts_for_its_account_and_is_stored_only_as_its_hash(accounts, settings):
+    account, issued = accounts.create("Alice")
+    assert account["name"] == "alice" and issued.key.startswith("sfk_") and len(issued.key) > 40
+    principal = accounts.by_key(issued.key)
+    assert (principal.owner, principal.name, principal.admin, principal.via) == (account["account_id"], "alice",
+                                                                                 False, "key")
+    stored = AccountsTable(settings).get_key(secret_hash(issued.key))
+    assert stored["key_id"] == issued.key_id and issued.key not in str(stored)
+    assert accounts.by_key(issued.key + "x") is None and accounts.by_key("") is None
+
+
+def test_a_revoked_key_stops_at_once(accounts):
+    account, issued = accounts.create("bob")
+    other = accounts.issue_key(account, "second")
+    assert accounts.by_key(issued.key) is not None
+    assert accounts.revoke(issued.key_id)
+    assert accounts.by_key(issued.key) is None  # the very next lookup: no cache in between
+    assert accounts.by_key(other.key) is not None
+    assert not accounts.revoke(issued.key_id)
+
+
+def test_revoking_within_an_account_cannot_touch_another_accounts_key(accounts):
+    alice, alice_key = accounts.create("alice")
+    bob, _ = accounts.create("bob")
+    assert not accounts.revoke(alice_key.key_id, bob)
+    assert accounts.by_key(alice_key.key) is not None
+    assert accounts.revoke(alice_key.key_id, alice)
+
+
+def test_a_name_is_taken_once_and_must_be_a_name(accounts):
+    accounts.create("carol")
+    with pytest.raises(AccountError, match="exists already"):
+        accounts.create("Carol")
+    for bad in ("", "a b", "-x", "anonymous", "x" * 65, "<script>"):
+        with pytest.raises(AccountError):
+            accounts.create(bad)
+
+
+def test_deleting_an_account_ends_its_keys_and_a_new_account_of_that_name_is_someone_else(accounts):
+    old, issued = accounts.create("dave")
+    assert accounts.delete("dave") == 1
+    assert accounts.by_key(issued.key) is None
+    new, _ = accounts.create("dave")
+    assert new["account_id"] != old["account_id"]
+    assert accounts.by_session("dave", old["account_id"]) is None
+    assert accounts.by_session("dave", new["account_id"]).owner == new["account_id"]
+
+
+def test_passwords_are_argon2_hashed_and_checked(accounts, settings):
+    accounts.create("erin", password="correct horse")
+    stored = AccountsTable(settings).get_account("erin")["password_hash"]
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert accounts.by_password("erin", "correct horse").name == "erin"
+    assert accounts.by_password("ERIN ", "correct horse").name == "erin"
+    assert accounts.by_password("erin", "wrong horse") is None
+    assert accounts.by_password("nobody", "correct horse") is None
+    accounts.create("frank")  # no password: only keys and links sign it in
+    assert accounts.by_password("frank", "") is None
+    with pytest.raises(AccountError, match="at least"):
+        accounts.set_password("frank", "short")
+
+
+def test_an_unknown_name_costs_an_argon2_verification_too(accounts, monkeypatch):
+    from web_tier.accounts import service
+    verified = []
+    real = service._hasher
+
+    class Counting:
+        def verify(self, stored, password):
+            verified.append(stored)
+            return real.verify(stored, password)
+
+    monkeypatch.setattr(service, "_hasher", Counting())
+    assert accounts.by_password("nobody-here", "whatever") is None
+    assert accounts.by_password("not a valid name!", "whatever") is None
+    assert len(verified) == 2
+
+
+def test_a_sign_in_link_works_once_and_not_after_it_expires(accounts):
+    accounts.create("gina", admin=True)
+    token = accounts.make_link("gina")
+    principal = accounts.redeem_link(token)
+    assert (principal.name, principal.admin, principal.via) == ("gina", True, "session")
+    assert accounts.redeem_link(token) is None
+    expired = accounts.make_link("gina", ttl_s=-1)
+    assert accounts.redeem_link(expired) is None
+    assert accounts.redeem_link("never-issued") is None
+    with pytest.raises(AccountError, match="no account"):
+        accounts.make_link("nobody")
+
+
+def test_an_unreachable_accounts_table_raises_the_projects_error():
+    resources, faults = memory_resources(Settings(prefix="mem"))
+    faults.fail("accounts.get_key")
+    with pytest.raises(Unavailable):
+        Accounts(resources.accounts).by_key("sfk_anything")
+
+
+def test_the_cli_creates_lists_revokes_and_deletes(settings, accounts):
+    made = cli(settings, "create", "hank", "--admin")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    principal = accounts.by_key(key)
+    assert principal.name == "hank" and principal.admin
+    listed = cli(settings, "list")
+    assert listed.returncode == 0 and "hank\tadmin" in listed.stdout
+    key_id = accounts.keys(accounts.get("hank"))[0]["key_id"]
+    assert key_id in listed.stdout and key not in listed.stdout
+    second = cli(settings, "key", "hank", "--label", "ci").stdout.strip().splitlines()[-1]
+    revoked = cli(settings, "revoke", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert accounts.by_key(key) is None and accounts.by_key(second) is not None
+    deleted = cli(settings, "delete", "hank")
+    assert deleted.returncode == 0, deleted.stderr
+    assert accounts.by_key(second) is None and "hank" not in cli(settings, "list").stdout
+
+
+def test_the_cli_sets_a_password_and_makes_a_link(settings, accounts):
+    made = cli(settings, "create", "ivy", "--password", stdin="a long password\n")
+    assert made.returncode == 0, made.stderr
+    assert accounts.by_password("ivy", "a long password").name == "ivy"
+    link = cli(settings, "link", "ivy", "--url", "http://example.test:8000/")
+    assert link.returncode == 0, link.stderr
+    url = link.stdout.strip().splitlines()[-1]
+    assert url.startswith("http://example.test:8000/signin/link?token=")
+    assert accounts.redeem_link(url.split("token=", 1)[1]).name == "ivy"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("create", "dup"), "exists already"),
+    (("delete", "ghost"), "no account named 'ghost'"),
+    (("revoke", "0123abcd"), "no API key with id"),
+    (("link", "ghost"), "no account named"),
+    (("create", "bad name"), "user name is"),
+])
+def test_the_cli_refuses_clearly(settings, accounts, args, message):
+    accounts.create("dup")
+    done = cli(settings, *args)
+    assert done.returncode == 2 and message in done.stderr and done.stdout == ""
+
+
+def test_the_cli_says_when_the_endpoint_is_unreachable(settings):
+    started = time.monotonic()
+    done = cli(settings, "list", endpoint=f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 2 and "cannot reach the stack's DynamoDB" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 100
+
+
+def test_the_cli_says_when_the_stack_is_not_provisioned(settings):
+    done = cli(settings.with_changes(prefix="never-provisioned"), "list")
+    assert done.returncode == 2 and "does not exist" in done.stderr and "scripts/run" in done.stderr
