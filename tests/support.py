@@ -64,6 +64,26 @@ def sign_in_with_key(client, resources, name: str, admin: bool = False) -> str:
     return issued.key
 
 
+def keyed_client(app, resources, name: str = "tester", admin: bool = False):
+    """A test client of app that sends a new account's API key (the account is made on resources)."""
+    client = app.test_client()
+    sign_in_with_key(client, resources, name, admin)
+    return client
+
+
+def key_sending_client_class(key: str):
+    """A Flask test client class whose clients send this API key (for `app.test_client_class`)."""
+    from flask.testing import FlaskClient
+
+    class KeySendingClient(FlaskClient):
+        api_key = key
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return KeySendingClient
+
+
 def bearer(key: str) -> dict:
     """The header a program sends with an API key."""
     return {"Authorization": f"Bearer {key}"}

@@ -28,9 +28,10 @@ from werkzeug.serving import make_server
 from sightfleet.config import Settings
 from sightfleet.contracts import Job, label_answer, new_image_id
 from sightfleet.resources import Resources, provision
-from tests.support import TESTDATA, jpeg_bytes, unique_prefix
+from tests.support import TESTDATA, jpeg_bytes, key_sending_client_class, keyed_client, unique_prefix
 from tests.test_web_helpers import QueueFinisher
 from web_tier import create_app
+from web_tier.accounts import Accounts
 
 JPEG = jpeg_bytes(scale=0.2)
 SAMPLES = TESTDATA / "exif-samples"
@@ -213,7 +214,7 @@ def door(moto_server):
     resources = Resources.connect(settings)
     app = create_app(settings, resources)
     app.config.update(TESTING=True)
-    return app.test_client(), resources
+    return keyed_client(app, resources, "door", admin=True), resources  # an admin: the ops routes have doors too
 
 
 def assert_error_shape(reply, status: int, code: str) -> dict:
@@ -342,8 +343,8 @@ def test_pages_ignore_an_album_that_cannot_be_one(client):
     assert '<option value="default" selected>' in page.get_data(as_text=True)
 
 
-def test_the_ops_page_falls_back_from_a_huge_window(client):
-    assert client.get("/ops?window=" + "9" * 400, headers={"Accept": "text/html"}).status_code == 200
+def test_the_ops_page_falls_back_from_a_huge_window(admin_client):
+    assert admin_client.get("/ops?window=" + "9" * 400, headers={"Accept": "text/html"}).status_code == 200
 
 
 def test_an_error_page_for_browsers_is_escaped_html(client):
@@ -360,7 +361,10 @@ def small_limit(moto_server):
     settings = Settings(endpoint_url=moto_server, prefix=unique_prefix("limit"), max_upload_mb=SMALL_LIMIT_MB)
     provision(settings)
     resources = Resources.connect(settings)
-    return create_app(settings, resources), resources
+    app = create_app(settings, resources)
+    # Its test clients, and the HTTP tests' requests (HTTP_KEY), act for a signed-in account.
+    app.test_client_class = key_sending_client_class(Accounts(resources.accounts).create("tester")[1].key)
+    return app, resources
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_a_byte_is_read(small_limit):
@@ -403,12 +407,22 @@ def test_a_chunked_body_of_exactly_the_limit_is_accepted(small_limit):
 def http_url(small_limit):
     """The small-limit app served over real HTTP by werkzeug's threaded server (chunked bodies too)."""
     app, _ = small_limit
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, _with_key(app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(10)
+
+
+def _with_key(app):
+    """The app as served to the HTTP tests: every request arrives with the small-limit app's test key."""
+    key = app.test_client_class.api_key
+
+    def serve(environ, start_response):
+        environ.setdefault("HTTP_AUTHORIZATION", f"Bearer {key}")
+        return app(environ, start_response)
+    return serve
 
 
 def http_exchange(url: str, head: bytes) -> tuple[int, dict]:

@@ -12,6 +12,12 @@ from web_tier.opsdata import OpsData, Window, iso
 
 
 @pytest.fixture
+def client(admin_client):
+    """Operations are for admins: every request of this module acts as one."""
+    return admin_client
+
+
+@pytest.fixture
 def seeded(app, resources):
     """A stack with known results, heartbeats, decisions, instances, queue contents and gauges."""
     fleet_ids = resources.fleet.launch(3, "")

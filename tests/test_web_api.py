@@ -14,7 +14,7 @@ from sightfleet.aws.sqs import Queue
 from sightfleet.contracts import Job
 from sightfleet.errors import Invalid
 from sightfleet.resources import Resources
-from tests.support import TESTDATA, jpeg_bytes
+from tests.support import TESTDATA, jpeg_bytes, keyed_client
 from tests.test_web_helpers import QueueFinisher, finish
 
 
@@ -60,7 +60,8 @@ def test_unknown_image_is_404_json(client):
     assert reply.get_json()["error"]["code"] == "NOT_FOUND"
 
 
-def test_healthz_ok_then_503_when_a_resource_is_gone(client, settings):
+def test_healthz_ok_then_503_when_a_resource_is_gone(admin_client, settings):
+    client = admin_client  # only admins read which resource is gone
     assert client.get("/healthz").status_code == 200
     import boto3
     boto3.client("sqs", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_queue(
@@ -141,7 +142,8 @@ def test_bad_submissions_get_400_with_a_code(client, resources, query, data, cod
 def test_size_limit_is_configurable_and_gives_413(settings_factory):
     from web_tier import create_app
     settings = settings_factory(max_upload_mb=0.02)
-    client = create_app(settings, Resources.connect(settings)).test_client()
+    resources = Resources.connect(settings)
+    client = keyed_client(create_app(settings, resources), resources)
     big = jpeg_bytes()  # about 35 KB, over a 0.02 MB (20 KB) limit
     assert len(big) > settings.max_upload_bytes
     multipart = client.post("/api/images", data={"file": (io.BytesIO(big), "cat.jpg")})
@@ -213,10 +215,12 @@ def test_dead_endpoint_gives_503(settings):
     from tests.support import free_port
     from web_tier import create_app
     dead = settings.with_changes(endpoint_url=f"http://127.0.0.1:{free_port()}")
+    anonymous = create_app(dead, Resources.connect(dead)).test_client()
     client = create_app(dead, Resources.connect(dead)).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer sfk_any"  # who it is cannot be checked either
     assert_503(client.post("/api/images", data={"file": (io.BytesIO(jpeg_bytes()), "cat.jpg")}))
     assert_503(client.get("/api/images"))
-    assert_503(client.post("/", data={"myfile": (io.BytesIO(jpeg_bytes()), "cat.jpg")}))
+    assert_503(anonymous.post("/", data={"myfile": (io.BytesIO(jpeg_bytes()), "cat.jpg")}))
 
 
 class QueueLostAfterFirstSend(Queue):
@@ -236,7 +240,7 @@ def test_queue_lost_mid_request_says_which_images_were_accepted(settings):
     from web_tier import create_app
     resources = Resources.connect(settings)
     resources.requests = QueueLostAfterFirstSend(settings)
-    client = create_app(settings, resources).test_client()
+    client = keyed_client(create_app(settings, resources), resources)
     files = [(io.BytesIO(jpeg_bytes(n, scale=0.3)), f"{n}.jpg") for n in ("chelsea", "coffee", "rocket")]
     reply = client.post("/api/images", data={"file": files})
     assert_503(reply)
@@ -333,7 +337,8 @@ def test_browser_with_cookie_needs_the_csrf_header_programs_do_not(client):
     assert refused.status_code == 400 and "reload the page" in refused.get_json()["error"]["message"]
     upload = {"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")}
     assert client.post("/api/images", data=upload, headers={"X-CSRF-Token": token}).status_code == 202
-    program = client.application.test_client()  # no cookie jar contents: a program
+    program = client.application.test_client()  # no cookie jar contents: a program, with its key
+    program.environ_base.update(client.environ_base)
     assert program.post("/api/images", data=jpeg_bytes(scale=0.3), content_type="image/jpeg").status_code == 202
 
 
@@ -348,7 +353,7 @@ def test_a_request_the_backend_refuses_as_invalid_is_a_400_not_a_retry(settings)
     from web_tier import create_app
     resources = Resources.connect(settings)
     resources.results = RefusesListings(settings)
-    reply = create_app(settings, resources).test_client().get("/api/images")
+    reply = keyed_client(create_app(settings, resources), resources).get("/api/images")
     assert reply.status_code == 400 and "Retry-After" not in reply.headers
     assert reply.get_json()["error"]["code"] == "INVALID_REQUEST"
 
