@@ -412,7 +412,7 @@ class ChaosRun:
         with self._lock:
             self.in_flight += 1
         try:
-            return requests.post(self.stack.web_url + "/api/images", files=files, params={"album": ALBUM},
+            return self.stack.post("/api/images", files=files, params={"album": ALBUM},
                                  timeout=(5, self.config.upload_timeout_s))
         finally:
             with self._lock:
@@ -704,8 +704,8 @@ def check_still_serving(run: ChaosRun) -> None:
         run.report.problem(f"the stack exited (code {run.stack.proc.returncode}) during the run")
         return
     try:
-        health = requests.get(run.stack.web_url + "/healthz", timeout=10)
-        fresh = requests.post(run.stack.web_url + "/api/images", params={"album": ALBUM, "wait": 60},
+        health = run.stack.get("/healthz", timeout=10)
+        fresh = run.stack.post("/api/images", params={"album": ALBUM, "wait": 60},
                               files={"file": ("fresh-chelsea.jpg", jpeg_bytes("chelsea"), "image/jpeg")},
                               timeout=90)
     except requests.RequestException as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sightfleet.stack import answers, moto_command
+from web_tier.accounts import Accounts
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
@@ -82,6 +83,12 @@ def key_sending_client_class(key: str):
             super().__init__(*args, **kwargs)
             self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     return KeySendingClient
+
+
+def sign_in_url(web_url: str, accounts, name: str, next_path: str = "/") -> str:
+    """The one-time sign-in link of `name` (made by accounts, a web_tier Accounts), opening next_path."""
+    from urllib.parse import urlencode
+    return f"{web_url}/signin/link?" + urlencode({"token": accounts.make_link(name), "next": next_path})
 
 
 def bearer(key: str) -> dict:
@@ -165,6 +172,18 @@ class LocalStack:
         """GET path on the web tier as the stack's admin."""
         import requests
         return requests.get(self.web_url + path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
+
+    def accounts(self) -> Accounts:
+        """The stack's accounts, on its local endpoint."""
+        from sightfleet.aws.accounts import AccountsTable
+        from sightfleet.config import Settings
+        for key, value in AWS_TEST_ENV.items():
+            os.environ.setdefault(key, value)
+        return Accounts(AccountsTable(Settings(endpoint_url=self.aws_url, prefix=self.prefix)))
+
+    def sign_in_link(self, name: str = "admin", next_path: str = "/") -> str:
+        """A one-time link that signs a browser in as `name` (the stack's admin by default) and opens next_path."""
+        return sign_in_url(self.web_url, self.accounts(), name, next_path)
 
     def post(self, path: str, **kwargs) -> "requests.Response":
         """POST to path on the web tier as the stack's admin."""

@@ -40,11 +40,12 @@ def test_upload_three_photos_and_watch_them_succeed_without_reload(local_stack, 
     paths = photos(tmp_path)
     with chromium() as watcher, chromium() as driver:
         # A second browser watches the (still empty) album: cards must appear and finish on their own.
-        watcher.get(f"{local_stack.web_url}/gallery?album={album.replace(' ', '%20')}")
+        # Both sign in as the stack's admin with a one-time link each, and land on their page.
+        watcher.get(local_stack.sign_in_link(next_path=f"/gallery?album={album.replace(' ', '%20')}"))
         watcher.execute_script("window.__notReloaded = true;")
         assert badges(watcher) == []
 
-        driver.get(local_stack.web_url + "/")
+        driver.get(local_stack.sign_in_link(next_path="/"))
         driver.find_element("id", "new-album").send_keys(album)
         driver.find_element("id", "files").send_keys("\n".join(paths))
         wait_until(driver, lambda d: len(d.find_elements("css selector", "#uploads .upload-row.done")) == 3, 60,

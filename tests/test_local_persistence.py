@@ -172,7 +172,7 @@ def test_images_survive_a_restart_of_the_whole_stack(tmp_path):
     stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES="1", SIGHTFLEET_IDLE_GRACE_S="10")
     again = None
     try:
-        reply = requests.post(stack.web_url + "/api/images?wait=60&album=kept",
+        reply = stack.post("/api/images?wait=60&album=kept",
                               files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")}, timeout=90)
         assert reply.status_code == 200, reply.text
         image = reply.json()["images"][0]
@@ -182,10 +182,10 @@ def test_images_survive_a_restart_of_the_whole_stack(tmp_path):
 
         again = start_stack_again(tmp_path, stack, SIGHTFLEET_MAX_INSTANCES="1")
         assert "restored the local AWS endpoint's state" in again.log_text(), again.log_text()[-3000:]
-        result = requests.get(f"{again.web_url}/api/images/{image['id']}", timeout=10).json()
+        result = again.get(f"/api/images/{image['id']}", timeout=10).json()
         assert result["status"] == "SUCCEEDED" and result["labels"] == image["labels"]
         assert requests.get(result["thumbnail_url"], timeout=10).content[:3] == b"\xff\xd8\xff"
-        listed = requests.get(f"{again.web_url}/api/images?album=kept", timeout=10).json()
+        listed = again.get(f"/api/images?album=kept", timeout=10).json()
         assert [each["id"] for each in listed["images"]] == [image["id"]]
     except BaseException:
         print(stack.log_text()[-4000:])

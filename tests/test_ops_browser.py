@@ -5,10 +5,10 @@ import threading
 import time
 
 import pytest
-import requests
 
 from tests.browser import chromium, requires_chromium, screenshot
-from tests.support import free_port, jpeg_bytes, start_stack, wait_for
+from tests.support import free_port, jpeg_bytes, sign_in_url, start_stack, wait_for
+from web_tier.accounts import Accounts
 from web_tier.opsdata import iso
 
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
@@ -37,6 +37,8 @@ def _charts_drawn(driver) -> bool:
 
 @requires_chromium
 def test_worker_and_decision_text_is_shown_as_text(served_app, resources):
+    accounts = Accounts(resources.accounts)
+    accounts.create("ops-admin", admin=True)
     now = time.time()
     resources.fleet_log.put("worker", "i-hostile", {
         "instance_id": "i-hostile", "state": HOSTILE, "launched_at": iso(now - 30), "last_heartbeat": iso(now - 1),
@@ -46,7 +48,7 @@ def test_worker_and_decision_text_is_shown_as_text(served_app, resources):
         "pending": 0, "target": 10, "desired": 0, "launched": [], "terminated": [{"id": "i-1", "reason": HOSTILE}],
         "errors": [], "changed": True})
     with chromium() as driver:
-        driver.get(served_app + "/ops")
+        driver.get(sign_in_url(served_app, accounts, "ops-admin", "/ops"))
         wait_for(lambda: _charts_drawn(driver) and "i-hostile" in driver.find_element("id", "workers").text, 30,
                  what="the dashboard to draw")
         rows = driver.find_elements("css selector", "#workers tbody tr")
@@ -58,13 +60,13 @@ def test_worker_and_decision_text_is_shown_as_text(served_app, resources):
         assert driver.find_element("id", "problem").text == ""
 
 
-def _send_burst(web_url: str, album: str) -> list[str]:
+def _send_burst(stack, album: str) -> list[str]:
     """BURST small real photos through POST /api/images, ten per request."""
     photos = [jpeg_bytes(PHOTOS[i % len(PHOTOS)], scale=0.25, quality=70 + i % 25) for i in range(BURST)]
     ids = []
     for start in range(0, BURST, 10):
         files = [("file", (f"burst-{i}.jpg", photos[i], "image/jpeg")) for i in range(start, start + 10)]
-        reply = requests.post(web_url + "/api/images", params={"album": album}, files=files, timeout=60)
+        reply = stack.post("/api/images", params={"album": album}, files=files, timeout=60)
         assert reply.status_code == 202, reply.text
         ids += [image["id"] for image in reply.json()["images"]]
     return ids
@@ -73,22 +75,22 @@ def _send_burst(web_url: str, album: str) -> list[str]:
 class Watcher:
     """Polls the ops JSON during the test and remembers the peak fleet size it saw."""
 
-    def __init__(self, web_url: str):
-        self.web_url = web_url
+    def __init__(self, stack):
+        self.stack = stack
         self.peak_running = 0
 
     def summary(self) -> dict:
-        doc = requests.get(self.web_url + "/api/ops/summary", timeout=30).json()
+        doc = self.stack.get("/api/ops/summary", timeout=30).json()
         self.peak_running = max(self.peak_running, doc["instances"]["running"])
         return doc
 
     def timeseries(self, window: str = CHECK_WINDOW) -> dict:
-        return requests.get(self.web_url + "/api/ops/timeseries", params={"window": window}, timeout=30).json()
+        return self.stack.get("/api/ops/timeseries", params={"window": window}, timeout=30).json()
 
 
 def _all_succeeded(stack, album: str) -> bool:
     stack.track()
-    images = requests.get(stack.web_url + "/api/images", params={"album": album, "limit": 100}, timeout=30).json()
+    images = stack.get("/api/images", params={"album": album, "limit": 100}, timeout=30).json()
     return sum(1 for image in images["images"] if image["status"] == "SUCCEEDED") == BURST
 
 
@@ -97,12 +99,12 @@ def test_dashboard_rises_and_falls_with_a_burst(tmp_path):
     # Without a warm pool: this watches the fleet launch and retire (the pool has its own end-to-end test).
     stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES="3", SIGHTFLEET_IDLE_GRACE_S="8",
                         SIGHTFLEET_WARM_POOL_SIZE="0")
-    watcher = Watcher(stack.web_url)
+    watcher = Watcher(stack)
     try:
         with chromium() as driver:
             driver.set_window_size(1400, 1800)
-            driver.get(stack.web_url + f"/ops?window={PAGE_WINDOW}")
-            _send_burst(stack.web_url, "ops-burst")
+            driver.get(stack.sign_in_link(next_path=f"/ops?window={PAGE_WINDOW}"))
+            _send_burst(stack, "ops-burst")
             wait_for(lambda: watcher.summary()["totals"]["images_processed"] >= 10, 120, interval_s=1,
                      what="the fleet to get going")
             wait_for(lambda: max(v or 0 for v in watcher.timeseries(PAGE_WINDOW)["series"]["queue_visible"]) > 0, 30,

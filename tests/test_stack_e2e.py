@@ -9,15 +9,15 @@ from tests.support import REPO, alive, jpeg_bytes, start_stack, wait_for
 def test_upload_to_result_and_clean_shutdown(tmp_path):
     stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES="1", SIGHTFLEET_IDLE_GRACE_S="30")
     try:
-        assert requests.get(stack.web_url + "/healthz", timeout=5).status_code == 200
-        reply = requests.post(stack.web_url + "/api/images", files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")},
-                              timeout=30)
+        assert stack.get("/healthz", timeout=5).status_code == 200
+        reply = stack.post("/api/images", files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")},
+                           timeout=30)
         assert reply.status_code == 202, reply.text
         status_url = stack.web_url + reply.json()["images"][0]["status_url"]
 
         def final():
             stack.track()
-            result = requests.get(status_url, timeout=5).json()
+            result = requests.get(status_url, headers=stack.headers, timeout=5).json()
             return result if result["status"] in ("SUCCEEDED", "FAILED") else None
 
         result = wait_for(final, 60, interval_s=0.5, what="the cat's result")
@@ -43,4 +43,4 @@ def test_second_run_says_it_is_already_running(local_stack, tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 1
     assert "already running" in proc.stderr
-    assert requests.get(local_stack.web_url + "/healthz", timeout=5).status_code == 200
+    assert local_stack.get("/healthz", timeout=5).status_code == 200

@@ -232,7 +232,7 @@ def stack(tmp_path_factory):
 def healthy(stack) -> bool:
     stack.track()
     try:
-        return requests.get(stack.web_url + "/healthz", timeout=5).status_code == 200
+        return stack.get("/healthz", timeout=5).status_code == 200
     except requests.RequestException:
         return False
 
@@ -266,7 +266,7 @@ def test_a_killed_child_is_restarted_and_the_stack_keeps_serving(stack, argv_hea
 def test_a_killed_endpoint_is_restarted_and_provisioned_while_the_rest_carries_on(stack):
     web, controller, host = (stack_child_pid(stack, "-m", what) for what in ("gunicorn", "controller",
                                                                              "controller.local_host"))
-    reply = requests.post(stack.web_url + "/api/images", files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")},
+    reply = stack.post("/api/images", files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")},
                           timeout=30)
     assert reply.status_code == 202, reply.text
     status_url = stack.web_url + reply.json()["images"][0]["status_url"]
@@ -284,12 +284,12 @@ def test_a_killed_endpoint_is_restarted_and_provisioned_while_the_rest_carries_o
 
     def final():
         stack.track()
-        found = requests.get(status_url, timeout=10)
+        found = requests.get(status_url, headers=stack.headers, timeout=10)
         assert found.status_code == 200, found.text  # the accepted image survived the endpoint's death
         return found.json() if found.json()["status"] in ("SUCCEEDED", "FAILED") else None
     result = wait_for(final, 240, 1, what="the image accepted before the endpoint died to be recognised")
     assert result["status"] == "SUCCEEDED", result
-    again = requests.post(stack.web_url + "/api/images", files={"file": ("coffee.jpg", jpeg_bytes("coffee"),
+    again = stack.post("/api/images", files={"file": ("coffee.jpg", jpeg_bytes("coffee"),
                                                                         "image/jpeg")}, timeout=30)
     assert again.status_code == 202, again.text
 

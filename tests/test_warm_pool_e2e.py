@@ -30,8 +30,8 @@ def burst(stack, count: int) -> list[str]:
     urls = []
     for n in range(count):
         name = PHOTOS[n % len(PHOTOS)]
-        reply = requests.post(stack.web_url + "/api/images", timeout=30,
-                              files={"file": (f"{name}-{n}.jpg", photos[name], "image/jpeg")})
+        reply = stack.post("/api/images", timeout=30,
+                           files={"file": (f"{name}-{n}.jpg", photos[name], "image/jpeg")})
         assert reply.status_code == 202, reply.text
         urls.append(stack.web_url + reply.json()["images"][0]["status_url"])
     return urls
@@ -39,7 +39,7 @@ def burst(stack, count: int) -> list[str]:
 
 def results(stack, urls: list[str]):
     stack.track()
-    found = [requests.get(url, timeout=10).json() for url in urls]
+    found = [requests.get(url, headers=stack.headers, timeout=10).json() for url in urls]
     return found if all(r["status"] in ("SUCCEEDED", "FAILED") for r in found) else None
 
 

@@ -11,7 +11,7 @@ GPS_PHOTO = TESTDATA / "exif-samples/jpg/gps/DSCN0010.jpg"
 
 
 def post(stack, path: str, **kwargs) -> requests.Response:
-    return requests.post(stack.web_url + path, timeout=150, **kwargs)
+    return stack.post(path, timeout=150, **kwargs)
 
 
 def test_api_wait_returns_a_real_result_and_pages_show_it(local_stack):
@@ -27,10 +27,10 @@ def test_api_wait_returns_a_real_result_and_pages_show_it(local_stack):
     assert requests.get(cat["annotated_url"], timeout=10).content[:3] == b"\xff\xd8\xff"
     assert gps["metadata"]["gps"]["latitude_decimal"] and gps["metadata"]["camera_make"]
 
-    page = requests.get(local_stack.web_url + gps["page_url"], headers={"Accept": "text/html"}, timeout=10).text
+    page = local_stack.get(gps["page_url"], headers={"Accept": "text/html"}, timeout=10).text
     assert '<span class="badge succeeded">' in page and "<th>GPS</th>" in page and "<th>Camera</th>" in page
     assert f"<code>{gps['instance_id']}</code>" in page
-    listing = requests.get(local_stack.web_url + "/api/images?album=e2e-web", timeout=10).json()
+    listing = local_stack.get("/api/images?album=e2e-web", timeout=10).json()
     assert {i["id"] for i in listing["images"]} == {cat["id"], gps["id"]}
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from workload_generator import API, BUILTIN_GROUND_TRUTH, SYNC, LoadConfig, builtin_images, run_workload
 
@@ -11,8 +10,9 @@ REQUESTS, CONCURRENCY = 6, 3
 
 @pytest.mark.parametrize("mode", [SYNC, API])
 def test_against_local_stack(local_stack, mode):
+    # With the admin's key: the api mode's uploads need one, and the fleet figures are for admins.
     config = LoadConfig(url=local_stack.web_url, mode=mode, num_requests=REQUESTS, concurrency=CONCURRENCY,
-                        timeout_s=180, progress=False)
+                        timeout_s=180, progress=False, api_key=local_stack.api_key)
     record = run_workload(config, builtin_images())
     summary = record.summary(BUILTIN_GROUND_TRUTH)
     try:
@@ -22,17 +22,17 @@ def test_against_local_stack(local_stack, mode):
         assert (judgement.correct, judgement.wrong, judgement.unchecked) == (5, 0, 1), judgement.wrong_examples
         assert summary.latency_s["min"] > 0 and summary.throughput_rps > 0
         if mode == API:
-            _check_against_the_service(local_stack.web_url, record)
-        if requests.get(local_stack.web_url + "/api/ops/summary", timeout=10).status_code == 200:
+            _check_against_the_service(local_stack, record)
+        if local_stack.get("/api/ops/summary", timeout=10).status_code == 200:
             assert summary.fleet and summary.fleet["peak_running"] >= 1
     except AssertionError:
         print(local_stack.log_text()[-6000:])
         raise
 
 
-def _check_against_the_service(web_url: str, record) -> None:
+def _check_against_the_service(stack, record) -> None:
     """Each reported result is what the service stored for that image."""
     for result in record.results:
-        stored = requests.get(f"{web_url}/api/images/{result.image_id}", timeout=10).json()
+        stored = stack.get(f"/api/images/{result.image_id}", timeout=10).json()
         assert stored["status"] == "SUCCEEDED" and stored["filename"] == result.filename
         assert stored["top_label"] == result.label and stored["instance_id"] == result.instance_id
