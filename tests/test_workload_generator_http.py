@@ -43,7 +43,8 @@ class Target:
         self.delay_s, self.process_s, self.busy, self.busy_status = delay_s, process_s, busy, busy_status
         self.retry_after, self.reject, self.fail, self.summary = retry_after, set(reject), set(fail), summary
         self.lock = threading.Lock()
-        self.hits, self.jobs = Counter(), {}
+        self.hits, self.jobs, self.authorizations = Counter(), {}, Counter()
+        self.summary_status = 200
         self.active = self.max_active = 0
         self.server = make_server("127.0.0.1", 0, self._app(), threaded=True, request_handler=_Quiet)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
@@ -62,6 +63,7 @@ class Target:
     def _track(self):
         with self.lock:
             self.hits[request.method + " " + request.path] += 1
+            self.authorizations[request.headers.get("Authorization")] += 1
             uploading = request.method == "POST"  # the fleet sampler's GETs are not load
             self.active += uploading
             self.max_active = max(self.max_active, self.active)
@@ -118,6 +120,8 @@ class Target:
     def _summary(self):
         if not self.summary:
             return jsonify(error={"code": "not_found", "message": "no ops"}), 404
+        if self.summary_status != 200:  # a Sightfleet asked without an admin's key
+            return jsonify(error={"code": "forbidden", "message": "only admins"}), self.summary_status
         waiting = sum(1 for j in self.jobs.values() if time.monotonic() < j["done_at"])
         return jsonify(instances={"running": 2, "pending": 1, "desired": 3},
                        queue={"visible": waiting, "in_flight": 0, "dead_letter": 0})
@@ -303,3 +307,32 @@ def test_cli_ctrl_c_prints_the_partial_report_and_exits_130(target_factory):
     stdout, stderr = child.communicate(timeout=15)
     assert child.returncode == 130, stderr
     assert "unfinished (interrupted)" in stdout and "requests planned" in stdout and "40" in stdout
+
+
+def test_an_api_key_goes_with_every_request_and_into_no_file(target_factory, tmp_path, monkeypatch):
+    target = target_factory(process_s=0.05)
+    out_json = tmp_path / "run.json"
+    status = main(["--url", target.url, "--mode", "api", "--num-request", "3", "--api-key", "sfk_secret-key",
+                   "--wait", "0", "--json", str(out_json), "--no-progress"])
+    assert status == 0
+    assert set(target.authorizations) == {"Bearer sfk_secret-key"}  # uploads, polls and the fleet summary
+    assert target.hits["GET /api/ops/summary"] >= 1
+    assert "sfk_secret-key" not in out_json.read_text()
+    monkeypatch.setenv("SIGHTFLEET_API_KEY", "sfk_from-env")
+    assert main(["--url", target.url, "--num-request", "1", "--no-progress"]) == 0
+    assert target.authorizations["Bearer sfk_from-env"] >= 1
+
+
+def test_without_a_key_no_credentials_are_sent(target_factory, monkeypatch):
+    monkeypatch.delenv("SIGHTFLEET_API_KEY", raising=False)
+    target = target_factory()
+    assert main(["--url", target.url, "--num-request", "2", "--no-progress"]) == 0
+    assert set(target.authorizations) == {None}
+
+
+def test_fleet_sampling_stops_when_the_summary_needs_an_admin(target_factory):
+    target = target_factory()
+    target.summary_status = 403
+    sampler = FleetSampler(target.url, interval_s=0.05).start()
+    time.sleep(0.4)
+    assert sampler.stop() == [] and sampler.absent

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", type=float, default=20.0,
                         help="api mode: ask the server to hold the answer this long (?wait=); 0 polls only")
     parser.add_argument("--album", help="api mode: album to upload into")
+    parser.add_argument("--api-key", "--api_key", dest="api_key", default=os.environ.get("SIGHTFLEET_API_KEY"),
+                        help="API key sent as `Authorization: Bearer` (default: $SIGHTFLEET_API_KEY; "
+                             "none: the open course endpoint only)")
     parser.add_argument("--json", dest="json_path", help="write the numbers and per-request results here")
     parser.add_argument("--plot", dest="plot_path", help="write a PNG figure here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -61,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     """The run's settings from parsed flags."""
     return LoadConfig(url=args.url, mode=args.mode, num_requests=args.num_request, concurrency=args.concurrency,
                       retries=args.retries, timeout_s=args.timeout, wait_s=args.wait, album=args.album,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, api_key=args.api_key)
 
 
 def _title(record: RunRecord) -> str:
@@ -72,7 +75,8 @@ def _title(record: RunRecord) -> str:
 
 def write_json(path: str, record: RunRecord, summary: Summary) -> None:
     """The config, summary, per-request results and fleet samples as one JSON document."""
-    doc = {"config": asdict(record.config), "summary": summary.to_dict(),
+    config = {k: v for k, v in asdict(record.config).items() if k != "api_key"}  # a credential stays out of files
+    doc = {"config": config, "summary": summary.to_dict(),
            "requests": [asdict(r) for r in record.results], "fleet": [asdict(s) for s in record.fleet]}
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(doc, handle, indent=2)

@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from workload_generator.config import SYNC, LoadConfig
+from workload_generator.config import SYNC, LoadConfig, auth_headers
 from workload_generator.images import ImageFile
 from workload_generator.report import RequestResult
 
@@ -137,6 +137,7 @@ class Client:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = USER_AGENT
+            session.headers.update(auth_headers(self._config.api_key))
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)

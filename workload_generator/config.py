@@ -1,7 +1,7 @@
 """Settings of one load run, read once from the command line and passed inward."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SYNC, API = "sync", "api"
 MODES = (SYNC, API)
@@ -26,6 +26,9 @@ class LoadConfig:
     album: str | None = None
     fleet_interval_s: float = 1.0  # how often /api/ops/summary is sampled
     progress: bool = True
+    # Sent as `Authorization: Bearer`; None: no credentials (the course endpoint stays open to them).
+    # Left out of repr, and of the JSON report (cli.write_json), so it is never written anywhere.
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -36,3 +39,8 @@ class LoadConfig:
             raise ValueError("num_requests must not be negative")
         if self.retries < 0 or self.timeout_s <= 0:
             raise ValueError("retries must be >= 0 and timeout positive")
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The Authorization header of an API key; none without one."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}

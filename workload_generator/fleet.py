@@ -8,12 +8,14 @@ from urllib.parse import urljoin
 
 import requests
 
+from workload_generator.config import auth_headers
 from workload_generator.report import FleetSample
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_PATH = "api/ops/summary"
-ABSENT_STATUSES = frozenset({404, 405})  # e.g. a course deployment: nothing to sample
+# A course deployment has no summary; without an admin's key a Sightfleet answers 401 or 403: nothing to sample.
+ABSENT_STATUSES = frozenset({401, 403, 404, 405})
 STOP_JOIN_S = 2.0
 
 
@@ -34,11 +36,13 @@ def sample_from_summary(doc: dict, t_s: float) -> FleetSample:
 class FleetSampler:
     """A daemon thread that reads the fleet summary about every interval_s seconds."""
 
-    def __init__(self, url: str, interval_s: float = 1.0, origin: float | None = None, timeout_s: float = 10.0):
+    def __init__(self, url: str, interval_s: float = 1.0, origin: float | None = None, timeout_s: float = 10.0,
+                 api_key: str | None = None):
         self._url = urljoin(url if url.endswith("/") else url + "/", SUMMARY_PATH)
         self._interval_s = interval_s
         self._origin = time.monotonic() if origin is None else origin
         self._timeout_s = timeout_s
+        self._api_key = api_key
         self._stop = threading.Event()
         self._samples: list[FleetSample] = []
         self._thread = threading.Thread(target=self._run, name="fleet-sampler", daemon=True)
@@ -60,6 +64,7 @@ class FleetSampler:
 
     def _run(self) -> None:
         with requests.Session() as session:
+            session.headers.update(auth_headers(self._api_key))
             while not self._stop.is_set():
                 if not self._sample(session):
                     return

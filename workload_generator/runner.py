@@ -47,7 +47,7 @@ def run_workload(config: LoadConfig, images) -> RunRecord:
     stop = threading.Event()
     origin = time.monotonic()
     client = Client(config, stop, origin)
-    sampler = FleetSampler(config.url, config.fleet_interval_s, origin).start()
+    sampler = FleetSampler(config.url, config.fleet_interval_s, origin, api_key=config.api_key).start()
     results: list[RequestResult] = []
     interrupted, failed = False, 0
     pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="sender")
