@@ -115,6 +115,7 @@ class Child:
     argv: list[str]
     proc: subprocess.Popen
     deaths: list[float] = field(default_factory=list)  # monotonic times, within the policy's interval
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # environment only this child gets
     restart_at: float | None = None  # set while it is dead and waiting to be started again
 
 
@@ -122,9 +123,11 @@ class Supervisor:
     """Starts the children in order, restarts any that dies, keeps the endpoint provisioned, stops in reverse."""
 
     def __init__(self, settings: Settings, env: dict[str, str], stop: threading.Event,
-                 state_dir: Path | None = None, policy: RestartPolicy = RestartPolicy(), probe_s: float = PROBE_S):
+                 state_dir: Path | None = None, policy: RestartPolicy = RestartPolicy(), probe_s: float = PROBE_S,
+                 web_secrets: dict[str, str] | None = None):
         self.settings = settings
         self.env = env
+        self.web_secrets = web_secrets or {}
         self.web_url = web_url(settings)
         self.aws_url = settings.endpoint_url
         self.state_dir = state_dir
@@ -138,12 +141,14 @@ class Supervisor:
         # provisioning and the restore have both succeeded: a half-done repair is retried, not forgotten.
         self._needs_setup = threading.Event()
 
-    def start(self, name: str, argv: list[str]) -> None:
-        self.children.append(Child(name, argv, self._spawn(argv)))
+    def start(self, name: str, argv: list[str], secrets: dict[str, str] | None = None) -> None:
+        """Start a child; `secrets` go into its environment only (not the controller's, say, nor user data)."""
+        secrets = dict(secrets or {})
+        self.children.append(Child(name, argv, self._spawn(argv, secrets), secrets=secrets))
         log.info("started %s (pid %s)", name, self.children[-1].proc.pid)
 
-    def _spawn(self, argv: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(argv, env=self.env, cwd=REPO, start_new_session=True, preexec_fn=die_with_parent)
+    def _spawn(self, argv: list[str], secrets: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(argv, env={**self.env, **secrets}, cwd=REPO, start_new_session=True, preexec_fn=die_with_parent)
 
     def run(self) -> int:
         """Start everything, print the URLs, and supervise until the stop event."""
@@ -173,7 +178,8 @@ class Supervisor:
             welcome = ["The saved accounts are not loaded yet; once they are, sign in as before."]
         self.start("local-host", [python, "-m", "controller.local_host"])
         self.start("controller", [python, "-m", "controller"])
-        self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"])
+        self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"],
+                   self.web_secrets)
         self._wait_until(lambda: answers(self.web_url + "/healthz", ok_only=True), "the web tier", 60)
         return welcome
 
@@ -219,7 +225,7 @@ class Supervisor:
     def _restart(self, child: Child) -> None:
         old_pid = child.proc.pid
         _signal_group(old_pid, signal.SIGKILL)  # e.g. gunicorn workers still holding the port
-        child.proc = self._spawn(child.argv)
+        child.proc = self._spawn(child.argv, child.secrets)
         child.restart_at = None
         log.warning("restarted %s: pid %s (was %s; %s deaths within %.0f s)", child.name, child.proc.pid, old_pid,
                     len(child.deaths), self.policy.interval_s)
@@ -516,9 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         state_dir = None if args.no_persist else state_dir_for(settings)
         if state_dir is not None and args.fresh:
             _set_aside(state_dir)
-        if not settings.secret_key:
-            env["SIGHTFLEET_SECRET_KEY"] = local_session_key(state_dir)
-        return Supervisor(settings, env, stop_event_on_signals(), state_dir).run()
+        # Only the web tier signs sessions; the other children (and the user data the controller writes) never see it.
+        web_secrets = {} if settings.secret_key else {"SIGHTFLEET_SECRET_KEY": local_session_key(state_dir)}
+        return Supervisor(settings, env, stop_event_on_signals(), state_dir, web_secrets=web_secrets).run()
 
 
 if __name__ == "__main__":

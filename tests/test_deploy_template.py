@@ -15,8 +15,9 @@ from sightfleet.aws.dynamodb import results_table_spec
 from sightfleet.config import Settings
 from sightfleet.deploy.bundle import build_bundle, bundle_files, bundle_key
 from sightfleet.deploy.cloudformation import planned_template
-from sightfleet.deploy.template import (MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES, DeployOptions, build_template,
-                                        policy_document, stack_settings, template_body)
+from sightfleet.aws.accounts import accounts_table_spec
+from sightfleet.deploy.template import (MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES, DeployOptions, accounts_policy,
+                                        build_template, policy_document, stack_settings, template_body)
 from tests.support import REPO
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
@@ -57,7 +58,7 @@ def test_every_name_comes_from_resource_names(template):
     assert queues == {names.request_queue, names.dead_letter_queue, names.response_queue}
     assert {p["BucketName"] for p in of_type(template, "AWS::S3::Bucket").values()} == {"acme-in", "acme-out"}
     tables = {p["TableName"] for p in of_type(template, "AWS::DynamoDB::Table").values()}
-    assert tables == {names.results_table, names.fleet_table}
+    assert tables == {names.results_table, names.fleet_table, names.accounts_table}
     for kind, key in [("AWS::IAM::Role", "RoleName"), ("AWS::IAM::InstanceProfile", "InstanceProfileName"),
                       ("AWS::EC2::LaunchTemplate", "LaunchTemplateName")]:
         assert {p[key] for p in of_type(template, kind).values()} == {names.role_name(r) for r in SERVICE_ROLES}
@@ -73,7 +74,10 @@ def test_the_template_policies_are_the_ami_iam_files(template, role):
     pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
     assert resolved(props["AssumeRolePolicyDocument"], pseudo) == iam_policy("ec2-trust-policy", SETTINGS, ACCOUNT)
     documents = [resolved(p["PolicyDocument"], pseudo) for p in props["Policies"]]
-    assert documents == [iam_policy(f"{role}-policy", SETTINGS, ACCOUNT), iam_policy("code-bundle-policy", SETTINGS, ACCOUNT)]
+    expected = [iam_policy(f"{role}-policy", SETTINGS, ACCOUNT), iam_policy("code-bundle-policy", SETTINGS, ACCOUNT)]
+    if role == "web":  # and the accounts grants (test_the_web_role_reads_accounts_and_the_session_key_only)
+        expected.append(resolved(accounts_policy(SETTINGS.names), pseudo))
+    assert documents == expected
     # And nothing region- or account-specific is left unsubstituted in the template itself.
     assert REGION not in json.dumps(policy_document(f"{role}-policy", SETTINGS)) and ACCOUNT not in json.dumps(props)
 
@@ -281,3 +285,40 @@ def test_untracked_files_beside_the_code_never_reach_the_bundle(tmp_path):
     (tmp_path / "notes.txt").write_text("untracked\n")
     subprocess.run(["git", "-C", str(tmp_path), "add", "app.py"], check=True)
     assert bundle_files(tmp_path) == ["app.py"]
+
+
+# --- issue 15: accounts and the session key ------------------------------------------------------------
+
+def test_the_accounts_table_is_the_one_provisioning_makes_and_its_links_expire(template):
+    props = template["Resources"]["AccountsTable"]["Properties"]
+    assert {k: v for k, v in props.items() if k not in ("Tags", "TimeToLiveSpecification")} == \
+        accounts_table_spec(SETTINGS.names.accounts_table)
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_the_session_key_is_generated_by_the_stack_and_never_in_the_template_or_user_data():
+    secret = {**SETTINGS.__dict__, "secret_key": "typed-in-the-deploying-shell"}
+    template = built(settings=Settings(**secret))
+    key = template["Resources"]["SessionKey"]
+    assert key["Type"] == "AWS::SecretsManager::Secret"
+    assert key["Properties"]["Name"] == SETTINGS.names.session_secret
+    assert key["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    assert "typed-in-the-deploying-shell" not in template_body(template)
+    text = user_data(stack_settings(Settings(**secret), DeployOptions(), BUNDLE), "web")
+    assert "typed-in-the-deploying-shell" not in text
+    env = dict(line.split("=", 1) for line in text.splitlines() if line.startswith("SIGHTFLEET_") and "=" in line)
+    assert env["SIGHTFLEET_SECRET_KEY_SECRET"] == f'"{SETTINGS.names.session_secret}"'
+    assert env["SIGHTFLEET_TRUSTED_PROXIES"] == '"1"' and env.get("SIGHTFLEET_SECRET_KEY", '""') == '""'
+
+
+def test_the_web_role_reads_accounts_and_the_session_key_only(template):
+    policies = {p["PolicyName"]: p["PolicyDocument"] for p in template["Resources"]["WebRole"]["Properties"]["Policies"]}
+    statements = resolved(policies["accounts"], {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT})["Statement"]
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/acme-prod-accounts"
+    granted = {(action, json.dumps(s["Resource"])) for s in statements for action in s["Action"]}
+    assert granted == {(a, json.dumps(table)) for a in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
+                                                          "dynamodb:DescribeTable")} | {
+        ("dynamodb:Query", json.dumps(table + "/index/account-items")),
+        ("secretsmanager:GetSecretValue", json.dumps({"Ref": "SessionKey"}))}
+    for role in ("worker", "controller"):  # nobody else touches accounts
+        assert "accounts" not in json.dumps(template["Resources"][f"{role.capitalize()}Role"])
