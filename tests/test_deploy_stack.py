@@ -10,16 +10,20 @@ import boto3
 import pytest
 
 from controller.templates import user_data
+from sightfleet.aws.accounts import AccountsTable
 from sightfleet.aws.dynamodb import FleetTable, ResultsTable
 from sightfleet.aws.ec2 import Fleet
 from sightfleet.aws.s3 import Bucket
 from sightfleet.aws.sqs import Queue
 from sightfleet.config import Settings
 from sightfleet.contracts import Job, new_image_id, queued_result, utc_now
+from sightfleet.errors import NotFound
 from sightfleet.deploy.cloudformation import leftovers
+from sightfleet.deploy.template import SESSION_KEY_LENGTH
 from sightfleet.interfaces import HEARTBEAT_KIND
 from sightfleet.resources import provision
 from tests.support import REPO, unique_prefix
+from web_tier.accounts import Accounts
 
 
 def run(script: str, endpoint: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
@@ -83,6 +87,20 @@ def test_every_resource_works_through_the_projects_modules(deployed, moto_server
     instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert instance["ImageId"] == version["LaunchTemplateData"]["ImageId"].strip() != ""
     assert [i.id for i in Fleet(settings).instances()] == [instance_id]
+    # Accounts, and the session key the stack generated, as a web instance reads it.
+    accounts = Accounts(AccountsTable(settings))
+    _, issued = accounts.create("operator", admin=True)
+    assert accounts.by_key(issued.key).admin
+    # moto's CloudFormation passes over AWS::SecretsManager::Secret, so the generated secret is made here the way
+    # CloudFormation would (test_deploy_template checks the resource); the web tier reads it as on AWS.
+    from web_tier import session_key
+    deployed_web = settings.with_changes(secret_key_secret=names.session_secret)
+    with pytest.raises(NotFound):
+        session_key(deployed_web)  # no secret: the web tier refuses to start rather than sign with a random key
+    generated = aws(moto_server, "secretsmanager").get_random_password(
+        PasswordLength=SESSION_KEY_LENGTH, ExcludePunctuation=True)["RandomPassword"]
+    aws(moto_server, "secretsmanager").create_secret(Name=names.session_secret, SecretString=generated)
+    assert session_key(deployed_web) == generated
 
 
 def test_the_stack_makes_what_provision_makes(deployed, moto_server):
@@ -113,7 +131,7 @@ def test_the_stack_makes_what_provision_makes(deployed, moto_server):
     stack = Settings(prefix=prefix, endpoint_url=moto_server)
     for attr in ("request_queue", "dead_letter_queue", "response_queue"):
         assert queue_shape(stack, getattr(stack.names, attr)) == queue_shape(other, getattr(other.names, attr)), attr
-    for attr in ("results_table", "fleet_table"):
+    for attr in ("results_table", "fleet_table", "accounts_table"):
         assert table_shape(getattr(stack.names, attr)) == table_shape(getattr(other.names, attr)), attr
     # moto ignores the template's TTL, so compare it with what ensure_tables switched on.
     ttl = ddb.describe_time_to_live(TableName=other.names.fleet_table)["TimeToLiveDescription"]["AttributeName"]
