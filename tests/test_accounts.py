@@ -21,9 +21,14 @@ def accounts(settings) -> Accounts:
     return Accounts(AccountsTable(settings))
 
 
-def cli(settings, *args: str, stdin: str = "", endpoint: str | None = None) -> subprocess.CompletedProcess:
+def cli(settings, *args: str, stdin: str = "", endpoint: str | None = None,
+        bare: bool = False) -> subprocess.CompletedProcess:
+    """Run the command line; bare: from a shell with no AWS credentials, as scripts/run's hint is pasted."""
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint or settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
            "PYTHONPATH": str(REPO)}
+    if bare:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
+            env.pop(name, None)
     return subprocess.run([sys.executable, "-m", "web_tier.accounts", *args], env=env, cwd=REPO, input=stdin,
                           capture_output=True, text=True, timeout=120)
 
@@ -180,3 +185,10 @@ def test_the_cli_says_when_the_endpoint_is_unreachable(settings):
 def test_the_cli_says_when_the_stack_is_not_provisioned(settings):
     done = cli(settings.with_changes(prefix="never-provisioned"), "list")
     assert done.returncode == 2 and "does not exist" in done.stderr and "scripts/run" in done.stderr
+
+
+def test_the_cli_needs_no_credentials_on_the_local_endpoint(settings, accounts):
+    accounts.create("jill")
+    done = cli(settings, "link", "jill", bare=True)
+    assert done.returncode == 0, done.stderr
+    assert accounts.redeem_link(done.stdout.strip().rsplit("token=", 1)[1]).name == "jill"

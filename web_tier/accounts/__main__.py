@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
 
 from sightfleet.config import ConfigError, Settings
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("accounts")
     try:
         settings = Settings.from_env()
+        if settings.is_local:
+            _local_credentials()
         run(args, Accounts(AccountsTable(settings)), settings)
     except (AccountError, ConfigError) as exc:
         log.error("%s", exc)
@@ -117,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return EXIT_REFUSED
     return EXIT_OK
+
+
+def _local_credentials() -> None:
+    """On the local endpoint, moto's placeholder credentials (as scripts/run gives its children) unless some are set."""
+    from sightfleet.stack import LOCAL_DEFAULTS
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        os.environ.setdefault(name, LOCAL_DEFAULTS[name])
 
 
 def _where(settings: Settings) -> str:
