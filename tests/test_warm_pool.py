@@ -185,7 +185,8 @@ def test_a_new_host_ends_the_workers_a_killed_host_left_frozen(settings):
             old.kill()
 
 
-def test_the_dashboard_shows_pooled_instances_apart_and_bills_running_time_only(app, client, resources):
+def test_the_dashboard_shows_pooled_instances_apart_and_bills_running_time_only(app, admin_client, resources):
+    client = admin_client  # the dashboard is for admins
     from prometheus_client.parser import text_string_to_metric_families
     from web_tier.opsdata import OpsData
     running, pooled = resources.fleet.launch(2, "#!/bin/bash\n")
