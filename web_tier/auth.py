@@ -107,6 +107,8 @@ def _refuse_anonymous(access: str):
 def authenticate():
     """before_request: set g.principal, and answer now when the caller may not go on."""
     access = required_access(request.endpoint)
+    if request.endpoint == "static":
+        return None  # stylesheets and scripts are the same for everyone: no account lookup per file
     header = request.headers.get("Authorization")
     try:
         if header is not None:
