@@ -413,7 +413,7 @@ class ChaosRun:
             self.in_flight += 1
         try:
             return self.stack.post("/api/images", files=files, params={"album": ALBUM},
-                                 timeout=(5, self.config.upload_timeout_s))
+                                   timeout=(5, self.config.upload_timeout_s))
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -706,8 +706,8 @@ def check_still_serving(run: ChaosRun) -> None:
     try:
         health = run.stack.get("/healthz", timeout=10)
         fresh = run.stack.post("/api/images", params={"album": ALBUM, "wait": 60},
-                              files={"file": ("fresh-chelsea.jpg", jpeg_bytes("chelsea"), "image/jpeg")},
-                              timeout=90)
+                               files={"file": ("fresh-chelsea.jpg", jpeg_bytes("chelsea"), "image/jpeg")},
+                               timeout=90)
     except requests.RequestException as exc:
         run.report.problem(f"the web tier does not answer after the run: {exc}")
         return

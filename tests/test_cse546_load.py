@@ -18,7 +18,7 @@ def test_100_concurrent_requests_are_all_answered_name_colon_label(local_stack):
     def classify(index: int) -> tuple[int, str, float]:
         started = time.monotonic()
         reply = local_stack.post("/", timeout=170,
-                              files={"myfile": (f"test_{index:03d}.jpg", photo, "image/jpeg")})
+                                 files={"myfile": (f"test_{index:03d}.jpg", photo, "image/jpeg")})
         return reply.status_code, reply.text, time.monotonic() - started
 
     started = time.monotonic()

@@ -173,7 +173,7 @@ def test_images_survive_a_restart_of_the_whole_stack(tmp_path):
     again = None
     try:
         reply = stack.post("/api/images?wait=60&album=kept",
-                              files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")}, timeout=90)
+                           files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")}, timeout=90)
         assert reply.status_code == 200, reply.text
         image = reply.json()["images"][0]
         assert image["status"] == "SUCCEEDED", image

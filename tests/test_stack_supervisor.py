@@ -267,7 +267,7 @@ def test_a_killed_endpoint_is_restarted_and_provisioned_while_the_rest_carries_o
     web, controller, host = (stack_child_pid(stack, "-m", what) for what in ("gunicorn", "controller",
                                                                              "controller.local_host"))
     reply = stack.post("/api/images", files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")},
-                          timeout=30)
+                       timeout=30)
     assert reply.status_code == 202, reply.text
     status_url = stack.web_url + reply.json()["images"][0]["status_url"]
     wait_for_a_snapshot_after(stack, time.time())
