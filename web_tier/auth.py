@@ -104,23 +104,30 @@ def _refuse_anonymous(access: str):
     return error_response(401, "UNAUTHENTICATED", message, BEARER_CHALLENGE)
 
 
-def authenticate():
-    """before_request: set g.principal, and answer now when the caller may not go on."""
-    access = required_access(request.endpoint)
-    if request.endpoint == "static":
-        return None  # stylesheets and scripts are the same for everyone: no account lookup per file
+def _caller():
+    """Who the request proves to be (None: nobody), or the answer when its credentials fail or cannot be checked."""
     header = request.headers.get("Authorization")
     try:
-        if header is not None:
-            principal = _from_header(header)
-            if principal is None:
-                return error_response(401, "BAD_CREDENTIALS", "the API key is not valid (unknown or revoked)",
-                                      BEARER_CHALLENGE)
-        else:
-            principal = _from_session()
+        if header is None:
+            return _from_session(), None
+        principal = _from_header(header)
     except (Unavailable, NotFound) as exc:
         log.warning("%s %s: accounts table unavailable: %s", request.method, request.path, exc)
-        return unavailable_response(ACCOUNTS_UNAVAILABLE)
+        return None, unavailable_response(ACCOUNTS_UNAVAILABLE)
+    if principal is None:
+        return None, error_response(401, "BAD_CREDENTIALS", "the API key is not valid (unknown or revoked)",
+                                    BEARER_CHALLENGE)
+    return principal, None
+
+
+def authenticate():
+    """before_request: set g.principal, and answer now when the caller may not go on."""
+    if request.endpoint == "static":
+        return None  # stylesheets and scripts are the same for everyone: no account lookup per file
+    access = required_access(request.endpoint)
+    principal, refusal = _caller()
+    if refusal is not None:
+        return refusal
     if principal is None and access == COURSE and current_app.config["SIGHTFLEET_OPEN_COURSE_ENDPOINT"]:
         principal = COURSE_PRINCIPAL
     g.principal = principal
