@@ -9,6 +9,7 @@ from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from sightfleet.aws.secrets import secret_string
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
 from web_tier.accounts import Accounts
@@ -36,7 +37,6 @@ def session_key(settings: Settings) -> str:
     if settings.secret_key:
         return settings.secret_key
     if settings.secret_key_secret:
-        from sightfleet.aws.secrets import secret_string
         return secret_string(settings, settings.secret_key_secret)
     log.warning("no SIGHTFLEET_SECRET_KEY: sessions are signed with a random key of this process, so they end "
                 "when it restarts and other processes do not accept them (scripts/run and scripts/deploy set one)")
