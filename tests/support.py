@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+
 from sightfleet.stack import answers, moto_command
 from web_tier.accounts import Accounts
 
@@ -168,9 +170,8 @@ class LocalStack:
         """Authorization for requests to this stack's web tier, as its admin."""
         return bearer(self.api_key)
 
-    def get(self, path: str, **kwargs) -> "requests.Response":
+    def get(self, path: str, **kwargs) -> requests.Response:
         """GET path on the web tier as the stack's admin."""
-        import requests
         return requests.get(self.web_url + path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
 
     def accounts(self) -> Accounts:
@@ -185,9 +186,8 @@ class LocalStack:
         """A one-time link that signs a browser in as `name` (the stack's admin by default) and opens next_path."""
         return sign_in_url(self.web_url, self.accounts(), name, next_path)
 
-    def post(self, path: str, **kwargs) -> "requests.Response":
+    def post(self, path: str, **kwargs) -> requests.Response:
         """POST to path on the web tier as the stack's admin."""
-        import requests
         return requests.post(self.web_url + path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
 
     def track(self) -> set[int]:

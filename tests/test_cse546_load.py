@@ -5,7 +5,6 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
 
 from tests.support import jpeg_bytes
 

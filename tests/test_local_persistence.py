@@ -185,7 +185,7 @@ def test_images_survive_a_restart_of_the_whole_stack(tmp_path):
         result = again.get(f"/api/images/{image['id']}", timeout=10).json()
         assert result["status"] == "SUCCEEDED" and result["labels"] == image["labels"]
         assert requests.get(result["thumbnail_url"], timeout=10).content[:3] == b"\xff\xd8\xff"
-        listed = again.get(f"/api/images?album=kept", timeout=10).json()
+        listed = again.get("/api/images?album=kept", timeout=10).json()
         assert [each["id"] for each in listed["images"]] == [image["id"]]
     except BaseException:
         print(stack.log_text()[-4000:])
