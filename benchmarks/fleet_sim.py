@@ -94,7 +94,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from app_tier.idle import POOL, RETIRE, IdleRules, idle_left_s, idle_step  # noqa: E402
-from controller.policy import Member, Observation, PolicyConfig, decide  # noqa: E402
+from controller.policy import Member, Observation, PolicyConfig, decide, target_backlog  # noqa: E402
+from sightfleet.config import Settings  # noqa: E402
 
 log = logging.getLogger(__name__)
 # The policy reads times as epoch seconds, where 0 means "none": the simulated clock starts at 0.
@@ -203,7 +204,7 @@ class Sim:
         self.now = 0.0
         self.visible: deque = deque()
         self.instances: dict[str, Instance] = {}
-        self.waiting: deque = deque()          # instances in a long poll, longest first
+        self.waiting: list = []                # instances in a long poll
         self.quiet_since: float | None = 0.0
         self.peak = 0
         self._events: list = []
@@ -250,8 +251,12 @@ class Sim:
     def _arrive(self, job: Job) -> None:
         self.visible.append(job)
         self.quiet_since = None
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Visible messages go to instances in a long poll, each to one of them at random (as SQS does)."""
         while self.waiting and self.visible:
-            self._receive(self.waiting.popleft())
+            self._receive(self.waiting.pop(self.rng.randrange(len(self.waiting))))
 
     def _note_quiet(self) -> None:
         if self.backlog == 0 and self.quiet_since is None:
@@ -330,8 +335,7 @@ class Sim:
         self._bill(inst)
         inst.state, inst.phase = "terminated", "gone"
         inst.generation += 1
-        while self.waiting and self.visible:
-            self._receive(self.waiting.popleft())
+        self._deliver()
 
     def _bill(self, inst: Instance) -> None:
         if inst.running_since is not None:
@@ -444,14 +448,19 @@ class Policy:
 
 
 class Sightfleet(Policy):
-    """controller.policy.decide every tick; app_tier.idle's rule at each empty poll."""
+    """controller.policy.decide every tick, as controller/loop.py calls it; app_tier.idle's rule at each empty poll."""
 
-    def __init__(self, name: str, config: PolicyConfig, rules: IdleRules, prefill: int | None = None):
-        self.name, self.config, self.rules = name, config, rules
-        self.prefill = config.warm_pool_size if prefill is None else prefill
+    def __init__(self, name: str, settings: Settings, prefill: int | None = None):
+        self.name, self.settings, self.rules = name, settings, IdleRules.from_settings(settings)
+        self.prefill = settings.warm_pool_size if prefill is None else prefill
+        self.config = PolicyConfig.from_settings(settings)
 
     def prepare(self, sim: Sim) -> None:
         sim.add_pooled(self.prefill)
+        # The loop's latency-derived target, from the time per image it measures (here: the mean).
+        target = target_backlog(self.settings.acceptable_latency_s, sim.t.service_s,
+                                self.settings.target_backlog_per_instance)
+        self.config = PolicyConfig.from_settings(self.settings, target)
 
     def tick(self, sim: Sim) -> None:
         decision = decide(sim.observation(), self.config)
@@ -593,16 +602,19 @@ class AsgWarmPool(TargetTracking):
         sim.launch(max(0, refill), then_pool=True)
 
 
-def sightfleet_policies(cap: int, t: Timings, pool_grace_s: float, idle_grace_s: float) -> list[Policy]:
-    """Sightfleet with a warm pool the size of the cap, and without one (the AWS default)."""
-    base = PolicyConfig(max_instances=cap, idle_retire_after_s=idle_grace_s + 30.0)
-    with_pool = replace(base, warm_pool_size=cap)
-    return [Sightfleet("sightfleet", with_pool, IdleRules(min(pool_grace_s, idle_grace_s), idle_grace_s, cap)),
-            Sightfleet("sightfleet-nopool", base, IdleRules(idle_grace_s, idle_grace_s, 0))]
+def sightfleet_policies(cap: int, pool_grace_s: float | None, idle_grace_s: float | None) -> list[Policy]:
+    """Sightfleet with a warm pool the size of the cap, the same sized by an acceptable latency of 20 s
+    (SIGHTFLEET_ACCEPTABLE_LATENCY_S: fewer instances, each with more work to pay for its start), and
+    without a pool (the AWS default). Graces None: the Settings defaults."""
+    graces = {k: v for k, v in (("pool_grace_s", pool_grace_s), ("idle_grace_s", idle_grace_s)) if v is not None}
+    base = Settings(max_instances=cap, **graces)
+    pooled = replace(base, warm_pool_size=cap)
+    return [Sightfleet("sightfleet", pooled), Sightfleet("sightfleet-latency20", replace(pooled, acceptable_latency_s=20)),
+            Sightfleet("sightfleet-nopool", base)]
 
 
-def all_policies(cap: int, t: Timings, args) -> list[Policy]:
-    return sightfleet_policies(cap, t, args.pool_grace, args.idle_grace) + [
+def all_policies(cap: int, args) -> list[Policy]:
+    return sightfleet_policies(cap, args.pool_grace, args.idle_grace) + [
         Seed(), Keda(), TargetTracking(), AsgWarmPool()]
 
 
@@ -649,7 +661,7 @@ def run_all(args, t: Timings) -> dict:
         for trace in args.traces:
             key = f"{trace}/cap-{cap}"
             policies = {p.name: simulate(trace, p, cap, t, args.seed, progress=not args.quiet)
-                        for p in all_policies(cap, t, args)}
+                        for p in all_policies(cap, args)}
             out["traces"][key] = {"policies": policies}
     return out
 
@@ -671,15 +683,14 @@ def table(result: dict) -> str:
 
 def local_check(args) -> dict:
     """benchmarks/scaling.py's run in the model: 40 images, cap 4, cold then into the warm pool it left."""
-    t = LOCAL
-    config = PolicyConfig(max_instances=args.local_cap, warm_pool_size=args.local_cap,
-                          idle_retire_after_s=args.local_idle_grace + 30.0)
-    rules = IdleRules(min(args.local_pool_grace, args.local_idle_grace), args.local_idle_grace, args.local_cap)
+    t = replace(LOCAL, service_s=args.local_service)
+    settings = Settings(max_instances=args.local_cap, warm_pool_size=args.local_cap, idle_grace_s=args.local_idle_grace,
+                        pool_grace_s=args.local_pool_grace, controller_tick_s=t.tick_s)
     rng = random.Random(args.seed)
     out = {}
     for what, pooled in (("cold", 0), ("warm", args.local_cap)):
-        policy = Sightfleet("sightfleet", config, rules, prefill=pooled)
-        sim = Sim(burst(args.local_images, rng, t), t, policy, args.local_cap, args.seed)
+        sim = Sim(burst(args.local_images, rng, t), t, Sightfleet("sightfleet", settings, pooled), args.local_cap,
+                  args.seed)
         out[what] = sim.run().summary()
     return out
 
@@ -690,14 +701,16 @@ def main() -> int:
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--traces", nargs="+", default=list(TRACES), choices=list(TRACES))
     parser.add_argument("--caps", nargs="+", type=int, default=[19, 200])
-    parser.add_argument("--idle-grace", type=float, default=60.0, help="Sightfleet's idle grace (s)")
-    parser.add_argument("--pool-grace", type=float, default=2.0, help="Sightfleet's grace into the pool (s)")
+    parser.add_argument("--idle-grace", type=float, help="Sightfleet's idle grace (s; default: Settings')")
+    parser.add_argument("--pool-grace", type=float, help="Sightfleet's grace into the pool (s; default: Settings')")
     parser.add_argument("--service-scale", type=float, default=1.0, help="per-image time on the instance type")
     parser.add_argument("--local", action="store_true", help="model benchmarks/scaling.py on this machine")
     parser.add_argument("--local-images", type=int, default=40)
     parser.add_argument("--local-cap", type=int, default=4)
     parser.add_argument("--local-idle-grace", type=float, default=6.0)
     parser.add_argument("--local-pool-grace", type=float, default=2.0)
+    parser.add_argument("--local-service", type=float, default=LOCAL.service_s,
+                        help="mean timings.total per image in the run to compare with (s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
