@@ -695,7 +695,7 @@ def local_check(args) -> dict:
     return out
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write the results to this file")
@@ -712,7 +712,11 @@ def main() -> int:
     parser.add_argument("--local-service", type=float, default=LOCAL.service_s,
                         help="mean timings.total per image in the run to compare with (s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.local:
         result = local_check(args)
