@@ -49,3 +49,10 @@ def test_rules_from_settings():
     rules = IdleRules.from_settings(Settings(idle_grace_s=30, pool_grace_s=3, warm_pool_size=4, min_instances=1))
     assert rules == IdleRules(pool_idle_s=3, idle_grace_s=30, warm_pool_size=4, min_instances=1)
     assert IdleRules.from_settings(Settings(idle_grace_s=30, pool_grace_s=3)).pool_idle_s == 30   # no pool
+
+
+def test_with_a_pool_the_default_grace_into_it_is_short():
+    # A resume is cheap and idling is not (benchmarks/fleet_sim.py): 2 s, never past the idle grace.
+    assert IdleRules.from_settings(Settings(warm_pool_size=3)).pool_idle_s == 2
+    assert IdleRules.from_settings(Settings(warm_pool_size=3, idle_grace_s=1)).pool_idle_s == 1
+    assert IdleRules.from_settings(Settings(warm_pool_size=3, pool_grace_s=0)).pool_idle_s == 60   # 0: the grace
