@@ -578,7 +578,8 @@ class TargetTracking(Policy):
         return self.period_s
 
     def in_service(self, sim: Sim) -> list[Instance]:
-        return [i for i in sim.live() if sim.now - i.launched_at >= self.warmup_s]
+        # The warm-up runs from the launch, or from the start out of the warm pool.
+        return [i for i in sim.live() if sim.now - max(i.launched_at, i.started_at or i.launched_at) >= self.warmup_s]
 
     def tick(self, sim: Sim) -> None:
         warm = self.in_service(sim)
