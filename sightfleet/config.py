@@ -132,7 +132,7 @@ class Settings:
     # Warm pool: how many stopped (hibernated) workers the stack keeps, and the idle seconds after
     # which a worker goes into the pool when it has room (0: idle_grace_s); see README "The fleet".
     warm_pool_size: int = 0
-    pool_grace_s: float = 0.0
+    pool_grace_s: float = 2.0   # issue 14 section 3: a short grace into the pool (benchmarks/fleet_sim.py)
     # Issue 15, accounts and sign-in (web_tier/auth.py): the key that signs session cookies (empty:
     # scripts/run keeps one in its state dir; a deployed stack reads it from secret_key_secret), whether
     # the course's `POST /` takes uploads without credentials (1) or not (0), and how many proxies in
