@@ -77,8 +77,8 @@ def test_deleting_an_account_ends_its_keys_and_a_new_account_of_that_name_is_som
     assert accounts.by_key(issued.key) is None
     new, _ = accounts.create("dave")
     assert new["account_id"] != old["account_id"]
-    assert accounts.by_session("dave", old["account_id"]) is None
-    assert accounts.by_session("dave", new["account_id"]).owner == new["account_id"]
+    assert accounts.by_session("dave", old["account_id"], old["session_epoch"]) is None
+    assert accounts.by_session("dave", new["account_id"], new["session_epoch"]).owner == new["account_id"]
 
 
 def test_passwords_are_argon2_hashed_and_checked(accounts, settings):
@@ -192,3 +192,17 @@ def test_the_cli_needs_no_credentials_on_the_local_endpoint(settings, accounts):
     done = cli(settings, "link", "jill", bare=True)
     assert done.returncode == 0, done.stderr
     assert accounts.redeem_link(done.stdout.strip().rsplit("token=", 1)[1]).name == "jill"
+
+
+def test_a_new_password_or_signing_out_everywhere_ends_every_session_but_not_the_keys(accounts, settings):
+    account, issued = accounts.create("kim", password="first password")
+    epoch = account["session_epoch"]
+    assert accounts.by_session("kim", account["account_id"], epoch) is not None
+    accounts.set_password("kim", "second password")
+    assert accounts.by_session("kim", account["account_id"], epoch) is None
+    assert accounts.by_password("kim", "first password") is None and accounts.by_password("kim", "second password")
+    epoch = accounts.get("kim")["session_epoch"]
+    ended = cli(settings, "signout", "kim")
+    assert ended.returncode == 0, ended.stderr
+    assert accounts.by_session("kim", account["account_id"], epoch) is None
+    assert accounts.by_key(issued.key) is not None

@@ -285,3 +285,10 @@ def test_every_route_has_an_access_rule_and_only_the_listed_ones_are_open(app):
                            "signin.link", "signin.signout"}
     assert required_access("ops.metrics") == "admin" and required_access("api.list_images") == "signed-in"
     assert required_access("some_new_blueprint.view") == "signed-in"
+
+
+def test_signing_out_everywhere_ends_a_browsers_session_at_its_next_request(person, accounts):
+    assert person.get("/gallery", headers=HTML).status_code == 200
+    accounts.end_sessions("pat")
+    assert person.get("/gallery", headers=HTML).status_code == 302
+    assert person.get_cookie(SESSION_COOKIE) is None  # the stale cookie is cleared too

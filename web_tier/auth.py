@@ -36,8 +36,8 @@ BLUEPRINT_ACCESS = {
     "ops": ADMIN,      # /ops, /api/ops/*, /metrics
 }
 COURSE_PRINCIPAL = Principal(ANONYMOUS_OWNER, "anonymous", via="anonymous")
-# The session cookie's fields: the account's id and name (checked against the table on each request).
-SESSION_ACCOUNT, SESSION_NAME = "account_id", "name"
+# The session cookie's fields: the account's id, name and session epoch (checked against the table on each request).
+SESSION_ACCOUNT, SESSION_NAME, SESSION_EPOCH = "account_id", "name", "epoch"
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sightfleet"'}
 ACCOUNTS_UNAVAILABLE = "accounts unreachable: who is calling cannot be checked right now; try again shortly"
 
@@ -57,9 +57,10 @@ def required_access(endpoint: str | None) -> str:
 
 def sign_in(principal: Principal) -> None:
     """Start a session for this account (a fresh cookie: nothing of an earlier session carries over)."""
+    epoch = accounts().session_epoch(principal)
     session.clear()
     session.permanent = True
-    session[SESSION_ACCOUNT], session[SESSION_NAME] = principal.owner, principal.name
+    session[SESSION_ACCOUNT], session[SESSION_NAME], session[SESSION_EPOCH] = principal.owner, principal.name, epoch
 
 
 def sign_out() -> None:
@@ -84,12 +85,12 @@ def _from_header(header: str) -> Principal | None:
 
 
 def _from_session() -> Principal | None:
-    account_id, name = session.get(SESSION_ACCOUNT), session.get(SESSION_NAME)
-    if not (isinstance(account_id, str) and isinstance(name, str)):
+    fields = [session.get(field) for field in (SESSION_NAME, SESSION_ACCOUNT, SESSION_EPOCH)]
+    if not all(isinstance(value, str) for value in fields):
         return None
-    principal = accounts().by_session(name, account_id)
+    principal = accounts().by_session(*fields)
     if principal is None:
-        session.clear()  # the account was deleted: the cookie goes too
+        session.clear()  # the account was deleted, or signed out everywhere: the cookie goes too
     return principal
 
 

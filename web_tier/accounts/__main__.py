@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     password = commands.add_parser("password", help="set an account's password (asked)")
     password.add_argument("name")
+    signout = commands.add_parser("signout", help="end every session of an account (its keys stay valid)")
+    signout.add_argument("name")
     link = commands.add_parser("link", help="a one-time sign-in link for an account; prints it last")
     link.add_argument("name")
     link.add_argument("--url", help="the web tier's address (default http://127.0.0.1:$PORT)")
@@ -91,6 +93,9 @@ def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> Non
     elif args.command == "password":
         accounts.set_password(args.name, _ask_password())
         log.info("password of %s set", args.name)
+    elif args.command == "signout":
+        accounts.end_sessions(args.name)
+        log.info("every session of %s has ended", args.name)
     elif args.command == "link":
         token = accounts.make_link(args.name, args.ttl)
         base = (args.url or f"http://127.0.0.1:{settings.port}").rstrip("/")

@@ -62,6 +62,10 @@ def normalised_name(name: str) -> str:
     return name
 
 
+def _new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
 def _principal(account: dict, via: str) -> Principal:
     return Principal(owner=account["account_id"], name=account["name"], admin=bool(account.get("admin")), via=via)
 
@@ -76,7 +80,8 @@ class Accounts:
         """A new account and its first API key; AccountError when the name is taken."""
         name = normalised_name(name)
         account = {"account_id": uuid.uuid4().hex[:16], "name": name, "admin": admin,
-                   "password_hash": self._hash_password(password) if password else "", "created_at": iso(time.time())}
+                   "password_hash": self._hash_password(password) if password else "",
+                   "session_epoch": _new_epoch(), "created_at": iso(time.time())}
         try:
             self.store.put_account(account)
         except ConditionFailed:
@@ -98,9 +103,21 @@ class Accounts:
         return any(account.get("admin") for account in self.store.accounts())
 
     def set_password(self, name: str, password: str) -> None:
+        """A new password; every session of the account ends with it (a stolen cookie among them)."""
+        self._update(name, password_hash=self._hash_password(password), session_epoch=_new_epoch())
+
+    def end_sessions(self, name: str) -> None:
+        """Sign the account out everywhere: every session cookie it has stops at its next request."""
+        self._update(name, session_epoch=_new_epoch())
+
+    def session_epoch(self, principal: Principal) -> str:
+        """What a new session of this account records, to be compared on each request (see end_sessions)."""
+        return self.get(principal.name).get("session_epoch", "")
+
+    def _update(self, name: str, **changes) -> None:
         account = self.get(name)
         try:
-            self.store.update_account({**account, "password_hash": self._hash_password(password)})
+            self.store.update_account({**account, **changes})
         except ConditionFailed:
             raise AccountError(f"no account named {name!r}") from None
 
@@ -145,9 +162,13 @@ class Accounts:
             return None
         return self._live(found["name"], found["account_id"], "key")
 
-    def by_session(self, name: str, account_id: str) -> Principal | None:
-        """Who a session cookie names, if that account still exists (not one deleted and made again)."""
-        return self._live(name, account_id, "session")
+    def by_session(self, name: str, account_id: str, epoch: str) -> Principal | None:
+        """Who a session cookie names, if that account still exists (not one deleted and made again) and the
+        session is not older than its last password change or sign-out everywhere."""
+        account = self._account(name, account_id)
+        if account is None or not secrets.compare_digest(account.get("session_epoch", ""), epoch):
+            return None
+        return _principal(account, "session")
 
     def by_password(self, name: str, password: str) -> Principal | None:
         """Who this name and password sign in as; argon2 runs whether or not the name exists."""
@@ -178,10 +199,15 @@ class Accounts:
         return self._live(link["name"], link["account_id"], "session")
 
     def _live(self, name: str, account_id: str, via: str) -> Principal | None:
+        account = self._account(name, account_id)
+        return None if account is None else _principal(account, via)
+
+    def _account(self, name: str, account_id: str) -> dict | None:
+        """The account of this name, if it is still the one with this id."""
         account = self.store.get_account(name)
         if account is None or not secrets.compare_digest(account["account_id"], account_id):
             return None
-        return _principal(account, via)
+        return account
 
     @staticmethod
     def _hash_password(password: str) -> str:
