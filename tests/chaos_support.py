@@ -570,13 +570,22 @@ class ChaosRun:
 
     # -- after the load --
     def drain(self) -> None:
-        """Until every accepted image is final and the request queue is empty, within the bound."""
+        """Until every accepted image and every poison image id is final and the request queue is empty, within the bound."""
         deadline = time.monotonic() + self.config.drain_timeout_s
         while time.monotonic() < deadline and self.stack_alive():
-            if self.sample() == len(self.accepted_ids()) and self._queue_empty():
+            if self.sample() == len(self.accepted_ids()) and self._queue_empty() and self._poison_final():
                 self.report.drain_s = round(self.elapsed(), 1)
                 return
             time.sleep(SAMPLE_S)
+
+    def _poison_final(self) -> bool:
+        """Whether each poison body that names an image has its row final: a dead-lettered one is marked FAILED by
+        the controller's next look at the dead-letter queue, a moment after the request queue is empty."""
+        try:
+            rows = self.resources.results.get_many(list(self.poison_ids))
+        except SightfleetError:
+            return False
+        return all(row["status"] in FINAL_STATUSES for row in rows)
 
     def _queue_empty(self) -> bool:
         try:
