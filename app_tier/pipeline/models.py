@@ -109,30 +109,27 @@ class NativeDetector(Detector):
 
 
 class OpenVinoDetector(Detector):
-    """The whole TensorFlow graph (its own preprocessing and NMS) as OpenVINO IR, on uint8 NHWC input."""
+    """The detector's IR (runtime.convert_detector): one 300x300 RGB uint8 NHWC image a pass, native's rows out."""
 
     def __init__(self, compiled):
-        self._compiled = compiled
         self._request = compiled.create_infer_request()
-        self._outputs = {name: compiled.output(name) for name in
-                         ("detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0")}
 
     def blob(self, inputs: list[np.ndarray]) -> np.ndarray:
         return np.ascontiguousarray(np.stack(inputs))
 
-    def forward(self, blob: np.ndarray) -> dict[str, np.ndarray]:
-        """boxes (N, 100, 4) as (top, left, bottom, right), scores, classes (N, 100) and counts (N,)."""
-        self._request.infer({0: blob})
-        return {name: self._request.get_tensor(port).data.copy() for name, port in self._outputs.items()}
+    def forward(self, blob: np.ndarray) -> np.ndarray:
+        """Rows of (image index, class id, score, x1, y1, x2, y2), one pass per image (the IR's batch is one)."""
+        found = []
+        for index, image in enumerate(blob):
+            self._request.infer({0: image[None]})
+            rows = self._request.get_output_tensor(0).data.reshape(-1, 7)
+            rows = rows[rows[:, 0] == 0].copy()         # DetectionOutput ends its rows with image -1
+            rows[:, 0] = index
+            found.append(rows)
+        return np.concatenate(found)
 
-    def rows(self, output: dict[str, np.ndarray]) -> np.ndarray:
-        rows = []
-        for index, count in enumerate(output["num_detections:0"].astype(int)):
-            boxes = output["detection_boxes:0"][index, :count]
-            rows.append(np.column_stack([
-                np.full(count, index, np.float32), output["detection_classes:0"][index, :count],
-                output["detection_scores:0"][index, :count], boxes[:, 1], boxes[:, 0], boxes[:, 3], boxes[:, 2]]))
-        return np.concatenate(rows) if rows else np.zeros((0, 7), np.float32)
+    def rows(self, output: np.ndarray) -> np.ndarray:
+        return output
 
 
 def load_efficientnet():
@@ -232,19 +229,21 @@ class NativeClassifier(Classifier):
 
 
 class OpenVinoClassifier(Classifier):
-    """The same torch model converted to OpenVINO IR."""
+    """The same torch model converted to OpenVINO IR, one image a pass (runtime.convert_classifier)."""
 
     def __init__(self, compiled):
         super().__init__()
-        self._compiled = compiled
         self._request = compiled.create_infer_request()
 
     def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
         return np.ascontiguousarray(np.stack(inputs))
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        self._request.infer({0: batch})
-        return self._request.get_output_tensor(0).data.copy()
+        logits = []
+        for image in batch:
+            self._request.infer({0: image[None]})
+            logits.append(self._request.get_output_tensor(0).data.copy())
+        return np.concatenate(logits)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return _softmax(logits.astype(np.float64)).astype(np.float32)
