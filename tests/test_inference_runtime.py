@@ -65,7 +65,8 @@ def test_two_workers_starting_at_once_convert_once(tmp_path):
     assert xml.stat().st_size > 0 and xml.with_suffix(".bin").stat().st_size > 10_000_000
     assert not list(xml.parent.parent.glob(".*-*")), "a temporary folder was left behind"
     import openvino
-    assert openvino.Core().read_model(str(xml)).inputs[0].get_partial_shape()[1:] == [3, 224, 224]
+    model_input = openvino.Core().read_model(str(xml)).inputs[0]          # one RGB uint8 image, scaled in the IR
+    assert model_input.get_partial_shape() == [1, 224, 224, 3] and model_input.get_element_type() == openvino.Type.u8
 
 
 @pytest.fixture

@@ -161,18 +161,18 @@ class Classifier:
             raise RuntimeError(f"expected 1000 ImageNet names, found {len(self.names)}")
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """The centre 224/256 square (ImageNet's evaluation crop) at 224x224, scaled to [-1, 1], channels first.
+        """The centre 224/256 square (ImageNet's evaluation crop) at 224x224, RGB uint8, channels last.
 
         Cropping before resizing gives the same pixels as resize-then-crop and keeps the
-        work bounded for panoramas.
+        work bounded for panoramas. Scaling to [-1, 1] channels first is each runtime's own
+        step (batch(), or the OpenVINO IR's preprocessing).
         """
         height, width = rgb.shape[:2]
         side = max(1, round(min(height, width) * self.SIDE / self.RESIZE))
         top, left = (height - side) // 2, (width - side) // 2
         crop = rgb[top:top + side, left:left + side]
         shrink = cv2.INTER_AREA if side > self.SIDE else cv2.INTER_LINEAR
-        resized = cv2.resize(crop, (self.SIDE, self.SIDE), interpolation=shrink)
-        return np.ascontiguousarray((resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1))
+        return cv2.resize(crop, (self.SIDE, self.SIDE), interpolation=shrink)
 
     def run(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Class probabilities, shape (len(inputs), 1000), one forward pass for the whole list."""
@@ -183,7 +183,7 @@ class Classifier:
         raise NotImplementedError
 
     def forward(self, batch):
-        """The bare forward pass: logits for an (N, 3, 224, 224) batch."""
+        """The bare forward pass: logits (N, 1000) for the batch."""
         raise NotImplementedError
 
     def probabilities(self, logits) -> np.ndarray:
@@ -215,8 +215,10 @@ class NativeClassifier(Classifier):
         self._model = _compiled(load_efficientnet(), self.SIDE)
 
     def batch(self, inputs: list[np.ndarray]):
+        """The images scaled to [-1, 1], channels first, as the torch model takes them."""
         import torch
-        return torch.from_numpy(np.stack(inputs))
+        return torch.from_numpy(np.ascontiguousarray((np.stack(inputs).astype(np.float32) / 127.5 - 1.0)
+                                                     .transpose(0, 3, 1, 2)))
 
     def forward(self, batch):
         import torch
@@ -229,7 +231,7 @@ class NativeClassifier(Classifier):
 
 
 class OpenVinoClassifier(Classifier):
-    """The same torch model converted to OpenVINO IR, one image a pass (runtime.convert_classifier)."""
+    """The same torch model converted to OpenVINO IR, one image a pass, scaling in the IR (runtime.convert_classifier)."""
 
     def __init__(self, compiled):
         super().__init__()
