@@ -7,12 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app_tier.pipeline import PipelineSettings
-from app_tier.pipeline import runtime
+from app_tier.pipeline import models, runtime
 from app_tier.pipeline.models import NativeClassifier, NativeDetector
 from sightfleet.config import ConfigError, Settings
+from tests.pipeline_fixtures import photo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,10 +41,18 @@ def test_settings_choose_the_runtime():
         PipelineSettings(inference_precision="int8")
 
 
-def test_cache_key_names_every_version():
-    key = runtime.cache_key()
-    for package in ("openvino", *runtime.MODEL_PACKAGES):
-        assert package in key
+def test_settings_choose_the_cache_folder():
+    assert Settings.from_env({}).model_cache_dir == "" and runtime.cache_dir("") == runtime.DEFAULT_CACHE_DIR
+    settings = Settings.from_env({"SIGHTFLEET_MODEL_CACHE_DIR": "/var/lib/sightfleet/models"})
+    assert PipelineSettings.from_settings(settings).model_cache_dir == "/var/lib/sightfleet/models"
+    assert runtime.cache_dir("~/models") == Path.home() / "models"
+
+
+@pytest.mark.parametrize("package", ["openvino", "torch"])
+def test_cache_key_names_every_version(package):
+    key = runtime.cache_key(package)
+    for name in (package, *runtime.MODEL_PACKAGES):
+        assert name in key
     assert f"conversion-{runtime.CONVERSION}" in key
 
 
@@ -108,3 +118,43 @@ def test_an_openvino_worker_never_imports_torch(tmp_path):
             "print(p.runtime, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["openvino", "False"], out.stderr
+
+
+@pytest.fixture
+def traces(monkeypatch) -> list:
+    """Each building of the eager classifier, which tracing starts with, appends to the list."""
+    built, build = [], models.load_efficientnet
+    monkeypatch.setattr(models, "load_efficientnet", lambda: built.append(1) or build())
+    return built
+
+
+def test_a_native_worker_traces_the_classifier_once(tmp_path, traces):
+    """The first start traces and caches the frozen graph; the next loads it, and it computes what tracing gives."""
+    settings = PipelineSettings(inference="native", model_cache_dir=str(tmp_path))
+    _, first, _ = runtime.load_models(settings)
+    assert len(traces) == 1
+    _, second, _ = runtime.load_models(settings)
+    assert len(traces) == 1, "the second start traced again"
+    assert (tmp_path / runtime.cache_key("torch") / runtime.TORCHSCRIPT / "model.pt").stat().st_size > 10_000_000
+    cat = first.prepare(np.asarray(photo("chelsea")))
+    np.testing.assert_allclose(second.run([cat]), NativeClassifier().run([cat]), atol=1e-6)
+    assert len(traces) == 2
+
+
+def test_a_damaged_torchscript_graph_is_traced_in_memory(tmp_path, traces, caplog):
+    entry = tmp_path / runtime.cache_key("torch") / runtime.TORCHSCRIPT
+    entry.mkdir(parents=True)
+    (entry / "model.pt").write_bytes(b"half a graph")
+    with caplog.at_level(logging.WARNING, logger="app_tier.pipeline.runtime"):
+        classifier = runtime.native_classifier(tmp_path)
+    assert "unreadable" in caplog.text and len(traces) == 1
+    assert classifier.run([classifier.prepare(np.asarray(photo("coffee")))]).shape == (1, 1000)
+
+
+def test_an_unusable_cache_folder_means_tracing_in_memory(tmp_path, traces, caplog):
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="app_tier.pipeline.runtime"):
+        classifier = runtime.native_classifier(blocked / "models")
+    assert "tracing it in memory" in caplog.text and len(traces) == 1
+    assert isinstance(classifier, NativeClassifier)

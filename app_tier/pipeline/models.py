@@ -191,8 +191,8 @@ class Classifier:
         raise NotImplementedError
 
 
-def _compiled(model, side: int):
-    """The model traced and frozen into one TorchScript graph.
+def frozen_classifier(side: int):
+    """The eager model traced and frozen into one TorchScript graph.
 
     Eager PyTorch takes the GIL back between each of the network's ~200 small ops; with the
     worker's storage threads running, each handback can wait a whole switch interval (5 ms),
@@ -204,15 +204,31 @@ def _compiled(model, side: int):
     # torch.jit is deprecated in favour of torch.compile, which needs a C++ toolchain at run time.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.freeze(torch.jit.trace(model, example))
+        return torch.jit.freeze(torch.jit.trace(load_efficientnet(), example))
+
+
+def save_torchscript(graph, path: Path) -> None:
+    """Write a TorchScript graph (runtime.py caches the frozen classifier so)."""
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(graph, str(path))
+
+
+def load_torchscript(path: Path):
+    """A TorchScript graph saved by save_torchscript, on the CPU; RuntimeError if the file is damaged."""
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu")
 
 
 class NativeClassifier(Classifier):
-    """The torch model as frozen TorchScript."""
+    """The torch model as frozen TorchScript: the graph given (runtime.py's cached one), or traced here."""
 
-    def __init__(self):
+    def __init__(self, graph=None):
         super().__init__()
-        self._model = _compiled(load_efficientnet(), self.SIDE)
+        self._model = graph if graph is not None else frozen_classifier(self.SIDE)
 
     def batch(self, inputs: list[np.ndarray]):
         """The images scaled to [-1, 1], channels first, as the torch model takes them."""

