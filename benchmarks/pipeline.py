@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -257,15 +258,57 @@ def _service_worker(endpoint_url: str, prefix: str, images: int, emulator_pid: i
 
     settings = Settings(endpoint_url=endpoint_url, prefix=prefix)
     pipeline = load_pipeline(settings)
-    worker = Worker(Resources.connect(settings), lambda: pipeline, "i-bench", can_terminate=False)
+    resources = Resources.connect(settings)
+    worker = Worker(resources, lambda: pipeline, "i-bench", can_terminate=False)
     emulator_cpu_ms = tree_cpu_ms(emulator_pid)
     worker.counters = _StopWhenCounted(images)
-    with _Clock() as clock, _ForwardTimer(pipeline) as forward:
+    with _Clock() as clock, _ForwardTimer(pipeline) as forward, _StorageTimer(resources) as storage:
         worker.work()   # in this thread, as in production
     emulator_cpu_ms = tree_cpu_ms(emulator_pid) - emulator_cpu_ms
     sys.stdout.write(json.dumps({"per_image_ms": clock.wall_ms / images, "in_run_forward_ms": forward.ms / images,
                                  "worker_cpu_ms": clock.cpu_ms / images,
-                                 "emulator_cpu_ms": emulator_cpu_ms / images}) + "\n")
+                                 "emulator_cpu_ms": emulator_cpu_ms / images, "storage": storage.calls}) + "\n")
+
+
+class _StorageTimer:
+    """Adds up the calls and wall time of each storage call the worker makes while active, by resource and method.
+
+    The worker makes most of them on its storage threads, beside the models, so their times
+    overlap the pipeline's: what they cost the critical path is the job path's ratio, not their sum.
+    """
+
+    CALLS = {"requests": ("receive", "delete_batch", "set_visibility"), "responses": ("send_batch", "send"),
+             "inputs": ("put", "get"), "outputs": ("put",), "results": ("start", "get", "finish", "get_many"),
+             "fleet_log": ("put",)}
+
+    def __init__(self, resources):
+        self._resources = resources
+        self._lock = threading.Lock()
+        self.calls: dict[str, list[float]] = {}     # "outputs.put image/jpeg": [calls, total ms]
+
+    def __enter__(self):
+        for name, methods in self.CALLS.items():
+            store = getattr(self._resources, name)
+            for method in methods:
+                setattr(store, method, self._timed(f"{name}.{method}", getattr(store, method)))
+        return self
+
+    def __exit__(self, *exc):
+        for name, methods in self.CALLS.items():
+            for method in methods:
+                delattr(getattr(self._resources, name), method)   # back to the class's method
+
+    def _timed(self, key: str, call):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                label = f"{key} {args[2]}" if key.endswith("s.put") and len(args) > 2 else key
+                with self._lock:
+                    count, ms = self.calls.get(label, (0, 0.0))
+                    self.calls[label] = [count + 1, ms + (time.perf_counter() - started) * 1000]
+        return timed
 
 
 class _ForwardTimer:
@@ -403,6 +446,15 @@ def format_report(results: dict) -> str:
         lines += ["  (the first ratio includes what the storage threads and the emulator take from the models"
                   " on shared cores,", "   but moves with drift on a noisy machine; the second is immune"
                   " to drift but counts that contention as model time)"]
+        lines += ["", "storage calls per image, all runs (wall ms; most on the storage threads, overlapping the models)",
+                  "  call                                     calls/image   ms/call   ms/image"]
+        jobs = service["images"] * len(service["runs"])
+        totals: dict[str, list[float]] = {}
+        for row in service["runs"]:
+            for label, (count, ms) in row["storage"].items():
+                totals[label] = [a + b for a, b in zip(totals.get(label, (0, 0.0)), (count, ms))]
+        for label, (count, ms) in sorted(totals.items(), key=lambda item: -item[1][1]):
+            lines.append(f"  {label:<40} {count / jobs:11.2f} {ms / count:9.1f} {ms / jobs:10.1f}")
     if "threads" in results:
         lines += ["", "aggregate images/s by processes x threads (3 MP, one image per process() call)"]
         lines += [f"  {p} x {t}: {ips:6.2f}" for (p, t), ips in results["threads"].items()]
