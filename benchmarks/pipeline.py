@@ -123,6 +123,12 @@ print(json.dumps({"torch_imported": "torch" in sys.modules, "peak_rss_mib": peak
 """
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM, which exec resets), in MiB."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
 def measure_startup(changes: dict) -> dict:
     """A fresh process's wall time from launch to loaded models, and its peak memory after one 3 MP photo.
 
@@ -267,7 +273,8 @@ def _service_worker(endpoint_url: str, prefix: str, images: int, emulator_pid: i
     emulator_cpu_ms = tree_cpu_ms(emulator_pid) - emulator_cpu_ms
     sys.stdout.write(json.dumps({"per_image_ms": clock.wall_ms / images, "in_run_forward_ms": forward.ms / images,
                                  "worker_cpu_ms": clock.cpu_ms / images,
-                                 "emulator_cpu_ms": emulator_cpu_ms / images, "storage": storage.calls}) + "\n")
+                                 "emulator_cpu_ms": emulator_cpu_ms / images, "storage": storage.calls,
+                                 "peak_rss_mib": peak_rss_mib()}) + "\n")
 
 
 class _StorageTimer:
@@ -434,12 +441,12 @@ def format_report(results: dict) -> str:
         lines += ["", f"the worker's job path per image at {service['megapixels']:g} MP, {service['images']} jobs a run, "
                   "a fresh local moto endpoint each run", "(receive .. delete, every S3/DynamoDB/SQS write included; "
                   "CPU columns: the worker process's and moto's CPU ms per image)",
-                  "  run   per image ms   bare models ms   ratio | forward in run ms   ratio | worker CPU   moto CPU"]
+                  "  run   per image ms   bare models ms   ratio | forward in run ms   ratio | worker CPU   moto CPU | worker peak RSS MiB"]
         for number, row in enumerate(service["runs"], 1):
             lines.append(f"  {number:>3}   {row['per_image_ms']:12.1f}   {row['bare_ms']:14.1f}   "
                          f"{row['per_image_ms'] / row['bare_ms']:5.2f} | {row['in_run_forward_ms']:17.1f}   "
                          f"{row['per_image_ms'] / row['in_run_forward_ms']:5.2f} | {row['worker_cpu_ms']:10.1f}   "
-                         f"{row['emulator_cpu_ms']:8.1f}")
+                         f"{row['emulator_cpu_ms']:8.1f} | {row['peak_rss_mib']:19.0f}")
         for label, key in (("bare passes around each run", "bare_ms"), ("forward passes inside it", "in_run_forward_ms")):
             ratios = [row["per_image_ms"] / row[key] for row in service["runs"]]
             lines.append(f"  median ratio to the {label}: {statistics.median(ratios):.2f} (goal: at most 1.5)")
