@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -158,3 +159,27 @@ def test_an_unusable_cache_folder_means_tracing_in_memory(tmp_path, traces, capl
         classifier = runtime.native_classifier(blocked / "models")
     assert "tracing it in memory" in caplog.text and len(traces) == 1
     assert isinstance(classifier, NativeClassifier)
+
+
+def pbtxt_detection_output() -> dict[str, str]:
+    """The attributes of the DetectionOutput layer in the package's pbtxt (what OpenCV DNN runs), as text."""
+    text = (models.detect_models_dir() / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt").read_text()
+    layer = text[text.index('op: "DetectionOutput"'):]
+    return dict(re.findall(r'key: "(\w+)"\s*value \{\s*\w+: "?([\w.]+)"?', layer))
+
+
+def test_the_detector_ir_decodes_boxes_as_the_native_runtime_does():
+    """The IR's DetectionOutput has the pbtxt's attributes, so the two runtimes decode and suppress alike."""
+    import openvino
+    native = pbtxt_detection_output()
+    ir = openvino.Core().read_model(str(runtime.cached_ir(runtime.DETECTOR, runtime.cache_dir())))
+    assert not [op for op in ir.get_ordered_ops() if op.get_type_name() == "Loop"], "the graph's loops are back"
+    decoder, = [op for op in ir.get_ordered_ops() if op.get_type_name() == "DetectionOutput"]
+    ours = decoder.get_attributes()
+    assert ours["code_type"] == f"caffe.PriorBoxParameter.{native['code_type']}"
+    assert ours["share_location"] == (native["share_location"] == "true")
+    for name in ("background_label_id", "top_k", "nms_threshold", "confidence_threshold"):
+        assert ours[name] == pytest.approx(float(native[name])), name
+    assert ours["keep_top_k"] == [int(native["keep_top_k"])]
+    boxes, scores, _ = (port.get_partial_shape()[1].get_length() for port in decoder.inputs())
+    assert scores // (boxes // 4) == int(native["num_classes"])

@@ -99,28 +99,32 @@ def convert_detector():
     compiles faster kernels, and batches gain nothing at one thread (README.md).
     """
     ov = _openvino()
-    from openvino import opset8 as ops
     from openvino.preprocess import PrePostProcessor
     graph = ov.convert_model(str(detect_models_dir() / "frozen_inference_graph.pb"))
     graph.reshape([1, Detector.SIDE, Detector.SIDE, 3])
     node = {op.get_friendly_name(): op for op in graph.get_ordered_ops()}
-    pixels = ops.parameter([1, Detector.SIDE, Detector.SIDE, 3], ov.Type.f32, name="image")
+    pixels = ov.opset8.parameter([1, Detector.SIDE, Detector.SIDE, 3], ov.Type.f32, name="image")
     for consumer in node[_DETECTOR_PIXELS].output(0).get_target_inputs():
         consumer.replace_source_output(pixels.output(0))
+    steps = PrePostProcessor(ov.Model([_detection_output(node).output(0)], [pixels], DETECTOR))
+    steps.input().tensor().set_element_type(ov.Type.u8)
+    steps.input().preprocess().convert_element_type(ov.Type.f32)
+    return steps.build()
+
+
+def _detection_output(node: dict):
+    """DetectionOutput over the graph's box encodings, sigmoid class scores and anchors, as the pbtxt decodes them."""
+    from openvino import opset8 as ops
     anchors = node[_DETECTOR_ANCHORS].get_data()[0]
     count, classes = anchors.shape[0], node[_DETECTOR_LOGITS].output(0).get_partial_shape()[2].get_length()
     x_first = ops.constant(np.array([1, 0, 3, 2], np.int64))           # (y, x, h, w) to DetectionOutput's (x, y, w, h)
     boxes = ops.gather(ops.reshape(node[_DETECTOR_BOXES].output(0), [1, count, 4], False), x_first,
                        ops.constant(np.int64(2)))
     priors = np.stack([anchors[:, [1, 0, 3, 2]].reshape(-1), np.tile(np.float32(_BOX_VARIANCES), count)])
-    detections = ops.detection_output(
+    return ops.detection_output(
         ops.reshape(boxes, [1, count * 4], False),
         ops.reshape(ops.sigmoid(node[_DETECTOR_LOGITS].output(0)), [1, count * classes], False),
         ops.constant(priors[None].astype(np.float32)), {**_DETECTION_OUTPUT, "num_classes": classes})
-    steps = PrePostProcessor(ov.Model([detections.output(0)], [pixels], DETECTOR))
-    steps.input().tensor().set_element_type(ov.Type.u8)
-    steps.input().preprocess().convert_element_type(ov.Type.f32)
-    return steps.build()
 
 
 def convert_classifier():
