@@ -247,7 +247,7 @@ class NativeClassifier(Classifier):
 
 
 class OpenVinoClassifier(Classifier):
-    """The same torch model converted to OpenVINO IR, one image a pass, scaling in the IR (runtime.convert_classifier)."""
+    """The same torch model as OpenVINO IR, one image a pass, scaling in the IR (runtime.convert_classifier)."""
 
     def __init__(self, compiled):
         super().__init__()

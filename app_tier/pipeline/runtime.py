@@ -128,7 +128,7 @@ def _detection_output(node: dict):
 
 
 def convert_classifier():
-    """The torch model (the weights' source; imports torch) traced with an example input, on one 224x224 RGB uint8 image.
+    """The torch model (the weights' source; imports torch) traced, on one 224x224 RGB uint8 image.
 
     Scaling to [-1, 1] and the move to channels first are the IR's preprocessing, folded into
     its first layers: half a millisecond less per image than numpy doing it.
@@ -260,7 +260,8 @@ def native_classifier(folder: Path) -> NativeClassifier:
     try:
         return NativeClassifier(load_torchscript(cached_torchscript(folder)))
     except OSError as exc:
-        log.warning("cannot cache the TorchScript graph of %s in %s (%s): tracing it in memory", CLASSIFIER, folder, exc)
+        log.warning("cannot cache the TorchScript graph of %s in %s (%s): tracing it in memory",
+                    CLASSIFIER, folder, exc)
     except RuntimeError as exc:                 # torch.jit.load's answer to a damaged file
         log.warning("the cached TorchScript graph of %s in %s is unreadable (%s): tracing it in memory",
                     CLASSIFIER, folder, exc)
