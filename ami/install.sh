@@ -49,7 +49,10 @@ python3 -m venv "$ROOT/venv"
 MODEL_CACHE=/var/lib/sightfleet/models
 install -d -o sightfleet -g sightfleet -m 0750 /var/lib/sightfleet
 install -d -o sightfleet -g sightfleet -m 0755 "$MODEL_CACHE" /var/lib/sightfleet/.cache /var/lib/sightfleet/.cache/sightfleet
-ln -sfn "$MODEL_CACHE" /var/lib/sightfleet/.cache/sightfleet/models
+DEFAULT_CACHE=/var/lib/sightfleet/.cache/sightfleet/models
+# A bake by an older install.sh left a real folder there; ln would put the link inside it.
+[ -L "$DEFAULT_CACHE" ] || rm -rf "$DEFAULT_CACHE"
+ln -sfn "$MODEL_CACHE" "$DEFAULT_CACHE"
 as_worker() { (cd "$ROOT/app" && runuser -u sightfleet -- env HOME=/var/lib/sightfleet "$ROOT/venv/bin/python" "$@"); }
 as_worker -m app_tier.pipeline.runtime --cache-dir "$MODEL_CACHE"
 as_worker -c '
