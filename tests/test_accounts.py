@@ -206,3 +206,34 @@ def test_a_new_password_or_signing_out_everywhere_ends_every_session_but_not_the
     assert ended.returncode == 0, ended.stderr
     assert accounts.by_session("kim", account["account_id"], epoch) is None
     assert accounts.by_key(issued.key) is not None
+
+
+@pytest.fixture(params=["table", "memory"])
+def store(request, settings):
+    """The accounts table on the local endpoint, and the in-memory one that fault tests use: they must agree."""
+    if request.param == "table":
+        return AccountsTable(settings)
+    return memory_resources(settings)[0].accounts
+
+
+def test_both_stores_keep_the_same_conditions(store):
+    from sightfleet.errors import ConditionFailed
+    account = {"account_id": "a1", "name": "lee", "admin": False, "password_hash": "", "session_epoch": "e",
+               "created_at": "2026-12-01T00:00:00.000Z"}
+    store.put_account(account)
+    with pytest.raises(ConditionFailed):
+        store.put_account({**account, "account_id": "a2"})
+    with pytest.raises(ConditionFailed):
+        store.update_account({**account, "name": "nobody"})
+    assert store.get_account("lee")["account_id"] == "a1" and store.get_account("nobody") is None
+    store.put_key("h1", {"key_id": "k1", "account_id": "a1", "name": "lee", "label": "", "created_at": "1"})
+    store.put_key("h2", {"key_id": "k2", "account_id": "a1", "name": "lee", "label": "", "created_at": "2"})
+    with pytest.raises(ConditionFailed):
+        store.put_key("h1", {"key_id": "k3", "account_id": "a1", "name": "lee", "label": "", "created_at": "3"})
+    assert [k["key_hash"] for k in store.keys_of("a1")] == ["h1", "h2"] and store.key_hash_of("k2") == "h2"
+    assert store.delete_key("h1") and not store.delete_key("h1") and store.get_key("h1") is None
+    store.put_link("t1", {"account_id": "a1", "name": "lee", "expires_at": 123})
+    assert store.take_link("t1")["expires_at"] == 123 and store.take_link("t1") is None
+    assert [a["name"] for a in store.accounts()] == ["lee"]
+    store.delete_account("lee")
+    assert store.get_account("lee") is None and store.accounts() == []
