@@ -267,7 +267,13 @@ class BatchRunner:
         The JSON goes first so that the conditional write after it is also the check that the image
         was not deleted meanwhile (sightfleet/deletion.py).
         """
-        self._published(final.to_dict())
+        try:
+            self._published(final.to_dict())
+        except SightfleetError as exc:
+            if final.status != FAILED:
+                raise
+            # A failure is recorded even when its JSON cannot be: the row is what users see.
+            log.warning("job %s: the JSON of its failure is not stored (%s)", final.id, exc)
         try:
             self._r.results.finish(final.to_dict())
         except ConditionFailed:
