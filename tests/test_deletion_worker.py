@@ -63,20 +63,24 @@ def test_an_image_deleted_while_queued_is_dropped_by_the_worker(stack):
     assert [r["status"] for r in responses(resources)] == [DELETED]
 
 
-def test_a_delete_just_before_the_final_write_leaves_nothing_behind(stack, monkeypatch):
+@pytest.mark.parametrize("call", ["start", "finish"])
+def test_a_delete_while_the_worker_runs_leaves_nothing_behind(stack, monkeypatch, call):
+    """The delete lands right after the worker's claim (it then stores its files after the delete's purge:
+    the worker must remove them), or just before its final write (the delete's purge removes them)."""
     resources, _ = stack
     image_id = accept(resources)
-    finish = resources.results.finish
+    write = getattr(resources.results, call)
 
-    def delete_first(result: dict) -> None:
-        """The delete lands after the worker stored its outputs and just before its final write."""
-        assert files_of(resources, image_id), "the worker stores its files before its final write"
+    def then_delete(result: dict) -> None:
+        if call == "start":
+            write(result)
         delete_image(resources, resources.results.get(image_id))
-        finish(result)   # refused by the tombstone
-    monkeypatch.setattr(resources.results, "finish", delete_first)
+        if call == "finish":
+            write(result)   # refused by the tombstone
+    monkeypatch.setattr(resources.results, call, then_delete)
     run_batch(resources)
     assert resources.results.get(image_id)["status"] == DELETED
-    assert files_of(resources, image_id) == [], "the worker removed what it stored before its write was refused"
+    assert files_of(resources, image_id) == [], "a file of the deleted image is left"
     assert resources.requests.bodies() == []
 
 
