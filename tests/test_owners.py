@@ -4,6 +4,7 @@ failures part-way, which use the in-memory fakes.
 """
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -14,6 +15,7 @@ from flask import g, request
 
 from sightfleet.config import Settings
 from sightfleet.contracts import ANONYMOUS_OWNER, DELETED, Job, Result, new_image_id, output_keys, utc_now
+from sightfleet.errors import InvalidJob
 from sightfleet.memory import memory_resources
 from tests.support import jpeg_bytes
 from tests.test_web_helpers import QueueFinisher, finish
@@ -341,3 +343,29 @@ def test_an_album_delete_that_fails_part_way_says_how_far_it_got_and_a_retry_fin
     assert reply.status_code == 503 and reply.get_json()["deleted"] == 1
     assert client.delete("/api/albums/trip", headers=alice).get_json() == {"album": "trip", "deleted": 2}
     assert client.get("/api/images", headers=alice).get_json()["images"] == []
+
+
+@pytest.mark.parametrize("owner", ["../bob", "a/b", ".hidden", "x" * 129, "a..b"])
+def test_an_owner_that_cannot_be_a_key_segment_is_refused_at_the_door_and_by_the_worker(
+        client, resources, as_user, owner):
+    job = {"v": 1, "id": new_image_id(), "album": "default", "filename": "x.jpg", "content_type": "image/jpeg",
+           "submitted_at": utc_now(), "size": 1, "inline_b64": "", "owner": owner}
+    with pytest.raises(InvalidJob, match="owner"):
+        Job.from_message(json.dumps(job))
+    reply = client.post("/api/images", data=jpeg_bytes(scale=0.3), content_type="image/jpeg",
+                        headers=as_user(owner))
+    assert reply.status_code == 400 and reply.get_json()["error"]["code"] == "BAD_OWNER"
+    assert resources.requests.counts()["visible"] == 0
+
+
+def test_the_gallery_delete_album_button_posts_with_the_csrf_token(client, resources, as_user):
+    alice = {**HTML, **as_user("alice")}
+    store_everything(resources, upload(client, alice, album="Old stuff"))
+    keep = store_everything(resources, upload(client, alice, album="default"))
+    page = client.get("/gallery?album=Old+stuff", headers=alice).get_data(as_text=True)
+    action = html.unescape(re.search(r'<form id="delete-album" method="post" action="([^"]+)"', page).group(1))
+    assert client.post(action, headers=alice).status_code == 400   # no token: refused
+    reply = client.post(action, data={"csrf_token": token_of(client, alice)}, headers=alice)
+    assert reply.status_code == 303
+    assert [i["id"] for i in client.get("/api/images", headers=alice).get_json()["images"]] == [keep["id"]]
+    assert "Old stuff" not in client.get("/", headers=alice).get_data(as_text=True)

@@ -12,7 +12,8 @@ from typing import Callable
 
 from PIL import Image
 
-from sightfleet.contracts import ANONYMOUS_OWNER, Job, clean_album, input_key, new_image_id, queued_result, utc_now
+from sightfleet.contracts import (ANONYMOUS_OWNER, Job, clean_album, input_key, is_owner, new_image_id,
+                                  queued_result, utc_now)
 from sightfleet.errors import ConditionFailed, SightfleetError, Unavailable
 from sightfleet.formats import ACCEPTED, HEAD_BYTES, check_head
 
@@ -116,6 +117,9 @@ class Submitter:
 
         Nothing is written, so a request can check every file first and then submit what this returns.
         """
+        if not is_owner(upload.owner):   # the worker would refuse the job: refuse it here, before queuing
+            log.error("account id %r cannot own images (letters, digits, _.@- only)", upload.owner)
+            raise Rejected(400, "BAD_OWNER", "this account cannot own images: its id is not a valid owner")
         if len(upload.data) > self._max_bytes:
             raise Rejected(413, "TOO_LARGE", f"the file is {_mb(len(upload.data))} MB; the limit is "
                                              f"{_mb(self._max_bytes)} MB")
