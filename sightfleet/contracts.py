@@ -138,6 +138,7 @@ def tombstone(doc: dict, now_s: float | None = None) -> dict:
 
 
 def is_deleted(doc: dict) -> bool:
+    """True for the tombstone of a deleted image."""
     return doc.get("status") == DELETED
 
 
@@ -150,7 +151,7 @@ _MAX_SIZE = 2**40
 # Each field's JSON type; bool is not an int here (type() is compared, not isinstance()).
 _JOB_FIELDS = {"id": str, "album": str, "filename": str, "content_type": str, "submitted_at": str, "size": int}
 # Optional: absent in a job from before owners existed (it belongs to ANONYMOUS_OWNER), and the location.
-_LOCATION_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str}
+_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str}
 
 
 def clip(text: object, limit: int = 120) -> str:
@@ -202,7 +203,7 @@ class Job:
         if type(version) is not int or version != JOB_VERSION:
             raise InvalidJob(f"unsupported job version {clip(repr(version), 40)}")
         fields = {name: _typed(doc, name, kind, required=True) for name, kind in _JOB_FIELDS.items()}
-        fields.update({name: _typed(doc, name, kind) for name, kind in _LOCATION_FIELDS.items()})
+        fields.update({name: _typed(doc, name, kind) for name, kind in _OPTIONAL_FIELDS.items()})
         fields["owner"] = fields["owner"] or ANONYMOUS_OWNER
         job = cls(**fields)
         job._validate()

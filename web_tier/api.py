@@ -107,8 +107,8 @@ def delete_image_route(image_id: str):
         delete_image(resources(), doc)
     except SightfleetError as exc:
         log.warning("deleting %s stopped part-way: %s", image_id, exc)
-        return unavailable_response("the image is deleted but some of its files are not removed yet; "
-                                    "send the DELETE again to finish")
+        return unavailable_response("the delete did not finish (storage unreachable); send the DELETE again "
+                                    "to finish it")
     return "", 204
 
 
