@@ -369,3 +369,14 @@ def test_the_gallery_delete_album_button_posts_with_the_csrf_token(client, resou
     assert reply.status_code == 303
     assert [i["id"] for i in client.get("/api/images", headers=alice).get_json()["images"]] == [keep["id"]]
     assert "Old stuff" not in client.get("/", headers=alice).get_data(as_text=True)
+
+
+def test_get_with_wait_holds_the_owners_request_and_answers_anothers_at_once(client, resources, app, as_user):
+    alice, bob = as_user("alice"), as_user("bob")
+    image = upload(client, alice)
+    waiter = app.extensions["waiter"]
+    reply = client.get(f"/api/images/{image['id']}?wait=30", headers=bob)
+    assert reply.status_code == 404 and waiter.batch_reads == 0   # refused before any waiting
+    QueueFinisher(resources, 1, top="cat").start()
+    reply = client.get(f"/api/images/{image['id']}?wait=30", headers=alice)   # final however soon it ran
+    assert reply.status_code == 200 and reply.get_json()["status"] == "SUCCEEDED"
