@@ -8,15 +8,20 @@ import html
 import io
 import json
 import re
+from collections import Counter
 
 import boto3
 import pytest
 from flask import g, request
 
+from app_tier.heartbeat import Heartbeat
+from app_tier.jobs import BatchRunner
+
 from sightfleet.config import Settings
 from sightfleet.contracts import ANONYMOUS_OWNER, DELETED, Job, Result, new_image_id, output_keys, utc_now
 from sightfleet.errors import InvalidJob
 from sightfleet.memory import memory_resources
+from tests.pipeline_fixtures import shared_pipeline
 from tests.support import jpeg_bytes
 from tests.test_web_helpers import QueueFinisher, finish
 from web_tier import identity
@@ -380,3 +385,19 @@ def test_get_with_wait_holds_the_owners_request_and_answers_anothers_at_once(cli
     QueueFinisher(resources, 1, top="cat").start()
     reply = client.get(f"/api/images/{image['id']}?wait=30", headers=alice)   # final however soon it ran
     assert reply.status_code == 200 and reply.get_json()["status"] == "SUCCEEDED"
+
+
+def test_what_a_real_worker_stores_for_an_owner_a_delete_removes(client, resources, settings, as_user):
+    alice = as_user("alice")
+    image = upload(client, alice)
+    runner = BatchRunner(resources, shared_pipeline(), "i-test", Heartbeat(resources, "i-test", dict), Counter())
+    runner.run(runner.take(resources.requests.receive(10, 1)))
+    runner.close()
+    result = client.get(f"/api/images/{image['id']}", headers=alice).get_json()
+    assert result["status"] == "SUCCEEDED"
+    files = {k for k in every_key(settings) if image["id"] in k}
+    assert {k.split("/")[0] for k in files} == {"originals", "thumbnails", "annotated", "results"}
+    assert all(k.split("/")[1] == "alice" for k in files), files
+    assert client.delete(f"/api/images/{image['id']}", headers=alice).status_code == 204
+    assert not {k for k in every_key(settings) if image["id"] in k}
+    assert raw_item(settings, image["id"])["status"]["S"] == DELETED
