@@ -201,6 +201,9 @@ def test_admins_read_list_and_browse_every_owner(client, two_users, as_user):
     assert {i["id"] for i in every} == {a["id"], b["id"]}
     gallery = client.get("/gallery?owner=alice&album=trip", headers={**HTML, **admin}).get_data(as_text=True)
     assert a["id"] in gallery and b["id"] not in gallery and "Photos of alice" in gallery
+    every_page = client.get("/gallery?owner=*", headers={**HTML, **admin}).get_data(as_text=True)
+    assert a["id"] in every_page and b["id"] in every_page and "Every owner&#39;s photos" in every_page
+    assert 'data-live="/api/images?limit=20&amp;owner=*"' in every_page   # live polling lists the same owners
 
 
 def test_rows_from_before_owners_belong_to_the_anonymous_owner_and_only_admins_read_them(
