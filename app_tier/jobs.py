@@ -28,7 +28,8 @@ from itertools import islice
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from app_tier.pipeline import ImageInput
-from sightfleet.contracts import FAILED, Job, Result, clip, response_message
+from sightfleet.contracts import FAILED, Job, Result, clip, is_deleted, response_message
+from sightfleet.deletion import purge
 from sightfleet.errors import ConditionFailed, Invalid, InvalidJob, NoSuchObject, SightfleetError
 from sightfleet.interfaces import Message
 from sightfleet.procs import lower_priority
@@ -237,7 +238,7 @@ class BatchRunner:
         except ConditionFailed:
             current = self._r.results.get(ticket.job.id)
             log.info("job %s already %s (redelivery); republishing", ticket.job.id, current["status"])
-            raise Acknowledge(self._published(current)) from None
+            raise Acknowledge(self._standing(current, ticket.result)) from None
 
     def _fetch(self, ticket: Ticket) -> None:
         """Load the image bytes; inline ones are also stored as the original in the input bucket."""
@@ -261,12 +262,24 @@ class BatchRunner:
         self._finalise(ticket, final)
 
     def _finalise(self, ticket: Ticket, final: Result) -> None:
-        """Write the final result once (the first writer wins), then its JSON; acknowledge what stands."""
+        """Write the result JSON, then the final result once (the first writer wins); acknowledge what stands.
+
+        The JSON goes first so that the conditional write after it is also the check that the image
+        was not deleted meanwhile (sightfleet/deletion.py).
+        """
+        try:
+            self._published(final.to_dict())
+        except SightfleetError as exc:
+            if final.status != FAILED:
+                raise
+            # A failure is recorded even when its JSON cannot be: the row is what users see.
+            log.warning("job %s: the JSON of its failure is not stored (%s)", final.id, exc)
         try:
             self._r.results.finish(final.to_dict())
         except ConditionFailed:
-            # Another worker finished first: its result stands, ours is dropped (one result per image).
-            raise Acknowledge(self._published(self._r.results.get(final.id))) from None
+            # Another worker finished first (its result stands, ours is dropped: one result per image),
+            # or the image was deleted.
+            raise Acknowledge(self._standing(self._r.results.get(final.id), final)) from None
         except Invalid as exc:
             if final.status == FAILED:
                 raise
@@ -274,7 +287,18 @@ class BatchRunner:
         with self._lock:
             self._counters["failed" if final.status == FAILED else "succeeded"] += 1
         log.info("job %s %s top=%s", final.id, final.status, final.top_label)
-        raise Acknowledge(self._published(final.to_dict()))
+        raise Acknowledge(final.to_dict())
+
+    def _standing(self, current: dict, ours: Result) -> dict:
+        """The stored result that stands, republished; a deleted image's artefacts purged instead."""
+        if not is_deleted(current):
+            self._published(current)
+            # A delete between the read and the put would miss that JSON: look again after writing it.
+            current = self._r.results.get(current["id"])
+        if is_deleted(current):
+            log.info("job %s: the image was deleted; removing what it left and dropping the job", ours.id)
+            purge(self._r, current, ours.to_dict())
+        return current
 
     def _published(self, result: dict) -> dict:
         """The result JSON written to the output bucket; a redelivery writes the same again."""

@@ -15,10 +15,19 @@ JOB_VERSION = 1
 QUEUED, PROCESSING, SUCCEEDED, FAILED = "QUEUED", "PROCESSING", "SUCCEEDED", "FAILED"
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
 STATUSES = (QUEUED, PROCESSING, SUCCEEDED, FAILED)
+# A deleted image's row: a tombstone that refuses every later worker write (see tombstone()); never listed.
+DELETED = "DELETED"
+# Keep tombstones longer than any job message can live (the dead-letter queue keeps them 14 days).
+TOMBSTONE_TTL_S = 15 * 86400
 DEFAULT_ALBUM = "default"
 _ALBUM_RE = re.compile(r"^[\w .,'()&+-]{1,64}$", re.UNICODE)
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 CONTENT_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
+# The owner of records from before owners existed, and of course-endpoint uploads made without credentials
+# (web_tier.identity re-exports it); only admins browse it.
+ANONYMOUS_OWNER = "anonymous"
+# Owners are account ids: they become one S3 key segment and one index key, so no "/" and no leading dot.
+_OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
 def iso(epoch_s: float) -> str:
@@ -63,23 +72,74 @@ def clean_album(name: str | None) -> str:
     return name
 
 
-def input_key(image_id: str, content_type: str) -> str:
+def is_owner(value: object) -> bool:
+    """True when value can be an owner: an account id that is safe as one S3 key segment."""
+    return isinstance(value, str) and bool(_OWNER_RE.match(value)) and ".." not in value
+
+
+def owner_of(doc: dict) -> str:
+    """The owner of a stored result or job document; ANONYMOUS_OWNER for one written before owners existed."""
+    return doc.get("owner") or ANONYMOUS_OWNER
+
+
+# Keys carry the owner as their second segment, so one owner's objects can be listed, exported or
+# scoped by prefix. The IAM roles are not scoped by it: the web tier serves every owner and the
+# worker processes every owner's jobs, so each needs every prefix (per-owner scoping would only help
+# callers holding per-owner credentials, which this service never hands out).
+def input_key(owner: str, image_id: str, content_type: str) -> str:
     """Input-bucket key of an original; never derived from the user's file name."""
-    return f"originals/{image_id}.{CONTENT_EXTENSIONS.get(content_type, 'bin')}"
+    return f"originals/{owner}/{image_id}.{CONTENT_EXTENSIONS.get(content_type, 'bin')}"
 
 
-def output_keys(image_id: str) -> dict[str, str]:
+def output_keys(owner: str, image_id: str) -> dict[str, str]:
     """Output-bucket keys of one image's artefacts (the thumbnail's extension varies, see thumbnail_key)."""
     return {
-        "thumbnail": f"thumbnails/{image_id}",
-        "annotated": f"annotated/{image_id}.jpg",
-        "result": f"results/{image_id}.json",
+        "thumbnail": f"thumbnails/{owner}/{image_id}",
+        "annotated": f"annotated/{owner}/{image_id}.jpg",
+        "result": f"results/{owner}/{image_id}.json",
     }
 
 
-def thumbnail_key(image_id: str, content_type: str | None) -> str:
+def thumbnail_key(owner: str, image_id: str, content_type: str | None) -> str:
     """Output-bucket key of a thumbnail stored as content_type (JPEG unless it is a known other type)."""
-    return f"{output_keys(image_id)['thumbnail']}.{CONTENT_EXTENSIONS.get(content_type, 'jpg')}"
+    return f"{output_keys(owner, image_id)['thumbnail']}.{CONTENT_EXTENSIONS.get(content_type, 'jpg')}"
+
+
+def artefact_keys(doc: dict) -> tuple[list[str], list[str]]:
+    """(input-bucket keys, output-bucket keys) an image may have stored: what its document names, and
+    everything the key layout could have given it (a worker may have written outputs its row never recorded).
+    """
+    owner, image_id = owner_of(doc), doc["id"]
+    laid_out = output_keys(owner, image_id)
+    outputs = [doc.get(k) for k in ("thumbnail_key", "annotated_key", "result_key")]
+    outputs += [*(thumbnail_key(owner, image_id, t) for t in CONTENT_EXTENSIONS), laid_out["annotated"],
+                laid_out["result"]]
+    inputs = [doc.get("input_key"), *(input_key(owner, image_id, t) for t in CONTENT_EXTENSIONS)]
+    # A tombstone lists them already (a retried delete or a late worker reads them there).
+    inputs += doc.get("input_keys") or []
+    outputs += doc.get("output_keys") or []
+    return _present_once(inputs), _present_once(outputs)
+
+
+def _present_once(keys: list) -> list[str]:
+    return list(dict.fromkeys(k for k in keys if k))
+
+
+def tombstone(doc: dict, now_s: float | None = None) -> dict:
+    """What stays of a deleted image's row: its id, owner, where its artefacts were, and when it expires.
+
+    No name, album, labels or metadata (GPS) survive; the keys let a retried delete finish the job.
+    """
+    now_s = time.time() if now_s is None else now_s
+    inputs, outputs = artefact_keys(doc)
+    return {"id": doc["id"], "owner": owner_of(doc), "status": DELETED, "deleted_at": iso(now_s),
+            "updated_at": iso(now_s), "expires_at": int(now_s + TOMBSTONE_TTL_S),
+            "input_keys": inputs, "output_keys": outputs}
+
+
+def is_deleted(doc: dict) -> bool:
+    """True for the tombstone of a deleted image."""
+    return doc.get("status") == DELETED
 
 
 # A job body is an envelope around at most one inline image (the queue's limit is 1 MiB);
@@ -90,7 +150,8 @@ _MAX_KEY_CHARS = 1024
 _MAX_SIZE = 2**40
 # Each field's JSON type; bool is not an int here (type() is compared, not isinstance()).
 _JOB_FIELDS = {"id": str, "album": str, "filename": str, "content_type": str, "submitted_at": str, "size": int}
-_LOCATION_FIELDS = {"inline_b64": str, "bucket": str, "key": str}
+# Optional: absent in a job from before owners existed (it belongs to ANONYMOUS_OWNER), and the location.
+_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str}
 
 
 def clip(text: object, limit: int = 120) -> str:
@@ -112,6 +173,7 @@ class Job:
     inline_b64: str | None = None
     bucket: str | None = None
     key: str | None = None
+    owner: str = ANONYMOUS_OWNER
 
     @property
     def is_inline(self) -> bool:
@@ -141,7 +203,8 @@ class Job:
         if type(version) is not int or version != JOB_VERSION:
             raise InvalidJob(f"unsupported job version {clip(repr(version), 40)}")
         fields = {name: _typed(doc, name, kind, required=True) for name, kind in _JOB_FIELDS.items()}
-        fields.update({name: _typed(doc, name, kind) for name, kind in _LOCATION_FIELDS.items()})
+        fields.update({name: _typed(doc, name, kind) for name, kind in _OPTIONAL_FIELDS.items()})
+        fields["owner"] = fields["owner"] or ANONYMOUS_OWNER
         job = cls(**fields)
         job._validate()
         return job
@@ -180,6 +243,8 @@ def _typed(doc: dict, name: str, kind: type, required: bool = False):
 
 def _job_problem(job: Job) -> str | None:
     """Why a well-typed job cannot be processed; None when it can."""
+    if not is_owner(job.owner):
+        return f"owner {clip(repr(job.owner), 60)} is not an account id"
     try:
         if clean_album(job.album) != job.album:   # "" or padded: the web tier never sends those
             raise ValueError(job.album)
@@ -225,6 +290,7 @@ class Result:
     size: int
     submitted_at: str
     input_key: str
+    owner: str = ANONYMOUS_OWNER
     status: str = QUEUED
     labels: tuple = ()
     top_label: str | None = None
@@ -244,8 +310,8 @@ class Result:
     def queued(cls, job: Job) -> "Result":
         """The result as it stands when a job is accepted."""
         return cls(id=job.id, album=job.album, filename=job.filename, content_type=job.content_type,
-                   size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at,
-                   input_key=job.key or input_key(job.id, job.content_type))
+                   size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at, owner=job.owner,
+                   input_key=job.key or input_key(job.owner, job.id, job.content_type))
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Result":
@@ -253,6 +319,7 @@ class Result:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in doc.items() if k in known}
         values["labels"] = tuple(values.get("labels") or ())
+        values["owner"] = owner_of(values)
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -274,9 +341,9 @@ class Result:
         """Final with the pipeline's outcome (labels, metadata, timings, which outputs it made)."""
         return replace(self._final(SUCCEEDED), labels=tuple(outcome.labels), top_label=outcome.top_label,
                        metadata=outcome.metadata, timings=outcome.timings,
-                       thumbnail_key=thumbnail_key(self.id, outcome.thumbnail_content_type)
+                       thumbnail_key=thumbnail_key(self.owner, self.id, outcome.thumbnail_content_type)
                        if outcome.thumbnail else None,
-                       annotated_key=output_keys(self.id)["annotated"] if outcome.annotated else None)
+                       annotated_key=output_keys(self.owner, self.id)["annotated"] if outcome.annotated else None)
 
     def failed(self, code: str, message: str) -> "Result":
         """Final and FAILED with a reason; no labels and no outputs."""
@@ -293,7 +360,7 @@ class Result:
     def _final(self, status: str) -> "Result":
         now = utc_now()
         return replace(self, status=status, error=None, completed_at=now, updated_at=now,
-                       result_key=output_keys(self.id)["result"])
+                       result_key=output_keys(self.owner, self.id)["result"])
 
 
 def queued_result(job: Job) -> dict:

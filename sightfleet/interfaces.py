@@ -14,6 +14,8 @@ from typing import Protocol
 HEARTBEAT_KIND = "worker"
 # The partition key every result item carries in the results table's listing indexes.
 RESULT_KIND = "image"
+# An every-owner listing (admins); any other owner value lists that owner's images only.
+EVERY_OWNER = None
 DECISION_KIND = "decision"
 LIVE_STATES = ("pending", "running")
 # A warm pool's instances: stopped (hibernated where the instance allows it), not billed for compute.
@@ -95,6 +97,39 @@ class ObjectStore(Protocol):
         """Raise unless the bucket is reachable."""
 
 
+def album_at(result: dict) -> str:
+    """The owner-album index's sort key: an album's images together, newest last ("/" is in no album name)."""
+    return f"{result['album']}/{result['submitted_at']}"
+
+
+def listing_key(result: dict, owner: str | None, album: str | None) -> dict:
+    """The key that continues a newest-first listing (of owner's images, or every owner's) right after result."""
+    key = {"id": result["id"]}
+    if owner:
+        key["owner"] = owner
+        key.update({"album_at": album_at(result)} if album else {"submitted_at": result["submitted_at"]})
+    else:
+        key["submitted_at"] = result["submitted_at"]
+        key.update({"album": result["album"]} if album else {"kind": RESULT_KIND})
+    return key
+
+
+def listing_key_fits(key: dict, owner: str | None, album: str | None) -> bool:
+    """True when key (from a client's cursor) can continue the listing of owner's (or every owner's) album."""
+    expected = {"id", "owner", "album_at" if album else "submitted_at"} if owner else \
+        {"id", "submitted_at", "album" if album else "kind"}
+    if set(key) != expected or key.get("owner", owner) != owner:
+        return False
+    if owner and album:
+        return key["album_at"].startswith(album + "/")
+    return key.get("album", album) == album and key.get("kind", RESULT_KIND) == RESULT_KIND
+
+
+def listing_key_time(key: dict) -> str:
+    """The submitted_at a listing key continues from."""
+    return key["album_at"].rsplit("/", 1)[-1] if "album_at" in key else key["submitted_at"]
+
+
 class ResultStore(Protocol):
     """One result document per image id; writes are conditional on the status."""
 
@@ -117,11 +152,17 @@ class ResultStore(Protocol):
 
     def delete(self, image_id: str) -> None: ...
 
-    def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
-             cursor: dict | None = None) -> tuple[list[dict], dict | None]:
-        """Newest first, optionally one album and one status; the cursor is None after the last page."""
+    def bury(self, tombstone: dict) -> None:
+        """Replace the row with a deleted image's tombstone (contracts.tombstone): listed nowhere, never
+        overwritten by start, finish or requeue, expiring at its expires_at."""
 
-    def albums(self) -> list[str]: ...
+    def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
+             cursor: dict | None = None, owner: str | None = EVERY_OWNER) -> tuple[list[dict], dict | None]:
+        """Newest first, of one owner (or every owner), optionally one album and one status; the cursor is
+        None after the last page. One owner's listing leaves out rows from before owners existed."""
+
+    def albums(self, owner: str) -> list[str]:
+        """One owner's album names, sorted (by a query, never a scan)."""
 
     def completed_since(self, since_iso: str) -> list[dict]: ...
 

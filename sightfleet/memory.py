@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sightfleet.config import Settings
-from sightfleet.contracts import FINAL_STATUSES
+from sightfleet.contracts import DELETED, PROCESSING, QUEUED
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NoSuchResult, Unavailable
-from sightfleet.interfaces import LIVE_STATES, Instance, Message
+from sightfleet.interfaces import LIVE_STATES, Instance, Message, listing_key, listing_key_time
 from sightfleet.resources import Resources
 
 
@@ -255,23 +255,34 @@ class MemoryResultsTable(_Part):
         with self._lock:
             self.docs.pop(image_id, None)
 
-    def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
-             cursor: dict | None = None) -> tuple[list[dict], dict | None]:
-        self._call("page", album, status, limit, cursor)
+    def bury(self, tombstone: dict) -> None:
+        self._call("bury", tombstone)
         with self._lock:
-            found = sorted((d for d in self.docs.values() if (album is None or d["album"] == album)
+            self.docs[tombstone["id"]] = json.loads(json.dumps(tombstone))
+
+    def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
+             cursor: dict | None = None, owner: str | None = None) -> tuple[list[dict], dict | None]:
+        self._call("page", album, status, limit, cursor, owner)
+        with self._lock:
+            found = sorted((d for d in self._listed(owner) if (album is None or d["album"] == album)
                             and (status is None or d["status"] == status)),
                            key=lambda d: (d["submitted_at"], d["id"]), reverse=True)
         if cursor:
-            found = [d for d in found if (d["submitted_at"], d["id"]) < (cursor["submitted_at"], cursor["id"])]
+            after = (listing_key_time(cursor), cursor["id"])
+            found = [d for d in found if (d["submitted_at"], d["id"]) < after]
         page = found[:limit]
         more = len(found) > limit
-        return page, ({"id": page[-1]["id"], "submitted_at": page[-1]["submitted_at"]} if more else None)
+        return page, (listing_key(page[-1], owner, album) if more else None)
 
-    def albums(self) -> list[str]:
-        self._call("albums")
+    def _listed(self, owner: str | None) -> list[dict]:
+        """The rows a listing sees, as the indexes do: no tombstones; one owner's leaves out rows without one."""
+        return [d for d in self.docs.values() if d.get("status") != DELETED
+                and (owner is None or d.get("owner") == owner)]
+
+    def albums(self, owner: str) -> list[str]:
+        self._call("albums", owner)
         with self._lock:
-            return sorted({d["album"] for d in self.docs.values()})
+            return sorted({d["album"] for d in self._listed(owner)})
 
     def completed_since(self, since_iso: str) -> list[dict]:
         self._call("completed_since", since_iso)
@@ -283,7 +294,8 @@ class MemoryResultsTable(_Part):
 
 
 def _not_final(current: dict | None) -> bool:
-    return current is None or current.get("status") not in FINAL_STATUSES
+    """The table's condition: a missing row, or one still QUEUED or PROCESSING (not final, not a tombstone)."""
+    return current is None or current.get("status") in (QUEUED, PROCESSING)
 
 
 class MemoryFleetTable(_Part):

@@ -22,7 +22,7 @@ from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, message_from
 from sightfleet.interfaces import Message
 from sightfleet.config import Settings
-from sightfleet.contracts import FAILED, Job, failed_result, new_image_id, queued_result, utc_now
+from sightfleet.contracts import FAILED, Job, failed_result, new_image_id, queued_result, tombstone, utc_now
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NotFound, Unavailable
 from tests.support import unique_prefix
 
@@ -97,7 +97,10 @@ RESULTS_CALLS = {
     "page": lambda t: t.page(),
     "page_album": lambda t: t.page(album="a", status=FAILED),
     "completed_since": lambda t: t.completed_since(utc_now()),
-    "albums": lambda t: t.albums(),
+    "albums": lambda t: t.albums("alice"),
+    "page_owner": lambda t: t.page(owner="alice"),
+    "page_owner_album": lambda t: t.page(album="a", owner="alice"),
+    "bury": lambda t: t.bury(tombstone({"id": new_image_id(), "owner": "alice"})),
     "check": lambda t: t.check(),
 }
 

@@ -49,7 +49,7 @@ def test_job_round_trip_and_rejection():
 
 def test_keys_never_come_from_file_names():
     image_id = new_image_id()
-    assert input_key(image_id, "image/png") == f"originals/{image_id}.png"
+    assert input_key("alice", image_id, "image/png") == f"originals/alice/{image_id}.png"
     assert safe_filename("../../etc/passwd.jpg") == "passwd.jpg"
     assert safe_filename("a\x00b\nc.jpg") == "abc.jpg"
     assert safe_filename("") == "upload"

@@ -88,18 +88,22 @@ def test_web_policy_grants_what_the_web_tier_calls_and_writes_nothing_else():
     web = granted(iam_policy("web-policy", settings, ACCOUNT))
     queue, table = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:acme-prod", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/acme-prod"
     queues = {f"{queue}-requests", f"{queue}-requests-dlq", f"{queue}-responses"}
-    indexes = {f"{table}-results/index/{i}" for i in ("album-submitted", "kind-submitted", "kind-completed")}
+    indexes = {f"{table}-results/index/{i}"
+               for i in ("album-submitted", "kind-submitted", "kind-completed", "owner-submitted", "owner-album")}
     assert web == {
         # /healthz counts all three queues; the submitter reads the request queue's message size limit.
         "sqs:GetQueueUrl": queues, "sqs:GetQueueAttributes": queues,
         "sqs:SendMessage": {f"{queue}-requests"},
-        # Uploads too large to travel inline, and their removal when a submission is rolled back.
-        "s3:PutObject": {"arn:aws:s3:::acme-in/*"}, "s3:DeleteObject": {"arn:aws:s3:::acme-in/*"},
+        # Uploads too large to travel inline, and their removal when a submission is rolled back; deleting
+        # an image removes its outputs too (every owner's: the web tier serves them all).
+        "s3:PutObject": {"arn:aws:s3:::acme-in/*"},
+        "s3:DeleteObject": {"arn:aws:s3:::acme-in/*", *(f"arn:aws:s3:::acme-out/{kind}/*"
+                                                      for kind in ("thumbnails", "annotated", "results"))},
         # Presigned thumbnail and annotated links are signed with the role's credentials.
         "s3:GetObject": {"arn:aws:s3:::acme-out/*"},
         "s3:ListBucket": {"arn:aws:s3:::acme-in", "arn:aws:s3:::acme-out"},  # head_bucket in /healthz
         **{f"dynamodb:{a}": {f"{table}-results"}
-           for a in ("PutItem", "DeleteItem", "GetItem", "BatchGetItem", "Scan", "DescribeTable")},
+           for a in ("PutItem", "DeleteItem", "GetItem", "BatchGetItem", "DescribeTable")},
         "dynamodb:Query": indexes | {f"{table}-fleet"},
         "ec2:DescribeInstances": {"*"}, "cloudwatch:GetMetricData": {"*"},
     }
@@ -107,9 +111,11 @@ def test_web_policy_grants_what_the_web_tier_calls_and_writes_nothing_else():
     for action in ("ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateTags", "iam:PassRole",
                    "cloudwatch:PutMetricData", "sqs:ReceiveMessage", "sqs:DeleteMessage", "dynamodb:UpdateItem"):
         assert action not in web, action
-    # Writes stay on the input bucket and the results table; the fleet table and outputs are read only.
-    writes = {"s3:PutObject", "s3:DeleteObject", "dynamodb:PutItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
+    # Writes stay on the input bucket and the results table, and deletes of image outputs; the fleet table is
+    # read only, and no album listing scans the results table.
+    writes = {"s3:PutObject", "dynamodb:PutItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
     assert {r for a in writes for r in web[a]} == {"arn:aws:s3:::acme-in/*", f"{table}-results", f"{queue}-requests"}
+    assert "dynamodb:Scan" not in web
 
 
 def env_file_of(script: str) -> dict[str, str]:

@@ -80,7 +80,7 @@ def test_gallery_pages_of_twenty_with_badges_labels_and_live_url(client, resourc
     assert 'data-live="/api/images?limit=20&amp;album=big"' in first
     newest = first.split('<li class="photo"')[1]
     assert '<span class="badge succeeded">' in newest and '<span class="tag">cat <small>91%</small>' in newest
-    assert re.search(r'<img src="http://127\.0\.0\.1:\d+/[^"]+thumbnails/' + ids[-1], newest)
+    assert re.search(r'<img src="http://127\.0\.0\.1:\d+/[^"]+thumbnails/[^/"]+/' + ids[-1], newest)
     assert "the image data is damaged" in first.split('<li class="photo"')[2]
     older = re.search(r'id="older" href="([^"]+)"', first).group(1)
     second = client.get(html.unescape(older), headers=HTML).get_data(as_text=True)
@@ -103,7 +103,7 @@ def test_image_page_shows_result_metadata_timings_and_instance(client, resources
     assert "Waiting for a worker" in queued_page and "data-live-until-final" in queued_page
     finish(resources, image["id"], top="cat", data=jpeg_bytes())
     text = client.get(image["page_url"], headers=HTML).get_data(as_text=True)
-    assert re.search(r'<img id="annotated" src="http://127\.0\.0\.1:\d+/[^"]*annotated/' + image["id"], text)
+    assert re.search(r'<img id="annotated" src="http://127\.0\.0\.1:\d+/[^"]*annotated/[^/"]+/' + image["id"], text)
     assert '<span class="badge succeeded">succeeded</span>' in text and '<span class="top-label">cat</span>' in text
     assert '<meter min="0" max="100" value="91.25"></meter> 91.2%' in text
     for row in ("<th>Taken</th><td>30 May 2008, 15:56:01</td>", "<th>Camera</th><td>Canon EOS 40D</td>", "<th>Dimensions</th><td>451 × 300 px</td>",
@@ -164,11 +164,13 @@ def test_hostile_names_are_escaped_in_pages_and_never_reach_keys(client, resourc
             assert raw not in text
     [message] = resources.requests.receive(10, 1)
     job = Job.from_message(message.body)
-    assert job.key == f"originals/{image['id']}.jpg"  # a pointer job: the original was stored under its id
+    # A pointer job: the original was stored under its owner and id.
+    assert job.key == f"originals/{image['owner']}/{image['id']}.jpg"
     s3 = boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region)
     keys = [o["Key"] for b in (settings.names.input_bucket, settings.names.output_bucket)
             for o in s3.list_objects_v2(Bucket=b).get("Contents", [])]
-    assert keys and all(re.fullmatch(r"(originals|thumbnails|annotated)/[0-9a-f]{32}\.(jpg|png)", k) for k in keys), keys
+    assert keys and all(re.fullmatch(r"(originals|thumbnails|annotated)/" + re.escape(image["owner"]) +
+                                     r"/[0-9a-f]{32}\.(jpg|png)", k) for k in keys), keys
 
 
 def test_hostile_cse546_name_is_answered_as_given_text(client, resources):
@@ -206,9 +208,10 @@ def test_timings_and_times_read_well():
 def test_album_list_shows_new_albums_at_once_and_survives_an_unreachable_table(resources, settings):
     from web_tier.albums import Albums
     albums = Albums(resources.results, ttl_s=0)
-    assert albums.names() == ["default"]
-    albums.note({"album": "Zoo"})
-    assert albums.names() == ["default", "Zoo"]
+    assert albums.names("alice") == ["default"]
+    albums.note({"album": "Zoo", "owner": "alice"})
+    assert albums.names("alice") == ["default", "Zoo"]
+    assert albums.names("bob") == ["default"]   # albums are per owner
     boto3.client("dynamodb", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_table(
         TableName=settings.names.results_table)
-    assert albums.names() == ["default", "Zoo"]  # the last known list, not an error page
+    assert albums.names("alice") == ["default", "Zoo"]  # the last known list, not an error page

@@ -13,7 +13,7 @@ import threading
 
 from PIL import Image
 
-from sightfleet.contracts import FAILED, PROCESSING, SUCCEEDED, Job, output_keys, queued_result, utc_now
+from sightfleet.contracts import FAILED, PROCESSING, SUCCEEDED, Job, output_keys, owner_of, queued_result, utc_now
 
 METADATA = {
     "created_at": "2008-05-30T15:56:01", "camera_make": "Canon", "camera_model": "Canon EOS 40D",
@@ -62,10 +62,11 @@ def finish_result(resources, result: dict, status: str, top: str, data: bytes | 
     if status == SUCCEEDED:
         result.update(labels=labels(top), top_label=top, metadata=METADATA, timings=TIMINGS)
         if data:
-            key = output_keys(image_id)["thumbnail"] + ".jpg"
+            keys = output_keys(owner_of(result), image_id)
+            key = keys["thumbnail"] + ".jpg"
             resources.outputs.put(key, thumbnail(data), "image/jpeg")
-            resources.outputs.put(output_keys(image_id)["annotated"], data, "image/jpeg")
-            result.update(thumbnail_key=key, annotated_key=output_keys(image_id)["annotated"])
+            resources.outputs.put(keys["annotated"], data, "image/jpeg")
+            result.update(thumbnail_key=key, annotated_key=keys["annotated"])
     else:
         result.update(error={"code": "CORRUPT_IMAGE", "message": "the image data is damaged"})
     result.update(status=status, completed_at=utc_now(), updated_at=utc_now(), **fields)

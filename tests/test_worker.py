@@ -46,7 +46,8 @@ def test_batch_writes_every_output_then_acknowledges(resources, pipeline):
     result = resources.results.get(good["id"])
     assert result["status"] == "SUCCEEDED" and result["instance_id"] == "i-test" and result["attempts"] == 1
     assert any("cat" in label["Name"].lower() for label in result["labels"])
-    assert resources.inputs.get(f"originals/{good['id']}.jpg") == jpeg_bytes()
+    assert result["input_key"] == f"originals/anonymous/{good['id']}.jpg"
+    assert resources.inputs.get(result["input_key"]) == jpeg_bytes()
     assert resources.outputs.get(result["thumbnail_key"])[:3] == b"\xff\xd8\xff"
     assert resources.outputs.get(result["annotated_key"])[:3] == b"\xff\xd8\xff"
     assert json.loads(resources.outputs.get(result["result_key"])) == result

@@ -1,17 +1,19 @@
-"""The JSON API: submit images, read one result, list results."""
+"""The JSON API: submit images, read, list and delete results; each caller sees only its own (admins all)."""
 from __future__ import annotations
 
 import logging
 
 from flask import Blueprint, jsonify, request
 
-from sightfleet.contracts import is_image_id
-from sightfleet.errors import Unavailable
+from sightfleet.contracts import FINAL_STATUSES, clean_album
+from sightfleet.deletion import delete_image
+from sightfleet.errors import SightfleetError, Unavailable
 from web_tier.csrf import has_csrf_cookie, require_csrf
-from web_tier.errors import error_response, unavailable_response
+from web_tier.errors import unavailable_response
+from web_tier.owners import caller, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, number, status_filter
-from web_tier.services import resources, settings, submitter, waiter
+from web_tier.services import albums, resources, settings, submitter, waiter
 from web_tier.submit import Rejected, Upload, uploads_from_parts
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,10 @@ def is_raw_upload() -> bool:
 
 
 def uploads_from_request() -> list[Upload]:
-    """Files from multipart `file` parts, or one raw image body."""
-    album = request.args.get("album")
+    """Files from multipart `file` parts, or one raw image body, owned by the caller."""
+    album, owner = request.args.get("album"), caller().owner
     if is_raw_upload():
-        return [Upload(request.get_data(), request.args.get("filename"), album)]
+        return [Upload(request.get_data(), request.args.get("filename"), album, owner)]
     if request.mimetype != FORM_TYPE and (request.content_length or request.mimetype):
         raise Rejected(415, "UNSUPPORTED_MEDIA_TYPE",
                        f"a body of type {request.mimetype or '(none)'} is not accepted; send "
@@ -40,7 +42,7 @@ def uploads_from_request() -> list[Upload]:
     if not files:
         raise Rejected(400, "NO_FILE", "send multipart `file` parts (with UTF-8 part headers) or a raw "
                                        "image/jpeg or image/png body")
-    return uploads_from_parts(files, album or request.form.get("album"))
+    return uploads_from_parts(files, album or request.form.get("album"), owner)
 
 
 def wait_seconds() -> float:
@@ -54,8 +56,7 @@ def submit_images():
         # stop reading an undeclared (chunked) one there. One byte more than the limit, because werkzeug
         # refuses any read at its limit and a body of exactly the limit is allowed; check() refuses more.
         request.max_content_length = settings().max_upload_bytes + 1
-    if has_csrf_cookie():  # a browser with our cookie (the upload page): it must prove it is our page
-        require_csrf()
+    check_csrf()
     wait_s = wait_seconds()
     uploads = uploads_from_request()
     # Check all first, so one bad file does not leave the others queued.
@@ -74,27 +75,88 @@ def submit_images():
                                     images=[present(r) for r in accepted])
     if wait_s:
         done = waiter().wait([r["id"] for r in accepted], wait_s)
-        if done is not None:
+        # An image deleted while its request waited wakes it too; then the answer is the accepted list.
+        if done is not None and all(shown(r) for r in done):
             return jsonify({"images": [present(r) for r in done]}), 200
     return jsonify({"images": [present(r) for r in accepted]}), 202
 
 
+def check_csrf() -> None:
+    """A browser with our cookie (our pages) must prove it is our page; programs send no cookie."""
+    if has_csrf_cookie():
+        require_csrf()
+
+
 @bp.get("/images/<image_id>")
 def get_image(image_id: str):
-    if not is_image_id(image_id):
-        return error_response(404, "NOT_FOUND", "no such image")
-    return jsonify(present(resources().results.get(image_id)))
+    """One result; with `?wait=N`, held up to N s until it is final."""
+    wait_s = wait_seconds()
+    result = visible_result(image_id)
+    if wait_s and result["status"] not in FINAL_STATUSES:
+        waiter().wait([image_id], wait_s)
+        result = visible_result(image_id)   # read again, and checked again: it may have been deleted
+    return jsonify(present(result))
 
 
-def listing_query() -> tuple[str | None, str | None, int, dict | None]:
-    """album, status, limit and cursor of a listing, checked; shared with the gallery page."""
+@bp.delete("/images/<image_id>")
+def delete_image_route(image_id: str):
+    """Delete an image and all it made (see sightfleet/deletion.py); 204, also for a retry of a delete."""
+    check_csrf()
+    doc = stored_row(image_id)
+    try:
+        delete_image(resources(), doc)
+    except SightfleetError as exc:
+        log.warning("deleting %s stopped part-way: %s", image_id, exc)
+        return unavailable_response("the delete did not finish (storage unreachable); send the DELETE again "
+                                    "to finish it")
+    return "", 204
+
+
+def delete_album(owner: str, album: str) -> tuple[int, str | None]:
+    """Delete every image of one owner's album, page by page; (images deleted, why it stopped or None)."""
+    deleted, cursor = 0, None
+    while True:
+        items, cursor = resources().results.page(album, None, MAX_PAGE, cursor, owner)
+        for doc in items:
+            try:
+                delete_image(resources(), doc)
+            except SightfleetError as exc:
+                log.warning("deleting album %r of %s stopped after %s images: %s", album, owner, deleted, exc)
+                return deleted, str(exc)
+            deleted += 1
+        if cursor is None:
+            albums().forget(owner, album)
+            return deleted, None
+
+
+@bp.delete("/albums/<name>")
+def delete_album_route(name: str):
+    """Delete the caller's album (an admin's: `?owner=`) with every photo in it; 200 with the count."""
+    check_csrf()
+    owner = listing_owner()
+    if owner is None:
+        raise Rejected(400, "BAD_OWNER", "name the album's owner: ?owner=<id>")
+    try:
+        album = clean_album(name)
+    except ValueError as exc:
+        raise Rejected(400, "BAD_ALBUM", str(exc)) from exc
+    deleted, problem = delete_album(owner, album)
+    if problem:
+        return unavailable_response(f"deleted {deleted} photos of the album, then storage became unreachable; "
+                                    "send the DELETE again to finish", deleted=deleted)
+    return jsonify({"album": album, "deleted": deleted}), 200
+
+
+def listing_query() -> tuple[str | None, str | None, int, dict | None, str | None]:
+    """album, status, limit, cursor and owner of a listing, checked; shared with the gallery page."""
+    owner = listing_owner()
     album, status = album_filter(), status_filter()
     limit = int(number("limit", "BAD_LIMIT", 1, MAX_PAGE, DEFAULT_PAGE, whole=True))
     try:
-        cursor = decode_cursor(request.args.get("cursor"), album)
+        cursor = decode_cursor(request.args.get("cursor"), album, owner)
     except ValueError as exc:
         raise Rejected(400, "BAD_CURSOR", str(exc)) from exc
-    return album, status, limit, cursor
+    return album, status, limit, cursor, owner
 
 
 @bp.get("/images")

@@ -5,6 +5,7 @@ from flask import Blueprint, Response, request
 
 from sightfleet.contracts import SUCCEEDED, label_answer
 from web_tier.errors import error_response
+from web_tier.owners import caller
 from web_tier.services import submitter, waiter
 from web_tier.submit import Rejected, upload_from_part
 
@@ -19,7 +20,8 @@ def classify():
     part = next((request.files[f] for f in FIELDS if f in request.files), None)
     if part is None:
         raise Rejected(400, "NO_FILE", "send the image as multipart field `myfile` or `inputFile`")
-    accepted = submitter().submit(upload_from_part(part, request.form.get("album")))
+    # Filed under the caller: authentication makes an uncredentialed course generator the anonymous owner.
+    accepted = submitter().submit(upload_from_part(part, request.form.get("album"), caller().owner))
     done = waiter().wait([accepted["id"]], WAIT_S)
     if done is None:
         return error_response(504, "TIMEOUT", f"no result within {WAIT_S} s; poll /api/images/{accepted['id']}")

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album, is_image_id
-from web_tier.api import listing_query
+from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album
+from sightfleet.deletion import delete_image
+from sightfleet.errors import Unavailable
+from web_tier.api import delete_album, listing_query
 from web_tier.csrf import csrf_token, require_csrf
+from web_tier.owners import caller, listing_owner, stored_row, visible_result
 from web_tier.present import encode_cursor, present
 from web_tier.services import albums, resources, settings, submitter
 from web_tier.submit import Rejected, Upload, safe_filename, uploads_from_parts
@@ -41,8 +44,8 @@ def image_origin() -> str:
 def upload_page(outcomes: list | None = None, status: int = 200):
     limits = {"max_upload_mb": settings().max_upload_mb, "max_upload_bytes": settings().max_upload_bytes}
     album = _usable_album(request.values.get("album"))
-    return render_template("index.html", albums=album_choices(album), album=album, outcomes=outcomes or [],
-                           **limits), status
+    return render_template("index.html", albums=album_choices(album, caller().owner), album=album,
+                           outcomes=outcomes or [], **limits), status
 
 
 def _usable_album(name: str | None) -> str:
@@ -53,9 +56,11 @@ def _usable_album(name: str | None) -> str:
         return DEFAULT_ALBUM
 
 
-def album_choices(current: str | None) -> list[str]:
-    """Known albums, plus the one asked for in the URL (it may be new)."""
-    names = albums().names()
+def album_choices(current: str | None, owner: str | None) -> list[str]:
+    """The owner's albums, plus the one asked for in the URL (it may be new); none for every owner's listing."""
+    if owner is None:
+        return [current] if current else []
+    names = albums().names(owner)
     return names if not current or current in names else sorted(names + [current], key=str.casefold)
 
 
@@ -72,7 +77,7 @@ def upload():
     files = [f for f in request.files.getlist("file") if f.filename]
     if not files:
         return upload_page([{"filename": "", "error": "choose one or more JPEG or PNG files first"}], 400)
-    outcomes = [_submit_one(upload) for upload in uploads_from_parts(files, album)]
+    outcomes = [_submit_one(upload) for upload in uploads_from_parts(files, album, caller().owner)]
     if all(o["image"] for o in outcomes):
         return redirect(url_for("pages.gallery", album=outcomes[0]["image"]["album"]), code=303)
     return upload_page(outcomes, 200 if any(o["image"] for o in outcomes) else 400)
@@ -90,17 +95,41 @@ def _submit_one(upload: Upload) -> dict:
 
 @bp.get("/gallery")
 def gallery():
-    album, status, limit, cursor = listing_query()
-    items, next_key = resources().results.page(album, status, limit, cursor)
-    query = {"album": album, "status": status, "cursor": request.args.get("cursor")}
+    album, status, limit, cursor, owner = listing_query()
+    items, next_key = resources().results.page(album, status, limit, cursor, owner)
+    # The owner as asked (an admin's ?owner=), so every link of the page keeps listing the same owner's.
+    shown_owner = request.args.get("owner") or None
+    query = {"album": album, "status": status, "cursor": request.args.get("cursor"), "owner": shown_owner}
     return render_template(
-        "gallery.html", images=[present(r) for r in items], album=album, status=status, albums=album_choices(album),
+        "gallery.html", images=[present(r) for r in items], album=album, status=status,
+        albums=album_choices(album, owner), owner=shown_owner, own=owner == caller().owner,
         cursor=query["cursor"], next_cursor=encode_cursor(next_key),
         live_url=url_for("api.list_images", limit=limit, **{k: v for k, v in query.items() if v}))
 
 
 @bp.get("/images/<image_id>")
 def image_page(image_id: str):
-    if not is_image_id(image_id):
-        abort(404, description="no such image")
-    return render_template("image.html", image=present(resources().results.get(image_id)))
+    return render_template("image.html", image=present(visible_result(image_id)))
+
+
+@bp.post("/images/<image_id>/delete")
+def delete_image_page(image_id: str):
+    """The image page's delete button: delete, then back to the album."""
+    require_csrf()
+    doc = stored_row(image_id)
+    delete_image(resources(), doc)   # a failure part-way answers 503 (errors.py); pressing again finishes
+    return redirect(url_for("pages.gallery", album=doc.get("album")), code=303)
+
+
+@bp.post("/albums/<name>/delete")
+def delete_album_page(name: str):
+    """The gallery's delete-album button: every photo of the caller's album (an admin's: ?owner=)."""
+    require_csrf()
+    owner = listing_owner()
+    album = _usable_album(name)
+    if owner is None or album != name:
+        raise Rejected(400, "BAD_ALBUM", "choose one owner's album to delete")
+    _, problem = delete_album(owner, album)
+    if problem:
+        raise Unavailable(f"album {album!r} of {owner} deleted in part: {problem}")
+    return redirect(url_for("pages.gallery", owner=request.args.get("owner")), code=303)

@@ -8,7 +8,7 @@ from flask import url_for
 
 from sightfleet.contracts import epoch, is_image_id
 from sightfleet.errors import SightfleetError
-from sightfleet.interfaces import RESULT_KIND
+from sightfleet.interfaces import listing_key_fits, listing_key_time
 from web_tier.services import resources
 
 _LINK_TTL_S = 3600
@@ -18,7 +18,7 @@ _MAX_KEY_PART = 512
 
 
 def present(result: dict) -> dict:
-    """The result with its status URL and presigned image URLs added."""
+    """The result with its status URL and presigned image URLs added (only ever for a row its caller may see)."""
     shown = dict(result)
     shown["status_url"] = url_for("api.get_image", image_id=result["id"])
     shown["page_url"] = url_for("pages.image_page", image_id=result["id"])
@@ -37,8 +37,9 @@ def encode_cursor(key: dict | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
 
 
-def decode_cursor(cursor: str | None, album: str | None = None) -> dict | None:
-    """Inverse of encode_cursor for a listing of `album` (None: every image); ValueError if it does not fit."""
+def decode_cursor(cursor: str | None, album: str | None = None, owner: str | None = None) -> dict | None:
+    """Inverse of encode_cursor for a listing of owner's (None: every owner's) `album` (None: every album);
+    ValueError if it does not fit, so no cursor continues another owner's listing."""
     if not cursor:
         return None
     if len(cursor) > MAX_CURSOR_CHARS:
@@ -49,11 +50,9 @@ def decode_cursor(cursor: str | None, album: str | None = None) -> dict | None:
         raise ValueError("malformed cursor") from exc
     if not isinstance(key, dict) or not all(isinstance(v, str) and len(v) <= _MAX_KEY_PART for v in key.values()):
         raise ValueError("malformed cursor")
-    # A cursor only continues the listing it came from: the same index and, for albums, the same album.
-    expected = {"id", "submitted_at", "album" if album else "kind"}
-    if (set(key) != expected or not is_image_id(key["id"]) or key.get("album", album) != album
-            or key.get("kind", RESULT_KIND) != RESULT_KIND):
+    # A cursor only continues the listing it came from: the same index, owner and album.
+    if not listing_key_fits(key, owner, album) or not is_image_id(key["id"]):
         raise ValueError("this cursor belongs to another listing; start again without it")
-    if epoch(key["submitted_at"]) is None:
+    if epoch(listing_key_time(key)) is None:
         raise ValueError("malformed cursor")
     return key

@@ -12,7 +12,8 @@ from typing import Callable
 
 from PIL import Image
 
-from sightfleet.contracts import Job, clean_album, input_key, new_image_id, queued_result, utc_now
+from sightfleet.contracts import (ANONYMOUS_OWNER, Job, clean_album, input_key, is_owner, new_image_id,
+                                  queued_result, utc_now)
 from sightfleet.errors import ConditionFailed, SightfleetError, Unavailable
 from sightfleet.formats import ACCEPTED, HEAD_BYTES, check_head
 
@@ -39,19 +40,20 @@ class Upload:
     data: bytes
     filename: str | None  # shown only after safe_filename, which names a nameless file "upload"
     album: str | None = None
+    owner: str = ANONYMOUS_OWNER   # the account the image will belong to (the caller's)
 
 
-def upload_from_part(part, album: str | None) -> Upload:
+def upload_from_part(part, album: str | None, owner: str = ANONYMOUS_OWNER) -> Upload:
     """An Upload from a multipart file part (werkzeug FileStorage)."""
-    return Upload(part.read(), part.filename, album)
+    return Upload(part.read(), part.filename, album, owner)
 
 
-def uploads_from_parts(parts: list, album: str | None) -> list[Upload]:
+def uploads_from_parts(parts: list, album: str | None, owner: str = ANONYMOUS_OWNER) -> list[Upload]:
     """Uploads from a request's file parts, at most MAX_IMAGES_PER_REQUEST of them."""
     if len(parts) > MAX_IMAGES_PER_REQUEST:
         raise Rejected(413, "TOO_MANY_FILES", f"the request has {len(parts)} files; send at most "
                                               f"{MAX_IMAGES_PER_REQUEST} per request")
-    return [upload_from_part(part, album) for part in parts]
+    return [upload_from_part(part, album, owner) for part in parts]
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ class Submitter:
 
         Nothing is written, so a request can check every file first and then submit what this returns.
         """
+        if not is_owner(upload.owner):   # the worker would refuse the job: refuse it here, before queuing
+            log.error("account id %r cannot own images (letters, digits, _.@- only)", upload.owner)
+            raise Rejected(400, "BAD_OWNER", "this account cannot own images: its id is not a valid owner")
         if len(upload.data) > self._max_bytes:
             raise Rejected(413, "TOO_LARGE", f"the file is {_mb(len(upload.data))} MB; the limit is "
                                              f"{_mb(self._max_bytes)} MB")
@@ -184,13 +189,14 @@ class Submitter:
 
     def _job(self, checked: Checked) -> Job:
         image_id, data = new_image_id(), checked.upload.data
+        owner = checked.upload.owner
         common = dict(id=image_id, album=checked.album, filename=safe_filename(checked.upload.filename),
-                      content_type=checked.content_type, submitted_at=utc_now(), size=len(data))
+                      content_type=checked.content_type, submitted_at=utc_now(), size=len(data), owner=owner)
         # The envelope is measured, not guessed: escaped non-ASCII names and albums can take kilobytes.
         envelope = len(Job(**common, inline_b64="").to_message().encode())
         if envelope + 4 * math.ceil(len(data) / 3) <= self._max_message_bytes():
             return Job(**common, inline_b64=base64.b64encode(data).decode())
-        return Job(**common, bucket=self._r.inputs.name, key=input_key(image_id, checked.content_type))
+        return Job(**common, bucket=self._r.inputs.name, key=input_key(owner, image_id, checked.content_type))
 
     def _max_message_bytes(self) -> int:
         """The request queue's real size limit, read once."""

@@ -13,10 +13,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sightfleet.contracts import FINAL_STATUSES
+from sightfleet.contracts import DELETED, FINAL_STATUSES
 from sightfleet.errors import SightfleetError
 
 log = logging.getLogger(__name__)
+# A waiter wakes when its results are final, or deleted: a tombstone will never become final. The
+# waiter hands back rows as read, whoever owns them; callers wait only for ids they may see, and check
+# what comes back (web_tier/owners.py) before showing it.
+SETTLED = FINAL_STATUSES | {DELETED}
 
 
 @dataclass(eq=False)
@@ -59,7 +63,7 @@ class ResultWaiter:
         return self._thread is not None
 
     def wait(self, image_ids: list[str], timeout_s: float) -> list[dict] | None:
-        """The final results in the order asked, or None when they are not all final in time."""
+        """The settled (final or deleted) rows in the order asked, or None when not all settle in time."""
         waiter = _Waiter(tuple(dict.fromkeys(image_ids)))
         with self._cond:
             self._waiters.append(waiter)
@@ -116,7 +120,7 @@ class ResultWaiter:
             return
         finally:
             self.batch_reads += 1
-        final = {r["id"]: r for r in results if r["status"] in FINAL_STATUSES}
+        final = {r["id"]: r for r in results if r["status"] in SETTLED}
         if final:
             with self._cond:
                 for waiter in self._waiters:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from decimal import Decimal
@@ -12,14 +13,23 @@ from boto3.dynamodb.types import Binary
 
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
-from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso
+from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso, owner_of
 from sightfleet.errors import Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
-from sightfleet.interfaces import DECISION_KIND, HEARTBEAT_KIND, RESULT_KIND  # noqa: F401 - re-exported
+from sightfleet.interfaces import (DECISION_KIND, HEARTBEAT_KIND, RESULT_KIND,  # noqa: F401 - re-exported
+                                   album_at, listing_key)
 
+log = logging.getLogger(__name__)
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
 COMPLETED_INDEX = "kind-completed"
-TTL_ATTRIBUTE = "expires_at"   # the fleet table's items expire at this epoch second
+# Issue 15: one owner's images newest first, and one owner's albums (album_at = "<album>/<submitted_at>":
+# an album's images newest first by begins_with, and the album names by skipping from one album to the next).
+OWNER_INDEX = "owner-submitted"
+OWNER_ALBUM_INDEX = "owner-album"
+# Album names cannot hold "/" and timestamps start with a digit: every album_at of album A sorts below A + this.
+_PAST_ALBUM = "/~"
+MAX_ALBUMS = 1000
+TTL_ATTRIBUTE = "expires_at"   # the fleet table's items, and tombstones of deleted images, expire at this epoch second
 _BATCH_ROUNDS = 5
 _BATCH_BACKOFF_S = 0.05   # before the second round; doubled for each one after
 # Re-read this much before the newest decision seen, for ones an eventually consistent read missed.
@@ -34,6 +44,7 @@ def _to_item(result: dict) -> dict:
     item = {
         "id": result["id"], "kind": RESULT_KIND, "album": result["album"], "status": result["status"],
         "submitted_at": result["submitted_at"], "updated_at": result["updated_at"],
+        "owner": owner_of(result), "album_at": album_at(result),
         "doc": json.dumps(result, separators=(",", ":")),
     }
     if result.get("completed_at"):
@@ -78,9 +89,14 @@ def _from_item(item: dict) -> dict:
     return json.loads(item["doc"])
 
 
-def _list_params(album: str | None, status: str | None, cursor: dict | None) -> dict:
-    """Query parameters for newest-first listing: one album's index, or every image's."""
-    if album:
+def _list_params(album: str | None, status: str | None, cursor: dict | None, owner: str | None) -> dict:
+    """Query parameters for newest-first listing: one owner's (album's) index, or every owner's."""
+    if owner and album:
+        params = {"IndexName": OWNER_ALBUM_INDEX, "KeyConditionExpression":
+                  Key("owner").eq(owner) & Key("album_at").begins_with(album + "/")}
+    elif owner:
+        params = {"IndexName": OWNER_INDEX, "KeyConditionExpression": Key("owner").eq(owner)}
+    elif album:
         params = {"IndexName": ALBUM_INDEX, "KeyConditionExpression": Key("album").eq(album)}
     else:
         params = {"IndexName": SUBMITTED_INDEX, "KeyConditionExpression": Key("kind").eq(RESULT_KIND)}
@@ -126,13 +142,6 @@ def _batch_get(table, keys: list[dict], what: str, consistent: bool = False) -> 
             raise Unavailable(f"{what}: {len(request[table.name]['Keys'])} keys still unprocessed "
                               f"after {_BATCH_ROUNDS} rounds")
     return found
-
-
-def _index_key(result: dict, album: str | None) -> dict:
-    """The ExclusiveStartKey that continues a listing right after this result."""
-    key = {"id": result["id"], "submitted_at": result["submitted_at"]}
-    key.update({"album": result["album"]} if album else {"kind": RESULT_KIND})
-    return key
 
 
 class ResultsTable:
@@ -186,15 +195,24 @@ class ResultsTable:
         with translated(f"delete result {image_id}"):
             self._table.delete_item(Key={"id": image_id})
 
+    def bury(self, tombstone: dict) -> None:
+        """Replace the row with a deleted image's tombstone: no index attribute (it leaves every listing),
+        a status no worker write overwrites, and a TTL."""
+        item = {"id": tombstone["id"], "status": tombstone["status"], TTL_ATTRIBUTE: tombstone["expires_at"],
+                "doc": json.dumps(tombstone, separators=(",", ":"))}
+        with translated(f"bury result {tombstone['id']}"):
+            self._table.put_item(Item=item)
+
     def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
-             cursor: dict | None = None, max_reads: int = 10) -> tuple[list[dict], dict | None]:
+             cursor: dict | None = None, owner: str | None = None, max_reads: int = 10
+             ) -> tuple[list[dict], dict | None]:
         """Newest first, optionally one album and one status; the cursor is None after the last page.
 
         DynamoDB applies Limit before a filter, so a status filter can leave a page short or
         empty; this reads on (at most max_reads queries) until it holds one result more than the
         page, and then builds the cursor from the last result shown.
         """
-        params = _list_params(album, status, cursor)
+        params = _list_params(album, status, cursor, owner)
         found: list[dict] = []
         for _ in range(max_reads):
             with translated("list results"):
@@ -204,7 +222,7 @@ class ResultsTable:
             if len(found) > limit or not params["ExclusiveStartKey"]:
                 break
         if len(found) > limit:
-            return found[:limit], _index_key(found[limit - 1], album)
+            return found[:limit], listing_key(found[limit - 1], owner, album)
         return found, params["ExclusiveStartKey"]
 
     def completed_since(self, since_iso: str) -> list[dict]:
@@ -213,10 +231,24 @@ class ResultsTable:
                   "KeyConditionExpression": Key("kind").eq(RESULT_KIND) & Key("completed_at").gte(since_iso)}
         return [_from_item(i) for i in _items(self._table.query, "results completed since", params)]
 
-    def albums(self) -> list[str]:
-        """Album names seen in the table, for the album chooser."""
-        items = _items(self._table.scan, "list albums", {"ProjectionExpression": "album"})
-        return sorted({i["album"] for i in items})
+    def albums(self, owner: str) -> list[str]:
+        """One owner's album names, for the album chooser: one Query per album, each reading one item.
+
+        Each query asks for the first index entry past the album before, so the cost grows with the
+        number of albums, not of photos (a DynamoDB index has no DISTINCT).
+        """
+        names: list[str] = []
+        condition = Key("owner").eq(owner)
+        while len(names) < MAX_ALBUMS:
+            if names:
+                condition = Key("owner").eq(owner) & Key("album_at").gt(names[-1] + _PAST_ALBUM)
+            with translated(f"list albums of {owner}"):
+                items = self._table.query(IndexName=OWNER_ALBUM_INDEX, KeyConditionExpression=condition,
+                                          Limit=1, ProjectionExpression="album").get("Items", [])
+            if not items:
+                break
+            names.append(items[0]["album"])
+        return names
 
     def check(self) -> None:
         with translated(f"table {self.name}"):
@@ -300,11 +332,50 @@ def ensure_tables(settings: Settings) -> None:
     for table in (names.results_table, names.fleet_table):
         with translated(f"wait for {table}"):
             ddb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    with translated("enable ttl"):
-        ttl = ddb.describe_time_to_live(TableName=names.fleet_table)["TimeToLiveDescription"]
+    _add_missing_indexes(ddb, results_table_spec(names.results_table))
+    for table in (names.fleet_table, names.results_table):   # the results table's: tombstones
+        _enable_ttl(ddb, table)
+
+
+def _enable_ttl(ddb, table: str) -> None:
+    with translated(f"enable ttl on {table}"):
+        ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-            ddb.update_time_to_live(TableName=names.fleet_table, TimeToLiveSpecification={
+            ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
                 "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+
+
+def _add_missing_indexes(ddb, spec: dict) -> None:
+    """Create the indexes a table made by an older version lacks (a persisted local stack, an older stack).
+
+    Rows written before an index existed and lacking its attributes stay out of it: rows from
+    before owners are listed only in every owner's listing (admins).
+    """
+    name = spec["TableName"]
+    with translated(f"describe {name}"):
+        existing = {i["IndexName"] for i in ddb.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])}
+    for index in spec["GlobalSecondaryIndexes"]:
+        if index["IndexName"] in existing:
+            continue
+        log.info("adding index %s to table %s", index["IndexName"], name)
+        with translated(f"add index {index['IndexName']} to {name}"):
+            ddb.update_table(TableName=name, AttributeDefinitions=spec["AttributeDefinitions"],
+                             GlobalSecondaryIndexUpdates=[{"Create": index}])
+        _wait_for_indexes(ddb, name)
+
+
+def _wait_for_indexes(ddb, name: str, timeout_s: float = 1800, interval_s: float = 1.0) -> None:
+    """Until the table and its indexes are ACTIVE: DynamoDB builds one new index at a time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with translated(f"describe {name}"):
+            table = ddb.describe_table(TableName=name)["Table"]
+        statuses = [table["TableStatus"]] + [i.get("IndexStatus", "ACTIVE") for i in table.get("GlobalSecondaryIndexes", [])]
+        if all(s == "ACTIVE" for s in statuses):
+            return
+        if time.monotonic() > deadline:
+            raise Unavailable(f"table {name}: indexes still building after {timeout_s:.0f} s ({statuses})")
+        time.sleep(interval_s)
 
 
 def fleet_table_spec(name: str) -> dict:
@@ -325,7 +396,7 @@ def results_table_spec(name: str) -> dict:
                           {"AttributeName": range_key, "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"},
         }
-    attributes = ("id", "album", "kind", "submitted_at", "completed_at")
+    attributes = ("id", "album", "kind", "submitted_at", "completed_at", "owner", "album_at")
     return {
         "TableName": name, "BillingMode": "PAY_PER_REQUEST",
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
@@ -334,5 +405,7 @@ def results_table_spec(name: str) -> dict:
             index(ALBUM_INDEX, "album", "submitted_at"),
             index(SUBMITTED_INDEX, "kind", "submitted_at"),
             index(COMPLETED_INDEX, "kind", "completed_at"),
+            index(OWNER_INDEX, "owner", "submitted_at"),
+            index(OWNER_ALBUM_INDEX, "owner", "album_at"),
         ],
     }

@@ -192,10 +192,13 @@ def _bucket(name: str, names: ResourceNames) -> dict:
 
 
 def _tables(names: ResourceNames) -> dict:
-    """The tables ensure_tables makes; the fleet table's rows expire (FleetTable.put writes expires_at)."""
+    """The tables ensure_tables makes; fleet rows and tombstones expire (FleetTable.put and bury write expires_at)."""
     return {
+        # Issue 15: its owner indexes come with results_table_spec; tombstones of deleted images expire.
         "ResultsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
-            **results_table_spec(names.results_table), "Tags": _tags(names)}},
+            **results_table_spec(names.results_table),
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+            "Tags": _tags(names)}},
         "FleetTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
             **fleet_table_spec(names.fleet_table),
             "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},

@@ -63,10 +63,13 @@
     busy = true;
     fetch(region.dataset.live, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (reply) {
+        // Deleted (here or in another tab): nothing will change any more, so stop asking.
+        if (reply.status === 404) { stopped = true; busy = false; return null; }
         if (!reply.ok) { throw new Error("status answered " + reply.status); }
         return reply.json();
       })
       .then(function (data) {
+        if (data === null) { return; }
         var changed = reportedKeys(data).join(",") !== shownKeys(region).join(",");
         var settle = changed ? refresh() : Promise.resolve();
         return settle.then(function () {

@@ -1,0 +1,47 @@
+"""Deleting an image: a tombstone first, then every artefact; the worker honours the tombstone.
+
+Order, and why: the row becomes a tombstone before any object goes, so from the first step on
+every route answers 404 and every later worker write of the image is refused by the results
+table's condition (start, finish and requeue only overwrite QUEUED or PROCESSING rows). Then the
+objects go. A failure part-way leaves the tombstone, which names every key, so a retried delete
+finishes the job; deleting objects that are gone already succeeds. The tombstone expires after
+TOMBSTONE_TTL_S, once no job message of the image can still arrive (a row simply removed would let
+a redelivered job write the image back).
+
+A worker that finds the tombstone (its claim or its final write refused) purges whatever it may
+have written and drops the job; as it writes its artefacts before that conditional write, either
+the delete's purge or the worker's own removes every one of them.
+"""
+from __future__ import annotations
+
+import logging
+
+from sightfleet.contracts import artefact_keys, is_deleted, tombstone
+
+log = logging.getLogger(__name__)
+
+
+def delete_image(resources, doc: dict) -> None:
+    """Bury the image's row (unless it is a tombstone already), then purge its artefacts; idempotent.
+
+    Raises the project's error of the first call that failed; a retry completes what is left.
+    """
+    grave = doc if is_deleted(doc) else tombstone(doc)
+    if grave is not doc:
+        resources.results.bury(grave)
+    purge(resources, grave, doc)
+    log.info("deleted image %s of %s", doc["id"], grave["owner"])
+
+
+def purge(resources, *docs: dict) -> None:
+    """Delete every object these documents of one image name or may have (a missing object is no error)."""
+    inputs: dict[str, None] = {}
+    outputs: dict[str, None] = {}
+    for doc in docs:
+        found_in, found_out = artefact_keys(doc)
+        inputs.update(dict.fromkeys(found_in))
+        outputs.update(dict.fromkeys(found_out))
+    for key in inputs:
+        resources.inputs.delete(key)
+    for key in outputs:
+        resources.outputs.delete(key)

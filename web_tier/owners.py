@@ -1,0 +1,71 @@
+"""Who may see which image: the caller's own, or every owner's for admins; anything else is "no such image".
+
+Every route reads the row first and compares its owner afterwards, and a row the caller may not
+see raises the very NoSuchResult a missing row raises: same 404, same body, same path through the
+code, so no answer tells another owner's image from one that does not exist.
+"""
+from __future__ import annotations
+
+from flask import abort, request
+
+from sightfleet.contracts import is_deleted, is_image_id, is_owner, owner_of
+from sightfleet.errors import NoSuchResult
+from sightfleet.interfaces import EVERY_OWNER
+from web_tier.identity import Principal, current_principal
+from web_tier.services import resources
+from web_tier.submit import Rejected
+
+# `?owner=*`: an admin's listing of every owner's images (with those from before owners existed).
+EVERY_OWNER_PARAM = "*"
+
+
+def caller() -> Principal:
+    """The request's principal; 401 when there is none (authentication answers first on every route)."""
+    principal = current_principal()
+    if principal is None:
+        abort(401, description="sign in, or send an API key as `Authorization: Bearer <key>`")
+    return principal
+
+
+def may_see(principal: Principal, doc: dict) -> bool:
+    """True when the principal may read (and delete) this row: an admin, or its owner."""
+    return principal.admin or owner_of(doc) == principal.owner
+
+
+def shown(doc: dict, principal: Principal | None = None) -> bool:
+    """True for a live row the caller may see (tombstones of deleted images are nobody's)."""
+    return not is_deleted(doc) and may_see(principal or caller(), doc)
+
+
+def stored_row(image_id: str) -> dict:
+    """The row of an image the caller may see, tombstone or not; NoSuchResult, as for a missing one, otherwise."""
+    principal = caller()
+    if not is_image_id(image_id):
+        raise NoSuchResult("no such image")
+    doc = resources().results.get(image_id)
+    if not may_see(principal, doc):
+        raise NoSuchResult("no such image")
+    return doc
+
+
+def visible_result(image_id: str) -> dict:
+    """The result of a live image the caller may see; NoSuchResult (404) otherwise."""
+    doc = stored_row(image_id)
+    if is_deleted(doc):
+        raise NoSuchResult("no such image")
+    return doc
+
+
+def listing_owner() -> str | None:
+    """Whose images a listing shows: the caller's; for admins `?owner=<id>`, or `?owner=*` for every owner's."""
+    principal = caller()
+    asked = request.args.get("owner", "").strip()
+    if not asked or asked == principal.owner:
+        return principal.owner
+    if not principal.admin:
+        abort(403, description="only admins list other owners' images")
+    if asked == EVERY_OWNER_PARAM:
+        return EVERY_OWNER
+    if not is_owner(asked):
+        raise Rejected(400, "BAD_OWNER", "owner must be an account id, or * for every owner")
+    return asked
