@@ -12,7 +12,6 @@ from collections import Counter
 
 import boto3
 import pytest
-from flask import g, request
 
 from app_tier.heartbeat import Heartbeat
 from app_tier.jobs import BatchRunner
@@ -25,30 +24,36 @@ from tests.pipeline_fixtures import shared_pipeline
 from tests.support import jpeg_bytes
 from tests.test_web_helpers import QueueFinisher, finish
 from web_tier import identity
-from web_tier.identity import Principal
+from web_tier.accounts import AccountError, Accounts
 
 HTML = {"Accept": "text/html"}
-PRINCIPAL_HEADER = "X-Test-Principal"
 
 
-def _install_test_principal(app) -> None:
-    """Test-only stand-in for authentication until it lands: the principal named by a request header."""
-    @app.before_request
-    def _principal_from_header():
-        named = request.headers.get(PRINCIPAL_HEADER)
-        if named:
-            owner, _, role = named.partition(",")
-            g.principal = Principal(owner, owner, admin=role == "admin")
+def signer(resources):
+    """sign(name, admin=False) -> headers carrying a real API key of account `name`, made on first use.
+
+    Its account id is set to `name`, through the real store, so the tests can read owners and S3 keys
+    as `alice` rather than a random id (and can try owner ids that real accounts never get).
+    """
+    accounts, keys = Accounts(resources.accounts), {}
+
+    def sign(name: str, admin: bool = False) -> dict:
+        if (name, admin) not in keys:
+            try:
+                account, _ = accounts.create(f"{name}-admin" if admin else name, admin=admin)
+            except AccountError:   # a hostile owner id no user name could be: the id alone carries it
+                account, _ = accounts.create(f"user-{len(keys)}", admin=admin)
+            account = {**account, "account_id": name}
+            resources.accounts.update_account(account)
+            keys[name, admin] = accounts.issue_key(account, "test").key
+        return {"Authorization": f"Bearer {keys[name, admin]}"}
+    return sign
 
 
 @pytest.fixture
 def as_user(app):
     """as_user(name, admin=False) -> the headers that make a request that account's (the one way tests sign in)."""
-    _install_test_principal(app)
-
-    def headers(name: str, admin: bool = False) -> dict:
-        return {PRINCIPAL_HEADER: f"{name},admin" if admin else name}
-    return headers
+    return signer(app.extensions["sightfleet"])
 
 
 def with_token(client, headers: dict) -> dict:
@@ -280,17 +285,17 @@ def test_deleting_an_album_deletes_its_photos_only(client, resources, settings, 
     assert client.delete("/api/albums/trip", headers=alice).get_json()["deleted"] == 0   # a retry
 
 
-def test_the_course_endpoint_files_images_under_the_caller(client, resources, as_user):
+def test_the_course_endpoint_files_images_under_the_caller(client, anonymous_client, resources, as_user):
     QueueFinisher(resources, 1, top="cat").start()
-    reply = client.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.3)), "test_00.jpg")},
-                        headers=as_user(ANONYMOUS_OWNER))
+    reply = anonymous_client.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.3)), "test_00.jpg")})
     assert reply.status_code == 200 and reply.get_data(as_text=True) == "test_00:cat"
     [row] = resources.results.page(owner=ANONYMOUS_OWNER)[0]
     assert row["owner"] == ANONYMOUS_OWNER and row["input_key"].startswith(f"originals/{ANONYMOUS_OWNER}/")
     assert client.get(f"/api/images/{row['id']}", headers=as_user("alice")).status_code == 404
 
 
-def test_without_a_principal_every_owned_route_answers_401(client):
+def test_without_a_principal_every_owned_route_answers_401(anonymous_client):
+    client = anonymous_client
     for method, path in (("get", "/api/images"), ("get", f"/api/images/{new_image_id()}"), ("get", "/gallery"),
                          ("delete", f"/api/images/{new_image_id()}"), ("delete", "/api/albums/trip")):
         assert getattr(client, method)(path).status_code == 401, path
@@ -309,17 +314,18 @@ def memory_app():
     resources, faults = memory_resources(Settings(prefix="mem"))
     app = create_app(resources=resources)
     app.config.update(TESTING=True)
-    _install_test_principal(app)
-    return app.test_client(), resources, faults
+    client = app.test_client()
+    client.sign = signer(resources)
+    return client, resources, faults
 
 
 def memory_upload(client, owner: str, album: str = "trip") -> dict:
-    return upload(client, {PRINCIPAL_HEADER: owner}, album=album)
+    return upload(client, client.sign(owner), album=album)
 
 
 def test_a_delete_that_fails_part_way_answers_503_and_a_retry_finishes_it(memory_app):
     client, resources, faults = memory_app
-    alice = {PRINCIPAL_HEADER: "alice"}
+    alice = client.sign("alice")
     image = store_everything(resources, memory_upload(client, "alice"))
     faults.fail("outputs.delete", times=1, when=lambda key: key.startswith("annotated/"))
     reply = client.delete(f"/api/images/{image['id']}", headers=alice)
@@ -333,7 +339,7 @@ def test_a_delete_that_fails_part_way_answers_503_and_a_retry_finishes_it(memory
 
 def test_a_delete_whose_row_write_fails_changes_nothing(memory_app):
     client, resources, faults = memory_app
-    alice = {PRINCIPAL_HEADER: "alice"}
+    alice = client.sign("alice")
     image = store_everything(resources, memory_upload(client, "alice"))
     faults.fail("results.bury", times=1)
     assert client.delete(f"/api/images/{image['id']}", headers=alice).status_code == 503
@@ -343,7 +349,7 @@ def test_a_delete_whose_row_write_fails_changes_nothing(memory_app):
 
 def test_an_album_delete_that_fails_part_way_says_how_far_it_got_and_a_retry_finishes(memory_app):
     client, resources, faults = memory_app
-    alice = {PRINCIPAL_HEADER: "alice"}
+    alice = client.sign("alice")
     for _ in range(3):
         store_everything(resources, memory_upload(client, "alice"))
     faults.fail("results.bury", times=1, when=lambda grave: faults.calls["results.bury"] == 2)

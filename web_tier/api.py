@@ -8,7 +8,6 @@ from flask import Blueprint, jsonify, request
 from sightfleet.contracts import FINAL_STATUSES, clean_album
 from sightfleet.deletion import delete_image
 from sightfleet.errors import SightfleetError, Unavailable
-from web_tier.csrf import has_csrf_cookie, require_csrf
 from web_tier.errors import unavailable_response
 from web_tier.owners import caller, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
@@ -56,7 +55,6 @@ def submit_images():
         # stop reading an undeclared (chunked) one there. One byte more than the limit, because werkzeug
         # refuses any read at its limit and a body of exactly the limit is allowed; check() refuses more.
         request.max_content_length = settings().max_upload_bytes + 1
-    check_csrf()
     wait_s = wait_seconds()
     uploads = uploads_from_request()
     # Check all first, so one bad file does not leave the others queued.
@@ -81,12 +79,6 @@ def submit_images():
     return jsonify({"images": [present(r) for r in accepted]}), 202
 
 
-def check_csrf() -> None:
-    """A browser with our cookie (our pages) must prove it is our page; programs send no cookie."""
-    if has_csrf_cookie():
-        require_csrf()
-
-
 @bp.get("/images/<image_id>")
 def get_image(image_id: str):
     """One result; with `?wait=N`, held up to N s until it is final."""
@@ -101,7 +93,6 @@ def get_image(image_id: str):
 @bp.delete("/images/<image_id>")
 def delete_image_route(image_id: str):
     """Delete an image and all it made (see sightfleet/deletion.py); 204, also for a retry of a delete."""
-    check_csrf()
     doc = stored_row(image_id)
     try:
         delete_image(resources(), doc)
@@ -132,7 +123,6 @@ def delete_album(owner: str, album: str) -> tuple[int, str | None]:
 @bp.delete("/albums/<name>")
 def delete_album_route(name: str):
     """Delete the caller's album (an admin's: `?owner=`) with every photo in it; 200 with the count."""
-    check_csrf()
     owner = listing_owner()
     if owner is None:
         raise Rejected(400, "BAD_OWNER", "name the album's owner: ?owner=<id>")

@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 from flask import g
 
-# The owner of images sent to the course-compatible `POST /` without credentials; only admins browse them.
-ANONYMOUS_OWNER = "anonymous"
+from sightfleet.contracts import ANONYMOUS_OWNER  # noqa: F401 - the owner of uncredentialed course uploads
 
 
 @dataclass(frozen=True)
