@@ -123,6 +123,11 @@ class Settings:
     # which a worker goes into the pool when it has room (0: idle_grace_s); see README "The fleet".
     warm_pool_size: int = 0
     pool_grace_s: float = 0.0
+    # Issue 15, limits (web_tier/limits.py): requests per API key, owner or anonymous address, in the
+    # `limits` notation ("600/minute", "10/second;600/minute"; "" = none), and how many images one
+    # owner may hold (0 = no quota).
+    rate_limit: str = "600/minute"
+    quota_images: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -215,6 +220,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"SIGHTFLEET_INFERENCE must be openvino or native, got {settings.inference!r}")
     if settings.warm_pool_size < 0 or settings.pool_grace_s < 0:
         raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
+    if settings.quota_images < 0:
+        raise ConfigError("SIGHTFLEET_QUOTA_IMAGES must not be negative (0: no quota)")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 
