@@ -53,6 +53,11 @@ class ResourceNames:
         return f"{self.prefix}-fleet"
 
     @property
+    def limits_table(self) -> str:
+        """Rate-limit windows and image quotas (issue 15, limits)."""
+        return f"{self.prefix}-limits"
+
+    @property
     def metrics_namespace(self) -> str:
         return f"Sightfleet/{self.prefix}"
 

@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     display.install(app)
     for module in (health, api, pages, cse546, ops):
         app.register_blueprint(module.bp)
-    from web_tier import openapi, security
-    for extension in (security, openapi):
+    from web_tier import limits, openapi, security
+    for extension in (security, openapi, limits):
         extension.install(app)
     return app

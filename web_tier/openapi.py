@@ -254,8 +254,8 @@ def _images_paths() -> dict:
 
 def _ops_paths() -> dict:
     window = _query("window", f"Window length: seconds or a number with s, m, h or d, from "
-                              f"{opsdata.MIN_WINDOW_S} s to {opsdata.MAX_WINDOW_S // 3600} h (default 15m)",
-                    {"type": "string", "pattern": r"^\s*[0-9]{1,9}(\.[0-9]{1,6})?\s*[smhdSMHD]?\s*$"})
+                              f"{opsdata.MIN_WINDOW_S} s to {opsdata.MAX_WINDOW_S // 3600} h (empty: 15m)",
+                    {"type": "string", "pattern": r"^\s*([0-9]{1,9}(\.[0-9]{1,6})?\s*[smhdSMHD]?\s*)?$"})
     admin = "Administrators only."
     return {
         "/api/ops/summary": {"get": {

@@ -1,0 +1,172 @@
+"""Rate limits and image quotas, counted in the limits table on the local endpoint and shared by app instances."""
+from __future__ import annotations
+
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from flask import g, request
+
+from sightfleet.aws.limits import LimitsTable
+from sightfleet.aws.session import client
+from sightfleet.resources import Resources
+from tests.support import jpeg_bytes, wait_for
+from web_tier import create_app, limits
+from web_tier.identity import Principal
+
+OWNER_HEADER = "X-Test-Owner"  # the test's stand-in for authentication: who the caller is
+
+
+def make_app(settings):
+    """An app on these settings whose callers name their owner in OWNER_HEADER (as sign-in would set it)."""
+    app = create_app(settings, Resources.connect(settings))
+    app.config.update(TESTING=True)
+
+    def authenticate():
+        owner = request.headers.get(OWNER_HEADER)
+        if owner:
+            g.principal = Principal(owner=owner, name=owner)
+    # Authentication runs before the limits, as it does in the app.
+    app.before_request_funcs.setdefault(None, []).insert(0, authenticate)
+    return app
+
+
+def photo(name: str = "cat.jpg"):
+    return {"file": (io.BytesIO(jpeg_bytes(scale=0.2)), name)}
+
+
+def drop_limits_table(settings) -> None:
+    """Make the store unreachable the way a missing table is."""
+    client(settings, "dynamodb").delete_table(TableName=settings.names.limits_table)
+
+
+def test_two_app_instances_share_one_limit_and_answer_429_with_retry_after(settings_factory):
+    settings = settings_factory(rate_limit="3/minute")
+    first, second = make_app(settings).test_client(), make_app(settings).test_client()
+    answers = [c.get("/api/images").status_code for c in (first, second, first)]
+    refused = second.get("/api/images")
+    assert answers == [200, 200, 200] and refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "RATE_LIMITED"
+    assert 0 < int(refused.headers["Retry-After"]) <= 61
+    assert "3 per 1 minute" in refused.get_json()["error"]["message"]
+    assert "Content-Security-Policy" in refused.headers  # a 429 is locked down like every answer
+
+
+def test_each_owner_and_each_anonymous_address_has_its_own_window(settings_factory):
+    settings = settings_factory(rate_limit="2/minute")
+    web = make_app(settings).test_client()
+    for owner in ("alice", "bob"):
+        assert [web.get("/api/images", headers={OWNER_HEADER: owner}).status_code for _ in range(3)] == [200, 200, 429]
+    anonymous = [web.get("/api/images", environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code for _ in range(3)]
+    assert anonymous == [200, 200, 429]
+    assert web.get("/api/images", environ_base={"REMOTE_ADDR": "10.0.0.8"}).status_code == 200
+
+
+def test_health_checks_and_static_files_are_never_limited(settings_factory):
+    settings = settings_factory(rate_limit="1/minute")
+    web = make_app(settings).test_client()
+    assert web.get("/api/images").status_code == 200
+    assert web.get("/api/images").status_code == 429
+    assert all(web.get("/healthz").status_code == 200 for _ in range(3))
+    assert all(web.get("/static/style.css").status_code == 200 for _ in range(3))
+
+
+def test_a_window_that_ended_starts_again(settings_factory):
+    settings = settings_factory(rate_limit="2 per 3 seconds")
+    web = make_app(settings).test_client()
+    assert [web.get("/api/images").status_code for _ in range(3)] == [200, 200, 429]
+    retry_after = int(web.get("/api/images").headers["Retry-After"])
+    assert 1 <= retry_after <= 3
+    time.sleep(retry_after + 0.2)
+    assert web.get("/api/images").status_code == 200
+
+
+def test_concurrent_hits_are_counted_exactly_once_each(settings):
+    table = LimitsTable(settings)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        counts = list(pool.map(lambda _: table.hit("burst", 60), range(32)))
+    assert sorted(counts) == list(range(1, 33))
+    assert table.window("burst")[0] == 32
+    table.clear("burst")
+    assert table.window("burst")[0] == 0
+
+
+def test_an_unreachable_store_fails_open_and_each_process_counts_alone(settings_factory, caplog):
+    settings = settings_factory(rate_limit="3/minute")
+    web = make_app(settings).test_client()
+    assert web.get("/api/images").status_code == 200
+    drop_limits_table(settings)
+    with caplog.at_level(logging.WARNING):
+        answers = [web.get("/api/images").status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]  # served, and still bounded by this process's own count
+    assert "falling back to in-memory storage" in caplog.text
+
+
+def test_no_rate_limit_when_none_is_set_and_a_malformed_one_fails_at_start(settings_factory):
+    web = make_app(settings_factory(rate_limit="")).test_client()
+    assert all(web.get("/api/images").status_code == 200 for _ in range(5))
+    with pytest.raises(ValueError):
+        make_app(settings_factory(rate_limit="lots"))
+
+
+def test_quota_counts_accepted_images_per_owner_across_instances(settings_factory, resources):
+    settings = settings_factory(quota_images=3, rate_limit="")
+    first, second = make_app(settings).test_client(), make_app(settings).test_client()
+    alice = {OWNER_HEADER: "alice"}
+    two = {"file": [(io.BytesIO(jpeg_bytes(scale=0.2)), f"{i}.jpg") for i in range(2)]}
+    assert first.post("/api/images", data=two, headers=alice).status_code == 202
+    refused = second.post("/api/images", data={"file": [(io.BytesIO(jpeg_bytes(scale=0.2)), f"{i}.jpg")
+                                                        for i in range(2)]}, headers=alice)
+    assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "QUOTA_EXCEEDED"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert second.post("/api/images", data=photo(), headers=alice).status_code == 202
+    assert first.post("/api/images", data=photo(), headers=alice).status_code == 429
+    assert first.post("/api/images", data=photo(), headers={OWNER_HEADER: "bob"}).status_code == 202
+    table = LimitsTable(settings)
+    assert (table.held("alice"), table.held("bob")) == (3, 1)
+    queue = Resources.connect(settings).requests.counts()
+    assert queue["visible"] + queue["in_flight"] == 4  # nothing of the refused requests was queued
+
+
+def test_refused_and_failed_uploads_give_their_reservation_back(settings_factory):
+    settings = settings_factory(quota_images=1, rate_limit="")
+    app = make_app(settings)
+    web = app.test_client()
+    tiff = {"file": (io.BytesIO(b"II*\x00" + b"\x00" * 64), "scan.tiff")}
+    assert web.post("/api/images", data=tiff).status_code == 415
+    assert web.post("/api/images", data=jpeg_bytes(scale=0.2), content_type="image/jpeg").status_code == 202
+    assert LimitsTable(settings).held("anonymous") == 1
+    assert web.post("/api/images", data=photo()).status_code == 429
+    with app.app_context():
+        limits.release("anonymous", 1)  # what deleting an image calls
+    assert LimitsTable(settings).held("anonymous") == 0
+    assert web.post("/", data={"myfile": (io.BytesIO(b"not an image"), "x.jpg")}).status_code == 415
+    assert LimitsTable(settings).held("anonymous") == 0
+
+
+def test_release_never_counts_below_zero(settings):
+    table = LimitsTable(settings)
+    assert table.reserve("carol", 2, 5)
+    table.release("carol", 5)  # more than counted: images from before the quota was set
+    assert table.held("carol") == 0
+    assert table.reserve("carol", 5, 5) and not table.reserve("carol", 1, 5)
+
+
+def test_quota_fails_closed_when_its_store_is_unreachable(settings_factory):
+    settings = settings_factory(quota_images=10, rate_limit="")
+    web = make_app(settings).test_client()
+    drop_limits_table(settings)
+    reply = web.post("/api/images", data=photo())
+    assert reply.status_code == 503 and reply.headers["Retry-After"]
+    assert Resources.connect(settings).requests.counts()["visible"] == 0  # nothing accepted uncounted
+
+
+def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settings_factory, monkeypatch):
+    from web_tier import cse546
+    monkeypatch.setattr(cse546, "WAIT_S", 0.5)
+    settings = settings_factory(quota_images=5, rate_limit="")
+    web = make_app(settings).test_client()
+    assert web.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.2)), "a.jpg")}).status_code == 504
+    wait_for(lambda: LimitsTable(settings).held("anonymous") == 1, 5, what="the accepted image to stay counted")
