@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from flask import g, request
 
 from sightfleet.aws.limits import LimitsTable
 from sightfleet.aws.session import client
 from sightfleet.resources import Resources
-from tests.support import jpeg_bytes, wait_for
+from sightfleet.stack import answers
+from tests.support import REPO, free_port, jpeg_bytes, wait_for
 from web_tier import create_app, limits
 from web_tier.identity import Principal
 
@@ -170,3 +175,25 @@ def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settin
     web = make_app(settings).test_client()
     assert web.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.2)), "a.jpg")}).status_code == 504
     wait_for(lambda: LimitsTable(settings).held("anonymous") == 1, 5, what="the accepted image to stay counted")
+
+
+def test_gunicorns_worker_processes_share_one_limit(settings_factory, tmp_path):
+    """The web tier as it is served: two gunicorn processes, each request on a new connection."""
+    settings = settings_factory()
+    port = free_port()
+    env = {**os.environ, "AWS_ENDPOINT_URL": settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
+           "PORT": str(port), "SIGHTFLEET_RATE_LIMIT": "6/minute", "SIGHTFLEET_WEB_WORKERS": "2",
+           "SIGHTFLEET_WEB_THREADS": "4", "PYTHONPATH": str(REPO)}
+    with open(tmp_path / "web.log", "w") as log:
+        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"],
+                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(url + "/healthz", ok_only=True), 60, what="gunicorn")
+        statuses = [requests.get(url + "/api/images", timeout=30, headers={"Connection": "close"}).status_code
+                    for _ in range(14)]
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+    assert statuses.count(200) == 6 and statuses.count(429) == 8, statuses
+    assert "falling back" not in (tmp_path / "web.log").read_text()
