@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 
 import pytest
 
 from sightfleet.resources import Resources
-from tests.support import jpeg_bytes
-from tests.test_web_helpers import QueueFinisher
+from tests.browser import chromium, requires_chromium, screenshot
+from tests.support import free_port, jpeg_bytes, wait_for
+from tests.test_web_helpers import QueueFinisher, finish
 from web_tier import create_app, security
 
 HTML = {"Accept": "text/html"}
@@ -92,3 +95,33 @@ def test_images_may_come_from_storage_but_scripts_only_from_here(client, resourc
     img_src = next(d for d in policy.split("; ") if d.startswith("img-src"))
     script_src = next(d for d in policy.split("; ") if d.startswith("script-src"))
     assert storage.split("/")[2] in img_src and script_src == "script-src 'self'"
+
+
+@requires_chromium
+def test_no_page_meets_a_policy_refusal_in_chromium(app, resources):
+    """The policy must not break the pages: plotly's charts, Swagger UI, live scripts, storage images."""
+    from werkzeug.serving import make_server
+    photo = jpeg_bytes(scale=0.3)
+    accepted = app.test_client().post("/api/images", data=photo, content_type="image/jpeg").get_json()
+    result = finish(resources, accepted["images"][0]["id"], data=photo)  # with a thumbnail in storage
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    refused = {}
+    try:
+        with chromium() as driver:
+            for page in ("/", "/gallery", f"/images/{result['id']}", "/ops", "/api/docs", "/no-such-page"):
+                driver.get(url + page)
+                time.sleep(2)  # the pages' scripts draw and poll
+                refused[page] = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+            screenshot(driver, "policy-error-page")
+            driver.get(url + "/ops")
+            wait_for(lambda: driver.find_elements("css selector", ".modebar-btn"), 30, what="the charts")
+            # Plotly's own stylesheet applied: its toolbar buttons are transparent, not the page's blue buttons.
+            background = driver.execute_script(
+                "return getComputedStyle(document.querySelector('.modebar-btn')).backgroundColor")
+            screenshot(driver, "policy-ops")
+    finally:
+        server.shutdown()
+    assert refused == {page: [] for page in refused}
+    assert background in ("rgba(0, 0, 0, 0)", "transparent"), background

@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from flask import Flask, request
 
+# Two <style> elements that plotly.js (the ops dashboard's charts) makes, allowed by their hashes:
+# an empty one that it then fills through CSSOM (which the policy does not govern once the element
+# is allowed), and the fixed stylesheet of the map library it bundles. An empty <style> does
+# nothing by itself, and only our own scripts can fill it. tests/test_security_headers.py checks in
+# Chromium that no page meets a refusal, so a plotly upgrade that changes them shows there.
+PLOTLY_STYLE_HASHES = ("'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
+                       "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='")
 # Pages load scripts and styles from here only, and images also from storage (presigned URLs).
-_POLICY = ("default-src 'self'; img-src 'self' data: blob: {image_origin}; script-src 'self'; style-src 'self'; "
+_POLICY = ("default-src 'self'; img-src 'self' data: blob: {image_origin}; script-src 'self'; "
+           f"style-src 'self' {' '.join(PLOTLY_STYLE_HASHES)}; "
            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 # Two years, the preload list's minimum; sent only over HTTPS, where a browser honours it.
 HSTS = "max-age=63072000; includeSubDomains"
