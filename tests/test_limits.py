@@ -13,8 +13,10 @@ import pytest
 import requests
 from flask import g, request
 
-from sightfleet.aws.limits import LimitsTable
-from sightfleet.aws.session import client
+from sightfleet.aws.dynamodb import TTL_ATTRIBUTE
+from sightfleet.aws.limits import LimitsTable, ensure_limits_table
+from sightfleet.aws.session import client, resource
+from sightfleet.errors import NotFound
 from sightfleet.resources import Resources
 from sightfleet.stack import answers
 from tests.support import REPO, free_port, jpeg_bytes, wait_for
@@ -197,3 +199,34 @@ def test_gunicorns_worker_processes_share_one_limit(settings_factory, tmp_path):
         web.wait(timeout=30)
     assert statuses.count(200) == 6 and statuses.count(429) == 8, statuses
     assert "falling back" not in (tmp_path / "web.log").read_text()
+
+
+LIMITS_CALLS = {
+    "hit": lambda t: t.hit("k", 60),
+    "window": lambda t: t.window("k"),
+    "clear": lambda t: t.clear("k"),
+    "clear_all": lambda t: t.clear_all(),
+    "reserve": lambda t: t.reserve("o", 1, 5),
+    "release": lambda t: t.release("o", 1),
+    "held": lambda t: t.held("o"),
+    "check": lambda t: t.check(),
+}
+
+
+@pytest.mark.parametrize("call", LIMITS_CALLS.values(), ids=LIMITS_CALLS.keys())
+def test_every_limits_call_on_a_missing_table_is_not_found(settings, call):
+    drop_limits_table(settings)
+    with pytest.raises(NotFound, match="ResourceNotFoundException"):
+        call(LimitsTable(settings))
+
+
+def test_provisioning_the_limits_table_is_idempotent_and_turns_its_ttl_on(settings):
+    ensure_limits_table(settings)  # a second time: the fixture's provisioning made it
+    ddb = client(settings, "dynamodb")
+    ttl = ddb.describe_time_to_live(TableName=settings.names.limits_table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == TTL_ATTRIBUTE and ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
+    table = LimitsTable(settings)
+    table.hit("k", 60)
+    item = resource(settings, "dynamodb").Table(table.name).get_item(Key={"pk": "rate#k"})["Item"]
+    assert int(item[TTL_ATTRIBUTE]) > time.time()  # DynamoDB drops ended windows by themselves
+    assert table.clear_all() == 1 and table.window("k")[0] == 0
