@@ -127,7 +127,7 @@ class Settings:
     # Warm pool: how many stopped (hibernated) workers the stack keeps, and the idle seconds after
     # which a worker goes into the pool when it has room (0: idle_grace_s); see README "The fleet".
     warm_pool_size: int = 0
-    pool_grace_s: float = 0.0
+    pool_grace_s: float = 2.0   # issue 14 section 3: a short grace into the pool (benchmarks/fleet_sim.py)
     # Issue 15, limits (web_tier/limits.py): requests per API key, owner or anonymous address, in the
     # `limits` notation ("600/minute", "10/second;600/minute"; "" = none), and how many images one
     # owner may hold (0 = no quota).
