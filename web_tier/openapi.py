@@ -82,13 +82,15 @@ def _schemas() -> dict:
         "Error": {
             "type": "object", "required": ["error"],
             "description": "Every error answer. A 503 after part of a request was accepted also lists those "
-                           "`images`, so a client resends only the others.",
+                           "`images`, so a client resends only the others (`deleted`: how many an album delete "
+                           "removed before it stopped).",
             "properties": {
                 "error": {"type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string", "description": "A stable code, e.g. UNSUPPORTED_FORMAT, TOO_LARGE, "
                                                               "NOT_FOUND, RATE_LIMITED, UNAVAILABLE"},
                     "message": {"type": "string", "description": "What went wrong, for people"}}},
-                "images": {"type": "array", "items": _ref("Image")}}},
+                "images": {"type": "array", "items": _ref("Image")},
+                "deleted": {"type": "integer", "minimum": 0}}},
         "Label": {
             "type": "object", "required": ["Name", "Confidence"],
             "description": "As Rekognition DetectLabels names them; boxes are ratios of the width and height.",
@@ -123,6 +125,9 @@ def _schemas() -> dict:
                 **{f"{name}_key": optional_text for name in ("input", "thumbnail", "annotated", "result")},
                 "status_url": text, "page_url": text,
                 "thumbnail_url": optional_text, "annotated_url": optional_text}},
+        "AlbumDeleted": {
+            "type": "object", "required": ["album", "deleted"],
+            "properties": {"album": text, "deleted": {"type": "integer", "minimum": 0}}},
         "Images": {
             "type": "object", "required": ["images"],
             "properties": {"images": {"type": "array", "items": _ref("Image")}}},
@@ -168,7 +173,7 @@ def _responses() -> dict:
         "Unauthenticated": _error_response(
             "No valid credentials: send `Authorization: Bearer <API key>` (or sign in).",
             {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}}),
-        "Forbidden": _error_response("Signed in, but only administrators may do this."),
+        "Forbidden": _error_response("Signed in, but only administrators may do this (or see other owners')."),
         "NotFound": _error_response("No such image, or it belongs to someone else (the two read the same)."),
         "TooLarge": _error_response("Over a size limit (code TOO_LARGE, TOO_MANY_FILES, TOO_MANY_PARTS or "
                                     "IMAGE_TOO_LARGE)."),
@@ -205,6 +210,8 @@ def _images_paths() -> dict:
     wait = _query("wait", f"Seconds to wait for the results (0 to {api.MAX_WAIT_S}); 200 when all are final "
                           "within it, 202 otherwise", {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S})
     image_id = _path("image_id", "The image's id", {"type": "string", "pattern": IMAGE_ID_PATTERN})
+    owner = _query("owner", "Administrators: whose images (an account id, or `*` for every owner's); "
+                            "others may name only themselves (403 otherwise)", {"type": "string"})
     return {
         "/api/images": {
             "post": {
@@ -222,32 +229,39 @@ def _images_paths() -> dict:
             "get": {
                 "operationId": "listImages", "tags": ["images"], "summary": "List images, newest first",
                 "parameters": [
-                    _album_query(),
+                    _album_query(), owner,
                     _query("status", "Only images in this status (any case)", {"type": "string", "enum": list(STATUSES)}),
                     _query("limit", f"Page size, 1 to {api.MAX_PAGE}", {"type": "integer", "minimum": 1,
                                                                        "maximum": api.MAX_PAGE,
                                                                        "default": api.DEFAULT_PAGE}),
                     _query("cursor", "`next_cursor` of the previous page", {"type": "string"})],
                 "responses": {"200": {"description": "One page", "content": _json(_ref("ImagePage"))},
-                              "400": _response("BadRequest"), **_COMMON}},
+                              "400": _response("BadRequest"), "403": _response("Forbidden"), **_COMMON}},
         },
         "/api/images/{image_id}": {
             "parameters": [image_id],
             "get": {
                 "operationId": "getImage", "tags": ["images"], "summary": "One image's status and result",
-                "responses": {"200": {"description": "The result", "content": _json(_ref("Image"))},
-                              "404": _response("NotFound"), **_COMMON}},
+                "parameters": [_query("wait", f"Seconds to wait for the result to be final (0 to {api.MAX_WAIT_S})",
+                                      {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S})],
+                "responses": {"200": {"description": "The result (final, or as it stands when `wait` ran out)",
+                                      "content": _json(_ref("Image"))},
+                              "400": _response("BadRequest"), "404": _response("NotFound"), **_COMMON}},
             "delete": {
                 "operationId": "deleteImage", "tags": ["images"],
                 "summary": "Delete an image: its result, original, thumbnail, annotated copy and result JSON",
                 "responses": {"204": {"description": "Deleted"}, "404": _response("NotFound"), **_COMMON}},
         },
-        "/api/albums/{album}": {
-            "parameters": [_path("album", "Album name", {"type": "string", "maxLength": 64})],
+        "/api/albums/{name}": {
+            "parameters": [_path("name", "Album name", {"type": "string", "maxLength": 64})],
             "delete": {
                 "operationId": "deleteAlbum", "tags": ["images"], "summary": "Delete an album and its photos",
-                "responses": {"204": {"description": "Deleted"}, "400": _response("BadRequest"),
-                              "404": _response("NotFound"), **_COMMON}},
+                "description": "A 503 after part of the album was deleted says how many (`deleted`); send the "
+                               "DELETE again to finish.",
+                "parameters": [owner],
+                "responses": {"200": {"description": "Deleted (an album with no photos: 0)",
+                                      "content": _json(_ref("AlbumDeleted"))},
+                              "400": _response("BadRequest"), "403": _response("Forbidden"), **_COMMON}},
         },
     }
 
