@@ -5,6 +5,10 @@ atomic UpdateItem. A rate window is an item `rate#<key>` with its hits and the m
 ends; its TTL attribute lets DynamoDB drop it later, but expiry never depends on that (TTL deletes
 lazily): a hit on an ended window starts a new one under a condition, so exactly one caller does.
 A quota is an item `quota#<owner>` with the images the owner holds.
+
+On the local endpoint (moto) a conditional write is not atomic against a concurrent one, so two
+callers that both find a window ended may both start it (its count restarts: more lenient, never a
+false 429); on DynamoDB exactly one does.
 """
 from __future__ import annotations
 
