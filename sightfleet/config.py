@@ -63,6 +63,11 @@ class ResourceNames:
         return f"{self.prefix}-session-key"
 
     @property
+    def limits_table(self) -> str:
+        """Rate-limit windows and image quotas (issue 15, limits)."""
+        return f"{self.prefix}-limits"
+
+    @property
     def metrics_namespace(self) -> str:
         return f"Sightfleet/{self.prefix}"
 
@@ -145,6 +150,11 @@ class Settings:
     secret_key_secret: str = ""
     open_course_endpoint: int = 1
     trusted_proxies: int = 0
+    # Issue 15, limits (web_tier/limits.py): requests per API key, owner or anonymous address, in the
+    # `limits` notation ("600/minute", "10/second;600/minute"; "" = none), and how many images one
+    # owner may hold (0 = no quota).
+    rate_limit: str = "600/minute"
+    quota_images: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -237,6 +247,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"SIGHTFLEET_INFERENCE must be openvino or native, got {settings.inference!r}")
     if settings.warm_pool_size < 0 or settings.pool_grace_s < 0:
         raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
+    if settings.quota_images < 0:
+        raise ConfigError("SIGHTFLEET_QUOTA_IMAGES must not be negative (0: no quota)")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

@@ -9,6 +9,7 @@ from sightfleet.aws.accounts import AccountsTable, ensure_accounts_table
 from sightfleet.aws.cloudwatch import Metrics
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND, FleetTable, ResultsTable, ensure_tables
 from sightfleet.aws.ec2 import Fleet
+from sightfleet.aws.limits import ensure_limits_table
 from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, ensure_queues
 from sightfleet.config import Settings
@@ -72,5 +73,6 @@ def provision(settings: Settings) -> None:
     ensure_bucket(settings, names.output_bucket)
     ensure_tables(settings)
     ensure_accounts_table(settings)  # issue 15: accounts, API keys, sign-in links
+    ensure_limits_table(settings)  # issue 15, limits: rate windows and quotas (sightfleet/aws/limits.py)
     log.info("provisioned stack %s (queues, buckets %s/%s, tables)", names.prefix,
              names.input_bucket, names.output_bucket)

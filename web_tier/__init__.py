@@ -79,11 +79,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     display.install(app)
     for module in (health, api, pages, cse546, ops, signin):
         app.register_blueprint(module.bp)
-    app.after_request(_no_sniffing)
+    from web_tier import limits, openapi, security
+    for extension in (security, openapi, limits):
+        extension.install(app)
     return app
-
-
-def _no_sniffing(response):
-    # Answers echo user file names (JSON, CSE546 text): browsers must never reinterpret them as HTML.
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response

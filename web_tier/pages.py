@@ -23,16 +23,6 @@ def inject():
     return {"csrf_token": csrf_token, "final_statuses": FINAL_STATUSES, "statuses": STATUSES}
 
 
-@bp.after_request
-def security_headers(response):
-    """A strict policy for these pages: scripts and styles only from here, images also from storage."""
-    response.headers.setdefault("Content-Security-Policy", (
-        f"default-src 'self'; img-src 'self' data: blob: {image_origin()}; script-src 'self'; "
-        "style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"))
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    return response
-
-
 def image_origin() -> str:
     """Where presigned image URLs point (S3, or the local endpoint); presigning needs no network."""
     if "image_origin" not in current_app.extensions:

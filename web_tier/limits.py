@@ -1,0 +1,198 @@
+"""Per-caller rate limits (Flask-Limiter) and a per-owner quota of images, counted in the limits table.
+
+Both are shared by every gunicorn process and web instance through DynamoDB (sightfleet/aws/limits.py):
+- rate: SIGHTFLEET_RATE_LIMIT requests per window for each caller, across the whole app: an API key's
+  or session's owner, or the remote address of anonymous callers (the course endpoint). Over it: 429
+  RATE_LIMITED with Retry-After. The store failing must not take the service down with it, so the
+  limit fails OPEN: each process then counts on its own in memory (Flask-Limiter's fallback, logged)
+  until the table answers again; a caller may get one limit per process meanwhile, never a refusal.
+- quota: SIGHTFLEET_QUOTA_IMAGES images held per owner (0: none). An upload reserves its images
+  before anything is read from it (429 QUOTA_EXCEEDED when they do not fit) and gives back, when
+  the request ends, the ones that were not accepted; deleting images calls release(). The quota
+  fails CLOSED (503): an image accepted uncounted would stay uncounted, so the owner could exceed
+  the quota for good, and a later release would take another image's place.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from flask import Flask, current_app, g, request
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+from limits.storage import Storage
+
+from sightfleet.aws.limits import LimitsTable
+from sightfleet.errors import SightfleetError
+from web_tier.cse546 import FIELDS as COURSE_FIELDS
+from web_tier.errors import error_response
+from web_tier.identity import ANONYMOUS_OWNER, current_principal
+from web_tier.submit import MAX_IMAGES_PER_REQUEST
+
+log = logging.getLogger(__name__)
+STORAGE_URI = "sightfleet+dynamodb://"
+# The load balancer's health check, and files that only make a page work, are never limited.
+EXEMPT_ENDPOINTS = frozenset({"health.healthz", "static", "ops.plotly", "openapi.docs_asset"})
+# Views that accept images, and how many images a request to each carries.
+UPLOAD_ENDPOINTS = ("api.submit_images", "cse546.classify", "pages.upload")
+# A quota is not a window: when a client may try again is up to it (deleting images); this is a hint.
+QUOTA_RETRY_AFTER_S = 60
+
+
+class DynamoStorage(Storage):
+    """A `limits` storage on the limits table (fixed windows: all that one atomic counter needs)."""
+
+    STORAGE_SCHEME = ["sightfleet+dynamodb"]
+
+    def __init__(self, uri: str | None = None, table: LimitsTable | None = None, **options):
+        super().__init__(uri, **options)
+        self.table = table
+
+    @property
+    def base_exceptions(self):
+        return SightfleetError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self.table.hit(key, int(expiry), amount)
+
+    def get(self, key: str) -> int:
+        return self.table.window(key)[0]
+
+    def get_expiry(self, key: str) -> float:
+        return self.table.window(key)[1]
+
+    def check(self) -> bool:
+        try:
+            self.table.check()
+        except SightfleetError as exc:
+            log.warning("the limits table is still unreachable: %s", exc)
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        return self.table.clear_all()
+
+    def clear(self, key: str) -> None:
+        self.table.clear(key)
+
+
+def caller_key() -> str:
+    """Whom a request counts against: its principal's owner, else (anonymous) its remote address."""
+    principal = current_principal()
+    if principal is not None and principal.via != "anonymous":
+        return f"owner:{principal.owner}"
+    return f"address:{get_remote_address()}"
+
+
+def owner_of_request() -> str:
+    """The owner the request's images will belong to."""
+    principal = current_principal()
+    return principal.owner if principal is not None else ANONYMOUS_OWNER
+
+
+def images_in_request() -> int:
+    """How many images an upload carries (0 when it cannot be accepted anyway: its view says why)."""
+    if request.endpoint == "api.submit_images" and request.mimetype.startswith("image/"):
+        return 1  # a raw body: counted without reading it
+    if request.mimetype != "multipart/form-data":
+        return 0
+    if request.endpoint == "cse546.classify":
+        return int(any(field in request.files for field in COURSE_FIELDS))
+    files = [f for f in request.files.getlist("file") if request.endpoint != "pages.upload" or f.filename]
+    return len(files) if len(files) <= MAX_IMAGES_PER_REQUEST else 0
+
+
+class Quota:
+    """Images held per owner, at most `limit` each (0: no quota, nothing counted)."""
+
+    def __init__(self, table: LimitsTable, limit: int):
+        self.table, self.limit = table, limit
+
+    def reserve(self):
+        """before_request: count the upload's images, or answer 429 when they do not fit.
+
+        The store out of reach raises Unavailable, which the app answers 503 (web_tier/errors.py).
+        """
+        if request.endpoint not in UPLOAD_ENDPOINTS:
+            return None
+        count = images_in_request()
+        if not count:
+            return None
+        owner = owner_of_request()
+        if not self.table.reserve(owner, count, self.limit):
+            log.info("quota: %s holds %s images or more, refused %s more", owner, self.limit, count)
+            return error_response(429, "QUOTA_EXCEEDED", f"this account may hold {self.limit} images; delete some "
+                                  "before sending more", {"Retry-After": str(QUOTA_RETRY_AFTER_S)})
+        g.quota_reserved, g.quota_owner, g.quota_accepted = count, owner, 0
+        return None
+
+    def settle(self, _exc: BaseException | None = None) -> None:
+        """teardown_request: give back what was reserved and not accepted (refused, failed, or an error)."""
+        unused = g.pop("quota_reserved", 0) - g.pop("quota_accepted", 0)
+        owner = g.pop("quota_owner", None)
+        if owner and unused > 0:
+            try:
+                self.table.release(owner, unused)
+            except SightfleetError as exc:
+                log.error("quota: could not give back %s unused images of %s: %s", unused, owner, exc)
+
+
+class CountingSubmitter:
+    """The app's Submitter, counting in the request what it accepts (so the quota keeps only those)."""
+
+    def __init__(self, submitter):
+        self._submitter = submitter
+
+    def submit(self, *args, **kwargs) -> dict:
+        result = self._submitter.submit(*args, **kwargs)
+        if "quota_accepted" in g:
+            g.quota_accepted += 1
+        return result
+
+    def __getattr__(self, name: str):
+        return getattr(self._submitter, name)
+
+
+def release(owner: str, count: int = 1) -> None:
+    """Count count fewer images for owner (call it when images are deleted); raises Unavailable."""
+    quota: Quota | None = current_app.extensions["limits"]["quota"]
+    if quota is not None and count > 0:
+        quota.table.release(owner, count)
+
+
+def _rate_limited(exc: RateLimitExceeded):
+    """429 with Retry-After: the seconds until this caller's window ends."""
+    limiter: Limiter = current_app.extensions["limits"]["limiter"]
+    try:
+        wait_s = math.ceil(max(1.0, limiter.current_limit.window[0] - time.time()))
+    except Exception as error:  # noqa: BLE001 - the store went away between the hit and this read
+        log.warning("rate limit: cannot read when the window ends (%s); answering a minute", error)
+        wait_s = 60
+    return error_response(429, "RATE_LIMITED", f"the rate limit of {exc.limit.limit} requests is used up; try again in {wait_s} s",
+                          {"Retry-After": str(wait_s)})
+
+
+def install(app: Flask) -> None:
+    """Rate-limit every request and hold each owner to the quota, as the app's settings say."""
+    settings = app.extensions["sightfleet"].settings
+    table = LimitsTable(settings)
+    limits = {"limiter": None, "quota": None}
+    app.extensions["limits"] = limits
+    if settings.rate_limit.strip():
+        parse_many(settings.rate_limit)  # a malformed setting fails here, at start, not on a request
+        limiter = Limiter(
+            caller_key, application_limits=[settings.rate_limit], storage_uri=STORAGE_URI,
+            storage_options={"table": table}, strategy="fixed-window", headers_enabled=False,
+            in_memory_fallback_enabled=True, in_memory_fallback=[settings.rate_limit], swallow_errors=True)
+        limiter.request_filter(lambda: request.endpoint in EXEMPT_ENDPOINTS)
+        limiter.init_app(app)
+        app.register_error_handler(RateLimitExceeded, _rate_limited)
+        limits["limiter"] = limiter
+    if settings.quota_images:
+        quota = Quota(table, settings.quota_images)
+        app.extensions["submitter"] = CountingSubmitter(app.extensions["submitter"])
+        app.before_request(quota.reserve)
+        app.teardown_request(quota.settle)
+        limits["quota"] = quota

@@ -1,0 +1,387 @@
+"""The API's contract: an OpenAPI 3.1 document written as data, and a local Swagger UI page to try it.
+
+The document is built once per app from the same constants the views enforce (page sizes, waits,
+upload limits), so a limit changed in code changes the contract with it. Swagger UI's files come from
+the flask-swagger-ui wheel and are served from our own origin; the page's start-up code is a static
+file (static/swagger-init.js), so the page runs under the app's strict Content-Security-Policy.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory, url_for
+
+from sightfleet.contracts import STATUSES
+from web_tier import api, cse546, errors, opsdata
+from web_tier.services import settings
+from web_tier.submit import MAX_IMAGES_PER_REQUEST
+
+bp = Blueprint("openapi", __name__)
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1"
+SWAGGER_UI_PACKAGE = "flask-swagger-ui"
+IMAGE_ID_PATTERN = "^[0-9a-f]{32}$"
+# Media types a raw image body may declare (any image/* is taken: the first bytes decide the format).
+RAW_IMAGE_TYPES = ("image/jpeg", "image/png")
+# A day: the asset URLs carry the package's version, so an upgrade is fetched at once.
+ASSET_MAX_AGE_S = 86400
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict) -> dict:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _response(name: str) -> dict:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _error_response(description: str, headers: dict | None = None) -> dict:
+    """A JSON error answer: {"error": {"code", "message"}}."""
+    answer = {"description": description, "content": _json(_ref("Error"))}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _query(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _path(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+def _retry_after(required: bool = True) -> dict:
+    return {"Retry-After": {"description": "Seconds after which the request may be sent again.", "required": required,
+                            "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+
+
+# Every operation behind authentication can answer these; the rate limit applies to all of them.
+_COMMON = {"401": _response("Unauthenticated"), "429": _response("RateLimited"), "503": _response("Unavailable")}
+_ADMIN = {**_COMMON, "403": _response("Forbidden")}
+# Operations anyone may call: the course endpoint (its generator sends no credentials) and health.
+_OPEN = [{}, {"bearerAuth": []}]
+
+
+def _schemas() -> dict:
+    """The shapes of bodies, from what present(), the error handlers and the ops views return."""
+    text = {"type": "string"}
+    optional_text = _nullable(text)
+    return {
+        "Error": {
+            "type": "object", "required": ["error"],
+            "description": "Every error answer. A 503 after part of a request was accepted also lists those "
+                           "`images`, so a client resends only the others (`deleted`: how many an album delete "
+                           "removed before it stopped).",
+            "properties": {
+                "error": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string", "description": "A stable code, e.g. UNSUPPORTED_FORMAT, TOO_LARGE, "
+                                                              "NOT_FOUND, RATE_LIMITED, UNAVAILABLE"},
+                    "message": {"type": "string", "description": "What went wrong, for people"}}},
+                "images": {"type": "array", "items": _ref("Image")},
+                "deleted": {"type": "integer", "minimum": 0}}},
+        "Label": {
+            "type": "object", "required": ["Name", "Confidence"],
+            "description": "As Rekognition DetectLabels names them; boxes are ratios of the width and height.",
+            "properties": {
+                "Name": text, "Confidence": {"type": "number", "minimum": 0, "maximum": 100},
+                "Instances": {"type": "array", "items": {"type": "object", "properties": {
+                    "Confidence": {"type": "number"},
+                    "BoundingBox": {"type": "object", "properties": {
+                        k: {"type": "number"} for k in ("Width", "Height", "Left", "Top")}}}}},
+                "Parents": {"type": "array", "items": {"type": "object"}}}},
+        "Image": {
+            "type": "object", "required": ["id", "album", "filename", "status", "submitted_at", "status_url"],
+            "description": "One image's result as it moves QUEUED -> PROCESSING -> SUCCEEDED | FAILED.",
+            "properties": {
+                "id": {"type": "string", "pattern": IMAGE_ID_PATTERN},
+                "album": text, "filename": {"type": "string", "description": "The name sent, made safe to show"},
+                "content_type": {"type": "string", "enum": list(RAW_IMAGE_TYPES)},
+                "size": {"type": "integer", "minimum": 0},
+                "status": {"type": "string", "enum": list(STATUSES)},
+                "labels": {"type": "array", "items": _ref("Label")},
+                "top_label": optional_text,
+                "metadata": {"type": "object", "description": "EXIF and image facts: creation time, GPS, camera, "
+                                                              "width, height, file size, format, orientation"},
+                "error": _nullable({"type": "object", "required": ["code", "message"],
+                                    "properties": {"code": text, "message": text}}),
+                "submitted_at": {"type": "string", "format": "date-time"},
+                **{f"{name}_at": _nullable({"type": "string", "format": "date-time"})
+                   for name in ("updated", "started", "completed")},
+                "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+                "attempts": {"type": "integer", "minimum": 0},
+                "instance_id": optional_text,
+                **{f"{name}_key": optional_text for name in ("input", "thumbnail", "annotated", "result")},
+                "status_url": text, "page_url": text,
+                "thumbnail_url": optional_text, "annotated_url": optional_text}},
+        "AlbumDeleted": {
+            "type": "object", "required": ["album", "deleted"],
+            "properties": {"album": text, "deleted": {"type": "integer", "minimum": 0}}},
+        "Images": {
+            "type": "object", "required": ["images"],
+            "properties": {"images": {"type": "array", "items": _ref("Image")}}},
+        "ImagePage": {
+            "type": "object", "required": ["images", "next_cursor"],
+            "properties": {"images": {"type": "array", "items": _ref("Image")},
+                           "next_cursor": _nullable({"type": "string",
+                                                     "description": "Pass as `cursor` for the next page"})}},
+        "Health": {
+            "type": "object", "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
+                           "problems": {"type": "array", "items": text,
+                                        "description": "Which resource failed and why (administrators only)"}}},
+        "OpsSummary": {
+            "type": "object", "required": ["generated_at", "instances", "queue", "totals", "recent", "workers",
+                                           "decisions"],
+            "properties": {
+                "generated_at": {"type": "string", "format": "date-time"},
+                "instances": {"type": "object", "properties": {
+                    **{k: {"type": "integer"} for k in ("running", "pending", "pooled", "desired", "max", "min")},
+                    "decided_at": optional_text}},
+                "queue": {"type": "object", "properties": {
+                    k: {"type": "integer"} for k in ("visible", "in_flight", "delayed", "dead_letter")}},
+                "totals": {"type": "object"}, "recent": {"type": "object"},
+                "workers": {"type": "array", "items": {"type": "object"}},
+                "decisions": {"type": "array", "items": {"type": "object"}}}},
+        "OpsTimeseries": {
+            "type": "object", "required": ["start", "end", "step_s", "timestamps", "series", "window_totals"],
+            "properties": {
+                "start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"},
+                "step_s": {"type": "integer", "minimum": 1},
+                "timestamps": {"type": "array", "items": text},
+                "series": {"type": "object", "additionalProperties": {
+                    "type": "array", "items": _nullable({"type": "number"})}},
+                "window_totals": {"type": "object"}}},
+    }
+
+
+def _responses() -> dict:
+    """Answers shared by many operations, with the headers they really carry."""
+    return {
+        "BadRequest": _error_response("The request is malformed; `error.code` says which part."),
+        "Unauthenticated": _error_response(
+            "No valid credentials: send `Authorization: Bearer <API key>` (or sign in).",
+            {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}}),
+        "Forbidden": _error_response("Signed in, but only administrators may do this (or see other owners')."),
+        "NotFound": _error_response("No such image, or it belongs to someone else (the two read the same)."),
+        "TooLarge": _error_response("Over a size limit (code TOO_LARGE, TOO_MANY_FILES, TOO_MANY_PARTS or "
+                                    "IMAGE_TOO_LARGE)."),
+        "UnsupportedType": _error_response("Neither JPEG nor PNG (UNSUPPORTED_FORMAT), or a body type not accepted "
+                                           "(UNSUPPORTED_MEDIA_TYPE)."),
+        "RateLimited": _error_response("Too many requests for this key (RATE_LIMITED) or the owner holds as many "
+                                       "images as the quota allows (QUOTA_EXCEEDED).", _retry_after()),
+        "Unavailable": _error_response(f"Storage or queue unreachable; retry after {errors.RETRY_AFTER_S} s.",
+                                       _retry_after()),
+    }
+
+
+def _upload_body() -> dict:
+    limit = f"{settings().max_upload_mb:g} MB"
+    return {"required": False, "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {
+                "file": {"type": "array", "maxItems": MAX_IMAGES_PER_REQUEST,
+                         "items": {"type": "string", "format": "binary"},
+                         "description": f"One part per image, at most {MAX_IMAGES_PER_REQUEST}, each up to {limit}"},
+                "album": {"type": "string", "description": "Album for every image (default `default`)"}}},
+            "encoding": {"file": {"contentType": "image/jpeg, image/png, application/octet-stream"}}},
+        **{media: {"schema": {"type": "string", "format": "binary",
+                              "description": f"One image as the whole body, up to {limit}"}}
+           for media in RAW_IMAGE_TYPES}}}
+
+
+def _album_query() -> dict:
+    return _query("album", "Album name (letters, digits, spaces and .,'()&+-, at most 64 characters)",
+                  {"type": "string", "maxLength": 64})
+
+
+def _images_paths() -> dict:
+    wait = _query("wait", f"Seconds to wait for the results (0 to {api.MAX_WAIT_S}); 200 when all are final "
+                          "within it, 202 otherwise", {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S})
+    image_id = _path("image_id", "The image's id", {"type": "string", "pattern": IMAGE_ID_PATTERN})
+    owner = _query("owner", "Administrators: whose images (an account id, or `*` for every owner's); "
+                            "others may name only themselves (403 otherwise)", {"type": "string"})
+    return {
+        "/api/images": {
+            "post": {
+                "operationId": "submitImages", "tags": ["images"], "summary": "Submit images for recognition",
+                "description": "Each JPEG or PNG becomes a job; the answer lists them QUEUED (202) or, with "
+                               "`wait`, final (200). All files are checked before any is queued.",
+                "parameters": [_album_query(), _query("filename", "Name of a raw-body image", {"type": "string"}),
+                               wait],
+                "requestBody": _upload_body(),
+                "responses": {
+                    "200": {"description": "Every image is final within `wait`", "content": _json(_ref("Images"))},
+                    "202": {"description": "Accepted and queued", "content": _json(_ref("Images"))},
+                    "400": _response("BadRequest"), "413": _response("TooLarge"), "415": _response("UnsupportedType"),
+                    **_COMMON}},
+            "get": {
+                "operationId": "listImages", "tags": ["images"], "summary": "List images, newest first",
+                "parameters": [
+                    _album_query(), owner,
+                    _query("status", "Only images in this status (any case)", {"type": "string", "enum": list(STATUSES)}),
+                    _query("limit", f"Page size, 1 to {api.MAX_PAGE}", {"type": "integer", "minimum": 1,
+                                                                       "maximum": api.MAX_PAGE,
+                                                                       "default": api.DEFAULT_PAGE}),
+                    _query("cursor", "`next_cursor` of the previous page", {"type": "string"})],
+                "responses": {"200": {"description": "One page", "content": _json(_ref("ImagePage"))},
+                              "400": _response("BadRequest"), "403": _response("Forbidden"), **_COMMON}},
+        },
+        "/api/images/{image_id}": {
+            "parameters": [image_id],
+            "get": {
+                "operationId": "getImage", "tags": ["images"], "summary": "One image's status and result",
+                "parameters": [_query("wait", f"Seconds to wait for the result to be final (0 to {api.MAX_WAIT_S})",
+                                      {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S})],
+                "responses": {"200": {"description": "The result (final, or as it stands when `wait` ran out)",
+                                      "content": _json(_ref("Image"))},
+                              "400": _response("BadRequest"), "404": _response("NotFound"), **_COMMON}},
+            "delete": {
+                "operationId": "deleteImage", "tags": ["images"],
+                "summary": "Delete an image: its result, original, thumbnail, annotated copy and result JSON",
+                "responses": {"204": {"description": "Deleted"}, "404": _response("NotFound"), **_COMMON}},
+        },
+        "/api/albums/{name}": {
+            "parameters": [_path("name", "Album name", {"type": "string", "maxLength": 64})],
+            "delete": {
+                "operationId": "deleteAlbum", "tags": ["images"], "summary": "Delete an album and its photos",
+                "description": "A 503 after part of the album was deleted says how many (`deleted`); send the "
+                               "DELETE again to finish.",
+                "parameters": [owner],
+                "responses": {"200": {"description": "Deleted (an album with no photos: 0)",
+                                      "content": _json(_ref("AlbumDeleted"))},
+                              "400": _response("BadRequest"), "403": _response("Forbidden"), **_COMMON}},
+        },
+    }
+
+
+def _ops_paths() -> dict:
+    window = _query("window", f"Window length: seconds or a number with s, m, h or d, from "
+                              f"{opsdata.MIN_WINDOW_S} s to {opsdata.MAX_WINDOW_S // 3600} h (empty: 15m)",
+                    {"type": "string", "pattern": r"^\s*([0-9]{1,9}(\.[0-9]{1,6})?\s*[smhdSMHD]?\s*)?$"})
+    admin = "Administrators only."
+    return {
+        "/api/ops/summary": {"get": {
+            "operationId": "opsSummary", "tags": ["operations"], "summary": "Fleet, queue and throughput now",
+            "description": admin,
+            "responses": {"200": {"description": "The summary", "content": _json(_ref("OpsSummary"))}, **_ADMIN}}},
+        "/api/ops/timeseries": {"get": {
+            "operationId": "opsTimeseries", "tags": ["operations"], "summary": "Fleet and queue figures over a window",
+            "description": admin, "parameters": [window],
+            "responses": {"200": {"description": "Series on whole steps", "content": _json(_ref("OpsTimeseries"))},
+                          "400": _response("BadRequest"), **_ADMIN}}},
+        "/metrics": {"get": {
+            "operationId": "metrics", "tags": ["operations"], "summary": "Prometheus metrics",
+            "description": f"{admin} Prometheus scrapes it with a bearer key.",
+            "responses": {"200": {"description": "Prometheus text format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}, **_ADMIN}}},
+        "/healthz": {"get": {
+            "operationId": "health", "tags": ["operations"], "security": _OPEN,
+            "summary": "Whether every resource is reachable (the load balancer's check)",
+            "description": "Anonymous callers learn only healthy or not; administrators also get `problems`.",
+            "responses": {"200": {"description": "Healthy", "content": _json(_ref("Health"))},
+                          "503": {"description": "A resource is unreachable or too slow", "content": _json(_ref("Health")),
+                                  "headers": _retry_after()}}}},
+    }
+
+
+def _course_paths() -> dict:
+    part = {"type": "string", "format": "binary"}
+    return {"/": {"post": {
+        "operationId": "classify", "tags": ["course"], "security": _OPEN,
+        "summary": "CSE546-compatible: one image in, `name:label` out",
+        "description": f"Waits up to {cse546.WAIT_S} s for the result. Open to anonymous callers unless "
+                       "SIGHTFLEET_OPEN_COURSE_ENDPOINT=0; their images belong to a built-in anonymous owner.",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "properties": {"myfile": part, "inputFile": part, "album": {"type": "string"}}}}}},
+        "responses": {
+            "200": {"description": "`<file name without extension>:<top label>`",
+                    "content": {"text/plain": {"schema": {"type": "string", "pattern": "^[^\n]*:[^\n]*$"}}}},
+            "400": _response("BadRequest"), "413": _response("TooLarge"), "415": _response("UnsupportedType"),
+            "422": _error_response("Recognition failed; `error` says why (e.g. CORRUPT_IMAGE)."),
+            "504": _error_response("No result in time (TIMEOUT); poll the image's status URL given in the message."),
+            **_COMMON}}}}
+
+
+def _self_path() -> dict:
+    return {"/api/openapi.json": {"get": {
+        "operationId": "openapi", "tags": ["operations"], "security": [{}], "summary": "This document",
+        "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})},
+                      "429": _response("RateLimited")}}}}
+
+
+def build_document() -> dict:
+    """The whole OpenAPI 3.1 document for this app's settings."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Sightfleet API", "version": API_VERSION,
+            "summary": "Image recognition as a service: submit photos, read labels, metadata and status.",
+            "description": "Programs authenticate with `Authorization: Bearer <API key>` (keys are made on the "
+                           "/keys page or with `python -m web_tier.accounts`); people's browsers use the signed-in "
+                           "session, and their state-changing requests need the CSRF token. Every error is JSON "
+                           "`{\"error\": {\"code\", \"message\"}}`.",
+            "license": {"name": "MIT", "identifier": "MIT"}},
+        "tags": [{"name": "images", "description": "Your photos and their results"},
+                 {"name": "operations", "description": "Fleet state, metrics and health"},
+                 {"name": "course", "description": "The CSE546 course's endpoint"}],
+        "security": [{"bearerAuth": []}],
+        "paths": {**_images_paths(), **_ops_paths(), **_course_paths(), **_self_path()},
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "An API key, shown once when it is made"}},
+            "schemas": _schemas(), "responses": _responses()},
+    }
+
+
+def document() -> dict:
+    """This app's document, built on first use."""
+    if "openapi" not in current_app.extensions:
+        current_app.extensions["openapi"] = build_document()
+    return current_app.extensions["openapi"]
+
+
+@lru_cache(maxsize=1)
+def swagger_ui() -> tuple[Path, str]:
+    """The folder of Swagger UI's files inside the flask-swagger-ui wheel, and that package's version."""
+    spec = importlib.util.find_spec("flask_swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the flask-swagger-ui package is not installed (see requirements.txt)")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "dist"
+    return folder, importlib.metadata.version(SWAGGER_UI_PACKAGE)
+
+
+@bp.get("/api/openapi.json")
+def openapi_json():
+    return jsonify(document())
+
+
+@bp.get("/api/docs")
+def docs_page():
+    version = swagger_ui()[1]
+    return render_template("api_docs.html", version=version, spec_url=url_for("openapi.openapi_json"),
+                           asset=lambda name: url_for("openapi.docs_asset", version=version, name=name))
+
+
+@bp.get("/api/docs/<version>/<name>")
+def docs_asset(version: str, name: str):
+    folder, current = swagger_ui()
+    if version != current:
+        return errors.error_response(404, "NOT_FOUND", f"Swagger UI {current} is served here, not {version}")
+    return send_from_directory(folder, name, max_age=ASSET_MAX_AGE_S)
+
+
+def install(app: Flask) -> None:
+    """Serve the document and the API page."""
+    app.register_blueprint(bp)
