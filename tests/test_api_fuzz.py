@@ -26,8 +26,9 @@ import requests
 from sightfleet.config import Settings
 from sightfleet.memory import memory_resources
 from sightfleet.resources import Resources, provision
-from tests.support import free_port, jpeg_bytes, start_worker_process, unique_prefix
+from tests.support import bearer, free_port, jpeg_bytes, start_worker_process, unique_prefix
 from tests.test_openapi import documented, served
+from web_tier.accounts import Accounts
 
 log = logging.getLogger(__name__)
 # Examples per operation: 40-70 s of CI for the whole module on this 2-core machine (11 operations).
@@ -58,7 +59,8 @@ NOT_SERVED = documented(DOCUMENT) - SERVED
 @pytest.fixture(scope="module")
 def stack(moto_server, tmp_path_factory):
     """A provisioned stack with one real worker process, which finishes what the fuzzer gets accepted."""
-    settings = Settings(endpoint_url=moto_server, prefix=unique_prefix("fuzz"), rate_limit=FUZZ_RATE_LIMIT)
+    settings = Settings(endpoint_url=moto_server, prefix=unique_prefix("fuzz"), rate_limit=FUZZ_RATE_LIMIT,
+                        secret_key="k" * 32)
     provision(settings)
     log_path = tmp_path_factory.mktemp("fuzz") / "worker.log"
     worker = start_worker_process(settings, "i-fuzz", log_path, SIGHTFLEET_IDLE_GRACE_S="3600")
@@ -73,8 +75,9 @@ def stack(moto_server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api_headers(stack) -> dict[str, str]:
-    """Credentials every generated request carries, for an admin of the stack (none until API keys exist)."""
-    return {}
+    """Credentials every generated request carries: an admin's API key on the stack."""
+    _, issued = Accounts(Resources.connect(stack[0]).accounts).create("fuzz-admin", admin=True)
+    return bearer(issued.key)
 
 
 @pytest.fixture(scope="module")

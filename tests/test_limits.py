@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from flask import g, request
 
 from sightfleet.aws.dynamodb import TTL_ATTRIBUTE
 from sightfleet.aws.limits import LimitsTable, ensure_limits_table
@@ -19,34 +18,22 @@ from sightfleet.aws.session import client, resource
 from sightfleet.errors import NotFound
 from sightfleet.resources import Resources
 from sightfleet.stack import answers
-from tests.support import REPO, free_port, jpeg_bytes, wait_for
+from tests.support import REPO, bearer, free_port, jpeg_bytes, wait_for
 from web_tier import create_app, limits
-from web_tier.identity import ANONYMOUS_OWNER, Principal
-
-OWNER_HEADER = "X-Test-Owner"  # the test's stand-in for authentication: who the caller is
-
+from web_tier.accounts import Accounts
+from web_tier.identity import ANONYMOUS_OWNER
 
 def make_app(settings):
-    """An app on these settings whose callers name their owner in OWNER_HEADER (as sign-in would set it)."""
+    """An app on these settings."""
     app = create_app(settings, Resources.connect(settings))
     app.config.update(TESTING=True)
-
-    def authenticate():
-        owner = request.headers.get(OWNER_HEADER)
-        if owner:
-            g.principal = Principal(owner=owner, name=owner)
-    # Authentication runs before the limits, as it does in the app.
-    app.before_request_funcs.setdefault(None, []).insert(0, authenticate)
     return app
 
 
 def caller(settings, name: str) -> tuple[dict, str]:
-    """Headers that make a request come from account `name`, and the owner its images belong to.
-
-    Until API keys exist (issue 15, accounts) the test's authentication above reads OWNER_HEADER;
-    with keys, this is the one place that makes the account and returns its bearer header.
-    """
-    return {OWNER_HEADER: name}, name
+    """Headers that make a request come from a new account `name` (its API key), and its owner id."""
+    account, issued = Accounts(Resources.connect(settings).accounts).create(name)
+    return bearer(issued.key), account["account_id"]
 
 
 def course_call(web, address: str = "127.0.0.1"):
@@ -211,7 +198,7 @@ def test_gunicorns_worker_processes_share_one_limit(settings_factory, tmp_path):
     port = free_port()
     env = {**os.environ, "AWS_ENDPOINT_URL": settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
            "PORT": str(port), "SIGHTFLEET_RATE_LIMIT": "6/minute", "SIGHTFLEET_WEB_WORKERS": "2",
-           "SIGHTFLEET_WEB_THREADS": "4", "PYTHONPATH": str(REPO)}
+           "SIGHTFLEET_WEB_THREADS": "4", "SIGHTFLEET_SECRET_KEY": "k" * 32, "PYTHONPATH": str(REPO)}
     with open(tmp_path / "web.log", "w") as log:
         web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"],
                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

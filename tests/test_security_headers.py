@@ -9,7 +9,8 @@ import pytest
 
 from sightfleet.resources import Resources
 from tests.browser import chromium, requires_chromium, screenshot
-from tests.support import free_port, jpeg_bytes, wait_for
+from tests.support import free_port, jpeg_bytes, keyed_client, sign_in_url, wait_for
+from web_tier.accounts import Accounts
 from tests.test_web_helpers import QueueFinisher, finish
 from web_tier import create_app, security
 
@@ -45,7 +46,8 @@ def assert_locked_down(reply, secure: bool = False) -> None:
 
 
 @pytest.mark.parametrize("method,path,options,status", ROUTES, ids=[f"{r[0]} {r[1]} {r[3]}" for r in ROUTES])
-def test_every_kind_of_answer_carries_the_headers(client, method, path, options, status):
+def test_every_kind_of_answer_carries_the_headers(admin_client, method, path, options, status):
+    client = admin_client
     options = dict(options)
     if isinstance(options.get("data"), dict):
         options["data"] = {k: (io.BytesIO(v[0]), v[1]) for k, v in options["data"].items()}
@@ -54,7 +56,8 @@ def test_every_kind_of_answer_carries_the_headers(client, method, path, options,
     assert_locked_down(reply)
 
 
-def test_course_answer_in_text_carries_the_headers(client, resources):
+def test_course_answer_in_text_carries_the_headers(anonymous_client, resources):
+    client = anonymous_client
     QueueFinisher(resources, 1, top="cat").start()
     reply = client.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.3)), "test_01.jpg")})
     assert reply.status_code == 200 and reply.mimetype == "text/plain"
@@ -63,7 +66,8 @@ def test_course_answer_in_text_carries_the_headers(client, resources):
 
 def test_too_large_answers_carry_the_headers(settings_factory):
     settings = settings_factory(max_upload_mb=0.02)
-    client = create_app(settings, Resources.connect(settings)).test_client()
+    resources = Resources.connect(settings)
+    client = keyed_client(create_app(settings, resources), resources)
     big = jpeg_bytes()  # about 35 KB, over a 0.02 MB limit
     raw = client.post("/api/images", data=big, content_type="image/jpeg")  # refused by the view's check
     huge = client.post("/api/images", data={"file": [(io.BytesIO(big), f"{i}.jpg") for i in range(40)]})
@@ -72,14 +76,14 @@ def test_too_large_answers_carry_the_headers(settings_factory):
     assert_locked_down(huge)
 
 
-def test_unhandled_error_500_carries_the_headers(app):
+def test_unhandled_error_500_carries_the_headers(app, resources):
     @app.get("/boom")
     def boom():
         raise RuntimeError("a bug")
 
     app.config.update(TESTING=False, PROPAGATE_EXCEPTIONS=False)
     for headers in ({}, HTML):
-        reply = app.test_client().get("/boom", headers=headers)
+        reply = keyed_client(app, resources, f"u{len(headers)}").get("/boom", headers=headers)
         assert reply.status_code == 500
         assert_locked_down(reply)
 
@@ -98,11 +102,11 @@ def test_images_may_come_from_storage_but_scripts_only_from_here(client, resourc
 
 
 @requires_chromium
-def test_no_page_meets_a_policy_refusal_in_chromium(app, resources):
+def test_no_page_meets_a_policy_refusal_in_chromium(app, resources, admin_client):
     """The policy must not break the pages: plotly's charts, Swagger UI, live scripts, storage images."""
     from werkzeug.serving import make_server
     photo = jpeg_bytes(scale=0.3)
-    accepted = app.test_client().post("/api/images", data=photo, content_type="image/jpeg").get_json()
+    accepted = admin_client.post("/api/images", data=photo, content_type="image/jpeg").get_json()
     result = finish(resources, accepted["images"][0]["id"], data=photo)  # with a thumbnail in storage
     server = make_server("127.0.0.1", free_port(), app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -110,6 +114,7 @@ def test_no_page_meets_a_policy_refusal_in_chromium(app, resources):
     refused = {}
     try:
         with chromium() as driver:
+            driver.get(sign_in_url(url, Accounts(resources.accounts), "admin", "/"))
             for page in ("/", "/gallery", f"/images/{result['id']}", "/ops", "/api/docs", "/no-such-page"):
                 driver.get(url + page)
                 time.sleep(2)  # the pages' scripts draw and poll
