@@ -16,7 +16,7 @@ from sightfleet.config import Settings
 from sightfleet.deploy.bundle import build_bundle, bundle_files, bundle_key
 from sightfleet.deploy.cloudformation import planned_template
 from sightfleet.aws.accounts import accounts_table_spec
-from sightfleet.deploy.template import (MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES, DeployOptions, accounts_policy,
+from sightfleet.deploy.template import (MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES, DeployOptions, accounts_policy, limits_policy,
                                         build_template, policy_document, stack_settings, template_body)
 from tests.support import REPO
 
@@ -75,8 +75,8 @@ def test_the_template_policies_are_the_ami_iam_files(template, role):
     assert resolved(props["AssumeRolePolicyDocument"], pseudo) == iam_policy("ec2-trust-policy", SETTINGS, ACCOUNT)
     documents = [resolved(p["PolicyDocument"], pseudo) for p in props["Policies"]]
     expected = [iam_policy(f"{role}-policy", SETTINGS, ACCOUNT), iam_policy("code-bundle-policy", SETTINGS, ACCOUNT)]
-    if role == "web":  # and the accounts grants (test_the_web_role_reads_accounts_and_the_session_key_only)
-        expected.append(resolved(accounts_policy(SETTINGS.names), pseudo))
+    if role == "web":  # and the accounts and limits grants (test_the_web_role_reads_accounts_and_the_session_key_only)
+        expected += [resolved(accounts_policy(SETTINGS.names), pseudo), resolved(limits_policy(SETTINGS.names), pseudo)]
     assert documents == expected
     # And nothing region- or account-specific is left unsubstituted in the template itself.
     assert REGION not in json.dumps(policy_document(f"{role}-policy", SETTINGS)) and ACCOUNT not in json.dumps(props)
@@ -322,3 +322,12 @@ def test_the_web_role_reads_accounts_and_the_session_key_only(template):
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "SessionKey"}))}
     for role in ("worker", "controller"):  # nobody else touches accounts
         assert "accounts" not in json.dumps(template["Resources"][f"{role.capitalize()}Role"])
+
+
+def test_the_web_role_counts_limits_in_its_table_only_and_never_scans_it(template):
+    documents = [p["PolicyDocument"] for p in template["Resources"]["WebRole"]["Properties"]["Policies"]
+                 if p["PolicyName"] == "limits"]
+    [statement] = resolved(documents[0], {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT})["Statement"]
+    assert statement["Resource"].endswith(f":table/{SETTINGS.names.limits_table}")
+    assert "dynamodb:UpdateItem" in statement["Action"]
+    assert not {"dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:PutItem"} & set(statement["Action"])

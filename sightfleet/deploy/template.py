@@ -245,6 +245,18 @@ def accounts_policy(names: ResourceNames) -> dict:
     ]})
 
 
+def limits_policy(names: ResourceNames) -> dict:
+    """What the web role needs of the limits table: count a window or a quota, read it, clear one key.
+
+    No Scan or BatchWriteItem: clearing every window (`clear_all`) is for tests and operators.
+    """
+    table = f"arn:aws:dynamodb:${{AWS::Region}}:${{AWS::AccountId}}:table/{names.limits_table}"
+    return _substituted({"Version": "2012-10-17", "Statement": [
+        {"Sid": "CountRatesAndQuotas", "Effect": "Allow",
+         "Action": ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"],
+         "Resource": table}]})
+
+
 def _identity(role: str, settings: Settings) -> dict:
     """The role (its ami/iam policy and the code bundle's) and the instance profile that holds it."""
     names = settings.names
@@ -252,7 +264,8 @@ def _identity(role: str, settings: Settings) -> dict:
     policies = [{"PolicyName": names.role_name(role), "PolicyDocument": policy_document(f"{role}-policy", settings)},
                 {"PolicyName": "code-bundle", "PolicyDocument": policy_document("code-bundle-policy", settings)}]
     if role == "web":
-        policies.append({"PolicyName": "accounts", "PolicyDocument": accounts_policy(names)})
+        policies += [{"PolicyName": "accounts", "PolicyDocument": accounts_policy(names)},
+                     {"PolicyName": "limits", "PolicyDocument": limits_policy(names)}]
     return {
         f"{title}Role": {"Type": "AWS::IAM::Role", "Properties": {
             "RoleName": names.role_name(role),
