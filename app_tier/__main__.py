@@ -31,7 +31,8 @@ def main() -> int:
         log.info("no instance id: running standalone, will not terminate any instance when idle")
     startup.mark("settings")
     # Loading first: the models' compile (C++, ~1 s) overlaps the clients' creation (Python, ~0.25 s).
-    models = LoadingPipeline(lambda: load_pipeline(settings), startup)
+    feeder = threading.get_native_id()   # this thread: it prepares the images the models take
+    models = LoadingPipeline(lambda: load_pipeline(settings, feeder), startup)
     resources = Resources.connect(settings)
     startup.mark("clients")
     worker = Worker(resources, models, instance_id or "standalone",
@@ -43,29 +44,26 @@ def main() -> int:
     return 0
 
 
-def load_pipeline(settings):
-    """The models, loaded on their own thread at normal priority; the main thread then yields to them.
+def load_pipeline(settings, feeder_thread: int):
+    """The models, loaded on this thread at its priority; the feeder thread (by native id) then yields to them.
 
-    The main thread only prepares the images the models take next and finishes those they are
-    done with; when the cores are busy the models, which set the pace, should run first.
+    The feeder only prepares the images the models take next and finishes those they are done
+    with; when the cores are busy the models, which set the pace, should run first. It is lowered
+    from here, once the models exist: lowered earlier, it would have handed its priority on to the
+    threads it starts, this loading one among them.
     """
     from app_tier.pipeline import Pipeline, PipelineSettings
     pipeline = Pipeline(PipelineSettings.from_settings(settings))
-    _lower_main_thread(FEEDER_NICE)
+    _lower_thread(feeder_thread, FEEDER_NICE)
     return pipeline
 
 
-def _lower_main_thread(nice: int) -> None:
-    """The main thread at `nice` (Linux schedules threads one by one), never higher; best effort.
-
-    Done from the loading thread, once the models exist: lowered earlier, the main thread would
-    have handed its priority to the threads it starts, the loading one among them.
-    """
-    main_thread = threading.main_thread().native_id
+def _lower_thread(native_id: int, nice: int) -> None:
+    """One thread of this process at `nice` (Linux schedules threads one by one), never higher; best effort."""
     try:
-        os.setpriority(os.PRIO_PROCESS, main_thread, max(nice, os.getpriority(os.PRIO_PROCESS, main_thread)))
+        os.setpriority(os.PRIO_PROCESS, native_id, max(nice, os.getpriority(os.PRIO_PROCESS, native_id)))
     except OSError as exc:
-        log.debug("main thread priority unchanged: %s", exc)
+        log.debug("thread priority unchanged: %s", exc)
 
 
 if __name__ == "__main__":

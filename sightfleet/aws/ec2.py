@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -41,8 +42,18 @@ class Fleet:
     def __init__(self, settings: Settings, role: str = WORKER_ROLE):
         self._settings = settings
         self._role = role
-        self._ec2 = client(settings, "ec2")
+        self._client = None
+        self._client_lock = threading.Lock()
         self._host_address = local_host_address(settings) if settings.is_local else None
+
+    @property
+    def _ec2(self):
+        """The EC2 client, made at first use: its service model costs a worker's start-up 80 ms of CPU,
+        and a worker first needs it only once idle."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = client(self._settings, "ec2")
+            return self._client
 
     def _tag_filters(self) -> list[dict]:
         names = self._settings.names
