@@ -6,16 +6,25 @@ before they are ready waits for them: its claim and fetch are already under way 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
+import tempfile
 import threading
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 # While the models load, a poll returns within this, so that a worker whose models fail to load
 # ends promptly instead of looking idle for a whole long poll.
 LOADING_POLL_S = 1
+# Workers sharing one machine (the local EC2 host's) load their models at most one per core at a
+# time: four loading at once on two cores would each be ready after all four loads' CPU time,
+# one after another the first is ready after its own. One worker per instance (AWS) never waits.
+LOAD_SLOTS_DIR = Path(tempfile.gettempdir()) / "sightfleet-model-loads"
+LOAD_SLOT_NAP_S = 0.05
 
 
 def process_started_at() -> float:
@@ -47,6 +56,47 @@ class StartupClock:
         return ", ".join(f"{phase} {at:.2f} s" for phase, at in self.phases.items())
 
 
+@contextlib.contextmanager
+def load_slot(slots: int | None = None, folder: Path = LOAD_SLOTS_DIR) -> Iterator[None]:
+    """One of this machine's `slots` (its cores) for a model load, held while the block runs; best effort.
+
+    A slot is an flock on a file: the kernel frees it when its holder dies, so none is ever lost.
+    """
+    slots = slots or os.cpu_count() or 1
+    try:
+        folder.mkdir(mode=0o777, parents=True, exist_ok=True)
+        handles = [open(folder / f"slot-{n}.lock", "a+") for n in range(slots)]
+    except OSError as exc:
+        log.debug("no load slots (%s): loading at once", exc)
+        yield
+        return
+    try:
+        held = _take_slot(handles)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def _take_slot(handles: list) -> object:
+    """The first slot free, waiting (in short naps) while every one is held."""
+    waited = time.monotonic()
+    while True:
+        for handle in handles:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            if time.monotonic() - waited > LOAD_SLOT_NAP_S:
+                log.info("waited %.2f s for a model-load slot (other workers on this machine were loading)",
+                         time.monotonic() - waited)
+            return handle
+        time.sleep(LOAD_SLOT_NAP_S)
+
+
 class LoadingPipeline:
     """The pipeline, loaded on its own thread from the moment this is made; reading any attribute waits for it.
 
@@ -55,6 +105,7 @@ class LoadingPipeline:
 
     def __init__(self, factory: Callable[[], object], clock: StartupClock | None = None):
         self.load_seconds: float | None = None
+        self.loaded_at: float | None = None   # time.monotonic() when loaded
         self._clock = clock
         self._loaded = threading.Event()
         self._pipeline = None
@@ -66,12 +117,14 @@ class LoadingPipeline:
     def _load(self, factory: Callable[[], object]) -> None:
         started = time.monotonic()
         try:
-            self._pipeline = factory()
+            with load_slot():
+                self._pipeline = factory()
         except BaseException as exc:  # noqa: BLE001 - raised again on the thread that needs the models
             self._error = exc
             log.error("the models failed to load: %s", exc, exc_info=True)
         else:
-            self.load_seconds = round(time.monotonic() - started, 3)
+            self.loaded_at = time.monotonic()
+            self.load_seconds = round(self.loaded_at - started, 3)
             since = f", {self._clock.mark('models loaded'):.2f} s after the process started" if self._clock else ""
             log.info("models loaded in %.2f s%s", self.load_seconds, since)
         finally:

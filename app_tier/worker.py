@@ -76,6 +76,8 @@ class Worker:
                 if self._stop_requested:
                     log.info("stop requested; leaving the loop")
                     break
+                # Idle counts from the models' arrival: no worker goes to the pool or retires mid-load.
+                last_work = max(last_work, self._models.loaded_at or time.monotonic())
                 idle_s = time.monotonic() - last_work
                 step = None if ahead else self._idle_step(idle_s)
                 if step == POOLED and self._pool(idle_s):

@@ -234,3 +234,37 @@ def test_a_refused_hibernation_falls_back_to_a_plain_stop_and_says_so(code, capl
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_model_loads_on_one_machine_take_turns_by_slot(tmp_path):
+    from app_tier.startup import load_slot
+    order, first_in = [], threading.Event()
+
+    def load(name: str, hold_s: float) -> None:
+        with load_slot(1, tmp_path):
+            order.append(f"{name} in")
+            first_in.set()
+            time.sleep(hold_s)
+            order.append(f"{name} out")
+
+    first = threading.Thread(target=load, args=("first", 0.5))
+    first.start()
+    first_in.wait(10)
+    load("second", 0)   # a slot is an flock on its own open file: it excludes within one process too
+    first.join()
+    assert order == ["first in", "first out", "second in", "second out"]
+    with load_slot(2, tmp_path), load_slot(2, tmp_path):   # two slots: two loads at once
+        pass
+
+
+def test_a_worker_whose_models_are_slow_does_not_go_idle_while_they_load(pipeline):
+    resources, _ = memory_resources(Settings(prefix="mem", idle_grace_s=0.5, receive_wait_s=1))
+    [instance_id] = resources.fleet.launch(1, "")
+
+    def slow_models():
+        time.sleep(2.0)   # four times the idle grace
+        return pipeline
+
+    started = time.monotonic()
+    assert Worker(resources, slow_models, instance_id).work() == "idle"
+    assert time.monotonic() - started >= 2.5   # load, then the whole grace with the models in hand
