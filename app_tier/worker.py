@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from app_tier import idle
 from app_tier.heartbeat import Heartbeat
 from app_tier.jobs import BatchRunner, Intake
 from app_tier.startup import LOADING_POLL_S, LoadingPipeline, StartupClock
@@ -32,7 +33,7 @@ STALLED_EXIT = 70
 # SIGCONT cuts this short; on AWS a resumed instance finds out at the next look).
 RESUME_CHECK_S = 1.0
 RESUME_NAP_S = 0.1
-POOLED = "pooled"
+POOLED = idle.POOL
 
 
 class _StopPolling(BaseException):
@@ -183,31 +184,22 @@ class Worker:
         return {**self.status, **counts}
 
     def _idle_left_s(self, idle_s: float) -> float:
-        """Seconds until the next idle deadline: the pool's grace, then the retirement grace."""
-        pool_s, grace_s = self.settings.pool_idle_s, self.settings.idle_grace_s
-        return (pool_s if idle_s < pool_s else grace_s) - idle_s
+        """Seconds until the next idle deadline (app_tier/idle.py)."""
+        return idle.idle_left_s(idle.IdleRules.from_settings(self.settings), idle_s)
 
     def _idle_step(self, idle_s: float) -> str | None:
-        """POOLED, "retire" or None (keep polling), from one listing of the stack's instances.
-
-        Only if allowed and not among the oldest min_instances, which keep the floor; into the pool
-        while it has room (several idle workers may see the same room: the controller trims the excess).
-        """
-        settings = self.settings
-        if idle_s < settings.pool_idle_s or not self._can_terminate or self._heartbeat.held():
+        """POOLED, "retire" or None (keep polling): app_tier/idle.py's rule on one listing of the stack."""
+        rules = idle.IdleRules.from_settings(self.settings)
+        if not idle.needs_fleet(rules, idle_s, bool(self._heartbeat.held()), self._can_terminate):
             return None
         try:
             every = self._r.fleet.instances(states=ALL_STATES)
         except SightfleetError as exc:
             log.warning("cannot count the fleet (%s); staying up", exc)
             return None
-        # Oldest first: idle workers leaving together still leave the oldest `min` running.
-        live = [i.id for i in every if i.state in LIVE_STATES]
-        if self.instance_id not in live[settings.min_instances:]:
-            return None
-        if sum(1 for i in every if i.state in POOLED_STATES) < settings.warm_pool_size:
-            return POOLED
-        return "retire" if idle_s >= settings.idle_grace_s else None
+        live = [i.id for i in every if i.state in LIVE_STATES]   # oldest first
+        rank = live.index(self.instance_id) if self.instance_id in live else None
+        return idle.idle_step(rules, idle_s, rank, sum(1 for i in every if i.state in POOLED_STATES))
 
     def _pool(self, idle_s: float) -> bool:
         """Stop this instance into the warm pool and wait to be started; False if it cannot be stopped."""

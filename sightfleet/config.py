@@ -122,7 +122,7 @@ class Settings:
     # Warm pool: how many stopped (hibernated) workers the stack keeps, and the idle seconds after
     # which a worker goes into the pool when it has room (0: idle_grace_s); see README "The fleet".
     warm_pool_size: int = 0
-    pool_grace_s: float = 0.0
+    pool_grace_s: float = 2.0   # issue 14 section 3: a short grace into the pool (benchmarks/fleet_sim.py)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
