@@ -6,6 +6,7 @@ tell apart is a reaction that happens at once from one that waits for a poll or 
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -27,10 +28,10 @@ from web_tier.submit import Submitter, Upload
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(600)")
 LONG_POLL_S = 5.0   # the host's poll in the nudge tests: a reaction well inside it came from the nudge
-# Measured here: a nudged host boots or resumes a worker 10-30 ms after the call; the controller
-# ticks about 0.3 s after a message arrives in an idle queue.
-NUDGED_WITHIN_S = 2.0
-TICKED_WITHIN_S = 4.0
+# Measured here (load 5): a nudged host boots a worker 35-75 ms after RunInstances is called, pauses
+# or resumes it 15-40 ms after the call; the idle controller launches 0.16-0.55 s after a message.
+NUDGED_WITHIN_S = 2.5
+TICKED_WITHIN_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def claimed(resources, image_id: str) -> bool:
 
 
 def test_a_job_received_while_the_models_load_waits_for_them_and_succeeds(pipeline):
-    resources, faults = memory_resources(Settings(prefix="mem", idle_grace_s=1.0, receive_wait_s=1))
+    resources, _ = memory_resources(Settings(prefix="mem", idle_grace_s=1.0, receive_wait_s=1))
     [instance_id] = resources.fleet.launch(1, "")
     image_id = submit(resources)
     release = threading.Event()
@@ -162,7 +163,6 @@ def test_a_nudge_reaches_a_listening_host_and_nobody_listening_is_fine(settings)
     address = local_host_address(settings)
     assert address.startswith("\0") and address != local_host_address(settings.with_changes(prefix="other"))
     assert nudge_local_host(address) is False
-    import socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(address)
         assert nudge_local_host(address) is True
