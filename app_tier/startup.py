@@ -147,5 +147,8 @@ class LoadingPipeline:
         return self._pipeline
 
     def __getattr__(self, name: str):
-        # Only attributes this class lacks get here: the pipeline's own, read by BatchRunner.
+        # Only attributes this class lacks get here: the pipeline's own, read by BatchRunner. Probes
+        # for special methods (copy, pickle, repr helpers) are answered at once, without waiting.
+        if name.startswith("__"):
+            raise AttributeError(name)
         return getattr(self.wait(), name)
