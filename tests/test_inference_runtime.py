@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app_tier.pipeline import PipelineSettings
-from app_tier.pipeline import runtime
+from app_tier.pipeline import models, runtime
 from app_tier.pipeline.models import NativeClassifier, NativeDetector
 from sightfleet.config import ConfigError, Settings
+from tests.pipeline_fixtures import photo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,10 +42,18 @@ def test_settings_choose_the_runtime():
         PipelineSettings(inference_precision="int8")
 
 
-def test_cache_key_names_every_version():
-    key = runtime.cache_key()
-    for package in ("openvino", *runtime.MODEL_PACKAGES):
-        assert package in key
+def test_settings_choose_the_cache_folder():
+    assert Settings.from_env({}).model_cache_dir == "" and runtime.cache_dir("") == runtime.DEFAULT_CACHE_DIR
+    settings = Settings.from_env({"SIGHTFLEET_MODEL_CACHE_DIR": "/var/lib/sightfleet/models"})
+    assert PipelineSettings.from_settings(settings).model_cache_dir == "/var/lib/sightfleet/models"
+    assert runtime.cache_dir("~/models") == Path.home() / "models"
+
+
+@pytest.mark.parametrize("package", ["openvino", "torch"])
+def test_cache_key_names_every_version(package):
+    key = runtime.cache_key(package)
+    for name in (package, *runtime.MODEL_PACKAGES):
+        assert name in key
     assert f"conversion-{runtime.CONVERSION}" in key
 
 
@@ -65,7 +76,8 @@ def test_two_workers_starting_at_once_convert_once(tmp_path):
     assert xml.stat().st_size > 0 and xml.with_suffix(".bin").stat().st_size > 10_000_000
     assert not list(xml.parent.parent.glob(".*-*")), "a temporary folder was left behind"
     import openvino
-    assert openvino.Core().read_model(str(xml)).inputs[0].get_partial_shape()[1:] == [3, 224, 224]
+    model_input = openvino.Core().read_model(str(xml)).inputs[0]          # one RGB uint8 image, scaled in the IR
+    assert model_input.get_partial_shape() == [1, 224, 224, 3] and model_input.get_element_type() == openvino.Type.u8
 
 
 @pytest.fixture
@@ -107,3 +119,67 @@ def test_an_openvino_worker_never_imports_torch(tmp_path):
             "print(p.runtime, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["openvino", "False"], out.stderr
+
+
+@pytest.fixture
+def traces(monkeypatch) -> list:
+    """Each building of the eager classifier, which tracing starts with, appends to the list."""
+    built, build = [], models.load_efficientnet
+    monkeypatch.setattr(models, "load_efficientnet", lambda: built.append(1) or build())
+    return built
+
+
+def test_a_native_worker_traces_the_classifier_once(tmp_path, traces):
+    """The first start traces and caches the frozen graph; the next loads it, and it computes what tracing gives."""
+    settings = PipelineSettings(inference="native", model_cache_dir=str(tmp_path))
+    _, first, _ = runtime.load_models(settings)
+    assert len(traces) == 1
+    _, second, _ = runtime.load_models(settings)
+    assert len(traces) == 1, "the second start traced again"
+    assert (tmp_path / runtime.cache_key("torch") / runtime.TORCHSCRIPT / "model.pt").stat().st_size > 10_000_000
+    cat = first.prepare(np.asarray(photo("chelsea")))
+    np.testing.assert_allclose(second.run([cat]), NativeClassifier().run([cat]), atol=1e-6)
+    assert len(traces) == 2
+
+
+def test_a_damaged_torchscript_graph_is_traced_in_memory(tmp_path, traces, caplog):
+    entry = tmp_path / runtime.cache_key("torch") / runtime.TORCHSCRIPT
+    entry.mkdir(parents=True)
+    (entry / "model.pt").write_bytes(b"half a graph")
+    with caplog.at_level(logging.WARNING, logger="app_tier.pipeline.runtime"):
+        classifier = runtime.native_classifier(tmp_path)
+    assert "unreadable" in caplog.text and len(traces) == 1
+    assert classifier.run([classifier.prepare(np.asarray(photo("coffee")))]).shape == (1, 1000)
+
+
+def test_an_unusable_cache_folder_means_tracing_in_memory(tmp_path, traces, caplog):
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="app_tier.pipeline.runtime"):
+        classifier = runtime.native_classifier(blocked / "models")
+    assert "tracing it in memory" in caplog.text and len(traces) == 1
+    assert isinstance(classifier, NativeClassifier)
+
+
+def pbtxt_detection_output() -> dict[str, str]:
+    """The attributes of the DetectionOutput layer in the package's pbtxt (what OpenCV DNN runs), as text."""
+    text = (models.detect_models_dir() / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt").read_text()
+    layer = text[text.index('op: "DetectionOutput"'):]
+    return dict(re.findall(r'key: "(\w+)"\s*value \{\s*\w+: "?([\w.]+)"?', layer))
+
+
+def test_the_detector_ir_decodes_boxes_as_the_native_runtime_does():
+    """The IR's DetectionOutput has the pbtxt's attributes, so the two runtimes decode and suppress alike."""
+    import openvino
+    native = pbtxt_detection_output()
+    ir = openvino.Core().read_model(str(runtime.cached_ir(runtime.DETECTOR, runtime.cache_dir())))
+    assert not [op for op in ir.get_ordered_ops() if op.get_type_name() == "Loop"], "the graph's loops are back"
+    decoder, = [op for op in ir.get_ordered_ops() if op.get_type_name() == "DetectionOutput"]
+    ours = decoder.get_attributes()
+    assert ours["code_type"] == f"caffe.PriorBoxParameter.{native['code_type']}"
+    assert ours["share_location"] == (native["share_location"] == "true")
+    for name in ("background_label_id", "top_k", "nms_threshold", "confidence_threshold"):
+        assert ours[name] == pytest.approx(float(native[name])), name
+    assert ours["keep_top_k"] == [int(native["keep_top_k"])]
+    boxes, scores, _ = (port.get_partial_shape()[1].get_length() for port in decoder.inputs())
+    assert scores // (boxes // 4) == int(native["num_classes"])

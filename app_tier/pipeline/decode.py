@@ -174,11 +174,15 @@ def _sixteen_to_eight(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
 
 
-def fit_within(image: Image.Image, side: int,
-               resample: Image.Resampling = Image.Resampling.BICUBIC) -> Image.Image:
-    """Fit into a side x side box, never enlarging; the input is left untouched."""
+def fit_within(image: Image.Image, side: int, resample: Image.Resampling = Image.Resampling.BICUBIC,
+               reducing_gap: float = 2.0) -> Image.Image:
+    """Fit into a side x side box, never enlarging; the input is left untouched.
+
+    Pillow first shrinks by the largest whole factor that leaves at least `reducing_gap` times
+    the target size (a cheap box average, Image.reduce), then resamples the rest of the way.
+    """
     if max(image.size) <= side:
         return image
     ratio = side / max(image.size)
     size = (max(1, round(image.width * ratio)), max(1, round(image.height * ratio)))
-    return image.resize(size, resample, reducing_gap=2.0)
+    return image.resize(size, resample, reducing_gap=reducing_gap)

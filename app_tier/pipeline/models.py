@@ -109,30 +109,27 @@ class NativeDetector(Detector):
 
 
 class OpenVinoDetector(Detector):
-    """The whole TensorFlow graph (its own preprocessing and NMS) as OpenVINO IR, on uint8 NHWC input."""
+    """The detector's IR (runtime.convert_detector): one 300x300 RGB uint8 NHWC image a pass, native's rows out."""
 
     def __init__(self, compiled):
-        self._compiled = compiled
         self._request = compiled.create_infer_request()
-        self._outputs = {name: compiled.output(name) for name in
-                         ("detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0")}
 
     def blob(self, inputs: list[np.ndarray]) -> np.ndarray:
         return np.ascontiguousarray(np.stack(inputs))
 
-    def forward(self, blob: np.ndarray) -> dict[str, np.ndarray]:
-        """boxes (N, 100, 4) as (top, left, bottom, right), scores, classes (N, 100) and counts (N,)."""
-        self._request.infer({0: blob})
-        return {name: self._request.get_tensor(port).data.copy() for name, port in self._outputs.items()}
+    def forward(self, blob: np.ndarray) -> np.ndarray:
+        """Rows of (image index, class id, score, x1, y1, x2, y2), one pass per image (the IR's batch is one)."""
+        found = []
+        for index, image in enumerate(blob):
+            self._request.infer({0: image[None]})
+            rows = self._request.get_output_tensor(0).data.reshape(-1, 7)
+            rows = rows[rows[:, 0] == 0].copy()         # DetectionOutput ends its rows with image -1
+            rows[:, 0] = index
+            found.append(rows)
+        return np.concatenate(found)
 
-    def rows(self, output: dict[str, np.ndarray]) -> np.ndarray:
-        rows = []
-        for index, count in enumerate(output["num_detections:0"].astype(int)):
-            boxes = output["detection_boxes:0"][index, :count]
-            rows.append(np.column_stack([
-                np.full(count, index, np.float32), output["detection_classes:0"][index, :count],
-                output["detection_scores:0"][index, :count], boxes[:, 1], boxes[:, 0], boxes[:, 3], boxes[:, 2]]))
-        return np.concatenate(rows) if rows else np.zeros((0, 7), np.float32)
+    def rows(self, output: np.ndarray) -> np.ndarray:
+        return output
 
 
 def load_efficientnet():
@@ -164,18 +161,18 @@ class Classifier:
             raise RuntimeError(f"expected 1000 ImageNet names, found {len(self.names)}")
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """The centre 224/256 square (ImageNet's evaluation crop) at 224x224, scaled to [-1, 1], channels first.
+        """The centre 224/256 square (ImageNet's evaluation crop) at 224x224, RGB uint8, channels last.
 
         Cropping before resizing gives the same pixels as resize-then-crop and keeps the
-        work bounded for panoramas.
+        work bounded for panoramas. Scaling to [-1, 1] channels first is each runtime's own
+        step (batch(), or the OpenVINO IR's preprocessing).
         """
         height, width = rgb.shape[:2]
         side = max(1, round(min(height, width) * self.SIDE / self.RESIZE))
         top, left = (height - side) // 2, (width - side) // 2
         crop = rgb[top:top + side, left:left + side]
         shrink = cv2.INTER_AREA if side > self.SIDE else cv2.INTER_LINEAR
-        resized = cv2.resize(crop, (self.SIDE, self.SIDE), interpolation=shrink)
-        return np.ascontiguousarray((resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1))
+        return cv2.resize(crop, (self.SIDE, self.SIDE), interpolation=shrink)
 
     def run(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Class probabilities, shape (len(inputs), 1000), one forward pass for the whole list."""
@@ -186,7 +183,7 @@ class Classifier:
         raise NotImplementedError
 
     def forward(self, batch):
-        """The bare forward pass: logits for an (N, 3, 224, 224) batch."""
+        """The bare forward pass: logits (N, 1000) for the batch."""
         raise NotImplementedError
 
     def probabilities(self, logits) -> np.ndarray:
@@ -194,8 +191,8 @@ class Classifier:
         raise NotImplementedError
 
 
-def _compiled(model, side: int):
-    """The model traced and frozen into one TorchScript graph.
+def frozen_classifier(side: int):
+    """The eager model traced and frozen into one TorchScript graph.
 
     Eager PyTorch takes the GIL back between each of the network's ~200 small ops; with the
     worker's storage threads running, each handback can wait a whole switch interval (5 ms),
@@ -207,19 +204,37 @@ def _compiled(model, side: int):
     # torch.jit is deprecated in favour of torch.compile, which needs a C++ toolchain at run time.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.freeze(torch.jit.trace(model, example))
+        return torch.jit.freeze(torch.jit.trace(load_efficientnet(), example))
+
+
+def save_torchscript(graph, path: Path) -> None:
+    """Write a TorchScript graph (runtime.py caches the frozen classifier so)."""
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(graph, str(path))
+
+
+def load_torchscript(path: Path):
+    """A TorchScript graph saved by save_torchscript, on the CPU; RuntimeError if the file is damaged."""
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu")
 
 
 class NativeClassifier(Classifier):
-    """The torch model as frozen TorchScript."""
+    """The torch model as frozen TorchScript: the graph given (runtime.py's cached one), or traced here."""
 
-    def __init__(self):
+    def __init__(self, graph=None):
         super().__init__()
-        self._model = _compiled(load_efficientnet(), self.SIDE)
+        self._model = graph if graph is not None else frozen_classifier(self.SIDE)
 
     def batch(self, inputs: list[np.ndarray]):
+        """The images scaled to [-1, 1], channels first, as the torch model takes them."""
         import torch
-        return torch.from_numpy(np.stack(inputs))
+        return torch.from_numpy(np.ascontiguousarray((np.stack(inputs).astype(np.float32) / 127.5 - 1.0)
+                                                     .transpose(0, 3, 1, 2)))
 
     def forward(self, batch):
         import torch
@@ -232,19 +247,21 @@ class NativeClassifier(Classifier):
 
 
 class OpenVinoClassifier(Classifier):
-    """The same torch model converted to OpenVINO IR."""
+    """The same torch model as OpenVINO IR, one image a pass, scaling in the IR (runtime.convert_classifier)."""
 
     def __init__(self, compiled):
         super().__init__()
-        self._compiled = compiled
         self._request = compiled.create_infer_request()
 
     def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
         return np.ascontiguousarray(np.stack(inputs))
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        self._request.infer({0: batch})
-        return self._request.get_output_tensor(0).data.copy()
+        logits = []
+        for image in batch:
+            self._request.infer({0: image[None]})
+            logits.append(self._request.get_output_tensor(0).data.copy())
+        return np.concatenate(logits)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return _softmax(logits.astype(np.float64)).astype(np.float32)

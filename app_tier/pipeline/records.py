@@ -43,7 +43,8 @@ class PipelineSettings:
     # OpenVINO's INFERENCE_PRECISION_HINT, "bf16" or "f32" (measured in README.md, Precision); f32 where the
     # CPU has no native bf16.
     inference_precision: str = "bf16"
-    model_cache_dir: str = ""         # where the OpenVINO IR is cached ("": ~/.cache/sightfleet/models)
+    # Where the OpenVINO IR and the native TorchScript graph are cached ("": ~/.cache/sightfleet/models).
+    model_cache_dir: str = Settings.model_cache_dir
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineSettings":
@@ -51,7 +52,8 @@ class PipelineSettings:
         return cls(min_confidence=settings.min_confidence, max_labels=settings.max_labels,
                    thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
                    image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
-                   opencv_threads=settings.torch_threads, inference=settings.inference)
+                   opencv_threads=settings.torch_threads, inference=settings.inference,
+                   model_cache_dir=settings.model_cache_dir)
 
     def __post_init__(self):
         if not 0 <= self.min_confidence <= 100:
