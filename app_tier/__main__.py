@@ -30,11 +30,12 @@ def main() -> int:
     if not instance_id:
         log.info("no instance id: running standalone, will not terminate any instance when idle")
     startup.mark("settings")
-    # Loading first: the models' compile (C++, ~1 s) overlaps the clients' creation (Python, ~0.25 s).
-    feeder = threading.get_native_id()   # this thread: it prepares the images the models take
-    models = LoadingPipeline(lambda: load_pipeline(settings, feeder), startup)
     resources = Resources.connect(settings)
     startup.mark("clients")
+    # The models load after the clients: both are mostly Python (imports, botocore's service models)
+    # and would share the GIL; the first poll needs only the clients.
+    feeder = threading.get_native_id()   # this thread: it prepares the images the models take
+    models = LoadingPipeline(lambda: load_pipeline(settings, feeder), startup)
     worker = Worker(resources, models, instance_id or "standalone",
                     can_terminate=bool(instance_id), startup=startup)
     try:
