@@ -109,12 +109,13 @@ class Fleet:
             return
         with translated(f"start {instance_ids}"):
             self._ec2.start_instances(InstanceIds=list(instance_ids))
-        self._changed()
         try:
             self._tag(instance_ids, STARTED_AT_TAG)
         except SightfleetError as exc:
             log.warning("started %s but could not record when (%s); their launch time stands for it",
                         instance_ids, exc)
+        # After the tag: a resumed worker reads it to see that it was started, and looks again only a second later.
+        self._changed()
 
     def stop(self, instance_ids: list[str], hibernate: bool = True) -> bool:
         """Tag the time, then StopInstances (Hibernate=True first); True if hibernating, False: plain stop."""
