@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from app_tier import idle
 from app_tier.heartbeat import Heartbeat
 from app_tier.jobs import BatchRunner, Intake
+from app_tier.startup import LOADING_POLL_S, LoadingPipeline, StartupClock
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
 from sightfleet.interfaces import ALL_STATES, LIVE_STATES, POOLED_STATES
@@ -45,7 +46,9 @@ class _StopPolling(BaseException):
 class Worker:
     """One worker process on one instance, in the manner of rq's Worker.work()."""
 
-    def __init__(self, resources: Resources, pipeline_factory, instance_id: str, can_terminate: bool = True):
+    def __init__(self, resources: Resources, pipeline_factory, instance_id: str, can_terminate: bool = True,
+                 startup: StartupClock | None = None):
+        """pipeline_factory: makes the pipeline (on a thread of its own), or is a LoadingPipeline already loading."""
         self.settings = resources.settings
         self._r = resources
         self._pipeline_factory = pipeline_factory
@@ -55,9 +58,11 @@ class Worker:
         self._polling = False
         self._continued = False   # set by SIGCONT: the local host resumed this process
         self.counters: Counter = Counter()
-        self.status = {"instance_id": instance_id, "launched_at": utc_now(), "model_load_s": None, "current": [],
+        self.status = {"instance_id": instance_id, "launched_at": utc_now(), "current": [],
                        "resumes": 0, "pooled_s": 0.0, "pooled_at": None, "last_resume_s": None}
         self._heartbeat = Heartbeat(resources, instance_id, self._describe, on_stall=self._stalled)
+        self._startup = startup or StartupClock()
+        self._models: LoadingPipeline | None = None
 
     def work(self) -> str:
         """Run until stopped or idle; returns why the loop ended."""
@@ -72,6 +77,8 @@ class Worker:
                 if self._stop_requested:
                     log.info("stop requested; leaving the loop")
                     break
+                # Idle counts from the models' arrival: no worker goes to the pool or retires mid-load.
+                last_work = max(last_work, self._models.loaded_at or time.monotonic())
                 idle_s = time.monotonic() - last_work
                 step = None if ahead else self._idle_step(idle_s)
                 if step == POOLED and self._pool(idle_s):
@@ -83,6 +90,7 @@ class Worker:
                     break
                 intake = ahead or runner.take(self._poll(self._idle_left_s(idle_s)))
                 ahead = None
+                self._check_models(runner, intake)
                 if intake:
                     ahead = self._run_batch(runner, intake)
                     last_work = time.monotonic()
@@ -105,16 +113,36 @@ class Worker:
         self._shutdown(reason)
 
     def _load(self) -> BatchRunner:
-        started = time.monotonic()
-        pipeline = self._pipeline_factory()
-        self.status["model_load_s"] = round(time.monotonic() - started, 3)
-        log.info("models loaded in %.2f s", self.status["model_load_s"])
+        """The models loading on their own thread (started here unless already); the first poll does not wait."""
+        factory = self._pipeline_factory
+        self._models = factory if isinstance(factory, LoadingPipeline) else LoadingPipeline(factory, self._startup)
         self._heartbeat.announce("idle")
-        return BatchRunner(self._r, pipeline, self.instance_id, self._heartbeat, self.counters)
+        return BatchRunner(self._r, self._models, self.instance_id, self._heartbeat, self.counters)
+
+    def _check_models(self, runner: BatchRunner, intake: Intake | None) -> None:
+        """Raise what the models' load raised; a batch received meanwhile is handed back first, not lost.
+
+        With a batch in hand and the models still loading, wait for them (its claims and fetches run meanwhile).
+        """
+        if self._models.ready or (intake is None and self._models.failed is None):
+            return
+        if intake is not None and self._models.failed is None:
+            log.info("%s jobs received while the models load; waiting for them", len(intake.messages))
+        try:
+            self._models.wait()
+        except BaseException:
+            if intake is not None:
+                _attempt("hand back the jobs received while the models loaded", runner.hand_back, intake)
+            raise
 
     def _poll(self, idle_left_s: float):
         """Long-poll for work, no longer than the idle time left."""
         wait_s = int(max(1, min(self.settings.receive_wait_s, idle_left_s + 1)))
+        if not self._models.ready:
+            wait_s = min(wait_s, LOADING_POLL_S)   # a load that fails is seen within this
+        if "first poll" not in self._startup.phases:
+            self._startup.mark("first poll")
+            log.info("start-up, seconds since the process started: %s", self._startup.summary())
         self._polling = True
         try:
             return self._r.requests.receive(self.settings.receive_batch, wait_s)
@@ -151,7 +179,8 @@ class Worker:
 
     def _describe(self) -> dict:
         # Counts are read at each beat: they also move after a batch returns, as its last writes finish.
-        counts = {"images_done": self.counters["succeeded"], "images_failed": self.counters["failed"]}
+        counts = {"images_done": self.counters["succeeded"], "images_failed": self.counters["failed"],
+                  "model_load_s": self._models.load_seconds if self._models else None}
         return {**self.status, **counts}
 
     def _idle_left_s(self, idle_s: float) -> float:

@@ -1,12 +1,15 @@
-"""End to end: N concurrent requests against the local stack, started from an empty fleet.
+"""End to end: N concurrent requests against the local stack, cold (an empty fleet) and warm (its pool).
 
-Starts `python -m sightfleet.stack` on free ports with a unique prefix, sends the requests
-with the workload generator (api mode: each answer carries the worker's timings), and
-prints total time, latency percentiles, peak instances and the ratio of total time to the
-ideal, N x service time / cores (service time: median of the results' timings.total; the
-ideal is what perfectly parallel workers on every core would need, with no queue, no
-emulator, no start-up). It also times SQS round trips on the same local AWS endpoint, so the
-emulator's share is visible beside the service's.
+Starts `python -m sightfleet.stack` on free ports with a unique prefix (its local defaults: cap 3,
+a warm pool of 3), sends the requests with the workload generator (api mode: each answer carries
+the worker's timings), waits until the fleet has gone into the pool, and sends them again: the
+warm run. Then a calibration batch of CALIBRATION_IMAGES goes to one worker alone, whose median
+timings.total is the uncontended time per image. For each run it prints total time, first result,
+latency percentiles, peak instances and the ratio of total time to the ideal, N x uncontended
+time per image / cores: what perfectly parallel workers on every core would need, with no queue,
+no emulator, no start-up, and no two workers sharing a core (the service time measured under the
+run's own contention, printed beside it, would flatter the ratio). It also times SQS round trips
+on the same local AWS endpoint, so the emulator's share is visible beside the service's.
 
     .venv/bin/python benchmarks/end_to_end.py [--requests 100] [--concurrency 100] [--mode api] [--plot F.png]
 """
@@ -38,6 +41,9 @@ from workload_generator.report import format_table  # noqa: E402
 READY_RE = re.compile(r"Sightfleet web: (http://\S+)")
 PLACEHOLDER_AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 START_TIMEOUT_S, STOP_TIMEOUT_S, EMULATOR_ROUND_TRIPS = 180, 120, 30
+# One receive's worth (the target backlog per instance): the controller starts one worker for it.
+CALIBRATION_IMAGES = 10
+POOL_TIMEOUT_S = 180
 
 
 def free_port() -> int:
@@ -91,12 +97,17 @@ def stop_stack(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
+def use_placeholder_credentials() -> None:
+    """This process talks to the local endpoint too: moto's placeholders, unless it has credentials."""
+    os.environ.update({k: os.environ.get(k, v) for k, v in PLACEHOLDER_AWS_ENV.items()})
+
+
 def emulator_round_trip_ms(aws_url: str, prefix: str) -> float:
     """Median ms of one SQS send + receive + delete on the local endpoint, on a scratch queue."""
     from sightfleet.aws.sqs import Queue, ensure_queues
     from sightfleet.config import Settings
 
-    os.environ.update({k: os.environ.get(k, v) for k, v in PLACEHOLDER_AWS_ENV.items()})
+    use_placeholder_credentials()
     settings = Settings(prefix=f"{prefix}-probe", endpoint_url=aws_url)
     ensure_queues(settings)
     queue = Queue(settings, settings.names.response_queue)
@@ -118,28 +129,67 @@ def peak_instances(record) -> tuple[int, str]:
     return len(workers), "distinct worker instances in the results (target has no /api/ops/summary)"
 
 
-def report(record, emulator_ms: float | None) -> None:
-    """Print the generator's table and the benchmark's figures."""
+def first_result_s(record) -> float | None:
+    """Seconds from the run's start to its first final answer."""
+    done = [r.finished_s for r in record.results if r.ok]
+    return min(done) if done else None
+
+
+def report(what: str, record, uncontended_ms: float | None) -> None:
+    """Print the generator's table and the benchmark's figures for one run."""
     summary = record.summary(BUILTIN_GROUND_TRUTH)
-    print(format_table(summary, f"End to end: {record.planned} requests, {record.config.mode} mode"))
+    print()
+    print(format_table(summary, f"End to end, {what}: {record.planned} requests, {record.config.mode} mode"))
     cores = os.cpu_count() or 1
-    service_ms = summary.service_ms["p50"]
     peak, how = peak_instances(record)
+    first = first_result_s(record)
     print()
     print(f"total time            {record.duration_s:.2f} s")
+    print(f"first result          {first:.2f} s" if first is not None else "first result          -")
     latency = summary.latency_s
     print("latency (s)           " + "  ".join(f"{k} {latency[k]:.2f}" for k in ("p50", "p90", "p95", "p99", "max"))
           if latency["p50"] is not None else "latency (s)           -")
     print(f"peak instances        {peak} ({how})")
-    if emulator_ms is not None:
-        print(f"emulator SQS trip     {emulator_ms:.1f} ms (send + receive + delete, median)")
-    if service_ms is None:
-        print("service time          - (no result carried timings.total; use --mode api)")
+    contended_ms = summary.service_ms["p50"]
+    if contended_ms is not None:
+        print(f"service time (p50)    {contended_ms:.1f} ms per image in this run (worker timings.total, contended)")
+    if uncontended_ms is None:
+        print("ideal                 - (no uncontended time per image; use --mode api)")
         return
-    ideal_s = record.planned * service_ms / 1000 / cores
-    print(f"service time (p50)    {service_ms:.1f} ms per image (worker timings.total)")
-    print(f"ideal                 {ideal_s:.2f} s = {record.planned} x {service_ms:.1f} ms / {cores} cores")
-    print(f"total / ideal         {record.duration_s / ideal_s:.1f}x")
+    ideal_s = record.planned * uncontended_ms / 1000 / cores
+    print(f"ideal                 {ideal_s:.2f} s = {record.planned} x {uncontended_ms:.1f} ms (one worker alone) "
+          f"/ {cores} cores")
+    print(f"total / ideal         {record.duration_s / ideal_s:.2f}x")
+
+
+def wait_pooled(aws_url: str, prefix: str) -> float:
+    """Until no worker is live and at least one is in the pool; returns how long that took."""
+    from sightfleet.aws.ec2 import Fleet
+    from sightfleet.config import Settings
+    from sightfleet.interfaces import LIVE_STATES, POOLED_STATES
+
+    use_placeholder_credentials()
+    fleet, started = Fleet(Settings(prefix=prefix, endpoint_url=aws_url)), time.monotonic()
+    while time.monotonic() - started < POOL_TIMEOUT_S:
+        states = {i.state for i in fleet.instances(states=LIVE_STATES + POOLED_STATES)}
+        if states and not states & set(LIVE_STATES):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"the fleet did not go into the pool within {POOL_TIMEOUT_S} s")
+
+
+def uncontended_service_ms(web_url: str, mode: str) -> float | None:
+    """Median timings.total of a calibration batch that one worker runs alone (the rest stay in the pool)."""
+    config = LoadConfig(url=web_url, mode=mode, num_requests=CALIBRATION_IMAGES, concurrency=CALIBRATION_IMAGES,
+                        timeout_s=600, wait_s=60, progress=False)
+    record = run_workload(config, builtin_images())
+    workers = {r.instance_id for r in record.results if r.instance_id}
+    service = [r.service_ms for r in record.results if r.ok and r.service_ms is not None]
+    if not service:
+        return None
+    print(f"\ncalibration           {len(service)} images on {len(workers)} worker(s): "
+          f"{statistics.median(service):.1f} ms per image (median timings.total)")
+    return statistics.median(service)
 
 
 def main() -> int:
@@ -147,26 +197,34 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--mode", choices=MODES, default=API)
-    parser.add_argument("--plot", help="also write the generator's figure (PNG) here")
+    parser.add_argument("--plot", help="also write the generator's figure of the cold run (PNG) here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log_path = Path(tempfile.mkdtemp(prefix="sightfleet-bench-")) / "stack.log"
     started = time.monotonic()
     proc, web_url, aws_url, prefix = start_stack(log_path)
     print(f"stack ready in {time.monotonic() - started:.1f} s at {web_url} (log {log_path})")
+    records = {}
     try:
         config = LoadConfig(url=web_url, mode=args.mode, num_requests=args.requests, concurrency=args.concurrency,
                             timeout_s=600, wait_s=60, progress=sys.stderr.isatty())
-        record = run_workload(config, builtin_images())
-        emulator_ms = emulator_round_trip_ms(aws_url, prefix)
-        report(record, emulator_ms)
+        for what in ("cold", "warm"):
+            records[what] = run_workload(config, builtin_images())
+            print(f"{what} run done in {records[what].duration_s:.1f} s; fleet into the pool after "
+                  f"{wait_pooled(aws_url, prefix):.1f} s more")
+        uncontended_ms = uncontended_service_ms(web_url, args.mode)
+        for what, record in records.items():
+            report(what, record, uncontended_ms)
+        print(f"\nemulator SQS trip     {emulator_round_trip_ms(aws_url, prefix):.1f} ms "
+              "(send + receive + delete, median)")
         if args.plot:
-            write_plot(args.plot, record.results, record.fleet, record.duration_s,
-                       f"End to end: {record.planned} requests into an empty local fleet")
+            cold = records["cold"]
+            write_plot(args.plot, cold.results, cold.fleet, cold.duration_s,
+                       f"End to end: {cold.planned} requests into an empty local fleet")
     finally:
         code = stop_stack(proc)
         print(f"stack stopped with exit status {code}")
-    return 0 if record.summary().failed == 0 else 1
+    return 0 if records and all(r.summary().failed == 0 for r in records.values()) else 1
 
 
 if __name__ == "__main__":

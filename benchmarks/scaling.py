@@ -4,8 +4,9 @@ second burst into the warm pool the first one left (workers hibernated, not term
 Starts its own local AWS endpoint (moto) on a free port and a fresh stack, runs the controller
 and the local EC2 host in-process (the workers are real `python -m app_tier` processes), submits
 N photos through the web tier's submit path at once, and samples the fleet four times a second.
-It prints, from the start of the burst:
-- time to the first worker polling (launch + process start + model load),
+It prints, from the start of the burst (submitted on a thread while the sampler runs):
+- time until the whole burst is in the queue, and to the first live instance (the controller's reaction),
+- time to the first worker polling (launch + process start; the models load meanwhile) and first result,
 - time to the full fleet (the cap, or the largest fleet seen),
 - drain time (every result final) and time back to zero instances,
 - instance-seconds used per 100 images against the ideal: the sum of the results' service
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,9 +44,10 @@ from controller.loop import Controller  # noqa: E402
 from controller.observe import service_ms  # noqa: E402
 from controller.templates import instance_environment  # noqa: E402
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND  # noqa: E402
+from sightfleet.aws.ec2 import local_host_address  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES, epoch  # noqa: E402
-from sightfleet.interfaces import POOLED_STATES  # noqa: E402
+from sightfleet.interfaces import DECISION_KIND, POOLED_STATES  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
 from tests.support import jpeg_bytes, start_moto  # noqa: E402
@@ -59,6 +62,8 @@ TIMEOUT_S = 600
 class Timeline:
     """What the sampler saw, in seconds since the burst started."""
 
+    submitted: float | None = None       # the whole burst is in the queue
+    first_instance: float | None = None  # EC2 lists the first live instance (launched or started)
     first_polling: float | None = None
     first_result: float | None = None
     full_fleet: float | None = None
@@ -74,6 +79,8 @@ class Timeline:
             last_t, last_live = self.samples[-1]
             self.instance_s += last_live * (t - last_t)
         self.samples.append((t, live))
+        if live and self.first_instance is None:
+            self.first_instance = t
         if live > self.peak:
             self.peak, self.full_fleet = live, t
 
@@ -99,9 +106,8 @@ def emulator_round_trip_ms(resources, count: int = 30) -> float:
     return statistics.median(times)
 
 
-def submit_burst(resources, count: int) -> list[str]:
+def submit_burst(resources, count: int, photos: dict[str, bytes]) -> list[str]:
     submitter = Submitter(resources, resources.settings.max_upload_bytes)
-    photos = {name: jpeg_bytes(name) for name in PHOTOS}
     return [submitter.submit(Upload(photos[PHOTOS[n % len(PHOTOS)]], f"burst-{n}.jpg", "bench"))["id"]
             for n in range(count)]
 
@@ -112,11 +118,11 @@ def polling_since(resources, since_epoch: float) -> bool:
                for doc in resources.fleet_log.all(HEARTBEAT_KIND))
 
 
-def watch(resources, host: LocalHost, ids: list[str], started: float,
+def watch(resources, host: LocalHost, submitting: Future, count: int, started: float,
           since_epoch: float) -> tuple[Timeline, list[dict]]:
-    """Sample the fleet, heartbeats and results until every result is final and no instance is live."""
-    timeline, results = Timeline(), []
-    with tqdm(total=len(ids), desc="results", unit="img") as bar:
+    """Sample the fleet, heartbeats and results (once the burst is in) until all are final and no instance is live."""
+    timeline, results, ids = Timeline(), [], None
+    with tqdm(total=count, desc="results", unit="img") as bar:
         while time.monotonic() - started < TIMEOUT_S:
             t = time.monotonic() - started
             timeline.add(t, len(resources.fleet.instances()))
@@ -124,6 +130,11 @@ def watch(resources, host: LocalHost, ids: list[str], started: float,
                 timeline.worker_rss_mb[pid] = max(timeline.worker_rss_mb.get(pid, 0.0), rss_mb(pid))
             if timeline.first_polling is None and polling_since(resources, since_epoch):
                 timeline.first_polling = t
+            if ids is None and submitting.done():
+                ids, timeline.submitted = submitting.result(), t
+            if ids is None:
+                time.sleep(SAMPLE_S)
+                continue
             if timeline.drained is None:
                 results = resources.results.get_many(ids)
                 done = sum(r["status"] in FINAL_STATUSES for r in results)
@@ -156,6 +167,8 @@ def report(args, what: str, timeline: Timeline, results: list[dict], round_trip_
         return "never" if value is None else f"{value:6.1f} s"
     print(f"\n{what}: burst of {len(results)} images, cap {args.max_instances}, idle grace {args.idle_grace:.0f} s, "
           f"warm pool {args.warm_pool} (pool grace {args.pool_grace:.0f} s), tick {args.tick:.1f} s")
+    print(f"burst submitted       {at(timeline.submitted)}")
+    print(f"first instance live   {at(timeline.first_instance)}")
     print(f"first worker polling  {at(timeline.first_polling)}")
     print(f"first result          {at(timeline.first_result)}")
     print(f"full fleet ({timeline.peak:2d})       {at(timeline.full_fleet)}")
@@ -183,15 +196,22 @@ def run(args) -> None:
         round_trip_ms = emulator_round_trip_ms(resources)
         env = {**os.environ, **instance_environment(settings), "PYTHONUNBUFFERED": "1",
                "SIGHTFLEET_LOG_LEVEL": "INFO" if args.verbose else "WARNING"}
-        host = LocalHost(resources.fleet, env)
+        # Nudged by every launch and start, as the stack's host is (sightfleet/aws/ec2.py).
+        host = LocalHost(resources.fleet, env, listen=local_host_address(settings))
         threads = [threading.Thread(target=host.run, args=(stop,)),
                    threading.Thread(target=Controller(resources, settings).run, args=(stop,))]
         for thread in threads:
             thread.start()
+        # The bursts find a controller already ticking, as a running stack's would be.
+        deadline = time.monotonic() + 60
+        while not resources.fleet_log.all(DECISION_KIND) and time.monotonic() < deadline:
+            time.sleep(SAMPLE_S)
+        photos = {name: jpeg_bytes(name) for name in PHOTOS}   # encoded before the clock starts
         for what in ("cold", "warm" if args.warm_pool else "cold again"):
             started, since = time.monotonic(), time.time()
-            ids = submit_burst(resources, args.images)
-            timeline, results = watch(resources, host, ids, started, since)
+            with ThreadPoolExecutor(1) as submitter:   # sampling starts with the burst, not after it
+                submitting = submitter.submit(submit_burst, resources, args.images, photos)
+                timeline, results = watch(resources, host, submitting, args.images, started, since)
             report(args, what, timeline, results, round_trip_ms)
             if args.warm_pool:
                 wait_pooled(resources, min(args.warm_pool, timeline.peak))

@@ -1,7 +1,10 @@
 """`python -m controller.local_host`: the local EC2 host, turning launched instances into worker processes.
 
-moto's RunInstances only records an instance; this host plays the hypervisor. Every POLL_S it
-lists the stack's workers (pending, running, stopping, stopped) and:
+moto's RunInstances only records an instance; this host plays the hypervisor. It lists the stack's
+workers (pending, running, stopping, stopped) as soon as it is nudged (sightfleet/aws/ec2.py: each
+launch, start, stop or terminate through `Fleet` sends a datagram to the host's abstract socket),
+and otherwise POLL_S after a round that saw a change, backing off to IDLE_POLL_S while nothing
+changes (one listing costs about 15 ms of the endpoint's and this host's CPU). Each round it:
 - boots each new instance: `python -m app_tier` with SIGHTFLEET_INSTANCE_ID=<id>, in its own
   session so signals reach it only from here, and with SIGTERM on the host's death;
 - hibernates a stopping or stopped instance: SIGSTOP to the worker's process group (its memory and
@@ -28,7 +31,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sightfleet.aws.ec2 import Fleet
+from sightfleet.aws.ec2 import Fleet, local_host_address
 from sightfleet.config import settings_or_exit
 from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging
@@ -45,8 +50,10 @@ from sightfleet.procs import die_with_parent, stop_event_on_signals
 log = logging.getLogger("controller.local_host")
 REPO = Path(__file__).resolve().parents[1]
 WORKER_COMMAND = (sys.executable, "-m", "app_tier")
-# A start or launch is seen within this; one listing costs the endpoint about a millisecond.
+# After a change the next listing follows within POLL_S; with nothing changing the wait doubles up
+# to IDLE_POLL_S. A nudge ends any wait: a launch or start through Fleet is seen within milliseconds.
 POLL_S = 0.25
+IDLE_POLL_S = 1.0
 STOP_GRACE_S = 20.0
 LIVE = ("pending", "running")
 POOLED = ("stopping", "stopped")
@@ -66,12 +73,18 @@ class LocalHost:
     """Keeps one worker process per live instance of the stack, and nothing else."""
 
     def __init__(self, fleet: Fleet, env: dict[str, str], command=WORKER_COMMAND,
-                 stop_grace_s: float = STOP_GRACE_S, poll_s: float = POLL_S):
+                 stop_grace_s: float = STOP_GRACE_S, poll_s: float = POLL_S, listen: str | None = None,
+                 idle_poll_s: float = IDLE_POLL_S):
+        """listen: the address to take nudges on (`local_host_address`); without it, a listing every poll_s."""
         self._fleet = fleet
         self._env = dict(env)
         self._command = list(command)
         self._stop_grace_s = stop_grace_s
         self._poll_s = poll_s
+        self._idle_poll_s = max(poll_s, idle_poll_s)
+        self._listen = listen
+        self._last_listed: dict[str, str] | None = None
+        self._saw_change = True
         self._vms: dict[str, VM] = {}
         self._exited: list[VM] = []
         self._booted: set[str] = set()  # an instance is booted once; a crashed one is not rebooted
@@ -86,16 +99,39 @@ class LocalHost:
         return {i for i, vm in self._vms.items() if vm.paused}
 
     def run(self, stop: threading.Event) -> None:
-        """Reconcile about every poll_s until stop is set, then shut down."""
-        log.info("local EC2 host running (poll %.1f s, stop grace %.0f s)", self._poll_s, self._stop_grace_s)
+        """Reconcile at each nudge and every poll_s to idle_poll_s until stop is set, then shut down."""
+        log.info("local EC2 host running (poll %.2f-%.1f s, stop grace %.0f s)", self._poll_s, self._idle_poll_s,
+                 self._stop_grace_s)
+        listener = self._listener()
         try:
             while not stop.is_set() and not self.retire_orphans():
                 stop.wait(self._poll_s)
+            wait_s = self._poll_s
             while not stop.is_set():
                 self._step_surviving()
-                stop.wait(self._poll_s)
+                # Without a listener nothing would cut a longer wait short: keep to poll_s.
+                backed_off = min(self._idle_poll_s, wait_s * 2) if listener else self._poll_s
+                wait_s = self._poll_s if self._saw_change else backed_off
+                _wait_for_nudge(listener, stop, wait_s)
         finally:
+            if listener:
+                listener.close()
             self.shutdown()
+
+    def _listener(self) -> socket.socket | None:
+        """The bound socket nudges arrive on; None (poll only) when there is no address or it is taken."""
+        if not self._listen:
+            return None
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            listener.bind(self._listen)
+        except OSError as exc:
+            listener.close()
+            log.warning("cannot listen for nudges (%s): another host of this stack? polling every %.2f s",
+                        exc, self._poll_s)
+            return None
+        listener.setblocking(False)
+        return listener
 
     def _step_surviving(self) -> None:
         """step(), logging rather than dying of the unexpected: the workers' host must outlive one bad round."""
@@ -135,6 +171,7 @@ class LocalHost:
         if self._unlisted_since:
             log.info("instances listed again after %.0f s", time.monotonic() - self._unlisted_since)
             self._unlisted_since = None
+        self._saw_change, self._last_listed = listed != self._last_listed, listed
         live = {i for i, state in listed.items() if state in LIVE}
         self._settle_exits(live, set(listed) - live)
         for instance_id in sorted(live - self._booted):
@@ -236,6 +273,19 @@ class LocalHost:
                 self._exited.append(vm)
 
 
+def _wait_for_nudge(listener: socket.socket | None, stop: threading.Event, wait_s: float) -> None:
+    """Until a nudge arrives (every one waiting is read) or wait_s passes; a set stop shows at the next round."""
+    if listener is None:
+        stop.wait(wait_s)
+        return
+    ready, _, _ = select.select([listener], [], [], wait_s)
+    while ready:
+        try:
+            listener.recv(64)
+        except BlockingIOError:
+            return
+
+
 def frozen_workers(instance_ids: set[str]) -> list[int]:
     """Stopped (state T) processes of this user whose SIGHTFLEET_INSTANCE_ID is one of instance_ids."""
     wanted = {f"SIGHTFLEET_INSTANCE_ID={i}".encode() for i in instance_ids}
@@ -268,7 +318,7 @@ def main() -> int:
         return 2
     stop = stop_event_on_signals()
     log.info("hosting the workers of stack %s on %s", settings.prefix, settings.endpoint_url)
-    LocalHost(Fleet(settings), dict(os.environ)).run(stop)
+    LocalHost(Fleet(settings), dict(os.environ), listen=local_host_address(settings)).run(stop)
     return 0
 
 

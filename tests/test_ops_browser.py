@@ -60,6 +60,37 @@ def test_worker_and_decision_text_is_shown_as_text(served_app, resources):
         assert driver.find_element("id", "problem").text == ""
 
 
+@requires_chromium
+def test_the_pool_and_each_workers_resumes_are_shown(served_app, resources):
+    accounts = Accounts(resources.accounts)
+    accounts.create("ops-admin", admin=True)
+    now = time.time()
+    resumed, pooled = resources.fleet.launch(2, "#!/bin/bash\n")
+    resources.fleet.stop([pooled])
+    for instance_id, state, resumes, last_resume_s in ((resumed, "idle", 3, 0.42), (pooled, "pooled", 1, 0.25)):
+        resources.fleet_log.put("worker", instance_id, {
+            "instance_id": instance_id, "state": state, "launched_at": iso(now - 60), "last_heartbeat": iso(now - 1),
+            "images_done": 12, "images_failed": 0, "model_load_s": 1.25, "current": [], "resumes": resumes,
+            "pooled_s": 20.0, "last_resume_s": last_resume_s})
+    with chromium() as driver:
+        driver.set_window_size(1400, 1000)
+        driver.get(sign_in_url(served_app, accounts, "ops-admin", "/ops"))
+        wait_for(lambda: _charts_drawn(driver) and resumed in driver.find_element("id", "workers").text, 30,
+                 what="the dashboard to draw")
+        driver.execute_script("document.getElementById('workers').scrollIntoView()")
+        headers = [th.get_attribute("textContent") for th in driver.find_elements("css selector", "#workers thead th")]
+        rows = {cells[0]: cells for cells in (
+            [td.get_attribute("textContent") for td in tr.find_elements("css selector", "td")]
+            for tr in driver.find_elements("css selector", "#workers tbody tr"))}
+        pooled_tile = driver.find_element("id", "k-pooled").get_attribute("textContent")
+        screenshot(driver, "ops-pool-and-resumes")
+    cold, resumes, last = (headers.index(name) for name in ("Cold start", "Resumes", "Last resume"))
+    assert resumes == cold + 1 and last == cold + 2
+    assert rows[resumed][cold] == "1.25 s" and rows[resumed][resumes] == "3" and rows[resumed][last] == "0.42 s"
+    assert rows[pooled][resumes] == "1" and rows[pooled][last] == "0.25 s" and "pooled" in rows[pooled][1]
+    assert pooled_tile == "1"
+
+
 def _send_burst(stack, album: str) -> list[str]:
     """BURST small real photos through POST /api/images, ten per request."""
     photos = [jpeg_bytes(PHOTOS[i % len(PHOTOS)], scale=0.25, quality=70 + i % 25) for i in range(BURST)]

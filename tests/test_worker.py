@@ -244,6 +244,7 @@ def test_background_threads_run_at_lower_priority():
 def test_a_worker_process_runs_its_models_ahead_of_its_main_thread():
     """`python -m app_tier` loads the models on their own thread, then its main thread (which feeds them) yields."""
     from app_tier.__main__ import load_pipeline
+    from app_tier.startup import LoadingPipeline
     from sightfleet.config import Settings
     from sightfleet.procs import FEEDER_NICE
 
@@ -252,12 +253,12 @@ def test_a_worker_process_runs_its_models_ahead_of_its_main_thread():
 
     got = {}
 
-    def load():     # in a thread of its own: lowering a priority cannot be undone
-        got["before"] = nice()
-        pipeline = load_pipeline(Settings())
+    def feed():     # a thread of its own stands for the main thread: lowering a priority cannot be undone
+        got["before"], feeder = nice(), threading.get_native_id()
+        pipeline = LoadingPipeline(lambda: load_pipeline(Settings(), feeder)).wait()
         got["main"], got["models"] = nice(), pipeline._models.submit(nice).result()
 
-    thread = threading.Thread(target=load)
+    thread = threading.Thread(target=feed)
     thread.start()
     thread.join()
     assert got["main"] == max(got["before"], min(19, FEEDER_NICE)) and got["models"] == got["before"]

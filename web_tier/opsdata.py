@@ -418,5 +418,7 @@ class _SummaryCollector:
                            ("instance_id",), each("model_load_s"))
         yield self._family("worker_resumes", "Warm starts: times a live worker was resumed from the pool.",
                            ("instance_id",), each("resumes"))
+        yield self._family("worker_last_resume_seconds", "Warm start: seconds from a live worker's last "
+                           "StartInstances to its polling again.", ("instance_id",), each("last_resume_s"))
         yield self._family("worker_heartbeat_age_seconds", "Seconds since a live worker's last heartbeat.",
                            ("instance_id",), each("heartbeat_age_s"))

@@ -3,14 +3,21 @@
 Workers in the warm pool are stopped instances, hibernated where the instance allows it. Two
 tags say when each last went to the pool and came back (EC2 keeps only the first launch time
 locally, and DescribeInstances may list a started instance as stopped for a moment).
+
+On a local endpoint the hypervisor is the local EC2 host (controller/local_host.py), which polls
+DescribeInstances; each launch, start, stop or terminate made here also nudges it with one
+datagram on an abstract Unix socket (nothing on disk), so that it looks at once rather than at
+its next poll. Nobody listening (no host yet, or another machine) costs nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import socket
+import threading
 import time
 from datetime import datetime, timezone
 
-import requests
 from botocore.exceptions import ClientError
 
 from sightfleet.aws.session import client, error_code, translated
@@ -35,7 +42,18 @@ class Fleet:
     def __init__(self, settings: Settings, role: str = WORKER_ROLE):
         self._settings = settings
         self._role = role
-        self._ec2 = client(settings, "ec2")
+        self._client = None
+        self._client_lock = threading.Lock()
+        self._host_address = local_host_address(settings) if settings.is_local else None
+
+    @property
+    def _ec2(self):
+        """The EC2 client, made at first use: its service model costs a worker's start-up 80 ms of CPU,
+        and a worker first needs it only once idle."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = client(self._settings, "ec2")
+            return self._client
 
     def _tag_filters(self) -> list[dict]:
         names = self._settings.names
@@ -75,6 +93,7 @@ class Fleet:
             params["IamInstanceProfile"] = {"Name": self._settings.instance_profile}
         with translated("run instances"):
             reply = self._ec2.run_instances(**params)
+        self._changed()
         return [raw["InstanceId"] for raw in reply["Instances"]]
 
     def terminate(self, instance_ids: list[str]) -> None:
@@ -82,6 +101,7 @@ class Fleet:
             return
         with translated(f"terminate {instance_ids}"):
             self._ec2.terminate_instances(InstanceIds=list(instance_ids))
+        self._changed()
 
     def start(self, instance_ids: list[str]) -> None:
         """StartInstances, then the start time as a tag: a failed tag is logged, the start stands."""
@@ -94,6 +114,8 @@ class Fleet:
         except SightfleetError as exc:
             log.warning("started %s but could not record when (%s); their launch time stands for it",
                         instance_ids, exc)
+        # After the tag: a resumed worker reads it to see that it was started, and looks again only a second later.
+        self._changed()
 
     def stop(self, instance_ids: list[str], hibernate: bool = True) -> bool:
         """Tag the time, then StopInstances (Hibernate=True first); True if hibernating, False: plain stop."""
@@ -103,6 +125,7 @@ class Fleet:
         if hibernate:
             try:
                 self._ec2.stop_instances(InstanceIds=list(instance_ids), Hibernate=True)
+                self._changed()
                 return True
             except ClientError as exc:
                 if error_code(exc) not in HIBERNATION_REFUSED:
@@ -113,11 +136,33 @@ class Fleet:
                             error_code(exc), exc.response.get("Error", {}).get("Message", ""))
         with translated(f"stop {instance_ids}"):
             self._ec2.stop_instances(InstanceIds=list(instance_ids))
+        self._changed()
         return False
+
+    def _changed(self) -> None:
+        if self._host_address:
+            nudge_local_host(self._host_address)
 
     def _tag(self, instance_ids: list[str], key: str) -> None:
         with translated(f"tag {instance_ids} {key}"):
             self._ec2.create_tags(Resources=list(instance_ids), Tags=[{"Key": key, "Value": f"{time.time():.3f}"}])
+
+
+def local_host_address(settings: Settings) -> str:
+    """The abstract Unix socket on which the local EC2 host of this endpoint and stack listens for nudges."""
+    digest = hashlib.sha1(f"{settings.endpoint_url}|{settings.prefix}".encode()).hexdigest()[:16]
+    return f"\0sightfleet-local-host-{digest}"
+
+
+def nudge_local_host(address: str) -> bool:
+    """Tell the local EC2 host that the fleet changed; False when none listens (its poll finds it anyway)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            sock.sendto(b"changed", address)
+            return True
+        except OSError:   # no listener (ECONNREFUSED), or its buffer full of nudges already (EAGAIN)
+            return False
 
 
 def _instance(raw: dict) -> Instance:
@@ -142,6 +187,7 @@ def _tag_time(value: str | None) -> datetime | None:
 
 def instance_id_from_metadata(timeout_s: float = 2.0) -> str | None:
     """This instance's id from the EC2 instance metadata service (IMDSv2), None off EC2."""
+    import requests   # here, not at the top: a local worker never asks, and the import costs its start-up 40 ms
     base = "http://169.254.169.254/latest"
     try:
         token = requests.put(f"{base}/api/token", timeout=timeout_s,

@@ -101,6 +101,7 @@
     setText("k-running", number(i.running, 0));
     setText("k-bounds", "of " + i.min + "–" + i.max);
     setText("k-pending", number(i.pending, 0));
+    setText("k-pooled", number(i.pooled, 0));
     setText("k-desired", number(i.desired, 0));
     setText("k-visible", number(q.visible, 0));
     setText("k-inflight", number(q.in_flight, 0) + " in flight");
@@ -143,6 +144,8 @@
       duration(w.uptime_s), number(w.images_done, 0), number(w.images_failed, 0),
       w.heartbeat_age_s === null ? "–" : duration(w.heartbeat_age_s) + " ago",
       w.model_load_s === null ? "–" : number(w.model_load_s, 2) + " s",
+      number(w.resumes, 0),
+      w.last_resume_s === null ? "–" : number(w.last_resume_s, 2) + " s",
       w.current.length ? w.current.length + " message(s): " + w.current.join(", ") : "–",
     ], (w.live ? "live" : "ended") + " state-" + w.state.replace(/\W+/g, "-"))));
   }
