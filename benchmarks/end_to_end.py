@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 from workload_generator import API, BUILTIN_GROUND_TRUTH, MODES, LoadConfig, builtin_images, run_workload  # noqa: E402
 from workload_generator.plot import write_plot  # noqa: E402
 from workload_generator.report import format_table  # noqa: E402
+from sightfleet.stack import ADMIN_KEY_LINE  # noqa: E402
 
 READY_RE = re.compile(r"Sightfleet web: (http://\S+)")
 PLACEHOLDER_AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -178,10 +179,18 @@ def wait_pooled(aws_url: str, prefix: str) -> float:
     raise RuntimeError(f"the fleet did not go into the pool within {POOL_TIMEOUT_S} s")
 
 
-def uncontended_service_ms(web_url: str, mode: str) -> float | None:
+def admin_key(log_path: Path) -> str:
+    """The admin's API key that a fresh stack prints once (the JSON API and /api/ops/summary need it)."""
+    found = re.search(re.escape(ADMIN_KEY_LINE) + r"(\S+)", log_path.read_text(errors="replace"))
+    if not found:
+        raise RuntimeError(f"the stack printed no admin API key:\n{log_path.read_text()[-3000:]}")
+    return found.group(1)
+
+
+def uncontended_service_ms(web_url: str, mode: str, api_key: str) -> float | None:
     """Median timings.total of a calibration batch that one worker runs alone (the rest stay in the pool)."""
     config = LoadConfig(url=web_url, mode=mode, num_requests=CALIBRATION_IMAGES, concurrency=CALIBRATION_IMAGES,
-                        timeout_s=600, wait_s=60, progress=False)
+                        timeout_s=600, wait_s=60, progress=False, api_key=api_key)
     record = run_workload(config, builtin_images())
     workers = {r.instance_id for r in record.results if r.instance_id}
     service = [r.service_ms for r in record.results if r.ok and r.service_ms is not None]
@@ -204,15 +213,15 @@ def main() -> int:
     started = time.monotonic()
     proc, web_url, aws_url, prefix = start_stack(log_path)
     print(f"stack ready in {time.monotonic() - started:.1f} s at {web_url} (log {log_path})")
-    records = {}
+    records, api_key = {}, admin_key(log_path)
     try:
         config = LoadConfig(url=web_url, mode=args.mode, num_requests=args.requests, concurrency=args.concurrency,
-                            timeout_s=600, wait_s=60, progress=sys.stderr.isatty())
+                            timeout_s=600, wait_s=60, progress=sys.stderr.isatty(), api_key=api_key)
         for what in ("cold", "warm"):
             records[what] = run_workload(config, builtin_images())
             print(f"{what} run done in {records[what].duration_s:.1f} s; fleet into the pool after "
                   f"{wait_pooled(aws_url, prefix):.1f} s more")
-        uncontended_ms = uncontended_service_ms(web_url, args.mode)
+        uncontended_ms = uncontended_service_ms(web_url, args.mode, api_key)
         for what, record in records.items():
             report(what, record, uncontended_ms)
         print(f"\nemulator SQS trip     {emulator_round_trip_ms(aws_url, prefix):.1f} ms "
