@@ -21,16 +21,19 @@ from sightfleet.contracts import artefact_keys, is_deleted, tombstone
 log = logging.getLogger(__name__)
 
 
-def delete_image(resources, doc: dict) -> None:
+def delete_image(resources, doc: dict) -> bool:
     """Bury the image's row (unless it is a tombstone already), then purge its artefacts; idempotent.
 
-    Raises the project's error of the first call that failed; a retry completes what is left.
+    Returns whether this call buried it (False for a retry of an earlier delete), so that what counts
+    images (the owner's quota) counts each deletion once. Raises the project's error of the first
+    call that failed; a retry completes what is left.
     """
     grave = doc if is_deleted(doc) else tombstone(doc)
     if grave is not doc:
         resources.results.bury(grave)
     purge(resources, grave, doc)
     log.info("deleted image %s of %s", doc["id"], grave["owner"])
+    return grave is not doc
 
 
 def purge(resources, *docs: dict) -> None:

@@ -243,3 +243,18 @@ def test_provisioning_the_limits_table_is_idempotent_and_turns_its_ttl_on(settin
     item = resource(settings, "dynamodb").Table(table.name).get_item(Key={"pk": "rate#k"})["Item"]
     assert int(item[TTL_ATTRIBUTE]) > time.time()  # DynamoDB drops ended windows by themselves
     assert table.clear_all() == 1 and table.window("k")[0] == 0
+
+
+def test_deleting_an_image_gives_its_owner_room_once_and_a_retried_delete_does_not(settings_factory):
+    settings = settings_factory(quota_images=1, rate_limit="")
+    web = make_app(settings).test_client()
+    erin, erin_id = caller(settings, "erin")
+    accepted = web.post("/api/images", data=photo(), headers=erin)
+    assert accepted.status_code == 202
+    assert web.post("/api/images", data=photo(), headers=erin).status_code == 429
+    image_id = accepted.get_json()["images"][0]["id"]
+    assert web.delete(f"/api/images/{image_id}", headers=erin).status_code == 204
+    assert LimitsTable(settings).held(erin_id) == 0
+    assert web.delete(f"/api/images/{image_id}", headers=erin).status_code in (204, 404)  # a retry
+    assert web.post("/api/images", data=photo(), headers=erin).status_code == 202
+    assert LimitsTable(settings).held(erin_id) == 1  # the retry gave nothing back twice

@@ -6,10 +6,9 @@ import logging
 from flask import Blueprint, jsonify, request
 
 from sightfleet.contracts import FINAL_STATUSES, clean_album
-from sightfleet.deletion import delete_image
 from sightfleet.errors import SightfleetError, Unavailable
 from web_tier.errors import unavailable_response
-from web_tier.owners import caller, listing_owner, shown, stored_row, visible_result
+from web_tier.owners import caller, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, number, status_filter
 from web_tier.services import albums, resources, settings, submitter, waiter
@@ -95,7 +94,7 @@ def delete_image_route(image_id: str):
     """Delete an image and all it made (see sightfleet/deletion.py); 204, also for a retry of a delete."""
     doc = stored_row(image_id)
     try:
-        delete_image(resources(), doc)
+        delete_owned(doc)
     except SightfleetError as exc:
         log.warning("deleting %s stopped part-way: %s", image_id, exc)
         return unavailable_response("the delete did not finish (storage unreachable); send the DELETE again "
@@ -110,7 +109,7 @@ def delete_album(owner: str, album: str) -> tuple[int, str | None]:
         items, cursor = resources().results.page(album, None, MAX_PAGE, cursor, owner)
         for doc in items:
             try:
-                delete_image(resources(), doc)
+                delete_owned(doc)
             except SightfleetError as exc:
                 log.warning("deleting album %r of %s stopped after %s images: %s", album, owner, deleted, exc)
                 return deleted, str(exc)

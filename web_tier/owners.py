@@ -6,15 +6,19 @@ code, so no answer tells another owner's image from one that does not exist.
 """
 from __future__ import annotations
 
+import logging
+
 from flask import abort, request
 
 from sightfleet.contracts import is_deleted, is_image_id, is_owner, owner_of
-from sightfleet.errors import NoSuchResult
+from sightfleet.deletion import delete_image
+from sightfleet.errors import NoSuchResult, SightfleetError
 from sightfleet.interfaces import EVERY_OWNER
 from web_tier.identity import Principal, current_principal
 from web_tier.services import resources
 from web_tier.submit import Rejected
 
+log = logging.getLogger(__name__)
 # `?owner=*`: an admin's listing of every owner's images (with those from before owners existed).
 EVERY_OWNER_PARAM = "*"
 
@@ -69,3 +73,18 @@ def listing_owner() -> str | None:
     if not is_owner(asked):
         raise Rejected(400, "BAD_OWNER", "owner must be an account id, or * for every owner")
     return asked
+
+
+def delete_owned(doc: dict) -> None:
+    """Delete an image the caller may delete, and give its owner's quota one image back, once.
+
+    The image is gone whatever the quota store says: a quota left one too high is logged, not undone.
+    """
+    from web_tier.limits import release  # limits imports the course endpoint, which imports this module
+
+    if not delete_image(resources(), doc):
+        return  # a retry of an earlier delete: its image was given back then
+    try:
+        release(owner_of(doc))
+    except SightfleetError as exc:
+        log.error("quota: deleted image %s, but %s's count could not be lowered: %s", doc["id"], owner_of(doc), exc)
