@@ -1,6 +1,8 @@
 """Authentication and access on every route: keys, sessions, sign-in pages, CSRF, the course endpoint, /healthz."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from sightfleet.config import Settings
@@ -293,3 +295,37 @@ def test_signing_out_everywhere_ends_a_browsers_session_at_its_next_request(pers
     accounts.end_sessions("pat")
     assert person.get("/gallery", headers=HTML).status_code == 302
     assert person.get_cookie(SESSION_COOKIE) is None  # the stale cookie is cleared too
+
+
+def test_password_guessing_is_held_back_per_name_and_the_right_password_waits_too(app, accounts):
+    accounts.create("uma", password=PASSWORD)
+    guard = app.extensions["signin_guard"]
+    guard.limits["name"] = 3
+    browser = app.test_client()
+    assert [sign_in(browser, "uma", f"guess {i}").status_code for i in range(3)] == [401, 401, 401]
+    held = sign_in(browser, "uma", PASSWORD)   # right at last, but too late: the window must end first
+    assert held.status_code == 429 and 0 < int(held.headers["Retry-After"]) <= 15 * 60
+    assert b"too many failed sign-ins" in held.data and browser.get_cookie(SESSION_COOKIE) is None
+    accounts.create("vic", password=PASSWORD)
+    assert sign_in(browser, "vic").status_code == 302   # another name from the same address is not held
+
+
+def test_password_guessing_across_names_is_held_back_per_address(app, accounts):
+    guard = app.extensions["signin_guard"]
+    guard.limits["address"] = 4
+    browser = app.test_client()
+    assert [sign_in(browser, f"name{i}", "guess").status_code for i in range(5)] == [401] * 4 + [429]
+
+
+def test_the_sign_in_guard_lets_attempts_through_when_its_table_is_unreachable(settings, resources, caplog):
+    from sightfleet.aws.limits import LimitsTable
+    from web_tier.signin_guard import SignInGuard
+    Accounts(resources.accounts).create("wes", password=PASSWORD)
+    app = create_app(settings, resources)
+    app.extensions["signin_guard"] = SignInGuard(LimitsTable(settings.with_changes(prefix="no-such-stack")),
+                                                 per_name=1)
+    browser = app.test_client()
+    with caplog.at_level(logging.WARNING):
+        assert sign_in(browser, "wes", "guess").status_code == 401
+        assert sign_in(browser, "wes").status_code == 302   # not held: nothing could be counted
+    assert "sign-in guard" in caplog.text

@@ -9,12 +9,14 @@ from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from sightfleet.aws.limits import LimitsTable
 from sightfleet.aws.secrets import secret_string
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
 from web_tier.accounts import Accounts
 from web_tier.albums import Albums
 from web_tier.health import HealthProbe
+from web_tier.signin_guard import SignInGuard
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
 from web_tier.waiting import ResultWaiter
 
@@ -82,4 +84,5 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     from web_tier import limits, openapi, security
     for extension in (security, openapi, limits):
         extension.install(app)
+    app.extensions["signin_guard"] = SignInGuard(LimitsTable(settings))
     return app

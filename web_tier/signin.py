@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 
 from web_tier.accounts import AccountError
 from web_tier.auth import accounts, safe_next, sign_in, sign_out
 from web_tier.csrf import require_csrf
+from web_tier.signin_guard import SignInGuard
 
 log = logging.getLogger(__name__)
 bp = Blueprint("signin", __name__)
 WRONG_CREDENTIALS = "wrong user name or password"
 BAD_LINK = "this sign-in link is not valid: it was used already, it expired, or it never existed"
+TOO_MANY_FAILURES = "too many failed sign-ins for this name or from this address; try again in {wait_s} s"
 MAX_FIELD_CHARS = 1024  # a password longer than this is refused before argon2 spends time on it
+
+
+def guard() -> SignInGuard:
+    return current_app.extensions["signin_guard"]
 
 
 @bp.app_context_processor
@@ -55,10 +61,17 @@ def form():
 def submit():
     require_csrf()  # also without a session: nobody may sign a browser into another account from elsewhere
     name, password = request.form.get("name", ""), request.form.get("password", "")
+    wait_s = guard().wait_s(name, request.remote_addr)
+    if wait_s:
+        log.warning("sign-in held back for %d s: too many failures for this name or from %s", wait_s,
+                    request.remote_addr)
+        page, status = _form(TOO_MANY_FAILURES.format(wait_s=wait_s), 429, name[:64])
+        return page, status, {"Retry-After": str(wait_s)}
     principal = None
     if len(name) <= MAX_FIELD_CHARS and len(password) <= MAX_FIELD_CHARS:
         principal = accounts().by_password(name, password)
     if principal is None:
+        guard().failed(name, request.remote_addr)
         log.info("sign-in refused for a name of %d characters from %s", len(name), request.remote_addr)
         return _form(WRONG_CREDENTIALS, 401, name[:64])
     sign_in(principal)
