@@ -15,25 +15,26 @@ the delete's purge or the worker's own removes every one of them.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from sightfleet.contracts import artefact_keys, is_deleted, tombstone
 
 log = logging.getLogger(__name__)
 
 
-def delete_image(resources, doc: dict) -> bool:
+def delete_image(resources, doc: dict, on_buried: Callable[[], None] | None = None) -> None:
     """Bury the image's row (unless it is a tombstone already), then purge its artefacts; idempotent.
 
-    Returns whether this call buried it (False for a retry of an earlier delete), so that what counts
-    images (the owner's quota) counts each deletion once. Raises the project's error of the first
-    call that failed; a retry completes what is left.
+    on_buried runs once per image, right after the one write that turned its row into a tombstone
+    (never for a retry or for the loser of two racing deletes) and before any object goes, so what
+    counts images (the owner's quota) counts each deletion exactly once even when the purge then
+    fails. Raises the project's error of the first call that failed; a retry completes what is left.
     """
     grave = doc if is_deleted(doc) else tombstone(doc)
-    if grave is not doc:
-        resources.results.bury(grave)
+    if grave is not doc and resources.results.bury(grave) and on_buried is not None:
+        on_buried()
     purge(resources, grave, doc)
     log.info("deleted image %s of %s", doc["id"], grave["owner"])
-    return grave is not doc
 
 
 def purge(resources, *docs: dict) -> None:

@@ -152,9 +152,9 @@ class ResultStore(Protocol):
 
     def delete(self, image_id: str) -> None: ...
 
-    def bury(self, tombstone: dict) -> None:
+    def bury(self, tombstone: dict) -> bool:
         """Replace the row with a deleted image's tombstone (contracts.tombstone): listed nowhere, never
-        overwritten by start, finish or requeue, expiring at its expires_at."""
+        overwritten by start, finish or requeue, expiring at its expires_at. False when it was one already."""
 
     def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
              cursor: dict | None = None, owner: str | None = EVERY_OWNER) -> tuple[list[dict], dict | None]:

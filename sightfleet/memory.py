@@ -255,10 +255,13 @@ class MemoryResultsTable(_Part):
         with self._lock:
             self.docs.pop(image_id, None)
 
-    def bury(self, tombstone: dict) -> None:
+    def bury(self, tombstone: dict) -> bool:
         self._call("bury", tombstone)
         with self._lock:
+            if self.docs.get(tombstone["id"], {}).get("status") == tombstone["status"]:
+                return False
             self.docs[tombstone["id"]] = json.loads(json.dumps(tombstone))
+        return True
 
     def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
              cursor: dict | None = None, owner: str | None = None) -> tuple[list[dict], dict | None]:

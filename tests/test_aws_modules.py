@@ -288,3 +288,30 @@ def test_a_batch_call_keeps_the_fate_of_each_group_of_ten(resources):
     too_big = "x" * (resources.requests.max_message_bytes() + 1)
     assert resources.requests.send_batch([f"small {n}" for n in range(10)] + [too_big] * 5) == list(range(10, 15))
     assert resources.requests.counts()["visible"] == 10
+
+
+def test_burying_a_row_twice_says_the_second_time_that_it_was_buried_already(resources):
+    from sightfleet.contracts import new_image_id, tombstone
+    grave = tombstone({"id": new_image_id(), "owner": "alice"})
+    assert resources.results.bury(grave) is True
+    assert resources.results.bury(grave) is False  # a racing or retried delete: counted once
+
+
+def test_provisioning_finds_its_tables_past_the_first_page_of_list_tables(moto_server):
+    """ListTables answers 100 names a page: an account with more tables must not look like one without ours."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    from sightfleet.aws.dynamodb import table_names
+    from sightfleet.resources import provision
+    settings = Settings(endpoint_url=moto_server, prefix=unique_prefix())
+    provision(settings)
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server, region_name=settings.region)
+    spec = {"AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST"}
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: ddb.create_table(TableName=f"aaa-{settings.prefix}-{i:03d}", **spec), range(101)))
+    assert len(ddb.list_tables()["TableNames"]) == 100  # one page holds fewer than there are
+    assert {settings.names.results_table, settings.names.accounts_table} <= table_names(ddb)
+    provision(settings)  # again: finds every table, creates none

@@ -23,16 +23,16 @@ from web_tier import create_app, limits
 from web_tier.accounts import Accounts
 from web_tier.identity import ANONYMOUS_OWNER
 
-def make_app(settings):
-    """An app on these settings."""
-    app = create_app(settings, Resources.connect(settings))
+def make_app(settings, resources=None):
+    """An app on these settings (and on these resources, when given)."""
+    app = create_app(settings, resources or Resources.connect(settings))
     app.config.update(TESTING=True)
     return app
 
 
-def caller(settings, name: str) -> tuple[dict, str]:
+def caller(settings, name: str, resources=None) -> tuple[dict, str]:
     """Headers that make a request come from a new account `name` (its API key), and its owner id."""
-    account, issued = Accounts(Resources.connect(settings).accounts).create(name)
+    account, issued = Accounts((resources or Resources.connect(settings)).accounts).create(name)
     return bearer(issued.key), account["account_id"]
 
 
@@ -258,3 +258,19 @@ def test_deleting_an_image_gives_its_owner_room_once_and_a_retried_delete_does_n
     assert web.delete(f"/api/images/{image_id}", headers=erin).status_code in (204, 404)  # a retry
     assert web.post("/api/images", data=photo(), headers=erin).status_code == 202
     assert LimitsTable(settings).held(erin_id) == 1  # the retry gave nothing back twice
+
+
+def test_a_delete_that_fails_part_way_still_gives_the_image_back_once(settings_factory):
+    """The count goes down with the one write that buries the row, before the objects go."""
+    from sightfleet.memory import memory_resources
+    settings = settings_factory(quota_images=1, rate_limit="")
+    resources, faults = memory_resources(settings)
+    web = make_app(settings, resources).test_client()
+    fay, fay_id = caller(settings, "fay", resources)
+    image_id = web.post("/api/images", data=photo(), headers=fay).get_json()["images"][0]["id"]
+    faults.fail("inputs.delete", times=1)
+    assert web.delete(f"/api/images/{image_id}", headers=fay).status_code == 503
+    assert LimitsTable(settings).held(fay_id) == 0
+    assert web.delete(f"/api/images/{image_id}", headers=fay).status_code in (204, 404)
+    assert LimitsTable(settings).held(fay_id) == 0
+    assert web.post("/api/images", data=photo(), headers=fay).status_code == 202

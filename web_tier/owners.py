@@ -82,9 +82,10 @@ def delete_owned(doc: dict) -> None:
     """
     from web_tier.limits import release  # limits imports the course endpoint, which imports this module
 
-    if not delete_image(resources(), doc):
-        return  # a retry of an earlier delete: its image was given back then
-    try:
-        release(owner_of(doc))
-    except SightfleetError as exc:
-        log.error("quota: deleted image %s, but %s's count could not be lowered: %s", doc["id"], owner_of(doc), exc)
+    def give_back() -> None:
+        try:
+            release(owner_of(doc))
+        except SightfleetError as exc:
+            log.error("quota: deleting image %s, but %s's count could not be lowered: %s", doc["id"], owner_of(doc),
+                      exc)
+    delete_image(resources(), doc, on_buried=give_back)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from boto3.dynamodb.conditions import Attr, Key
 
+from sightfleet.aws.dynamodb import table_names
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
 
@@ -157,9 +158,7 @@ def ensure_accounts_table(settings: Settings) -> None:
     """Create the accounts table with its index and TTL (idempotent)."""
     ddb = client(settings, "dynamodb")
     name = settings.names.accounts_table
-    with translated("list tables"):
-        exists = name in ddb.list_tables()["TableNames"]
-    if not exists:
+    if name not in table_names(ddb):
         with translated("create accounts table"):
             ddb.create_table(**accounts_table_spec(name))
     with translated(f"wait for {name}"):

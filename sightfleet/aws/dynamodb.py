@@ -14,7 +14,7 @@ from boto3.dynamodb.types import Binary
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
 from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso, owner_of
-from sightfleet.errors import Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
+from sightfleet.errors import ConditionFailed, Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
 from sightfleet.interfaces import (DECISION_KIND, HEARTBEAT_KIND, RESULT_KIND,  # noqa: F401 - re-exported
                                    album_at, listing_key)
 
@@ -195,13 +195,18 @@ class ResultsTable:
         with translated(f"delete result {image_id}"):
             self._table.delete_item(Key={"id": image_id})
 
-    def bury(self, tombstone: dict) -> None:
+    def bury(self, tombstone: dict) -> bool:
         """Replace the row with a deleted image's tombstone: no index attribute (it leaves every listing),
-        a status no worker write overwrites, and a TTL."""
+        a status no worker write overwrites, and a TTL. False when it was buried already (by a racing delete)."""
         item = {"id": tombstone["id"], "status": tombstone["status"], TTL_ATTRIBUTE: tombstone["expires_at"],
                 "doc": json.dumps(tombstone, separators=(",", ":"))}
-        with translated(f"bury result {tombstone['id']}"):
-            self._table.put_item(Item=item)
+        try:
+            with translated(f"bury result {tombstone['id']}"):
+                self._table.put_item(Item=item, ConditionExpression=Attr("status").not_exists()
+                                     | Attr("status").ne(tombstone["status"]))
+        except ConditionFailed:
+            return False
+        return True
 
     def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
              cursor: dict | None = None, owner: str | None = None, max_reads: int = 10
@@ -317,11 +322,16 @@ class DecisionTail:
             return [self._by_key[k] for k in sorted(self._by_key)]
 
 
+def table_names(ddb) -> set[str]:
+    """Every table of the account and region: ListTables answers 100 names a page, so all pages."""
+    with translated("list tables"):
+        return {name for page in ddb.get_paginator("list_tables").paginate() for name in page["TableNames"]}
+
+
 def ensure_tables(settings: Settings) -> None:
     """Create the results and fleet tables with their indexes (idempotent)."""
     ddb = client(settings, "dynamodb")
-    with translated("list tables"):
-        existing = set(ddb.list_tables()["TableNames"])
+    existing = table_names(ddb)
     names = settings.names
     if names.results_table not in existing:
         with translated("create results table"):
