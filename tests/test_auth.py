@@ -329,3 +329,25 @@ def test_the_sign_in_guard_lets_attempts_through_when_its_table_is_unreachable(s
         assert sign_in(browser, "wes", "guess").status_code == 401
         assert sign_in(browser, "wes").status_code == 302   # not held: nothing could be counted
     assert "sign-in guard" in caplog.text
+
+
+def test_a_session_cookie_copied_before_sign_out_stops_working_after_it(app, accounts):
+    accounts.create("xena", password=PASSWORD)
+    browser = app.test_client()
+    assert sign_in(browser, "xena").status_code == 302
+    stolen = browser.get_cookie(SESSION_COOKIE).value
+    thief = app.test_client()
+    thief.set_cookie(SESSION_COOKIE, stolen)
+    assert thief.get("/api/images").status_code == 200
+    assert browser.post("/signout", data={"csrf_token": csrf_of(browser)}).status_code == 302
+    assert thief.get("/api/images").status_code == 401   # signed out on the server, not only in one browser
+
+
+def test_an_api_key_can_neither_mint_nor_revoke_keys(client, accounts):
+    token = "A" * 43
+    client.set_cookie(CSRF_COOKIE, token)   # a program can set any cookie it likes
+    assert client.get("/keys").status_code == 403
+    minted = client.post("/keys", data={"label": "forever", "csrf_token": token})
+    assert minted.status_code == 403 and b"sfk_" not in minted.data
+    assert client.post("/keys/abc/revoke", data={"csrf_token": token}).status_code == 403
+    assert client.get("/api/images").status_code == 200   # the key itself still works for the API

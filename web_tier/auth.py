@@ -3,7 +3,8 @@
 A caller proves who it is with `Authorization: Bearer <API key>` (programs) or the signed session
 cookie that /signin sets (people); `g.principal` is then a Principal (web_tier/identity.py). Each
 endpoint needs one of ANYONE, COURSE (anyone while SIGHTFLEET_OPEN_COURSE_ENDPOINT is on),
-SIGNED_IN (the default, so a route nobody listed is never open) or ADMIN. An anonymous API call
+SIGNED_IN (the default, so a route nobody listed is never open), PERSON (signed in with a session,
+not a key) or ADMIN. An anonymous API call
 answers 401 with `WWW-Authenticate: Bearer`, an anonymous page redirects to /signin, a signed-in
 non-admin gets 403. Keys and sessions are checked against the accounts table on every request
 (no cache), so a revoked key or a deleted account stops at the next request.
@@ -21,18 +22,20 @@ from web_tier.errors import error_response, unavailable_response
 from web_tier.identity import ANONYMOUS_OWNER, Principal
 
 log = logging.getLogger(__name__)
-ANYONE, COURSE, SIGNED_IN, ADMIN = "anyone", "course", "signed-in", "admin"
+ANYONE, COURSE, SIGNED_IN, PERSON, ADMIN = "anyone", "course", "signed-in", "person", "admin"
 # By endpoint first, then by blueprint; anything else needs SIGNED_IN.
 ENDPOINT_ACCESS = {
     "static": ANYONE,
     "health.healthz": ANYONE,
     "cse546.classify": COURSE,
-    "signin.keys": SIGNED_IN,   # the key pages live beside the sign-in pages
-    "signin.create_key": SIGNED_IN,
-    "signin.revoke_key": SIGNED_IN,
+    # The key pages live beside the sign-in pages, for people only: a key that could mint keys would
+    # outlive its own revocation, and one that could revoke keys would lock its owner out.
+    "signin.keys": PERSON,
+    "signin.create_key": PERSON,
+    "signin.revoke_key": PERSON,
 }
 BLUEPRINT_ACCESS = {
-    "signin": ANYONE,  # the sign-in pages themselves (the key pages say SIGNED_IN above)
+    "signin": ANYONE,  # the sign-in pages themselves (the key pages say PERSON above)
     "ops": ADMIN,      # /ops, /api/ops/*, /metrics
     "openapi": ANYONE,  # the API's contract and its interactive page (web_tier/openapi.py) are public
 }
@@ -139,6 +142,8 @@ def authenticate():
         return _refuse_anonymous(access)
     if access == ADMIN and not principal.admin:
         abort(403, description="only admins may see operations")
+    if access == PERSON and principal.via != "session":
+        abort(403, description="API keys are managed from a signed-in browser (/signin), not with an API key")
     return None
 
 

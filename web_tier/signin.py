@@ -91,7 +91,15 @@ def link():
 
 @bp.post("/signout")
 def signout():
+    """End the session for good: a copy of the cookie (stolen, or on another device) stops working too.
+
+    Session cookies are signed, not stored, so clearing this browser's copy alone would leave every
+    other copy valid for its 7 days; a new session epoch ends them all (every device signs in again).
+    """
     require_csrf()
+    principal = g.get("principal")
+    if principal is not None and principal.via == "session":
+        accounts().end_sessions(principal.name)
     sign_out()
     return redirect(url_for("signin.form"))
 
