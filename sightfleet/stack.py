@@ -64,6 +64,7 @@ PROBE_S = 2.0  # how often the endpoint is asked whether every resource of the s
 # the save at stop is bounded tighter, so a frozen endpoint cannot hold up Ctrl-C for long.
 STATE_CALL_TIMEOUT_S = {"restore": 300, "save": 30}
 LOCAL_ADMIN = "admin"
+SESSION_KEY_VAR = "SIGHTFLEET_SECRET_KEY"
 ADMIN_KEY_LINE = "Admin API key (shown once): "
 
 
@@ -467,8 +468,11 @@ def local_settings(environ: dict[str, str]) -> Settings:
 
 
 def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, str]:
-    """The children's environment: environ with the local endpoint, the web port and the repo on the path."""
-    env = dict(environ)
+    """The children's environment: environ with the local endpoint, the web port and the repo on the path.
+
+    Without the session key: only the web tier signs sessions, and it gets the key on its own (web_secrets).
+    """
+    env = {name: value for name, value in environ.items() if name != SESSION_KEY_VAR}
     env["AWS_ENDPOINT_URL"] = settings.endpoint_url
     env["PORT"] = str(settings.port)  # gunicorn binds PORT; settings.port may have come from SIGHTFLEET_PORT
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -508,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = local_settings(environ)
     env = local_environment(environ, settings)
     os.environ.update(env)  # the supervisor provisions with the local credentials too
+    os.environ.pop(SESSION_KEY_VAR, None)  # and passes the session key on to the web tier alone
     info = {"pid": os.getpid(), "web": web_url(settings), "aws": settings.endpoint_url}
     try:
         lock = _lock(settings.local_aws_port, info)
@@ -523,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         if state_dir is not None and args.fresh:
             _set_aside(state_dir)
         # Only the web tier signs sessions; the other children (and the user data the controller writes) never see it.
-        web_secrets = {} if settings.secret_key else {"SIGHTFLEET_SECRET_KEY": local_session_key(state_dir)}
+        web_secrets = {SESSION_KEY_VAR: settings.secret_key or local_session_key(state_dir)}
         return Supervisor(settings, env, stop_event_on_signals(), state_dir, web_secrets=web_secrets).run()
 
 
