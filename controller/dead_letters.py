@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from sightfleet.contracts import FINAL_STATUSES, Job, Result, clip, failed_result, is_deleted, job_id_of
+from sightfleet.deletion import purge
 from sightfleet.errors import ConditionFailed, InvalidJob, NoSuchResult, SightfleetError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,13 @@ def _mark(resources, body: str) -> str | None:
         current = resources.results.get(image_id)
     except NoSuchResult:
         return _mark_rowless(resources, body, reason) if code == CODE else None
-    if current.get("status") in FINAL_STATUSES or is_deleted(current):
-        return None  # finished, or deleted by its owner: a tombstone is never turned back into a result
+    if is_deleted(current):
+        # Deleted by its owner. A worker that died after storing the image's files on the job's last
+        # receive left them behind, and no redelivery will come to purge them: this sweep does.
+        purge(resources, current)
+        return None
+    if current.get("status") in FINAL_STATUSES:
+        return None
     try:
         resources.results.finish(failed_result(current, code, reason))
     except ConditionFailed:

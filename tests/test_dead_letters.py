@@ -1,7 +1,10 @@
 """A job that exhausts its receives is dead-lettered and then shown FAILED with a reason."""
 from __future__ import annotations
 
+import pytest
+
 from controller import dead_letters
+from sightfleet.errors import NoSuchObject
 from sightfleet.resources import Resources
 from tests.support import jpeg_bytes, wait_for
 from web_tier.submit import Submitter, Upload
@@ -35,3 +38,24 @@ def test_dead_letters_under_inspection_still_count():
     dead_letters.sweep(resources)
     assert resources.dead_letters.counts()["visible"] == 0
     assert Observer(resources, resources.settings).observe(0.0).dead_letters == 1
+
+
+def test_a_dead_lettered_job_of_a_deleted_image_has_its_leftover_files_purged(settings_factory):
+    """A worker stored the files, the owner deleted the image, the worker died: nothing redelivers, the sweep purges."""
+    from sightfleet.contracts import output_keys, tombstone
+    resources = Resources.connect(settings_factory(max_receive_count=1))
+    accepted = Submitter(resources, 10 << 20).submit(Upload(jpeg_bytes(), "gone.jpg"))
+    [message] = resources.requests.receive(1, 1)   # the worker's last receive
+    row = resources.results.get(accepted["id"])
+    left_behind = output_keys(row["owner"], row["id"])["result"]
+    resources.outputs.put(left_behind, b"{}", "application/json")   # stored before it died
+    resources.inputs.put(row["input_key"], jpeg_bytes(), "image/jpeg")
+    assert resources.results.bury(tombstone(row))   # the owner deleted it meanwhile
+    resources.requests.set_visibility([message.receipt], 0)
+    wait_for(lambda: resources.requests.receive(1, 1) == [] and resources.dead_letters.counts()["visible"] == 1,
+             15, what="redrive to the dead-letter queue")
+    assert dead_letters.sweep(resources) == []
+    assert resources.results.get(accepted["id"])["status"] == "DELETED"   # still a tombstone, not FAILED
+    for bucket, key in ((resources.outputs, left_behind), (resources.inputs, row["input_key"])):
+        with pytest.raises(NoSuchObject):
+            bucket.get(key)
