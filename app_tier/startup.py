@@ -24,8 +24,15 @@ LOADING_POLL_S = 1
 # Workers sharing one machine (the local EC2 host's) load their models at most one per core at a
 # time: four loading at once on two cores would each be ready after all four loads' CPU time,
 # one after another the first is ready after its own. One worker per instance (AWS) never waits.
-LOAD_SLOTS_DIR = Path(tempfile.gettempdir()) / "sightfleet-model-loads"
+# Per user: another account's processes must not be able to hold every slot.
+LOAD_SLOTS_DIR = Path(tempfile.gettempdir()) / f"sightfleet-model-loads-{os.getuid()}"
 LOAD_SLOT_NAP_S = 0.05
+# Slots only order the loads: past this wait a worker loads anyway rather than stand idle for good.
+LOAD_SLOT_MAX_WAIT_S = 60
+# A load still running after this has hung (a first conversion of the models takes about a minute on
+# two busy cores; a load from the cached files about a second): the worker ends as crashed instead of
+# holding its instance alive forever, and its host or EC2 replaces it.
+LOAD_DEADLINE_S = 600
 
 
 def process_started_at() -> float:
@@ -76,16 +83,17 @@ def load_slot(slots: int | None = None, folder: Path = LOAD_SLOTS_DIR) -> Iterat
         try:
             yield
         finally:
-            fcntl.flock(held, fcntl.LOCK_UN)
+            if held is not None:
+                fcntl.flock(held, fcntl.LOCK_UN)
     finally:
         for handle in handles:
             handle.close()
 
 
-def _take_slot(handles: list) -> object:
-    """The first slot free, waiting (in short naps) while every one is held."""
+def _take_slot(handles: list, max_wait_s: float = LOAD_SLOT_MAX_WAIT_S) -> object | None:
+    """The first slot free, waiting (in short naps) while every one is held; None after max_wait_s."""
     waited = time.monotonic()
-    while True:
+    while time.monotonic() - waited < max_wait_s:
         for handle in handles:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -96,6 +104,8 @@ def _take_slot(handles: list) -> object:
                          time.monotonic() - waited)
             return handle
         time.sleep(LOAD_SLOT_NAP_S)
+    log.warning("every model-load slot stayed held for %.0f s: loading without one", max_wait_s)
+    return None
 
 
 class LoadingPipeline:
@@ -104,8 +114,11 @@ class LoadingPipeline:
     A pipeline that failed to load raises its error again on the reading thread.
     """
 
-    def __init__(self, factory: Callable[[], object], clock: StartupClock | None = None):
+    def __init__(self, factory: Callable[[], object], clock: StartupClock | None = None,
+                 deadline_s: float | None = None):
         self.load_seconds: float | None = None
+        self._deadline_s = deadline_s or LOAD_DEADLINE_S
+        self._deadline = time.monotonic() + self._deadline_s
         self.loaded_at: float | None = None   # time.monotonic() when loaded
         self._clock = clock
         self._loaded = threading.Event()
@@ -137,15 +150,21 @@ class LoadingPipeline:
 
     @property
     def failed(self) -> BaseException | None:
-        """The error the load ended with, once it has ended so; None while loading or loaded."""
-        return self._error if self._loaded.is_set() else None
+        """The error the load ended with (a hung load's, past the deadline); None while loading or loaded."""
+        if not self._loaded.is_set():
+            return self._hung() if time.monotonic() >= self._deadline else None
+        return self._error
 
     def wait(self):
-        """The pipeline, once loaded; raises what the load raised."""
-        self._loaded.wait()
+        """The pipeline, once loaded; raises what the load raised, or TimeoutError once it has hung."""
+        if not self._loaded.wait(max(0.0, self._deadline - time.monotonic())):
+            raise self._hung()
         if self._error is not None:
             raise self._error
         return self._pipeline
+
+    def _hung(self) -> TimeoutError:
+        return TimeoutError(f"the models did not load within {self._deadline_s:.0f} s")
 
     def __getattr__(self, name: str):
         # Only attributes this class lacks get here: the pipeline's own, read by BatchRunner. Probes

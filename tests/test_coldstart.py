@@ -268,3 +268,39 @@ def test_a_worker_whose_models_are_slow_does_not_go_idle_while_they_load(pipelin
     started = time.monotonic()
     assert Worker(resources, slow_models, instance_id).work() == "idle"
     assert time.monotonic() - started >= 2.5   # load, then the whole grace with the models in hand
+
+
+def test_a_hung_model_load_ends_the_worker_instead_of_keeping_its_instance_forever(monkeypatch):
+    from app_tier import startup
+    monkeypatch.setattr(startup, "LOAD_DEADLINE_S", 2)
+    resources, _ = memory_resources(Settings(prefix="mem", receive_wait_s=20, idle_grace_s=600))
+    [instance_id] = resources.fleet.launch(1, "")
+    never = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not load within 2 s"):
+        Worker(resources, lambda: never.wait(60), instance_id).work()
+    assert time.monotonic() - started < 15
+    never.set()
+
+
+def test_a_loading_pipeline_past_its_deadline_reports_the_hang():
+    release = threading.Event()
+    models = LoadingPipeline(lambda: release.wait(30), deadline_s=0.3)
+    assert models.failed is None   # still within its time
+    with pytest.raises(TimeoutError):
+        models.wait()
+    assert isinstance(models.failed, TimeoutError) and not models.ready
+    release.set()
+
+
+def test_load_slots_all_held_for_too_long_let_the_load_go_ahead(tmp_path, caplog):
+    import fcntl
+
+    from app_tier.startup import _take_slot
+    holder, waiter = open(tmp_path / "slot-0.lock", "a+"), open(tmp_path / "slot-0.lock", "a+")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    with caplog.at_level(logging.WARNING):
+        assert _take_slot([waiter], max_wait_s=0.3) is None
+    assert "loading without one" in caplog.text
+    holder.close()
+    waiter.close()
