@@ -329,17 +329,21 @@ def test_wait_that_runs_out_answers_202(client):
 
 # --- CSRF: programs send no cookie; the upload page must prove itself -------------------------------
 
-def test_browser_with_cookie_needs_the_csrf_header_programs_do_not(client):
-    page = client.get("/")
-    token = re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
+def test_a_signed_in_browser_needs_the_csrf_header_a_program_with_a_key_does_not(app, resources, client):
+    from web_tier.accounts import Accounts
+    Accounts(resources.accounts).create("browsing", password="a long enough password")
+    browser = app.test_client()
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', browser.get("/signin").data).group(1).decode()
+    assert browser.post("/signin", data={"name": "browsing", "password": "a long enough password",
+                                         "csrf_token": token}).status_code == 302
     upload = {"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")}
-    refused = client.post("/api/images", data=dict(upload))
+    refused = browser.post("/api/images", data=dict(upload))
     assert refused.status_code == 400 and "reload the page" in refused.get_json()["error"]["message"]
     upload = {"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")}
-    assert client.post("/api/images", data=upload, headers={"X-CSRF-Token": token}).status_code == 202
-    program = client.application.test_client()  # no cookie jar contents: a program, with its key
-    program.environ_base.update(client.environ_base)
-    assert program.post("/api/images", data=jpeg_bytes(scale=0.3), content_type="image/jpeg").status_code == 202
+    assert browser.post("/api/images", data=upload, headers={"X-CSRF-Token": token}).status_code == 202
+    client.get("/")   # a program holding our CSRF cookie, with its key: no other site can send that header
+    assert client.get_cookie("sightfleet_csrf") is not None
+    assert client.post("/api/images", data=jpeg_bytes(scale=0.3), content_type="image/jpeg").status_code == 202
 
 
 class RefusesListings(ResultsTable):
