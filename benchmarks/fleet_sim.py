@@ -122,8 +122,8 @@ from sightfleet.config import Settings  # noqa: E402
 log = logging.getLogger(__name__)
 # The policy reads times as epoch seconds, where 0 means "none": the simulated clock starts at 0.
 EPOCH_S = 1_000_000_000.0
-HORIZON_S = 3600.0
-GOAL_RATIO = 1.3     # issue 14: instance-seconds at most 1.3x the ideal   # a run ends at most this long after the last arrival, whatever is still up
+HORIZON_S = 3600.0   # a run ends at most this long after the last arrival, whatever is still up
+GOAL_RATIO = 1.3     # issue 14: instance-seconds at most 1.3x the ideal
 
 
 @dataclass(frozen=True)

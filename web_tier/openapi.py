@@ -7,8 +7,6 @@ file (static/swagger-init.js), so the page runs under the app's strict Content-S
 """
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from flask import Blueprint, Flask, current_app, jsonify, render_template, send_
 
 from sightfleet.contracts import STATUSES
 from web_tier import api, cse546, errors, opsdata
+from web_tier.packaged import package_folder
 from web_tier.services import settings
 from web_tier.submit import MAX_IMAGES_PER_REQUEST
 
@@ -355,11 +354,8 @@ def document() -> dict:
 @lru_cache(maxsize=1)
 def swagger_ui() -> tuple[Path, str]:
     """The folder of Swagger UI's files inside the flask-swagger-ui wheel, and that package's version."""
-    spec = importlib.util.find_spec("flask_swagger_ui")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the flask-swagger-ui package is not installed (see requirements.txt)")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "dist"
-    return folder, importlib.metadata.version(SWAGGER_UI_PACKAGE)
+    folder, version = package_folder("flask_swagger_ui", SWAGGER_UI_PACKAGE)
+    return folder / "dist", version
 
 
 @bp.get("/api/openapi.json")

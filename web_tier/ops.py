@@ -1,8 +1,6 @@
 """The ops dashboard (/ops), its JSON API (/api/ops/...), Prometheus /metrics and a local plotly.js."""
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from web_tier.errors import error_response
 from web_tier.opsdata import DEFAULT_WINDOW_S, OpsData, parse_window, prometheus_text
+from web_tier.packaged import package_folder
 from web_tier.services import settings
 
 bp = Blueprint("ops", __name__)
@@ -32,11 +31,8 @@ def ops_data() -> OpsData:
 @lru_cache(maxsize=1)
 def plotly_js() -> tuple[Path, str]:
     """plotly.min.js as shipped inside the Python plotly package, and that package's version."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the plotly package is not installed (see requirements.txt)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
-    return path, importlib.metadata.version("plotly")
+    folder, version = package_folder("plotly")
+    return folder / "package_data" / "plotly.min.js", version
 
 
 @bp.get("/ops")
