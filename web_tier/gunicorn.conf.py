@@ -25,7 +25,9 @@ keepalive = 5
 # Connections waiting for a free thread: a burst of uploads queues here instead of being refused.
 backlog = 512
 accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+# The path without its query string: a query may carry a one-time sign-in link's token (or an album
+# name), and logs are read by more people, and kept longer, than a token may live.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 # gunicorn's control socket lives at one path per user ($HOME/.gunicorn/gunicorn.ctl): several stacks
 # on one machine (tests, a second PORT) would fight over it, and nothing here uses it.
 control_socket_disable = True
