@@ -1,8 +1,10 @@
 """Test helpers: free ports, a moto server, the local stack as `scripts/run` starts it, real photos."""
 from __future__ import annotations
 
+import html
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -85,6 +87,20 @@ def key_sending_client_class(key: str):
             super().__init__(*args, **kwargs)
             self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     return KeySendingClient
+
+
+def open_sign_in_link(driver, url: str) -> None:
+    """In a browser, open a one-time sign-in link and press its button (a GET alone signs nobody in)."""
+    driver.get(url)
+    driver.find_element("id", "use-sign-in-link").click()
+
+
+def redeem_sign_in_link(session: requests.Session, url: str, **kwargs) -> requests.Response:
+    """What a browser does with a one-time link: open its page, then post its form (token, next, CSRF)."""
+    page = session.get(url, timeout=10).text
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    action = url.split("/signin/link")[0] + "/signin/link"
+    return session.post(action, data={k: html.unescape(v) for k, v in fields.items()}, timeout=10, **kwargs)
 
 
 def sign_in_url(web_url: str, accounts, name: str, next_path: str = "/") -> str:

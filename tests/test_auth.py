@@ -204,22 +204,42 @@ def test_the_course_principal_is_the_anonymous_owner(app, anonymous_client):
         assert (g.principal.owner, g.principal.via) == ("anonymous", "anonymous")
 
 
+def use_link(browser, token: str, next_url: str = "/"):
+    """Open a one-time link's page and press its button, as a person does."""
+    page = browser.get(f"/signin/link?token={token}&next={next_url}")
+    assert page.status_code == 200 and b'id="use-sign-in-link"' in page.data
+    return browser.post("/signin/link", data={"token": token, "next": next_url, "csrf_token": csrf_of(browser)})
+
+
 def test_one_time_links_sign_in_once(app, accounts):
     accounts.create("val", admin=True)
     token = accounts.make_link("val")
     browser = app.test_client()
-    reply = browser.get(f"/signin/link?token={token}")
-    assert reply.status_code == 302 and browser.get_cookie(SESSION_COOKIE) is not None
+    reply = use_link(browser, token, "/ops")
+    assert reply.status_code == 302 and reply.headers["Location"] == "/ops"
+    assert browser.get_cookie(SESSION_COOKIE) is not None
     assert browser.get("/ops", headers=HTML).status_code == 200
-    again = app.test_client().get(f"/signin/link?token={token}")
+    again = use_link(app.test_client(), token)
     assert again.status_code == 400 and BAD_LINK.encode() in again.data
+
+
+def test_opening_a_link_spends_nothing_and_no_other_site_can_post_it(app, accounts):
+    """A chat app's preview (a GET) leaves the link usable; a forged POST without our CSRF token signs nobody in."""
+    accounts.create("yan")
+    token = accounts.make_link("yan")
+    preview = app.test_client()
+    assert preview.get(f"/signin/link?token={token}").status_code == 200
+    assert preview.get_cookie(SESSION_COOKIE) is None
+    forged = app.test_client().post("/signin/link", data={"token": token})
+    assert forged.status_code == 400
+    assert use_link(app.test_client(), token).status_code == 302   # still good for its owner, once
 
 
 def test_expired_and_made_up_links_are_refused(app, accounts):
     accounts.create("wes")
     expired = accounts.make_link("wes", ttl_s=-1)
     for token in (expired, "made-up", ""):
-        reply = app.test_client().get(f"/signin/link?token={token}")
+        reply = use_link(app.test_client(), token)
         assert reply.status_code == 400 and BAD_LINK.encode() in reply.data
 
 
@@ -284,7 +304,7 @@ def test_every_route_has_an_access_rule_and_only_the_listed_ones_are_open(app):
     open_routes = {rule.endpoint for rule in app.url_map.iter_rules()
                    if required_access(rule.endpoint) in ("anyone", "course") and not rule.endpoint.startswith("openapi.")}
     assert open_routes == {"static", "health.healthz", "cse546.classify", "signin.form", "signin.submit",
-                           "signin.link", "signin.signout"}
+                           "signin.link", "signin.redeem_link", "signin.signout"}
     assert required_access("ops.metrics") == "admin" and required_access("api.list_images") == "signed-in"
     assert required_access("some_new_blueprint.view") == "signed-in"
     assert required_access("openapi.document") == "anyone"  # the contract is public

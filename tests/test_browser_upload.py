@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 from tests.browser import chromium, requires_chromium, screenshot
-from tests.support import TESTDATA, jpeg_bytes
+from tests.support import TESTDATA, jpeg_bytes, open_sign_in_link
 
 FINAL_WAIT_S = 150
 
@@ -41,11 +41,11 @@ def test_upload_three_photos_and_watch_them_succeed_without_reload(local_stack, 
     with chromium() as watcher, chromium() as driver:
         # A second browser watches the (still empty) album: cards must appear and finish on their own.
         # Both sign in as the stack's admin with a one-time link each, and land on their page.
-        watcher.get(local_stack.sign_in_link(next_path=f"/gallery?album={album.replace(' ', '%20')}"))
+        open_sign_in_link(watcher, local_stack.sign_in_link(next_path=f"/gallery?album={album.replace(' ', '%20')}"))
         watcher.execute_script("window.__notReloaded = true;")
         assert badges(watcher) == []
 
-        driver.get(local_stack.sign_in_link(next_path="/"))
+        open_sign_in_link(driver, local_stack.sign_in_link(next_path="/"))
         driver.find_element("id", "new-album").send_keys(album)
         driver.find_element("id", "files").send_keys("\n".join(paths))
         wait_until(driver, lambda d: len(d.find_elements("css selector", "#uploads .upload-row.done")) == 3, 60,

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.browser import chromium, requires_chromium, screenshot
-from tests.support import free_port, jpeg_bytes, sign_in_url, start_stack, wait_for
+from tests.support import free_port, jpeg_bytes, open_sign_in_link, sign_in_url, start_stack, wait_for
 from web_tier.accounts import Accounts
 from web_tier.opsdata import iso
 
@@ -48,7 +48,7 @@ def test_worker_and_decision_text_is_shown_as_text(served_app, resources):
         "pending": 0, "target": 10, "desired": 0, "launched": [], "terminated": [{"id": "i-1", "reason": HOSTILE}],
         "errors": [], "changed": True})
     with chromium() as driver:
-        driver.get(sign_in_url(served_app, accounts, "ops-admin", "/ops"))
+        open_sign_in_link(driver, sign_in_url(served_app, accounts, "ops-admin", "/ops"))
         wait_for(lambda: _charts_drawn(driver) and "i-hostile" in driver.find_element("id", "workers").text, 30,
                  what="the dashboard to draw")
         rows = driver.find_elements("css selector", "#workers tbody tr")
@@ -74,7 +74,7 @@ def test_the_pool_and_each_workers_resumes_are_shown(served_app, resources):
             "pooled_s": 20.0, "last_resume_s": last_resume_s})
     with chromium() as driver:
         driver.set_window_size(1400, 1000)
-        driver.get(sign_in_url(served_app, accounts, "ops-admin", "/ops"))
+        open_sign_in_link(driver, sign_in_url(served_app, accounts, "ops-admin", "/ops"))
         wait_for(lambda: _charts_drawn(driver) and resumed in driver.find_element("id", "workers").text, 30,
                  what="the dashboard to draw")
         driver.execute_script("document.getElementById('workers').scrollIntoView()")
@@ -134,7 +134,7 @@ def test_dashboard_rises_and_falls_with_a_burst(tmp_path):
     try:
         with chromium() as driver:
             driver.set_window_size(1400, 1800)
-            driver.get(stack.sign_in_link(next_path=f"/ops?window={PAGE_WINDOW}"))
+            open_sign_in_link(driver, stack.sign_in_link(next_path=f"/ops?window={PAGE_WINDOW}"))
             _send_burst(stack, "ops-burst")
             wait_for(lambda: watcher.summary()["totals"]["images_processed"] >= 10, 120, interval_s=1,
                      what="the fleet to get going")

@@ -9,7 +9,7 @@ import pytest
 
 from sightfleet.resources import Resources
 from tests.browser import chromium, requires_chromium, screenshot
-from tests.support import free_port, jpeg_bytes, keyed_client, sign_in_url, wait_for
+from tests.support import free_port, jpeg_bytes, keyed_client, open_sign_in_link, sign_in_url, wait_for
 from web_tier.accounts import Accounts
 from tests.test_web_helpers import QueueFinisher, finish
 from web_tier import create_app, security
@@ -114,7 +114,7 @@ def test_no_page_meets_a_policy_refusal_in_chromium(app, resources, admin_client
     refused = {}
     try:
         with chromium() as driver:
-            driver.get(sign_in_url(url, Accounts(resources.accounts), "admin", "/"))
+            open_sign_in_link(driver, sign_in_url(url, Accounts(resources.accounts), "admin", "/"))
             for page in ("/", "/gallery", f"/images/{result['id']}", "/ops", "/api/docs", "/no-such-page"):
                 driver.get(url + page)
                 time.sleep(2)  # the pages' scripts draw and poll

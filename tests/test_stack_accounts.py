@@ -7,7 +7,7 @@ import stat
 import requests
 
 from sightfleet.stack import ADMIN_KEY_LINE, session_key_file
-from tests.support import stack_state_dir, start_stack, start_stack_again
+from tests.support import redeem_sign_in_link, stack_state_dir, start_stack, start_stack_again
 
 LINK_RE = re.compile(r"(http://127\.0\.0\.1:\d+/signin/link\?token=[A-Za-z0-9_-]+)")
 
@@ -22,10 +22,12 @@ def test_first_start_prints_a_link_and_the_admin_key_once_and_sessions_survive_a
         assert stack.get("/api/ops/summary", timeout=10).status_code == 200  # the key is an admin's
         assert requests.get(stack.web_url + "/api/ops/summary", timeout=10).status_code == 401
         browser = requests.Session()
-        signed_in = browser.get(link, timeout=10, allow_redirects=False)
+        signed_in = redeem_sign_in_link(browser, link, allow_redirects=False)
         assert signed_in.status_code == 302 and "sightfleet_session" in browser.cookies
         assert browser.get(stack.web_url + "/ops", headers={"Accept": "text/html"}, timeout=10).status_code == 200
-        assert requests.get(link, timeout=10).status_code == 400  # once only
+        assert redeem_sign_in_link(requests.Session(), link).status_code == 400  # once only
+        token = link.split("token=")[1]
+        assert token not in stack.log_text()[stack.log_text().index(ADMIN_KEY_LINE):]  # printed once, never logged
         key_file = session_key_file(stack_state_dir(stack))
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         kept_key = key_file.read_text()
