@@ -264,7 +264,7 @@ def _service_worker(endpoint_url: str, prefix: str, images: int, emulator_pid: i
     from tests.support import tree_cpu_ms
 
     settings = Settings(endpoint_url=endpoint_url, prefix=prefix)
-    pipeline = load_pipeline(settings)
+    pipeline = load_pipeline(settings, threading.get_native_id())   # this thread feeds the models, as in production
     resources = Resources.connect(settings)
     worker = Worker(resources, lambda: pipeline, "i-bench", can_terminate=False)
     emulator_cpu_ms = tree_cpu_ms(emulator_pid)
