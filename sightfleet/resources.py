@@ -5,11 +5,11 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from sightfleet.aws.accounts import AccountsTable, ensure_accounts_table
+from sightfleet.aws.accounts import AccountsTable, accounts_table_spec
 from sightfleet.aws.cloudwatch import Metrics
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND, FleetTable, ResultsTable, ensure_tables
 from sightfleet.aws.ec2 import Fleet
-from sightfleet.aws.limits import ensure_limits_table
+from sightfleet.aws.limits import limits_table_spec
 from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, ensure_queues
 from sightfleet.config import Settings
@@ -71,8 +71,7 @@ def provision(settings: Settings) -> None:
     ensure_queues(settings)
     ensure_bucket(settings, names.input_bucket)
     ensure_bucket(settings, names.output_bucket)
-    ensure_tables(settings)
-    ensure_accounts_table(settings)  # issue 15: accounts, API keys, sign-in links
-    ensure_limits_table(settings)  # issue 15, limits: rate windows and quotas (sightfleet/aws/limits.py)
+    # Besides results and fleet: accounts (keys, sign-in links) and limits (rate windows, quotas).
+    ensure_tables(settings, accounts_table_spec(names.accounts_table), limits_table_spec(names.limits_table))
     log.info("provisioned stack %s (queues, buckets %s/%s, tables)", names.prefix,
              names.input_bucket, names.output_bucket)

@@ -9,7 +9,6 @@ from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from sightfleet.aws.limits import LimitsTable
 from sightfleet.aws.secrets import secret_string
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
@@ -84,5 +83,5 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     from web_tier import limits, openapi, security
     for extension in (security, openapi, limits):
         extension.install(app)
-    app.extensions["signin_guard"] = SignInGuard(LimitsTable(settings))
+    app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])
     return app

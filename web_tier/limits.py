@@ -178,7 +178,7 @@ def install(app: Flask) -> None:
     """Rate-limit every request and hold each owner to the quota, as the app's settings say."""
     settings = app.extensions["sightfleet"].settings
     table = LimitsTable(settings)
-    limits = {"limiter": None, "quota": None}
+    limits = {"limiter": None, "quota": None, "table": table}   # the table: the sign-in guard counts there too
     app.extensions["limits"] = limits
     if settings.rate_limit.strip():
         parse_many(settings.rate_limit)  # a malformed setting fails here, at start, not on a request

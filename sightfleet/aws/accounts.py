@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from sightfleet.aws.dynamodb import table_names
-from sightfleet.aws.session import client, resource, translated
+from sightfleet.aws.session import resource, translated
 from sightfleet.config import Settings
 
 ACCOUNT_ITEMS_INDEX = "account-items"
@@ -153,17 +152,3 @@ def accounts_table_spec(name: str) -> dict:
             "Projection": {"ProjectionType": "ALL"}}],
     }
 
-
-def ensure_accounts_table(settings: Settings) -> None:
-    """Create the accounts table with its index and TTL (idempotent)."""
-    ddb = client(settings, "dynamodb")
-    name = settings.names.accounts_table
-    if name not in table_names(ddb):
-        with translated("create accounts table"):
-            ddb.create_table(**accounts_table_spec(name))
-    with translated(f"wait for {name}"):
-        ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-        ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
-                "Enabled": True, "AttributeName": TTL_ATTRIBUTE})

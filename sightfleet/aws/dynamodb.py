@@ -328,23 +328,28 @@ def table_names(ddb) -> set[str]:
         return {name for page in ddb.get_paginator("list_tables").paginate() for name in page["TableNames"]}
 
 
-def ensure_tables(settings: Settings) -> None:
-    """Create the results and fleet tables with their indexes (idempotent)."""
+def ensure_tables(settings: Settings, *specs: dict) -> None:
+    """Create the results and fleet tables, and any other tables' specs given, with their indexes and TTL (idempotent)."""
     ddb = client(settings, "dynamodb")
-    existing = table_names(ddb)
     names = settings.names
-    if names.results_table not in existing:
-        with translated("create results table"):
-            ddb.create_table(**results_table_spec(names.results_table))
-    if names.fleet_table not in existing:
-        with translated("create fleet table"):
-            ddb.create_table(**fleet_table_spec(names.fleet_table))
-    for table in (names.results_table, names.fleet_table):
-        with translated(f"wait for {table}"):
-            ddb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    _add_missing_indexes(ddb, results_table_spec(names.results_table))
-    for table in (names.fleet_table, names.results_table):   # the results table's: tombstones
-        _enable_ttl(ddb, table)
+    existing = table_names(ddb)
+    for spec in (results_table_spec(names.results_table), fleet_table_spec(names.fleet_table), *specs):
+        ensure_table(ddb, spec, existing)
+
+
+def ensure_table(ddb, spec: dict, existing: set[str]) -> None:
+    """One table as its spec says: made unless it exists, then given what an older version lacks (indexes, TTL).
+
+    Every table of the stack expires rows by TTL_ATTRIBUTE (fleet rows, tombstones, links, rate windows).
+    """
+    name = spec["TableName"]
+    if name not in existing:
+        with translated(f"create table {name}"):
+            ddb.create_table(**spec)
+    with translated(f"wait for {name}"):
+        ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    _add_missing_indexes(ddb, spec)
+    _enable_ttl(ddb, name)
 
 
 def _enable_ttl(ddb, table: str) -> None:
@@ -364,7 +369,7 @@ def _add_missing_indexes(ddb, spec: dict) -> None:
     name = spec["TableName"]
     with translated(f"describe {name}"):
         existing = {i["IndexName"] for i in ddb.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])}
-    for index in spec["GlobalSecondaryIndexes"]:
+    for index in spec.get("GlobalSecondaryIndexes", []):
         if index["IndexName"] in existing:
             continue
         log.info("adding index %s to table %s", index["IndexName"], name)

@@ -16,10 +16,10 @@ import time
 
 from boto3.dynamodb.conditions import Attr
 
-from sightfleet.aws.dynamodb import TTL_ATTRIBUTE
+from sightfleet.aws.dynamodb import TTL_ATTRIBUTE, ensure_table, table_names
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
-from sightfleet.errors import ConditionFailed, NotFound, Unavailable
+from sightfleet.errors import ConditionFailed, Unavailable
 
 RATE_PREFIX = "rate#"
 QUOTA_PREFIX = "quota#"
@@ -144,17 +144,4 @@ def limits_table_spec(name: str) -> dict:
 def ensure_limits_table(settings: Settings) -> None:
     """Create the limits table with its TTL (idempotent)."""
     ddb = client(settings, "dynamodb")
-    name = settings.names.limits_table
-    try:
-        with translated(f"describe {name}"):
-            ddb.describe_table(TableName=name)
-    except NotFound:
-        with translated("create limits table"):
-            ddb.create_table(**limits_table_spec(name))
-    with translated(f"wait for {name}"):
-        ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    with translated("enable ttl on the limits table"):
-        ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
-                "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+    ensure_table(ddb, limits_table_spec(settings.names.limits_table), table_names(ddb))
