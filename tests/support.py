@@ -91,8 +91,17 @@ def key_sending_client_class(key: str):
 
 def open_sign_in_link(driver, url: str) -> None:
     """In a browser, open a one-time sign-in link and press its button (a GET alone signs nobody in)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
     driver.get(url)
-    driver.find_element("id", "use-sign-in-link").click()
+    button = driver.find_element("id", "use-sign-in-link")
+    button.click()
+    # click() returns before the POST's navigation: wait until the link page is gone and the landing page
+    # has loaded, or a caller's next step could run on the page that is about to go away.
+    wait = WebDriverWait(driver, 20, poll_frequency=0.1)
+    wait.until(expected_conditions.staleness_of(button), message="the sign-in link page to go away")
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete",
+               message="the page after sign-in to load")
 
 
 def redeem_sign_in_link(session: requests.Session, url: str, **kwargs) -> requests.Response:
