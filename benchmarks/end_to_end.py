@@ -136,7 +136,37 @@ def first_result_s(record) -> float | None:
     return min(done) if done else None
 
 
-def report(what: str, record, uncontended_ms: float | None) -> None:
+# What each of the stack's processes is, by a word of its command line (the first that matches).
+ROLES = (("endpoint", "sightfleet.emulator"), ("workers", "app_tier"), ("web", "gunicorn"), ("controller", "controller"))
+
+
+def cpu_by_role(stack_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the stack's live processes, by role (the stack's supervisor and its host: "stack")."""
+    from tests.support import _proc_stats, descendants
+
+    stats, ticks = _proc_stats(), os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for pid in {stack_pid} | descendants(stack_pid, stats):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue   # ended meanwhile
+        role = next((name for name, word in ROLES if word in command), "stack")
+        used[role] = used.get(role, 0.0) + (int(stats[pid][11]) + int(stats[pid][12])) / ticks
+    return used
+
+
+def measured_cpu(stack_pid: int, run) -> tuple[object, dict]:
+    """run()'s result, and the CPU seconds it took by role: the stack's processes and this one (the load
+    generator's threads), which all share this machine's cores."""
+    before, own_s = cpu_by_role(stack_pid), time.process_time()
+    result = run()
+    after = cpu_by_role(stack_pid)
+    used = {role: after[role] - before.get(role, 0.0) for role in after}
+    return result, {**used, "generator": time.process_time() - own_s}
+
+
+def report(what: str, record, uncontended_ms: float | None, cpu_s: dict | None = None) -> None:
     """Print the generator's table and the benchmark's figures for one run."""
     summary = record.summary(BUILTIN_GROUND_TRUTH)
     print()
@@ -161,6 +191,14 @@ def report(what: str, record, uncontended_ms: float | None) -> None:
     print(f"ideal                 {ideal_s:.2f} s = {record.planned} x {uncontended_ms:.1f} ms (one worker alone) "
           f"/ {cores} cores")
     print(f"total / ideal         {record.duration_s / ideal_s:.2f}x")
+    if cpu_s:
+        # No schedule of this run's work can take less wall time than its CPU time over the cores:
+        # the floor says how much of the ratio is work done on the same cores beside the pipeline.
+        floor_s = sum(cpu_s.values()) / cores
+        print("CPU per image (ms)    " + "  ".join(f"{role} {1000 * used / record.planned:.0f}"
+                                                   for role, used in sorted(cpu_s.items(), key=lambda kv: -kv[1])))
+        print(f"CPU floor             {floor_s:.2f} s = that CPU / {cores} cores: {floor_s / ideal_s:.2f}x the ideal "
+              f"(the run took {record.duration_s / floor_s:.2f}x the floor)")
 
 
 def wait_pooled(aws_url: str, prefix: str) -> float:
@@ -217,13 +255,14 @@ def main() -> int:
     try:
         config = LoadConfig(url=web_url, mode=args.mode, num_requests=args.requests, concurrency=args.concurrency,
                             timeout_s=600, wait_s=60, progress=sys.stderr.isatty(), api_key=api_key)
+        cpu_s = {}
         for what in ("cold", "warm"):
-            records[what] = run_workload(config, builtin_images())
+            records[what], cpu_s[what] = measured_cpu(proc.pid, lambda: run_workload(config, builtin_images()))
             print(f"{what} run done in {records[what].duration_s:.1f} s; fleet into the pool after "
                   f"{wait_pooled(aws_url, prefix):.1f} s more")
         uncontended_ms = uncontended_service_ms(web_url, args.mode, api_key)
         for what, record in records.items():
-            report(what, record, uncontended_ms)
+            report(what, record, uncontended_ms, cpu_s[what])
         print(f"\nemulator SQS trip     {emulator_round_trip_ms(aws_url, prefix):.1f} ms "
               "(send + receive + delete, median)")
         if args.plot:

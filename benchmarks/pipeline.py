@@ -455,6 +455,13 @@ def format_report(results: dict) -> str:
         for label, key in (("bare passes around each run", "bare_ms"), ("forward passes inside it", "in_run_forward_ms")):
             ratios = [row["per_image_ms"] / row[key] for row in service["runs"]]
             lines.append(f"  median ratio to the {label}: {statistics.median(ratios):.2f} (goal: at most 1.5)")
+        # No schedule can beat the CPU the worker and the emulator spend per image over the cores they share.
+        cores = os.cpu_count() or 1
+        floors = [(row["worker_cpu_ms"] + row["emulator_cpu_ms"]) / cores for row in service["runs"]]
+        lines.append(f"  CPU floor: (worker CPU + moto CPU) / {cores} cores = {statistics.median(floors):.1f} ms per image,"
+                     f" {statistics.median(f / row['bare_ms'] for f, row in zip(floors, service['runs'])):.2f}x the bare"
+                     f" passes (median); the runs took"
+                     f" {statistics.median(row['per_image_ms'] / f for f, row in zip(floors, service['runs'])):.2f}x it")
         lines += ["  (the first ratio includes what the storage threads and the emulator take from the models"
                   " on shared cores,", "   but moves with drift on a noisy machine; the second is immune"
                   " to drift but counts that contention as model time)"]
