@@ -13,6 +13,7 @@ fleet simulator (benchmarks/fleet_sim.py) runs the very rule the worker runs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 POOL, RETIRE = "pooled", "retire"
@@ -59,3 +60,9 @@ def idle_left_s(rules: IdleRules, idle_s: float) -> float:
     """Seconds until the next idle deadline: the pool's grace, then the retirement grace."""
     deadline = rules.pool_idle_s if idle_s < rules.pool_idle_s else rules.idle_grace_s
     return deadline - idle_s
+
+
+def poll_wait_s(idle_left: float, receive_wait_s: int) -> int:
+    """Seconds of the next long poll: whole seconds (SQS's unit), 1 to receive_wait_s, ending at the next
+    idle deadline or just past it, never short of it (a poll that ends early costs another second's poll)."""
+    return int(max(1, min(receive_wait_s, math.ceil(idle_left))))

@@ -137,7 +137,7 @@ class Worker:
 
     def _poll(self, idle_left_s: float):
         """Long-poll for work, no longer than the idle time left."""
-        wait_s = int(max(1, min(self.settings.receive_wait_s, idle_left_s + 1)))
+        wait_s = idle.poll_wait_s(idle_left_s, self.settings.receive_wait_s)
         if not self._models.ready:
             wait_s = min(wait_s, LOADING_POLL_S)   # a load that fails is seen within this
         if "first poll" not in self._startup.phases:

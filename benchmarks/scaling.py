@@ -3,7 +3,8 @@ second burst into the warm pool the first one left (workers hibernated, not term
 
 Starts its own local AWS endpoint (moto) on a free port and a fresh stack, runs the controller
 and the local EC2 host in-process (the workers are real `python -m app_tier` processes), submits
-N photos through the web tier's submit path at once, and samples the fleet four times a second.
+N photos through the web tier's submit path at once, and counts the live instances twenty times a
+second on a thread of its own (results and heartbeats four times a second).
 It prints, from the start of the burst (submitted on a thread while the sampler runs):
 - time until the whole burst is in the queue, and to the first live instance (the controller's reaction),
 - time to the first worker polling (launch + process start; the models load meanwhile) and first result,
@@ -15,7 +16,8 @@ It prints, from the start of the burst (submitted on a thread while the sampler 
 "Back to zero" is zero live instances; with a pool they are stopped there, their processes frozen.
 The warm burst is the same N images once the whole fleet is in the pool (`--warm-pool 0`: no
 pool, workers terminate after the idle grace as before, and the second burst is cold too).
-It also times SQS round trips on the same endpoint, so the emulator's share is visible.
+It also times SQS round trips on the same endpoint, so the emulator's share is visible, and ends with
+the command that models the run in benchmarks/fleet_sim.py --local (the model's check against it).
 
     .venv/bin/python benchmarks/scaling.py [--images 40] [--max-instances 4] [--idle-grace 6] \
         [--warm-pool 4] [--pool-grace 2]
@@ -55,6 +57,7 @@ from web_tier.submit import Submitter, Upload  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 SAMPLE_S = 0.25
+FLEET_SAMPLE_S = 0.05
 TIMEOUT_S = 600
 
 
@@ -122,10 +125,34 @@ def watch(resources, host: LocalHost, submitting: Future, count: int, started: f
           since_epoch: float) -> tuple[Timeline, list[dict]]:
     """Sample the fleet, heartbeats and results (once the burst is in) until all are final and no instance is live."""
     timeline, results, ids = Timeline(), [], None
+    sampling = threading.Event()
+    sampler = threading.Thread(target=sample_fleet, args=(resources, timeline, started, sampling), daemon=True)
+    sampler.start()
+    try:
+        return _watch(resources, host, submitting, count, started, since_epoch, timeline)
+    finally:
+        sampling.set()
+        sampler.join()
+
+
+def sample_fleet(resources, timeline: Timeline, started: float, done: threading.Event) -> None:
+    """Count live instances every FLEET_SAMPLE_S on a thread of its own, so that the instance-seconds
+    do not depend on how long the results' reads take (a coarse sampling misses the fleet's edges)."""
+    while not done.is_set():
+        t = time.monotonic() - started
+        timeline.add(t, len(resources.fleet.instances()))
+        done.wait(FLEET_SAMPLE_S)
+    timeline.add(time.monotonic() - started, len(resources.fleet.instances()))
+
+
+def _watch(resources, host: LocalHost, submitting: Future, count: int, started: float, since_epoch: float,
+           timeline: Timeline) -> tuple[Timeline, list[dict]]:
+    results, ids = [], None
+    while not timeline.samples:
+        time.sleep(0.01)
     with tqdm(total=count, desc="results", unit="img") as bar:
         while time.monotonic() - started < TIMEOUT_S:
             t = time.monotonic() - started
-            timeline.add(t, len(resources.fleet.instances()))
             for pid in host.pids().values():
                 timeline.worker_rss_mb[pid] = max(timeline.worker_rss_mb.get(pid, 0.0), rss_mb(pid))
             if timeline.first_polling is None and polling_since(resources, since_epoch):
@@ -158,7 +185,30 @@ def wait_pooled(resources, count: int) -> None:
         time.sleep(SAMPLE_S)
 
 
-def report(args, what: str, timeline: Timeline, results: list[dict], round_trip_ms: float) -> None:
+def busy_s(results: list[dict]) -> float:
+    """Seconds the workers were busy: per instance, the union of its results' claim-to-final spans.
+
+    A worker overlaps its images (one is decoded while the models run on another), so this is
+    less than the sum of their timings.total; it is what a model of one-after-the-other workers
+    (benchmarks/fleet_sim.py --local) takes as the time per image.
+    """
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in results:
+        start, end = epoch(r.get("started_at")), epoch(r.get("completed_at"))
+        if r.get("instance_id") and start is not None and end is not None:
+            spans.setdefault(r["instance_id"], []).append((start, end))
+    total = 0.0
+    for intervals in spans.values():
+        reach = None
+        for start, end in sorted(intervals):
+            if reach is None or start > reach:
+                total, reach = total + end - start, end
+            elif end > reach:
+                total, reach = total + end - reach, end
+    return total
+
+
+def report(args, what: str, timeline: Timeline, results: list[dict], round_trip_ms: float) -> dict:
     service_s = sum(ms for ms in map(service_ms, results) if ms) / 1000
     per_100 = 100 / len(results)
     used, ideal = timeline.instance_s * per_100, service_s * per_100
@@ -181,6 +231,20 @@ def report(args, what: str, timeline: Timeline, results: list[dict], round_trip_
         print(f"worker memory         {rss[-1]:6.0f} MiB peak RSS (median {statistics.median(rss):.0f} MiB "
               f"over {len(rss)} workers)")
     print(f"emulator              {round_trip_ms:6.1f} ms per SQS round trip (median of 30)")
+    busy_per_image = busy_s(results) / len(results)
+    print(f"workers busy          {busy_per_image * 1000:6.0f} ms per image (claim to final, overlaps merged)")
+    return {"first_poll": timeline.first_polling, "busy_per_image": busy_per_image, "submitted": timeline.submitted}
+
+
+def print_model_check(args, runs: list[dict]) -> None:
+    """The fleet simulator's command that models this run from its own primitives (see fleet_sim.py --local)."""
+    if len(runs) < 2 or runs[0]["first_poll"] is None:
+        return
+    print("\nmodel check: .venv/bin/python benchmarks/fleet_sim.py --local "
+          f"--local-images {args.images} --local-cap {args.max_instances} --local-idle-grace {args.idle_grace:g} "
+          f"--local-pool-grace {args.pool_grace:g} --local-first-poll {runs[0]['first_poll']:.2f} "
+          f"--local-service {runs[0]['busy_per_image']:.3f} {runs[1]['busy_per_image']:.3f} "
+          f"--local-submit {runs[0]['submitted']:.2f} {runs[1]['submitted']:.2f}")
 
 
 def run(args) -> None:
@@ -207,14 +271,17 @@ def run(args) -> None:
         while not resources.fleet_log.all(DECISION_KIND) and time.monotonic() < deadline:
             time.sleep(SAMPLE_S)
         photos = {name: jpeg_bytes(name) for name in PHOTOS}   # encoded before the clock starts
+        runs = []
         for what in ("cold", "warm" if args.warm_pool else "cold again"):
             started, since = time.monotonic(), time.time()
             with ThreadPoolExecutor(1) as submitter:   # sampling starts with the burst, not after it
                 submitting = submitter.submit(submit_burst, resources, args.images, photos)
                 timeline, results = watch(resources, host, submitting, args.images, started, since)
-            report(args, what, timeline, results, round_trip_ms)
+            runs.append(report(args, what, timeline, results, round_trip_ms))
             if args.warm_pool:
                 wait_pooled(resources, min(args.warm_pool, timeline.peak))
+        if args.warm_pool:
+            print_model_check(args, runs)
     finally:
         stop.set()
         for thread in threads:

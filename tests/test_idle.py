@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_tier.idle import POOL, RETIRE, IdleRules, idle_left_s, idle_step, needs_fleet
+from app_tier.idle import POOL, RETIRE, IdleRules, idle_left_s, idle_step, needs_fleet, poll_wait_s
 from sightfleet.config import Settings
 
 RULES = IdleRules(pool_idle_s=2, idle_grace_s=6, warm_pool_size=2, min_instances=0)
@@ -36,6 +36,17 @@ def test_idle_table(name, changes, idle_s, rank, pooled, holds, can_terminate, e
 @pytest.mark.parametrize("idle_s, left", [(0, 2), (1.5, 0.5), (2, 4), (5, 1), (7, -1)])
 def test_idle_left_counts_to_the_next_deadline(idle_s, left):
     assert idle_left_s(RULES, idle_s) == pytest.approx(left)
+
+
+@pytest.mark.parametrize("idle_left, expected", [
+    (2.0, 2),       # a deadline in whole seconds: the poll ends on it (a simulator's clock, no time passed)
+    (1.9999, 2),    # a moment after the last batch, as a real worker computes it: the same poll
+    (0.4, 1),       # never short of the deadline, whole seconds
+    (0.0, 1), (-3.0, 1),   # at or past it (a refused pool or retirement): one-second polls
+    (45.0, 20),     # at most SQS's longest wait
+])
+def test_a_poll_ends_at_the_next_idle_deadline_or_just_past_it(idle_left, expected):
+    assert poll_wait_s(idle_left, 20) == expected
 
 
 def test_fleet_is_listed_only_when_the_worker_could_leave():
