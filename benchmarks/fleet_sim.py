@@ -98,8 +98,10 @@ too much for a per-run bound (19.9 to 35.1 per 100 images in six runs of 2026-12
 workers the controller's ticks resume before the queue drains). On six runs of 2026-12-01 (after the
 worker's poll length became app_tier.idle.poll_wait_s, shared with this model), model against run:
 cold -19 %, -12 %, -11 %, +1 %, +4 %, +5 %; warm +7 %, +8 %, +11 %, +25 %, +27 %, +32 %; medians
-cold -5 %, warm +18 %: within. The warm model runs high in every run: it resumes all four pooled
-workers at once, where the run's controller often resumes one first and the rest a tick later.
+cold -5 %, warm +18 %: within. The warm model runs high in every run, by 0.3-1 s of running time per
+instance; where that comes from is not pinned down (a candidate: the run's four workers share two
+cores, so a worker that resumes last finds less work left than the model, whose instances each have
+their own CPU, gives it).
 
     .venv/bin/python benchmarks/fleet_sim.py [--seed 1] [--json FILE] [--local] [--traces ...]
 """
