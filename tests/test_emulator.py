@@ -151,3 +151,71 @@ def test_a_frozen_endpoint_is_not_replaced_by_gunicorn_when_it_thaws():
     """Frozen for 30 s (SIGSTOP of the group), the worker holding moto's state must outlast gunicorn's timeout."""
     from sightfleet.emulator import server_options
     assert server_options("127.0.0.1", 1)["timeout"] > 60
+
+
+def test_counts_are_right_outside_sends_and_fifo_deduplication_still_reads_its_attribute(moto_server):
+    """Sends skip counting the queue; GetQueueAttributes still counts visible, in-flight and delayed messages."""
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=moto_server, region_name="us-east-1")
+    url = sqs.create_queue(QueueName=f"{unique_prefix('counts')}-q")["QueueUrl"]
+    for number in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"job {number}")
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=60)
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"],
+            counts["ApproximateNumberOfMessagesDelayed"]) == ("3", "2", "1")
+
+    fifo = sqs.create_queue(QueueName=f"{unique_prefix('dedup')}.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for _ in range(3):   # the same body thrice: content-based deduplication keeps one
+        sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g")
+    assert sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+
+@pytest.mark.parametrize("expression, names, values", [
+    ("attribute_not_exists(#s) OR #s IN (:q, :p)", {"#s": "status"}, {":q": {"S": "QUEUED"}, ":p": {"S": "PROCESSING"}}),
+    ("#s <> :d", {"#s": "status"}, {":d": {"S": "DELETED"}}),
+    ("size(labels) > :n AND begins_with(album, :a)", None, {":n": {"N": "2"}, ":a": {"S": "Bro"}}),
+])
+def test_a_remembered_condition_is_the_tree_moto_parses(expression, names, values):
+    """Parsed once, then remembered: the same tree, and the names and values found, as copies of their own."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    from sightfleet.emulator import _MOTO_PARSE, _parsed_once
+
+    theirs = ConditionExpressionParser(expression, names, values)
+    expected = repr(_MOTO_PARSE(theirs))
+    for _ in range(2):   # the second time from what was remembered
+        ours = ConditionExpressionParser(expression, names, values)
+        assert repr(_parsed_once(ours)) == expected
+        assert (ours.expr_attr_names_found, ours.expr_attr_values_found) == (
+            theirs.expr_attr_names_found, theirs.expr_attr_values_found)
+        ours.expr_attr_names_found.append("#changed by the caller")   # moto extends these lists in place
+
+
+def test_an_invalid_condition_is_refused_every_time():
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    from sightfleet.emulator import _parsed_once
+
+    for _ in range(2):   # nothing was remembered of the first refusal
+        with pytest.raises(ValueError, match="Bad comparison"):
+            _parsed_once(ConditionExpressionParser("#s = = :v", {"#s": "status"}, {":v": {"S": "x"}}))
+
+
+def test_remembered_helpers_answer_as_motos_own():
+    from moto.core.utils import camelcase_to_underscores, method_names_from_class
+    from moto.moto_api._internal import mock_random
+    from moto.sqs.responses import SQSResponse
+
+    from sightfleet.emulator import _MOTO_METHOD_NAMES, _method_names, _random_string
+
+    assert list(_method_names(SQSResponse)) == _MOTO_METHOD_NAMES(SQSResponse)
+    assert camelcase_to_underscores("ApproximateNumberOfMessages") == "approximate_number_of_messages"
+    assert method_names_from_class(SQSResponse)   # whichever of the two this process has
+    drawn = _random_string(mock_random, 52)
+    assert len(drawn) == 52 and drawn.isalnum()
+    assert _random_string(mock_random, 20, include_digits=False, lower_case=True).isalpha()
