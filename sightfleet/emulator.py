@@ -16,9 +16,10 @@ n queue attributes built all of them 3n times; every response body, JSON or a ph
 included, went through a look-behind regex in search of an XML <RequestId> element.
 Receiving 10 jobs from a backlog of 80 took 55-130 ms; it now takes 6. It also parsed each
 DynamoDB condition expression anew on every write, listed a handler class's methods with
-inspect on every request, drew each request id one character per call, and counted the whole
-queue three times on each send: those are now remembered, drawn at once, or skipped where moto never
-reads them (`benchmarks/emulator.py`).
+inspect on every request, drew each request id one character per call, counted the whole queue
+three times on each send, compared each backend lookup with every registered service, and worked
+out anew, for every member of every item of a JSON response, which names to look it up by: those
+are now remembered, drawn at once, or skipped where moto never reads them (`benchmarks/emulator.py`).
 
 With `--state-dir DIR` the endpoint keeps its contents there (sightfleet/local_state.py): a
 snapshot every few seconds, and on `POST /_sightfleet/state/save`; `POST /_sightfleet/state/restore`
@@ -42,6 +43,8 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 from moto.core import utils as moto_utils
+from moto.core.base_backend import BackendDict
+from moto.core.serialize import XFormedAttributePicker
 from moto.core.responses import BaseResponse
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.moto_api._internal.moto_random import MotoRandom
@@ -134,6 +137,50 @@ def _repair_moto() -> None:
     ConditionExpressionParser.parse = _parsed_once
     MotoRandom.get_random_string = _random_string
     _sends_skip_counting()
+    BackendDict._create_account_specific_backend = _account_backend_once
+    XFormedAttributePicker.get_possible_keys = _possible_keys_remembered
+
+
+def _account_backend_once(backends: BackendDict, account_id: str) -> None:
+    """moto's "make this account's backend and register the service", skipped when the account has one.
+
+    moto did both under its global lock on every backend lookup (several a request), the second by
+    comparing with every registered service one by one. Only this method adds an account, and it
+    registers the service as it does; a reset empties both the register and every registered service,
+    so an account found means a registered service.
+    """
+    if not dict.__contains__(backends, account_id):
+        _MOTO_ACCOUNT_BACKEND(backends, account_id)
+
+
+_MOTO_ACCOUNT_BACKEND = BackendDict._create_account_specific_backend
+
+
+_MOTO_POSSIBLE_KEYS = XFormedAttributePicker.get_possible_keys
+_POSSIBLE_KEYS: "OrderedDict[tuple, tuple]" = OrderedDict()
+_possible_keys_lock = threading.Lock()
+
+
+def _possible_keys_remembered(picker: XFormedAttributePicker, context):
+    """The names moto tries, in order, to find a response member in a plain dict, worked out once per member.
+
+    For a dict they depend only on the member's name, its shape and that shape's parent (moto's alias
+    rules look at the object's class, which is always dict, and its Meta, which a dict has not); moto
+    worked them out for every member of every item of every response (a batch read of 100 results,
+    each a map of attribute values, took tens of thousands of rounds).
+    """
+    if type(context.obj) is not dict:
+        return _MOTO_POSSIBLE_KEYS(picker, context)
+    shape, parent = context.shape, getattr(context.shape, "parent", None)
+    key = (context.key, id(shape), id(parent), id(picker.alias_providers))
+    hit = _POSSIBLE_KEYS.get(key)
+    if hit is None or hit[0] is not shape or hit[1] is not parent:
+        hit = (shape, parent, tuple(_MOTO_POSSIBLE_KEYS(picker, context)))   # the shapes held: ids stay theirs
+        with _possible_keys_lock:
+            _POSSIBLE_KEYS[key] = hit
+            if len(_POSSIBLE_KEYS) > 4096:
+                _POSSIBLE_KEYS.popitem(last=False)
+    return hit[2]
 
 
 _sending = threading.local()

@@ -219,3 +219,43 @@ def test_remembered_helpers_answer_as_motos_own():
     drawn = _random_string(mock_random, 52)
     assert len(drawn) == 52 and drawn.isalnum()
     assert _random_string(mock_random, 20, include_digits=False, lower_case=True).isalpha()
+
+
+def test_every_kind_of_attribute_value_reads_back_as_written(moto_server):
+    """Item responses go through the remembered member names: every DynamoDB type, nested, reads back the same."""
+    import boto3
+
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1")
+    table = f"{unique_prefix('kinds')}-t"
+    ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    item = {"id": {"S": "a"}, "n": {"N": "1.5"}, "b": {"B": b"\x00\xff"}, "ok": {"BOOL": False}, "none": {"NULL": True},
+            "ss": {"SS": ["x", "y"]}, "ns": {"NS": ["1", "2"]}, "bs": {"BS": [b"\x01"]},
+            "labels": {"L": [{"M": {"name": {"S": "dog"}, "score": {"N": "0.9"}, "box": {"L": [{"N": "1"}]}}}]},
+            "exif": {"M": {"Make": {"S": "Nikon"}, "GPS": {"M": {"lat": {"N": "48.1"}}}}}}
+    ddb.put_item(TableName=table, Item=item)
+    ddb.put_item(TableName=table, Item={**item, "id": {"S": "b"}})
+
+    def same(found):
+        return {k: (sorted(v[next(iter(v))]) if next(iter(v)) in ("SS", "NS", "BS") else v) for k, v in found.items()}
+    for _ in range(2):   # the second time from the remembered names
+        assert same(ddb.get_item(TableName=table, Key={"id": {"S": "a"}})["Item"]) == same(item)
+        batch = ddb.batch_get_item(RequestItems={table: {"Keys": [{"id": {"S": "a"}}, {"id": {"S": "b"}}]}})
+        assert sorted(found["id"]["S"] for found in batch["Responses"][table]) == ["a", "b"]
+        assert all(same({**found, "id": item["id"]}) == same(item) for found in batch["Responses"][table])
+
+
+def test_an_account_backend_is_made_and_registered_again_after_a_reset():
+    """The shortcut skips only lookups of an account that exists; a reset empties both, and the next lookup
+    makes and registers it again, as moto's own does."""
+    from moto.core.base_backend import BackendDict
+    from moto.sqs.models import sqs_backends
+
+    from sightfleet.emulator import _account_backend_once
+
+    _account_backend_once(sqs_backends, "210987654321")
+    assert "210987654321" in sqs_backends.keys() and sqs_backends in BackendDict._instances
+    BackendDict.reset()
+    assert "210987654321" not in sqs_backends.keys() and sqs_backends not in BackendDict._instances
+    _account_backend_once(sqs_backends, "210987654321")
+    assert "210987654321" in sqs_backends.keys() and sqs_backends in BackendDict._instances
