@@ -139,6 +139,8 @@ def _repair_moto() -> None:
     _sends_skip_counting()
     BackendDict._create_account_specific_backend = _account_backend_once
     XFormedAttributePicker.get_possible_keys = _possible_keys_remembered
+    XFormedAttributePicker.__call__ = _picked_from_dict
+    MotoRandom.get_random_hex = _random_hex
 
 
 def _account_backend_once(backends: BackendDict, account_id: str) -> None:
@@ -181,6 +183,29 @@ def _possible_keys_remembered(picker: XFormedAttributePicker, context):
             if len(_POSSIBLE_KEYS) > 4096:
                 _POSSIBLE_KEYS.popitem(last=False)
     return hit[2]
+
+
+_MOTO_PICK = XFormedAttributePicker.__call__
+
+
+def _picked_from_dict(picker: XFormedAttributePicker, context):
+    """moto's value of a response member: from a plain dict, the first of its remembered names the dict has
+    (what moto's get_value finds for a name without a dot), else None; anything else as moto picks it."""
+    obj = context.obj
+    if type(obj) is not dict or picker.response_transformers:
+        return _MOTO_PICK(picker, context)
+    names = _possible_keys_remembered(picker, context)
+    if any("." in name for name in names):   # a path: moto walks it
+        return _MOTO_PICK(picker, context)
+    for name in names:
+        if name in obj:
+            return obj[name]
+    return None
+
+
+def _random_hex(random: MotoRandom, length: int = 8) -> str:
+    """moto's random hex string, drawn in one call."""
+    return "".join(random.choices("0123456789abcdef", k=length))
 
 
 _sending = threading.local()
