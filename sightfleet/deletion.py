@@ -37,6 +37,32 @@ def delete_image(resources, doc: dict, on_buried: Callable[[], None] | None = No
     log.info("deleted image %s of %s", doc["id"], grave["owner"])
 
 
+def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | None = None,
+                        page_size: int = 100) -> list[tuple[str, Exception]]:
+    """Delete every image of one owner, page by page; the images whose deletion failed, with why.
+
+    One failure does not stop the others. A failed image whose row is buried already keeps a tombstone
+    naming what is left, so an admin's DELETE /api/images/<id> (or a later run) finishes it; one whose
+    row is not is listed again by the next run.
+    """
+    from sightfleet.errors import SightfleetError
+
+    failed: list[tuple[str, Exception]] = []
+    cursor = None
+    while True:
+        docs, cursor = resources.results.page(owner=owner, limit=page_size, cursor=cursor)
+        for doc in docs:
+            try:
+                delete_image(resources, doc)
+            except SightfleetError as exc:
+                log.warning("deleting image %s of %s failed: %s", doc["id"], owner, exc)
+                failed.append((doc["id"], exc))
+            if on_each is not None:
+                on_each()
+        if cursor is None:
+            return failed
+
+
 def purge(resources, *docs: dict) -> None:
     """Delete every object these documents of one image name or may have (a missing object is no error)."""
     inputs: dict[str, None] = {}

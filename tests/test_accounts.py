@@ -237,3 +237,91 @@ def test_both_stores_keep_the_same_conditions(store):
     assert [a["name"] for a in store.accounts()] == ["lee"]
     store.delete_account("lee")
     assert store.get_account("lee") is None and store.accounts() == []
+
+
+def _images_of(resources, owner: str, count: int) -> list[dict]:
+    """count queued images of owner, each with an object at every key it names, as a processed image has."""
+    from sightfleet.contracts import input_key, output_keys
+    from tests.support import jpeg_bytes
+    from web_tier.submit import Submitter, Upload
+
+    submitter = Submitter(resources, resources.settings.max_upload_bytes)
+    ids = [submitter.submit(Upload(jpeg_bytes("coffee"), f"p{n}.jpg", "trip", owner))["id"] for n in range(count)]
+    for image_id in ids:
+        resources.inputs.put(input_key(owner, image_id, "image/jpeg"), b"original", "image/jpeg")
+        for key in output_keys(owner, image_id).values():
+            resources.outputs.put(key, b"made", "application/octet-stream")
+    return [resources.results.get(image_id) for image_id in ids]
+
+
+def _stored_keys(resources, doc: dict) -> list[str]:
+    from sightfleet.contracts import artefact_keys
+    from sightfleet.errors import NoSuchObject
+
+    inputs, outputs = artefact_keys(doc)
+    found = []
+    for bucket, keys in ((resources.inputs, inputs), (resources.outputs, outputs)):
+        for key in dict.fromkeys(k for k in keys if k):
+            try:
+                bucket.get(key)
+                found.append(key)
+            except NoSuchObject:
+                pass
+    return found
+
+
+def test_deleting_an_account_deletes_its_images_and_quota_and_no_one_elses(settings, accounts):
+    from sightfleet.aws.limits import LimitsTable
+    from sightfleet.resources import Resources
+
+    resources, limits = Resources.connect(settings), LimitsTable(settings)
+    leaving, _ = accounts.create("leaving")
+    staying, _ = accounts.create("staying")
+    gone, kept = _images_of(resources, leaving["account_id"], 3), _images_of(resources, staying["account_id"], 1)
+    limits.reserve(leaving["account_id"], 3, 10)
+    assert all(_stored_keys(resources, doc) for doc in gone + kept)
+
+    deleted = cli(settings, "delete", "leaving")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "deleted the 3 images of leaving" in deleted.stderr
+    assert resources.results.page(owner=leaving["account_id"])[0] == []
+    assert all(resources.results.get(doc["id"])["status"] == "DELETED" for doc in gone)   # tombstones
+    assert [_stored_keys(resources, doc) for doc in gone] == [[], [], []]
+    assert limits.held(leaving["account_id"]) == 0
+    assert "leaving" not in cli(settings, "list").stdout
+    assert [d["id"] for d in resources.results.page(owner=staying["account_id"])[0]] == [kept[0]["id"]]
+    assert _stored_keys(resources, kept[0])
+
+
+def test_an_account_deleted_with_keep_images_leaves_them_to_admins(settings, accounts):
+    from sightfleet.resources import Resources
+
+    resources = Resources.connect(settings)
+    account, _ = accounts.create("archived")
+    (doc,) = _images_of(resources, account["account_id"], 1)
+    deleted = cli(settings, "delete", "archived", "--keep-images")
+    assert deleted.returncode == 0, deleted.stderr
+    assert resources.results.get(doc["id"])["status"] == "QUEUED" and _stored_keys(resources, doc)
+    with pytest.raises(AccountError):
+        accounts.get("archived")
+
+
+def test_an_image_that_cannot_be_deleted_keeps_the_account_and_a_second_run_finishes(settings):
+    from web_tier.accounts.__main__ import _delete
+
+    resources, faults = memory_resources(settings)
+    accounts = Accounts(resources.accounts)
+    account, key = accounts.create("stuck")
+    docs = _images_of(resources, account["account_id"], 3)
+    stuck = docs[1]
+    faults.fail("inputs.delete", when=lambda key: stuck["id"] in key)   # its original cannot be deleted
+
+    with pytest.raises(AccountError, match=f"1 of the 3 images of stuck could not be deleted \\(image {stuck['id']}"):
+        _delete(accounts, settings, "stuck", keep_images=False, resources=resources)
+    assert accounts.by_key(key.key) is not None   # kept, keys and all
+    assert [_stored_keys(resources, d) != [] for d in docs] == [False, True, False]
+
+    faults.clear()   # storage answers again: the stuck image's tombstone names what is left
+    from sightfleet.deletion import delete_image
+    delete_image(resources, resources.results.get(stuck["id"]))   # what an admin's DELETE does
+    assert _stored_keys(resources, stuck) == []

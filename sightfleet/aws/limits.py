@@ -121,6 +121,11 @@ class LimitsTable:
                 self._table.update_item(Key={"pk": QUOTA_PREFIX + owner}, UpdateExpression="SET images = :zero",
                                         ExpressionAttributeValues={":zero": 0})
 
+    def forget(self, owner: str) -> None:
+        """Remove owner's quota count (its account is gone)."""
+        with translated(f"forget the quota of {owner}"):
+            self._table.delete_item(Key={"pk": QUOTA_PREFIX + owner})
+
     def held(self, owner: str) -> int:
         """How many images owner holds, as counted."""
         with translated(f"read the quota of {owner}"):

@@ -1,5 +1,8 @@
 """`python -m web_tier.accounts`: create, list, revoke and delete accounts and keys; make sign-in links.
 
+`delete` also deletes the account's images (as DELETE /api/images/<id> does, each one), unless
+--keep-images.
+
 Reads the same environment as the stack (AWS_ENDPOINT_URL, SIGHTFLEET_PREFIX, ...). What a command
 makes (an API key, a link) is the LAST line of stdout, so scripts can take it with `tail -n 1`;
 everything else goes to stderr. Exit status 2 with a message when the command cannot be done.
@@ -35,8 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("--label", default="", help="what the key is for")
     revoke = commands.add_parser("revoke", help="revoke an API key by its id (at once)")
     revoke.add_argument("key_id")
-    delete = commands.add_parser("delete", help="delete an account and all its keys")
+    delete = commands.add_parser("delete", help="delete an account, its keys and its images (results, originals, "
+                                                "thumbnails, annotated copies)")
     delete.add_argument("name")
+    delete.add_argument("--keep-images", action="store_true",
+                        help="keep the account's images (then only admins can reach them, by its account id)")
     password = commands.add_parser("password", help="set an account's password (asked)")
     password.add_argument("name")
     signout = commands.add_parser("signout", help="end every session of an account (its keys stay valid)")
@@ -70,6 +76,44 @@ def _list(accounts: Accounts) -> None:
              f"password {'set' if account.get('password_hash') else 'unset'}\tkeys: {keys}")
 
 
+def _delete(accounts: Accounts, settings: Settings, name: str, keep_images: bool, resources=None) -> None:
+    """Delete an account: first its images and its quota count (unless kept), then its keys and itself.
+
+    An image that cannot be deleted keeps the account, so that the command can be run again.
+    """
+    account = accounts.get(name)
+    if not keep_images:
+        if resources is None:
+            from sightfleet.resources import Resources
+            resources = Resources.connect(settings)
+        _erase_images(resources, account)
+        from sightfleet.aws.limits import LimitsTable
+        LimitsTable(settings).forget(account["account_id"])
+    removed = accounts.delete(name)
+    log.info("deleted account %s and %d keys%s", name, removed, "; its images are kept" if keep_images else "")
+
+
+def _erase_images(resources, account: dict) -> None:
+    from tqdm import tqdm
+
+    from sightfleet.deletion import delete_owner_images
+    seen = []
+    with tqdm(desc=f"deleting the images of {account['name']}", unit="image", file=sys.stderr,
+              disable=not sys.stderr.isatty()) as bar:
+        def each() -> None:
+            seen.append(1)
+            bar.update()
+        failed = delete_owner_images(resources, account["account_id"], on_each=each)
+    done = len(seen)
+    if failed:
+        image_id, error = failed[0]
+        raise AccountError(
+            f"{len(failed)} of the {done} images of {account['name']} could not be deleted (image {image_id}: "
+            f"{error}); the account is kept: run the command again once storage answers (an image already "
+            f"gone from the listing is finished by an admin's DELETE /api/images/<id>)")
+    log.info("deleted the %d images of %s", done, account["name"])
+
+
 def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> None:
     """Do one command; AccountError or the project's errors when it cannot be done."""
     if args.command == "create":
@@ -88,8 +132,7 @@ def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> Non
             raise AccountError(f"no API key with id {args.key_id!r}")
         log.info("revoked API key %s", args.key_id)
     elif args.command == "delete":
-        removed = accounts.delete(args.name)
-        log.info("deleted account %s and %d keys", args.name, removed)
+        _delete(accounts, settings, args.name, args.keep_images)
     elif args.command == "password":
         accounts.set_password(args.name, _ask_password())
         log.info("password of %s set", args.name)
