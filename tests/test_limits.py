@@ -183,6 +183,18 @@ def test_quota_fails_closed_when_its_store_is_unreachable(settings_factory):
     assert Resources.connect(settings).requests.counts()["visible"] == 0  # nothing accepted uncounted
 
 
+def test_healthz_fails_without_the_limits_table_only_when_a_quota_needs_it(settings_factory):
+    """With a quota, uploads cannot be taken without the table (503 above): /healthz says so too. Without
+    one, only the rate limits use it and they fail open, so the web tier stays healthy."""
+    quota, rates_only = settings_factory(quota_images=10, rate_limit=""), settings_factory(rate_limit="600/minute")
+    for settings in (quota, rates_only):
+        web = make_app(settings).test_client()
+        assert web.get("/healthz").status_code == 200
+        drop_limits_table(settings)
+        expected = 503 if settings is quota else 200
+        assert web.get("/healthz").status_code == expected
+
+
 def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settings_factory, monkeypatch):
     from web_tier import cse546
     monkeypatch.setattr(cse546, "WAIT_S", 0.5)

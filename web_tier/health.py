@@ -46,10 +46,15 @@ class HealthProbe:
     """Runs every check concurrently and reports within deadline_s, a check still running as a timeout."""
 
     def __init__(self, resources, deadline_s: float = HEALTH_DEADLINE_S):
-        self._checks = resources.checks()
+        self._checks = dict(resources.checks())
         self._deadline_s = deadline_s
         self._lock = threading.Lock()
         self._running: dict[str, _Run] = {}
+
+    def also_check(self, name: str, check: Callable[[], object]) -> None:
+        """Add a check (a resource some requests cannot do without, as the quota needs the limits table)."""
+        with self._lock:
+            self._checks[name] = check
 
     def problems(self) -> list[str]:
         """Why each resource is unreachable or too slow; empty when all answered in time."""

@@ -196,3 +196,6 @@ def install(app: Flask) -> None:
         app.before_request(quota.reserve)
         app.teardown_request(quota.settle)
         limits["quota"] = quota
+        # The quota fails closed (no upload is accepted uncounted), so without its table the web tier
+        # cannot take uploads: health says so. The rate limits and the sign-in guard fail open instead.
+        app.extensions["health"].also_check("limits", table.check)
