@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 import io
 import re
+import time
+import uuid
 
 import boto3
 import pytest
@@ -215,3 +217,34 @@ def test_album_list_shows_new_albums_at_once_and_survives_an_unreachable_table(r
     boto3.client("dynamodb", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_table(
         TableName=settings.names.results_table)
     assert albums.names("alice") == ["default", "Zoo"]  # the last known list, not an error page
+
+
+def test_an_album_emptied_image_by_image_leaves_the_list(client, resources):
+    """Deleting an album's last photo one by one (API or page) drops the album from the chooser at once."""
+    album = f"Brief-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for name in ("a.jpg", "b.jpg"):
+        posted = client.post("/api/images", data={"album": album, "file": (io.BytesIO(jpeg_bytes()), name)})
+        assert posted.status_code == 202, posted.get_data(as_text=True)
+        ids.append(posted.get_json()["images"][0]["id"])
+    assert album in client.get("/").get_data(as_text=True)
+    assert client.delete(f"/api/images/{ids[0]}").status_code == 204
+    assert album in client.get("/").get_data(as_text=True)   # one photo is left
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get(f"/images/{ids[1]}").get_data(as_text=True))
+    deleted = client.post(f"/images/{ids[1]}/delete", data={"csrf_token": csrf.group(1)} if csrf else {})
+    assert deleted.status_code == 303
+    assert album not in client.get("/").get_data(as_text=True)
+
+
+def test_noted_albums_are_offered_until_reads_take_over():
+    from web_tier.albums import Albums
+
+    class NoAlbumsYet:   # an index that has not caught up, then never will (the album was emptied)
+        def albums(self, owner):
+            return []
+
+    albums = Albums(NoAlbumsYet(), ttl_s=0, noted_s=0.2)
+    albums.note({"album": "Zoo", "owner": "alice"})
+    assert albums.names("alice") == ["default", "Zoo"]
+    time.sleep(0.25)
+    assert albums.names("alice") == ["default"]

@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, jsonify, request
 
-from sightfleet.contracts import FINAL_STATUSES, clean_album
+from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, clean_album, owner_of
 from sightfleet.errors import SightfleetError, Unavailable
 from web_tier.errors import unavailable_response
 from web_tier.owners import caller, delete_owned, listing_owner, shown, stored_row, visible_result
@@ -99,6 +99,7 @@ def delete_image_route(image_id: str):
         log.warning("deleting %s stopped part-way: %s", image_id, exc)
         return unavailable_response("the delete did not finish (storage unreachable); send the DELETE again "
                                     "to finish it")
+    albums().forget_if_empty(owner_of(doc), doc.get("album") or DEFAULT_ALBUM)
     return "", 204
 
 

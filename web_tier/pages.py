@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album
+from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album, owner_of
 from sightfleet.errors import Unavailable
 from web_tier.api import delete_album, listing_query
 from web_tier.csrf import csrf_token, require_csrf
@@ -107,6 +107,7 @@ def delete_image_page(image_id: str):
     require_csrf()
     doc = stored_row(image_id)
     delete_owned(doc)   # a failure part-way answers 503 (errors.py); pressing again finishes
+    albums().forget_if_empty(owner_of(doc), doc.get("album") or DEFAULT_ALBUM)
     return redirect(url_for("pages.gallery", album=doc.get("album")), code=303)
 
 
