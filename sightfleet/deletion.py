@@ -38,29 +38,52 @@ def delete_image(resources, doc: dict, on_buried: Callable[[], None] | None = No
 
 
 def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | None = None,
+                        on_buried: Callable[[], None] | None = None,
                         page_size: int = 100) -> list[tuple[str, Exception]]:
     """Delete every image of one owner, page by page; the images whose deletion failed, with why.
 
-    One failure does not stop the others. A failed image whose row is buried already keeps a tombstone
-    naming what is left, so an admin's DELETE /api/images/<id> (or a later run) finishes it; one whose
-    row is not is listed again by the next run.
+    One failure does not stop the others. A failed image may be buried already (a tombstone, which no
+    listing shows, names what is left): the caller keeps the failed ids to finish them by id
+    (delete_images_by_id). on_buried: as delete_image's, once per image buried here.
     """
-    from sightfleet.errors import SightfleetError
-
     failed: list[tuple[str, Exception]] = []
     cursor = None
     while True:
         docs, cursor = resources.results.page(owner=owner, limit=page_size, cursor=cursor)
-        for doc in docs:
-            try:
-                delete_image(resources, doc)
-            except SightfleetError as exc:
-                log.warning("deleting image %s of %s failed: %s", doc["id"], owner, exc)
-                failed.append((doc["id"], exc))
-            if on_each is not None:
-                on_each()
+        failed += _delete_each(resources, docs, on_each, on_buried)
         if cursor is None:
             return failed
+
+
+def delete_images_by_id(resources, image_ids: list[str], on_buried: Callable[[], None] | None = None
+                        ) -> list[tuple[str, Exception]]:
+    """Finish deleting images known by id (tombstones included; an id whose row is gone is done)."""
+    from sightfleet.errors import NoSuchResult, SightfleetError
+
+    docs, failed = [], []
+    for image_id in image_ids:
+        try:
+            docs.append(resources.results.get(image_id))
+        except NoSuchResult:
+            continue
+        except SightfleetError as exc:
+            failed.append((image_id, exc))
+    return failed + _delete_each(resources, docs, None, on_buried)
+
+
+def _delete_each(resources, docs: list[dict], on_each, on_buried) -> list[tuple[str, Exception]]:
+    from sightfleet.errors import SightfleetError
+
+    failed = []
+    for doc in docs:
+        try:
+            delete_image(resources, doc, on_buried)
+        except SightfleetError as exc:
+            log.warning("deleting image %s of %s failed: %s", doc["id"], doc.get("owner"), exc)
+            failed.append((doc["id"], exc))
+        if on_each is not None:
+            on_each()
+    return failed
 
 
 def purge(resources, *docs: dict) -> None:

@@ -31,6 +31,7 @@ in the middle of one; a long poll steps out of the gate while it waits for a mes
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import logging
@@ -265,8 +266,10 @@ def _parsed_once(parser: ConditionExpressionParser):
     """moto's syntax tree of a DynamoDB condition or filter expression, parsed once per distinct expression
     with its names and values (the worker's claim and final writes repeat theirs on every image).
 
-    The tree is only read when an item is checked against it; the lists of names and values found go
-    out as copies, because moto extends them in place.
+    The tree is only read when an item is checked against it; it is parsed from copies of the names and
+    values, because moto keeps a request's values in the item it writes (a later ADD to a set changes
+    that list in place, and with it a tree built on it). The lists of names and values found go out as
+    copies, because moto extends them in place.
     """
     key = json.dumps([parser.condition_expression, parser.expression_attribute_names,
                       parser.expression_attribute_values], sort_keys=True, default=str)
@@ -275,8 +278,10 @@ def _parsed_once(parser: ConditionExpressionParser):
         if hit is not None:
             _PARSED.move_to_end(key)
     if hit is None:
-        tree = _MOTO_PARSE(parser)   # raises for an invalid expression: nothing is remembered then
-        hit = (tree, list(parser.expr_attr_names_found), list(parser.expr_attr_values_found))
+        own = ConditionExpressionParser(parser.condition_expression, copy.deepcopy(parser.expression_attribute_names),
+                                        copy.deepcopy(parser.expression_attribute_values))
+        tree = _MOTO_PARSE(own)   # raises for an invalid expression: nothing is remembered then
+        hit = (tree, list(own.expr_attr_names_found), list(own.expr_attr_values_found))
         with _parsed_lock:
             _PARSED[key] = hit
             if len(_PARSED) > _PARSED_MAX:

@@ -316,12 +316,31 @@ def test_an_image_that_cannot_be_deleted_keeps_the_account_and_a_second_run_fini
     stuck = docs[1]
     faults.fail("inputs.delete", when=lambda key: stuck["id"] in key)   # its original cannot be deleted
 
-    with pytest.raises(AccountError, match=f"1 of the 3 images of stuck could not be deleted \\(image {stuck['id']}"):
+    with pytest.raises(AccountError, match=f"1 images of stuck could not be deleted \\({stuck['id']}; first error"):
         _delete(accounts, settings, "stuck", keep_images=False, resources=resources)
-    assert accounts.by_key(key.key) is not None   # kept, keys and all
+    assert accounts.get("stuck")["pending_purge"] == [stuck["id"]]   # kept, and it remembers the image
+    assert accounts.by_key(key.key) is None   # locked out from the start: nothing is uploaded behind the delete
     assert [_stored_keys(resources, d) != [] for d in docs] == [False, True, False]
+    assert resources.results.page(owner=account["account_id"])[0] == []   # buried: no listing shows it
 
-    faults.clear()   # storage answers again: the stuck image's tombstone names what is left
-    from sightfleet.deletion import delete_image
-    delete_image(resources, resources.results.get(stuck["id"]))   # what an admin's DELETE does
+    faults.clear()   # storage answers again: the second run finishes the remembered image, then the account
+    _delete(accounts, settings, "stuck", keep_images=False, resources=resources)
     assert _stored_keys(resources, stuck) == []
+    with pytest.raises(AccountError):
+        accounts.get("stuck")
+
+
+def test_a_deletion_that_stops_part_way_counts_the_deleted_images_off_the_quota(settings):
+    """A kept account is not left counting the images that did go."""
+    from sightfleet.aws.limits import LimitsTable
+    from web_tier.accounts.__main__ import _delete
+
+    resources, faults = memory_resources(settings)
+    accounts, limits = Accounts(resources.accounts), LimitsTable(settings)
+    account, _ = accounts.create("counted")
+    docs = _images_of(resources, account["account_id"], 3)
+    limits.reserve(account["account_id"], 3, 10)
+    faults.fail("outputs.delete", when=lambda key: docs[0]["id"] in key)
+    with pytest.raises(AccountError):
+        _delete(accounts, settings, "counted", keep_images=False, resources=resources)
+    assert limits.held(account["account_id"]) == 0   # all three were buried (one kept files): none counts

@@ -259,3 +259,23 @@ def test_an_account_backend_is_made_and_registered_again_after_a_reset():
     assert "210987654321" not in sqs_backends.keys() and sqs_backends not in BackendDict._instances
     _account_backend_once(sqs_backends, "210987654321")
     assert "210987654321" in sqs_backends.keys() and sqs_backends in BackendDict._instances
+
+
+def test_a_remembered_condition_keeps_its_own_values_when_a_set_it_was_written_from_grows(moto_server):
+    """moto keeps a request's set value in the item it writes; a later ADD grows that very list. The
+    remembered condition must still compare with the value it was parsed from (moto's own answer)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1")
+    table = f"{unique_prefix('alias')}-t"
+    ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    ddb.put_item(TableName=table, Item={"id": {"S": "c"}, "tags": {"SS": ["x"]}})
+    set_x = {"UpdateExpression": "SET tags = :ss", "ConditionExpression": "attribute_not_exists(tags) OR tags <> :ss",
+             "ExpressionAttributeValues": {":ss": {"SS": ["x"]}}}
+    ddb.update_item(TableName=table, Key={"id": {"S": "a"}}, **set_x)
+    ddb.update_item(TableName=table, Key={"id": {"S": "a"}}, UpdateExpression="ADD tags :more",
+                    ExpressionAttributeValues={":more": {"SS": ["y"]}})
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):   # c's tags are {x}: the condition is false
+        ddb.update_item(TableName=table, Key={"id": {"S": "c"}}, **set_x)

@@ -77,41 +77,52 @@ def _list(accounts: Accounts) -> None:
 
 
 def _delete(accounts: Accounts, settings: Settings, name: str, keep_images: bool, resources=None) -> None:
-    """Delete an account: first its images and its quota count (unless kept), then its keys and itself.
+    """Delete an account: lock it out (keys, sessions), then its images and quota count (unless kept), then itself.
 
-    An image that cannot be deleted keeps the account, so that the command can be run again.
+    Locked out first, so that nothing is uploaded behind the deletion. An image that cannot be deleted
+    keeps the account, with the image's id, so that running the command again finishes it first.
     """
     account = accounts.get(name)
+    keys = accounts.lock_out(name)
     if not keep_images:
+        from sightfleet.aws.limits import LimitsTable
         if resources is None:
             from sightfleet.resources import Resources
             resources = Resources.connect(settings)
-        _erase_images(resources, account)
-        from sightfleet.aws.limits import LimitsTable
-        LimitsTable(settings).forget(account["account_id"])
-    removed = accounts.delete(name)
-    log.info("deleted account %s and %d keys%s", name, removed, "; its images are kept" if keep_images else "")
+        limits = LimitsTable(settings)
+        _erase_images(resources, accounts, account, lambda: _released(limits, account["account_id"]))
+        limits.forget(account["account_id"])
+    accounts.delete(name)
+    log.info("deleted account %s and %d keys%s", name, keys, "; its images are kept" if keep_images else "")
 
 
-def _erase_images(resources, account: dict) -> None:
+def _released(limits, owner: str) -> None:
+    """One image fewer in owner's quota (so a kept account is not left counting deleted images)."""
+    try:
+        limits.release(owner, 1)
+    except SightfleetError as exc:
+        log.warning("quota: could not count a deleted image of %s off: %s", owner, exc)
+
+
+def _erase_images(resources, accounts: Accounts, account: dict, on_buried) -> None:
     from tqdm import tqdm
 
-    from sightfleet.deletion import delete_owner_images
+    from sightfleet.deletion import delete_images_by_id, delete_owner_images
     seen = []
     with tqdm(desc=f"deleting the images of {account['name']}", unit="image", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:
         def each() -> None:
             seen.append(1)
             bar.update()
-        failed = delete_owner_images(resources, account["account_id"], on_each=each)
-    done = len(seen)
+        failed = delete_images_by_id(resources, account.get("pending_purge") or [], on_buried)
+        failed += delete_owner_images(resources, account["account_id"], on_each=each, on_buried=on_buried)
     if failed:
-        image_id, error = failed[0]
+        accounts.set_pending_purge(account["name"], [image_id for image_id, _ in failed])
+        named = ", ".join(image_id for image_id, _ in failed[:5]) + (" and more" if len(failed) > 5 else "")
         raise AccountError(
-            f"{len(failed)} of the {done} images of {account['name']} could not be deleted (image {image_id}: "
-            f"{error}); the account is kept: run the command again once storage answers (an image already "
-            f"gone from the listing is finished by an admin's DELETE /api/images/<id>)")
-    log.info("deleted the %d images of %s", done, account["name"])
+            f"{len(failed)} images of {account['name']} could not be deleted ({named}; first error: {failed[0][1]}); "
+            "the account is kept, locked out, and remembers them: run the command again once storage answers")
+    log.info("deleted the %d images of %s", len(seen), account["name"])
 
 
 def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> None:

@@ -121,6 +121,19 @@ class Accounts:
         except ConditionFailed:
             raise AccountError(f"no account named {name!r}") from None
 
+    def lock_out(self, name: str) -> int:
+        """Revoke every key of the account and end its sessions (it is being deleted); how many keys went."""
+        account = self.get(name)
+        keys = self.store.keys_of(account["account_id"])
+        for key in keys:
+            self.store.delete_key(key["key_hash"])
+        self.end_sessions(name)
+        return len(keys)
+
+    def set_pending_purge(self, name: str, image_ids: list[str]) -> None:
+        """Remember images whose deletion did not finish, for the next `delete` of the account to finish first."""
+        self._update(name, pending_purge=sorted(set(image_ids)))
+
     def delete(self, name: str) -> int:
         """Remove an account and every key it has; returns how many keys went with it."""
         account = self.get(name)
