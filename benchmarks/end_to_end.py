@@ -137,11 +137,13 @@ def first_result_s(record) -> float | None:
 
 
 # What each of the stack's processes is, by a word of its command line (the first that matches).
-ROLES = (("endpoint", "sightfleet.emulator"), ("workers", "app_tier"), ("web", "gunicorn"), ("controller", "controller"))
+ROLES = (("endpoint", "sightfleet.emulator"), ("workers", "app_tier"), ("web", "gunicorn"),
+         ("host", "controller.local_host"), ("controller", "controller"))
 
 
 def cpu_by_role(stack_pid: int) -> dict[str, float]:
-    """CPU seconds so far of the stack's live processes, by role (the stack's supervisor and its host: "stack")."""
+    """CPU seconds so far of the stack's live processes, by role (the stack's supervisor: "stack"); what their
+    children that ended used, as the kernel adds it to the parent that reaped them, as "ended"."""
     from tests.support import _proc_stats, descendants
 
     stats, ticks = _proc_stats(), os.sysconf("SC_CLK_TCK")
@@ -153,6 +155,7 @@ def cpu_by_role(stack_pid: int) -> dict[str, float]:
             continue   # ended meanwhile
         role = next((name for name, word in ROLES if word in command), "stack")
         used[role] = used.get(role, 0.0) + (int(stats[pid][11]) + int(stats[pid][12])) / ticks
+        used["ended"] = used.get("ended", 0.0) + (int(stats[pid][13]) + int(stats[pid][14])) / ticks
     return used
 
 
@@ -162,7 +165,9 @@ def measured_cpu(stack_pid: int, run) -> tuple[object, dict]:
     before, own_s = cpu_by_role(stack_pid), time.process_time()
     result = run()
     after = cpu_by_role(stack_pid)
-    used = {role: after[role] - before.get(role, 0.0) for role in after}
+    # A process that ended during the run is missing from `after`: its CPU, all of its life, is in its
+    # parent's "ended" (an overcount by what it used before the run).
+    used = {role: max(0.0, after[role] - before.get(role, 0.0)) for role in after}
     return result, {**used, "generator": time.process_time() - own_s}
 
 

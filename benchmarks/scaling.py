@@ -49,12 +49,14 @@ from sightfleet.aws.dynamodb import HEARTBEAT_KIND  # noqa: E402
 from sightfleet.aws.ec2 import local_host_address  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES, epoch  # noqa: E402
+from sightfleet.errors import SightfleetError  # noqa: E402
 from sightfleet.interfaces import DECISION_KIND, POOLED_STATES  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
 from tests.support import jpeg_bytes, start_moto  # noqa: E402
 from web_tier.submit import Submitter, Upload  # noqa: E402
 
+log = logging.getLogger("scaling")
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 SAMPLE_S = 0.25
 FLEET_SAMPLE_S = 0.05
@@ -138,17 +140,22 @@ def watch(resources, host: LocalHost, submitting: Future, count: int, started: f
 def sample_fleet(resources, timeline: Timeline, started: float, done: threading.Event) -> None:
     """Count live instances every FLEET_SAMPLE_S on a thread of its own, so that the instance-seconds
     do not depend on how long the results' reads take (a coarse sampling misses the fleet's edges)."""
-    while not done.is_set():
+    while True:
         t = time.monotonic() - started
-        timeline.add(t, len(resources.fleet.instances()))
-        done.wait(FLEET_SAMPLE_S)
-    timeline.add(time.monotonic() - started, len(resources.fleet.instances()))
+        try:
+            timeline.add(t, len(resources.fleet.instances()))
+        except SightfleetError as exc:   # one failed listing: the next sample closes the gap
+            log.warning("fleet sample at %.2f s failed: %s", t, exc)
+        if done.wait(FLEET_SAMPLE_S):
+            break
 
 
 def _watch(resources, host: LocalHost, submitting: Future, count: int, started: float, since_epoch: float,
            timeline: Timeline) -> tuple[Timeline, list[dict]]:
     results, ids = [], None
     while not timeline.samples:
+        if time.monotonic() - started > TIMEOUT_S:
+            raise TimeoutError("the fleet sampler took no sample")
         time.sleep(0.01)
     with tqdm(total=count, desc="results", unit="img") as bar:
         while time.monotonic() - started < TIMEOUT_S:
@@ -172,7 +179,7 @@ def _watch(resources, host: LocalHost, submitting: Future, count: int, started: 
                 if done == len(ids):
                     timeline.drained = t
             elif timeline.samples[-1][1] == 0:
-                timeline.zero = t
+                timeline.zero = timeline.samples[-1][0]   # when the sampler saw it, not this loop
                 return timeline, results
             time.sleep(SAMPLE_S)
     raise TimeoutError(f"no empty fleet within {TIMEOUT_S} s")

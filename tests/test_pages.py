@@ -235,6 +235,12 @@ def test_an_album_emptied_image_by_image_leaves_the_list(client, resources):
     assert deleted.status_code == 303
     assert album not in client.get("/").get_data(as_text=True)
 
+    other = f"Other-{uuid.uuid4().hex[:6]}"   # the same through the API alone
+    posted = client.post("/api/images", data={"album": other, "file": (io.BytesIO(jpeg_bytes()), "c.jpg")})
+    assert other in client.get("/").get_data(as_text=True)
+    assert client.delete(f"/api/images/{posted.get_json()['images'][0]['id']}").status_code == 204
+    assert other not in client.get("/").get_data(as_text=True)
+
 
 def test_noted_albums_are_offered_until_reads_take_over():
     from web_tier.albums import Albums
