@@ -67,12 +67,27 @@ WORKER_SILENCE_S = 300
 log = logging.getLogger("sightfleet.emulator")
 
 
+# DynamoDB's item writes. moto applies one as read, change, write with no lock, so two at once could
+# both read the same item: two concurrent `ADD hits :one` left the count one short (a lost update).
+# DynamoDB applies the writes to an item one at a time; here they are applied one at a time, all items alike.
+_ITEM_WRITES = frozenset(f"DynamoDB_20120810.{action}" for action in (
+    "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"))
+
+
 class _Dispatcher(DomainDispatcherApplication):
-    """moto's dispatcher, remembering which of its backends serves each host it is asked about."""
+    """moto's dispatcher, remembering which of its backends serves each host it is asked about,
+    and applying DynamoDB's item writes one at a time."""
 
     def __init__(self):
         super().__init__(create_backend_app)
         self._backend_by_host: dict = {}
+        self._item_writes = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET") not in _ITEM_WRITES:
+            return super().__call__(environ, start_response)
+        with self._item_writes:
+            return super().__call__(environ, start_response)
 
     def get_backend_for_host(self, host):
         # Called under moto's lock with a few fixed keys (None, "moto_api", a service's host

@@ -279,3 +279,22 @@ def test_a_remembered_condition_keeps_its_own_values_when_a_set_it_was_written_f
                     ExpressionAttributeValues={":more": {"SS": ["y"]}})
     with pytest.raises(ClientError, match="ConditionalCheckFailed"):   # c's tags are {x}: the condition is false
         ddb.update_item(TableName=table, Key={"id": {"S": "c"}}, **set_x)
+
+
+def test_concurrent_adds_to_one_item_lose_no_update(moto_server):
+    """moto's update is read-change-write; the endpoint applies item writes one at a time, as DynamoDB does."""
+    import boto3
+    from concurrent.futures import ThreadPoolExecutor
+
+    ddb = boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1")
+    table = f"{unique_prefix('adds')}-t"
+    ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+
+    def add(_):
+        return int(ddb.update_item(TableName=table, Key={"id": {"S": "n"}}, UpdateExpression="ADD hits :one",
+                                   ExpressionAttributeValues={":one": {"N": "1"}},
+                                   ReturnValues="UPDATED_NEW")["Attributes"]["hits"]["N"])
+    with ThreadPoolExecutor(16) as pool:
+        counts = list(pool.map(add, range(400)))
+    assert sorted(counts) == list(range(1, 401))

@@ -94,10 +94,9 @@ def test_a_window_that_ended_starts_again(settings_factory):
 
 def test_concurrent_hits_are_counted_exactly_once_each(settings):
     table = LimitsTable(settings)
-    # The window is started first: the emulator (moto) evaluates a condition and writes without a
-    # lock, so two racing starts can both land there (a count restarts: more lenient, never a false
-    # 429); DynamoDB applies one conditional write at a time. Adding to a running window is one
-    # UpdateItem ADD, which the emulator too applies one at a time.
+    # The window is started first, so that every hit below is one UpdateItem ADD to a running window.
+    # DynamoDB applies the writes to an item one at a time, and so does the local endpoint (moto alone
+    # does not: sightfleet/emulator.py, _ITEM_WRITES), so no hit is lost and no count is given twice.
     assert table.hit("burst", 60) == 1
     with ThreadPoolExecutor(max_workers=16) as pool:
         counts = list(pool.map(lambda _: table.hit("burst", 60), range(64)))
