@@ -18,6 +18,7 @@ import logging
 from typing import Callable
 
 from sightfleet.contracts import artefact_keys, is_deleted, tombstone
+from sightfleet.errors import NoSuchResult, SightfleetError
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | Non
 def delete_images_by_id(resources, image_ids: list[str], on_buried: Callable[[], None] | None = None
                         ) -> list[tuple[str, Exception]]:
     """Finish deleting images known by id (tombstones included; an id whose row is gone is done)."""
-    from sightfleet.errors import NoSuchResult, SightfleetError
-
     docs, failed = [], []
     for image_id in image_ids:
         try:
@@ -72,8 +71,6 @@ def delete_images_by_id(resources, image_ids: list[str], on_buried: Callable[[],
 
 
 def _delete_each(resources, docs: list[dict], on_each, on_buried) -> list[tuple[str, Exception]]:
-    from sightfleet.errors import SightfleetError
-
     failed = []
     for doc in docs:
         try:

@@ -174,9 +174,30 @@ def _account_backend_once(backends: BackendDict, account_id: str) -> None:
 _MOTO_ACCOUNT_BACKEND = BackendDict._create_account_specific_backend
 
 
+class _Remembered:
+    """A bounded map, the least recently used entry out first, safe across the endpoint's request threads."""
+
+    def __init__(self, size: int):
+        self._entries: OrderedDict = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._entries[key] = value
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
 _MOTO_POSSIBLE_KEYS = XFormedAttributePicker.get_possible_keys
-_POSSIBLE_KEYS: "OrderedDict[tuple, tuple]" = OrderedDict()
-_possible_keys_lock = threading.Lock()
+_POSSIBLE_KEYS = _Remembered(4096)
 
 
 def _possible_keys_remembered(picker: XFormedAttributePicker, context):
@@ -189,16 +210,19 @@ def _possible_keys_remembered(picker: XFormedAttributePicker, context):
     """
     if type(context.obj) is not dict:
         return _MOTO_POSSIBLE_KEYS(picker, context)
+    return _dict_names(picker, context)[0]
+
+
+def _dict_names(picker: XFormedAttributePicker, context) -> tuple[tuple[str, ...], bool]:
+    """The remembered names of a member of a plain dict, and whether one is a dotted path."""
     shape, parent = context.shape, getattr(context.shape, "parent", None)
     key = (context.key, id(shape), id(parent), id(picker.alias_providers))
     hit = _POSSIBLE_KEYS.get(key)
     if hit is None or hit[0] is not shape or hit[1] is not parent:
-        hit = (shape, parent, tuple(_MOTO_POSSIBLE_KEYS(picker, context)))   # the shapes held: ids stay theirs
-        with _possible_keys_lock:
-            _POSSIBLE_KEYS[key] = hit
-            if len(_POSSIBLE_KEYS) > 4096:
-                _POSSIBLE_KEYS.popitem(last=False)
-    return hit[2]
+        names = tuple(_MOTO_POSSIBLE_KEYS(picker, context))
+        hit = (shape, parent, names, any("." in name for name in names))   # the shapes held: ids stay theirs
+        _POSSIBLE_KEYS.put(key, hit)
+    return hit[2], hit[3]
 
 
 _MOTO_PICK = XFormedAttributePicker.__call__
@@ -210,8 +234,8 @@ def _picked_from_dict(picker: XFormedAttributePicker, context):
     obj = context.obj
     if type(obj) is not dict or picker.response_transformers:
         return _MOTO_PICK(picker, context)
-    names = _possible_keys_remembered(picker, context)
-    if any("." in name for name in names):   # a path: moto walks it
+    names, dotted = _dict_names(picker, context)
+    if dotted:   # a path: moto walks it
         return _MOTO_PICK(picker, context)
     for name in names:
         if name in obj:
@@ -221,7 +245,11 @@ def _picked_from_dict(picker: XFormedAttributePicker, context):
 
 def _random_hex(random: MotoRandom, length: int = 8) -> str:
     """moto's random hex string, drawn in one call."""
-    return "".join(random.choices("0123456789abcdef", k=length))
+    return _drawn(random, "0123456789abcdef", length)
+
+
+def _drawn(random: MotoRandom, pool: str, length: int) -> str:
+    return "".join(random.choices(pool, k=length))
 
 
 _sending = threading.local()
@@ -272,9 +300,7 @@ def _method_names(handler_class: type) -> tuple[str, ...]:
 
 _MOTO_METHOD_NAMES = moto_utils.method_names_from_class
 _MOTO_PARSE = ConditionExpressionParser.parse
-_PARSED: "OrderedDict[str, tuple]" = OrderedDict()
-_PARSED_MAX = 1024
-_parsed_lock = threading.Lock()
+_PARSED = _Remembered(1024)
 
 
 def _parsed_once(parser: ConditionExpressionParser):
@@ -288,19 +314,13 @@ def _parsed_once(parser: ConditionExpressionParser):
     """
     key = json.dumps([parser.condition_expression, parser.expression_attribute_names,
                       parser.expression_attribute_values], sort_keys=True, default=str)
-    with _parsed_lock:
-        hit = _PARSED.get(key)
-        if hit is not None:
-            _PARSED.move_to_end(key)
+    hit = _PARSED.get(key)
     if hit is None:
         own = ConditionExpressionParser(parser.condition_expression, copy.deepcopy(parser.expression_attribute_names),
                                         copy.deepcopy(parser.expression_attribute_values))
         tree = _MOTO_PARSE(own)   # raises for an invalid expression: nothing is remembered then
         hit = (tree, list(own.expr_attr_names_found), list(own.expr_attr_values_found))
-        with _parsed_lock:
-            _PARSED[key] = hit
-            if len(_PARSED) > _PARSED_MAX:
-                _PARSED.popitem(last=False)
+        _PARSED.put(key, hit)
     tree, names, values = hit
     parser.expr_attr_names_found, parser.expr_attr_values_found = list(names), list(values)
     return tree
@@ -309,7 +329,7 @@ def _parsed_once(parser: ConditionExpressionParser):
 def _random_string(random: MotoRandom, length: int = 20, include_digits: bool = True, lower_case: bool = False) -> str:
     """moto's random string (a request id on every response), drawn in one call rather than one per character."""
     pool = string.ascii_letters + (string.digits if include_digits else "")
-    drawn = "".join(random.choices(pool, k=length))
+    drawn = _drawn(random, pool, length)
     return drawn.lower() if lower_case else drawn
 
 

@@ -5,10 +5,10 @@ import logging
 
 from flask import Blueprint, jsonify, request
 
-from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, clean_album, owner_of
+from sightfleet.contracts import FINAL_STATUSES, clean_album
 from sightfleet.errors import SightfleetError, Unavailable
 from web_tier.errors import unavailable_response
-from web_tier.owners import caller, delete_owned, listing_owner, shown, stored_row, visible_result
+from web_tier.owners import caller, delete_one, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, number, status_filter
 from web_tier.services import albums, resources, settings, submitter, waiter
@@ -94,12 +94,11 @@ def delete_image_route(image_id: str):
     """Delete an image and all it made (see sightfleet/deletion.py); 204, also for a retry of a delete."""
     doc = stored_row(image_id)
     try:
-        delete_owned(doc)
+        delete_one(doc)
     except SightfleetError as exc:
         log.warning("deleting %s stopped part-way: %s", image_id, exc)
         return unavailable_response("the delete did not finish (storage unreachable); send the DELETE again "
                                     "to finish it")
-    albums().forget_if_empty(owner_of(doc), doc.get("album") or DEFAULT_ALBUM)
     return "", 204
 
 

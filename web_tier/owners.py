@@ -10,12 +10,12 @@ import logging
 
 from flask import abort, request
 
-from sightfleet.contracts import is_deleted, is_image_id, is_owner, owner_of
+from sightfleet.contracts import DEFAULT_ALBUM, is_deleted, is_image_id, is_owner, owner_of
 from sightfleet.deletion import delete_image
 from sightfleet.errors import NoSuchResult, SightfleetError
 from sightfleet.interfaces import EVERY_OWNER
 from web_tier.identity import Principal, current_principal
-from web_tier.services import resources
+from web_tier.services import albums, resources
 from web_tier.submit import Rejected
 
 log = logging.getLogger(__name__)
@@ -89,3 +89,9 @@ def delete_owned(doc: dict) -> None:
             log.error("quota: deleting image %s, but %s's count could not be lowered: %s", doc["id"], owner_of(doc),
                       exc)
     delete_image(resources(), doc, on_buried=give_back)
+
+
+def delete_one(doc: dict) -> None:
+    """A route's delete of one image: delete_owned, then the album leaves the chooser if that was its last photo."""
+    delete_owned(doc)
+    albums().forget_if_empty(owner_of(doc), doc.get("album") or DEFAULT_ALBUM)

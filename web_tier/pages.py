@@ -5,11 +5,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album, owner_of
+from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album
 from sightfleet.errors import Unavailable
 from web_tier.api import delete_album, listing_query
 from web_tier.csrf import csrf_token, require_csrf
-from web_tier.owners import caller, delete_owned, listing_owner, stored_row, visible_result
+from web_tier.owners import caller, delete_one, listing_owner, stored_row, visible_result
 from web_tier.present import encode_cursor, present
 from web_tier.services import albums, resources, settings, submitter
 from web_tier.submit import Rejected, Upload, safe_filename, uploads_from_parts
@@ -106,8 +106,7 @@ def delete_image_page(image_id: str):
     """The image page's delete button: delete, then back to the album."""
     require_csrf()
     doc = stored_row(image_id)
-    delete_owned(doc)   # a failure part-way answers 503 (errors.py); pressing again finishes
-    albums().forget_if_empty(owner_of(doc), doc.get("album") or DEFAULT_ALBUM)
+    delete_one(doc)   # a failure part-way answers 503 (errors.py); pressing again finishes
     return redirect(url_for("pages.gallery", album=doc.get("album")), code=303)
 
 

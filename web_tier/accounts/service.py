@@ -123,12 +123,9 @@ class Accounts:
 
     def lock_out(self, name: str) -> int:
         """Revoke every key of the account and end its sessions (it is being deleted); how many keys went."""
-        account = self.get(name)
-        keys = self.store.keys_of(account["account_id"])
-        for key in keys:
-            self.store.delete_key(key["key_hash"])
+        removed = self._delete_keys(self.get(name))
         self.end_sessions(name)
-        return len(keys)
+        return removed
 
     def set_pending_purge(self, name: str, image_ids: list[str]) -> None:
         """Remember images whose deletion did not finish, for the next `delete` of the account to finish first."""
@@ -138,10 +135,14 @@ class Accounts:
         """Remove an account and every key it has; returns how many keys went with it."""
         account = self.get(name)
         self.store.delete_account(account["name"])
+        removed = self._delete_keys(account)
+        log.info("deleted account %s and its %d keys", account["name"], removed)
+        return removed
+
+    def _delete_keys(self, account: dict) -> int:
         keys = self.store.keys_of(account["account_id"])
         for key in keys:
             self.store.delete_key(key["key_hash"])
-        log.info("deleted account %s and its %d keys", account["name"], len(keys))
         return len(keys)
 
     def issue_key(self, account: dict, label: str = "") -> IssuedKey:
