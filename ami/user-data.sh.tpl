@@ -1,5 +1,5 @@
 #!/bin/bash
-# Boot script of a Sightfleet {{role}} instance, rendered by controller/templates.py.
+# Boot script of a Sightfleet {{role}} instance, rendered by sightfleet/deploy/templates.py.
 # It carries the stack's settings and region only: credentials come from the instance
 # profile, never from user data (which anyone with ec2:DescribeInstanceAttribute can read).
 set -euo pipefail

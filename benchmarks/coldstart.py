@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from benchmarks.scaling import polling_since  # noqa: E402
-from controller.local_host import LocalHost  # noqa: E402
-from controller.templates import instance_environment  # noqa: E402
+from devstack.local_host import LocalHost  # noqa: E402
+from sightfleet.deploy.templates import instance_environment  # noqa: E402
 from sightfleet.aws.ec2 import local_host_address  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES  # noqa: E402

@@ -1,4 +1,4 @@
-"""The local AWS endpoint as scripts/run serves it (sightfleet.emulator) vs moto's own `python -m moto.server`.
+"""The local AWS endpoint as scripts/run serves it (devstack.emulator) vs moto's own `python -m moto.server`.
 
 Run from the repository root:  .venv/bin/python benchmarks/emulator.py [--calls 200] [--rounds 3]
 Both servers run side by side; each round times a block of calls against one, then the other,
@@ -23,7 +23,7 @@ from tqdm import tqdm  # noqa: E402
 
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from sightfleet.stack import moto_command  # noqa: E402
+from devstack.stack import moto_command  # noqa: E402
 from tests.support import start_moto, tree_cpu_ms, unique_prefix  # noqa: E402
 
 BODY = os.urandom(400_000)   # about a 3 MP JPEG

@@ -1,6 +1,6 @@
 """End to end: N concurrent requests against the local stack, cold (an empty fleet) and warm (its pool).
 
-Starts `python -m sightfleet.stack` on free ports with a unique prefix (its local defaults: cap 3,
+Starts `python -m devstack.stack` on free ports with a unique prefix (its local defaults: cap 3,
 a warm pool of 3), sends the requests with the workload generator (api mode: each answer carries
 the worker's timings), waits until the fleet has gone into the pool, and sends them again: the
 warm run. Then a calibration batch of CALIBRATION_IMAGES goes to one worker alone, whose median
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 from workload_generator import API, BUILTIN_GROUND_TRUTH, MODES, LoadConfig, builtin_images, run_workload  # noqa: E402
 from workload_generator.plot import write_plot  # noqa: E402
 from workload_generator.report import format_table  # noqa: E402
-from sightfleet.stack import ADMIN_KEY_LINE  # noqa: E402
+from devstack.stack import ADMIN_KEY_LINE  # noqa: E402
 
 READY_RE = re.compile(r"Sightfleet web: (http://\S+)")
 PLACEHOLDER_AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -62,7 +62,7 @@ def start_stack(log_path: Path) -> tuple[subprocess.Popen, str, str, str]:
     env.pop("AWS_ENDPOINT_URL", None)  # the stack points its children at its own endpoint
     with open(log_path, "w") as log_file:
         # A fresh endpoint each run, kept in memory only: a benchmark measures the service, not snapshots.
-        proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "sightfleet.stack", "--no-persist"], cwd=REPO,
+        proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "devstack.stack", "--no-persist"], cwd=REPO,
                                 env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, wait_ready(proc, log_path), f"http://127.0.0.1:{aws_port}", prefix
 
@@ -137,8 +137,8 @@ def first_result_s(record) -> float | None:
 
 
 # What each of the stack's processes is, by a word of its command line (the first that matches).
-ROLES = (("endpoint", "sightfleet.emulator"), ("workers", "app_tier"), ("web", "gunicorn"),
-         ("host", "controller.local_host"), ("controller", "controller"))
+ROLES = (("endpoint", "devstack.emulator"), ("workers", "app_tier"), ("web", "gunicorn"),
+         ("host", "devstack.local_host"), ("controller", "controller"))
 
 
 def cpu_by_role(stack_pid: int) -> dict[str, float]:

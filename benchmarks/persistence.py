@@ -5,7 +5,7 @@ image: the original in the input bucket, thumbnail, annotated copy and result JS
 bucket, a result row, a response message, and its job message received and deleted) plus a
 backlog of queued jobs with inline photos, then:
 
-- snapshot (sightfleet/local_state.py): the first save, a save with nothing new (each with how
+- snapshot (devstack/local_state.py): the first save, a save with nothing new (each with how
   long it held requests back while it copied moto's state), and after a SIGKILL the restart:
   time to answer, to provision, to restore (requests are held for all of it); and whether what
   came back is what was there;
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from sightfleet.stack import answers, moto_command  # noqa: E402
+from devstack.stack import answers, moto_command  # noqa: E402
 from tests.support import AWS_TEST_ENV, free_port, jpeg_bytes, wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ _ALBUM_RE = re.compile(r"^[\w .,'()&+-]{1,64}$", re.UNICODE)
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 CONTENT_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 # The owner of records from before owners existed, and of course-endpoint uploads made without credentials
-# (web_tier.identity re-exports it); only admins browse it.
+# (sightfleet.identity re-exports it); only admins browse it.
 ANONYMOUS_OWNER = "anonymous"
 # Owners are account ids: they become one S3 key segment and one index key, so no "/" and no leading dot.
 _OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")

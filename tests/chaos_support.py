@@ -6,7 +6,7 @@ injects the faults of a seeded plan, one at a time:
 - `kill_worker`: SIGKILL of a `-m app_tier` process while it holds a batch (PROCESSING rows);
 - `kill_controller`: SIGKILL of the `-m controller` process;
 - `kill_web_worker`: SIGKILL of one gunicorn worker of the web tier (a child of its master);
-- `stall_endpoint`: SIGSTOP of the local AWS endpoint (`-m sightfleet.emulator` and its
+- `stall_endpoint`: SIGSTOP of the local AWS endpoint (`-m devstack.emulator` and its
   gunicorn worker) for a while, then SIGCONT;
 - `poison`: every body of `poison_bodies()` sent straight to the request queue.
 A sampler reads every accepted image's result row about once a second. Afterwards it checks
@@ -535,7 +535,7 @@ class ChaosRun:
     def _stall_endpoint(self, fault: Fault) -> None:
         """SIGSTOP the endpoint's processes while workers hold a batch, then SIGCONT them, whatever happens."""
         held = sum(self.held_batches().values())
-        pids = [pid for top in supervised_pid(self.stack, "sightfleet.emulator")
+        pids = [pid for top in supervised_pid(self.stack, "devstack.emulator")
                 for pid in (top, *sorted(descendants(top)))]
         seconds = self.rng.uniform(*self.config.stall_s)
         if not pids:
@@ -812,7 +812,7 @@ def run_chaos(config: ChaosConfig, log_dir: Path,
     finally:
         run.stop.set()
         run.clients.shutdown(wait=True, cancel_futures=True)   # each upload is bounded, and stop ends retries
-        resume(module_pids(stack, "sightfleet.emulator"))   # never leave a stopped endpoint behind
+        resume(module_pids(stack, "devstack.emulator"))   # never leave a stopped endpoint behind
         run.report.stack_exit = stack.stop()
     check_log(run)
     _summarise(run)

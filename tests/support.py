@@ -16,8 +16,8 @@ from pathlib import Path
 
 import requests
 
-from sightfleet.stack import answers, moto_command
-from web_tier.accounts import Accounts
+from devstack.stack import answers, moto_command
+from sightfleet.accounts import Accounts
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
@@ -62,7 +62,7 @@ def start_moto(command=moto_command) -> tuple[subprocess.Popen, str]:
 
 def sign_in_with_key(client, resources, name: str, admin: bool = False) -> str:
     """Create an account on resources and make the Flask test client send its API key; returns the key."""
-    from web_tier.accounts import Accounts
+    from sightfleet.accounts import Accounts
     _, issued = Accounts(resources.accounts).create(name, admin=admin)
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {issued.key}"
     client.api_key = issued.key
@@ -179,7 +179,7 @@ def alive(pid: int) -> bool:
 
 @dataclass
 class LocalStack:
-    """A running `python -m sightfleet.stack`, as `scripts/run` starts it."""
+    """A running `python -m devstack.stack`, as `scripts/run` starts it."""
 
     proc: subprocess.Popen
     web_url: str
@@ -247,7 +247,7 @@ def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
         env.pop(name, None)
     log_path = log_dir / f"stack-{prefix}.log"
     with open(log_path, "w") as log_file:
-        proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "sightfleet.stack"], cwd=REPO, env=env,
+        proc = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "devstack.stack"], cwd=REPO, env=env,
                                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     stack = LocalStack(proc, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{aws_port}", prefix, log_path, env)
     try:
@@ -264,7 +264,7 @@ def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
 
 def printed_admin_key(log_text: str) -> str:
     """The admin API key a first start prints ("" when the stack started on an endpoint that had one)."""
-    from sightfleet.stack import ADMIN_KEY_LINE
+    from devstack.stack import ADMIN_KEY_LINE
     keys = [line.split(ADMIN_KEY_LINE, 1)[1].strip() for line in log_text.splitlines() if ADMIN_KEY_LINE in line]
     return keys[-1] if keys else ""
 

@@ -96,7 +96,7 @@ def test_passwords_are_argon2_hashed_and_checked(accounts, settings):
 
 
 def test_an_unknown_name_costs_an_argon2_verification_too(accounts, monkeypatch):
-    from web_tier.accounts import service
+    from sightfleet import accounts as service
     verified = []
     real = service._hasher
 

@@ -16,7 +16,7 @@ import pytest
 
 from app_tier.startup import LoadingPipeline, StartupClock, process_started_at
 from app_tier.worker import Worker
-from controller.local_host import LocalHost
+from devstack.local_host import LocalHost
 from controller.loop import Controller
 from sightfleet.aws.ec2 import Fleet, local_host_address, nudge_local_host
 from sightfleet.config import Settings

@@ -9,7 +9,7 @@ import subprocess
 import boto3
 import pytest
 
-from controller.templates import user_data
+from sightfleet.deploy.templates import user_data
 from sightfleet.aws.accounts import AccountsTable
 from sightfleet.aws.dynamodb import FleetTable, ResultsTable
 from sightfleet.aws.ec2 import Fleet

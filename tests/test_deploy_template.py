@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from controller.__main__ import launch_problem
-from controller.templates import iam_policy, user_data
+from sightfleet.deploy.templates import iam_policy, user_data
 from sightfleet.aws.dynamodb import results_table_spec
 from sightfleet.config import Settings
 from sightfleet.deploy.bundle import build_bundle, bundle_files, bundle_key

@@ -10,7 +10,7 @@ import pytest
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from sightfleet.config import Settings
-from sightfleet.emulator import _Dispatcher
+from devstack.emulator import _Dispatcher
 from sightfleet.resources import Resources, provision
 from tests.support import start_moto, unique_prefix
 
@@ -86,7 +86,7 @@ def test_the_retention_check_agrees_with_motos_own():
     from moto.core.utils import unix_time
     from moto.sqs.models import SQSBackend
 
-    from sightfleet.emulator import _retention_check
+    from devstack.emulator import _retention_check
 
     backend = SQSBackend("us-east-1", "123456789012")
     backend.create_queue("retained", MessageRetentionPeriod="60")
@@ -105,7 +105,7 @@ def test_queue_attributes_are_motos_own(names):
     from moto.sqs.exceptions import InvalidAttributeName
     from moto.sqs.models import SQSBackend
 
-    from sightfleet.emulator import _queue_attributes
+    from devstack.emulator import _queue_attributes
 
     backend = SQSBackend("us-east-1", "123456789012")
     backend.create_queue("counted")
@@ -136,7 +136,7 @@ def test_responses_are_enriched_as_moto_does(body):
     """Same headers and body as moto's own enrichment, whether or not the body holds an XML request id."""
     from moto.core.responses import BaseResponse
 
-    from sightfleet.emulator import _enriched
+    from devstack.emulator import _enriched
     theirs_headers, theirs_body = BaseResponse._enrich_response({"status": 200}, body)
     ours_headers, ours_body = _enriched({"status": 200}, body)
     assert set(ours_headers) == set(theirs_headers) and ours_headers["status"] == "200"
@@ -149,7 +149,7 @@ def test_responses_are_enriched_as_moto_does(body):
 
 def test_a_frozen_endpoint_is_not_replaced_by_gunicorn_when_it_thaws():
     """Frozen for 30 s (SIGSTOP of the group), the worker holding moto's state must outlast gunicorn's timeout."""
-    from sightfleet.emulator import server_options
+    from devstack.emulator import server_options
     assert server_options("127.0.0.1", 1)["timeout"] > 60
 
 
@@ -184,7 +184,7 @@ def test_a_remembered_condition_is_the_tree_moto_parses(expression, names, value
     """Parsed once, then remembered: the same tree, and the names and values found, as copies of their own."""
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
-    from sightfleet.emulator import _MOTO_PARSE, _parsed_once
+    from devstack.emulator import _MOTO_PARSE, _parsed_once
 
     theirs = ConditionExpressionParser(expression, names, values)
     expected = repr(_MOTO_PARSE(theirs))
@@ -199,7 +199,7 @@ def test_a_remembered_condition_is_the_tree_moto_parses(expression, names, value
 def test_an_invalid_condition_is_refused_every_time():
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
-    from sightfleet.emulator import _parsed_once
+    from devstack.emulator import _parsed_once
 
     for _ in range(2):   # nothing was remembered of the first refusal
         with pytest.raises(ValueError, match="Bad comparison"):
@@ -211,7 +211,7 @@ def test_remembered_helpers_answer_as_motos_own():
     from moto.moto_api._internal import mock_random
     from moto.sqs.responses import SQSResponse
 
-    from sightfleet.emulator import _MOTO_METHOD_NAMES, _method_names, _random_string
+    from devstack.emulator import _MOTO_METHOD_NAMES, _method_names, _random_string
 
     assert list(_method_names(SQSResponse)) == _MOTO_METHOD_NAMES(SQSResponse)
     assert camelcase_to_underscores("ApproximateNumberOfMessages") == "approximate_number_of_messages"
@@ -251,7 +251,7 @@ def test_an_account_backend_is_made_and_registered_again_after_a_reset():
     from moto.core.base_backend import BackendDict
     from moto.sqs.models import sqs_backends
 
-    from sightfleet.emulator import _account_backend_once
+    from devstack.emulator import _account_backend_once
 
     _account_backend_once(sqs_backends, "210987654321")
     assert "210987654321" in sqs_backends.keys() and sqs_backends in BackendDict._instances

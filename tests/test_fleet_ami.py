@@ -11,7 +11,7 @@ from dataclasses import fields
 
 import pytest
 
-from controller.templates import AMI_DIR, POLICIES, TemplateError, iam_policy, user_data
+from sightfleet.deploy.templates import AMI_DIR, POLICIES, TemplateError, iam_policy, user_data
 from sightfleet.config import Settings
 from tests.support import REPO
 

@@ -16,9 +16,9 @@ from collections import Counter
 from contextlib import contextmanager
 
 
-from controller.local_host import LocalHost
+from devstack.local_host import LocalHost
 from controller.loop import Controller
-from controller.templates import instance_environment
+from sightfleet.deploy.templates import instance_environment
 from sightfleet.contracts import FINAL_STATUSES, SUCCEEDED
 from sightfleet.resources import Resources
 from tests.support import REPO, alive, descendants, jpeg_bytes, wait_for
@@ -93,7 +93,7 @@ def test_burst_scales_zero_to_cap_and_back_to_zero(settings_factory, tmp_path):
     resources = Resources.connect(settings)
     env = stack_env(settings)
     host_log, controller_log = tmp_path / "local-host.log", tmp_path / "controller.log"
-    with process([sys.executable, "-m", "controller.local_host"], env, host_log) as host, \
+    with process([sys.executable, "-m", "devstack.local_host"], env, host_log) as host, \
             process([sys.executable, "-m", "controller"], env, controller_log), \
             FleetSampler(resources.fleet) as sampler:
         assert not resources.fleet.instances()

@@ -17,7 +17,7 @@ from sightfleet.aws.limits import LimitsTable, ensure_limits_table
 from sightfleet.aws.session import client, resource
 from sightfleet.errors import NotFound
 from sightfleet.resources import Resources
-from sightfleet.stack import answers
+from devstack.stack import answers
 from tests.support import REPO, bearer, free_port, jpeg_bytes, wait_for
 from web_tier import create_app, limits
 from web_tier.accounts import Accounts
@@ -96,7 +96,7 @@ def test_concurrent_hits_are_counted_exactly_once_each(settings):
     table = LimitsTable(settings)
     # The window is started first, so that every hit below is one UpdateItem ADD to a running window.
     # DynamoDB applies the writes to an item one at a time, and so does the local endpoint (moto alone
-    # does not: sightfleet/emulator.py, _ITEM_WRITES), so no hit is lost and no count is given twice.
+    # does not: devstack/emulator.py, _ITEM_WRITES), so no hit is lost and no count is given twice.
     assert table.hit("burst", 60) == 1
     with ThreadPoolExecutor(max_workers=16) as pool:
         counts = list(pool.map(lambda _: table.hit("burst", 60), range(64)))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.local_host import LocalHost
+from devstack.local_host import LocalHost
 from sightfleet.aws.ec2 import Fleet
 from tests.support import alive, wait_for
 
@@ -176,9 +176,9 @@ def test_workers_outlive_a_dead_endpoint_and_stop_when_it_returns_without_their_
     import subprocess
     from urllib.parse import urlparse
 
-    from sightfleet.stack import answers, moto_command
+    from devstack.stack import answers, moto_command
     from tests.support import descendants
-    caplog.set_level(logging.INFO, "controller.local_host")
+    caplog.set_level(logging.INFO, "devstack.local_host")
     fleet = _own_fleet(own_endpoint["url"])
     host = LocalHost(fleet, {}, command=SLEEPER, stop_grace_s=2.0)
     try:
@@ -231,7 +231,7 @@ def test_an_unexpected_error_in_a_round_does_not_end_the_host(fleet, caplog):
 
         def terminate(self, ids):
             pass
-    caplog.set_level(logging.INFO, "controller.local_host")
+    caplog.set_level(logging.INFO, "devstack.local_host")
     host = LocalHost(Unplanned(), {}, command=SLEEPER, poll_s=0.05)
     stop = threading.Event()
     running = threading.Thread(target=host.run, args=(stop,))

@@ -1,6 +1,6 @@
 """The local AWS endpoint keeps its contents across its own death and across restarts of scripts/run.
 
-Each test runs the endpoint as scripts/run does (`python -m sightfleet.emulator --state-dir`),
+Each test runs the endpoint as scripts/run does (`python -m devstack.emulator --state-dir`),
 kills it with SIGKILL and starts it again on the same port, and reaches it through boto3.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import requests
 from sightfleet.aws.session import resource
 from sightfleet.config import Settings
 from sightfleet.errors import NotFound
-from sightfleet.local_state import MAX_STATE_BYTES, STATE_FILE, RequestGate
+from devstack.local_state import MAX_STATE_BYTES, STATE_FILE, RequestGate
 from sightfleet.resources import Resources, provision
-from sightfleet.stack import answers, moto_command
+from devstack.stack import answers, moto_command
 from tests.support import (AWS_TEST_ENV, REPO, free_port, jpeg_bytes, stack_state_dir, start_stack,
                            start_stack_again, unique_prefix, wait_for)
 

@@ -6,7 +6,7 @@ import stat
 
 import requests
 
-from sightfleet.stack import ADMIN_KEY_LINE, session_key_file
+from devstack.stack import ADMIN_KEY_LINE, session_key_file
 from tests.support import redeem_sign_in_link, stack_state_dir, start_stack, start_stack_again
 
 LINK_RE = re.compile(r"(http://127\.0\.0\.1:\d+/signin/link\?token=[A-Za-z0-9_-]+)")
@@ -49,6 +49,6 @@ def test_first_start_prints_a_link_and_the_admin_key_once_and_sessions_survive_a
 
 def test_a_session_key_set_by_hand_reaches_no_child_but_the_web_tier():
     from sightfleet.config import Settings
-    from sightfleet.stack import SESSION_KEY_VAR, local_environment
+    from devstack.stack import SESSION_KEY_VAR, local_environment
     env = local_environment({SESSION_KEY_VAR: "set-by-the-operator", "SIGHTFLEET_PREFIX": "x"}, Settings())
     assert SESSION_KEY_VAR not in env and env["SIGHTFLEET_PREFIX"] == "x"

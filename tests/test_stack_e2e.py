@@ -39,7 +39,7 @@ def test_upload_to_result_and_clean_shutdown(tmp_path):
 def test_second_run_says_it_is_already_running(local_stack, tmp_path):
     import subprocess
     env = dict(local_stack.env)
-    proc = subprocess.run([".venv/bin/python", "-m", "sightfleet.stack"], env=env, cwd=REPO, capture_output=True,
+    proc = subprocess.run([".venv/bin/python", "-m", "devstack.stack"], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 1
     assert "already running" in proc.stderr

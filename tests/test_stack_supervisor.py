@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from sightfleet import stack as stack_module
+from devstack import stack as stack_module
 from sightfleet.aws.session import client
 from sightfleet.aws.sqs import ensure_queues
 from sightfleet.config import Settings
 from sightfleet.errors import NotFound, Unavailable
 from sightfleet.resources import Resources, provision
-from sightfleet.stack import RestartPolicy, Supervisor, answers, describe_exit, moto_command
+from devstack.stack import RestartPolicy, Supervisor, answers, describe_exit, moto_command
 from tests.support import (AWS_TEST_ENV, alive, descendants, free_port, jpeg_bytes, stack_child_pid, stack_state_dir,
                            start_stack, unique_prefix, wait_for)
 
@@ -76,7 +76,7 @@ def test_exits_are_told_in_words(returncode, words):
 
 
 def test_a_dead_child_is_logged_and_started_again(supervisor, caplog):
-    caplog.set_level(logging.INFO, "sightfleet.stack")
+    caplog.set_level(logging.INFO, "devstack.stack")
     supervisor.start("steady", SLEEPS)
     supervisor.start("brittle", EXITS_3)
     steady, brittle = supervisor.children
@@ -88,7 +88,7 @@ def test_a_dead_child_is_logged_and_started_again(supervisor, caplog):
 
 
 def test_a_crash_looping_child_is_said_loudly_and_still_retried(supervisor, caplog):
-    caplog.set_level(logging.INFO, "sightfleet.stack")
+    caplog.set_level(logging.INFO, "devstack.stack")
     supervisor.start("looping", EXITS_3)
     child = supervisor.children[0]
     tend_until(supervisor, lambda: "looping CRASH-LOOPS" in caplog.text, what="the crash loop to be told")
@@ -251,11 +251,11 @@ def kill_and_wait_for_restart(stack, argv_head: tuple[str, ...], name: str) -> t
 
 
 @pytest.mark.parametrize("argv_head, name", [(("-m", "controller"), "controller"),
-                                             (("-m", "controller.local_host"), "local-host"),
+                                             (("-m", "devstack.local_host"), "local-host"),
                                              (("-m", "gunicorn"), "web")])
 def test_a_killed_child_is_restarted_and_the_stack_keeps_serving(stack, argv_head, name):
     others = {head: stack_child_pid(stack, *head) for head in
-              (("-m", "controller"), ("-m", "controller.local_host"), ("-m", "gunicorn"), ("-m", "sightfleet.emulator"))
+              (("-m", "controller"), ("-m", "devstack.local_host"), ("-m", "gunicorn"), ("-m", "devstack.emulator"))
               if head != argv_head}
     kill_and_wait_for_restart(stack, argv_head, name)
     wait_for(lambda: healthy(stack), HEAL_BOUND_S, 0.5, what="/healthz 200 again")
@@ -265,14 +265,14 @@ def test_a_killed_child_is_restarted_and_the_stack_keeps_serving(stack, argv_hea
 
 def test_a_killed_endpoint_is_restarted_and_provisioned_while_the_rest_carries_on(stack):
     web, controller, host = (stack_child_pid(stack, "-m", what) for what in ("gunicorn", "controller",
-                                                                             "controller.local_host"))
+                                                                             "devstack.local_host"))
     reply = stack.post("/api/images", files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")},
                        timeout=30)
     assert reply.status_code == 202, reply.text
     status_url = stack.web_url + reply.json()["images"][0]["status_url"]
     wait_for_a_snapshot_after(stack, time.time())
 
-    kill_and_wait_for_restart(stack, ("-m", "sightfleet.emulator"), "aws")
+    kill_and_wait_for_restart(stack, ("-m", "devstack.emulator"), "aws")
     wait_for(lambda: healthy(stack), HEAL_BOUND_S, 0.5, what="/healthz 200 again")
     # Provisioning makes /healthz answer 200; the restore into those resources follows a moment later.
     wait_for(lambda: "restored the local AWS endpoint's state" in stack.log_text(), HEAL_BOUND_S, 0.2,
@@ -280,7 +280,7 @@ def test_a_killed_endpoint_is_restarted_and_provisioned_while_the_rest_carries_o
     assert "lost the stack's state" in stack.log_text(), stack.log_text()[-3000:]
     # The same web master (and its boto3 clients, cached queue URLs included) serves on.
     assert (stack_child_pid(stack, "-m", "gunicorn"), stack_child_pid(stack, "-m", "controller"),
-            stack_child_pid(stack, "-m", "controller.local_host")) == (web, controller, host)
+            stack_child_pid(stack, "-m", "devstack.local_host")) == (web, controller, host)
 
     def final():
         stack.track()

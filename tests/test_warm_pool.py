@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.local_host import LocalHost
+from devstack.local_host import LocalHost
 from controller.loop import Controller
 from sightfleet.aws.ec2 import HIBERNATION_REFUSED, POOLED_AT_TAG, STARTED_AT_TAG, Fleet
 from sightfleet.aws.session import client
@@ -149,7 +149,7 @@ def test_a_worker_that_ended_while_stopped_is_booted_afresh_on_start(settings):
 
 HOST_SCRIPT = """
 import os, sys, time
-from controller.local_host import LocalHost
+from devstack.local_host import LocalHost
 from sightfleet.aws.ec2 import Fleet
 from sightfleet.config import Settings
 settings = Settings(endpoint_url=sys.argv[1], prefix=sys.argv[2])
@@ -218,7 +218,7 @@ def test_the_dashboard_shows_pooled_instances_apart_and_bills_running_time_only(
 
 def test_pool_settings_from_the_environment_and_their_defaults():
     from sightfleet.config import ConfigError, Settings
-    from sightfleet.stack import LOCAL_DEFAULTS
+    from devstack.stack import LOCAL_DEFAULTS
     settings = Settings.from_env({"SIGHTFLEET_WARM_POOL_SIZE": "3", "SIGHTFLEET_POOL_GRACE_S": "2",
                                   "SIGHTFLEET_IDLE_GRACE_S": "30"})
     assert (settings.warm_pool_size, settings.pool_idle_s) == (3, 2)

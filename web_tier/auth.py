@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 
 from sightfleet.errors import NotFound, Unavailable
-from web_tier.accounts.service import Accounts
+from sightfleet.accounts import Accounts
 from web_tier.errors import error_response, unavailable_response
 from web_tier.identity import ANONYMOUS_OWNER, Principal
 

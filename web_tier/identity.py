@@ -1,21 +1,11 @@
-"""Who is calling: the principal that authentication puts on each request, and how views read it."""
+"""Who is calling: how views read the principal that authentication puts on each request."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from flask import g
 
-from sightfleet.contracts import ANONYMOUS_OWNER  # noqa: F401 - the owner of uncredentialed course uploads
+from sightfleet.identity import ANONYMOUS_OWNER, Principal  # noqa: F401 - re-exported for the views
 
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: the account it acts for, and how it proved it."""
-
-    owner: str  # the account id; everything the caller uploads is owned by it
-    name: str  # the account's user name, for display and logs
-    admin: bool = False
-    via: str = "key"  # "session" (signed cookie), "key" (Authorization: Bearer), or "anonymous"
+__all__ = ["ANONYMOUS_OWNER", "Principal", "current_principal"]
 
 
 def current_principal() -> Principal | None:

@@ -4,7 +4,7 @@ Workers in the warm pool are stopped instances, hibernated where the instance al
 tags say when each last went to the pool and came back (EC2 keeps only the first launch time
 locally, and DescribeInstances may list a started instance as stopped for a moment).
 
-On a local endpoint the hypervisor is the local EC2 host (controller/local_host.py), which polls
+On a local endpoint the hypervisor is the local EC2 host (devstack/local_host.py), which polls
 DescribeInstances; each launch, start, stop or terminate made here also nudges it with one
 datagram on an abstract Unix socket (nothing on disk), so that it looks at once rather than at
 its next poll. Nobody listening (no host yet, or another machine) costs nothing.

@@ -1,9 +1,9 @@
 """The CloudFormation template of one stack, built from ResourceNames, ami/iam/*.json and the user data.
 
 Nothing here is written twice: names come from `Settings.names`, the results table from the spec
-`ensure_tables` uses, policies from `controller.templates.iam_policy` (with CloudFormation's
+`ensure_tables` uses, policies from `sightfleet.deploy.templates.iam_policy` (with CloudFormation's
 pseudo parameters in place of region and account) and each role's boot script from
-`controller.templates.user_data`. Settings an instance reads (the fleet cap, the bundle) are
+`sightfleet.deploy.templates.user_data`. Settings an instance reads (the fleet cap, the bundle) are
 rendered into its user data, which refuses `$`, so they are fixed when the template is built;
 what CloudFormation alone uses (instance types, CIDR, image, certificate, key pair, spot, the
 network) are template parameters. The stack runs in an existing VPC (by default the region's
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 
-from controller.templates import iam_policy, user_data
+from sightfleet.deploy.templates import iam_policy, user_data
 from sightfleet.aws.accounts import ACCOUNT_ITEMS_INDEX, accounts_table_spec
 from sightfleet.aws.accounts import TTL_ATTRIBUTE as ACCOUNTS_TTL_ATTRIBUTE
 from sightfleet.aws.dynamodb import TTL_ATTRIBUTE, fleet_table_spec, results_table_spec

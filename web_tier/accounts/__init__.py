@@ -1,4 +1,4 @@
-"""Accounts of the web tier: the service (web_tier/accounts/service.py) and its command line (`python -m web_tier.accounts`)."""
-from web_tier.accounts.service import AccountError, Accounts, IssuedKey, secret_hash
+"""Accounts of the web tier: the service (sightfleet/accounts.py) and its command line (`python -m web_tier.accounts`)."""
+from sightfleet.accounts import AccountError, Accounts, IssuedKey, secret_hash
 
 __all__ = ["AccountError", "Accounts", "IssuedKey", "secret_hash"]

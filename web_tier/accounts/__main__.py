@@ -19,7 +19,7 @@ from sightfleet.config import ConfigError, Settings
 from sightfleet.errors import NotFound, SightfleetError, Unavailable
 from sightfleet.logs import setup_logging
 from sightfleet.aws.accounts import AccountsTable
-from web_tier.accounts.service import LINK_TTL_S, AccountError, Accounts
+from sightfleet.accounts import LINK_TTL_S, AccountError, Accounts
 
 log = logging.getLogger("web_tier.accounts")
 EXIT_OK, EXIT_REFUSED = 0, 2
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _local_credentials() -> None:
     """On the local endpoint, moto's placeholder credentials (as scripts/run gives its children) unless some are set."""
-    from sightfleet.stack import LOCAL_DEFAULTS
+    from devstack.stack import LOCAL_DEFAULTS
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         os.environ.setdefault(name, LOCAL_DEFAULTS[name])
 

@@ -1,6 +1,6 @@
 """The local AWS endpoint: moto's WSGI application served by gunicorn, with keep-alive.
 
-`python -m sightfleet.emulator --port 4566` is what `scripts/run` and the tests start.
+`python -m devstack.emulator --port 4566` is what `scripts/run` and the tests start.
 Why not moto's own `python -m moto.server`: it runs werkzeug's development server, which
 closes the connection after every response and starts a thread per request, and moto's
 dispatcher works out each request's service by scanning its table of URL patterns (and
@@ -21,7 +21,7 @@ three times on each send, compared each backend lookup with every registered ser
 out anew, for every member of every item of a JSON response, which names to look it up by: those
 are now remembered, drawn at once, or skipped where moto never reads them (`benchmarks/emulator.py`).
 
-With `--state-dir DIR` the endpoint keeps its contents there (sightfleet/local_state.py): a
+With `--state-dir DIR` the endpoint keeps its contents there (devstack/local_state.py): a
 snapshot every few seconds, and on `POST /_sightfleet/state/save`; `POST /_sightfleet/state/restore`
 loads the saved contents into the queues, buckets and tables that exist by then (the stack calls
 it right after provisioning). Both answer JSON figures. Every other request is served inside the
@@ -53,7 +53,7 @@ from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.models import Queue, SQSBackend
 
-from sightfleet.local_state import EndpointState, RequestGate
+from devstack.local_state import EndpointState, RequestGate
 from sightfleet.logs import setup_logging
 
 # Enough for every long poll of a full local fleet at once; idle keep-alive connections
@@ -64,7 +64,7 @@ STATE_PATH = "/_sightfleet/state/"
 SAVE_INTERVAL_S = 5.0
 # Seconds of silence after which gunicorn's master replaces its worker (see server_options).
 WORKER_SILENCE_S = 300
-log = logging.getLogger("sightfleet.emulator")
+log = logging.getLogger("devstack.emulator")
 
 
 # DynamoDB's item writes. moto applies one as read, change, write with no lock, so two at once could

@@ -1,4 +1,4 @@
-"""`python -m controller.local_host`: the local EC2 host, turning launched instances into worker processes.
+"""`python -m devstack.local_host`: the local EC2 host, turning launched instances into worker processes.
 
 moto's RunInstances only records an instance; this host plays the hypervisor. It lists the stack's
 workers (pending, running, stopping, stopped) as soon as it is nudged (sightfleet/aws/ec2.py: each
@@ -47,7 +47,7 @@ from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
 
-log = logging.getLogger("controller.local_host")
+log = logging.getLogger("devstack.local_host")
 REPO = Path(__file__).resolve().parents[1]
 WORKER_COMMAND = (sys.executable, "-m", "app_tier")
 # After a change the next listing follows within POLL_S; with nothing changing the wait doubles up

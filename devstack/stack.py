@@ -1,13 +1,13 @@
-"""`python -m sightfleet.stack`: the whole local stack in one supervised process tree (`scripts/run`).
+"""`python -m devstack.stack`: the whole local stack in one supervised process tree (`scripts/run`).
 
 The supervisor heals the stack as systemd and EC2 do on AWS: a child that dies is started
 again with backoff (`RestartPolicy`), and when the local AWS endpoint comes back empty (it
 died, or lost its state) every resource is provisioned again and the saved contents are loaded
-back (sightfleet/local_state.py); both are retried every probe until they succeed. The web tier, the controller and the local host keep their
+back (devstack/local_state.py); both are retried every probe until they succeed. The web tier, the controller and the local host keep their
 processes and their boto3 clients: the endpoint's URL, and so every queue URL, stays the same.
 Only Ctrl-C or SIGTERM stops the stack, each child in reverse order of start.
 
-`python -m sightfleet.stack --fresh` starts with an empty endpoint (the saved state is moved to
+`python -m devstack.stack --fresh` starts with an empty endpoint (the saved state is moved to
 `.run/aws-<port>.previous`); `--no-persist` keeps nothing on disk.
 
 Accounts (issue 15): on the first start (no admin in the endpoint's accounts table) the stack makes
@@ -42,7 +42,7 @@ from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
 from sightfleet.resources import Resources, provision
 
-log = logging.getLogger("sightfleet.stack")
+log = logging.getLogger("devstack.stack")
 REPO = Path(__file__).resolve().parents[1]
 # Local defaults that suit a small machine; each is one environment variable away.
 LOCAL_DEFAULTS = {
@@ -177,7 +177,7 @@ class Supervisor:
             self._needs_setup.set()  # the keeper tries the restore again
             # An admin made now would be overwritten by the restore, or shadow the saved one.
             welcome = ["The saved accounts are not loaded yet; once they are, sign in as before."]
-        self.start("local-host", [python, "-m", "controller.local_host"])
+        self.start("local-host", [python, "-m", "devstack.local_host"])
         self.start("controller", [python, "-m", "controller"])
         self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"],
                    self.web_secrets)
@@ -323,8 +323,7 @@ class Supervisor:
 
 def sign_in_help(settings: Settings, url: str) -> list[str]:
     """First start: make the local admin, and say once how to sign in; later: how to get a new sign-in link."""
-    from web_tier.accounts import Accounts
-    from web_tier.accounts.service import LINK_TTL_S
+    from sightfleet.accounts import LINK_TTL_S, Accounts
     accounts = Accounts(Resources.connect(settings).accounts)
     command = (f"AWS_ENDPOINT_URL={settings.endpoint_url} SIGHTFLEET_PREFIX={settings.prefix} "
                f"{REPO / '.venv/bin/python'} -m web_tier.accounts link {LOCAL_ADMIN} --url {url}")
@@ -423,8 +422,8 @@ def _stop_group(name: str, proc: subprocess.Popen, grace_s: float) -> None:
 
 
 def moto_command(port: int, state_dir: Path | None = None) -> list[str]:
-    """The local AWS endpoint: moto, served with keep-alive on loopback (see sightfleet/emulator.py)."""
-    argv = [sys.executable, "-m", "sightfleet.emulator", "-H", "127.0.0.1", "-p", str(port)]
+    """The local AWS endpoint: moto, served with keep-alive on loopback (see devstack/emulator.py)."""
+    argv = [sys.executable, "-m", "devstack.emulator", "-H", "127.0.0.1", "-p", str(port)]
     return argv + (["--state-dir", str(state_dir)] if state_dir is not None else [])
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sightfleet.config import Settings, env_var_names
 
-AMI_DIR = Path(__file__).resolve().parents[1] / "ami"
+AMI_DIR = Path(__file__).resolve().parents[2] / "ami"
 ROLES = ("worker", "web", "controller")
 # code-bundle-policy goes to every role: instances of a stock image fetch the code scripts/deploy uploaded.
 POLICIES = ("worker-policy", "web-policy", "controller-policy", "code-bundle-policy", "ec2-trust-policy")

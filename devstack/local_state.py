@@ -1,6 +1,6 @@
 """What the local AWS endpoint holds, kept on disk: S3 objects, DynamoDB items, SQS messages.
 
-Inside the emulator process (sightfleet/emulator.py), `EndpointState` writes a snapshot of
+Inside the emulator process (devstack/emulator.py), `EndpointState` writes a snapshot of
 moto's contents every few seconds and when asked (the supervisor asks before it stops the
 endpoint), and loads it back into the queues, buckets and tables that provisioning created.
 It is a snapshot of the state, not moto's recording of requests: a replayed request log
