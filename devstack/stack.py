@@ -36,7 +36,7 @@ from pathlib import Path
 import requests
 
 from sightfleet.aws.sqs import Queue
-from sightfleet.config import Settings, settings_or_exit
+from sightfleet.config import LOCAL_CREDENTIALS, Settings, settings_or_exit
 from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
@@ -51,10 +51,7 @@ LOCAL_DEFAULTS = {
     # A warm pool the size of the cap: a stopped local worker is a SIGSTOPped process (memory, no CPU).
     "SIGHTFLEET_WARM_POOL_SIZE": "3",
     "SIGHTFLEET_POOL_GRACE_S": "5",
-    # moto accepts any credentials; these are placeholders, not secrets.
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": "us-east-1",
+    **LOCAL_CREDENTIALS,
 }
 # Seconds each child gets between SIGTERM and SIGKILL, in shutdown order.
 STOP_GRACE_S = {"web": 25, "controller": 10, "local-host": 45, "aws": 5}

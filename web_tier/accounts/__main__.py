@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from sightfleet.config import ConfigError, Settings
+from sightfleet.config import LOCAL_CREDENTIALS, ConfigError, Settings
 from sightfleet.errors import NotFound, SightfleetError, Unavailable
 from sightfleet.logs import setup_logging
 from sightfleet.aws.accounts import AccountsTable
@@ -183,9 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _local_credentials() -> None:
     """On the local endpoint, moto's placeholder credentials (as scripts/run gives its children) unless some are set."""
-    from devstack.stack import LOCAL_DEFAULTS
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-        os.environ.setdefault(name, LOCAL_DEFAULTS[name])
+    for name, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
 
 
 def _where(settings: Settings) -> str:
