@@ -46,7 +46,7 @@ from controller.loop import Controller  # noqa: E402
 from controller.observe import service_ms  # noqa: E402
 from sightfleet.deploy.templates import instance_environment  # noqa: E402
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND  # noqa: E402
-from sightfleet.aws.ec2 import local_host_address  # noqa: E402
+from sightfleet.fleet_nudge import local_host_address  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES, epoch  # noqa: E402
 from sightfleet.errors import SightfleetError  # noqa: E402

@@ -1,7 +1,7 @@
 """`python -m devstack.local_host`: the local EC2 host, turning launched instances into worker processes.
 
 moto's RunInstances only records an instance; this host plays the hypervisor. It lists the stack's
-workers (pending, running, stopping, stopped) as soon as it is nudged (sightfleet/aws/ec2.py: each
+workers (pending, running, stopping, stopped) as soon as it is nudged (sightfleet/fleet_nudge.py: each
 launch, start, stop or terminate through `Fleet` sends a datagram to the host's abstract socket),
 and otherwise POLL_S after a round that saw a change, backing off to IDLE_POLL_S while nothing
 changes (one listing costs about 15 ms of the endpoint's and this host's CPU). Each round it:
@@ -41,7 +41,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sightfleet.aws.ec2 import Fleet, local_host_address
+from sightfleet.aws.ec2 import Fleet
+from sightfleet.fleet_nudge import local_host_address
 from sightfleet.config import settings_or_exit
 from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging

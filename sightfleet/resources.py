@@ -13,6 +13,7 @@ from sightfleet.aws.limits import limits_table_spec
 from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, ensure_queues
 from sightfleet.config import Settings
+from sightfleet.fleet_nudge import fleet_notifier
 from sightfleet.interfaces import AccountStore, FleetControl, FleetLog, JobQueue, MetricsSink, ObjectStore, ResultStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Resources:
             outputs=Bucket(settings, names.output_bucket),
             results=ResultsTable(settings),
             fleet_log=FleetTable(settings),
-            fleet=Fleet(settings),
+            fleet=Fleet(settings, on_change=fleet_notifier(settings)),
             metrics=Metrics(settings),
             accounts=AccountsTable(settings),
         )

@@ -18,7 +18,8 @@ from app_tier.startup import LoadingPipeline, StartupClock, process_started_at
 from app_tier.worker import Worker
 from devstack.local_host import LocalHost
 from controller.loop import Controller
-from sightfleet.aws.ec2 import Fleet, local_host_address, nudge_local_host
+from sightfleet.aws.ec2 import Fleet
+from sightfleet.fleet_nudge import fleet_notifier, local_host_address, nudge_local_host
 from sightfleet.config import Settings
 from sightfleet.interfaces import DECISION_KIND
 from sightfleet.memory import memory_resources
@@ -169,8 +170,19 @@ def test_a_nudge_reaches_a_listening_host_and_nobody_listening_is_fine(settings)
         assert listener.recv(64) == b"changed"
 
 
+def test_the_fleet_of_a_local_stack_nudges_its_host_and_one_on_aws_nobody(resources, settings):
+    assert fleet_notifier(settings.with_changes(endpoint_url="")) is None   # on AWS no host listens
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(local_host_address(settings))
+        listener.settimeout(5)
+        [instance_id] = resources.fleet.launch(1, "#!/bin/bash\n")
+        assert listener.recv(64) == b"changed"
+        resources.fleet.terminate([instance_id])
+        assert listener.recv(64) == b"changed"
+
+
 def test_a_nudged_host_boots_pauses_and_resumes_at_once_not_at_its_next_poll(settings):
-    fleet = Fleet(settings)
+    fleet = Fleet(settings, on_change=fleet_notifier(settings))
     host = LocalHost(fleet, {"SIGHTFLEET_PREFIX": settings.prefix}, command=SLEEPER, stop_grace_s=5,
                      poll_s=LONG_POLL_S, idle_poll_s=LONG_POLL_S, listen=local_host_address(settings))
     stop = threading.Event()

@@ -4,19 +4,16 @@ Workers in the warm pool are stopped instances, hibernated where the instance al
 tags say when each last went to the pool and came back (EC2 keeps only the first launch time
 locally, and DescribeInstances may list a started instance as stopped for a moment).
 
-On a local endpoint the hypervisor is the local EC2 host (devstack/local_host.py), which polls
-DescribeInstances; each launch, start, stop or terminate made here also nudges it with one
-datagram on an abstract Unix socket (nothing on disk), so that it looks at once rather than at
-its next poll. Nobody listening (no host yet, or another machine) costs nothing.
+A Fleet may be given `on_change`, called after each launch, start, stop or terminate: on a local
+endpoint it nudges the local EC2 host (sightfleet/fleet_nudge.py, wired by Resources.connect).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import socket
 import threading
 import time
 from datetime import datetime, timezone
+from typing import Callable
 
 from botocore.exceptions import ClientError
 
@@ -39,12 +36,12 @@ HIBERNATION_REFUSED = {"UnsupportedHibernationConfiguration", "UnsupportedOperat
 class Fleet:
     """The stack's worker instances: launch, list and terminate through the EC2 API."""
 
-    def __init__(self, settings: Settings, role: str = WORKER_ROLE):
+    def __init__(self, settings: Settings, role: str = WORKER_ROLE, on_change: Callable[[], object] | None = None):
         self._settings = settings
         self._role = role
         self._client = None
         self._client_lock = threading.Lock()
-        self._host_address = local_host_address(settings) if settings.is_local else None
+        self._on_change = on_change
 
     @property
     def _ec2(self):
@@ -140,29 +137,12 @@ class Fleet:
         return False
 
     def _changed(self) -> None:
-        if self._host_address:
-            nudge_local_host(self._host_address)
+        if self._on_change is not None:
+            self._on_change()
 
     def _tag(self, instance_ids: list[str], key: str) -> None:
         with translated(f"tag {instance_ids} {key}"):
             self._ec2.create_tags(Resources=list(instance_ids), Tags=[{"Key": key, "Value": f"{time.time():.3f}"}])
-
-
-def local_host_address(settings: Settings) -> str:
-    """The abstract Unix socket on which the local EC2 host of this endpoint and stack listens for nudges."""
-    digest = hashlib.sha1(f"{settings.endpoint_url}|{settings.prefix}".encode()).hexdigest()[:16]
-    return f"\0sightfleet-local-host-{digest}"
-
-
-def nudge_local_host(address: str) -> bool:
-    """Tell the local EC2 host that the fleet changed; False when none listens (its poll finds it anyway)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        try:
-            sock.sendto(b"changed", address)
-            return True
-        except OSError:   # no listener (ECONNREFUSED), or its buffer full of nudges already (EAGAIN)
-            return False
 
 
 def _instance(raw: dict) -> Instance:
