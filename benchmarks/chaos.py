@@ -1,6 +1,6 @@
 """Chaos: a longer fault-injection run against the real local stack, printing what survived.
 
-The harness is tests/chaos_support.py (the same one tests/test_chaos.py runs small in CI): the
+The harness is testkit/chaos/ (the same one tests/test_chaos.py runs small in CI): the
 stack starts as `scripts/run` starts it, real photos go through `POST /api/images` in seeded
 bursts over --duration seconds, and faults come at seeded moments at the given rates per minute:
 SIGKILL of a worker mid-batch, of the controller, of a gunicorn worker; SIGSTOP of the local AWS
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from sightfleet.logs import setup_logging  # noqa: E402
-from tests.chaos_support import ChaosConfig, run_chaos  # noqa: E402
+from testkit.chaos import ChaosConfig, run_chaos  # noqa: E402
 
 RATE_OPTIONS = {"kill_worker": "--worker-kills", "kill_controller": "--controller-kills",
                 "kill_web_worker": "--web-kills", "stall_endpoint": "--stalls", "poison": "--poison"}

@@ -34,7 +34,8 @@ from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from tests.support import jpeg_bytes, start_moto  # noqa: E402
+from testkit.photos import jpeg_bytes  # noqa: E402
+from testkit.stack import start_moto  # noqa: E402
 from web_tier.submit import Submitter, Upload  # noqa: E402
 
 SAMPLE_S = 0.02

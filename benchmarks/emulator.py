@@ -24,7 +24,8 @@ from tqdm import tqdm  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
 from devstack.stack import moto_command  # noqa: E402
-from tests.support import start_moto, tree_cpu_ms, unique_prefix  # noqa: E402
+from testkit.procs import tree_cpu_ms, unique_prefix  # noqa: E402
+from testkit.stack import start_moto  # noqa: E402
 
 BODY = os.urandom(400_000)   # about a 3 MP JPEG
 BACKLOG = 200

@@ -144,9 +144,9 @@ ROLES = (("endpoint", "devstack.emulator"), ("workers", "app_tier"), ("web", "gu
 def cpu_by_role(stack_pid: int) -> dict[str, float]:
     """CPU seconds so far of the stack's live processes, by role (the stack's supervisor: "stack"); what their
     children that ended used, as the kernel adds it to the parent that reaped them, as "ended"."""
-    from tests.support import _proc_stats, descendants
+    from testkit.procs import descendants, proc_stats
 
-    stats, ticks = _proc_stats(), os.sysconf("SC_CLK_TCK")
+    stats, ticks = proc_stats(), os.sysconf("SC_CLK_TCK")
     used: dict[str, float] = {}
     for pid in {stack_pid} | descendants(stack_pid, stats):
         try:

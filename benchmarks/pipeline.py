@@ -228,7 +228,8 @@ def _service_run(pipeline: Pipeline, photos: list[bytes], images: int) -> dict:
     """Queue the jobs on a fresh local endpoint and run one worker process over them, bare passes around it."""
     from sightfleet.config import Settings
     from sightfleet.resources import Resources, provision
-    from tests.support import start_moto, unique_prefix
+    from testkit.procs import unique_prefix
+    from testkit.stack import start_moto
     from web_tier.submit import Submitter, Upload
 
     proc, url = start_moto()  # a fresh emulator each run: moto slows as it fills up
@@ -261,7 +262,7 @@ def _service_worker(endpoint_url: str, prefix: str, images: int, emulator_pid: i
     from app_tier.worker import Worker
     from sightfleet.config import Settings
     from sightfleet.resources import Resources
-    from tests.support import tree_cpu_ms
+    from testkit.procs import tree_cpu_ms
 
     settings = Settings(endpoint_url=endpoint_url, prefix=prefix)
     pipeline = load_pipeline(settings, threading.get_native_id())   # this thread feeds the models, as in production

@@ -53,7 +53,8 @@ from sightfleet.errors import SightfleetError  # noqa: E402
 from sightfleet.interfaces import DECISION_KIND, POOLED_STATES  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from tests.support import jpeg_bytes, start_moto  # noqa: E402
+from testkit.photos import jpeg_bytes  # noqa: E402
+from testkit.stack import start_moto  # noqa: E402
 from web_tier.submit import Submitter, Upload  # noqa: E402
 
 log = logging.getLogger("scaling")

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES, SUCCEEDED, Job, new_image_id, queued_result, utc_now  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from tests.support import start_moto, unique_prefix  # noqa: E402
+from testkit.procs import unique_prefix  # noqa: E402
+from testkit.stack import start_moto  # noqa: E402
 from web_tier.waiting import ResultWaiter  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Fault injection through the real stack (issue 12, section 5), small enough for CI (about two minutes).
 
-One run of `tests/chaos_support.py`'s harness: 16 real photos uploaded through `POST /api/images`
+One run of `testkit/chaos/`'s harness: 16 real photos uploaded through `POST /api/images`
 while a worker is SIGKILLed mid-batch, the controller and a gunicorn worker are SIGKILLed, the
 local AWS endpoint is SIGSTOPped and continued, and eight poison messages go straight onto the
 request queue; then every accepted image must be final once with the right answer, nothing but
@@ -16,7 +16,7 @@ import random
 import socket
 
 from sightfleet.contracts import FAILED, SUCCEEDED
-from tests.chaos_support import (
+from testkit.chaos import (
     FAULT_KINDS, ChaosConfig, Photo, plan_faults, plan_uploads, poison_bodies, run_chaos, serving_pids,
     tracebacks, unexplained_deaths,
 )

@@ -12,7 +12,7 @@ import requests
 
 from sightfleet.aws.ec2 import Fleet
 from sightfleet.config import Settings
-from tests.chaos_support import worker_pids_by_instance
+from testkit.chaos import worker_pids_by_instance
 from tests.support import AWS_TEST_ENV, alive, jpeg_bytes, start_stack, tree_cpu_ms, wait_for
 
 CAP = 2
