@@ -7,17 +7,16 @@ from sightfleet.contracts import SUCCEEDED, label_answer
 from web_tier.errors import error_response
 from web_tier.owners import caller
 from web_tier.services import submitter, waiter
-from web_tier.submit import Rejected, upload_from_part
+from web_tier.submit import COURSE_FIELDS, Rejected, upload_from_part
 
 bp = Blueprint("cse546", __name__)
 # The course generator waits as long as a request takes; the bound stays below gunicorn's timeout.
 WAIT_S = 120
-FIELDS = ("myfile", "inputFile")
 
 
 @bp.post("/")
 def classify():
-    part = next((request.files[f] for f in FIELDS if f in request.files), None)
+    part = next((request.files[f] for f in COURSE_FIELDS if f in request.files), None)
     if part is None:
         raise Rejected(400, "NO_FILE", "send the image as multipart field `myfile` or `inputFile`")
     # Filed under the caller: authentication makes an uncredentialed course generator the anonymous owner.

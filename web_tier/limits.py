@@ -26,10 +26,9 @@ from limits.storage import Storage
 
 from sightfleet.aws.limits import LimitsTable
 from sightfleet.errors import SightfleetError
-from web_tier.cse546 import FIELDS as COURSE_FIELDS
 from web_tier.errors import error_response
 from web_tier.identity import ANONYMOUS_OWNER, current_principal
-from web_tier.submit import MAX_IMAGES_PER_REQUEST
+from web_tier.submit import COURSE_FIELDS, MAX_IMAGES_PER_REQUEST
 
 log = logging.getLogger(__name__)
 STORAGE_URI = "sightfleet+dynamodb://"

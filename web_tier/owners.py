@@ -15,6 +15,7 @@ from sightfleet.deletion import delete_image
 from sightfleet.errors import NoSuchResult, SightfleetError
 from sightfleet.interfaces import EVERY_OWNER
 from web_tier.identity import Principal, current_principal
+from web_tier.limits import release
 from web_tier.services import albums, resources
 from web_tier.submit import Rejected
 
@@ -80,8 +81,6 @@ def delete_owned(doc: dict) -> None:
 
     The image is gone whatever the quota store says: a quota left one too high is logged, not undone.
     """
-    from web_tier.limits import release  # limits imports the course endpoint, which imports this module
-
     def give_back() -> None:
         try:
             release(owner_of(doc))

@@ -20,6 +20,8 @@ from sightfleet.formats import ACCEPTED, HEAD_BYTES, check_head
 log = logging.getLogger(__name__)
 # A multipart request carries at most this many `file` parts (and so this many images of the largest size).
 MAX_IMAGES_PER_REQUEST = 10
+# The multipart fields the CSE546 course endpoint takes its one image from (web_tier/cse546.py).
+COURSE_FIELDS = ("myfile", "inputFile")
 _MAX_NAME = 200
 # What Pillow raises for a header it cannot read.
 _BAD_HEADER = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
