@@ -96,7 +96,7 @@ def _two_in_flight(pair: dict, inputs: dict, repeats: int) -> float:
 
 def measure_parity() -> dict:
     """Per precision: the largest differences from native over the parity tests' photos."""
-    from tests import test_inference_parity as parity
+    from testkit import parity
     found = {}
     for precision in runtime.PRECISIONS:
         worst = {"probability": 0.0, "iou": 1.0, "score": 0.0, "top3_differ": 0}

@@ -4,8 +4,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from PIL import Image
+
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
+SAMPLES = TESTDATA / "exif-samples"
 
 
 def jpeg_bytes(name: str = "chelsea", scale: float = 1.0, quality: int = 90) -> bytes:
@@ -18,3 +21,12 @@ def jpeg_bytes(name: str = "chelsea", scale: float = 1.0, quality: int = 90) -> 
     out = io.BytesIO()
     image.convert("RGB").save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+def photo(name: str) -> Image.Image:
+    """A real photograph from skimage.data as a Pillow image."""
+    from skimage import data
+    pixels = getattr(data, name)()
+    if name == "stereo_motorcycle":
+        pixels = pixels[0]
+    return Image.fromarray(pixels)

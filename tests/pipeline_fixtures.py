@@ -1,7 +1,6 @@
 """Shared helpers of the pipeline tests: the loaded pipeline (once per session) and real images as bytes."""
 from __future__ import annotations
 
-import functools
 import io
 import struct
 import zlib
@@ -10,25 +9,10 @@ from PIL import Image
 from skimage import data
 
 from app_tier.pipeline import ImageInput
-from tests.support import TESTDATA
+from testkit.parity import shared_pipeline  # noqa: F401 - the pipeline tests load it from here
+from testkit.photos import SAMPLES, TESTDATA, photo  # noqa: F401 - re-exported for the pipeline tests
 
-SAMPLES = TESTDATA / "exif-samples"
 ORIENTATION = SAMPLES / "jpg" / "orientation"
-
-
-@functools.cache
-def shared_pipeline():
-    """The real pipeline with default settings, loaded once however many modules ask."""
-    from app_tier.pipeline import Pipeline, PipelineSettings
-    return Pipeline(PipelineSettings())
-
-
-def photo(name: str) -> Image.Image:
-    """A real photograph from skimage.data as a Pillow image."""
-    pixels = getattr(data, name)()
-    if name == "stereo_motorcycle":
-        pixels = pixels[0]
-    return Image.fromarray(pixels)
 
 
 def encoded(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
