@@ -128,9 +128,12 @@ class RequestGate:
 class EndpointState:
     """Saves moto's contents to a folder and loads them back; thread-safe."""
 
-    def __init__(self, directory: Path, account_id: str = DEFAULT_ACCOUNT_ID, gate: RequestGate | None = None):
+    def __init__(self, directory: Path, account_id: str = DEFAULT_ACCOUNT_ID, gate: RequestGate | None = None,
+                 refused: str = ""):
+        """refused: why this moto's state is not read at all (another version than the tested ones); "" to read it."""
         self.directory = Path(directory)
         self._account = account_id
+        self._refused = refused
         self.gate = gate or RequestGate()
         self._lock = threading.Lock()  # one save or restore at a time
         # Nothing is saved before the saved state was loaded (or found absent): a fresh endpoint
@@ -141,9 +144,16 @@ class EndpointState:
     def loaded(self) -> bool:
         return self._loaded
 
+    @property
+    def readable(self) -> bool:
+        """False when moto's state is not read at all (refused)."""
+        return not self._refused
+
     def save(self) -> dict:
         """Write a snapshot; returns its figures. Refused (saved: False) until restore() has run."""
         with self._lock:
+            if self._refused:
+                return {"saved": False, "reason": self._refused}
             if not self._loaded:
                 log.error("refused to save the local AWS endpoint's state: the saved state has not been restored "
                           "yet (the stack restores it after provisioning); what changes now is not kept")
@@ -171,6 +181,8 @@ class EndpointState:
         endpoint carries on with what it holds, saying so.
         """
         with self._lock:
+            if self._refused:
+                return {"restored": False, "reason": self._refused}
             started = time.perf_counter()
             try:
                 state = self._read()

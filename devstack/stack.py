@@ -292,7 +292,8 @@ class Supervisor:
             log.error("the saved state could not be loaded (%s): the stack carries on without it; the old copy is "
                       "at %s", figures["reason"], figures["kept_at"])
         else:
-            log.info("no saved state in %s: the local AWS endpoint starts empty", self.state_dir)
+            log.info("%s in %s: the local AWS endpoint starts empty", figures.get("reason", "no saved state"),
+                     self.state_dir)
         return True
 
     def stop_all(self) -> None:

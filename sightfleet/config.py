@@ -98,6 +98,8 @@ class Settings:
     local_aws_port: int = 4566
     # Where `scripts/run`'s local AWS endpoint keeps its contents between runs ("": .run/aws-<port>).
     local_aws_state_dir: str = ""
+    # "off": the local endpoint serves plain moto, without its faster replacements (devstack/moto_patches.py).
+    emulator_patches: str = "on"
     max_upload_mb: float = 10.0
     min_instances: int = 0
     max_instances: int = 19
@@ -252,6 +254,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
     if settings.quota_images < 0:
         raise ConfigError("SIGHTFLEET_QUOTA_IMAGES must not be negative (0: no quota)")
+    if settings.emulator_patches not in ("on", "off"):
+        raise ConfigError(f"SIGHTFLEET_EMULATOR_PATCHES must be on or off, got {settings.emulator_patches!r}")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

@@ -9,10 +9,20 @@ from urllib.parse import urlparse
 import pytest
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+from devstack.stack import moto_command
 from sightfleet.config import Settings
-from devstack.emulator import _Dispatcher
 from sightfleet.resources import Resources, provision
 from tests.support import start_moto, unique_prefix
+
+
+@pytest.fixture(scope="module", params=["on", "off"], ids=["patched", "plain-moto"])
+def moto_server(request):
+    """This module's endpoint, served once with moto's replacements in place and once as plain moto: the tests
+    that go through it must pass both ways (the other tests compare each replacement with moto's own)."""
+    proc, url = start_moto(lambda port: [*moto_command(port), "--moto-patches", request.param])
+    yield url
+    proc.terminate()
+    proc.wait(10)
 
 
 def _list_queues(connection: http.client.HTTPConnection) -> http.client.HTTPResponse:
@@ -41,9 +51,10 @@ def test_connections_are_kept_alive(moto_server):
                                   "bucket.s3.amazonaws.com", "sqs.us-east-1.amazonaws.com",
                                   "dynamodb.us-east-1.amazonaws.com", "ec2.us-east-1.amazonaws.com"])
 def test_remembered_backends_are_the_ones_moto_finds(host):
-    remembering, plain = _Dispatcher(), DomainDispatcherApplication(create_backend_app)
-    assert remembering.get_backend_for_host(host) == plain.get_backend_for_host(host)
-    assert remembering.get_backend_for_host(host) == plain.get_backend_for_host(host)  # from memory now
+    from devstack.moto_repairs import _backend_for_host_remembered
+    remembering, plain = DomainDispatcherApplication(create_backend_app), DomainDispatcherApplication(create_backend_app)
+    assert _backend_for_host_remembered(remembering, host) == plain.get_backend_for_host(host)
+    assert _backend_for_host_remembered(remembering, host) == plain.get_backend_for_host(host)  # from memory now
 
 
 def test_every_service_answers_through_one_endpoint(resources):
@@ -86,7 +97,7 @@ def test_the_retention_check_agrees_with_motos_own():
     from moto.core.utils import unix_time
     from moto.sqs.models import SQSBackend
 
-    from devstack.emulator import _retention_check
+    from devstack.moto_repairs import _retention_check
 
     backend = SQSBackend("us-east-1", "123456789012")
     backend.create_queue("retained", MessageRetentionPeriod="60")
@@ -105,7 +116,7 @@ def test_queue_attributes_are_motos_own(names):
     from moto.sqs.exceptions import InvalidAttributeName
     from moto.sqs.models import SQSBackend
 
-    from devstack.emulator import _queue_attributes
+    from devstack.moto_repairs import _queue_attributes
 
     backend = SQSBackend("us-east-1", "123456789012")
     backend.create_queue("counted")
@@ -136,7 +147,7 @@ def test_responses_are_enriched_as_moto_does(body):
     """Same headers and body as moto's own enrichment, whether or not the body holds an XML request id."""
     from moto.core.responses import BaseResponse
 
-    from devstack.emulator import _enriched
+    from devstack.moto_repairs import _enriched
     theirs_headers, theirs_body = BaseResponse._enrich_response({"status": 200}, body)
     ours_headers, ours_body = _enriched({"status": 200}, body)
     assert set(ours_headers) == set(theirs_headers) and ours_headers["status"] == "200"
@@ -184,7 +195,7 @@ def test_a_remembered_condition_is_the_tree_moto_parses(expression, names, value
     """Parsed once, then remembered: the same tree, and the names and values found, as copies of their own."""
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
-    from devstack.emulator import _MOTO_PARSE, _parsed_once
+    from devstack.moto_repairs import _MOTO_PARSE, _parsed_once
 
     theirs = ConditionExpressionParser(expression, names, values)
     expected = repr(_MOTO_PARSE(theirs))
@@ -199,7 +210,7 @@ def test_a_remembered_condition_is_the_tree_moto_parses(expression, names, value
 def test_an_invalid_condition_is_refused_every_time():
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
-    from devstack.emulator import _parsed_once
+    from devstack.moto_repairs import _parsed_once
 
     for _ in range(2):   # nothing was remembered of the first refusal
         with pytest.raises(ValueError, match="Bad comparison"):
@@ -211,14 +222,19 @@ def test_remembered_helpers_answer_as_motos_own():
     from moto.moto_api._internal import mock_random
     from moto.sqs.responses import SQSResponse
 
-    from devstack.emulator import _MOTO_METHOD_NAMES, _method_names, _random_string
+    from devstack.moto_repairs import (_MOTO_METHOD_NAMES, _camelcase_to_underscores, _method_names, _random_hex,
+                                       _random_string)
 
     assert list(_method_names(SQSResponse)) == _MOTO_METHOD_NAMES(SQSResponse)
+    for name in ("ApproximateNumberOfMessages", "MessageRetentionPeriod", "ListQueues", "X"):
+        assert _camelcase_to_underscores(name) == camelcase_to_underscores(name)
     assert camelcase_to_underscores("ApproximateNumberOfMessages") == "approximate_number_of_messages"
     assert method_names_from_class(SQSResponse)   # whichever of the two this process has
     drawn = _random_string(mock_random, 52)
     assert len(drawn) == 52 and drawn.isalnum()
     assert _random_string(mock_random, 20, include_digits=False, lower_case=True).isalpha()
+    hexes = _random_hex(mock_random, 400)
+    assert len(hexes) == 400 and set(hexes) == set("0123456789abcdef") == set(mock_random.get_random_hex(400))
 
 
 def test_every_kind_of_attribute_value_reads_back_as_written(moto_server):
@@ -251,7 +267,7 @@ def test_an_account_backend_is_made_and_registered_again_after_a_reset():
     from moto.core.base_backend import BackendDict
     from moto.sqs.models import sqs_backends
 
-    from devstack.emulator import _account_backend_once
+    from devstack.moto_repairs import _account_backend_once
 
     _account_backend_once(sqs_backends, "210987654321")
     assert "210987654321" in sqs_backends.keys() and sqs_backends in BackendDict._instances

@@ -1,13 +1,18 @@
 """End to end: the stack started like scripts/run recognises a real cat, then stops without leftovers."""
 from __future__ import annotations
 
+import pytest
 import requests
 
+from devstack.moto_patches import PATCHES
 from tests.support import REPO, alive, jpeg_bytes, start_stack, wait_for
 
 
-def test_upload_to_result_and_clean_shutdown(tmp_path):
-    stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES="1", SIGHTFLEET_IDLE_GRACE_S="30")
+# Once as plain moto too: the local endpoint's replacements of moto's internals change no answer on the way.
+@pytest.mark.parametrize("patches", ["on", "off"], ids=["patched", "plain-moto"])
+def test_upload_to_result_and_clean_shutdown(tmp_path, patches):
+    stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES="1", SIGHTFLEET_IDLE_GRACE_S="30",
+                        SIGHTFLEET_EMULATOR_PATCHES=patches)
     try:
         assert stack.get("/healthz", timeout=5).status_code == 200
         reply = stack.post("/api/images", files={"file": ("chelsea.jpg", jpeg_bytes(), "image/jpeg")},
@@ -31,6 +36,7 @@ def test_upload_to_result_and_clean_shutdown(tmp_path):
     finally:
         code = stack.stop()
     assert code == 0, stack.log_text()[-4000:]
+    assert (f"{len(PATCHES)} patches in place" in stack.log_text()) == (patches == "on"), stack.log_text()[-4000:]
     assert len(stack.seen_pids) >= 5, "expected moto, gunicorn, controller, local host and a worker"
     left = [pid for pid in stack.seen_pids if alive(pid)]
     assert not left, f"processes left behind: {left}"
