@@ -1,6 +1,6 @@
 """The house's floors, read from the code's imports (ast, nothing imported): no circle, and no import up a floor.
 
-Floors, low to high (docs/architecture-floors.md says why):
+Floors, low to high (docs/floors.md says why):
 - sightfleet: the shared floor (contracts, config, AWS adapters, deploy tooling); imports no first-party package;
 - the tiers app_tier, web_tier, controller, workload_generator: the shared floor only, never each other;
 - devstack: the shared floor only. It starts the tiers as processes by their `python -m` command lines, which are
