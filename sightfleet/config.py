@@ -194,7 +194,7 @@ class Settings:
             raw = _lookup(env, spec.name)
             if raw is None or raw == "":
                 continue
-            values[spec.name] = _coerce(spec.name, spec.type, raw)
+            values[spec.name] = _coerce(spec.name, str(spec.type), raw)
         settings = cls(**values)
         _validate(settings)
         return settings

@@ -117,7 +117,7 @@ class MemoryQueue(_Part):
                 self._arrived.wait(min(left, 0.05))
 
     def _take(self, max_messages: int, visibility_s: float) -> list[Message]:
-        now, got = time.monotonic(), []
+        now, got = time.monotonic(), list[Message]()
         for stored in list(self._messages.values()):
             if len(got) == max_messages:
                 break

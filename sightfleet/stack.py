@@ -35,7 +35,6 @@ from pathlib import Path
 
 import requests
 
-from sightfleet.aws.sqs import Queue
 from sightfleet.config import Settings, settings_or_exit
 from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.logs import setup_logging

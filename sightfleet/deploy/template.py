@@ -135,7 +135,7 @@ def policy_document(name: str, settings: Settings) -> dict:
 
 def _parameters() -> dict:
     defaults = DeployOptions()
-    out = {}
+    out: dict[str, dict[str, object]] = {}
     for spec in fields(DeployOptions):
         value = getattr(defaults, spec.name)
         out[_parameter_name(spec.name)] = {"Type": "Number" if isinstance(value, int) and not isinstance(value, bool)
