@@ -425,7 +425,7 @@ def memory_resources(settings: Settings) -> tuple[Resources, Faults]:
         fleet=MemoryFleet(faults), metrics=MemoryMetrics(faults), accounts=MemoryAccounts(faults)), faults
 
 
-# Issue 15, accounts and sign-in: the accounts table in memory (web_tier/accounts, web_tier/auth tests).
+# Accounts and sign-in: the accounts table in memory (web_tier/accounts, web_tier/auth tests).
 class MemoryAccounts(_Part):
     """Accounts, keys and sign-in links with the accounts table's conditions."""
 

@@ -10,7 +10,7 @@ injects the faults of a seeded plan, one at a time:
   gunicorn worker) for a while, then SIGCONT;
 - `poison`: every body of `poison_bodies()` sent straight to the request queue.
 A sampler reads every accepted image's result row about once a second. Afterwards it checks
-what issue 12 asks (every accepted image final exactly once with the right labels, rows never
+what must hold (every accepted image final exactly once with the right labels, rows never
 rewritten once final, no worker death but ours, the stack still serving, the fleet back to zero)
 and returns a `ChaosReport`: its figures, and `problems`, empty when all held.
 Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.

@@ -287,7 +287,7 @@ def test_untracked_files_beside_the_code_never_reach_the_bundle(tmp_path):
     assert bundle_files(tmp_path) == ["app.py"]
 
 
-# --- issue 15: accounts and the session key ------------------------------------------------------------
+# --- accounts and the session key ------------------------------------------------------------------
 
 def test_the_accounts_table_is_the_one_provisioning_makes_and_its_links_expire(template):
     props = template["Resources"]["AccountsTable"]["Properties"]

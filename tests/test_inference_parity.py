@@ -18,6 +18,8 @@ from app_tier.pipeline.labels import merge_labels
 from app_tier.pipeline.models import Detection
 from tests.pipeline_fixtures import SAMPLES, photo, shared_pipeline
 
+pytestmark = pytest.mark.slow  # models loaded
+
 DEFAULTS = PipelineSettings()
 MIN_SCORE = DEFAULTS.min_confidence / 100
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")

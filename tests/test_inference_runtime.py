@@ -25,6 +25,8 @@ import logging, sys, time
 from pathlib import Path
 logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
 from app_tier.pipeline import runtime
+
+pytestmark = pytest.mark.slow  # models converted and loaded
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.01)

@@ -1,4 +1,4 @@
-"""Owners (issue 15): two users never see or touch each other's images through any route; admins see all;
+"""Owners: two users never see or touch each other's images through any route; admins see all;
 deleting an image or an album removes everything it made. Through the real local endpoint, except the
 failures part-way, which use the in-memory fakes.
 """

@@ -1,9 +1,12 @@
 """End to end: the stack started like scripts/run recognises a real cat, then stops without leftovers."""
 from __future__ import annotations
 
+import pytest
 import requests
 
 from tests.support import REPO, alive, jpeg_bytes, start_stack, wait_for
+
+pytestmark = pytest.mark.e2e
 
 
 def test_upload_to_result_and_clean_shutdown(tmp_path):

@@ -18,6 +18,8 @@ from sightfleet.contracts import Job
 from tests.support import jpeg_bytes, start_worker_process, wait_for
 from web_tier.submit import Submitter, Upload
 
+pytestmark = pytest.mark.slow  # real pipeline and workers
+
 
 @pytest.fixture(scope="session")
 def pipeline():

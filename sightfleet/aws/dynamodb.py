@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
 COMPLETED_INDEX = "kind-completed"
-# Issue 15: one owner's images newest first, and one owner's albums (album_at = "<album>/<submitted_at>":
+# One owner's images newest first, and one owner's albums (album_at = "<album>/<submitted_at>":
 # an album's images newest first by begins_with, and the album names by skipping from one album to the next).
 OWNER_INDEX = "owner-submitted"
 OWNER_ALBUM_INDEX = "owner-album"
