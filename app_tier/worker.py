@@ -12,11 +12,11 @@ import signal
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from app_tier import idle
 from app_tier.heartbeat import Heartbeat
-from app_tier.batches import Batch, Batches
+from app_tier.batches import Batch, Batches, Feedable
 from app_tier.jobs import BatchRunner
 from app_tier.startup import LOADING_POLL_S, LoadingPipeline, StartupClock
 from sightfleet.contracts import utc_now
@@ -47,7 +47,8 @@ class _StopPolling(BaseException):
 class Worker:
     """One worker process on one instance, in the manner of rq's Worker.work()."""
 
-    def __init__(self, resources: Resources, pipeline_factory, instance_id: str, can_terminate: bool = True,
+    def __init__(self, resources: Resources, pipeline_factory: Callable[[], Feedable] | LoadingPipeline,
+                 instance_id: str, can_terminate: bool = True,
                  startup: StartupClock | None = None):
         """pipeline_factory: makes the pipeline (on a thread of its own), or is a LoadingPipeline already loading."""
         self.settings = resources.settings
