@@ -190,6 +190,7 @@ def test_every_option_is_a_parameter_and_fits_cloudformation():
     assert template_body(built()) == template_body(built())  # same input, same bytes: a second deploy is a no-op
 
 
+@pytest.mark.slow
 def test_cfn_lint_finds_no_errors(tmp_path):
     """cfn-lint (offline, from the registry) on the template as deployed; its errors fail the test."""
     from cfnlint.api import lint_all
@@ -247,6 +248,7 @@ def test_the_deploy_tooling_imports_neither_torch_nor_images():
     assert reply.returncode == 0 and reply.stdout.strip() == "[]", reply.stdout + reply.stderr
 
 
+@pytest.mark.slow
 def test_help_lists_the_parameters_and_template_calls_no_aws():
     helped = subprocess.run([str(REPO / "scripts" / "deploy"), "--help"], capture_output=True, text=True, timeout=60,
                             env=deploy_env())
@@ -264,6 +266,7 @@ def test_help_lists_the_parameters_and_template_calls_no_aws():
     assert 'SIGHTFLEET_MAX_INSTANCES=\\"7\\"' in printed.stdout
 
 
+@pytest.mark.slow
 def test_bad_configuration_is_refused_with_status_2():
     reply = subprocess.run([str(REPO / "scripts" / "deploy")], capture_output=True, text=True, timeout=60,
                            env=deploy_env(SIGHTFLEET_PREFIX="Not A Prefix"))

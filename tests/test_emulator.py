@@ -14,6 +14,8 @@ from sightfleet.emulator import _Dispatcher
 from sightfleet.resources import Resources, provision
 from tests.support import start_moto, unique_prefix
 
+pytestmark = pytest.mark.slow  # emulator servers started and stopped
+
 
 def _list_queues(connection: http.client.HTTPConnection) -> http.client.HTTPResponse:
     connection.request("POST", "/", body="{}", headers={

@@ -17,6 +17,7 @@ from app_tier.pipeline.models import NativeClassifier, NativeDetector
 from sightfleet.config import ConfigError, Settings
 from tests.pipeline_fixtures import photo
 
+pytestmark = pytest.mark.slow  # models converted and loaded
 REPO = Path(__file__).resolve().parents[1]
 
 # A worker's cache use: wait for the start signal, then ask for the classifier's IR (converting it if missing).
@@ -25,8 +26,6 @@ import logging, sys, time
 from pathlib import Path
 logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
 from app_tier.pipeline import runtime
-
-pytestmark = pytest.mark.slow  # models converted and loaded
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.01)
