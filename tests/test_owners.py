@@ -396,6 +396,7 @@ def test_get_with_wait_holds_the_owners_request_and_answers_anothers_at_once(cli
     assert reply.status_code == 200 and reply.get_json()["status"] == "SUCCEEDED"
 
 
+@pytest.mark.slow
 def test_what_a_real_worker_stores_for_an_owner_a_delete_removes(client, resources, settings, as_user):
     alice = as_user("alice")
     image = upload(client, alice)
