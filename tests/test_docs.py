@@ -47,3 +47,13 @@ def test_no_code_comment_names_an_issue_number():
              for number, line in enumerate((REPO / name).read_text(errors="replace").splitlines(), 1)
              if ISSUE_RE.search(line)]
     assert found == [], "say what and why instead of pointing at an issue"
+
+
+def test_every_file_and_function_the_architecture_names_exists():
+    """Each `path.py:Class.method` hop in docs/architecture.md names a file that defines those names."""
+    missing = []
+    for path, dotted in re.findall(r"`([\w/]+\.py):([\w.]+)`", (DOCS / "architecture.md").read_text()):
+        source = (REPO / path).read_text() if (REPO / path).exists() else ""
+        missing += [f"{path}:{dotted}" for name in dotted.split(".")
+                    if not re.search(rf"^\s*(def|class) {name}\b", source, re.MULTILINE)]
+    assert missing == []
