@@ -1,18 +1,16 @@
 """One job's way from receive to delete: claim -> fetch -> pipeline -> store -> acknowledge.
 
-Each step hands the job on to the next, or ends its way there in exactly one of three ways:
-- acknowledged: its final result is stored; the response is sent and the message deleted;
-- handed back: the message is visible again after a delay, for another try here or elsewhere
-  (after max_receive_count receives, redrive moves it to the dead-letter queue);
-- failed with a code: a FAILED result with the reason is stored, then acknowledged.
-A step ends a job by raising one of the End exceptions below, or by raising the project's error of
-the call that failed; `BatchRunner._guard` is the one place that turns either into the ending.
+Each step lets the job go on (it returns None) or reports what happened where the job's way ends
+there (a `Happened`); an exception a step raises is sorted into such a kind too (`_attempt`). The
+pure rule of app_tier/endings.py decides the ending from that, the receive count and the limit, and
+`_end` applies it: acknowledged, handed back, or a FAILED result recorded (which is a step in turn).
 Each message's fate is its own: one failed write never holds back the others.
 
-Threads: claims and fetches run on the intake threads; each image is prepared on the worker's
-main thread (its per-image time limit needs it) while the models run on earlier ones on the
-pipeline's models thread; stores run on the storage threads; responses and deletes go out ten per
-call on the acknowledge thread once a batch's stores are done, while the worker polls for more.
+Threads, all of the job path's: claims, fetches and the poll for the next batch run on the intake
+threads; each image is prepared on the worker's main thread (its per-image time limit needs it)
+while the models run on earlier ones on the pipeline's models thread (app_tier/batches.py feeds
+them); stores run on the storage threads; responses and deletes go out ten per call on the
+acknowledge thread once a batch's stores are done, while the worker polls for more.
 """
 from __future__ import annotations
 
@@ -20,14 +18,20 @@ import json
 import logging
 import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_all
-from dataclasses import dataclass, field
-from itertools import islice
-from typing import TYPE_CHECKING, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from app_tier.pipeline import ImageInput
+from app_tier.batches import Batch, Feedable, Submitted
+from app_tier.endings import (
+    ACKNOWLEDGE, DONE, FAIL, INPUT_GONE, NOT_A_JOB, PIPELINE_FAILED, REJECTED, TOO_LARGE, UNAVAILABLE, UNEXPECTED,
+    Ending, Happened, ending,
+)
+from app_tier.heartbeat import Heartbeat
+from app_tier.pipeline import Outcome
 from sightfleet.contracts import FAILED, Job, Result, clip, is_deleted, response_message
 from sightfleet.deletion import purge
 from sightfleet.errors import ConditionFailed, Invalid, InvalidJob, NoSuchObject, SightfleetError
@@ -35,44 +39,12 @@ from sightfleet.interfaces import Message
 from sightfleet.procs import lower_priority
 
 if TYPE_CHECKING:
-    from app_tier.pipeline.pipeline import Pending
     from sightfleet.resources import Resources
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 10
 IO_THREADS = 2
-MISSING_INPUT = "MISSING_INPUT"
-STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
-STORAGE_REJECTED = "STORAGE_REJECTED"
-RESULT_TOO_LARGE = "RESULT_TOO_LARGE"
-
-
-class End(Exception):
-    """Raised by a step to end a job's way there."""
-
-
-class HandBack(End):
-    """Make the message visible again after delay_s, for another try."""
-
-    def __init__(self, delay_s: float, reason: str):
-        super().__init__(reason)
-        self.delay_s, self.reason = delay_s, reason
-
-
-class Fail(End):
-    """Store a FAILED result with this code and message, then acknowledge."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
-
-
-class Acknowledge(End):
-    """The job's final result is stored: send the response and delete the message."""
-
-    def __init__(self, result: dict):
-        super().__init__(result["status"])
-        self.result = result
+Step = Callable[..., "Happened | None"]
 
 
 @dataclass(eq=False)
@@ -87,25 +59,11 @@ class Ticket:
     ended: str | None = None
 
 
-@dataclass
-class Intake:
-    """Received messages, now held, whose claims and fetches are under way on the intake threads."""
-
-    messages: list[Message]
-    claimed: Iterator[Ticket | None]
-    # Its first chunks, already submitted to the pipeline while the batch before it finished.
-    started: list[tuple[list[Ticket], Pending]] = field(default_factory=list)
-
-    def items(self) -> Iterator[Ticket]:
-        """The tickets that passed claim and fetch, not yet taken from `claimed`, as their claims complete."""
-        return (ticket for ticket in self.claimed if ticket is not None)
-
-
 class BatchRunner:
     """Turns received messages into stored results; every write is keyed by image id."""
 
-    def __init__(self, resources: Resources, pipeline, instance_id: str, heartbeat, counters: dict,
-                 io_threads: int = IO_THREADS):
+    def __init__(self, resources: Resources, pipeline: Feedable, instance_id: str, heartbeat: Heartbeat,
+                 counters: Counter, io_threads: int = IO_THREADS):
         self._r = resources
         self._pipeline = pipeline
         self._instance_id = instance_id
@@ -120,79 +78,58 @@ class BatchRunner:
         self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="storage", initializer=lower_priority)
         # Acknowledges a batch once its writes are done, while the worker already polls for more.
         self._acker = ThreadPoolExecutor(1, thread_name_prefix="acknowledge", initializer=lower_priority)
-        self._finishing = None
+        self._finishing: Future | None = None
 
     # --- the batch ------------------------------------------------------------------------------
 
-    def take(self, messages: list[Message]) -> Intake | None:
+    def take(self, messages: list[Message]) -> Batch | None:
         """Hold the messages (visibility heartbeat) and start claiming and fetching them; None for none."""
         if not messages:
             return None
         self._heartbeat.hold([m.receipt for m in messages])
-        return Intake(messages, self._intake.map(self._take_in, messages))
+        return Batch(messages, self._intake.map(self._take_in, messages))
 
-    def run(self, intake: Intake, poll_ahead: Callable[[], list[Message]] | None = None) -> Intake | None:
+    def receive_ahead(self, poll: Callable[[], list[Message]]) -> Future[Batch | None]:
+        """The next batch, polled for and taken on an intake thread while this one runs."""
+        return self._intake.submit(lambda: self.take(poll()))
+
+    def run(self, batch: Batch) -> None:
         """Process one received batch; never raises for a bad message, a bad image or a failed write.
 
-        Images are prepared here while the models run on earlier ones and earlier ones' writes
-        proceed in the background; the batch's last writes and its acknowledgement finish in the
-        background too (at most one earlier batch is still open). With `poll_ahead`, the next batch
-        is received and claimed while this one runs, and its first chunks are submitted before this
-        batch's last are collected, so the models go straight on; it is returned for the next call
-        (or for `hand_back`, should the worker stop first).
+        Images are prepared here while the models run on earlier ones (the batch's `chunks` feed
+        them) and earlier ones' writes proceed in the background; the batch's last writes and its
+        acknowledgement finish in the background too (at most one earlier batch is still open).
         """
-        started, ahead_by = time.monotonic(), self._pipeline.AHEAD
-        ahead = self._intake.submit(self._take_ahead, poll_ahead) if poll_ahead else None
-        queued, writes = deque(intake.started), []
-        for chunk in self._pipeline.chunks(intake.items()):
-            queued.append(self._submit(chunk))
-            if len(queued) > ahead_by:
-                writes += self._collect(queued.popleft())
-        following = ahead.result() if ahead else None
-        if following:
-            following.started = [self._submit(c) for c in islice(self._pipeline.chunks(following.items()), ahead_by)]
-        while queued:
-            writes += self._collect(queued.popleft())
+        started, writes = time.monotonic(), []
+        for submitted in batch.chunks(self._pipeline):
+            writes += self._collect(submitted)
         self.wait()
         self._finishing = self._acker.submit(self._acknowledge_after, writes)
-        log.info("batch of %s messages, %s images processed in %.0f ms", len(intake.messages), len(writes),
+        log.info("batch of %s messages, %s images processed in %.0f ms", len(batch.messages), len(writes),
                  (time.monotonic() - started) * 1000)
-        return following
 
-    def _take_ahead(self, poll: Callable[[], list[Message]]) -> Intake | None:
-        return self.take(poll())
-
-    def _submit(self, chunk: list[Ticket]) -> tuple[list[Ticket], Pending | None]:
-        """Prepare a chunk of images here and queue its forward passes."""
-        try:
-            return chunk, self._pipeline.submit([ImageInput(id=t.job.id, data=t.data, filename=t.job.filename)
-                                                 for t in chunk])
-        except Exception:  # noqa: BLE001 - the pipeline answers bad images itself; this is a bug
-            log.exception("the pipeline refused a chunk of %s images", len(chunk))
-            return chunk, None
-
-    def _collect(self, submitted: tuple[list[Ticket], Pending | None]) -> list:
+    def _collect(self, submitted: Submitted) -> list[Future]:
         """A chunk's outcomes, each queued for storage on the storage threads."""
         chunk, pending = submitted
         try:
             outcomes = self._pipeline.collect(pending) if pending else None
-        except Exception:  # noqa: BLE001 - as in _submit
+        except Exception:  # noqa: BLE001 - the pipeline answers bad images itself; this is a bug
             log.exception("the pipeline failed a chunk of %s images", len(chunk))
             outcomes = None
         if outcomes is None:
             for ticket in chunk:
-                self._end(ticket, HandBack(RETRY_DELAY_S, "the pipeline failed"))
+                self._ended(ticket, Happened(PIPELINE_FAILED, "the pipeline failed"))
             return []
         self._heartbeat.progress()
-        return [self._io.submit(self._guard, ticket, self._store, outcome)
+        return [self._io.submit(self._step, ticket, self._store, outcome)
                 for ticket, outcome in zip(chunk, outcomes)]
 
-    def hand_back(self, intake: Intake) -> None:
+    def hand_back(self, batch: Batch) -> None:
         """Give back a batch taken but not run: its results QUEUED again, its messages visible at once.
 
         Its first chunks may have been prepared already; nothing of them was stored.
         """
-        tickets = [t for chunk, _ in intake.started for t in chunk] + list(intake.items())
+        tickets = [t for chunk, _ in batch.started for t in chunk] + list(batch.tickets())
         for ticket in tickets:
             try:
                 self._r.results.requeue(Result.queued(ticket.job).to_dict())
@@ -220,49 +157,51 @@ class BatchRunner:
             for pool in (self._acker, self._intake, self._io):
                 pool.shutdown(wait=True)
 
-    # --- the steps of one job's way ---------------------------------------------------------------
+    # --- the steps of one job's way: each returns None (go on) or what happened where it ends -------
 
     def _take_in(self, message: Message) -> Ticket | None:
         """Claim, then fetch; the ticket when the job goes on to the pipeline, None when its way ended."""
         ticket = Ticket(message)
-        ok = self._guard(ticket, self._claim) and self._guard(ticket, self._fetch)
+        ok = self._step(ticket, self._claim) and self._step(ticket, self._fetch)
         return ticket if ok else None
 
-    def _claim(self, ticket: Ticket) -> None:
+    def _claim(self, ticket: Ticket) -> Happened | None:
         """Parse the job and mark it PROCESSING; a job already final is republished as it stands."""
-        ticket.job = Job.from_message(ticket.message.body)
+        job = ticket.job = Job.from_message(ticket.message.body)
         # The receive count is the attempt number, so no read is needed before this write.
-        ticket.result = Result.queued(ticket.job).processing(self._instance_id, ticket.message.receive_count)
+        ticket.result = Result.queued(job).processing(self._instance_id, ticket.message.receive_count)
         try:
             self._r.results.start(ticket.result.to_dict())
         except ConditionFailed:
-            current = self._r.results.get(ticket.job.id)
-            log.info("job %s already %s (redelivery); republishing", ticket.job.id, current["status"])
-            raise Acknowledge(self._standing(current, ticket.result)) from None
+            current = self._r.results.get(job.id)
+            log.info("job %s already %s (redelivery); republishing", job.id, current["status"])
+            return Happened(DONE, result=self._standing(current, ticket.result))
+        return None
 
-    def _fetch(self, ticket: Ticket) -> None:
+    def _fetch(self, ticket: Ticket) -> Happened | None:
         """Load the image bytes; inline ones are also stored as the original in the input bucket."""
-        job = ticket.job
+        job, result = ticket.job, ticket.result
         if job.is_inline:
             ticket.data = job.inline_bytes()
-            self._r.inputs.put(ticket.result.input_key, ticket.data, job.content_type)
-            return
+            self._r.inputs.put(result.input_key, ticket.data, job.content_type)
+            return None
         try:
             ticket.data = self._r.inputs.get(job.key)
         except NoSuchObject:   # a missing bucket is out of reach, retried like any storage failure
-            raise Fail(MISSING_INPUT, "the uploaded image is no longer stored") from None
+            return Happened(INPUT_GONE)
+        return None
 
-    def _store(self, ticket: Ticket, outcome) -> None:
+    def _store(self, ticket: Ticket, outcome: Outcome) -> Happened:
         """Write the outputs the pipeline made, then the final result."""
         ticket.data, final = None, ticket.result.from_outcome(outcome)
         if final.thumbnail_key:
             self._r.outputs.put(final.thumbnail_key, outcome.thumbnail, outcome.thumbnail_content_type)
         if final.annotated_key:
             self._r.outputs.put(final.annotated_key, outcome.annotated, outcome.annotated_content_type)
-        self._finalise(ticket, final)
+        return self._finalise(ticket, final)
 
-    def _finalise(self, ticket: Ticket, final: Result) -> None:
-        """Write the result JSON, then the final result once (the first writer wins); acknowledge what stands.
+    def _finalise(self, ticket: Ticket, final: Result) -> Happened:
+        """Write the result JSON, then the final result once (the first writer wins); what stands is DONE.
 
         The JSON goes first so that the conditional write after it is also the check that the image
         was not deleted meanwhile (sightfleet/deletion.py).
@@ -279,15 +218,15 @@ class BatchRunner:
         except ConditionFailed:
             # Another worker finished first (its result stands, ours is dropped: one result per image),
             # or the image was deleted.
-            raise Acknowledge(self._standing(self._r.results.get(final.id), final)) from None
+            return Happened(DONE, result=self._standing(self._r.results.get(final.id), final))
         except Invalid as exc:
             if final.status == FAILED:
                 raise
-            raise Fail(RESULT_TOO_LARGE, f"the result could not be stored: {clip(exc, 200)}") from None
+            return Happened(TOO_LARGE, clip(exc, 200))
         with self._lock:
             self._counters["failed" if final.status == FAILED else "succeeded"] += 1
         log.info("job %s %s top=%s", final.id, final.status, final.top_label)
-        raise Acknowledge(final.to_dict())
+        return Happened(DONE, result=final.to_dict())
 
     def _standing(self, current: dict, ours: Result) -> dict:
         """The stored result that stands, republished; a deleted image's artefacts purged instead."""
@@ -307,63 +246,56 @@ class BatchRunner:
 
     # --- endings ------------------------------------------------------------------------------------
 
-    def _guard(self, ticket: Ticket, step: Callable, *args) -> bool:
-        """Run one step; True when the job goes on, False when the step ended its way (see the module doc)."""
-        try:
-            step(ticket, *args)
-            self._heartbeat.progress()
-            return True
-        except End as end:
-            ending = end
-        except InvalidJob as exc:
-            ending = self._poison(ticket, exc)
-        except Invalid as exc:
-            ending = Fail(STORAGE_REJECTED, f"storage refused the request: {clip(exc, 200)}")
-        except SightfleetError as exc:
-            ending = self._retry_or_fail(ticket, exc)
-        except Exception as exc:  # noqa: BLE001 - a bug on one job must not take down the worker
-            log.exception("job %s: unexpected error in %s", ticket.job.id if ticket.job else ticket.message.id,
-                          getattr(step, "__name__", step))
-            ending = HandBack(RETRY_DELAY_S, f"unexpected {type(exc).__name__}")
-        self._heartbeat.progress()
-        self._end(ticket, ending)
-        return False
+    def _step(self, ticket: Ticket, step: Step, *args) -> bool:
+        """Run one step; True when the job goes on, False when its way ended there."""
+        return self._ended(ticket, self._attempt(ticket, step, *args))
 
-    def _poison(self, ticket: Ticket, exc: InvalidJob) -> HandBack:
-        """Not a job we can interpret: hand it back at once so redrive moves it to the dead-letter queue."""
-        message = ticket.message
-        log.error("message %s is not a job (%s); receive %s of %s, then the dead-letter queue",
-                  message.id, clip(exc, 200), message.receive_count, self._r.settings.max_receive_count)
-        return HandBack(0, "not a job")
-
-    def _retry_or_fail(self, ticket: Ticket, exc: SightfleetError) -> End:
-        """A storage call failed: try again later; on the last allowed receive, record why it failed."""
+    def _attempt(self, ticket: Ticket, step: Step, *args) -> Happened | None:
+        """What the step reported, or the exception it raised sorted into a kind (and logged)."""
         receives = ticket.message.receive_count
-        log.warning("job %s: %s (receive %s)", ticket.job.id if ticket.job else ticket.message.id, exc, receives)
-        if receives >= self._r.settings.max_receive_count:
-            return Fail(STORAGE_UNAVAILABLE, f"gave up after {receives} attempts: {clip(exc, 200)}")
-        return HandBack(RETRY_DELAY_S, str(exc))
+        try:
+            happened = step(ticket, *args)
+        except InvalidJob as exc:
+            log.error("message %s is not a job (%s); receive %s of %s, then the dead-letter queue",
+                      ticket.message.id, clip(exc, 200), receives, self._r.settings.max_receive_count)
+            happened = Happened(NOT_A_JOB, clip(exc, 200))
+        except Invalid as exc:
+            happened = Happened(REJECTED, clip(exc, 200))
+        except SightfleetError as exc:
+            log.warning("job %s: %s (receive %s)", _name(ticket), exc, receives)
+            happened = Happened(UNAVAILABLE, clip(exc, 200))
+        except Exception as exc:  # noqa: BLE001 - a bug on one job must not take down the worker
+            log.exception("job %s: unexpected error in %s", _name(ticket), getattr(step, "__name__", step))
+            happened = Happened(UNEXPECTED, f"unexpected {type(exc).__name__}")
+        self._heartbeat.progress()
+        return happened
 
-    def _end(self, ticket: Ticket, end: End) -> None:
-        """End a job's way: exactly one of acknowledged, handed back, or failed (stored, then acknowledged)."""
+    def _ended(self, ticket: Ticket, happened: Happened | None) -> bool:
+        """False once the job's way ended (its ending applied); True when nothing ended it."""
+        while happened is not None:
+            decided = ending(happened.kind, ticket.message.receive_count, self._r.settings.max_receive_count,
+                             can_record=ticket.result is not None and not ticket.failing, detail=happened.detail)
+            if decided.action != FAIL:
+                self._end(ticket, decided, happened.result)
+                return False
+            ticket.failing = True
+            log.warning("job %s failed: %s: %s", _name(ticket), decided.code, decided.reason)
+            # Recording the failure is a step of its own: what it reports ends the job (it cannot fail twice).
+            happened = self._attempt(ticket, self._finalise, ticket.result.failed(decided.code, decided.reason))
+        return True
+
+    def _end(self, ticket: Ticket, decided: Ending, result: dict | None) -> None:
+        """Apply an ending: acknowledged (queued for the acknowledge thread) or handed back."""
         if ticket.ended:
-            log.error("job %s ended twice (%s, then %s)", ticket.message.id, ticket.ended, end)
+            log.error("job %s ended twice (%s, then %s)", ticket.message.id, ticket.ended, decided.action)
             return
-        if isinstance(end, Fail):
-            if ticket.result is None or ticket.failing:
-                end = HandBack(RETRY_DELAY_S, f"could not record the failure ({end})")
-            else:
-                ticket.failing = True
-                log.warning("job %s failed: %s", ticket.job.id, end)
-                self._guard(ticket, self._finalise, ticket.result.failed(end.code, end.message))
-                return
-        if isinstance(end, Acknowledge):
+        if decided.action == ACKNOWLEDGE:
             ticket.ended = "acknowledged"
             with self._lock:
-                self._acks.append((ticket, end.result))
+                self._acks.append((ticket, result))
             return
         ticket.ended = "handed back"
-        self._hand_back([ticket.message], end.delay_s)
+        self._hand_back([ticket.message], RETRY_DELAY_S if decided.later else 0)
 
     def _hand_back(self, messages: list[Message], delay_s: float) -> None:
         """Make messages visible again after delay_s and stop holding them."""
@@ -412,3 +344,8 @@ class BatchRunner:
         except SightfleetError as exc:
             log.warning("batch call failed: %s", exc)
             return list(everything)
+
+
+def _name(ticket: Ticket) -> str:
+    """The job's id in log lines; the message's id while it is not yet read as a job."""
+    return ticket.job.id if ticket.job else ticket.message.id

@@ -15,9 +15,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from app_tier.batches import Feedable
+    from app_tier.pipeline import ImageInput, Outcome
+    from app_tier.pipeline.pipeline import Pending
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # While the models load, a poll returns within this, so that a worker whose models fail to load
 # ends promptly instead of looking idle for a whole long poll.
 LOADING_POLL_S = 1
@@ -109,12 +116,12 @@ def _take_slot(handles: list, max_wait_s: float = LOAD_SLOT_MAX_WAIT_S) -> objec
 
 
 class LoadingPipeline:
-    """The pipeline, loaded on its own thread from the moment this is made; reading any attribute waits for it.
+    """The pipeline, loaded on its own thread from the moment this is made; using it waits for the load.
 
     A pipeline that failed to load raises its error again on the reading thread.
     """
 
-    def __init__(self, factory: Callable[[], object], clock: StartupClock | None = None,
+    def __init__(self, factory: Callable[[], Feedable], clock: StartupClock | None = None,
                  deadline_s: float | None = None):
         self.load_seconds: float | None = None
         self._deadline_s = deadline_s or LOAD_DEADLINE_S
@@ -122,13 +129,13 @@ class LoadingPipeline:
         self.loaded_at: float | None = None   # time.monotonic() when loaded
         self._clock = clock
         self._loaded = threading.Event()
-        self._pipeline = None
+        self._pipeline: Feedable | None = None
         self._error: BaseException | None = None
         # Started by the caller's thread, at its priority: the models' own thread inherits it.
         self._thread = threading.Thread(target=self._load, args=(factory,), name="load-models", daemon=True)
         self._thread.start()
 
-    def _load(self, factory: Callable[[], object]) -> None:
+    def _load(self, factory: Callable[[], Feedable]) -> None:
         started = time.monotonic()
         try:
             with load_slot():
@@ -155,7 +162,7 @@ class LoadingPipeline:
             return self._hung() if time.monotonic() >= self._deadline else None
         return self._error
 
-    def wait(self):
+    def wait(self) -> Feedable:
         """The pipeline, once loaded; raises what the load raised, or TimeoutError once it has hung."""
         if not self._loaded.wait(max(0.0, self._deadline - time.monotonic())):
             raise self._hung()
@@ -166,9 +173,17 @@ class LoadingPipeline:
     def _hung(self) -> TimeoutError:
         return TimeoutError(f"the models did not load within {self._deadline_s:.0f} s")
 
-    def __getattr__(self, name: str):
-        # Only attributes this class lacks get here: the pipeline's own, read by BatchRunner. Probes
-        # for special methods (copy, pickle, repr helpers) are answered at once, without waiting.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.wait(), name)
+    # What the job path uses of the pipeline (app_tier/batches.py's Feedable), each once it is loaded.
+
+    @property
+    def AHEAD(self) -> int:  # noqa: N802 - the pipeline's constant
+        return self.wait().AHEAD
+
+    def chunks(self, items: Iterable[T]) -> Iterator[list[T]]:
+        return self.wait().chunks(items)
+
+    def submit(self, inputs: Sequence[ImageInput]) -> Pending:
+        return self.wait().submit(inputs)
+
+    def collect(self, pending: Pending) -> list[Outcome]:
+        return self.wait().collect(pending)

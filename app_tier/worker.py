@@ -12,15 +12,16 @@ import signal
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from app_tier import idle
 from app_tier.heartbeat import Heartbeat
-from app_tier.jobs import BatchRunner, Intake
+from app_tier.batches import Batch, Batches, Feedable
+from app_tier.jobs import BatchRunner
 from app_tier.startup import LOADING_POLL_S, LoadingPipeline, StartupClock
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
-from sightfleet.interfaces import ALL_STATES, LIVE_STATES, POOLED_STATES
+from sightfleet.interfaces import ALL_STATES, LIVE_STATES, POOLED_STATES, Message
 
 if TYPE_CHECKING:
     from sightfleet.resources import Resources
@@ -46,7 +47,8 @@ class _StopPolling(BaseException):
 class Worker:
     """One worker process on one instance, in the manner of rq's Worker.work()."""
 
-    def __init__(self, resources: Resources, pipeline_factory, instance_id: str, can_terminate: bool = True,
+    def __init__(self, resources: Resources, pipeline_factory: Callable[[], Feedable] | LoadingPipeline,
+                 instance_id: str, can_terminate: bool = True,
                  startup: StartupClock | None = None):
         """pipeline_factory: makes the pipeline (on a thread of its own), or is a LoadingPipeline already loading."""
         self.settings = resources.settings
@@ -63,37 +65,27 @@ class Worker:
         self._heartbeat = Heartbeat(resources, instance_id, self._describe, on_stall=self._stalled)
         self._startup = startup or StartupClock()
         self._models: LoadingPipeline | None = None
+        self._last_work = time.monotonic()
 
     def work(self) -> str:
-        """Run until stopped or idle; returns why the loop ended."""
+        """Run until stopped or idle; returns why the loop ended. Each exit is a logged break."""
         self._install_signal_handlers()
         self._heartbeat.start()
         reason = "stopped"
-        runner = ahead = None
+        runner = batches = None
         try:
             runner = self._load()
-            last_work = time.monotonic()
-            while True:
+            batches = Batches(runner, self._poll, self._poll_ahead, self.settings.receive_batch)
+            for batch in batches:
+                self._check_models(runner, batch)
+                if batch:
+                    self._run(runner, batch, batches)
                 if self._stop_requested:
                     log.info("stop requested; leaving the loop")
                     break
-                # Idle counts from the models' arrival: no worker goes to the pool or retires mid-load.
-                last_work = max(last_work, self._models.loaded_at or time.monotonic())
-                idle_s = time.monotonic() - last_work
-                step = None if ahead else self._idle_step(idle_s)
-                if step == POOLED and self._pool(idle_s):
-                    last_work = time.monotonic()
-                    continue
-                if step:
-                    log.info("idle for %.0f s with no messages held; retiring", idle_s)
+                if batches.ahead() is None and self._retires():
                     reason = "idle"
                     break
-                intake = ahead or runner.take(self._poll(self._idle_left_s(idle_s)))
-                ahead = None
-                self._check_models(runner, intake)
-                if intake:
-                    ahead = self._run_batch(runner, intake)
-                    last_work = time.monotonic()
         except _StopPolling:
             log.info("stop requested while waiting for work")
         except Exception:
@@ -101,14 +93,14 @@ class Worker:
             reason = "crashed"
             raise
         finally:
-            self._teardown(runner, ahead, reason)
+            self._teardown(runner, batches, reason)
         return reason
 
-    def _teardown(self, runner: BatchRunner | None, ahead: Intake | None, reason: str) -> None:
+    def _teardown(self, runner: BatchRunner | None, batches: Batches | None, reason: str) -> None:
         """Each step whatever the one before it raised: hand back, close, final heartbeat, retire."""
+        if batches is not None:
+            _attempt("hand back the batch received ahead", batches.hand_back)
         if runner is not None:
-            if ahead:
-                _attempt("hand back the batch received ahead", runner.hand_back, ahead)
             _attempt("finish the open batches", runner.close)
         self._shutdown(reason)
 
@@ -117,27 +109,47 @@ class Worker:
         factory = self._pipeline_factory
         self._models = factory if isinstance(factory, LoadingPipeline) else LoadingPipeline(factory, self._startup)
         self._heartbeat.announce("idle")
+        self._last_work = time.monotonic()
         return BatchRunner(self._r, self._models, self.instance_id, self._heartbeat, self.counters)
 
-    def _check_models(self, runner: BatchRunner, intake: Intake | None) -> None:
+    def _check_models(self, runner: BatchRunner, batch: Batch | None) -> None:
         """Raise what the models' load raised; a batch received meanwhile is handed back first, not lost.
 
         With a batch in hand and the models still loading, wait for them (its claims and fetches run meanwhile).
         """
-        if self._models.ready or (intake is None and self._models.failed is None):
+        if self._models.ready or (batch is None and self._models.failed is None):
             return
-        if intake is not None and self._models.failed is None:
-            log.info("%s jobs received while the models load; waiting for them", len(intake.messages))
+        if batch is not None and self._models.failed is None:
+            log.info("%s jobs received while the models load; waiting for them", len(batch.messages))
         try:
             self._models.wait()
         except BaseException:
-            if intake is not None:
-                _attempt("hand back the jobs received while the models loaded", runner.hand_back, intake)
+            if batch is not None:
+                _attempt("hand back the jobs received while the models loaded", runner.hand_back, batch)
             raise
 
-    def _poll(self, idle_left_s: float):
+    def _idle_s(self) -> float:
+        """Seconds since the last batch; idle counts from the models' arrival, so none leaves mid-load."""
+        self._last_work = max(self._last_work, self._models.loaded_at or time.monotonic())
+        return time.monotonic() - self._last_work
+
+    def _retires(self) -> bool:
+        """The idle rule applied: True to retire; False to keep polling (also after a stay in the warm pool)."""
+        idle_s = self._idle_s()
+        step = self._idle_step(idle_s)
+        if step == POOLED and self._pool(idle_s):
+            self._last_work = time.monotonic()
+            return False
+        if step:
+            log.info("idle for %.0f s with no messages held; retiring", idle_s)
+            return True
+        return False
+
+    def _poll(self) -> list[Message]:
         """Long-poll for work, no longer than the idle time left."""
-        wait_s = idle.poll_wait_s(idle_left_s, self.settings.receive_wait_s)
+        if self._stop_requested:
+            raise _StopPolling()
+        wait_s = idle.poll_wait_s(self._idle_left_s(self._idle_s()), self.settings.receive_wait_s)
         if not self._models.ready:
             wait_s = min(wait_s, LOADING_POLL_S)   # a load that fails is seen within this
         if "first poll" not in self._startup.phases:
@@ -153,7 +165,7 @@ class Worker:
         finally:
             self._polling = False
 
-    def _poll_ahead(self) -> list:
+    def _poll_ahead(self) -> list[Message]:
         """A poll for the next batch made while this one runs; no waiting, so it never holds the batch up."""
         if self._stop_requested:
             return []   # it would only be handed back, one of its receives spent
@@ -163,18 +175,16 @@ class Worker:
             log.warning("receive ahead failed (%s)", exc)
             return []
 
-    def _run_batch(self, runner: BatchRunner, intake: Intake) -> Intake | None:
-        """Run one batch; returns the next one, received ahead, when this one was full (a backlog)."""
-        self.status["current"] = [m.id for m in intake.messages]
+    def _run(self, runner: BatchRunner, batch: Batch, batches: Batches) -> None:
+        """Run one batch, busy meanwhile; still busy after it while the next one, received ahead, waits."""
+        self.status["current"] = [m.id for m in batch.messages]
         self._heartbeat.announce("busy")
-        backlog = len(intake.messages) >= self.settings.receive_batch and not self._stop_requested
-        ahead = None
         try:
-            ahead = runner.run(intake, self._poll_ahead if backlog else None)
-            return ahead
+            runner.run(batch)
         finally:
             self.status["current"] = []
-            if ahead is None:   # with the next batch in hand the worker stays busy: no idle/busy flicker
+            self._last_work = time.monotonic()
+            if batches.ahead() is None:   # no idle/busy flicker through a backlog
                 self._heartbeat.announce("idle")
 
     def _describe(self) -> dict:

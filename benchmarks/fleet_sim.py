@@ -21,7 +21,7 @@ Timings (AWS, c5.large: 2 vCPU, 4 GiB, supports hibernation) and their sources:
 - boot_s 8: running to the worker's unit started. brevdev measured boot to SSH 3.2 s on Amazon
   Linux 2023; daemonology measured 17-23 s to an open port on older AMIs. 8 s is our estimate for
   AL2023 with cloud-init and systemd starting the worker.
-- model_load_s 12: the worker's start (import, models loaded) is 2.1-2.4 s here (issue 14), but a
+- model_load_s 12: the worker's start (import, models loaded) is 2.1-2.4 s here, but a
   new instance's root volume is created from a snapshot and its blocks are fetched from S3 on first
   read ("increased I/O latency", docs.aws.amazon.com/ebs/latest/userguide/initalize-volume.html).
   The worker reads about 600 MB of Python, torch and models at start; at an effective 60 MB/s that
@@ -31,11 +31,11 @@ Timings (AWS, c5.large: 2 vCPU, 4 GiB, supports hibernation) and their sources:
   take a few minutes ... to enter the running state", hibernating-resuming.html; we take 12 s, an
   estimate below the cold 16.5 s since no volume is created), then the OS reads the RAM image back
   from the (now initialised) root volume (instance-hibernate-overview.html): the worker holds about
-  650 MiB (README, peak RSS), at gp3's baseline 125 MiB/s about 5 s, billed.
+  650 MiB (docs/local-stack.md, peak RSS), at gp3's baseline 125 MiB/s about 5 s, billed.
 - stop_s 5: hibernating writes the same 650 MiB to the volume; billed ("we do charge while it is in
   the stopping state" for hibernation, EC2 user guide, Hibernate).
 - service_s 0.217 per image: `benchmarks/scaling.py`'s ideal on this machine, 21.7 s per 100
-  images (issue 14; timings.total per result, two AMD EPYC cores). We take c5.large (a 3.4 GHz
+  images (timings.total per result, two AMD EPYC cores). We take c5.large (a 3.4 GHz
   Xeon, 2 vCPU) as running one worker at the same speed: an estimate, scale with --service-scale.
   Jitter: lognormal, sigma 0.25 (estimate), seeded.
 - price: c5.large on demand $0.085 per hour (us-east-1: docs.aws.amazon.com/autoscaling/ec2/userguide/
@@ -72,7 +72,7 @@ Peers (what is modelled, from their documentation):
 Both pool policies (sightfleet, asg-warm-pool) start each trace with a full pool (left by earlier
 traffic; its preparation is not counted); the others start from an empty fleet.
 
-Issue 14's goal (at most 1.3x the ideal, p95 no worse than the best peer's) and why, with these
+The goal (at most 1.3x the ideal, p95 no worse than the best peer's) and why, with these
 timings, it is out of reach on every trace (each table ends with a goal line):
 - Every start costs running time the ideal does not count: a resume 5 s, the stop back into the pool
   5 s, and the shortest empty poll 1 s: 11 s at least (a cold launch 20 s). burst-100 has 21.7 s of
@@ -131,7 +131,7 @@ log = logging.getLogger(__name__)
 # The policy reads times as epoch seconds, where 0 means "none": the simulated clock starts at 0.
 EPOCH_S = 1_000_000_000.0
 HORIZON_S = 3600.0   # a run ends at most this long after the last arrival, whatever is still up
-GOAL_RATIO = 1.3     # issue 14: instance-seconds at most 1.3x the ideal
+GOAL_RATIO = 1.3     # instance-seconds at most 1.3x the ideal
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class Timings:
 AWS = Timings()
 # This machine, as benchmarks/scaling.py runs it (cap 4, tick 1 s): the local host starts a worker
 # process about a second after the launch (its poll), the process start and model load of four
-# workers at once on two cores take about 8 s (issue 14: 9.0 s to the first poll; README: 12.5 s on
+# workers at once on two cores take about 8 s (9.0 s to the first poll; 12.5 s on
 # a busy machine), a resume is SIGCONT (0.1 s), a stop SIGSTOP; per image 0.217 s (21.7 s per 100).
 # scaling.py counts pending instances as live, so here nothing is pending: the host's reaction is boot_s.
 LOCAL = Timings(launch_pending_s=0.0, boot_s=1.0, model_load_s=8.0, resume_pending_s=0.0, resume_s=0.3,
@@ -716,7 +716,7 @@ def table(result: dict) -> str:
 
 
 def goal_line(policies: dict) -> str:
-    """Issue 14's goal on one trace: Sightfleet at most 1.3x the ideal, p95 no worse than the best peer's."""
+    """The goal on one trace: Sightfleet at most 1.3x the ideal, p95 no worse than the best peer's."""
     peers = {name: p for name, p in policies.items() if not name.startswith("sightfleet")}
     best = min(peers, key=lambda name: peers[name]["p95_latency_s"])
     ours = [f"{name} {'meets' if p['instance_seconds_ratio'] <= GOAL_RATIO else 'misses'} the ratio, "

@@ -127,7 +127,7 @@ def polling_since(resources, since_epoch: float) -> bool:
 def watch(resources, host: LocalHost, submitting: Future, count: int, started: float,
           since_epoch: float) -> tuple[Timeline, list[dict]]:
     """Sample the fleet, heartbeats and results (once the burst is in) until all are final and no instance is live."""
-    timeline, results, ids = Timeline(), [], None
+    timeline = Timeline()
     sampling = threading.Event()
     sampler = threading.Thread(target=sample_fleet, args=(resources, timeline, started, sampling), daemon=True)
     sampler.start()

@@ -5,7 +5,7 @@ moto's contents every few seconds and when asked (the supervisor asks before it 
 endpoint), and loads it back into the queues, buckets and tables that provisioning created.
 It is a snapshot of the state, not moto's recording of requests: a replayed request log
 would hand out new receipt handles, message ids and instance ids, so every replayed delete,
-visibility change and termination would miss (see README, "What a restart keeps").
+visibility change and termination would miss (see docs/local-stack.md, "What a restart keeps").
 
 On disk, under one folder: `state.json` (queues with their messages, tables with their items,
 the object index) and `blobs/` (object bytes and large message bodies, each written once under

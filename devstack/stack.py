@@ -10,7 +10,7 @@ Only Ctrl-C or SIGTERM stops the stack, each child in reverse order of start.
 `python -m devstack.stack --fresh` starts with an empty endpoint (the saved state is moved to
 `.run/aws-<port>.previous`); `--no-persist` keeps nothing on disk.
 
-Accounts (issue 15): on the first start (no admin in the endpoint's accounts table) the stack makes
+Accounts: on the first start (no admin in the endpoint's accounts table) the stack makes
 an admin and prints, once, a one-time sign-in link and the admin's API key; later starts say how to
 make a new link. Session cookies are signed with SIGHTFLEET_SECRET_KEY, or with a key the stack
 generates once and keeps beside the endpoint's saved state (mode 0600), so sessions survive restarts.
@@ -35,7 +35,6 @@ from pathlib import Path
 
 import requests
 
-from sightfleet.aws.sqs import Queue
 from sightfleet.config import LOCAL_CREDENTIALS, Settings, settings_or_exit
 from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.logs import setup_logging

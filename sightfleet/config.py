@@ -55,7 +55,7 @@ class ResourceNames:
     def fleet_table(self) -> str:
         return f"{self.prefix}-fleet"
 
-    # Issue 15 (accounts and sign-in): the accounts table, and the session key scripts/deploy generates.
+    # Accounts and sign-in: the accounts table, and the session key scripts/deploy generates.
     @property
     def accounts_table(self) -> str:
         return f"{self.prefix}-accounts"
@@ -67,7 +67,7 @@ class ResourceNames:
 
     @property
     def limits_table(self) -> str:
-        """Rate-limit windows and image quotas (issue 15, limits)."""
+        """Rate-limit windows and image quotas."""
         return f"{self.prefix}-limits"
 
     @property
@@ -124,7 +124,7 @@ class Settings:
     torch_threads: int = 1
     # Runtime of the worker's models: "openvino" (falls back to "native" where it cannot load) or "native".
     inference: str = "openvino"
-    # Issue 16 (inference): where the OpenVINO IR, its compiled form and the native runtime's frozen
+    # Where the OpenVINO IR, its compiled form and the native runtime's frozen
     # TorchScript graph are cached ("": ~/.cache/sightfleet/models; the AWS image bakes them in
     # /var/lib/sightfleet/models, which the worker's ~/.cache/sightfleet/models links to).
     model_cache_dir: str = ""
@@ -144,10 +144,10 @@ class Settings:
     time_per_image_s: float = 0.0
     idle_margin_s: float = 30.0
     # Warm pool: how many stopped (hibernated) workers the stack keeps, and the idle seconds after
-    # which a worker goes into the pool when it has room (0: idle_grace_s); see README "The fleet".
+    # which a worker goes into the pool when it has room (0: idle_grace_s); see docs/fleet.md.
     warm_pool_size: int = 0
-    pool_grace_s: float = 2.0   # issue 14 section 3: a short grace into the pool (benchmarks/fleet_sim.py)
-    # Issue 15, accounts and sign-in (web_tier/auth.py): the key that signs session cookies (empty:
+    pool_grace_s: float = 2.0   # a short grace into the pool (benchmarks/fleet_sim.py)
+    # Accounts and sign-in (web_tier/auth.py): the key that signs session cookies (empty:
     # scripts/run keeps one in its state dir; a deployed stack reads it from secret_key_secret), whether
     # the course's `POST /` takes uploads without credentials (1) or not (0), and how many proxies in
     # front of the web tier set X-Forwarded-Proto/-For (0: trust none; 1 behind the load balancer).
@@ -155,7 +155,7 @@ class Settings:
     secret_key_secret: str = ""
     open_course_endpoint: int = 1
     trusted_proxies: int = 0
-    # Issue 15, limits (web_tier/limits.py): requests per API key, owner or anonymous address, in the
+    # Limits (web_tier/limits.py): requests per API key, owner or anonymous address, in the
     # `limits` notation ("600/minute", "10/second;600/minute"; "" = none), and how many images one
     # owner may hold (0 = no quota).
     rate_limit: str = "600/minute"
@@ -199,7 +199,7 @@ class Settings:
             raw = _lookup(env, spec.name)
             if raw is None or raw == "":
                 continue
-            values[spec.name] = _coerce(spec.name, spec.type, raw)
+            values[spec.name] = _coerce(spec.name, str(spec.type), raw)
         settings = cls(**values)
         _validate(settings)
         return settings

@@ -102,7 +102,7 @@ def output_keys(owner: str, image_id: str) -> dict[str, str]:
 
 def thumbnail_key(owner: str, image_id: str, content_type: str | None) -> str:
     """Output-bucket key of a thumbnail stored as content_type (JPEG unless it is a known other type)."""
-    return f"{output_keys(owner, image_id)['thumbnail']}.{CONTENT_EXTENSIONS.get(content_type, 'jpg')}"
+    return f"{output_keys(owner, image_id)['thumbnail']}.{CONTENT_EXTENSIONS.get(content_type or '', 'jpg')}"
 
 
 def artefact_keys(doc: dict) -> tuple[list[str], list[str]]:

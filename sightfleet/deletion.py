@@ -71,7 +71,7 @@ def delete_images_by_id(resources, image_ids: list[str], on_buried: Callable[[],
 
 
 def _delete_each(resources, docs: list[dict], on_each, on_buried) -> list[tuple[str, Exception]]:
-    failed = []
+    failed: list[tuple[str, Exception]] = []
     for doc in docs:
         try:
             delete_image(resources, doc, on_buried)

@@ -210,7 +210,7 @@ class MetricsSink(Protocol):
         """Each metric's datapoints between start and end, oldest first."""
 
 
-# Issue 15, accounts and sign-in: implemented by sightfleet/aws/accounts.py and sightfleet/memory.py.
+# Accounts and sign-in: implemented by sightfleet/aws/accounts.py and sightfleet/memory.py.
 class AccountStore(Protocol):
     """Accounts by user name, API keys and one-time sign-in links by the hash of their secret."""
 

@@ -117,7 +117,7 @@ class MemoryQueue(_Part):
                 self._arrived.wait(min(left, 0.05))
 
     def _take(self, max_messages: int, visibility_s: float) -> list[Message]:
-        now, got = time.monotonic(), []
+        now, got = time.monotonic(), list[Message]()
         for stored in list(self._messages.values()):
             if len(got) == max_messages:
                 break
@@ -425,7 +425,7 @@ def memory_resources(settings: Settings) -> tuple[Resources, Faults]:
         fleet=MemoryFleet(faults), metrics=MemoryMetrics(faults), accounts=MemoryAccounts(faults)), faults
 
 
-# Issue 15, accounts and sign-in: the accounts table in memory (web_tier/accounts, web_tier/auth tests).
+# Accounts and sign-in: the accounts table in memory (web_tier/accounts, web_tier/auth tests).
 class MemoryAccounts(_Part):
     """Accounts, keys and sign-in links with the accounts table's conditions."""
 

@@ -33,7 +33,7 @@ class Resources:
     fleet_log: FleetLog
     fleet: FleetControl
     metrics: MetricsSink
-    accounts: AccountStore  # issue 15: who may call the web tier
+    accounts: AccountStore  # who may call the web tier
 
     @classmethod
     def connect(cls, settings: Settings) -> "Resources":

@@ -13,10 +13,15 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
                   "--disable-quic", "--window-size=1280,900")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 
-requires_chromium = pytest.mark.skipif(
+_without_chromium = pytest.mark.skipif(
     not (shutil.which("chromium") and shutil.which("chromedriver")),
     reason="Debian chromium and chromium-driver are not installed (scripts/test installs them as root)",
 )
+
+
+def requires_chromium(test):
+    """A page test: marked `browser` (and so slow), skipped where Debian's chromium is missing."""
+    return pytest.mark.browser(_without_chromium(test))
 
 
 @contextlib.contextmanager

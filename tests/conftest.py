@@ -1,12 +1,23 @@
-"""Shared fixtures: a real moto server, provisioned settings, the Flask app, the local stack."""
+"""Shared fixtures: a real moto server, provisioned settings, the Flask app, the local stack; test markers."""
 from __future__ import annotations
-
 
 import pytest
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources, provision
 from tests.support import sign_in_with_key, start_moto, start_stack, unique_prefix
+
+# Fixtures that start the whole local stack: a test using one is `e2e`.
+E2E_FIXTURES = {"local_stack"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark e2e by fixture use; e2e and browser tests are also `slow` (so -m "not slow" is the quick loop)."""
+    for item in items:
+        if E2E_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from sightfleet.config import Settings
 from tests.support import REPO, free_port
 from web_tier.accounts import AccountError, Accounts, secret_hash
 
+pytestmark = pytest.mark.slow  # the accounts command run as a process, argon2 hashes
+
 
 @pytest.fixture
 def accounts(settings) -> Accounts:

@@ -30,6 +30,8 @@ from tests.support import bearer, free_port, jpeg_bytes, start_worker_process, u
 from tests.test_openapi import documented, served
 from web_tier.accounts import Accounts
 
+pytestmark = pytest.mark.slow  # property-based fuzzing
+
 log = logging.getLogger(__name__)
 # Examples per operation: 40-70 s of CI for the whole module on this 2-core machine (11 operations).
 EXAMPLES_PER_OPERATION = 80

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sightfleet.aws.cloudwatch import Metrics
 from sightfleet.aws.dynamodb import (ITEM_LIMIT_BYTES, MAX_ITEM_BYTES, FleetTable, NoSuchResult, ResultsTable,
                                      item_size)
 from sightfleet.aws.ec2 import Fleet
@@ -23,7 +22,7 @@ from sightfleet.aws.sqs import Queue, message_from
 from sightfleet.interfaces import Message
 from sightfleet.config import Settings
 from sightfleet.contracts import FAILED, Job, failed_result, new_image_id, queued_result, tombstone, utc_now
-from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NotFound, Unavailable
+from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NotFound
 from tests.support import unique_prefix
 
 

@@ -27,6 +27,8 @@ from sightfleet.config import Settings
 from sightfleet.errors import Invalid, Unavailable
 from tests.support import AWS_TEST_ENV, free_port
 
+pytestmark = pytest.mark.slow  # waits out timeouts by design
+
 # Generous on a busy machine: the bound itself plus time to be scheduled.
 SLACK_S = 20
 

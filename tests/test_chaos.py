@@ -1,4 +1,4 @@
-"""Fault injection through the real stack (issue 12, section 5), small enough for CI (about two minutes).
+"""Fault injection through the real stack, small enough for CI (about two minutes).
 
 One run of `testkit/chaos/`'s harness: 16 real photos uploaded through `POST /api/images`
 while a worker is SIGKILLed mid-batch, the controller and a gunicorn worker are SIGKILLed, the
@@ -15,11 +15,15 @@ import os
 import random
 import socket
 
+import pytest
+
 from sightfleet.contracts import FAILED, SUCCEEDED
 from testkit.chaos import (
     FAULT_KINDS, ChaosConfig, Photo, plan_faults, plan_uploads, poison_bodies, run_chaos, serving_pids,
     tracebacks, unexplained_deaths,
 )
+
+pytestmark = pytest.mark.e2e
 
 # The stall is 12 s here (15-30 s in the benchmark): longer than the 10 s visibility timeout, so
 # messages a worker holds lapse and are handed to another worker while the first is frozen on a

@@ -27,6 +27,8 @@ from sightfleet.resources import Resources
 from tests.support import REPO, alive, jpeg_bytes, start_moto, start_worker_process, unique_prefix, wait_for
 from web_tier.submit import Submitter, Upload
 
+pytestmark = pytest.mark.slow  # worker processes started cold
+
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(600)")
 LONG_POLL_S = 5.0   # the host's poll in the nudge tests: a reaction well inside it came from the nudge
 # Measured here (load 5): a nudged host boots a worker 35-75 ms after RunInstances is called, pauses

@@ -24,6 +24,8 @@ from sightfleet.aws.session import client
 from sightfleet.resources import Resources
 from tests.support import REPO, wait_for
 
+pytestmark = pytest.mark.slow  # controller ticks against the endpoint, its entry point as a process
+
 
 class Clock:
     """Wall-clock time plus an offset the test moves forward."""

@@ -1,4 +1,4 @@
-"""Deleting an image the worker has not finished with (issue 15): the tombstone refuses the worker's writes,
+"""Deleting an image the worker has not finished with: the tombstone refuses the worker's writes,
 and the worker removes what it made, so no photo comes back and no file is left behind (in-memory resources,
 real pipeline).
 """
@@ -19,6 +19,8 @@ from sightfleet.memory import memory_resources
 from tests.pipeline_fixtures import shared_pipeline
 from tests.support import jpeg_bytes, wait_for
 from web_tier.submit import Submitter, Upload
+
+pytestmark = pytest.mark.slow  # real pipeline
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,8 @@ from sightfleet.resources import provision
 from tests.support import REPO, unique_prefix
 from web_tier.accounts import Accounts
 
+pytestmark = pytest.mark.slow  # deploy scripts run
+
 
 def run(script: str, endpoint: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGHTFLEET_")}

@@ -190,6 +190,7 @@ def test_every_option_is_a_parameter_and_fits_cloudformation():
     assert template_body(built()) == template_body(built())  # same input, same bytes: a second deploy is a no-op
 
 
+@pytest.mark.slow
 def test_cfn_lint_finds_no_errors(tmp_path):
     """cfn-lint (offline, from the registry) on the template as deployed; its errors fail the test."""
     from cfnlint.api import lint_all
@@ -247,6 +248,7 @@ def test_the_deploy_tooling_imports_neither_torch_nor_images():
     assert reply.returncode == 0 and reply.stdout.strip() == "[]", reply.stdout + reply.stderr
 
 
+@pytest.mark.slow
 def test_help_lists_the_parameters_and_template_calls_no_aws():
     helped = subprocess.run([str(REPO / "scripts" / "deploy"), "--help"], capture_output=True, text=True, timeout=60,
                             env=deploy_env())
@@ -264,6 +266,7 @@ def test_help_lists_the_parameters_and_template_calls_no_aws():
     assert 'SIGHTFLEET_MAX_INSTANCES=\\"7\\"' in printed.stdout
 
 
+@pytest.mark.slow
 def test_bad_configuration_is_refused_with_status_2():
     reply = subprocess.run([str(REPO / "scripts" / "deploy")], capture_output=True, text=True, timeout=60,
                            env=deploy_env(SIGHTFLEET_PREFIX="Not A Prefix"))
@@ -287,7 +290,7 @@ def test_untracked_files_beside_the_code_never_reach_the_bundle(tmp_path):
     assert bundle_files(tmp_path) == ["app.py"]
 
 
-# --- issue 15: accounts and the session key ------------------------------------------------------------
+# --- accounts and the session key ------------------------------------------------------------------
 
 def test_the_accounts_table_is_the_one_provisioning_makes_and_its_links_expire(template):
     props = template["Resources"]["AccountsTable"]["Properties"]

@@ -14,6 +14,8 @@ from sightfleet.config import Settings
 from sightfleet.resources import Resources, provision
 from tests.support import start_moto, unique_prefix
 
+pytestmark = pytest.mark.slow  # emulator servers started and stopped
+
 
 @pytest.fixture(scope="module", params=["on", "off"], ids=["patched", "plain-moto"])
 def moto_server(request):

@@ -15,6 +15,8 @@ from sightfleet.deploy.templates import AMI_DIR, POLICIES, TemplateError, iam_po
 from sightfleet.config import Settings
 from tests.support import REPO
 
+pytestmark = pytest.mark.slow  # boot scripts run
+
 ACCOUNT = "123456789012"
 # Actions AWS does not scope to resources (nor, for GetMetricData, to a namespace): they may use "*"
 # without a condition.

@@ -16,6 +16,8 @@ from collections import Counter
 from contextlib import contextmanager
 
 
+import pytest
+
 from devstack.local_host import LocalHost
 from controller.loop import Controller
 from sightfleet.deploy.templates import instance_environment
@@ -23,6 +25,8 @@ from sightfleet.contracts import FINAL_STATUSES, SUCCEEDED
 from sightfleet.resources import Resources
 from tests.support import REPO, alive, descendants, jpeg_bytes, wait_for
 from web_tier.submit import Submitter, Upload
+
+pytestmark = pytest.mark.e2e
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 IDLE_GRACE_S = 6

@@ -13,6 +13,8 @@ from benchmarks import fleet_sim
 from benchmarks.fleet_sim import AsgWarmPool, Job, Keda, Seed, Sightfleet, Sim, TargetTracking, Timings
 from sightfleet.config import Settings
 
+pytestmark = pytest.mark.slow  # simulated fleets
+
 # Round figures to check by hand: 10 s pending, 5 s from running to the first poll, 1 s to resume
 # (after 4 s pending), 1 s to stop, 0.5 s an image, no jitter.
 T = Timings(launch_pending_s=10, boot_s=3, model_load_s=2, resume_pending_s=4, resume_s=1, stop_s=1,

@@ -37,6 +37,8 @@ from tests.hostile_images import (
 )
 from tests.pipeline_fixtures import SAMPLES, encoded, mean_abs_difference, photo, png_bomb, png_chunk, shared_pipeline
 
+pytestmark = pytest.mark.slow  # real pipeline
+
 CAT = photo("chelsea").resize((300, 200))
 COFFEE = photo("coffee").resize((300, 200))
 SIXTEEN = np.asarray(CAT).astype(np.uint16) * 257          # the cat at 16 bits per sample

@@ -14,6 +14,8 @@ import pytest
 from app_tier.pipeline.models import Detection
 from testkit.parity import DEFAULTS, MIN_SCORE, PHOTOS, SHARED_PHOTOS, Answer, answer, iou, pipeline
 
+pytestmark = pytest.mark.slow  # models loaded
+
 
 @dataclass(frozen=True)
 class Tolerance:

@@ -17,6 +17,7 @@ from app_tier.pipeline.models import NativeClassifier, NativeDetector
 from sightfleet.config import ConfigError, Settings
 from tests.pipeline_fixtures import photo
 
+pytestmark = pytest.mark.slow  # models converted and loaded
 REPO = Path(__file__).resolve().parents[1]
 
 # A worker's cache use: wait for the start signal, then ask for the classifier's IR (converting it if missing).

@@ -203,6 +203,7 @@ def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settin
     wait_for(lambda: LimitsTable(settings).held(ANONYMOUS_OWNER) == 1, 5, what="the accepted image to stay counted")
 
 
+@pytest.mark.slow
 def test_gunicorns_worker_processes_share_one_limit(settings_factory, tmp_path):
     """The web tier as it is served: two gunicorn processes, each request on a new connection."""
     settings = settings_factory()

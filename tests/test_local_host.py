@@ -15,6 +15,8 @@ from devstack.local_host import LocalHost
 from sightfleet.aws.ec2 import Fleet
 from tests.support import alive, wait_for
 
+pytestmark = pytest.mark.slow  # worker processes
+
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(600)")
 STUBBORN = (sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                                   "time.sleep(600)")

@@ -25,6 +25,8 @@ from devstack.stack import answers, moto_command
 from tests.support import (AWS_TEST_ENV, REPO, free_port, jpeg_bytes, stack_state_dir, start_stack,
                            start_stack_again, unique_prefix, wait_for)
 
+pytestmark = pytest.mark.e2e
+
 PHOTO = jpeg_bytes(scale=0.5)
 
 
@@ -106,7 +108,7 @@ def test_contents_survive_a_kill_of_the_endpoint(endpoint):
 
 
 def test_what_changed_after_the_last_snapshot_is_lost_on_a_kill(tmp_path):
-    """The loss window the README states: a kill -9 loses what came after the last snapshot."""
+    """The loss window docs/local-stack.md states: a kill -9 loses what came after the last snapshot."""
     endpoint = Endpoint(tmp_path / "aws", save_interval_s=3600)
     try:
         endpoint.start()

@@ -15,7 +15,7 @@ from web_tier import api, openapi
 API_PREFIX = "/api/"
 NOT_API = {"openapi.docs_page", "openapi.docs_asset"}
 API_OUTSIDE_PREFIX = {("get", "/healthz"), ("get", "/metrics"), ("post", "/")}
-# Documented ahead of the views that the isolation work ("owners", issue 15) adds.
+# Documented ahead of the views that the isolation work ("owners") adds.
 PENDING = {("delete", "/api/images/{image_id}"), ("delete", "/api/albums/{name}")}
 METHODS = ("get", "post", "put", "patch", "delete")
 

@@ -11,6 +11,8 @@ from tests.support import free_port, jpeg_bytes, open_sign_in_link, sign_in_url,
 from web_tier.accounts import Accounts
 from web_tier.opsdata import iso
 
+pytestmark = pytest.mark.e2e
+
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera", "immunohistochemistry")
 BURST = 60

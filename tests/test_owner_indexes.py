@@ -1,4 +1,4 @@
-"""The results table's owner indexes (issue 15) on the real local endpoint: per-owner listing, albums by query,
+"""The results table's owner indexes on the real local endpoint: per-owner listing, albums by query,
 tombstones out of every listing, and indexes added to a table made before owners existed.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Owners (issue 15): two users never see or touch each other's images through any route; admins see all;
+"""Owners: two users never see or touch each other's images through any route; admins see all;
 deleting an image or an album removes everything it made. Through the real local endpoint, except the
 failures part-way, which use the in-memory fakes.
 """
@@ -396,6 +396,7 @@ def test_get_with_wait_holds_the_owners_request_and_answers_anothers_at_once(cli
     assert reply.status_code == 200 and reply.get_json()["status"] == "SUCCEEDED"
 
 
+@pytest.mark.slow
 def test_what_a_real_worker_stores_for_an_owner_a_delete_removes(client, resources, settings, as_user):
     alice = as_user("alice")
     image = upload(client, alice)

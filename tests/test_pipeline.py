@@ -21,6 +21,8 @@ from tests.pipeline_fixtures import (
     with_alpha,
 )
 
+pytestmark = pytest.mark.slow  # models loaded
+
 LABEL_KEYS = {"Name", "Confidence", "Instances", "Parents", "Source"}
 METADATA_KEYS = {"created_at", "gps", "camera_make", "camera_model", "width", "height", "file_size",
                  "file_size_human", "format", "orientation"}

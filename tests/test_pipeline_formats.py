@@ -11,6 +11,8 @@ from sightfleet.formats import HEAD_BYTES, sniff_format, unsupported_message
 from tests.pipeline_fixtures import SAMPLES, TESTDATA, encoded, photo
 from tests.support import REPO
 
+pytestmark = pytest.mark.slow  # models loaded
+
 REAL_FILES = [
     ("jpg/Canon_40D.jpg", "JPEG"),
     ("jpg/corrupted.jpg", "JPEG"),

@@ -14,6 +14,8 @@ from app_tier.pipeline import pipeline as pipeline_module
 from app_tier.pipeline.timelimit import Budget, charged
 from tests.pipeline_fixtures import encoded, item, jpeg, photo, shared_pipeline
 
+pytestmark = pytest.mark.slow  # models loaded
+
 
 def test_alarm_interrupts_a_busy_loop():
     started = time.monotonic()

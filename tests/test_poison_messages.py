@@ -23,6 +23,8 @@ from sightfleet.memory import memory_resources
 from sightfleet.resources import Resources
 from tests.support import jpeg_bytes, start_worker_process, wait_for
 
+pytestmark = pytest.mark.slow  # real pipeline and worker processes
+
 GOOD = "good"          # processed as usual: SUCCEEDED
 DEAD = "dead-letter"   # handed back until redrive takes it; the sweep marks nothing
 DEAD_MARKED = "dead-letter, then FAILED INVALID_JOB by the sweep"

@@ -4,10 +4,13 @@ from __future__ import annotations
 import re
 import stat
 
+import pytest
 import requests
 
 from devstack.stack import ADMIN_KEY_LINE, session_key_file
 from tests.support import redeem_sign_in_link, stack_state_dir, start_stack, start_stack_again
+
+pytestmark = pytest.mark.e2e
 
 LINK_RE = re.compile(r"(http://127\.0\.0\.1:\d+/signin/link\?token=[A-Za-z0-9_-]+)")
 

@@ -7,6 +7,8 @@ import requests
 from devstack.moto_patches import PATCHES
 from tests.support import REPO, alive, jpeg_bytes, start_stack, wait_for
 
+pytestmark = pytest.mark.e2e
+
 
 # Once as plain moto too: the local endpoint's replacements of moto's internals change no answer on the way.
 @pytest.mark.parametrize("patches", ["on", "off"], ids=["patched", "plain-moto"])

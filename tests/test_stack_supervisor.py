@@ -29,6 +29,8 @@ from devstack.stack import RestartPolicy, Supervisor, answers, describe_exit, mo
 from tests.support import (AWS_TEST_ENV, alive, descendants, free_port, jpeg_bytes, stack_child_pid, stack_state_dir,
                            start_stack, unique_prefix, wait_for)
 
+pytestmark = pytest.mark.e2e
+
 FAST = RestartPolicy(delay_s=0.1, max_delay_s=0.4, burst=3, interval_s=60, slow_retry_s=0.5)
 EXITS_3 = [sys.executable, "-c", "import sys; sys.exit(3)"]
 SLEEPS = [sys.executable, "-c", "import time; time.sleep(600)"]

@@ -22,6 +22,8 @@ from sightfleet.errors import SightfleetError
 from sightfleet.resources import Resources
 from tests.support import REPO, alive, descendants, wait_for
 
+pytestmark = pytest.mark.slow  # workers pooled and resumed
+
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(600)")
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from sightfleet.aws.ec2 import Fleet
 from sightfleet.config import Settings
 from testkit.chaos import worker_pids_by_instance
 from tests.support import AWS_TEST_ENV, alive, jpeg_bytes, start_stack, tree_cpu_ms, wait_for
+
+pytestmark = pytest.mark.e2e
 
 CAP = 2
 BURST = 8

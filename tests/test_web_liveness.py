@@ -143,6 +143,7 @@ def health_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("health ")]
 
 
+@pytest.mark.slow
 def test_healthz_answers_in_time_when_the_endpoint_hangs(silent_endpoint):
     hung = Settings(endpoint_url=silent_endpoint.url, prefix=unique_prefix())
     before = set(health_threads())   # other tests' checks may still be hanging in this process

@@ -10,12 +10,15 @@ from collections import Counter
 
 import pytest
 
+from app_tier.batches import Batches
 from app_tier.heartbeat import Heartbeat
 from app_tier.jobs import BatchRunner
 from app_tier.worker import Worker
 from sightfleet.contracts import Job
 from tests.support import jpeg_bytes, start_worker_process, wait_for
 from web_tier.submit import Submitter, Upload
+
+pytestmark = pytest.mark.slow  # real pipeline and workers
 
 
 @pytest.fixture(scope="session")
@@ -146,11 +149,18 @@ def test_heartbeat_keeps_held_messages_invisible_until_released(settings_factory
         heartbeat.stop()
 
 
+def receiving_two(resources, runner: BatchRunner) -> Batches:
+    """Batches of two, as a worker receives them: a long poll, or one made ahead while a full batch runs."""
+    return Batches(runner, lambda: resources.requests.receive(2, 1), lambda: resources.requests.receive(2, 0), 2)
+
+
 def test_a_batch_taken_ahead_runs_next_or_goes_back_queued(resources, pipeline):
     accepted = submit(resources, *[Upload(jpeg_bytes("chelsea", 0.5), f"cat-{i}.jpg") for i in range(4)])
     ids = [a["id"] for a in accepted]
     runner = BatchRunner(resources, pipeline, "i-test", Heartbeat(resources, "i-test", dict), Counter())
-    ahead = runner.run(runner.take(resources.requests.receive(2, 1)), lambda: resources.requests.receive(2, 0))
+    batches = receiving_two(resources, runner)
+    runner.run(next(iter(batches)))
+    ahead = batches.ahead()
     assert ahead is not None and len(ahead.messages) == 2
     runner.hand_back(ahead)  # as a worker told to stop does with what it received ahead
     runner.close()
@@ -181,12 +191,16 @@ def test_the_next_batch_is_prepared_before_this_one_is_finished(resources, pipel
     monkeypatch.setattr(pipeline, "collect", collect_recorded)
     counters = Counter()
     runner = BatchRunner(resources, pipeline, "i-test", Heartbeat(resources, "i-test", dict), counters)
-    first = runner.take(resources.requests.receive(2, 1))
-    following = runner.run(first, lambda: resources.requests.receive(2, 0))
+    batches = receiving_two(resources, runner)
+    each = iter(batches)
+    runner.run(next(each))
+    following = batches.ahead()
     assert following is not None
     first_collect = calls.index(next(c for c in calls if c[0] == "collect"))
     assert [kind for kind, _ in calls[:first_collect]] == ["submit"] * 4  # 2 of this batch, 2 of the next
-    assert runner.run(following) is None
+    assert next(each) is following
+    runner.run(following)
+    assert batches.ahead() is None
     runner.close()
     assert sorted(n for kind, got in calls if kind == "collect" for n in got) == sorted(names.values())
     assert counters == Counter(succeeded=4)

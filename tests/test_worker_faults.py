@@ -28,6 +28,8 @@ from sightfleet.memory import memory_resources
 from tests.support import jpeg_bytes, wait_for
 from web_tier.submit import Submitter, Upload
 
+pytestmark = pytest.mark.slow  # real pipeline, every fault in turn
+
 # Every storage call on a job's way, as "<resource>.<method>".
 JOB_PATH_CALLS = ["results.start", "inputs.put", "inputs.get", "outputs.put", "results.finish",
                   "responses.send_batch", "requests.delete_batch"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from app_tier.heartbeat import Heartbeat
 from app_tier.worker import STALLED_EXIT
 from sightfleet.config import Settings
@@ -11,6 +13,8 @@ from sightfleet.memory import memory_resources
 from sightfleet.resources import Resources
 from tests.support import jpeg_bytes, start_worker_process, wait_for
 from web_tier.submit import Submitter, Upload
+
+pytestmark = pytest.mark.slow  # a worker process left to hang
 
 
 def test_held_work_without_progress_is_handed_back_and_the_stall_reported():

@@ -274,6 +274,7 @@ def test_fleet_sampling_stops_on_a_target_without_summary(target_factory):
     assert target.hits["GET /api/ops/summary"] == 1
 
 
+@pytest.mark.slow
 def test_cli_with_folder_ground_truth_json_and_plot(target_factory, tmp_path):
     target = target_factory(delay_s=0.05)
     folder = tmp_path / "photos"
@@ -295,6 +296,7 @@ def test_cli_with_folder_ground_truth_json_and_plot(target_factory, tmp_path):
     assert len(folder_images(folder)) == 2
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_prints_the_partial_report_and_exits_130(target_factory):
     target = target_factory(delay_s=1.0)
     command = [sys.executable, "-m", "workload_generator", "--url", target.url, "--num-request", "40",

@@ -11,6 +11,8 @@ only listings (an account's keys), where a moment's lag does no harm.
 """
 from __future__ import annotations
 
+from typing import overload
+
 from boto3.dynamodb.conditions import Attr, Key
 
 from sightfleet.aws.session import resource, translated
@@ -25,6 +27,10 @@ def _pk(kind: str, value: str) -> str:
     return f"{kind}#{value}"
 
 
+@overload
+def _plain(item: dict) -> dict: ...
+@overload
+def _plain(item: None) -> None: ...
 def _plain(item: dict | None) -> dict | None:
     """An item without its table key, booleans and numbers as Python has them."""
     if item is None:

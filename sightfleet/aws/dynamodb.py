@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 ALBUM_INDEX = "album-submitted"
 SUBMITTED_INDEX = "kind-submitted"
 COMPLETED_INDEX = "kind-completed"
-# Issue 15: one owner's images newest first, and one owner's albums (album_at = "<album>/<submitted_at>":
+# One owner's images newest first, and one owner's albums (album_at = "<album>/<submitted_at>":
 # an album's images newest first by begins_with, and the album names by skipping from one album to the next).
 OWNER_INDEX = "owner-submitted"
 OWNER_ALBUM_INDEX = "owner-album"
@@ -125,9 +125,9 @@ def _batch_get(table, keys: list[dict], what: str, consistent: bool = False) -> 
     Unavailable if DynamoDB still holds some back after _BATCH_ROUNDS: a partial answer
     would pass for items that do not exist (a live worker's heartbeat, a finished result).
     """
-    found = []
+    found: list[dict] = []
     for start in range(0, len(keys), 100):
-        request = {table.name: {"Keys": keys[start:start + 100], "ConsistentRead": consistent}}
+        request: dict = {table.name: {"Keys": keys[start:start + 100], "ConsistentRead": consistent}}
         # DynamoDB may hand back part of a batch as UnprocessedKeys under load: ask again for those.
         for round_number in range(_BATCH_ROUNDS):
             if round_number:
@@ -312,7 +312,7 @@ class DecisionTail:
         with self._lock:
             since = now - self._lookback_s
             if self._by_key:
-                since = max(since, epoch(max(self._by_key)) - self._overlap_s)
+                since = max(since, (epoch(max(self._by_key)) or since) - self._overlap_s)
             for doc in self._fleet_log.all(DECISION_KIND, since_key=iso(since)):
                 key = doc.get("at") or iso(doc.get("time", 0))
                 if epoch(key) is not None:  # an unreadable key would break the next read's start

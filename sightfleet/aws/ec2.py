@@ -62,7 +62,7 @@ class Fleet:
     def instances(self, states: tuple[str, ...] = LIVE_STATES) -> list[Instance]:
         """The stack's instances of this role in the given states, oldest first."""
         filters = self._tag_filters() + [{"Name": "instance-state-name", "Values": list(states)}]
-        found = []
+        found: list[Instance] = []
         with translated("describe instances"):
             for page in self._ec2.get_paginator("describe_instances").paginate(Filters=filters):
                 for reservation in page["Reservations"]:

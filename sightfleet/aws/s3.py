@@ -44,7 +44,7 @@ def ensure_bucket(settings: Settings, name: str) -> None:
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         if name in existing:
             return
-        params = {"Bucket": name}
+        params: dict[str, object] = {"Bucket": name}
         if settings.region != "us-east-1":
             params["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
         s3.create_bucket(**params)

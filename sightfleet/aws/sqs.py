@@ -89,7 +89,8 @@ class Queue:
 
         Each entry's fate is its own: a call that fails as a whole fails its ten entries, not the rest.
         """
-        failed, url = [], self.url
+        failed: list[int] = []
+        url = self.url
         for start in range(0, len(entries), 10):
             batch = [{"Id": str(start + i), **entry} for i, entry in enumerate(entries[start:start + 10])]
             try:

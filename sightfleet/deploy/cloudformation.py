@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Callable
 
 from botocore.exceptions import ClientError
@@ -228,7 +229,7 @@ def check_outputs(settings: Settings, outputs: dict[str, str]) -> list[str]:
         except SightfleetError as exc:
             problems.append(f"{what}: {exc}")
             continue
-        if what in queues and _queue_path(answer) != _queue_path(outputs.get(what, "")):
+        if what in queues and _queue_path(str(answer)) != _queue_path(outputs.get(what, "")):
             problems.append(f"output {what} is {outputs.get(what)!r}, the queue answers at {answer!r}")
     if not outputs.get("WebUrl", "").startswith(("http://", "https://")):
         problems.append(f"output WebUrl is {outputs.get('WebUrl')!r}")
@@ -249,7 +250,7 @@ def with_network(settings: Settings, options: DeployOptions) -> DeployOptions:
                 raise DeployError(f"{settings.region} has no default VPC: pass --vpc-id and --subnet-ids")
             vpc_id, filters = vpcs[0]["VpcId"], [{"Name": "default-for-az", "Values": ["true"]}]
         subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, *filters])["Subnets"]
-    by_zone = {}
+    by_zone: dict[str, str] = {}
     for subnet in sorted(subnets, key=lambda s: (s["AvailabilityZone"], s["SubnetId"])):
         by_zone.setdefault(subnet["AvailabilityZone"], subnet["SubnetId"])
     if len(by_zone) < 2:
@@ -352,17 +353,17 @@ def leftovers(settings: Settings) -> list[str]:
     iam, ec2 = client(settings, "iam"), client(settings, "ec2")
     checks: dict[str, Callable[[], object]] = {f"stack {names.stack_name}": lambda: Stack(settings).describe() or _gone()}
     for queue in (names.request_queue, names.dead_letter_queue, names.response_queue):
-        checks[f"queue {queue}"] = lambda q=queue: sqs.get_queue_url(QueueName=q)
+        checks[f"queue {queue}"] = partial(sqs.get_queue_url, QueueName=queue)
     for bucket in (names.input_bucket, names.output_bucket, names.artefacts_bucket):
-        checks[f"bucket {bucket}"] = lambda b=bucket: s3.head_bucket(Bucket=b)
+        checks[f"bucket {bucket}"] = partial(s3.head_bucket, Bucket=bucket)
     for table in (names.results_table, names.fleet_table, names.accounts_table, names.limits_table):
-        checks[f"table {table}"] = lambda t=table: ddb.describe_table(TableName=t)
+        checks[f"table {table}"] = partial(ddb.describe_table, TableName=table)
     for role in SERVICE_ROLES:
         name = names.role_name(role)
-        checks[f"role {name}"] = lambda n=name: iam.get_role(RoleName=n)
-        checks[f"instance profile {name}"] = lambda n=name: iam.get_instance_profile(InstanceProfileName=n)
-        checks[f"launch template {name}"] = lambda n=name: ec2.describe_launch_templates(LaunchTemplateNames=[n])
-        checks[f"{role} instances"] = lambda r=role: Fleet(settings, role=r).instances(NOT_GONE) or _gone()
+        checks[f"role {name}"] = partial(iam.get_role, RoleName=name)
+        checks[f"instance profile {name}"] = partial(iam.get_instance_profile, InstanceProfileName=name)
+        checks[f"launch template {name}"] = partial(ec2.describe_launch_templates, LaunchTemplateNames=[name])
+        checks[f"{role} instances"] = partial(_instances_or_gone, Fleet(settings, role=role))
     checks["security groups"] = lambda: ec2.describe_security_groups(Filters=[
         {"Name": f"tag:{names.stack_tag}", "Values": [names.prefix]}])["SecurityGroups"] or _gone()
     return [what for what, check in checks.items() if _exists(check)]
@@ -371,6 +372,10 @@ def leftovers(settings: Settings) -> list[str]:
 def _gone():
     """For checks whose call answers with an empty list rather than an error."""
     raise _Gone()
+
+
+def _instances_or_gone(fleet: Fleet) -> list:
+    return fleet.instances(NOT_GONE) or _gone()
 
 
 class _Gone(ClientError):

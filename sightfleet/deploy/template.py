@@ -135,7 +135,7 @@ def policy_document(name: str, settings: Settings) -> dict:
 
 def _parameters() -> dict:
     defaults = DeployOptions()
-    out = {}
+    out: dict[str, dict[str, object]] = {}
     for spec in fields(DeployOptions):
         value = getattr(defaults, spec.name)
         out[_parameter_name(spec.name)] = {"Type": "Number" if isinstance(value, int) and not isinstance(value, bool)
@@ -195,7 +195,7 @@ def _bucket(name: str, names: ResourceNames) -> dict:
 def _tables(names: ResourceNames) -> dict:
     """The tables ensure_tables makes; fleet rows and tombstones expire (FleetTable.put and bury write expires_at)."""
     return {
-        # Issue 15: its owner indexes come with results_table_spec; tombstones of deleted images expire.
+        # Its owner indexes come with results_table_spec; tombstones of deleted images expire.
         "ResultsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
             **results_table_spec(names.results_table),
             "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
@@ -204,7 +204,7 @@ def _tables(names: ResourceNames) -> dict:
             **fleet_table_spec(names.fleet_table),
             "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
             "Tags": _tags(names)}},
-        # Issue 15, limits: rate windows (which expire) and image quotas, shared by every web instance.
+        # Limits: rate windows (which expire) and image quotas, shared by every web instance.
         "LimitsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
             **limits_table_spec(names.limits_table),
             "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
@@ -213,7 +213,7 @@ def _tables(names: ResourceNames) -> dict:
 
 
 def _accounts(names: ResourceNames) -> dict:
-    """Issue 15: the accounts table (its sign-in links expire), and the generated session-signing key."""
+    """The accounts table (its sign-in links expire), and the generated session-signing key."""
     return {
         "AccountsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
             **accounts_table_spec(names.accounts_table),
@@ -323,7 +323,7 @@ def _launch_template(role: str, settings: Settings) -> dict:
             "MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time",
                                                   "InstanceInterruptionBehavior": "terminate"}}, _ref("AWS::NoValue")]}
         # The warm pool hibernates idle workers; a one-time spot instance cannot be stopped at all, so
-        # spot workers go without (they retire instead: README "The fleet").
+        # spot workers go without (they retire instead: docs/aws.md, the warm pool).
         data["HibernationOptions"] = {"Fn::If": ["UseSpot", _ref("AWS::NoValue"), {"Configured": True}]}
     return {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
         "LaunchTemplateName": names.role_name(role), "LaunchTemplateData": data,
