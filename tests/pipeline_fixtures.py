@@ -4,9 +4,9 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+
 import numpy as np
 from PIL import Image
-from skimage import data
 
 from app_tier.pipeline import ImageInput
 from testkit.parity import shared_pipeline  # noqa: F401 - the pipeline tests load it from here
