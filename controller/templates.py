@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sightfleet.config import Settings, env_var_names
@@ -28,6 +28,17 @@ _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f$`\\\"]")
 
 class TemplateError(ValueError):
     """A template cannot be rendered safely."""
+
+
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """What the controller's policy lets it launch: the stack's worker launch template (its id), subnet,
+    security group (ids) and instance type; in a CloudFormation template, references to them."""
+
+    worker_launch_template: str
+    worker_subnet: str
+    worker_security_group: str
+    worker_instance_type: str
 
 
 def render(text: str, values: dict[str, str]) -> str:
@@ -75,13 +86,13 @@ def user_data(settings: Settings, role: str = "worker") -> str:
     return text
 
 
-def iam_policy(name: str, settings: Settings, account_id: str) -> dict:
-    """One of the IAM policy documents under ami/iam/, for this stack and account."""
+def iam_policy(name: str, settings: Settings, account_id: str, launch: WorkerLaunch | None = None) -> dict:
+    """One of the IAM policy documents under ami/iam/, for this stack and account (the controller's needs launch)."""
     if name not in POLICIES:
         raise TemplateError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
     names = settings.names
     text = render((AMI_DIR / "iam" / f"{name}.json").read_text(), {
         "prefix": names.prefix, "region": settings.region, "account_id": account_id,
         "input_bucket": names.input_bucket, "output_bucket": names.output_bucket,
-        "artefacts_bucket": names.artefacts_bucket})
+        "artefacts_bucket": names.artefacts_bucket, **(asdict(launch) if launch else {})})
     return json.loads(text)

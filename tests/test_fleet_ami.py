@@ -11,11 +11,12 @@ from dataclasses import fields
 
 import pytest
 
-from controller.templates import AMI_DIR, POLICIES, TemplateError, iam_policy, user_data
+from controller.templates import AMI_DIR, POLICIES, TemplateError, WorkerLaunch, iam_policy, user_data
 from sightfleet.config import Settings
 from tests.support import REPO
 
 ACCOUNT = "123456789012"
+LAUNCH = WorkerLaunch("lt-0123456789abcdef0", "subnet-0a1b2c3d", "sg-0a1b2c3d", "t3.large")
 # Actions AWS does not scope to resources (nor, for GetMetricData, to a namespace): they may use "*"
 # without a condition.
 UNSCOPED_ACTIONS = {"ec2:DescribeInstances", "cloudwatch:GetMetricData"}
@@ -37,7 +38,7 @@ def condition_values(statement: dict) -> list[str]:
 @pytest.mark.parametrize("name", POLICIES)
 def test_policy_files_are_valid_json_before_and_after_rendering(name):
     json.loads((AMI_DIR / "iam" / f"{name}.json").read_text())
-    assert iam_policy(name, Settings(prefix="acme-prod"), ACCOUNT)["Version"] == "2012-10-17"
+    assert iam_policy(name, Settings(prefix="acme-prod"), ACCOUNT, LAUNCH)["Version"] == "2012-10-17"
 
 
 @pytest.mark.parametrize("name", ["worker-policy", "web-policy", "controller-policy"])
@@ -46,7 +47,7 @@ def test_policy_files_are_valid_json_before_and_after_rendering(name):
 def test_policies_reach_only_the_stacks_resources(name, settings):
     names = settings.names
     own = (names.prefix, names.input_bucket, names.output_bucket)
-    for statement in statements(iam_policy(name, settings, ACCOUNT)):
+    for statement in statements(iam_policy(name, settings, ACCOUNT, LAUNCH)):
         actions = set(as_list(statement["Action"]))
         assert statement["Effect"] == "Allow" and not any(a.endswith("*") for a in actions), statement
         conditions = condition_values(statement)
@@ -54,24 +55,30 @@ def test_policies_reach_only_the_stacks_resources(name, settings):
             if resource == "*":
                 assert actions <= UNSCOPED_ACTIONS or any(names.prefix in v for v in conditions), statement
             elif not any(f":{n}" in resource or f"/{n}" in resource for n in own):
-                # Not named after the stack (an AMI, a subnet): a condition must pin it down.
-                assert any(names.prefix in v or v == ACCOUNT for v in conditions), statement
-    rendered = json.dumps(iam_policy(name, settings, ACCOUNT))
+                # Not named after the stack (an AMI, a subnet): a condition must pin it down (to the stack's
+                # tags, the account, or the stack's worker launch template).
+                assert any(names.prefix in v or v == ACCOUNT or LAUNCH.worker_launch_template in v
+                           for v in conditions), statement
+    rendered = json.dumps(iam_policy(name, settings, ACCOUNT, LAUNCH))
     assert "{{" not in rendered and "sightfleet-" not in rendered  # nothing of another stack
 
 
 def test_worker_may_terminate_only_tagged_workers_and_controller_passes_only_the_worker_role():
     settings = Settings(prefix="acme-prod")
     worker = {s["Sid"]: s for s in statements(iam_policy("worker-policy", settings, ACCOUNT))}
-    terminate = worker["RetireOwnStackOnly"]
+    terminate = worker["RetireOwnInstanceOnly"]
     assert terminate["Action"] == ["ec2:TerminateInstances"]
     assert terminate["Condition"]["StringEquals"]["ec2:ResourceTag/sightfleet:stack"] == "acme-prod"
+    # Its own instance only (tests/test_deploy_security.py evaluates it on requests).
+    assert terminate["Condition"]["ArnEquals"] == {
+        "ec2:SourceInstanceARN": f"arn:aws:ec2:us-east-1:{ACCOUNT}:instance/${{ec2:InstanceID}}"}
     assert worker["PublishStackMetrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"] == \
         settings.names.metrics_namespace
-    controller = {s["Sid"]: s for s in statements(iam_policy("controller-policy", settings, ACCOUNT))}
+    controller = {s["Sid"]: s for s in statements(iam_policy("controller-policy", settings, ACCOUNT, LAUNCH))}
     assert controller["PassOnlyTheWorkerRole"]["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/acme-prod-worker"
-    run = controller["LaunchOnlyTaggedWorkers"]["Condition"]["StringEquals"]
-    assert run == {"aws:RequestTag/sightfleet:stack": "acme-prod", "aws:RequestTag/sightfleet:role": "worker"}
+    run = controller["LaunchWorkersFromTheStackTemplateOnly"]["Condition"]["StringEquals"]
+    assert run == {"aws:RequestTag/sightfleet:stack": "acme-prod", "aws:RequestTag/sightfleet:role": "worker",
+                   "ec2:InstanceType": "t3.large", "ec2:MetadataHttpTokens": "required"}
 
 
 def granted(policy: dict) -> dict[str, set[str]]:
@@ -229,7 +236,7 @@ def test_grants_that_moto_cannot_check_are_there():
     settings = Settings(prefix="acme-prod")
     names = settings.names
     worker = granted(iam_policy("worker-policy", settings, ACCOUNT))
-    controller = granted(iam_policy("controller-policy", settings, ACCOUNT))
+    controller = granted(iam_policy("controller-policy", settings, ACCOUNT, LAUNCH))
     # Without ListBucket, S3 answers a missing original with 403, and MISSING_INPUT becomes a retry.
     assert f"arn:aws:s3:::{names.input_bucket}" in worker["s3:ListBucket"]
     # The dead-letter sweep hands back a letter it could not mark, for the next tick.
