@@ -28,7 +28,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from app_tier.pipeline import ImageInput
-from sightfleet.contracts import FAILED, Job, Result, clip, is_deleted, response_message
+from sightfleet.contracts import FAILED, Job, Result, clip, foreign_input, is_deleted, owner_of, response_message
 from sightfleet.deletion import purge
 from sightfleet.errors import ConditionFailed, Invalid, InvalidJob, NoSuchObject, SightfleetError
 from sightfleet.interfaces import Message
@@ -45,6 +45,7 @@ MISSING_INPUT = "MISSING_INPUT"
 STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
 STORAGE_REJECTED = "STORAGE_REJECTED"
 RESULT_TOO_LARGE = "RESULT_TOO_LARGE"
+FOREIGN_INPUT = "FOREIGN_INPUT"
 
 
 class End(Exception):
@@ -237,12 +238,17 @@ class BatchRunner:
             self._r.results.start(ticket.result.to_dict())
         except ConditionFailed:
             current = self._r.results.get(ticket.job.id)
+            if owner_of(current) != ticket.job.owner:   # the write left another owner's row alone: so does the job
+                raise InvalidJob(f"job {ticket.job.id}: the image belongs to another owner") from None
             log.info("job %s already %s (redelivery); republishing", ticket.job.id, current["status"])
             raise Acknowledge(self._standing(current, ticket.result)) from None
 
     def _fetch(self, ticket: Ticket) -> None:
         """Load the image bytes; inline ones are also stored as the original in the input bucket."""
         job = ticket.job
+        problem = foreign_input(job)
+        if problem:
+            raise Fail(FOREIGN_INPUT, problem)
         if job.is_inline:
             ticket.data = job.inline_bytes()
             self._r.inputs.put(ticket.result.input_key, ticket.data, job.content_type)

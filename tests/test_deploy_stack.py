@@ -26,6 +26,10 @@ from tests.support import REPO, unique_prefix
 from web_tier.accounts import Accounts
 
 
+# No certificate on a local endpoint: plain HTTP, asked for, to one address (tests/test_deploy_security.py).
+PLAIN = ("--allow-plain-http", "--client-cidr", "198.51.100.7/32")
+
+
 def run(script: str, endpoint: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGHTFLEET_")}
     env.update(AWS_ENDPOINT_URL=endpoint, SIGHTFLEET_PREFIX=prefix, AWS_ACCESS_KEY_ID="testing",
@@ -41,7 +45,7 @@ def aws(endpoint: str, service: str):
 def deployed(moto_server):
     """One stack deployed with scripts/deploy; destroyed at the end if a test left it."""
     prefix = unique_prefix("d")
-    first = run("deploy", moto_server, prefix)
+    first = run("deploy", moto_server, prefix, *PLAIN)
     yield prefix, first
     if leftovers(Settings(prefix=prefix, endpoint_url=moto_server)):
         run("destroy", moto_server, prefix)
@@ -143,7 +147,7 @@ def test_a_second_deploy_changes_nothing_and_says_so(deployed, moto_server):
     prefix, _ = deployed
     cfn = aws(moto_server, "cloudformation")
     events = len(cfn.describe_stack_events(StackName=prefix)["StackEvents"])
-    again = run("deploy", moto_server, prefix)
+    again = run("deploy", moto_server, prefix, *PLAIN)
     assert again.returncode == 0, again.stderr
     assert "no changes" in again.stderr
     assert cfn.describe_stacks(StackName=prefix)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
@@ -153,7 +157,7 @@ def test_a_second_deploy_changes_nothing_and_says_so(deployed, moto_server):
 def test_a_resource_gone_behind_the_stacks_back_fails_the_deploy_with_its_name(deployed, moto_server):
     prefix, _ = deployed
     aws(moto_server, "dynamodb").delete_table(TableName=Settings(prefix=prefix).names.fleet_table)
-    broken = run("deploy", moto_server, prefix)
+    broken = run("deploy", moto_server, prefix, *PLAIN)
     assert broken.returncode == 1 and "fleet table" in broken.stderr, broken.stderr
     provision(Settings(prefix=prefix, endpoint_url=moto_server))  # put it back (moto cannot delete a stack without it)
 
@@ -175,5 +179,5 @@ def test_destroy_leaves_nothing_of_the_prefix(deployed, moto_server):
 
 
 def test_deploy_to_an_endpoint_that_does_not_answer_fails_with_a_reason():
-    failed = run("deploy", "http://127.0.0.1:9", unique_prefix("d"), "--timeout-min", "1")
+    failed = run("deploy", "http://127.0.0.1:9", unique_prefix("d"), *PLAIN, "--timeout-min", "1")
     assert failed.returncode == 1 and "deploy failed" in failed.stderr, failed.stderr
