@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sightfleet.config import Settings, env_var_names
+from sightfleet.deploy.bundle import bundle_digest
 
 AMI_DIR = Path(__file__).resolve().parents[1] / "ami"
 ROLES = ("worker", "web", "controller")
@@ -78,9 +79,12 @@ def user_data(settings: Settings, role: str = "worker") -> str:
         raise TemplateError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     if _UNSAFE_VALUE.search(settings.code_bundle) or "'" in settings.code_bundle:
         raise TemplateError("SIGHTFLEET_CODE_BUNDLE holds a quote, control character, backslash, $ or backquote")
+    digest = bundle_digest(settings.code_bundle) or ""
+    if settings.code_bundle and not digest:   # the instance checks the bytes it installs against this
+        raise TemplateError("SIGHTFLEET_CODE_BUNDLE must be named .../sightfleet-<sha256>.tar.gz (scripts/deploy's)")
     text = render((AMI_DIR / "user-data.sh.tpl").read_text(), {
         "role": role, "environment": environment_file(instance_environment(settings)),
-        "code_bundle": settings.code_bundle})
+        "code_bundle": settings.code_bundle, "code_bundle_digest": digest})
     if _CREDENTIAL.search(text):
         raise TemplateError("user data would carry a credential; instances get theirs from the instance profile")
     return text

@@ -317,3 +317,51 @@ def test_a_deploy_without_a_certificate_is_refused_before_any_call():
                        "198.51.100.7/32", "--timeout-min", "0.1")
     assert "PLAIN HTTP, open to 198.51.100.7/32" in asked.stderr and "refusing" not in asked.stderr
     assert asked.returncode == 1   # it went on, to an endpoint that does not answer
+
+
+# --- the code bundle an instance installs at boot is the one scripts/deploy named -------------------------------
+
+def _bundle(tmp_path, marker) -> bytes:
+    """A bundle whose install.sh leaves a mark: what runs as root on the instance."""
+    import io
+    import tarfile
+    script = f"#!/bin/bash\ntouch {marker}\n".encode()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        info = tarfile.TarInfo("ami/install.sh")
+        info.size = len(script)
+        tar.addfile(info, io.BytesIO(script))
+    return raw.getvalue()
+
+
+def _boot(tmp_path, uri: str, served: bytes):
+    """The boot script's install step, with an `aws` that serves `served` for any s3 cp."""
+    import subprocess
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (tmp_path / "served.tar.gz").write_bytes(served)
+    aws = bin_dir / "aws"
+    aws.write_text(f'#!/bin/bash\n[ "$1 $2" = "s3 cp" ] && cp {tmp_path / "served.tar.gz"} "${{@: -1}}"\n')
+    aws.chmod(0o755)
+    script = user_data(Settings(prefix=PREFIX, code_bundle=uri))
+    install_step = script.split("install -d -m 0755 /etc/sightfleet")[0]   # before it writes /etc
+    return subprocess.run(["bash", "-c", install_step], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+
+
+def test_an_instance_installs_the_code_bundle_only_if_it_has_the_named_hash(tmp_path):
+    from controller.templates import TemplateError
+    from sightfleet.deploy.bundle import bundle_key
+    if os.path.exists("/opt/sightfleet/venv/bin/python"):
+        pytest.skip("a baked image is installed here: the boot script skips the bundle")
+    marker = tmp_path / "installed"
+    genuine = _bundle(tmp_path, marker)
+    uri = f"s3://{PREFIX}-artefacts/{bundle_key(genuine)}"
+    tampered = genuine + b"\0"   # other bytes under the same name
+    refused = _boot(tmp_path, uri, tampered)
+    assert refused.returncode == 1 and "does not have the SHA-256" in refused.stderr and not marker.exists()
+    accepted = _boot(tmp_path, uri, genuine)
+    assert accepted.returncode == 0, accepted.stderr
+    assert marker.exists()
+    with pytest.raises(TemplateError, match="sha256"):   # a bundle whose name promises no hash is not rendered
+        user_data(Settings(prefix=PREFIX, code_bundle=f"s3://{PREFIX}-artefacts/bundles/latest.tar.gz"))

@@ -21,7 +21,7 @@ from sightfleet.deploy.template import (MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES, 
 from tests.support import REPO
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
-BUNDLE = "s3://acme-prod-artefacts/bundles/sightfleet-0123.tar.gz"
+BUNDLE = "s3://acme-prod-artefacts/bundles/sightfleet-" + "0123abcd" * 8 + ".tar.gz"
 SETTINGS = Settings(prefix="acme-prod", region=REGION, input_bucket="acme-in", output_bucket="acme-out")
 LAUNCH = WorkerLaunch("lt-0123456789abcdef0", "subnet-0a1b2c3d", "sg-0a1b2c3d", "t3.large")
 # What CloudFormation puts for the pseudo parameters and the references of the policies.
