@@ -202,6 +202,41 @@ def test_install_script_installs_requirements_in_one_pip_command():
     assert "download.pytorch.org/whl/cpu" in script
 
 
+def _pins(text: str) -> set[str]:
+    """The normalised distribution names pinned in requirements text."""
+    names = (re.split(r"[=\[<>; ]", line, maxsplit=1)[0] for line in text.splitlines())
+    return {re.sub(r"[-_.]+", "-", name).lower() for name in names if name and not name.startswith("#")}
+
+
+def _top_level_imports(*folders: str) -> set[str]:
+    import ast
+    found = set()
+    for folder in folders:
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module.split(".")[0])
+    return found
+
+
+def test_production_instances_install_no_test_tooling():
+    """install.sh installs requirements.txt above its development-only marker, and the code needs nothing below it."""
+    from importlib.metadata import packages_distributions
+    function = next(line for line in (AMI_DIR / "install.sh").read_text().splitlines()
+                    if line.startswith("runtime_requirements()"))
+    runtime = _pins(subprocess.run(["bash", "-c", f"{function}\nruntime_requirements {REPO / 'requirements.txt'}"],
+                                   capture_output=True, text=True, check=True).stdout)
+    development = _pins((REPO / "requirements.txt").read_text()) - runtime
+    assert {"pytest", "selenium", "scikit-image", "cfn-lint", "parliament", "schemathesis"} <= development
+    assert {"torch", "flask", "gunicorn", "boto3", "openvino", "argon2-cffi"} <= runtime
+    distributions = packages_distributions()
+    needed = {re.sub(r"[-_.]+", "-", d).lower() for module in _top_level_imports(
+        "app_tier", "web_tier", "controller", "sightfleet") for d in distributions.get(module, [])}
+    assert needed & development == set(), "the service imports a development-only package"
+
+
 def run_worker_exited(tmp_path, jobs: str, **env: str) -> list[str]:
     """Run ami/bin/worker-exited with stand-ins for systemctl and logger; returns systemctl's calls."""
     calls = tmp_path / "calls"
