@@ -8,6 +8,7 @@ import subprocess
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from controller.templates import user_data
 from sightfleet.aws.accounts import AccountsTable
@@ -19,7 +20,7 @@ from sightfleet.config import Settings
 from sightfleet.contracts import Job, new_image_id, queued_result, utc_now
 from sightfleet.errors import NotFound
 from sightfleet.deploy.cloudformation import leftovers
-from sightfleet.deploy.template import SESSION_KEY_LENGTH
+from sightfleet.deploy.template import SESSION_KEY_LENGTH, tls_only_policy
 from sightfleet.interfaces import HEARTBEAT_KIND
 from sightfleet.resources import provision
 from tests.support import REPO, unique_prefix
@@ -62,6 +63,21 @@ def test_deploy_creates_the_stack_and_prints_the_url(deployed, moto_server):
     names = Settings(prefix=prefix).names
     assert outputs["RequestQueueUrl"].endswith("/" + names.request_queue)
     assert (outputs["InputBucket"], outputs["ResultsTable"]) == (names.input_bucket, names.results_table)
+
+
+def test_the_tls_only_bucket_policy_refuses_plain_http(moto_server):
+    """moto evaluates bucket policies on object requests: over its plain-HTTP endpoint, the policy refuses them."""
+    s3 = aws(moto_server, "s3")
+    bucket = unique_prefix("tls")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="originals/a.jpg", Body=b"x")
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(f"arn:aws:s3:::{bucket}")))
+    for call in (lambda: s3.get_object(Bucket=bucket, Key="originals/a.jpg"),
+                 lambda: s3.put_object(Bucket=bucket, Key="originals/b.jpg", Body=b"y")):
+        with pytest.raises(ClientError, match="403"):
+            call()
+    s3.delete_bucket_policy(Bucket=bucket)
+    assert s3.get_object(Bucket=bucket, Key="originals/a.jpg")["Body"].read() == b"x"
 
 
 def test_every_resource_works_through_the_projects_modules(deployed, moto_server):
