@@ -186,7 +186,8 @@ def test_buckets_refuse_every_request_without_tls(bucket):
     document = resolved(policy["Properties"]["PolicyDocument"], {"AWS::Partition": "aws", bucket: "acme-b"})
     assert document == tls_only_policy("arn:aws:s3:::acme-b")
     deny = document["Statement"][0]
-    for action, resource in [("s3:GetObject", "arn:aws:s3:::acme-b/originals/x.jpg"), ("s3:ListBucket", "arn:aws:s3:::acme-b")]:
+    for action, resource in [("s3:GetObject", "arn:aws:s3:::acme-b/originals/x.jpg"),
+                             ("s3:ListBucket", "arn:aws:s3:::acme-b")]:
         assert matches(deny, action, resource, {"aws:SecureTransport": "false"})
         assert not matches(deny, action, resource, {"aws:SecureTransport": "true"})
 
@@ -194,7 +195,8 @@ def test_buckets_refuse_every_request_without_tls(bucket):
 def test_queues_are_encrypted_and_the_load_balancer_drops_invalid_header_fields():
     template = built()
     assert all(q.get("SqsManagedSseEnabled") is True for q in of_type(template, "AWS::SQS::Queue").values())
-    attributes = {a["Key"]: a["Value"] for a in template["Resources"]["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]}
+    balancer = template["Resources"]["LoadBalancer"]["Properties"]
+    attributes = {a["Key"]: a["Value"] for a in balancer["LoadBalancerAttributes"]}
     assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
 
 

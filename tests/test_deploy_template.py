@@ -82,7 +82,8 @@ def test_the_template_policies_are_the_ami_iam_files(template, role):
     pseudo = PSEUDO
     assert resolved(props["AssumeRolePolicyDocument"], pseudo) == iam_policy("ec2-trust-policy", SETTINGS, ACCOUNT)
     documents = [resolved(p["PolicyDocument"], pseudo) for p in props["Policies"]]
-    expected = [iam_policy(f"{role}-policy", SETTINGS, ACCOUNT, LAUNCH), iam_policy("code-bundle-policy", SETTINGS, ACCOUNT)]
+    expected = [iam_policy(f"{role}-policy", SETTINGS, ACCOUNT, LAUNCH),
+                iam_policy("code-bundle-policy", SETTINGS, ACCOUNT)]
     if role == "web":  # and the accounts and limits grants (test_the_web_role_reads_accounts_and_the_session_key_only)
         expected += [resolved(accounts_policy(SETTINGS.names), pseudo), resolved(limits_policy(SETTINGS.names), pseudo)]
     assert documents == expected

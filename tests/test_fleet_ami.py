@@ -277,7 +277,8 @@ def test_grants_that_moto_cannot_check_are_there():
     # The dead-letter sweep hands back a letter it could not mark, for the next tick.
     assert any(r.endswith(f":{names.dead_letter_queue}") for r in controller["sqs:ChangeMessageVisibility"])
     # RunInstances from the worker launch template tags every resource type the template names.
-    template = build_template(stack_settings(settings, DeployOptions(), "s3://b/bundles/sightfleet-" + "0" * 64 + ".tar.gz"))
+    bundle = "s3://b/bundles/sightfleet-" + "0" * 64 + ".tar.gz"
+    template = build_template(stack_settings(settings, DeployOptions(), bundle))
     data = template["Resources"]["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]
     tagged = {spec["ResourceType"] for spec in data["TagSpecifications"]}
     taggable = {r.split(":")[-1].split("/")[0] for r in controller["ec2:CreateTags"]}

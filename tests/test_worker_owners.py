@@ -69,7 +69,8 @@ def test_the_input_a_job_may_point_at(key, problem):
 def test_the_worker_refuses_a_job_pointing_at_another_owners_original(resources, pipeline):  # noqa: F811
     alices = input_key("alice", new_image_id(), "image/jpeg")
     resources.inputs.put(alices, jpeg_bytes(), "image/jpeg")
-    forged = replace(a_job("mallory"), inline_b64=None, bucket=resources.inputs.name, key=alices, size=len(jpeg_bytes()))
+    forged = replace(a_job("mallory"), inline_b64=None, bucket=resources.inputs.name, key=alices,
+                     size=len(jpeg_bytes()))
     resources.requests.send(forged.to_message())
     assert run_once(resources, pipeline) == Counter(failed=1)   # and the worker goes on
     result = resources.results.get(forged.id)

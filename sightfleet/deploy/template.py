@@ -234,7 +234,8 @@ def tls_only_policy(bucket_arn: str) -> dict:
 
 def _bucket_policy(bucket: str) -> dict:
     return {"Type": "AWS::S3::BucketPolicy", "Properties": {
-        "Bucket": _ref(bucket), "PolicyDocument": _substituted(tls_only_policy(f"arn:${{AWS::Partition}}:s3:::${{{bucket}}}"))}}
+        "Bucket": _ref(bucket),
+        "PolicyDocument": _substituted(tls_only_policy(f"arn:${{AWS::Partition}}:s3:::${{{bucket}}}"))}}
 
 
 def _tables(names: ResourceNames) -> dict:
