@@ -20,7 +20,8 @@ from sightfleet.config import Settings
 from sightfleet.contracts import Job, new_image_id, queued_result, utc_now
 from sightfleet.errors import NotFound
 from sightfleet.deploy.cloudformation import leftovers
-from sightfleet.deploy.template import SESSION_KEY_LENGTH, tls_only_policy
+from sightfleet.aws.s3 import over_tls, tls_only_policy
+from sightfleet.deploy.template import SESSION_KEY_LENGTH
 from sightfleet.interfaces import HEARTBEAT_KIND
 from sightfleet.resources import provision
 from tests.support import REPO, unique_prefix
@@ -78,6 +79,9 @@ def test_the_tls_only_bucket_policy_refuses_plain_http(moto_server):
             call()
     s3.delete_bucket_policy(Bucket=bucket)
     assert s3.get_object(Bucket=bucket, Key="originals/a.jpg")["Body"].read() == b"x"
+    # So ensure_bucket puts it where S3 is reached over TLS only (scripts/provision, the artefacts bucket).
+    assert over_tls(Settings()) and over_tls(Settings(endpoint_url="https://s3.example.test"))
+    assert not over_tls(Settings(endpoint_url=moto_server))
 
 
 def test_every_resource_works_through_the_projects_modules(deployed, moto_server):

@@ -17,8 +17,7 @@ from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
 from sightfleet.deploy.bundle import build_bundle, bundle_key
 from sightfleet.deploy.template import (CONTROLLER_GROUP, MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES,
-                                        DeployOptions, build_template, stack_settings, template_body,
-                                        tls_only_policy)
+                                        DeployOptions, build_template, stack_settings, template_body)
 from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.resources import Resources
 
@@ -197,12 +196,7 @@ def upload_bundle(settings: Settings) -> str:
     names = settings.names
     data = build_bundle()
     key = bundle_key(data)
-    ensure_bucket(settings, names.artefacts_bucket)
-    # As the stack's own buckets do; an endpoint reached over plain HTTP (a local one) would refuse us too.
-    if not (settings.endpoint_url or "").startswith("http://"):
-        with translated(f"refuse plain HTTP to bucket {names.artefacts_bucket}"):
-            client(settings, "s3").put_bucket_policy(Bucket=names.artefacts_bucket, Policy=json.dumps(
-                tls_only_policy(f"arn:aws:s3:::{names.artefacts_bucket}")))
+    ensure_bucket(settings, names.artefacts_bucket)   # refuses plain HTTP, as the stack's own buckets do
     Bucket(settings, names.artefacts_bucket).put(key, data, "application/gzip")
     log.info("code bundle s3://%s/%s (%d KiB)", names.artefacts_bucket, key, len(data) // 1024)
     return f"s3://{names.artefacts_bucket}/{key}"

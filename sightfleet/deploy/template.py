@@ -20,6 +20,7 @@ from sightfleet.aws.accounts import ACCOUNT_ITEMS_INDEX, accounts_table_spec
 from sightfleet.aws.accounts import TTL_ATTRIBUTE as ACCOUNTS_TTL_ATTRIBUTE
 from sightfleet.aws.dynamodb import TTL_ATTRIBUTE, fleet_table_spec, results_table_spec
 from sightfleet.aws.limits import limits_table_spec
+from sightfleet.aws.s3 import tls_only_policy
 from sightfleet.aws.sqs import DEAD_LETTER_RETENTION_S, RETENTION_S
 from sightfleet.config import ResourceNames, Settings
 
@@ -223,13 +224,6 @@ def _bucket(name: str, names: ResourceNames) -> dict:
             {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]},
         "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
         "Tags": _tags(names)}}
-
-
-def tls_only_policy(bucket_arn: str) -> dict:
-    """A bucket policy that refuses every request made without TLS, whoever makes it."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Sid": "RefusePlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
 
 
 def _bucket_policy(bucket: str) -> dict:
