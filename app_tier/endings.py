@@ -21,6 +21,7 @@ ACKNOWLEDGE, HAND_BACK, FAIL = "acknowledge", "hand back", "fail"
 DONE = "done"                        # the final result stands
 NOT_A_JOB = "not a job"              # the message cannot be read as a job
 INPUT_GONE = "input gone"            # the uploaded original is no longer stored
+FOREIGN = "foreign input"            # a pointer job names an original that its owner and id do not imply
 REJECTED = "rejected"                # storage refused a request that can never succeed as made
 TOO_LARGE = "too large"              # the result is too large to store
 UNAVAILABLE = "unavailable"          # storage out of reach or refusing for now
@@ -32,10 +33,12 @@ MISSING_INPUT = "MISSING_INPUT"
 STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
 STORAGE_REJECTED = "STORAGE_REJECTED"
 RESULT_TOO_LARGE = "RESULT_TOO_LARGE"
+FOREIGN_INPUT = "FOREIGN_INPUT"
 
 # Kinds that fail the job at once, whatever the receive count: trying again cannot help.
 _FAIL_AT_ONCE = {
     INPUT_GONE: (MISSING_INPUT, "the uploaded image is no longer stored"),
+    FOREIGN: (FOREIGN_INPUT, "{detail}"),
     REJECTED: (STORAGE_REJECTED, "storage refused the request: {detail}"),
     TOO_LARGE: (RESULT_TOO_LARGE, "the result could not be stored: {detail}"),
 }

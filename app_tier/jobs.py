@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 
 from app_tier.batches import Batch, Feedable, Submitted
 from app_tier.endings import (
-    ACKNOWLEDGE, DONE, FAIL, INPUT_GONE, NOT_A_JOB, PIPELINE_FAILED, REJECTED, TOO_LARGE, UNAVAILABLE, UNEXPECTED,
-    Ending, Happened, ending,
+    ACKNOWLEDGE, DONE, FAIL, FOREIGN, INPUT_GONE, NOT_A_JOB, PIPELINE_FAILED, REJECTED, TOO_LARGE, UNAVAILABLE,
+    UNEXPECTED, Ending, Happened, ending,
 )
 from app_tier.heartbeat import Heartbeat
 from app_tier.pipeline import Outcome
-from sightfleet.contracts import FAILED, Job, Result, clip, is_deleted, response_message
+from sightfleet.contracts import FAILED, Job, Result, clip, foreign_input, is_deleted, owner_of, response_message
 from sightfleet.deletion import purge
 from sightfleet.errors import ConditionFailed, Invalid, InvalidJob, NoSuchObject, SightfleetError
 from sightfleet.interfaces import Message
@@ -174,6 +174,8 @@ class BatchRunner:
             self._r.results.start(ticket.result.to_dict())
         except ConditionFailed:
             current = self._r.results.get(job.id)
+            if owner_of(current) != job.owner:   # the write left another owner's row alone: so does the job
+                return Happened(NOT_A_JOB, f"job {job.id}: the image belongs to another owner")
             log.info("job %s already %s (redelivery); republishing", job.id, current["status"])
             return Happened(DONE, result=self._standing(current, ticket.result))
         return None
@@ -181,6 +183,9 @@ class BatchRunner:
     def _fetch(self, ticket: Ticket) -> Happened | None:
         """Load the image bytes; inline ones are also stored as the original in the input bucket."""
         job, result = ticket.job, ticket.result
+        problem = foreign_input(job)
+        if problem:
+            return Happened(FOREIGN, problem)
         if job.is_inline:
             ticket.data = job.inline_bytes()
             self._r.inputs.put(result.input_key, ticket.data, job.content_type)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from sightfleet.contracts import FINAL_STATUSES, Job, Result, clip, failed_result, is_deleted, job_id_of
+from sightfleet.contracts import (FINAL_STATUSES, Job, Result, clip, failed_result, is_deleted, job_id_of, job_owner_of,
+                                  owner_of)
 from sightfleet.deletion import purge
 from sightfleet.errors import ConditionFailed, InvalidJob, NoSuchResult, SightfleetError, Unavailable
 
@@ -61,6 +62,9 @@ def _mark(resources, body: str) -> str | None:
         purge(resources, current)
         return None
     if current.get("status") in FINAL_STATUSES:
+        return None
+    if job_owner_of(body) != owner_of(current):   # forged or misrouted: another owner's image is not failed by it
+        log.warning("dead letter %s names another owner than the image's; left for inspection", image_id)
         return None
     try:
         resources.results.finish(failed_result(current, code, reason))

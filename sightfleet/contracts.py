@@ -91,6 +91,14 @@ def input_key(owner: str, image_id: str, content_type: str) -> str:
     return f"originals/{owner}/{image_id}.{CONTENT_EXTENSIONS.get(content_type, 'bin')}"
 
 
+def foreign_input(job: "Job") -> str | None:
+    """Why a pointer job's key is not the one its owner and id imply (a forged or misrouted job); None if it is."""
+    expected = input_key(job.owner, job.id, job.content_type)
+    if job.is_inline or job.key == expected:
+        return None
+    return f"the job points at {clip(repr(job.key), 80)}, not at {expected}, the original of its owner and id"
+
+
 def output_keys(owner: str, image_id: str) -> dict[str, str]:
     """Output-bucket keys of one image's artefacts (the thumbnail's extension varies, see thumbnail_key)."""
     return {
@@ -276,6 +284,15 @@ def job_id_of(body: object) -> str | None:
     return value if isinstance(value, str) and is_image_id(value) else None
 
 
+def job_owner_of(body: object) -> object:
+    """The owner a message body names (ANONYMOUS_OWNER when it names none), even when it is no valid job."""
+    try:
+        doc = _json_object(body)
+    except InvalidJob:
+        return None
+    return doc.get("owner") or ANONYMOUS_OWNER
+
+
 @dataclass(frozen=True)
 class Result:
     """One image's result document as it moves QUEUED -> PROCESSING -> SUCCEEDED | FAILED.
@@ -311,7 +328,8 @@ class Result:
         """The result as it stands when a job is accepted."""
         return cls(id=job.id, album=job.album, filename=job.filename, content_type=job.content_type,
                    size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at, owner=job.owner,
-                   input_key=job.key or input_key(job.owner, job.id, job.content_type))
+                   # Never the job's own key: a forged one would make deleting this image delete another's.
+                   input_key=input_key(job.owner, job.id, job.content_type))
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Result":

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sightfleet.config import Settings
-from sightfleet.contracts import DELETED, PROCESSING, QUEUED
+from sightfleet.contracts import DELETED, PROCESSING, QUEUED, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NoSuchResult, Unavailable
 from sightfleet.interfaces import LIVE_STATES, Instance, Message, listing_key, listing_key_time
 from sightfleet.resources import Resources
@@ -216,7 +216,7 @@ class MemoryResultsTable(_Part):
 
     def create(self, result: dict) -> None:
         self._call("create", result)
-        self._put(result, lambda current: current is None)
+        self._put(result, lambda current, _: current is None)
 
     def get(self, image_id: str) -> dict:
         self._call("get", image_id)
@@ -242,9 +242,9 @@ class MemoryResultsTable(_Part):
         self._call("requeue", result)
         self._put(result, _not_final)
 
-    def _put(self, result: dict, allowed: Callable[[dict | None], bool]) -> None:
+    def _put(self, result: dict, allowed: Callable[[dict | None, dict], bool]) -> None:
         with self._lock:
-            if not allowed(self.docs.get(result["id"])):
+            if not allowed(self.docs.get(result["id"]), result):
                 raise ConditionFailed(f"result {result['id']}: ConditionalCheckFailedException")
             doc = json.loads(json.dumps(result))   # stored as JSON, like the table's doc attribute
             self.docs[result["id"]] = doc
@@ -296,9 +296,10 @@ class MemoryResultsTable(_Part):
         self._call("check")
 
 
-def _not_final(current: dict | None) -> bool:
-    """The table's condition: a missing row, or one still QUEUED or PROCESSING (not final, not a tombstone)."""
-    return current is None or current.get("status") in (QUEUED, PROCESSING)
+def _not_final(current: dict | None, result: dict) -> bool:
+    """The table's condition: a missing row, or one of the same owner still QUEUED or PROCESSING (not final, not a
+    tombstone)."""
+    return current is None or (current.get("status") in (QUEUED, PROCESSING) and owner_of(current) == owner_of(result))
 
 
 class MemoryFleetTable(_Part):

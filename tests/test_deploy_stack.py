@@ -8,6 +8,7 @@ import subprocess
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from sightfleet.deploy.templates import user_data
 from sightfleet.aws.accounts import AccountsTable
@@ -19,6 +20,7 @@ from sightfleet.config import Settings
 from sightfleet.contracts import Job, new_image_id, queued_result, utc_now
 from sightfleet.errors import NotFound
 from sightfleet.deploy.cloudformation import leftovers
+from sightfleet.aws.s3 import over_tls, tls_only_policy
 from sightfleet.deploy.template import SESSION_KEY_LENGTH
 from sightfleet.interfaces import HEARTBEAT_KIND
 from sightfleet.resources import provision
@@ -26,6 +28,10 @@ from tests.support import REPO, unique_prefix
 from web_tier.accounts import Accounts
 
 pytestmark = pytest.mark.slow  # deploy scripts run
+
+
+# No certificate on a local endpoint: plain HTTP, asked for, to one address (tests/test_deploy_security.py).
+PLAIN = ("--allow-plain-http", "--client-cidr", "198.51.100.7/32")
 
 
 def run(script: str, endpoint: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
@@ -43,7 +49,7 @@ def aws(endpoint: str, service: str):
 def deployed(moto_server):
     """One stack deployed with scripts/deploy; destroyed at the end if a test left it."""
     prefix = unique_prefix("d")
-    first = run("deploy", moto_server, prefix)
+    first = run("deploy", moto_server, prefix, *PLAIN)
     yield prefix, first
     if leftovers(Settings(prefix=prefix, endpoint_url=moto_server)):
         run("destroy", moto_server, prefix)
@@ -60,6 +66,24 @@ def test_deploy_creates_the_stack_and_prints_the_url(deployed, moto_server):
     names = Settings(prefix=prefix).names
     assert outputs["RequestQueueUrl"].endswith("/" + names.request_queue)
     assert (outputs["InputBucket"], outputs["ResultsTable"]) == (names.input_bucket, names.results_table)
+
+
+def test_the_tls_only_bucket_policy_refuses_plain_http(moto_server):
+    """moto evaluates bucket policies on object requests: over its plain-HTTP endpoint, the policy refuses them."""
+    s3 = aws(moto_server, "s3")
+    bucket = unique_prefix("tls")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="originals/a.jpg", Body=b"x")
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(f"arn:aws:s3:::{bucket}")))
+    for call in (lambda: s3.get_object(Bucket=bucket, Key="originals/a.jpg"),
+                 lambda: s3.put_object(Bucket=bucket, Key="originals/b.jpg", Body=b"y")):
+        with pytest.raises(ClientError, match="403"):
+            call()
+    s3.delete_bucket_policy(Bucket=bucket)
+    assert s3.get_object(Bucket=bucket, Key="originals/a.jpg")["Body"].read() == b"x"
+    # So ensure_bucket puts it where S3 is reached over TLS only (scripts/provision, the artefacts bucket).
+    assert over_tls(Settings()) and over_tls(Settings(endpoint_url="https://s3.example.test"))
+    assert not over_tls(Settings(endpoint_url=moto_server))
 
 
 def test_every_resource_works_through_the_projects_modules(deployed, moto_server):
@@ -145,7 +169,7 @@ def test_a_second_deploy_changes_nothing_and_says_so(deployed, moto_server):
     prefix, _ = deployed
     cfn = aws(moto_server, "cloudformation")
     events = len(cfn.describe_stack_events(StackName=prefix)["StackEvents"])
-    again = run("deploy", moto_server, prefix)
+    again = run("deploy", moto_server, prefix, *PLAIN)
     assert again.returncode == 0, again.stderr
     assert "no changes" in again.stderr
     assert cfn.describe_stacks(StackName=prefix)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
@@ -155,7 +179,7 @@ def test_a_second_deploy_changes_nothing_and_says_so(deployed, moto_server):
 def test_a_resource_gone_behind_the_stacks_back_fails_the_deploy_with_its_name(deployed, moto_server):
     prefix, _ = deployed
     aws(moto_server, "dynamodb").delete_table(TableName=Settings(prefix=prefix).names.fleet_table)
-    broken = run("deploy", moto_server, prefix)
+    broken = run("deploy", moto_server, prefix, *PLAIN)
     assert broken.returncode == 1 and "fleet table" in broken.stderr, broken.stderr
     provision(Settings(prefix=prefix, endpoint_url=moto_server))  # put it back (moto cannot delete a stack without it)
 
@@ -177,5 +201,5 @@ def test_destroy_leaves_nothing_of_the_prefix(deployed, moto_server):
 
 
 def test_deploy_to_an_endpoint_that_does_not_answer_fails_with_a_reason():
-    failed = run("deploy", "http://127.0.0.1:9", unique_prefix("d"), "--timeout-min", "1")
+    failed = run("deploy", "http://127.0.0.1:9", unique_prefix("d"), *PLAIN, "--timeout-min", "1")
     assert failed.returncode == 1 and "deploy failed" in failed.stderr, failed.stderr

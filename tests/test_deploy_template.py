@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from controller.__main__ import launch_problem
-from sightfleet.deploy.templates import iam_policy, user_data
+from sightfleet.deploy.templates import WorkerLaunch, iam_policy, user_data
 from sightfleet.aws.dynamodb import results_table_spec
 from sightfleet.config import Settings
 from sightfleet.deploy.bundle import build_bundle, bundle_files, bundle_key
@@ -21,8 +21,14 @@ from sightfleet.deploy.template import (MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES, 
 from tests.support import REPO
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
-BUNDLE = "s3://acme-prod-artefacts/bundles/sightfleet-0123.tar.gz"
+BUNDLE = "s3://acme-prod-artefacts/bundles/sightfleet-" + "0123abcd" * 8 + ".tar.gz"
 SETTINGS = Settings(prefix="acme-prod", region=REGION, input_bucket="acme-in", output_bucket="acme-out")
+LAUNCH = WorkerLaunch("lt-0123456789abcdef0", "subnet-0a1b2c3d", "sg-0a1b2c3d", "t3.large")
+# What CloudFormation puts for the pseudo parameters and the references of the policies.
+PSEUDO = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
+          "WorkerLaunchTemplate": LAUNCH.worker_launch_template, "WorkerSubnet": LAUNCH.worker_subnet,
+          "WorkerSecurityGroup.GroupId": LAUNCH.worker_security_group, "WorkerInstanceType": "t3.large",
+          "InputBucket": "acme-in", "OutputBucket": "acme-out"}
 
 
 def built(options: DeployOptions = DeployOptions(), settings: Settings = SETTINGS) -> dict:
@@ -39,12 +45,13 @@ def of_type(template: dict, kind: str) -> dict[str, dict]:
 
 
 def resolved(value, pseudo: dict[str, str]):
-    """The template value with Fn::Sub of pseudo parameters done, as CloudFormation would."""
+    """The template value with Fn::Sub of pseudo parameters and references done, as CloudFormation would."""
     if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
-        text = value["Fn::Sub"]
+        text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
         for name, replacement in pseudo.items():
             text = text.replace("${" + name + "}", replacement)
-        return text
+        assert "${" not in text.replace("${!", ""), text   # every variable resolved
+        return text.replace("${!", "${")
     if isinstance(value, dict):
         return {k: resolved(v, pseudo) for k, v in value.items()}
     if isinstance(value, list):
@@ -63,7 +70,8 @@ def test_every_name_comes_from_resource_names(template):
                       ("AWS::EC2::LaunchTemplate", "LaunchTemplateName")]:
         assert {p[key] for p in of_type(template, kind).values()} == {names.role_name(r) for r in SERVICE_ROLES}
     # The controller may pass only <prefix>-worker: the worker role must carry exactly that name.
-    passed = [s for s in iam_policy("controller-policy", SETTINGS, ACCOUNT)["Statement"] if s["Sid"] == "PassOnlyTheWorkerRole"]
+    passed = [s for s in iam_policy("controller-policy", SETTINGS, ACCOUNT, LAUNCH)["Statement"]
+              if s["Sid"] == "PassOnlyTheWorkerRole"]
     assert passed[0]["Resource"].endswith(":role/" + template["Resources"]["WorkerRole"]["Properties"]["RoleName"])
 
 
@@ -71,10 +79,11 @@ def test_every_name_comes_from_resource_names(template):
 def test_the_template_policies_are_the_ami_iam_files(template, role):
     """Resolved for an account and region, each role's policies equal ami/iam/*.json rendered by iam_policy."""
     props = template["Resources"][f"{role.capitalize()}Role"]["Properties"]
-    pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
+    pseudo = PSEUDO
     assert resolved(props["AssumeRolePolicyDocument"], pseudo) == iam_policy("ec2-trust-policy", SETTINGS, ACCOUNT)
     documents = [resolved(p["PolicyDocument"], pseudo) for p in props["Policies"]]
-    expected = [iam_policy(f"{role}-policy", SETTINGS, ACCOUNT), iam_policy("code-bundle-policy", SETTINGS, ACCOUNT)]
+    expected = [iam_policy(f"{role}-policy", SETTINGS, ACCOUNT, LAUNCH),
+                iam_policy("code-bundle-policy", SETTINGS, ACCOUNT)]
     if role == "web":  # and the accounts and limits grants (test_the_web_role_reads_accounts_and_the_session_key_only)
         expected += [resolved(accounts_policy(SETTINGS.names), pseudo), resolved(limits_policy(SETTINGS.names), pseudo)]
     assert documents == expected

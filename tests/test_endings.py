@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from app_tier.endings import (
-    ACKNOWLEDGE, DONE, FAIL, HAND_BACK, INPUT_GONE, MISSING_INPUT, NOT_A_JOB, PIPELINE_FAILED, REJECTED,
-    RESULT_TOO_LARGE, STORAGE_REJECTED, STORAGE_UNAVAILABLE, TOO_LARGE, UNAVAILABLE, UNEXPECTED, ending,
+    ACKNOWLEDGE, DONE, FAIL, FOREIGN, FOREIGN_INPUT, HAND_BACK, INPUT_GONE, MISSING_INPUT, NOT_A_JOB, PIPELINE_FAILED,
+    REJECTED, RESULT_TOO_LARGE, STORAGE_REJECTED, STORAGE_UNAVAILABLE, TOO_LARGE, UNAVAILABLE, UNEXPECTED, ending,
 )
 
 LIMIT = 3
@@ -24,6 +24,7 @@ CASES = [
     ("storage down past the limit: failed", UNAVAILABLE, LIMIT + 2, True, FAIL, STORAGE_UNAVAILABLE, None),
     ("storage down, failure unrecordable: back", UNAVAILABLE, LIMIT, False, HAND_BACK, None, LATER),
     ("original gone: failed at once", INPUT_GONE, 1, True, FAIL, MISSING_INPUT, None),
+    ("another owner's original named: failed at once", FOREIGN, 1, True, FAIL, FOREIGN_INPUT, None),
     ("storage refused: failed at once", REJECTED, 1, True, FAIL, STORAGE_REJECTED, None),
     ("the failure refused too: back", REJECTED, 1, False, HAND_BACK, None, LATER),
     ("result too large: failed", TOO_LARGE, 1, True, FAIL, RESULT_TOO_LARGE, None),

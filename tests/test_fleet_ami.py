@@ -11,13 +11,14 @@ from dataclasses import fields
 
 import pytest
 
-from sightfleet.deploy.templates import AMI_DIR, POLICIES, TemplateError, iam_policy, user_data
+from sightfleet.deploy.templates import AMI_DIR, POLICIES, TemplateError, WorkerLaunch, iam_policy, user_data
 from sightfleet.config import Settings
 from tests.support import REPO
 
 pytestmark = pytest.mark.slow  # boot scripts run
 
 ACCOUNT = "123456789012"
+LAUNCH = WorkerLaunch("lt-0123456789abcdef0", "subnet-0a1b2c3d", "sg-0a1b2c3d", "t3.large")
 # Actions AWS does not scope to resources (nor, for GetMetricData, to a namespace): they may use "*"
 # without a condition.
 UNSCOPED_ACTIONS = {"ec2:DescribeInstances", "cloudwatch:GetMetricData"}
@@ -39,7 +40,7 @@ def condition_values(statement: dict) -> list[str]:
 @pytest.mark.parametrize("name", POLICIES)
 def test_policy_files_are_valid_json_before_and_after_rendering(name):
     json.loads((AMI_DIR / "iam" / f"{name}.json").read_text())
-    assert iam_policy(name, Settings(prefix="acme-prod"), ACCOUNT)["Version"] == "2012-10-17"
+    assert iam_policy(name, Settings(prefix="acme-prod"), ACCOUNT, LAUNCH)["Version"] == "2012-10-17"
 
 
 @pytest.mark.parametrize("name", ["worker-policy", "web-policy", "controller-policy"])
@@ -48,7 +49,7 @@ def test_policy_files_are_valid_json_before_and_after_rendering(name):
 def test_policies_reach_only_the_stacks_resources(name, settings):
     names = settings.names
     own = (names.prefix, names.input_bucket, names.output_bucket)
-    for statement in statements(iam_policy(name, settings, ACCOUNT)):
+    for statement in statements(iam_policy(name, settings, ACCOUNT, LAUNCH)):
         actions = set(as_list(statement["Action"]))
         assert statement["Effect"] == "Allow" and not any(a.endswith("*") for a in actions), statement
         conditions = condition_values(statement)
@@ -56,24 +57,30 @@ def test_policies_reach_only_the_stacks_resources(name, settings):
             if resource == "*":
                 assert actions <= UNSCOPED_ACTIONS or any(names.prefix in v for v in conditions), statement
             elif not any(f":{n}" in resource or f"/{n}" in resource for n in own):
-                # Not named after the stack (an AMI, a subnet): a condition must pin it down.
-                assert any(names.prefix in v or v == ACCOUNT for v in conditions), statement
-    rendered = json.dumps(iam_policy(name, settings, ACCOUNT))
+                # Not named after the stack (an AMI, a subnet): a condition must pin it down (to the stack's
+                # tags, the account, or the stack's worker launch template).
+                assert any(names.prefix in v or v == ACCOUNT or LAUNCH.worker_launch_template in v
+                           for v in conditions), statement
+    rendered = json.dumps(iam_policy(name, settings, ACCOUNT, LAUNCH))
     assert "{{" not in rendered and "sightfleet-" not in rendered  # nothing of another stack
 
 
 def test_worker_may_terminate_only_tagged_workers_and_controller_passes_only_the_worker_role():
     settings = Settings(prefix="acme-prod")
     worker = {s["Sid"]: s for s in statements(iam_policy("worker-policy", settings, ACCOUNT))}
-    terminate = worker["RetireOwnStackOnly"]
+    terminate = worker["RetireOwnInstanceOnly"]
     assert terminate["Action"] == ["ec2:TerminateInstances"]
     assert terminate["Condition"]["StringEquals"]["ec2:ResourceTag/sightfleet:stack"] == "acme-prod"
+    # Its own instance only (tests/test_deploy_security.py evaluates it on requests).
+    assert terminate["Condition"]["ArnEquals"] == {
+        "ec2:SourceInstanceARN": f"arn:aws:ec2:us-east-1:{ACCOUNT}:instance/${{ec2:InstanceID}}"}
     assert worker["PublishStackMetrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"] == \
         settings.names.metrics_namespace
-    controller = {s["Sid"]: s for s in statements(iam_policy("controller-policy", settings, ACCOUNT))}
+    controller = {s["Sid"]: s for s in statements(iam_policy("controller-policy", settings, ACCOUNT, LAUNCH))}
     assert controller["PassOnlyTheWorkerRole"]["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/acme-prod-worker"
-    run = controller["LaunchOnlyTaggedWorkers"]["Condition"]["StringEquals"]
-    assert run == {"aws:RequestTag/sightfleet:stack": "acme-prod", "aws:RequestTag/sightfleet:role": "worker"}
+    run = controller["LaunchWorkersFromTheStackTemplateOnly"]["Condition"]["StringEquals"]
+    assert run == {"aws:RequestTag/sightfleet:stack": "acme-prod", "aws:RequestTag/sightfleet:role": "worker",
+                   "ec2:InstanceType": "t3.large", "ec2:MetadataHttpTokens": "required"}
 
 
 def granted(policy: dict) -> dict[str, set[str]]:
@@ -197,6 +204,41 @@ def test_install_script_installs_requirements_in_one_pip_command():
     assert "download.pytorch.org/whl/cpu" in script
 
 
+def _pins(text: str) -> set[str]:
+    """The normalised distribution names pinned in requirements text."""
+    names = (re.split(r"[=\[<>; ]", line, maxsplit=1)[0] for line in text.splitlines())
+    return {re.sub(r"[-_.]+", "-", name).lower() for name in names if name and not name.startswith("#")}
+
+
+def _top_level_imports(*folders: str) -> set[str]:
+    import ast
+    found = set()
+    for folder in folders:
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module.split(".")[0])
+    return found
+
+
+def test_production_instances_install_no_test_tooling():
+    """install.sh installs requirements.txt above its development-only marker, and the code needs nothing below it."""
+    from importlib.metadata import packages_distributions
+    function = next(line for line in (AMI_DIR / "install.sh").read_text().splitlines()
+                    if line.startswith("runtime_requirements()"))
+    runtime = _pins(subprocess.run(["bash", "-c", f"{function}\nruntime_requirements {REPO / 'requirements.txt'}"],
+                                   capture_output=True, text=True, check=True).stdout)
+    development = _pins((REPO / "requirements.txt").read_text()) - runtime
+    assert {"pytest", "selenium", "scikit-image", "cfn-lint", "parliament", "schemathesis"} <= development
+    assert {"torch", "flask", "gunicorn", "boto3", "openvino", "argon2-cffi"} <= runtime
+    distributions = packages_distributions()
+    needed = {re.sub(r"[-_.]+", "-", d).lower() for module in _top_level_imports(
+        "app_tier", "web_tier", "controller", "sightfleet") for d in distributions.get(module, [])}
+    assert needed & development == set(), "the service imports a development-only package"
+
+
 def run_worker_exited(tmp_path, jobs: str, **env: str) -> list[str]:
     """Run ami/bin/worker-exited with stand-ins for systemctl and logger; returns systemctl's calls."""
     calls = tmp_path / "calls"
@@ -231,13 +273,14 @@ def test_grants_that_moto_cannot_check_are_there():
     settings = Settings(prefix="acme-prod")
     names = settings.names
     worker = granted(iam_policy("worker-policy", settings, ACCOUNT))
-    controller = granted(iam_policy("controller-policy", settings, ACCOUNT))
+    controller = granted(iam_policy("controller-policy", settings, ACCOUNT, LAUNCH))
     # Without ListBucket, S3 answers a missing original with 403, and MISSING_INPUT becomes a retry.
     assert f"arn:aws:s3:::{names.input_bucket}" in worker["s3:ListBucket"]
     # The dead-letter sweep hands back a letter it could not mark, for the next tick.
     assert any(r.endswith(f":{names.dead_letter_queue}") for r in controller["sqs:ChangeMessageVisibility"])
     # RunInstances from the worker launch template tags every resource type the template names.
-    template = build_template(stack_settings(settings, DeployOptions(), "bundle.tar.gz"))
+    bundle = "s3://b/bundles/sightfleet-" + "0" * 64 + ".tar.gz"
+    template = build_template(stack_settings(settings, DeployOptions(), bundle))
     data = template["Resources"]["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]
     tagged = {spec["ResourceType"] for spec in data["TagSpecifications"]}
     taggable = {r.split(":")[-1].split("/")[0] for r in controller["ec2:CreateTags"]}

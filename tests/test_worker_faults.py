@@ -22,7 +22,7 @@ from app_tier.jobs import BatchRunner
 from app_tier.worker import Worker
 from controller import dead_letters
 from sightfleet.config import Settings
-from sightfleet.contracts import FINAL_STATUSES, Job, Result, new_image_id, utc_now
+from sightfleet.contracts import ANONYMOUS_OWNER, FINAL_STATUSES, Job, Result, input_key, new_image_id, utc_now
 from sightfleet.errors import ConditionFailed, Invalid, NotFound
 from sightfleet.memory import memory_resources
 from tests.support import jpeg_bytes, wait_for
@@ -57,8 +57,10 @@ def accept(resources, count: int = 2) -> list[str]:
     submitter = Submitter(resources, resources.settings.max_upload_bytes)
     ids = [submitter.submit(Upload(jpeg_bytes(name, 0.4), f"{name}.jpg"))["id"]
            for name in ("chelsea", "coffee")[:count]]
-    pointer = Job(id=new_image_id(), album="default", filename="astronaut.jpg", content_type="image/jpeg",
-                  submitted_at=utc_now(), size=1, bucket=resources.inputs.name, key="originals/pointer.jpg")
+    image_id = new_image_id()
+    pointer = Job(id=image_id, album="default", filename="astronaut.jpg", content_type="image/jpeg",
+                  submitted_at=utc_now(), size=1, bucket=resources.inputs.name,
+                  key=input_key(ANONYMOUS_OWNER, image_id, "image/jpeg"))
     resources.inputs.put(pointer.key, jpeg_bytes("astronaut", 0.4), "image/jpeg")
     resources.results.create(Result.queued(pointer).to_dict())
     resources.requests.send(pointer.to_message())
@@ -167,7 +169,7 @@ def test_a_result_over_the_item_limit_ends_failed_result_too_large(stack, pipeli
 def test_a_pointer_job_whose_original_is_gone_fails_missing_input(stack, pipeline):
     resources, _ = stack
     ids = accept(resources, count=1)
-    resources.inputs.delete("originals/pointer.jpg")
+    resources.inputs.delete(resources.results.get(ids[-1])["input_key"])
     run_batch(resources, pipeline)
     pointer = resources.results.get(ids[-1])
     assert pointer["status"] == "FAILED" and pointer["error"]["code"] == "MISSING_INPUT"
@@ -179,7 +181,7 @@ def test_a_pointer_job_whose_original_is_gone_fails_missing_input(stack, pipelin
 def test_a_missing_input_bucket_is_retried_not_missing_input(stack, pipeline):
     resources, faults = stack
     ids = accept(resources, count=1)
-    faults.fail("inputs.get", NotFound("get s3://mem-input/originals/pointer.jpg: NoSuchBucket"), times=1)
+    faults.fail("inputs.get", NotFound("get s3://mem-input/originals/anonymous/x.jpg: NoSuchBucket"), times=1)
     run_batch(resources, pipeline)
     assert resources.results.get(ids[-1])["status"] == "PROCESSING"   # handed back, not failed
     drain(resources, pipeline)

@@ -13,7 +13,7 @@ from boto3.dynamodb.types import Binary
 
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
-from sightfleet.contracts import PROCESSING, QUEUED, epoch, iso, owner_of
+from sightfleet.contracts import ANONYMOUS_OWNER, PROCESSING, QUEUED, epoch, iso, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
 from sightfleet.interfaces import (DECISION_KIND, HEARTBEAT_KIND, RESULT_KIND,  # noqa: F401 - re-exported
                                    album_at, listing_key)
@@ -185,9 +185,14 @@ class ResultsTable:
         self._put_unless_final(result, f"requeue {result['id']}")
 
     def _put_unless_final(self, result: dict, what: str) -> None:
-        """The write of start, finish and requeue; Invalid if the item would be too large."""
+        """The write of start, finish and requeue: a new row, or one of the same owner not final yet (ConditionFailed
+        otherwise: a job never takes over another owner's image); Invalid if the item would be too large."""
         item = _bounded(_to_item(result), what)
-        condition = Attr("id").not_exists() | Attr("status").is_in([QUEUED, PROCESSING])
+        owner = owner_of(result)
+        same_owner = Attr("owner").eq(owner)
+        if owner == ANONYMOUS_OWNER:   # rows from before owners existed have no owner attribute
+            same_owner = same_owner | Attr("owner").not_exists()
+        condition = Attr("id").not_exists() | (Attr("status").is_in([QUEUED, PROCESSING]) & same_owner)
         with translated(what):
             self._table.put_item(Item=item, ConditionExpression=condition)
 

@@ -1,6 +1,8 @@
 """S3: input and output buckets."""
 from __future__ import annotations
 
+import json
+
 from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
 
@@ -38,17 +40,30 @@ class Bucket:
 
 
 def ensure_bucket(settings: Settings, name: str) -> None:
-    """Create a private bucket if it does not exist (idempotent)."""
+    """Create a private bucket if it does not exist, and make it refuse plain HTTP where we reach it over TLS."""
     s3 = client(settings, "s3")
     with translated(f"create bucket {name}"):
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        if name in existing:
-            return
-        params: dict[str, object] = {"Bucket": name}
-        if settings.region != "us-east-1":
-            params["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
-        s3.create_bucket(**params)
-        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
-        })
+        if name not in existing:
+            params: dict[str, object] = {"Bucket": name}
+            if settings.region != "us-east-1":
+                params["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
+            s3.create_bucket(**params)
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True, "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+            })
+        if over_tls(settings):   # a plain-HTTP endpoint (the local one) would then refuse us as well
+            s3.put_bucket_policy(Bucket=name, Policy=json.dumps(tls_only_policy(f"arn:aws:s3:::{name}")))
+
+
+def over_tls(settings: Settings) -> bool:
+    """True when this process reaches S3 over TLS (AWS itself, or an https:// endpoint)."""
+    return not (settings.endpoint_url or "").lower().startswith("http://")
+
+
+def tls_only_policy(bucket_arn: str) -> dict:
+    """A bucket policy that refuses every request made without TLS, whoever makes it."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "RefusePlainHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}

@@ -14,6 +14,7 @@ from dataclasses import fields, replace
 
 from sightfleet.config import ConfigError, Settings
 from sightfleet.deploy.cloudformation import Waiting, deploy, destroy, planned_template
+from sightfleet.deploy.exposure import Refused, decide, own_address
 from sightfleet.deploy.template import PARAMETER_DOCS, DeployOptions
 from sightfleet.errors import SightfleetError
 from sightfleet.logs import setup_logging
@@ -61,6 +62,12 @@ def run_deploy(argv: list[str]) -> int:
     if args.template:
         sys.stdout.write(json.dumps(planned_template(settings, options), indent=2, sort_keys=True) + "\n")
         return 0
+    # Decided before anything is uploaded or created.
+    exposure = decide(options.certificate_arn, options.client_cidr, options.allow_plain_http, own_address())
+    (log.warning if exposure.plain_http else log.info)("the stack will be %s", exposure.notice)
+    log.info("POST / (the course endpoint) %s", "takes uploads without credentials" if options.open_course_endpoint
+             else "needs credentials (--open-course-endpoint opens it)")
+    options = replace(options, client_cidr=exposure.client_cidr)
     url = deploy(settings, options, Waiting(timeout_s=args.timeout_min * 60))
     log.info("web tier: %s (the first instances take a few minutes to boot)", url)
     sys.stdout.write(url + "\n")
@@ -94,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[argv[0]](argv[1:])
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
+        return 2
+    except Refused as exc:
+        log.error("refusing to deploy: %s", exc)
         return 2
     except SightfleetError as exc:
         log.error("%s failed: %s", argv[0], exc)

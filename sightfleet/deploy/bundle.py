@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -52,5 +53,11 @@ def build_bundle(root: Path = REPO) -> bytes:
 
 
 def bundle_key(data: bytes) -> str:
-    """Where the bundle lives in the artefacts bucket: named by its content."""
-    return f"bundles/sightfleet-{hashlib.sha256(data).hexdigest()[:20]}.tar.gz"
+    """Where the bundle lives in the artefacts bucket: named by its SHA-256, which an instance checks at boot."""
+    return f"bundles/sightfleet-{hashlib.sha256(data).hexdigest()}.tar.gz"
+
+
+def bundle_digest(uri: str) -> str | None:
+    """The SHA-256 a bundle's name (bundle_key) promises; None when the name promises none."""
+    match = re.search(r"/sightfleet-([0-9a-f]{64})\.tar\.gz$", uri)
+    return match.group(1) if match else None

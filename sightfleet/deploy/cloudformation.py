@@ -197,7 +197,7 @@ def upload_bundle(settings: Settings) -> str:
     names = settings.names
     data = build_bundle()
     key = bundle_key(data)
-    ensure_bucket(settings, names.artefacts_bucket)
+    ensure_bucket(settings, names.artefacts_bucket)   # refuses plain HTTP, as the stack's own buckets do
     Bucket(settings, names.artefacts_bucket).put(key, data, "application/gzip")
     log.info("code bundle s3://%s/%s (%d KiB)", names.artefacts_bucket, key, len(data) // 1024)
     return f"s3://{names.artefacts_bucket}/{key}"

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sightfleet.config import Settings, env_var_names
+from sightfleet.deploy.bundle import bundle_digest
 
 AMI_DIR = Path(__file__).resolve().parents[2] / "ami"
 ROLES = ("worker", "web", "controller")
@@ -28,6 +29,17 @@ _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f$`\\\"]")
 
 class TemplateError(ValueError):
     """A template cannot be rendered safely."""
+
+
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """What the controller's policy lets it launch: the stack's worker launch template (its id), subnet,
+    security group (ids) and instance type; in a CloudFormation template, references to them."""
+
+    worker_launch_template: str
+    worker_subnet: str
+    worker_security_group: str
+    worker_instance_type: str
 
 
 def render(text: str, values: dict[str, str]) -> str:
@@ -67,21 +79,24 @@ def user_data(settings: Settings, role: str = "worker") -> str:
         raise TemplateError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     if _UNSAFE_VALUE.search(settings.code_bundle) or "'" in settings.code_bundle:
         raise TemplateError("SIGHTFLEET_CODE_BUNDLE holds a quote, control character, backslash, $ or backquote")
+    digest = bundle_digest(settings.code_bundle) or ""
+    if settings.code_bundle and not digest:   # the instance checks the bytes it installs against this
+        raise TemplateError("SIGHTFLEET_CODE_BUNDLE must be named .../sightfleet-<sha256>.tar.gz (scripts/deploy's)")
     text = render((AMI_DIR / "user-data.sh.tpl").read_text(), {
         "role": role, "environment": environment_file(instance_environment(settings)),
-        "code_bundle": settings.code_bundle})
+        "code_bundle": settings.code_bundle, "code_bundle_digest": digest})
     if _CREDENTIAL.search(text):
         raise TemplateError("user data would carry a credential; instances get theirs from the instance profile")
     return text
 
 
-def iam_policy(name: str, settings: Settings, account_id: str) -> dict:
-    """One of the IAM policy documents under ami/iam/, for this stack and account."""
+def iam_policy(name: str, settings: Settings, account_id: str, launch: WorkerLaunch | None = None) -> dict:
+    """One of the IAM policy documents under ami/iam/, for this stack and account (the controller's needs launch)."""
     if name not in POLICIES:
         raise TemplateError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
     names = settings.names
     text = render((AMI_DIR / "iam" / f"{name}.json").read_text(), {
         "prefix": names.prefix, "region": settings.region, "account_id": account_id,
         "input_bucket": names.input_bucket, "output_bucket": names.output_bucket,
-        "artefacts_bucket": names.artefacts_bucket})
+        "artefacts_bucket": names.artefacts_bucket, **(asdict(launch) if launch else {})})
     return json.loads(text)
