@@ -16,7 +16,7 @@ from sightfleet.deploy.templates import POLICIES, WorkerLaunch, iam_policy, user
 from sightfleet.config import Settings
 from sightfleet.deploy.exposure import WORLD, Refused, decide, own_address
 from sightfleet.aws.s3 import tls_only_policy
-from sightfleet.deploy.template import DeployOptions, build_template, stack_settings, template_body
+from sightfleet.deploy.template import DeployOptions, stack_settings, template_body
 from tests.test_deploy_template import BUNDLE, built, of_type, resolved
 from tests.test_fleet_ami import env_file_of
 from tests.test_deploy_stack import run as run_script
