@@ -22,9 +22,9 @@ if str(REPO) not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
+from devstack.stack import moto_command  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from devstack.stack import moto_command  # noqa: E402
 from testkit.procs import tree_cpu_ms, unique_prefix  # noqa: E402
 from testkit.stack import start_moto  # noqa: E402
 
