@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from benchmarks.scaling import polling_since  # noqa: E402
 from devstack.local_host import LocalHost  # noqa: E402
-from sightfleet.deploy.templates import instance_environment  # noqa: E402
-from sightfleet.fleet_nudge import local_host_address  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES  # noqa: E402
+from sightfleet.deploy.templates import instance_environment  # noqa: E402
+from sightfleet.fleet_nudge import local_host_address  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
 from testkit.photos import jpeg_bytes  # noqa: E402

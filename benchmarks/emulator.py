@@ -1,9 +1,10 @@
-"""The local AWS endpoint as scripts/run serves it (devstack.emulator) vs moto's own `python -m moto.server`.
+"""The local AWS endpoint as scripts/run serves it (devstack.emulator) vs moto's own `python -m moto.server`,
+and vs the same endpoint serving plain moto (`--moto-patches off`: devstack/moto_patches.py's effect alone).
 
-Run from the repository root:  .venv/bin/python benchmarks/emulator.py [--calls 200] [--rounds 3]
-Both servers run side by side; each round times a block of calls against one, then the other,
-so drift on a shared machine hits both alike. Per call: wall ms, the client's CPU ms (botocore)
-and the emulator's CPU ms (its whole process tree); then served-here / moto.server ratios.
+Run from the repository root:  .venv/bin/python benchmarks/emulator.py [--calls 200] [--rounds 3] [--only OP]
+The servers run side by side; each round times a block of calls against one, then the next,
+so drift on a shared machine hits all alike. Per call: wall ms, the client's CPU ms (botocore)
+and the emulator's CPU ms (its whole process tree); then ratios of served here to each other.
 """
 from __future__ import annotations
 
@@ -21,14 +22,15 @@ if str(REPO) not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
+from devstack.stack import moto_command  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from devstack.stack import moto_command  # noqa: E402
 from testkit.procs import tree_cpu_ms, unique_prefix  # noqa: E402
 from testkit.stack import start_moto  # noqa: E402
 
 BODY = os.urandom(400_000)   # about a 3 MP JPEG
 BACKLOG = 200
+STAMP = "2026-01-01T00:00:00.000Z"
 
 
 def moto_server_command(port: int) -> list[str]:
@@ -36,7 +38,12 @@ def moto_server_command(port: int) -> list[str]:
     return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
 
-SERVERS = {"served here": moto_command, "moto.server": moto_server_command}
+def plain_moto_command(port: int) -> list[str]:
+    """The endpoint as scripts/run serves it, without its replacements of moto's internals."""
+    return [*moto_command(port), "--moto-patches", "off"]
+
+
+SERVERS = {"served here": moto_command, "plain moto": plain_moto_command, "moto.server": moto_server_command}
 
 
 def operations(resources: Resources) -> dict:
@@ -48,6 +55,11 @@ def operations(resources: Resources) -> dict:
         "SQS send": lambda i: resources.responses.send(f"message {i}"),
         "S3 put 400 KB": lambda i: resources.outputs.put(f"bench/{i}.jpg", BODY, "image/jpeg"),
         "DynamoDB put": lambda i: resources.fleet_log.put("bench", f"k{i % 50}", {"n": i}),
+        # The worker's claim: a put with a condition (moto parsed it anew each time).
+        "DynamoDB conditional put": lambda i: resources.results.start(
+            {"id": f"{i:032x}", "album": "bench", "status": "PROCESSING", "submitted_at": STAMP, "updated_at": STAMP}),
+        # 50 items back in one response (moto worked out each member's names anew).
+        "DynamoDB batch get 50": lambda i: resources.fleet_log.get_many("bench", [f"k{n}" for n in range(50)]),
         # Visibility 0 leaves the backlog as it was, so every call receives 10 of BACKLOG.
         f"SQS receive 10 of {BACKLOG}": lambda i: resources.requests.receive(10, 0, visibility_s=0),
     }
@@ -67,17 +79,20 @@ def time_block(call, calls: int, pid: int, offset: int) -> dict:
     return {"wall": wall * 1000 / calls, "client": cpu * 1000 / calls, "server": (tree_cpu_ms(pid) - server) / calls}
 
 
-def run(calls: int, rounds: int) -> dict:
+def run(calls: int, rounds: int, only: str = "") -> dict:
     servers = {name: start_moto(command) for name, command in SERVERS.items()}
     try:
         samples = {}
-        with tqdm(total=rounds * len(SERVERS) * 5, desc="call blocks") as bar:
+        with tqdm(total=rounds * len(SERVERS) * len(operations(None)), desc="call blocks") as bar:
             for number in range(rounds):
                 for name, (proc, url) in servers.items():
                     settings = Settings(endpoint_url=url, prefix=unique_prefix("emu"))
                     provision(settings)
                     resources = Resources.connect(settings)
                     for op, call in operations(resources).items():
+                        if only and only not in op:
+                            bar.update()
+                            continue
                         if op.startswith("SQS receive"):
                             backlog(resources)
                         samples.setdefault((op, name), []).append(time_block(call, calls, proc.pid, number * calls))
@@ -91,16 +106,18 @@ def run(calls: int, rounds: int) -> dict:
 
 
 def report(figures: dict) -> str:
-    here, moto = SERVERS
-    lines = [f"per call, medians over rounds (ms); ratio = {here} / {moto}",
-             f"{'call':22} {'':12} {'wall':>7} {'client CPU':>11} {'emulator CPU':>13}"]
+    here, *others = SERVERS
+    lines = [f"per call, medians over rounds (ms); ratios = {here} / each other server",
+             f"{'call':24} {'':18} {'wall':>7} {'client CPU':>11} {'emulator CPU':>13}"]
     for op in dict.fromkeys(op for op, _ in figures):
         for name in SERVERS:
             row = figures[(op, name)]
-            lines.append(f"{op:22} {name:12} {row['wall']:7.2f} {row['client']:11.2f} {row['server']:13.2f}")
-        a, b = figures[(op, here)], figures[(op, moto)]
-        lines.append(f"{'':22} {'ratio':12} {a['wall'] / b['wall']:7.2f} {a['client'] / b['client']:11.2f} "
-                     f"{a['server'] / b['server']:13.2f}")
+            lines.append(f"{op:24} {name:18} {row['wall']:7.2f} {row['client']:11.2f} {row['server']:13.2f}")
+        a = figures[(op, here)]
+        for other in others:
+            b = figures[(op, other)]
+            lines.append(f"{'':24} {'ratio to ' + other:18} {a['wall'] / b['wall']:7.2f} "
+                         f"{a['client'] / b['client']:11.2f} {a['server'] / b['server']:13.2f}")
     return "\n".join(lines)
 
 
@@ -108,8 +125,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="calls per block")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="", help="time only the calls whose name holds this")
     args = parser.parse_args()
-    print(report(run(args.calls, args.rounds)))
+    print(report(run(args.calls, args.rounds, args.only)))
 
 
 if __name__ == "__main__":

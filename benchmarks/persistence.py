@@ -31,9 +31,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devstack.stack import answers, moto_command  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
-from devstack.stack import answers, moto_command  # noqa: E402
 from testkit.photos import jpeg_bytes  # noqa: E402
 from testkit.procs import free_port, wait_for  # noqa: E402
 from testkit.stack import AWS_TEST_ENV  # noqa: E402

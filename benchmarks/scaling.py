@@ -41,15 +41,15 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from devstack.local_host import LocalHost  # noqa: E402
 from controller.loop import Controller  # noqa: E402
 from controller.observe import service_ms  # noqa: E402
-from sightfleet.deploy.templates import instance_environment  # noqa: E402
+from devstack.local_host import LocalHost  # noqa: E402
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND  # noqa: E402
-from sightfleet.fleet_nudge import local_host_address  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.contracts import FINAL_STATUSES, epoch  # noqa: E402
+from sightfleet.deploy.templates import instance_environment  # noqa: E402
 from sightfleet.errors import SightfleetError  # noqa: E402
+from sightfleet.fleet_nudge import local_host_address  # noqa: E402
 from sightfleet.interfaces import DECISION_KIND, POOLED_STATES  # noqa: E402
 from sightfleet.logs import setup_logging  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402

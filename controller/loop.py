@@ -25,8 +25,8 @@ from controller import dead_letters
 from controller.metrics import tick_values
 from controller.observe import Observer, Snapshot
 from controller.policy import Decision, PolicyConfig, decide, target_backlog
-from sightfleet.deploy.templates import user_data
 from sightfleet.contracts import iso
+from sightfleet.deploy.templates import user_data
 from sightfleet.errors import SightfleetError
 from sightfleet.interfaces import DECISION_KIND
 

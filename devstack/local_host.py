@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sightfleet.aws.ec2 import Fleet
-from sightfleet.fleet_nudge import local_host_address
 from sightfleet.config import settings_or_exit
 from sightfleet.errors import SightfleetError
+from sightfleet.fleet_nudge import local_host_address
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
 

@@ -222,8 +222,8 @@ _MOTO_ENRICH = BaseResponse._enrich_response
 def _enriched(headers: dict, body):
     """moto's request-id header and status, and its request-id regex only where the body has that element.
 
-    The regex (a look-behind tried at every character) cost 5 ms per 100 KB of body; without
-    the element it changes nothing, and JSON and binary bodies never have it.
+    The regex (a look-behind tried at every character) cost 0.18 ms per 100 KB of text body
+    (benchmarks/moto_patches.py); without the element it changes nothing, and JSON and binary bodies never have it.
     """
     marker = "<RequestId>" if isinstance(body, str) else b"<RequestId>"
     if isinstance(body, (str, bytes)) and marker not in body:

@@ -21,8 +21,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from sightfleet.contracts import iso
 from sightfleet.errors import ConditionFailed, SightfleetError
-from sightfleet.interfaces import AccountStore
 from sightfleet.identity import ANONYMOUS_OWNER, Principal
+from sightfleet.interfaces import AccountStore
 
 log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

@@ -1,4 +1,4 @@
-"""The nudge that tells the local EC2 host that the fleet changed, so that it looks at once rather than at its next poll.
+"""The nudge telling the local EC2 host that the fleet changed, so that it looks at once, not at its next poll.
 
 On a local endpoint the hypervisor is the local EC2 host (devstack/local_host.py), which polls DescribeInstances.
 Each launch, start, stop or terminate made through a Fleet built with `fleet_notifier` also sends one datagram on

@@ -1,4 +1,4 @@
-"""Who is calling: the principal an authenticated request acts as, shared by the web tier, the accounts service and the stack."""
+"""Who is calling: the principal a request acts as, shared by the web tier, the accounts service and the stack."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -60,7 +60,7 @@ def redeem_sign_in_link(session: requests.Session, url: str, **kwargs) -> reques
 
 
 def sign_in_url(web_url: str, accounts, name: str, next_path: str = "/") -> str:
-    """The one-time sign-in link of `name` (made by accounts, a web_tier Accounts), opening next_path."""
+    """The one-time sign-in link of `name` (made by accounts, a sightfleet.accounts.Accounts), opening next_path."""
     from urllib.parse import urlencode
     return f"{web_url}/signin/link?" + urlencode({"token": accounts.make_link(name), "next": next_path})
 

@@ -16,11 +16,11 @@ import pytest
 
 from app_tier.startup import LoadingPipeline, StartupClock, process_started_at
 from app_tier.worker import Worker
-from devstack.local_host import LocalHost
 from controller.loop import Controller
+from devstack.local_host import LocalHost
 from sightfleet.aws.ec2 import Fleet
-from sightfleet.fleet_nudge import fleet_notifier, local_host_address, nudge_local_host
 from sightfleet.config import Settings
+from sightfleet.fleet_nudge import fleet_notifier, local_host_address, nudge_local_host
 from sightfleet.interfaces import DECISION_KIND
 from sightfleet.memory import memory_resources
 from sightfleet.resources import Resources

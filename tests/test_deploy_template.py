@@ -285,7 +285,8 @@ def test_bad_configuration_is_refused_with_status_2():
 def test_the_code_bundle_is_the_code_without_tests_and_is_reproducible():
     files = bundle_files()
     assert {"ami/install.sh", "requirements.txt", "sightfleet/config.py", "app_tier/__main__.py"} <= set(files)
-    assert not any(f.startswith(("tests/", ".git", ".venv", ".run/")) or "__pycache__" in f for f in files)
+    assert not any(f.startswith(("tests/", "devstack/", "testkit/", ".git", ".venv", ".run/")) or "__pycache__" in f
+                   for f in files)
     assert bundle_key(build_bundle()) == bundle_key(build_bundle())
 
 

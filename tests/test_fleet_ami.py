@@ -11,8 +11,8 @@ from dataclasses import fields
 
 import pytest
 
-from sightfleet.deploy.templates import AMI_DIR, POLICIES, TemplateError, WorkerLaunch, iam_policy, user_data
 from sightfleet.config import Settings
+from sightfleet.deploy.templates import AMI_DIR, POLICIES, TemplateError, WorkerLaunch, iam_policy, user_data
 from tests.support import REPO
 
 pytestmark = pytest.mark.slow  # boot scripts run

@@ -16,12 +16,10 @@ from collections import Counter
 from contextlib import contextmanager
 
 
-import pytest
-
-from devstack.local_host import LocalHost
 from controller.loop import Controller
-from sightfleet.deploy.templates import instance_environment
+from devstack.local_host import LocalHost
 from sightfleet.contracts import FINAL_STATUSES, SUCCEEDED
+from sightfleet.deploy.templates import instance_environment
 from sightfleet.resources import Resources
 from tests.support import REPO, alive, descendants, jpeg_bytes, wait_for
 from web_tier.submit import Submitter, Upload

@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from devstack.stack import answers
 from sightfleet.aws.dynamodb import TTL_ATTRIBUTE
 from sightfleet.aws.limits import LimitsTable, ensure_limits_table
 from sightfleet.aws.session import client, resource
 from sightfleet.errors import NotFound
 from sightfleet.resources import Resources
-from devstack.stack import answers
 from tests.support import REPO, bearer, free_port, jpeg_bytes, wait_for
 from web_tier import create_app, limits
 from web_tier.accounts import Accounts

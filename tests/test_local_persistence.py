@@ -16,12 +16,12 @@ import time
 import pytest
 import requests
 
+from devstack.local_state import MAX_STATE_BYTES, STATE_FILE, RequestGate
+from devstack.stack import answers, moto_command
 from sightfleet.aws.session import resource
 from sightfleet.config import Settings
 from sightfleet.errors import NotFound
-from devstack.local_state import MAX_STATE_BYTES, STATE_FILE, RequestGate
 from sightfleet.resources import Resources, provision
-from devstack.stack import answers, moto_command
 from tests.support import (AWS_TEST_ENV, REPO, free_port, jpeg_bytes, stack_state_dir, start_stack,
                            start_stack_again, unique_prefix, wait_for)
 

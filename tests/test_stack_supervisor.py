@@ -20,12 +20,12 @@ import pytest
 import requests
 
 from devstack import stack as stack_module
+from devstack.stack import RestartPolicy, Supervisor, answers, describe_exit, moto_command
 from sightfleet.aws.session import client
 from sightfleet.aws.sqs import ensure_queues
 from sightfleet.config import Settings
 from sightfleet.errors import NotFound, Unavailable
 from sightfleet.resources import Resources, provision
-from devstack.stack import RestartPolicy, Supervisor, answers, describe_exit, moto_command
 from tests.support import (AWS_TEST_ENV, alive, descendants, free_port, jpeg_bytes, stack_child_pid, stack_state_dir,
                            start_stack, unique_prefix, wait_for)
 

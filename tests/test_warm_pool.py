@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.local_host import LocalHost
 from controller.loop import Controller
+from devstack.local_host import LocalHost
 from sightfleet.aws.ec2 import HIBERNATION_REFUSED, POOLED_AT_TAG, STARTED_AT_TAG, Fleet
 from sightfleet.aws.session import client
 from sightfleet.contracts import iso

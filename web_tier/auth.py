@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 
-from sightfleet.errors import NotFound, Unavailable
 from sightfleet.accounts import Accounts
+from sightfleet.errors import NotFound, Unavailable
 from web_tier.errors import error_response, unavailable_response
 from web_tier.identity import ANONYMOUS_OWNER, Principal
 

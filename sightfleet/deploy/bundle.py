@@ -15,8 +15,8 @@ import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# Not needed on an instance (install.sh leaves tests out as well).
-_LEFT_OUT = ("tests/", "benchmarks/", ".git", ".venv", ".run/")
+# Not needed on an instance (install.sh leaves tests out as well); the local stack and its test kit run on one machine.
+_LEFT_OUT = ("tests/", "benchmarks/", "devstack/", "testkit/", ".git", ".venv", ".run/")
 
 
 def bundle_files(root: Path = REPO) -> list[str]:

@@ -15,7 +15,6 @@ import json
 import re
 from dataclasses import dataclass, field, fields
 
-from sightfleet.deploy.templates import WorkerLaunch, iam_policy, user_data
 from sightfleet.aws.accounts import ACCOUNT_ITEMS_INDEX, accounts_table_spec
 from sightfleet.aws.accounts import TTL_ATTRIBUTE as ACCOUNTS_TTL_ATTRIBUTE
 from sightfleet.aws.dynamodb import TTL_ATTRIBUTE, fleet_table_spec, results_table_spec
@@ -23,6 +22,7 @@ from sightfleet.aws.limits import limits_table_spec
 from sightfleet.aws.s3 import tls_only_policy
 from sightfleet.aws.sqs import DEAD_LETTER_RETENTION_S, RETENTION_S
 from sightfleet.config import ResourceNames, Settings
+from sightfleet.deploy.templates import WorkerLaunch, iam_policy, user_data
 
 STOCK_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 # CloudFormation's limit for a template passed inline (TemplateBody).

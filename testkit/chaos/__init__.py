@@ -1,4 +1,4 @@
-"""Fault injection against the real local stack (harness.run_chaos), shared by tests/test_chaos.py and benchmarks/chaos.py."""
+"""Fault injection against the real local stack (run_chaos), for tests/test_chaos.py and benchmarks/chaos.py."""
 from testkit.chaos.checks import tracebacks, unexplained_deaths
 from testkit.chaos.harness import run_chaos
 from testkit.chaos.pids import serving_pids, worker_pids_by_instance
