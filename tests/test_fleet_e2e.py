@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 
+import pytest
 
 from controller.loop import Controller
 from devstack.local_host import LocalHost
