@@ -19,14 +19,36 @@ from itertools import islice
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from app_tier.pipeline import ImageInput, Outcome
+from sightfleet.contracts import Job, Result
 from sightfleet.interfaces import Message
 
 if TYPE_CHECKING:
-    from app_tier.jobs import BatchRunner, Ticket
     from app_tier.pipeline.pipeline import Pending
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+@dataclass(eq=False)
+class Ticket:
+    """One received message on its way; `ended` says how the way ended, once it has."""
+
+    message: Message
+    job: Job | None = None
+    result: Result | None = None
+    data: bytes | None = None
+    failing: bool = False
+    ended: str | None = None
+
+
+class Runner(Protocol):
+    """What Batches needs of the job path (app_tier/jobs.py's BatchRunner)."""
+
+    def take(self, messages: list[Message]) -> Batch | None: ...
+
+    def hand_back(self, batch: Batch) -> None: ...
+
+    def receive_ahead(self, poll: Callable[[], list[Message]]) -> Future[Batch | None]: ...
+
+
 # A chunk of tickets and its forward passes under way (None: the pipeline refused the chunk).
 Submitted = tuple[list["Ticket"], "Pending | None"]
 
@@ -90,7 +112,7 @@ def _submit(pipeline: Feedable, chunk: list[Ticket]) -> Submitted:
 class Batches:
     """Each batch the worker runs, in order; None for a poll that brought nothing."""
 
-    def __init__(self, runner: BatchRunner, poll: Callable[[], list[Message]],
+    def __init__(self, runner: Runner, poll: Callable[[], list[Message]],
                  poll_ahead: Callable[[], list[Message]], full: int):
         """poll: the long poll; poll_ahead: a poll without waiting; full: the receive batch size."""
         self._runner = runner

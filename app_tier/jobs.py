@@ -22,10 +22,9 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_all
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app_tier.batches import Batch, Feedable, Submitted
+from app_tier.batches import Batch, Feedable, Submitted, Ticket
 from app_tier.endings import (
     ACKNOWLEDGE, DONE, FAIL, FOREIGN, INPUT_GONE, NOT_A_JOB, PIPELINE_FAILED, REJECTED, TOO_LARGE, UNAVAILABLE,
     UNEXPECTED, Ending, Happened, ending,
@@ -45,18 +44,6 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_S = 10
 IO_THREADS = 2
 Step = Callable[..., "Happened | None"]
-
-
-@dataclass(eq=False)
-class Ticket:
-    """One received message on its way; `ended` says how the way ended, once it has."""
-
-    message: Message
-    job: Job | None = None
-    result: Result | None = None
-    data: bytes | None = None
-    failing: bool = False
-    ended: str | None = None
 
 
 class BatchRunner:
