@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Mapping
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 
 
@@ -61,6 +63,11 @@ class ResourceNames:
     def session_secret(self) -> str:
         """The Secrets Manager secret holding a deployed stack's session-signing key."""
         return f"{self.prefix}-session-key"
+
+    @property
+    def credentials_secret(self) -> str:
+        """The Secrets Manager secret holding a deployed stack's credentials key (sightfleet/secretbox.py)."""
+        return f"{self.prefix}-credentials-key"
 
     @property
     def limits_table(self) -> str:
@@ -148,6 +155,13 @@ class Settings:
     # front of the web tier set X-Forwarded-Proto/-For (0: trust none; 1 behind the load balancer).
     secret_key: str = field(default="", repr=False)
     secret_key_secret: str = ""
+    # The key that seals access-key secrets in the accounts table (sightfleet/secretbox.py): set, or kept
+    # by scripts/run in its state dir; a deployed stack reads it from credentials_key_secret.
+    credentials_key: str = field(default="", repr=False)
+    credentials_key_secret: str = ""
+    # Rekognition's JSON protocol at the web tier's base URL (web_tier/rekognition): how long a call waits
+    # for the fleet before answering a retryable ThrottlingException (below the SDKs' 60 s read timeout).
+    rekognition_wait_s: float = 45.0
     open_course_endpoint: int = 1
     trusted_proxies: int = 0
     # Issue 15, limits (web_tier/limits.py): requests per API key, owner or anonymous address, in the
@@ -176,6 +190,13 @@ class Settings:
         if self.warm_pool_size == 0:
             return self.idle_grace_s
         return min(self.pool_grace_s or self.idle_grace_s, self.idle_grace_s)
+
+    @property
+    def local_state_path(self) -> Path:
+        """Where scripts/run's endpoint keeps its contents: SIGHTFLEET_LOCAL_AWS_STATE_DIR, else .run/aws-<port>."""
+        if self.local_aws_state_dir:
+            return Path(self.local_aws_state_dir).resolve()
+        return REPO_ROOT / ".run" / f"aws-{self.local_aws_port}"
 
     @property
     def is_local(self) -> bool:

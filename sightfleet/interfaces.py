@@ -239,6 +239,17 @@ class AccountStore(Protocol):
     def delete_key(self, key_hash: str) -> bool:
         """Revoke a key; False when there was none."""
 
+    def put_access_key(self, key_id: str, key: dict) -> None: ...
+
+    def get_access_key(self, key_id: str) -> dict | None:
+        """The SigV4 access key with this id, read consistently; None when unknown or revoked."""
+
+    def access_keys_of(self, account_id: str) -> list[dict]:
+        """One account's access keys, oldest first."""
+
+    def delete_access_key(self, key_id: str) -> bool:
+        """Revoke an access key; False when there was none."""
+
     def put_link(self, token_hash: str, link: dict) -> None: ...
 
     def take_link(self, token_hash: str) -> dict | None:

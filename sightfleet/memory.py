@@ -484,6 +484,26 @@ class MemoryAccounts(_Part):
         with self._lock:
             return self.items.pop(f"key#{key_hash}", None) is not None
 
+    def put_access_key(self, key_id: str, key: dict) -> None:
+        self._call("put_access_key", key_id, key)
+        self._put_new(f"akey#{key_id}", {"kind": "akey", **key})
+
+    def get_access_key(self, key_id: str) -> dict | None:
+        self._call("get_access_key", key_id)
+        return self._get(f"akey#{key_id}")
+
+    def access_keys_of(self, account_id: str) -> list[dict]:
+        self._call("access_keys_of", account_id)
+        with self._lock:
+            found = [dict(item) for item in self.items.values()
+                     if item["kind"] == "akey" and item["account_id"] == account_id]
+        return sorted(found, key=lambda key: key["created_at"])
+
+    def delete_access_key(self, key_id: str) -> bool:
+        self._call("delete_access_key", key_id)
+        with self._lock:
+            return self.items.pop(f"akey#{key_id}", None) is not None
+
     def put_link(self, token_hash: str, link: dict) -> None:
         self._call("put_link", token_hash, link)
         self._put_new(f"link#{token_hash}", {"kind": "link", **link})

@@ -41,6 +41,7 @@ from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
 from sightfleet.resources import Resources, provision
+from sightfleet.secretbox import local_credentials_key
 
 log = logging.getLogger("sightfleet.stack")
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +66,7 @@ PROBE_S = 2.0  # how often the endpoint is asked whether every resource of the s
 STATE_CALL_TIMEOUT_S = {"restore": 300, "save": 30}
 LOCAL_ADMIN = "admin"
 SESSION_KEY_VAR = "SIGHTFLEET_SECRET_KEY"
+CREDENTIALS_KEY_VAR = "SIGHTFLEET_CREDENTIALS_KEY"
 ADMIN_KEY_LINE = "Admin API key (shown once): "
 
 
@@ -472,7 +474,7 @@ def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, 
 
     Without the session key: only the web tier signs sessions, and it gets the key on its own (web_secrets).
     """
-    env = {name: value for name, value in environ.items() if name != SESSION_KEY_VAR}
+    env = {name: value for name, value in environ.items() if name not in (SESSION_KEY_VAR, CREDENTIALS_KEY_VAR)}
     env["AWS_ENDPOINT_URL"] = settings.endpoint_url
     env["PORT"] = str(settings.port)  # gunicorn binds PORT; settings.port may have come from SIGHTFLEET_PORT
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -482,9 +484,7 @@ def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, 
 
 def state_dir_for(settings: Settings) -> Path:
     """Where the endpoint keeps its contents between runs: SIGHTFLEET_LOCAL_AWS_STATE_DIR, else one per port."""
-    if settings.local_aws_state_dir:
-        return Path(settings.local_aws_state_dir).resolve()
-    return REPO / ".run" / f"aws-{settings.local_aws_port}"
+    return settings.local_state_path
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -512,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = local_settings(environ)
     env = local_environment(environ, settings)
     os.environ.update(env)  # the supervisor provisions with the local credentials too
-    os.environ.pop(SESSION_KEY_VAR, None)  # and passes the session key on to the web tier alone
+    for secret in (SESSION_KEY_VAR, CREDENTIALS_KEY_VAR):
+        os.environ.pop(secret, None)  # and passes the session and credentials keys on to the web tier alone
     info = {"pid": os.getpid(), "web": web_url(settings), "aws": settings.endpoint_url}
     try:
         lock = _lock(settings.local_aws_port, info)
@@ -528,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         if state_dir is not None and args.fresh:
             _set_aside(state_dir)
         # Only the web tier signs sessions; the other children (and the user data the controller writes) never see it.
-        web_secrets = {SESSION_KEY_VAR: settings.secret_key or local_session_key(state_dir)}
+        web_secrets = {SESSION_KEY_VAR: settings.secret_key or local_session_key(state_dir),
+                       CREDENTIALS_KEY_VAR: settings.credentials_key or local_credentials_key(settings)}
         return Supervisor(settings, env, stop_event_on_signals(), state_dir, web_secrets=web_secrets).run()
 
 

@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from sightfleet.aws.secrets import secret_string
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
+from sightfleet.secretbox import credentials_box
 from web_tier.accounts import Accounts
 from web_tier.albums import Albums
 from web_tier.health import HealthProbe
@@ -75,13 +76,13 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
 
     from web_tier import api, auth, csrf, cse546, display, errors, health, ops, pages, signin
     errors.register(app)
-    auth.install(app, Accounts(resources.accounts), bool(settings.open_course_endpoint))
+    auth.install(app, Accounts(resources.accounts, credentials_box(settings)), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
     for module in (health, api, pages, cse546, ops, signin):
         app.register_blueprint(module.bp)
-    from web_tier import limits, openapi, security
-    for extension in (security, openapi, limits):
+    from web_tier import limits, openapi, rekognition, security
+    for extension in (security, openapi, limits, rekognition):
         extension.install(app)
     app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])
     return app
