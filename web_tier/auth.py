@@ -35,6 +35,7 @@ ENDPOINT_ACCESS = {
     # outlive its own revocation, and one that could revoke keys would lock its owner out.
     "signin.keys": PERSON,
     "signin.create_key": PERSON,
+    "signin.create_access_key": PERSON,
     "signin.revoke_key": PERSON,
 }
 BLUEPRINT_ACCESS = {

@@ -99,7 +99,8 @@ def stack_settings(settings: Settings, options: DeployOptions, code_bundle: str)
         launch_template=settings.names.role_name("worker"), instance_type=options.worker_instance_type,
         image_id=options.image_id or settings.image_id, web_host="0.0.0.0",
         code_bundle="" if options.image_id else code_bundle,
-        secret_key="", secret_key_secret=settings.names.session_secret, trusted_proxies=1)
+        secret_key="", secret_key_secret=settings.names.session_secret, credentials_key="",
+        credentials_key_secret=settings.names.credentials_secret, trusted_proxies=1)
 
 
 def _ref(name: str) -> dict:
@@ -224,6 +225,11 @@ def _accounts(names: ResourceNames) -> dict:
             "Description": f"{names.prefix}: the key that signs the web tier's session cookies",
             "GenerateSecretString": {"PasswordLength": SESSION_KEY_LENGTH, "ExcludePunctuation": True},
             "Tags": _tags(names)}},
+        "CredentialsKey": {"Type": "AWS::SecretsManager::Secret", "Properties": {
+            "Name": names.credentials_secret,
+            "Description": f"{names.prefix}: the key that seals the access-key secrets of SigV4 clients",
+            "GenerateSecretString": {"PasswordLength": SESSION_KEY_LENGTH, "ExcludePunctuation": True},
+            "Tags": _tags(names)}},
     }
 
 
@@ -240,8 +246,8 @@ def accounts_policy(names: ResourceNames) -> dict:
          "Resource": table},
         {"Sid": "ListOwnKeys", "Effect": "Allow", "Action": ["dynamodb:Query"],
          "Resource": f"{table}/index/{ACCOUNT_ITEMS_INDEX}"},
-        {"Sid": "ReadSessionKey", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
-         "Resource": _ref("SessionKey")},
+        {"Sid": "ReadSessionAndCredentialsKeys", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": [_ref("SessionKey"), _ref("CredentialsKey")]},
     ]})
 
 
