@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from sightfleet.webhooks import BACKOFF_S
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 
@@ -63,6 +65,11 @@ class ResourceNames:
     def session_secret(self) -> str:
         """The Secrets Manager secret holding a deployed stack's session-signing key."""
         return f"{self.prefix}-session-key"
+
+    @property
+    def webhook_queue(self) -> str:
+        """Webhook deliveries waiting for their (next) attempt (web_tier/webhooks/deliver.py)."""
+        return f"{self.prefix}-webhooks"
 
     @property
     def credentials_secret(self) -> str:
@@ -162,6 +169,13 @@ class Settings:
     # Rekognition's JSON protocol at the web tier's base URL (web_tier/rekognition): how long a call waits
     # for the fleet before answering a retryable ThrottlingException (below the SDKs' 60 s read timeout).
     rekognition_wait_s: float = 45.0
+    # Webhooks (web_tier/webhooks): the delays between a failing delivery's attempts in seconds ("": about
+    # 32 hours' worth, sightfleet/webhooks.py BACKOFF_S), how long a delivery being attempted stays
+    # invisible to other deliverers, and whether receivers on private networks may be called (1) or not (0;
+    # loopback is allowed locally; link-local, where the metadata service answers, never).
+    webhook_backoff_s: str = ""
+    webhook_visibility_s: int = 30
+    webhook_allow_private: int = 0
     open_course_endpoint: int = 1
     trusted_proxies: int = 0
     # Issue 15, limits (web_tier/limits.py): requests per API key, owner or anonymous address, in the
@@ -183,6 +197,11 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def webhook_backoff(self) -> tuple[int, ...]:
+        """The delays between a failing delivery's attempts."""
+        return tuple(int(part) for part in self.webhook_backoff_s.split(",")) if self.webhook_backoff_s else BACKOFF_S
 
     @property
     def pool_idle_s(self) -> float:
@@ -270,6 +289,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
     if settings.quota_images < 0:
         raise ConfigError("SIGHTFLEET_QUOTA_IMAGES must not be negative (0: no quota)")
+    if settings.webhook_backoff_s and not re.fullmatch(r"\d+(,\d+)*", settings.webhook_backoff_s):
+        raise ConfigError("SIGHTFLEET_WEBHOOK_BACKOFF_S is a comma-separated list of whole seconds")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

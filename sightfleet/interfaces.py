@@ -57,7 +57,7 @@ class JobQueue(Protocol):
 
     name: str
 
-    def send(self, body: str) -> str:
+    def send(self, body: str, delay_s: int = 0) -> str:
         """Send one message; returns its message id."""
 
     def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> list[Message]:

@@ -97,10 +97,10 @@ class MemoryQueue(_Part):
         self._max_bytes = max_bytes
         self._arrived = threading.Condition(self._lock)
 
-    def send(self, body: str) -> str:
+    def send(self, body: str, delay_s: int = 0) -> str:
         self._call("send", body)
         with self._lock:
-            stored = _Stored(uuid.uuid4().hex, body)
+            stored = _Stored(uuid.uuid4().hex, body, visible_at=time.monotonic() + delay_s if delay_s else 0.0)
             self._messages[stored.id] = stored
             self._arrived.notify_all()
         return stored.id

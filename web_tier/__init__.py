@@ -10,6 +10,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sightfleet.aws.secrets import secret_string
+from sightfleet.aws.webhooks import WebhookTable
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
 from sightfleet.secretbox import credentials_box
@@ -19,6 +20,7 @@ from web_tier.health import HealthProbe
 from web_tier.signin_guard import SignInGuard
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
 from web_tier.waiting import ResultWaiter
+from web_tier.webhooks.service import Webhooks
 
 log = logging.getLogger(__name__)
 # Form parts beside the files: album, new_album and csrf_token on the upload form, with room to spare.
@@ -75,11 +77,14 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["health"] = HealthProbe(resources)
 
     from web_tier import api, auth, csrf, cse546, display, errors, health, ops, pages, signin
+    from web_tier.webhooks import views as webhooks
+    box = credentials_box(settings)
+    app.extensions["webhooks"] = Webhooks(WebhookTable(settings), box, settings.is_local)
     errors.register(app)
-    auth.install(app, Accounts(resources.accounts, credentials_box(settings)), bool(settings.open_course_endpoint))
+    auth.install(app, Accounts(resources.accounts, box), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops, signin):
+    for module in (health, api, pages, cse546, ops, signin, webhooks):
         app.register_blueprint(module.bp)
     from web_tier import limits, openapi, rekognition, security
     for extension in (security, openapi, limits, rekognition):
