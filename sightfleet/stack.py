@@ -58,7 +58,7 @@ LOCAL_DEFAULTS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 # Seconds each child gets between SIGTERM and SIGKILL, in shutdown order.
-STOP_GRACE_S = {"web": 25, "controller": 10, "local-host": 45, "aws": 5}
+STOP_GRACE_S = {"web": 25, "webhooks": 15, "controller": 10, "local-host": 45, "aws": 5}
 WATCH_S = 0.5  # how often the children are checked
 PROBE_S = 2.0  # how often the endpoint is asked whether every resource of the stack still exists
 # A restore of a large saved state takes a while (benchmarks/persistence.py: 0.3 s for 1,000 images);
@@ -183,6 +183,9 @@ class Supervisor:
         self.start("controller", [python, "-m", "controller"])
         self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"],
                    self.web_secrets)
+        # The webhook deliverer opens signing secrets: the credentials key, never the session key.
+        self.start("webhooks", [python, "-m", "web_tier.webhooks"],
+                   {k: v for k, v in self.web_secrets.items() if k == CREDENTIALS_KEY_VAR})
         self._wait_until(lambda: answers(self.web_url + "/healthz", ok_only=True), "the web tier", 60)
         return welcome
 

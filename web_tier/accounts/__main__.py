@@ -19,6 +19,7 @@ from sightfleet.config import ConfigError, Settings
 from sightfleet.errors import NotFound, SightfleetError, Unavailable
 from sightfleet.logs import setup_logging
 from sightfleet.secretbox import credentials_box
+from sightfleet.webhooks import EVENTS, WebhookError
 from sightfleet.aws.accounts import AccountsTable
 from web_tier.accounts.service import LINK_TTL_S, AccountError, Accounts
 
@@ -47,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
                                                        "once answered)")
     keep.add_argument("name")
     keep.add_argument("state", choices=("on", "off"))
+    hook = commands.add_parser("webhook-add", help="register a webhook endpoint for an account; prints its signing "
+                                                   "secret last")
+    hook.add_argument("name")
+    hook.add_argument("url")
+    hook.add_argument("--events", default=",".join(EVENTS), help=f"comma-separated, of {', '.join(EVENTS)}")
+    hooks = commands.add_parser("webhooks", help="an account's webhook endpoints and their last deliveries")
+    hooks.add_argument("name")
+    unhook = commands.add_parser("webhook-remove", help="remove one of an account's webhook endpoints")
+    unhook.add_argument("name")
+    unhook.add_argument("hook_id")
     revoke = commands.add_parser("revoke", help="revoke an API key or access key by its id (at once)")
     revoke.add_argument("key_id")
     delete = commands.add_parser("delete", help="delete an account, its keys and its images (results, originals, "
@@ -158,6 +169,8 @@ def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> Non
         accounts.set_keep_api_images(args.name, args.state == "on")
         log.info("photos of %s's Rekognition calls are %s", args.name,
                  "kept in its gallery" if args.state == "on" else "deleted once answered")
+    elif args.command.startswith("webhook"):
+        _webhooks(args, accounts.get(args.name)["account_id"], settings)
     elif args.command == "revoke":
         if not accounts.revoke(args.key_id):
             raise AccountError(f"no API key with id {args.key_id!r}")
@@ -175,6 +188,27 @@ def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> Non
         base = (args.url or f"http://127.0.0.1:{settings.port}").rstrip("/")
         log.info("a sign-in link for %s, valid once within %d s:", args.name, args.ttl)
         _out(f"{base}/signin/link?token={token}")
+
+
+def _webhooks(args: argparse.Namespace, account_id: str, settings: Settings) -> None:
+    from sightfleet.aws.webhooks import WebhookTable
+    from web_tier.webhooks.service import Webhooks
+    service = Webhooks(WebhookTable(settings), credentials_box(settings), settings.is_local)
+    if args.command == "webhook-add":
+        try:
+            issued = service.register(account_id, args.url, [e.strip() for e in args.events.split(",") if e.strip()])
+        except WebhookError as exc:
+            raise AccountError(str(exc)) from None
+        log.info("webhook %s registered for %s; its signing secret is shown once, below", issued.hook["hook_id"],
+                 args.url)
+        _out(issued.secret)
+    elif args.command == "webhooks":
+        for hook in service.hooks(account_id):
+            last = hook["deliveries"][0] if hook["deliveries"] else {}
+            _out(f"{hook['hook_id']}\t{hook['status']}\t{','.join(hook['events'])}\t{hook['url']}\t"
+                 f"last: {last.get('status', 'none')} {last.get('code', '')} {last.get('at', '')}".rstrip())
+    elif not service.remove(account_id, args.hook_id):
+        raise AccountError(f"{args.name} has no webhook {args.hook_id!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
