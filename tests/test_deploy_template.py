@@ -55,7 +55,7 @@ def resolved(value, pseudo: dict[str, str]):
 def test_every_name_comes_from_resource_names(template):
     names = SETTINGS.names
     queues = {p["QueueName"] for p in of_type(template, "AWS::SQS::Queue").values()}
-    assert queues == {names.request_queue, names.dead_letter_queue, names.response_queue}
+    assert queues == {names.request_queue, names.dead_letter_queue, names.response_queue, names.webhook_queue}
     assert {p["BucketName"] for p in of_type(template, "AWS::S3::Bucket").values()} == {"acme-in", "acme-out"}
     tables = {p["TableName"] for p in of_type(template, "AWS::DynamoDB::Table").values()}
     assert tables == {names.results_table, names.fleet_table, names.accounts_table, names.limits_table}
@@ -329,7 +329,7 @@ def test_the_web_role_reads_accounts_and_the_session_key_only(template):
     table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/acme-prod-accounts"
     granted = {(action, json.dumps(s["Resource"])) for s in statements for action in s["Action"]}
     assert granted == {(a, json.dumps(table)) for a in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
-                                                          "dynamodb:DescribeTable")} | {
+                                                          "dynamodb:DescribeTable", "dynamodb:UpdateItem")} | {
         ("dynamodb:Query", json.dumps(table + "/index/account-items")),
         ("secretsmanager:GetSecretValue", json.dumps([{"Ref": "SessionKey"}, {"Ref": "CredentialsKey"}]))}
     for role in ("worker", "controller"):  # nobody else touches accounts

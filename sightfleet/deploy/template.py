@@ -166,7 +166,7 @@ def _subnets() -> dict:
 
 
 def _queues(settings: Settings) -> dict:
-    """The queues ensure_queues makes: requests with redrive to its dead-letter queue, and responses."""
+    """The queues ensure_queues makes: requests with redrive to its dead-letter queue, responses, and webhooks."""
     names = settings.names
     return {
         "DeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {
@@ -178,6 +178,9 @@ def _queues(settings: Settings) -> dict:
                               "maxReceiveCount": settings.max_receive_count}}},
         "ResponseQueue": {"Type": "AWS::SQS::Queue", "Properties": {
             "QueueName": names.response_queue, "MessageRetentionPeriod": RETENTION_S}},
+        "WebhookQueue": {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": names.webhook_queue, "MessageRetentionPeriod": RETENTION_S,
+            "VisibilityTimeout": settings.webhook_visibility_s}},
     }
 
 
@@ -244,6 +247,7 @@ def accounts_policy(names: ResourceNames) -> dict:
         {"Sid": "AuthenticateAndManageKeys", "Effect": "Allow",
          "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"],
          "Resource": table},
+        {"Sid": "LogWebhookDeliveries", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": table},
         {"Sid": "ListOwnKeys", "Effect": "Allow", "Action": ["dynamodb:Query"],
          "Resource": f"{table}/index/{ACCOUNT_ITEMS_INDEX}"},
         {"Sid": "ReadSessionAndCredentialsKeys", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
