@@ -41,7 +41,7 @@ from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
 from sightfleet.resources import Resources, provision
-from sightfleet.secretbox import local_credentials_key
+from sightfleet.secretbox import kept_key, local_credentials_key
 
 log = logging.getLogger("sightfleet.stack")
 REPO = Path(__file__).resolve().parents[1]
@@ -352,15 +352,7 @@ def local_session_key(state_dir: Path | None) -> str:
     """The session-signing key kept in the state dir (made once, mode 0600); a fresh one when nothing persists."""
     if state_dir is None:
         return secrets.token_urlsafe(32)
-    path = session_key_file(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return kept_key(session_key_file(state_dir))
 
 
 def _missing(checks: dict) -> list[str]:

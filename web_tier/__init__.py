@@ -86,7 +86,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     display.install(app)
     for module in (health, api, pages, cse546, ops, signin, webhooks):
         app.register_blueprint(module.bp)
-    from web_tier import limits, openapi, rekognition, security
+    from web_tier import limits, openapi, security
+    from web_tier.rekognition import views as rekognition
     for extension in (security, openapi, limits, rekognition):
         extension.install(app)
     app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])

@@ -5,14 +5,14 @@ header `POST /` stays the course endpoint (multipart). `Dispatch` tells them apa
 routes the request and hands calls to this blueprint's one route. Callers sign with Signature V4
 using an access key of their account (checked in web_tier/auth.py); rate limits and quotas apply
 as for the REST API. Each call goes through the queue and the fleet like any upload; the web tier
-only waits for the result (web_tier/rekognition/calls.py).
+only waits for the result (web_tier/rekognition/calls.py). views.install puts it all in place.
 """
 from __future__ import annotations
 
 import json
 import uuid
 
-from flask import Flask, Response, request
+from flask import Response, request
 
 from web_tier.rekognition.protocol import CONTENT_TYPE, MAX_BODY_BYTES, TARGET_PREFIX, AwsError
 
@@ -59,15 +59,7 @@ def aws_error_answer(error: AwsError, headers: dict | None = None) -> Response:
     return aws_answer(error.body(), error.status, {**(headers or {}), "x-amzn-ErrorType": error.aws_type})
 
 
-def _bound_body() -> None:
+def bound_body() -> None:
     """before_request: a call's body may hold one 5 MB image in base64, and no more is read."""
     if is_call():
         request.max_content_length = MAX_BODY_BYTES
-
-
-def install(app: Flask) -> None:
-    """Route Rekognition calls to the blueprint, bounding their body before anything reads it."""
-    from web_tier.rekognition.views import bp
-    app.wsgi_app = Dispatch(app.wsgi_app)
-    app.before_request_funcs.setdefault(None, []).insert(0, _bound_body)
-    app.register_blueprint(bp)

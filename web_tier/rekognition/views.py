@@ -5,13 +5,13 @@ import json
 import logging
 import uuid
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, Flask, current_app, g, request
 
 from sightfleet.contracts import SUCCEEDED
 from sightfleet.errors import NotFound
 from web_tier.auth import accounts
 from web_tier.owners import delete_owned
-from web_tier.rekognition import ROUTE, aws_answer, aws_error_answer
+from web_tier.rekognition import ROUTE, Dispatch, aws_answer, aws_error_answer, bound_body
 from web_tier.rekognition.calls import API_ALBUM, Calls, clean_up_when_final
 from web_tier.rekognition.protocol import (AwsError, DetectLabels, as_aws_error, labels_answer, operation_of,
                                            parse_detect_labels)
@@ -100,3 +100,10 @@ def _clean_up_later(image_id: str) -> None:
         with app.app_context():
             delete_owned(doc)
     clean_up_when_final(calls(), image_id, waiter().wait, delete)
+
+
+def install(app: Flask) -> None:
+    """Route Rekognition calls to this blueprint, bounding their body before anything reads it."""
+    app.wsgi_app = Dispatch(app.wsgi_app)
+    app.before_request_funcs.setdefault(None, []).insert(0, bound_body)
+    app.register_blueprint(bp)

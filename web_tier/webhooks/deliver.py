@@ -22,10 +22,13 @@ import time
 
 from sightfleet.aws.sqs import Queue
 from sightfleet.aws.webhooks import WebhookTable
-from sightfleet.config import Settings
+from sightfleet.config import Settings, settings_or_exit
 from sightfleet.contracts import iso
 from sightfleet.errors import NoSuchResult, SightfleetError
-from sightfleet.secretbox import SealError, SecretBox
+from sightfleet.logs import setup_logging
+from sightfleet.procs import stop_event_on_signals
+from sightfleet.resources import Resources
+from sightfleet.secretbox import SealError, SecretBox, credentials_box
 from sightfleet.webhooks import (DELETED_EVENT, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, delivery_id,
                                  event_of, fate, signature_header)
 from web_tier.webhooks.http import post
@@ -54,19 +57,23 @@ class Deliverer:
         self.queue = Queue(settings, settings.names.webhook_queue)
         self.backoff = settings.webhook_backoff
 
-    # fan-out
-    def fan_out_forever(self) -> None:
-        """Turn response messages into deliveries until told to stop."""
+    def _poll_forever(self, queue, handle, what: str, visibility_s: int | None = None) -> None:
+        """Receive from queue and handle each message until told to stop; a queue out of reach is waited out."""
         while not self.stop.is_set():
             try:
-                messages = self.resources.responses.receive(10, RECEIVE_WAIT_S)
+                messages = queue.receive(10, RECEIVE_WAIT_S, visibility_s=visibility_s)
             except SightfleetError as exc:
-                log.warning("cannot read the response queue (%s); trying again", exc)
+                log.warning("cannot read the %s queue (%s); trying again", what, exc)
                 self.stop.wait(RECEIVE_WAIT_S)
                 continue
             for message in messages:
-                self._fan_out_one(message)
-        log.info("fan-out stopped")
+                handle(message)
+        log.info("%s loop stopped", what)
+
+    # fan-out
+    def fan_out_forever(self) -> None:
+        """Turn response messages into deliveries until told to stop."""
+        self._poll_forever(self.resources.responses, self._fan_out_one, "response")
 
     def _fan_out_one(self, message) -> None:
         try:
@@ -113,16 +120,7 @@ class Deliverer:
     # delivery
     def deliver_forever(self) -> None:
         """Make deliveries until told to stop."""
-        while not self.stop.is_set():
-            try:
-                messages = self.queue.receive(10, RECEIVE_WAIT_S, visibility_s=self.settings.webhook_visibility_s)
-            except SightfleetError as exc:
-                log.warning("cannot read the webhooks queue (%s); trying again", exc)
-                self.stop.wait(RECEIVE_WAIT_S)
-                continue
-            for message in messages:
-                self._deliver_one(message)
-        log.info("delivery stopped")
+        self._poll_forever(self.queue, self._deliver_one, "webhooks", self.settings.webhook_visibility_s)
 
     def _deliver_one(self, message) -> None:
         try:
@@ -199,11 +197,6 @@ class Deliverer:
 
 def main() -> int:
     """Run both loops until SIGTERM or SIGINT."""
-    from sightfleet.config import settings_or_exit
-    from sightfleet.logs import setup_logging
-    from sightfleet.procs import stop_event_on_signals
-    from sightfleet.resources import Resources
-    from sightfleet.secretbox import credentials_box
     setup_logging("webhooks")
     settings = settings_or_exit(log)
     deliverer = Deliverer(settings, Resources.connect(settings), credentials_box(settings), stop_event_on_signals())
