@@ -40,6 +40,7 @@ from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
 from sightfleet.resources import Resources, provision
+from sightfleet.secretbox import kept_key, local_credentials_key
 
 log = logging.getLogger("devstack.stack")
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ LOCAL_DEFAULTS = {
     **LOCAL_CREDENTIALS,
 }
 # Seconds each child gets between SIGTERM and SIGKILL, in shutdown order.
-STOP_GRACE_S = {"web": 25, "controller": 10, "local-host": 45, "aws": 5}
+STOP_GRACE_S = {"web": 25, "webhooks": 15, "controller": 10, "local-host": 45, "aws": 5}
 WATCH_S = 0.5  # how often the children are checked
 PROBE_S = 2.0  # how often the endpoint is asked whether every resource of the stack still exists
 # A restore of a large saved state takes a while (benchmarks/persistence.py: 0.3 s for 1,000 images);
@@ -61,6 +62,7 @@ PROBE_S = 2.0  # how often the endpoint is asked whether every resource of the s
 STATE_CALL_TIMEOUT_S = {"restore": 300, "save": 30}
 LOCAL_ADMIN = "admin"
 SESSION_KEY_VAR = "SIGHTFLEET_SECRET_KEY"
+CREDENTIALS_KEY_VAR = "SIGHTFLEET_CREDENTIALS_KEY"
 ADMIN_KEY_LINE = "Admin API key (shown once): "
 
 
@@ -177,6 +179,9 @@ class Supervisor:
         self.start("controller", [python, "-m", "controller"])
         self.start("web", [python, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"],
                    self.web_secrets)
+        # The webhook deliverer opens signing secrets: the credentials key, never the session key.
+        self.start("webhooks", [python, "-m", "web_tier.webhooks"],
+                   {k: v for k, v in self.web_secrets.items() if k == CREDENTIALS_KEY_VAR})
         self._wait_until(lambda: answers(self.web_url + "/healthz", ok_only=True), "the web tier", 60)
         return welcome
 
@@ -343,15 +348,7 @@ def local_session_key(state_dir: Path | None) -> str:
     """The session-signing key kept in the state dir (made once, mode 0600); a fresh one when nothing persists."""
     if state_dir is None:
         return secrets.token_urlsafe(32)
-    path = session_key_file(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return kept_key(session_key_file(state_dir))
 
 
 def _missing(checks: dict) -> list[str]:
@@ -468,7 +465,7 @@ def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, 
 
     Without the session key: only the web tier signs sessions, and it gets the key on its own (web_secrets).
     """
-    env = {name: value for name, value in environ.items() if name != SESSION_KEY_VAR}
+    env = {name: value for name, value in environ.items() if name not in (SESSION_KEY_VAR, CREDENTIALS_KEY_VAR)}
     env["AWS_ENDPOINT_URL"] = settings.endpoint_url
     env["PORT"] = str(settings.port)  # gunicorn binds PORT; settings.port may have come from SIGHTFLEET_PORT
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -478,9 +475,7 @@ def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, 
 
 def state_dir_for(settings: Settings) -> Path:
     """Where the endpoint keeps its contents between runs: SIGHTFLEET_LOCAL_AWS_STATE_DIR, else one per port."""
-    if settings.local_aws_state_dir:
-        return Path(settings.local_aws_state_dir).resolve()
-    return REPO / ".run" / f"aws-{settings.local_aws_port}"
+    return settings.local_state_path
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -508,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = local_settings(environ)
     env = local_environment(environ, settings)
     os.environ.update(env)  # the supervisor provisions with the local credentials too
-    os.environ.pop(SESSION_KEY_VAR, None)  # and passes the session key on to the web tier alone
+    for secret in (SESSION_KEY_VAR, CREDENTIALS_KEY_VAR):
+        os.environ.pop(secret, None)  # and passes the session and credentials keys on to the web tier alone
     info = {"pid": os.getpid(), "web": web_url(settings), "aws": settings.endpoint_url}
     try:
         lock = _lock(settings.local_aws_port, info)
@@ -524,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         if state_dir is not None and args.fresh:
             _set_aside(state_dir)
         # Only the web tier signs sessions; the other children (and the user data the controller writes) never see it.
-        web_secrets = {SESSION_KEY_VAR: settings.secret_key or local_session_key(state_dir)}
+        web_secrets = {SESSION_KEY_VAR: settings.secret_key or local_session_key(state_dir),
+                       CREDENTIALS_KEY_VAR: settings.credentials_key or local_credentials_key(settings)}
         return Supervisor(settings, env, stop_event_on_signals(), state_dir, web_secrets=web_secrets).run()
 
 

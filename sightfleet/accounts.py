@@ -5,9 +5,14 @@ guessable. API keys and link tokens are 256-bit random strings (secrets.token_ur
 guess or dictionary helps against them, so a plain SHA-256 of the key is enough to keep the table
 useless to whoever reads it, and it can be looked up directly (the hash is the item's key) at the
 cost of one hash per request rather than an argon2 run. The plain key is shown once and never stored.
+
+Access keys (an id and a secret, for clients that sign with AWS Signature V4) cannot be hashed: SigV4
+needs the secret itself to check a signature. Their secrets are stored sealed under the credentials
+key (sightfleet/secretbox.py), shown once, and opened only to check a request.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import re
@@ -23,10 +28,13 @@ from sightfleet.contracts import iso
 from sightfleet.errors import ConditionFailed, SightfleetError
 from sightfleet.identity import ANONYMOUS_OWNER, Principal
 from sightfleet.interfaces import AccountStore
+from sightfleet.secretbox import SealError, SecretBox
 
 log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 KEY_PREFIX = "sfk_"
+# An access key id looks like AWS's (20 upper-case letters and digits), so every SDK takes it as one.
+ACCESS_KEY_PREFIX = "SFAK"
 LINK_TTL_S = 15 * 60
 MIN_PASSWORD_LENGTH = 8
 _hasher = PasswordHasher()
@@ -44,6 +52,23 @@ class IssuedKey:
 
     key_id: str
     key: str
+
+
+@dataclass(frozen=True)
+class IssuedAccessKey:
+    """A new SigV4 access-key pair; the secret is shown once and stored only sealed."""
+
+    key_id: str
+    secret: str
+
+
+def new_access_key_id() -> str:
+    """SFAK and 16 random base32 characters (80 bits): unguessable, and shaped like an AWS key id."""
+    return ACCESS_KEY_PREFIX + base64.b32encode(secrets.token_bytes(10)).decode()
+
+
+def is_access_key_id(key_id: str) -> bool:
+    return key_id.startswith(ACCESS_KEY_PREFIX) and len(key_id) == 20
 
 
 def secret_hash(secret: str) -> str:
@@ -73,8 +98,9 @@ def _principal(account: dict, via: str) -> Principal:
 class Accounts:
     """The operations on accounts, over one AccountStore."""
 
-    def __init__(self, store: AccountStore):
+    def __init__(self, store: AccountStore, box: SecretBox | None = None):
         self.store = store
+        self._box = box   # None: access keys can be neither issued nor checked (no credentials key)
 
     def create(self, name: str, admin: bool = False, password: str | None = None) -> tuple[dict, IssuedKey]:
         """A new account and its first API key; AccountError when the name is taken."""
@@ -143,7 +169,47 @@ class Accounts:
         keys = self.store.keys_of(account["account_id"])
         for key in keys:
             self.store.delete_key(key["key_hash"])
-        return len(keys)
+        access_keys = self.store.access_keys_of(account["account_id"])
+        for key in access_keys:
+            self.store.delete_access_key(key["key_id"])
+        return len(keys) + len(access_keys)
+
+    def set_keep_api_images(self, name: str, keep: bool) -> None:
+        """Whether the photos of the account's Rekognition calls stay in its gallery (default: deleted)."""
+        self._update(name, keep_api_images=keep)
+
+    def issue_access_key(self, account: dict, label: str = "") -> IssuedAccessKey:
+        """A new access-key pair for SigV4 clients; AccountError when this stack has no credentials key."""
+        if self._box is None:
+            raise AccountError("access keys need a credentials key (SIGHTFLEET_CREDENTIALS_KEY or "
+                               "SIGHTFLEET_CREDENTIALS_KEY_SECRET); scripts/run and scripts/deploy set one")
+        issued = IssuedAccessKey(new_access_key_id(), secrets.token_urlsafe(30))
+        self.store.put_access_key(issued.key_id, {
+            "key_id": issued.key_id, "account_id": account["account_id"], "name": account["name"],
+            "label": label[:100], "created_at": iso(time.time()),
+            "secret_sealed": self._box.seal(issued.secret, bound_to=issued.key_id)})
+        log.info("issued access key %s to %s", issued.key_id, account["name"])
+        return issued
+
+    def access_keys(self, account: dict) -> list[dict]:
+        """An account's access keys without their secrets (id, label, created_at), oldest first."""
+        return [{k: key[k] for k in ("key_id", "label", "created_at")}
+                for key in self.store.access_keys_of(account["account_id"])]
+
+    def by_access_key(self, key_id: str) -> tuple[Principal, str] | None:
+        """Who an access key acts for and its secret; None when unknown, revoked, unopenable or its account gone."""
+        if self._box is None or not is_access_key_id(key_id):
+            return None
+        found = self.store.get_access_key(key_id)
+        if found is None:
+            return None
+        try:
+            secret = self._box.open(found["secret_sealed"], bound_to=key_id)
+        except SealError:
+            log.error("access key %s does not open with this stack's credentials key (was the key changed?)", key_id)
+            return None
+        principal = self._live(found["name"], found["account_id"], "access-key")
+        return None if principal is None else (principal, secret)
 
     def issue_key(self, account: dict, label: str = "") -> IssuedKey:
         issued = IssuedKey(secrets.token_hex(6), KEY_PREFIX + secrets.token_urlsafe(32))
@@ -158,7 +224,9 @@ class Accounts:
         return [{k: key[k] for k in ("key_id", "label", "created_at")} for key in self.store.keys_of(account["account_id"])]
 
     def revoke(self, key_id: str, account: dict | None = None) -> bool:
-        """Revoke a key by its id (only among `account`'s when given); False when there is no such key."""
+        """Revoke a key or access key by its id (only among `account`'s when given); False when there is none."""
+        if is_access_key_id(key_id):
+            return self._revoke_access_key(key_id, account)
         if account is None:
             key_hash = self.store.key_hash_of(key_id)
         else:
@@ -167,6 +235,15 @@ class Accounts:
         revoked = key_hash is not None and self.store.delete_key(key_hash)
         if revoked:
             log.info("revoked key %s", key_id)
+        return revoked
+
+    def _revoke_access_key(self, key_id: str, account: dict | None) -> bool:
+        found = self.store.get_access_key(key_id)
+        if found is None or (account is not None and found["account_id"] != account["account_id"]):
+            return False
+        revoked = self.store.delete_access_key(key_id)
+        if revoked:
+            log.info("revoked access key %s", key_id)
         return revoked
 
     def by_key(self, key: str) -> Principal | None:

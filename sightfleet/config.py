@@ -4,8 +4,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Mapping
 
+from sightfleet.webhooks import BACKOFF_S
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 # The local endpoint (moto) accepts any credentials; these are placeholders, not secrets. The stack gives them to its
 # children, and the command lines that talk to a local endpoint use them unless some are set.
@@ -64,6 +68,16 @@ class ResourceNames:
     def session_secret(self) -> str:
         """The Secrets Manager secret holding a deployed stack's session-signing key."""
         return f"{self.prefix}-session-key"
+
+    @property
+    def webhook_queue(self) -> str:
+        """Webhook deliveries waiting for their (next) attempt (web_tier/webhooks/deliver.py)."""
+        return f"{self.prefix}-webhooks"
+
+    @property
+    def credentials_secret(self) -> str:
+        """The Secrets Manager secret holding a deployed stack's credentials key (sightfleet/secretbox.py)."""
+        return f"{self.prefix}-credentials-key"
 
     @property
     def limits_table(self) -> str:
@@ -153,6 +167,20 @@ class Settings:
     # front of the web tier set X-Forwarded-Proto/-For (0: trust none; 1 behind the load balancer).
     secret_key: str = field(default="", repr=False)
     secret_key_secret: str = ""
+    # The key that seals access-key secrets in the accounts table (sightfleet/secretbox.py): set, or kept
+    # by scripts/run in its state dir; a deployed stack reads it from credentials_key_secret.
+    credentials_key: str = field(default="", repr=False)
+    credentials_key_secret: str = ""
+    # Rekognition's JSON protocol at the web tier's base URL (web_tier/rekognition): how long a call waits
+    # for the fleet before answering a retryable ThrottlingException (below the SDKs' 60 s read timeout).
+    rekognition_wait_s: float = 45.0
+    # Webhooks (web_tier/webhooks): the delays between a failing delivery's attempts in seconds ("": about
+    # 32 hours' worth, sightfleet/webhooks.py BACKOFF_S), how long a delivery being attempted stays
+    # invisible to other deliverers, and whether receivers on private networks may be called (1) or not (0;
+    # loopback is allowed locally; link-local, where the metadata service answers, never).
+    webhook_backoff_s: str = ""
+    webhook_visibility_s: int = 30
+    webhook_allow_private: int = 0
     open_course_endpoint: int = 1
     trusted_proxies: int = 0
     # Limits (web_tier/limits.py): requests per API key, owner or anonymous address, in the
@@ -176,11 +204,23 @@ class Settings:
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def webhook_backoff(self) -> tuple[int, ...]:
+        """The delays between a failing delivery's attempts."""
+        return tuple(int(part) for part in self.webhook_backoff_s.split(",")) if self.webhook_backoff_s else BACKOFF_S
+
+    @property
     def pool_idle_s(self) -> float:
         """Idle seconds after which a worker goes into the pool when the pool has room."""
         if self.warm_pool_size == 0:
             return self.idle_grace_s
         return min(self.pool_grace_s or self.idle_grace_s, self.idle_grace_s)
+
+    @property
+    def local_state_path(self) -> Path:
+        """Where scripts/run's endpoint keeps its contents: SIGHTFLEET_LOCAL_AWS_STATE_DIR, else .run/aws-<port>."""
+        if self.local_aws_state_dir:
+            return Path(self.local_aws_state_dir).resolve()
+        return REPO_ROOT / ".run" / f"aws-{self.local_aws_port}"
 
     @property
     def is_local(self) -> bool:
@@ -256,6 +296,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_QUOTA_IMAGES must not be negative (0: no quota)")
     if settings.emulator_patches not in ("on", "off"):
         raise ConfigError(f"SIGHTFLEET_EMULATOR_PATCHES must be on or off, got {settings.emulator_patches!r}")
+    if settings.webhook_backoff_s and not re.fullmatch(r"\d+(,\d+)*", settings.webhook_backoff_s):
+        raise ConfigError("SIGHTFLEET_WEBHOOK_BACKOFF_S is a comma-separated list of whole seconds")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

@@ -393,7 +393,7 @@ def failed_result(result: dict, code: str, message: str) -> dict:
 
 def response_message(result: dict) -> str:
     """The short message put on the response queue for downstream consumers."""
-    short = {k: result.get(k) for k in ("id", "album", "filename", "status", "top_label", "completed_at")}
+    short = {k: result.get(k) for k in ("id", "owner", "album", "filename", "status", "top_label", "completed_at")}
     if result.get("error"):
         short["error_code"] = result["error"].get("code")
     return json.dumps(short, separators=(",", ":"))

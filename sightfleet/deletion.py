@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from sightfleet.contracts import artefact_keys, is_deleted, tombstone
+from sightfleet.contracts import artefact_keys, is_deleted, response_message, tombstone
 from sightfleet.errors import NoSuchResult, SightfleetError
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,21 @@ def delete_image(resources, doc: dict, on_buried: Callable[[], None] | None = No
     fails. Raises the project's error of the first call that failed; a retry completes what is left.
     """
     grave = doc if is_deleted(doc) else tombstone(doc)
-    if grave is not doc and resources.results.bury(grave) and on_buried is not None:
-        on_buried()
+    if grave is not doc and resources.results.bury(grave):
+        if on_buried is not None:
+            on_buried()
+        _announce(resources, grave)
     purge(resources, grave, doc)
     log.info("deleted image %s of %s", doc["id"], grave["owner"])
+
+
+def _announce(resources, grave: dict) -> None:
+    """Tell the response queue's readers (webhooks: image.deleted) once; a failure here deletes nothing less."""
+    try:
+        resources.responses.send(response_message(grave))
+    except SightfleetError as exc:
+        log.warning("image %s is deleted, but the response queue could not be told (%s): its webhooks miss it",
+                    grave["id"], exc)
 
 
 def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | None = None,

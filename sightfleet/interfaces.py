@@ -57,7 +57,7 @@ class JobQueue(Protocol):
 
     name: str
 
-    def send(self, body: str) -> str:
+    def send(self, body: str, delay_s: int = 0) -> str:
         """Send one message; returns its message id."""
 
     def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> list[Message]:
@@ -238,6 +238,17 @@ class AccountStore(Protocol):
 
     def delete_key(self, key_hash: str) -> bool:
         """Revoke a key; False when there was none."""
+
+    def put_access_key(self, key_id: str, key: dict) -> None: ...
+
+    def get_access_key(self, key_id: str) -> dict | None:
+        """The SigV4 access key with this id, read consistently; None when unknown or revoked."""
+
+    def access_keys_of(self, account_id: str) -> list[dict]:
+        """One account's access keys, oldest first."""
+
+    def delete_access_key(self, key_id: str) -> bool:
+        """Revoke an access key; False when there was none."""
 
     def put_link(self, token_hash: str, link: dict) -> None: ...
 

@@ -97,10 +97,10 @@ class MemoryQueue(_Part):
         self._max_bytes = max_bytes
         self._arrived = threading.Condition(self._lock)
 
-    def send(self, body: str) -> str:
+    def send(self, body: str, delay_s: int = 0) -> str:
         self._call("send", body)
         with self._lock:
-            stored = _Stored(uuid.uuid4().hex, body)
+            stored = _Stored(uuid.uuid4().hex, body, visible_at=time.monotonic() + delay_s if delay_s else 0.0)
             self._messages[stored.id] = stored
             self._arrived.notify_all()
         return stored.id
@@ -484,6 +484,26 @@ class MemoryAccounts(_Part):
         self._call("delete_key", key_hash)
         with self._lock:
             return self.items.pop(f"key#{key_hash}", None) is not None
+
+    def put_access_key(self, key_id: str, key: dict) -> None:
+        self._call("put_access_key", key_id, key)
+        self._put_new(f"akey#{key_id}", {"kind": "akey", **key})
+
+    def get_access_key(self, key_id: str) -> dict | None:
+        self._call("get_access_key", key_id)
+        return self._get(f"akey#{key_id}")
+
+    def access_keys_of(self, account_id: str) -> list[dict]:
+        self._call("access_keys_of", account_id)
+        with self._lock:
+            found = [dict(item) for item in self.items.values()
+                     if item["kind"] == "akey" and item["account_id"] == account_id]
+        return sorted(found, key=lambda key: key["created_at"])
+
+    def delete_access_key(self, key_id: str) -> bool:
+        self._call("delete_access_key", key_id)
+        with self._lock:
+            return self.items.pop(f"akey#{key_id}", None) is not None
 
     def put_link(self, token_hash: str, link: dict) -> None:
         self._call("put_link", token_hash, link)

@@ -62,7 +62,7 @@ def resolved(value, pseudo: dict[str, str]):
 def test_every_name_comes_from_resource_names(template):
     names = SETTINGS.names
     queues = {p["QueueName"] for p in of_type(template, "AWS::SQS::Queue").values()}
-    assert queues == {names.request_queue, names.dead_letter_queue, names.response_queue}
+    assert queues == {names.request_queue, names.dead_letter_queue, names.response_queue, names.webhook_queue}
     assert {p["BucketName"] for p in of_type(template, "AWS::S3::Bucket").values()} == {"acme-in", "acme-out"}
     tables = {p["TableName"] for p in of_type(template, "AWS::DynamoDB::Table").values()}
     assert tables == {names.results_table, names.fleet_table, names.accounts_table, names.limits_table}
@@ -324,15 +324,27 @@ def test_the_session_key_is_generated_by_the_stack_and_never_in_the_template_or_
     assert env["SIGHTFLEET_TRUSTED_PROXIES"] == '"1"' and env.get("SIGHTFLEET_SECRET_KEY", '""') == '""'
 
 
+def test_the_credentials_key_is_generated_by_the_stack_and_only_the_web_tier_is_told_where():
+    typed = Settings(**{**SETTINGS.__dict__, "credentials_key": "typed-in-the-deploying-shell-0123456789"})
+    template = built(settings=typed)
+    key = template["Resources"]["CredentialsKey"]
+    assert key["Type"] == "AWS::SecretsManager::Secret" and key["Properties"]["Name"] == SETTINGS.names.credentials_secret
+    assert key["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    assert "typed-in-the-deploying-shell" not in template_body(template)
+    for role in ("web", "worker", "controller"):
+        text = user_data(stack_settings(typed, DeployOptions(), BUNDLE), role)
+        assert "typed-in-the-deploying-shell" not in text and "SIGHTFLEET_CREDENTIALS_KEY=" not in text
+
+
 def test_the_web_role_reads_accounts_and_the_session_key_only(template):
     policies = {p["PolicyName"]: p["PolicyDocument"] for p in template["Resources"]["WebRole"]["Properties"]["Policies"]}
     statements = resolved(policies["accounts"], {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT})["Statement"]
     table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/acme-prod-accounts"
     granted = {(action, json.dumps(s["Resource"])) for s in statements for action in s["Action"]}
     assert granted == {(a, json.dumps(table)) for a in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
-                                                          "dynamodb:DescribeTable")} | {
+                                                          "dynamodb:DescribeTable", "dynamodb:UpdateItem")} | {
         ("dynamodb:Query", json.dumps(table + "/index/account-items")),
-        ("secretsmanager:GetSecretValue", json.dumps({"Ref": "SessionKey"}))}
+        ("secretsmanager:GetSecretValue", json.dumps([{"Ref": "SessionKey"}, {"Ref": "CredentialsKey"}]))}
     for role in ("worker", "controller"):  # nobody else touches accounts
         assert "accounts" not in json.dumps(template["Resources"][f"{role.capitalize()}Role"])
 

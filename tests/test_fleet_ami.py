@@ -96,13 +96,17 @@ def test_web_policy_grants_what_the_web_tier_calls_and_writes_nothing_else():
     settings = Settings(prefix="acme-prod", region="eu-west-1", input_bucket="acme-in", output_bucket="acme-out")
     web = granted(iam_policy("web-policy", settings, ACCOUNT))
     queue, table = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:acme-prod", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/acme-prod"
-    queues = {f"{queue}-requests", f"{queue}-requests-dlq", f"{queue}-responses"}
+    queues = {f"{queue}-requests", f"{queue}-requests-dlq", f"{queue}-responses", f"{queue}-webhooks"}
     indexes = {f"{table}-results/index/{i}"
                for i in ("album-submitted", "kind-submitted", "kind-completed", "owner-submitted", "owner-album")}
     assert web == {
         # /healthz counts all three queues; the submitter reads the request queue's message size limit.
         "sqs:GetQueueUrl": queues, "sqs:GetQueueAttributes": queues,
-        "sqs:SendMessage": {f"{queue}-requests"},
+        "sqs:SendMessage": {f"{queue}-requests", f"{queue}-responses", f"{queue}-webhooks"},
+        # The webhook deliverer runs beside the web tier: it reads results off the response queue (and a
+        # deletion is announced there), and keeps deliveries on its own queue. Never the request queue.
+        "sqs:ReceiveMessage": {f"{queue}-responses", f"{queue}-webhooks"},
+        "sqs:DeleteMessage": {f"{queue}-responses", f"{queue}-webhooks"},
         # Uploads too large to travel inline, and their removal when a submission is rolled back; deleting
         # an image removes its outputs too (every owner's: the web tier serves them all).
         "s3:PutObject": {"arn:aws:s3:::acme-in/*"},
@@ -118,12 +122,13 @@ def test_web_policy_grants_what_the_web_tier_calls_and_writes_nothing_else():
     }
     # Nothing that launches, ends or tags instances, passes roles, publishes metrics or touches workers' work.
     for action in ("ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateTags", "iam:PassRole",
-                   "cloudwatch:PutMetricData", "sqs:ReceiveMessage", "sqs:DeleteMessage", "dynamodb:UpdateItem"):
+                   "cloudwatch:PutMetricData", "dynamodb:UpdateItem"):
         assert action not in web, action
     # Writes stay on the input bucket and the results table, and deletes of image outputs; the fleet table is
     # read only, and no album listing scans the results table.
     writes = {"s3:PutObject", "dynamodb:PutItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
-    assert {r for a in writes for r in web[a]} == {"arn:aws:s3:::acme-in/*", f"{table}-results", f"{queue}-requests"}
+    assert {r for a in writes for r in web[a]} == {"arn:aws:s3:::acme-in/*", f"{table}-results", f"{queue}-requests",
+                                                  f"{queue}-responses", f"{queue}-webhooks"}
     assert "dynamodb:Scan" not in web
 
 
@@ -182,6 +187,11 @@ def test_units_run_the_right_programs():
     assert web["Service"]["ExecStart"].endswith("gunicorn -c web_tier/gunicorn.conf.py web_tier.wsgi:app")
     assert (REPO / "web_tier" / "gunicorn.conf.py").exists() and (REPO / "web_tier" / "wsgi.py").exists()
     assert unit("sightfleet-controller.service")["Service"]["ExecStart"].endswith("/python -m controller")
+    # The webhook deliverer runs wherever the web tier does, on the web tier's settings.
+    hooks = unit("sightfleet-webhooks.service")
+    assert hooks["Service"]["ExecStart"].endswith("/python -m web_tier.webhooks")
+    assert hooks["Service"]["EnvironmentFile"] == "/etc/sightfleet/web.env"
+    assert "sightfleet-webhooks.service" in web["Unit"]["Wants"]
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")

@@ -10,14 +10,17 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sightfleet.aws.secrets import secret_string
+from sightfleet.aws.webhooks import WebhookTable
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
+from sightfleet.secretbox import credentials_box
 from web_tier.accounts import Accounts
 from web_tier.albums import Albums
 from web_tier.health import HealthProbe
 from web_tier.signin_guard import SignInGuard
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
 from web_tier.waiting import ResultWaiter
+from web_tier.webhooks.service import Webhooks
 
 log = logging.getLogger(__name__)
 # Form parts beside the files: album, new_album and csrf_token on the upload form, with room to spare.
@@ -74,14 +77,18 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["health"] = HealthProbe(resources)
 
     from web_tier import api, auth, csrf, cse546, display, errors, health, ops, pages, signin
+    from web_tier.webhooks import views as webhooks
+    box = credentials_box(settings)
+    app.extensions["webhooks"] = Webhooks(WebhookTable(settings), box, settings.is_local)
     errors.register(app)
-    auth.install(app, Accounts(resources.accounts), bool(settings.open_course_endpoint))
+    auth.install(app, Accounts(resources.accounts, box), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops, signin):
+    for module in (health, api, pages, cse546, ops, signin, webhooks):
         app.register_blueprint(module.bp)
     from web_tier import limits, openapi, security
-    for extension in (security, openapi, limits):
+    from web_tier.rekognition import views as rekognition
+    for extension in (security, openapi, limits, rekognition):
         extension.install(app)
     app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])
     return app

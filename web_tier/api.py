@@ -7,12 +7,14 @@ from flask import Blueprint, jsonify, request
 
 from sightfleet.contracts import FINAL_STATUSES, clean_album
 from sightfleet.errors import SightfleetError, Unavailable
+from sightfleet.webhooks import WebhookError
 from web_tier.errors import unavailable_response
 from web_tier.owners import caller, delete_one, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, number, status_filter
 from web_tier.services import albums, resources, settings, submitter, waiter
 from web_tier.submit import Rejected, Upload, uploads_from_parts
+from web_tier.webhooks.views import webhooks
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -43,6 +45,20 @@ def uploads_from_request() -> list[Upload]:
     return uploads_from_parts(files, album or request.form.get("album"), owner)
 
 
+def callback_noter():
+    """For an upload that names `callback_url`: what remembers it for each job before the job is queued."""
+    url = request.args.get("callback_url") or (request.form.get("callback_url") if request.mimetype == FORM_TYPE
+                                               else None)
+    if not url:
+        return None
+    owner = caller().owner
+    try:
+        url = webhooks().check_callback(owner, url)
+    except WebhookError as exc:
+        raise Rejected(400, "BAD_CALLBACK", str(exc)) from None
+    return lambda job: webhooks().note_callback(job.id, owner, url)
+
+
 def wait_seconds() -> float:
     return number("wait", "BAD_WAIT", 0, MAX_WAIT_S, 0)
 
@@ -58,10 +74,11 @@ def submit_images():
     uploads = uploads_from_request()
     # Check all first, so one bad file does not leave the others queued.
     checked = [submitter().check(upload) for upload in uploads]
+    before_send = callback_noter()
     accepted = []
     try:
         for item in checked:
-            accepted.append(submitter().submit(item))
+            accepted.append(submitter().submit(item, before_send=before_send))
     except Unavailable as exc:
         if not accepted:
             raise

@@ -18,8 +18,11 @@ from flask import Flask, abort, current_app, g, redirect, request, session, url_
 
 from sightfleet.accounts import Accounts
 from sightfleet.errors import NotFound, Unavailable
+from sightfleet.sigv4 import SignatureError, SignedRequest, is_sigv4, verify
 from web_tier.errors import error_response, unavailable_response
 from web_tier.identity import ANONYMOUS_OWNER, Principal
+from web_tier.rekognition import is_call, signed_path
+from web_tier.rekognition.protocol import SERVICE as REKOGNITION
 
 log = logging.getLogger(__name__)
 ANYONE, COURSE, SIGNED_IN, PERSON, ADMIN = "anyone", "course", "signed-in", "person", "admin"
@@ -32,6 +35,7 @@ ENDPOINT_ACCESS = {
     # outlive its own revocation, and one that could revoke keys would lock its owner out.
     "signin.keys": PERSON,
     "signin.create_key": PERSON,
+    "signin.create_access_key": PERSON,
     "signin.revoke_key": PERSON,
 }
 BLUEPRINT_ACCESS = {
@@ -109,12 +113,40 @@ def _refuse_anonymous(access: str):
     return error_response(401, "UNAUTHENTICATED", message, BEARER_CHALLENGE)
 
 
+def _from_signature() -> Principal:
+    """Who signed this Rekognition call with an access key (AWS Signature V4); SignatureError when nobody did."""
+    signer = {}
+
+    def secret_of(key_id: str) -> str | None:
+        found = accounts().by_access_key(key_id)
+        if found is None:
+            return None
+        signer["principal"], secret = found
+        return secret
+    signed = SignedRequest(request.method, signed_path(), request.query_string.decode("latin-1"),
+                           dict(request.headers), request.get_data())
+    verify(signed, REKOGNITION, secret_of)
+    return signer["principal"]
+
+
+def _signed_caller():
+    if not is_call():
+        return None, error_response(401, "BAD_CREDENTIALS", "AWS Signature V4 is taken on the Rekognition endpoint "
+                                    "only; send `Authorization: Bearer <API key>`", BEARER_CHALLENGE)
+    try:
+        return _from_signature(), None
+    except SignatureError as exc:
+        return None, error_response(403, exc.code, exc.message)
+
+
 def _caller():
     """Who the request proves to be (None: nobody), or the answer when its credentials fail or cannot be checked."""
     header = request.headers.get("Authorization")
     try:
         if header is None:
             return _from_session(), None
+        if is_sigv4(header):
+            return _signed_caller()
         principal = _from_header(header)
     except (Unavailable, NotFound) as exc:
         log.warning("%s %s: accounts table unavailable: %s", request.method, request.path, exc)

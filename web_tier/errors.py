@@ -8,6 +8,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sightfleet.aws.dynamodb import NoSuchResult
 from sightfleet.errors import Invalid, NotFound, Unavailable
+from web_tier.rekognition import aws_error_answer, is_call
+from web_tier.rekognition.protocol import as_aws_error
 from web_tier.services import settings
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Rejected
 
@@ -18,7 +20,12 @@ UNAVAILABLE_MESSAGE = "storage or queue unreachable; try again shortly"
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra):
-    """The JSON error body; extra fields go beside "error" (e.g. images already accepted)."""
+    """The JSON error body; extra fields go beside "error" (e.g. images already accepted).
+
+    A Rekognition call gets the same refusal in its protocol's shape, as the exception its SDK knows.
+    """
+    if is_call():
+        return aws_error_answer(as_aws_error(status, code, message), headers)
     response = jsonify({"error": {"code": code, "message": message}, **extra})
     response.status_code = status
     response.headers.update(headers or {})
@@ -32,7 +39,7 @@ def unavailable_response(message: str = UNAVAILABLE_MESSAGE, **extra):
 
 def _wants_page() -> bool:
     # Browsers get a page; programs (and the whole /api) get JSON.
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") or is_call():
         return False
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 

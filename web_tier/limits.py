@@ -35,7 +35,7 @@ STORAGE_URI = "sightfleet+dynamodb://"
 # The load balancer's health check, and files that only make a page work, are never limited.
 EXEMPT_ENDPOINTS = frozenset({"health.healthz", "static", "ops.plotly", "openapi.docs_asset"})
 # Views that accept images, and how many images a request to each carries.
-UPLOAD_ENDPOINTS = ("api.submit_images", "cse546.classify", "pages.upload")
+UPLOAD_ENDPOINTS = ("api.submit_images", "cse546.classify", "pages.upload", "rekognition.call")
 # A quota is not a window: when a client may try again is up to it (deleting images); this is a hint.
 QUOTA_RETRY_AFTER_S = 60
 
@@ -95,6 +95,8 @@ def images_in_request() -> int:
     """How many images an upload carries (0 when it cannot be accepted anyway: its view says why)."""
     if request.endpoint == "api.submit_images" and request.mimetype.startswith("image/"):
         return 1  # a raw body: counted without reading it
+    if request.endpoint == "rekognition.call":
+        return 1  # one image a call (a call the protocol refuses gives it back at once)
     if request.mimetype != "multipart/form-data":
         return 0
     if request.endpoint == "cse546.classify":

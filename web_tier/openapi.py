@@ -16,7 +16,9 @@ from sightfleet.contracts import STATUSES
 from web_tier import api, cse546, errors, opsdata
 from web_tier.packaged import package_folder
 from web_tier.services import settings
+from sightfleet.webhooks import EVENTS
 from web_tier.submit import MAX_IMAGES_PER_REQUEST
+from web_tier.webhooks.service import MAX_ENDPOINTS
 
 bp = Blueprint("openapi", __name__)
 OPENAPI_VERSION = "3.1.0"
@@ -124,6 +126,16 @@ def _schemas() -> dict:
                 **{f"{name}_key": optional_text for name in ("input", "thumbnail", "annotated", "result")},
                 "status_url": text, "page_url": text,
                 "thumbnail_url": optional_text, "annotated_url": optional_text}},
+        "Webhook": {
+            "type": "object", "required": ["hook_id", "url", "events", "status"],
+            "properties": {
+                "hook_id": text, "url": text, "events": {"type": "array", "items": {"type": "string",
+                                                                                    "enum": list(EVENTS)}},
+                "status": {"type": "string", "enum": ["active", "disabled"]}, "disabled_reason": optional_text,
+                "failures": {"type": "integer", "minimum": 0}, "created_at": text,
+                "deliveries": {"type": "array", "items": {"type": "object", "properties": {
+                    "delivery_id": text, "event": text, "image_id": text, "status": text,
+                    "attempts": {"type": "integer"}, "code": {"type": "integer"}, "detail": text, "at": text}}}}},
         "AlbumDeleted": {
             "type": "object", "required": ["album", "deleted"],
             "properties": {"album": text, "deleted": {"type": "integer", "minimum": 0}}},
@@ -218,7 +230,9 @@ def _images_paths() -> dict:
                 "description": "Each JPEG or PNG becomes a job; the answer lists them QUEUED (202) or, with "
                                "`wait`, final (200). All files are checked before any is queued.",
                 "parameters": [_album_query(), _query("filename", "Name of a raw-body image", {"type": "string"}),
-                               wait],
+                               wait, _query("callback_url", "An HTTPS URL to POST each image's final result to, "
+                                                            "signed with your callback secret (create it first)",
+                                            {"type": "string", "maxLength": 2000})],
                 "requestBody": _upload_body(),
                 "responses": {
                     "200": {"description": "Every image is final within `wait`", "content": _json(_ref("Images"))},
@@ -262,6 +276,48 @@ def _images_paths() -> dict:
                                       "content": _json(_ref("AlbumDeleted"))},
                               "400": _response("BadRequest"), "403": _response("Forbidden"), **_COMMON}},
         },
+    }
+
+
+def _webhook_paths() -> dict:
+    hook_id = _path("hook_id", "The endpoint's id", {"type": "string", "pattern": "^wh_[0-9a-f]{16}$"})
+    one = {"200": {"description": "The endpoint with its last deliveries", "content": _json(_ref("Webhook"))},
+           "404": _response("NotFound"), **_COMMON}
+    return {
+        "/api/webhooks": {
+            "get": {"operationId": "listWebhooks", "tags": ["webhooks"], "summary": "Your webhook endpoints",
+                    "responses": {"200": {"description": "Every endpoint of yours", "content": _json(
+                        {"type": "object", "required": ["webhooks"],
+                         "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}}})}, **_COMMON}},
+            "post": {"operationId": "createWebhook", "tags": ["webhooks"], "summary": "Register an endpoint",
+                     "description": f"HTTPS only (plain http to loopback in local mode); never link-local or, unless "
+                                    f"the operator allows it, private addresses; at most {MAX_ENDPOINTS} an account. "
+                                    "The signing secret is in this answer only.",
+                     "requestBody": {"required": True, "content": _json({
+                         "type": "object", "required": ["url"], "properties": {
+                             "url": {"type": "string", "maxLength": 2000},
+                             "events": {"type": "array", "items": {"type": "string", "enum": list(EVENTS)},
+                                        "minItems": 1}}})},
+                     "responses": {"201": {"description": "Registered", "content": _json({
+                         "type": "object", "required": ["webhook", "secret"],
+                         "properties": {"webhook": _ref("Webhook"), "secret": {"type": "string"}}})},
+                                   "400": _response("BadRequest"), **_COMMON}}},
+        "/api/webhooks/{hook_id}": {
+            "parameters": [hook_id],
+            "get": {"operationId": "getWebhook", "tags": ["webhooks"], "summary": "One endpoint and its delivery log",
+                    "responses": one},
+            "delete": {"operationId": "deleteWebhook", "tags": ["webhooks"], "summary": "Remove an endpoint",
+                       "responses": {"204": {"description": "Removed"}, "404": _response("NotFound"), **_COMMON}}},
+        "/api/webhooks/{hook_id}/enable": {
+            "parameters": [hook_id],
+            "post": {"operationId": "enableWebhook", "tags": ["webhooks"], "summary": "Enable a disabled endpoint",
+                     "responses": one}},
+        "/api/webhooks/callback-secret": {"post": {
+            "operationId": "newCallbackSecret", "tags": ["webhooks"],
+            "summary": "A new secret for per-request callbacks (`callback_url` on upload); the old one stops at once",
+            "responses": {"201": {"description": "The secret, shown once", "content": _json({
+                "type": "object", "required": ["secret"], "properties": {"secret": {"type": "string"}}})},
+                **_COMMON}}},
     }
 
 
@@ -334,9 +390,10 @@ def build_document() -> dict:
             "license": {"name": "MIT", "identifier": "MIT"}},
         "tags": [{"name": "images", "description": "Your photos and their results"},
                  {"name": "operations", "description": "Fleet state, metrics and health"},
-                 {"name": "course", "description": "The CSE546 course's endpoint"}],
+                 {"name": "course", "description": "The CSE546 course's endpoint"},
+                 {"name": "webhooks", "description": "Endpoints that receive your photos' events, signed"}],
         "security": [{"bearerAuth": []}],
-        "paths": {**_images_paths(), **_ops_paths(), **_course_paths(), **_self_path()},
+        "paths": {**_images_paths(), **_webhook_paths(), **_ops_paths(), **_course_paths(), **_self_path()},
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "An API key, shown once when it is made"}},

@@ -112,9 +112,11 @@ def signout():
     return redirect(url_for("signin.form"))
 
 
-def _keys_page(new_key=None, status: int = 200):
+def _keys_page(new_key=None, status: int = 200, new_access_key=None):
     account = accounts().get(g.principal.name)
-    return render_template("keys.html", keys=accounts().keys(account), new_key=new_key), status
+    return render_template("keys.html", keys=accounts().keys(account), new_key=new_key,
+                           access_keys=accounts().access_keys(account), new_access_key=new_access_key,
+                           web_url=request.host_url.rstrip("/")), status
 
 
 @bp.get("/keys")
@@ -127,6 +129,13 @@ def create_key():
     require_csrf()
     issued = accounts().issue_key(accounts().get(g.principal.name), request.form.get("label", "").strip())
     return _keys_page(new_key=issued)
+
+
+@bp.post("/keys/access")
+def create_access_key():
+    require_csrf()
+    issued = accounts().issue_access_key(accounts().get(g.principal.name), request.form.get("label", "").strip())
+    return _keys_page(new_access_key=issued)
 
 
 @bp.post("/keys/<key_id>/revoke")

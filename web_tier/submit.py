@@ -133,13 +133,16 @@ class Submitter:
         read_header(upload.data, found, self._max_pixels)
         return Checked(upload, ACCEPTED[found], self._album(upload))
 
-    def submit(self, upload: Upload | Checked) -> dict:
+    def submit(self, upload: Upload | Checked, before_send: Callable[[Job], None] | None = None) -> dict:
         """Accept one upload, checking it unless check() already did; returns its QUEUED result.
 
+        `before_send` learns the job before it is queued (what must be in place before a worker can finish it).
         Raises Rejected, or Unavailable when the job could not be sent (then nothing is left behind).
         """
         checked = upload if isinstance(upload, Checked) else self.check(upload)
         job = self._job(checked)
+        if before_send is not None:
+            before_send(job)
         self._send(job, checked.upload.data)
         result = queued_result(job)
         self._record(result)

@@ -3,7 +3,8 @@
 One table of its own, keyed by `pk` alone:
 - `account#<name>`: an account (id, name, admin, password hash);
 - `key#<sha256 of the key>`: an API key (its public id, the account it acts for);
-- `link#<sha256 of the token>`: a one-time sign-in link, with an expiry (and a TTL that tidies it away).
+- `link#<sha256 of the token>`: a one-time sign-in link, with an expiry (and a TTL that tidies it away);
+- `akey#<access key id>`: a SigV4 access key, its secret sealed (sightfleet/secretbox.py).
 
 Every lookup that authenticates is a strongly consistent GetItem on the item key, so a revoked key or a
 deleted account stops working with the next request; the `account-items` index (by account id) serves
@@ -20,7 +21,7 @@ from sightfleet.config import Settings
 
 ACCOUNT_ITEMS_INDEX = "account-items"
 TTL_ATTRIBUTE = "expires_at"
-ACCOUNT, KEY, LINK = "account", "key", "link"
+ACCOUNT, KEY, LINK, ACCESS_KEY = "account", "key", "link", "akey"
 
 
 def _pk(kind: str, value: str) -> str:
@@ -96,6 +97,26 @@ class AccountsTable:
         """Revoke a key; False when there was none with this hash."""
         with translated("delete key"):
             reply = self._table.delete_item(Key={"pk": _pk(KEY, key_hash)}, ReturnValues="ALL_OLD")
+        return "Attributes" in reply
+
+    def put_access_key(self, key_id: str, key: dict) -> None:
+        """Record a new access key (its secret sealed) under its public id."""
+        self._put_new(_pk(ACCESS_KEY, key_id), ACCESS_KEY, key, f"create access key {key_id}")
+
+    def get_access_key(self, key_id: str) -> dict | None:
+        """The access key with this id, read consistently; None when unknown or revoked."""
+        return self._get(_pk(ACCESS_KEY, key_id), "look up access key")
+
+    def access_keys_of(self, account_id: str) -> list[dict]:
+        """One account's access keys, oldest first (from the listing index)."""
+        params = {"IndexName": ACCOUNT_ITEMS_INDEX, "KeyConditionExpression": Key("account_id").eq(account_id),
+                  "FilterExpression": Attr("kind").eq(ACCESS_KEY)}
+        return [_plain(item) for item in self._query(params, f"list access keys of {account_id}")]
+
+    def delete_access_key(self, key_id: str) -> bool:
+        """Revoke an access key; False when there was none with this id."""
+        with translated("delete access key"):
+            reply = self._table.delete_item(Key={"pk": _pk(ACCESS_KEY, key_id)}, ReturnValues="ALL_OLD")
         return "Attributes" in reply
 
     def put_link(self, token_hash: str, link: dict) -> None:

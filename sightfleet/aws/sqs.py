@@ -47,10 +47,10 @@ class Queue:
                 self._url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
         return self._url
 
-    def send(self, body: str) -> str:
-        """Send one message; returns its message id."""
+    def send(self, body: str, delay_s: int = 0) -> str:
+        """Send one message, visible after delay_s (at most 900); returns its message id."""
         with translated(f"send to {self.name}"):
-            return self._sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
+            return self._sqs.send_message(QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_s)["MessageId"]
 
     def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> list[Message]:
         """Long-poll for up to max_messages messages, waiting at most LONG_POLL_MAX_WAIT_S."""
@@ -146,3 +146,6 @@ def ensure_queues(settings: Settings) -> None:
         # create_queue refuses changed attributes on an existing queue; set them explicitly instead.
         sqs.set_queue_attributes(QueueUrl=url, Attributes=request_attrs)
         sqs.create_queue(QueueName=names.response_queue, Attributes={"MessageRetentionPeriod": str(RETENTION_S)})
+        # Webhook deliveries retry for about 32 hours: the four days' retention keeps them all.
+        sqs.create_queue(QueueName=names.webhook_queue, Attributes={
+            "MessageRetentionPeriod": str(RETENTION_S), "VisibilityTimeout": str(settings.webhook_visibility_s)})

@@ -124,7 +124,8 @@ def stack_settings(settings: Settings, options: DeployOptions, code_bundle: str)
         launch_template=settings.names.role_name("worker"), instance_type=options.worker_instance_type,
         image_id=options.image_id or settings.image_id, web_host="0.0.0.0",
         code_bundle="" if options.image_id else code_bundle,
-        secret_key="", secret_key_secret=settings.names.session_secret, trusted_proxies=1,
+        secret_key="", secret_key_secret=settings.names.session_secret, credentials_key="",
+        credentials_key_secret=settings.names.credentials_secret, trusted_proxies=1,
         open_course_endpoint=int(options.open_course_endpoint))
 
 
@@ -195,7 +196,7 @@ def _subnets() -> dict:
 
 
 def _queues(settings: Settings) -> dict:
-    """The queues ensure_queues makes: requests with redrive to its dead-letter queue, and responses."""
+    """The queues ensure_queues makes: requests with redrive to its dead-letter queue, responses, and webhooks."""
     names = settings.names
     return {
         "DeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {
@@ -207,6 +208,9 @@ def _queues(settings: Settings) -> dict:
                               "maxReceiveCount": settings.max_receive_count}}},
         "ResponseQueue": {"Type": "AWS::SQS::Queue", "Properties": {
             "QueueName": names.response_queue, "MessageRetentionPeriod": RETENTION_S, **_ENCRYPTED}},
+        "WebhookQueue": {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": names.webhook_queue, "MessageRetentionPeriod": RETENTION_S,
+            "VisibilityTimeout": settings.webhook_visibility_s, **_ENCRYPTED}},
     }
 
 
@@ -264,6 +268,11 @@ def _accounts(names: ResourceNames) -> dict:
             "Description": f"{names.prefix}: the key that signs the web tier's session cookies",
             "GenerateSecretString": {"PasswordLength": SESSION_KEY_LENGTH, "ExcludePunctuation": True},
             "Tags": _tags(names)}},
+        "CredentialsKey": {"Type": "AWS::SecretsManager::Secret", "Properties": {
+            "Name": names.credentials_secret,
+            "Description": f"{names.prefix}: the key that seals the access-key secrets of SigV4 clients",
+            "GenerateSecretString": {"PasswordLength": SESSION_KEY_LENGTH, "ExcludePunctuation": True},
+            "Tags": _tags(names)}},
     }
 
 
@@ -278,10 +287,11 @@ def accounts_policy(names: ResourceNames) -> dict:
         {"Sid": "AuthenticateAndManageKeys", "Effect": "Allow",
          "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"],
          "Resource": table},
+        {"Sid": "LogWebhookDeliveries", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": table},
         {"Sid": "ListOwnKeys", "Effect": "Allow", "Action": ["dynamodb:Query"],
          "Resource": f"{table}/index/{ACCOUNT_ITEMS_INDEX}"},
-        {"Sid": "ReadSessionKey", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
-         "Resource": _ref("SessionKey")},
+        {"Sid": "ReadSessionAndCredentialsKeys", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": [_ref("SessionKey"), _ref("CredentialsKey")]},
     ]})
 
 

@@ -18,6 +18,8 @@ import sys
 from sightfleet.config import LOCAL_CREDENTIALS, ConfigError, Settings
 from sightfleet.errors import NotFound, SightfleetError, Unavailable
 from sightfleet.logs import setup_logging
+from sightfleet.secretbox import credentials_box
+from sightfleet.webhooks import EVENTS, WebhookError
 from sightfleet.aws.accounts import AccountsTable
 from sightfleet.accounts import LINK_TTL_S, AccountError, Accounts
 
@@ -36,7 +38,27 @@ def _parser() -> argparse.ArgumentParser:
     key = commands.add_parser("key", help="issue another API key to an account; prints it last")
     key.add_argument("name")
     key.add_argument("--label", default="", help="what the key is for")
-    revoke = commands.add_parser("revoke", help="revoke an API key by its id (at once)")
+    access = commands.add_parser("access-key", help="issue an access-key pair for AWS SDK and CLI clients "
+                                                    "(SigV4); prints AWS_ACCESS_KEY_ID=... and "
+                                                    "AWS_SECRET_ACCESS_KEY=... last")
+    access.add_argument("name")
+    access.add_argument("--label", default="", help="what the key is for")
+    keep = commands.add_parser("keep-api-images", help="whether photos sent through the Rekognition endpoint "
+                                                       "stay in the account's gallery (default: off, deleted "
+                                                       "once answered)")
+    keep.add_argument("name")
+    keep.add_argument("state", choices=("on", "off"))
+    hook = commands.add_parser("webhook-add", help="register a webhook endpoint for an account; prints its signing "
+                                                   "secret last")
+    hook.add_argument("name")
+    hook.add_argument("url")
+    hook.add_argument("--events", default=",".join(EVENTS), help=f"comma-separated, of {', '.join(EVENTS)}")
+    hooks = commands.add_parser("webhooks", help="an account's webhook endpoints and their last deliveries")
+    hooks.add_argument("name")
+    unhook = commands.add_parser("webhook-remove", help="remove one of an account's webhook endpoints")
+    unhook.add_argument("name")
+    unhook.add_argument("hook_id")
+    revoke = commands.add_parser("revoke", help="revoke an API key or access key by its id (at once)")
     revoke.add_argument("key_id")
     delete = commands.add_parser("delete", help="delete an account, its keys and its images (results, originals, "
                                                 "thumbnails, annotated copies)")
@@ -138,10 +160,21 @@ def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> Non
         issued = accounts.issue_key(accounts.get(args.name), args.label)
         log.info("API key %s issued; it is shown once, below", issued.key_id)
         _out(issued.key)
+    elif args.command == "access-key":
+        issued = accounts.issue_access_key(accounts.get(args.name), args.label)
+        log.info("access key %s issued; its secret is shown once, below (export both lines)", issued.key_id)
+        _out(f"AWS_ACCESS_KEY_ID={issued.key_id}")
+        _out(f"AWS_SECRET_ACCESS_KEY={issued.secret}")
+    elif args.command == "keep-api-images":
+        accounts.set_keep_api_images(args.name, args.state == "on")
+        log.info("photos of %s's Rekognition calls are %s", args.name,
+                 "kept in its gallery" if args.state == "on" else "deleted once answered")
+    elif args.command.startswith("webhook"):
+        _webhooks(args, accounts.get(args.name)["account_id"], settings)
     elif args.command == "revoke":
         if not accounts.revoke(args.key_id):
             raise AccountError(f"no API key with id {args.key_id!r}")
-        log.info("revoked API key %s", args.key_id)
+        log.info("revoked key %s", args.key_id)
     elif args.command == "delete":
         _delete(accounts, settings, args.name, args.keep_images)
     elif args.command == "password":
@@ -157,6 +190,27 @@ def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> Non
         _out(f"{base}/signin/link?token={token}")
 
 
+def _webhooks(args: argparse.Namespace, account_id: str, settings: Settings) -> None:
+    from sightfleet.aws.webhooks import WebhookTable
+    from web_tier.webhooks.service import Webhooks
+    service = Webhooks(WebhookTable(settings), credentials_box(settings), settings.is_local)
+    if args.command == "webhook-add":
+        try:
+            issued = service.register(account_id, args.url, [e.strip() for e in args.events.split(",") if e.strip()])
+        except WebhookError as exc:
+            raise AccountError(str(exc)) from None
+        log.info("webhook %s registered for %s; its signing secret is shown once, below", issued.hook["hook_id"],
+                 args.url)
+        _out(issued.secret)
+    elif args.command == "webhooks":
+        for hook in service.hooks(account_id):
+            last = hook["deliveries"][0] if hook["deliveries"] else {}
+            _out(f"{hook['hook_id']}\t{hook['status']}\t{','.join(hook['events'])}\t{hook['url']}\t"
+                 f"last: {last.get('status', 'none')} {last.get('code', '')} {last.get('at', '')}".rstrip())
+    elif not service.remove(account_id, args.hook_id):
+        raise AccountError(f"{args.name} has no webhook {args.hook_id!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging("accounts")
@@ -164,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if settings.is_local:
             _local_credentials()
-        run(args, Accounts(AccountsTable(settings)), settings)
+        run(args, Accounts(AccountsTable(settings), credentials_box(settings)), settings)
     except (AccountError, ConfigError) as exc:
         log.error("%s", exc)
         return EXIT_REFUSED

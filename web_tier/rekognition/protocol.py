@@ -1,0 +1,227 @@
+"""Rekognition's AWS JSON 1.1 protocol: reading a DetectLabels call and writing its answer, as pure functions.
+
+The shapes and limits follow botocore's service model for rekognition 2016-06-27 (shipped with
+botocore); the tests check every answer against its output shape, strictly.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from dataclasses import dataclass, field
+
+SERVICE = "rekognition"
+TARGET_PREFIX = "RekognitionService."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+MAX_IMAGE_BYTES = 5 * 1024 * 1024                 # Rekognition's limit for Image.Bytes
+MAX_BODY_BYTES = 4 * MAX_IMAGE_BYTES // 3 + 64 * 1024   # the image in base64 and the rest of the call
+ANSWERED = ("DetectLabels",)
+DEFAULT_MIN_CONFIDENCE = 55.0                     # Rekognition's default
+GENERAL_LABELS, IMAGE_PROPERTIES = "GENERAL_LABELS", "IMAGE_PROPERTIES"
+_FILTER_KEYS = ("LabelInclusionFilters", "LabelExclusionFilters",
+                "LabelCategoryInclusionFilters", "LabelCategoryExclusionFilters")
+_FILTER_RE = re.compile(r"^[A-Za-z0-9àâèçñó'\-_(). ]{0,50}$")
+_S3_KEYS = {"Bucket": (3, 255), "Name": (1, 1024), "Version": (1, 1024)}
+# This service's error codes (and werkzeug's) as Rekognition's exceptions; HTTP 400 unless said.
+_AWS_ERRORS = {
+    "UNAUTHENTICATED": ("MissingAuthenticationTokenException", 403),
+    "BAD_CREDENTIALS": ("UnrecognizedClientException", 403),
+    "FORBIDDEN": ("AccessDeniedException", 400),
+    "RATE_LIMITED": ("ThrottlingException", 400),
+    "QUOTA_EXCEEDED": ("LimitExceededException", 400),
+    "TOO_LARGE": ("ImageTooLargeException", 400),
+    "IMAGE_TOO_LARGE": ("ImageTooLargeException", 400),
+    "REQUEST_TOO_LARGE": ("ImageTooLargeException", 400),
+    "UNSUPPORTED_FORMAT": ("InvalidImageFormatException", 400),
+    "CORRUPT_IMAGE": ("InvalidImageFormatException", 400),
+    "EMPTY_FILE": ("InvalidImageFormatException", 400),
+    "UNAVAILABLE": ("InternalServerError", 500),
+}
+_PASSED_THROUGH = {"IncompleteSignatureException": 400, "InvalidSignatureException": 403,
+                   "UnrecognizedClientException": 403, "MissingAuthenticationTokenException": 403}
+
+
+class AwsError(Exception):
+    """An answer in the protocol's error shape: `{"__type": ..., "message": ...}` with its HTTP status."""
+
+    def __init__(self, aws_type: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.aws_type, self.message, self.status = aws_type, message, status
+
+    def body(self) -> dict:
+        return {"__type": self.aws_type, "message": self.message}
+
+
+def as_aws_error(status: int, code: str, message: str) -> AwsError:
+    """This service's error (status, code) as the Rekognition exception a client's SDK understands."""
+    if code in _PASSED_THROUGH:
+        return AwsError(code, message, _PASSED_THROUGH[code])
+    if code in _AWS_ERRORS:
+        aws_type, aws_status = _AWS_ERRORS[code]
+        return AwsError(aws_type, message, aws_status)
+    if status >= 500:
+        return AwsError("InternalServerError", message, 500)
+    return AwsError("AccessDeniedException" if status == 403 else "InvalidParameterException", message, 400)
+
+
+@dataclass(frozen=True)
+class LabelFilters:
+    """DetectLabels' Settings.GeneralLabels: names and categories to keep or drop (case-insensitive)."""
+
+    include: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    include_categories: frozenset[str] = frozenset()
+    exclude_categories: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class DetectLabels:
+    """One DetectLabels call: the image (bytes, or an object of this stack) and what to answer."""
+
+    image_bytes: bytes | None = None
+    s3_bucket: str | None = None
+    s3_key: str | None = None
+    max_labels: int | None = None
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    filters: LabelFilters = field(default_factory=LabelFilters)
+
+
+def operation_of(target: str | None) -> str:
+    """The operation an X-Amz-Target names; AwsError when it names none this service answers."""
+    if not target or not target.startswith(TARGET_PREFIX):
+        raise AwsError("UnknownOperationException", "send X-Amz-Target: RekognitionService.<Operation>")
+    operation = target[len(TARGET_PREFIX):]
+    if operation not in ANSWERED:
+        raise AwsError("UnsupportedOperationException", f"this Sightfleet server does not answer {operation!r}; it "
+                       f"answers {', '.join(ANSWERED)}")
+    return operation
+
+
+def _invalid(message: str) -> AwsError:
+    return AwsError("InvalidParameterException", message)
+
+
+def _number(doc: dict, name: str, low: float, high: float, integer: bool):
+    value = doc.get(name)
+    if value is None:
+        return None
+    is_number = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not is_number or not math.isfinite(value) or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise _invalid(f"{name} must be {kind} from {low:g} to {high:g}")
+    return value
+
+
+def _names(doc: dict, name: str) -> frozenset[str]:
+    values = doc.get(name, [])
+    if not isinstance(values, list) or len(values) > 100:
+        raise _invalid(f"Settings.GeneralLabels.{name} must be a list of at most 100 names")
+    if not all(isinstance(v, str) and _FILTER_RE.match(v) for v in values):
+        raise _invalid(f"Settings.GeneralLabels.{name}: each name is at most 50 letters, digits, spaces or '-_().")
+    return frozenset(v.strip().lower() for v in values)
+
+
+def _filters(settings: object) -> LabelFilters:
+    if settings is None:
+        return LabelFilters()
+    if not isinstance(settings, dict) or set(settings) - {"GeneralLabels", "ImageProperties"}:
+        raise _invalid("Settings takes GeneralLabels (and ImageProperties)")
+    general = settings.get("GeneralLabels") or {}
+    if not isinstance(general, dict) or set(general) - set(_FILTER_KEYS):
+        raise _invalid(f"Settings.GeneralLabels takes {', '.join(_FILTER_KEYS)}")
+    return LabelFilters(*(_names(general, key) for key in _FILTER_KEYS))
+
+
+def _features(doc: dict) -> None:
+    features = doc.get("Features", [GENERAL_LABELS])
+    if not isinstance(features, list) or len(features) > 2 or \
+            any(f not in (GENERAL_LABELS, IMAGE_PROPERTIES) for f in features):
+        raise _invalid("Features is a list of GENERAL_LABELS and IMAGE_PROPERTIES")
+    if IMAGE_PROPERTIES in features:
+        raise _invalid("IMAGE_PROPERTIES is not computed by this Sightfleet server yet; ask for GENERAL_LABELS")
+
+
+def _image(doc: dict) -> tuple[bytes | None, str | None, str | None]:
+    image = doc.get("Image")
+    if not isinstance(image, dict) or len(set(image) & {"Bytes", "S3Object"}) != 1 or \
+            set(image) - {"Bytes", "S3Object"}:
+        raise _invalid("Image must have exactly one of Bytes or S3Object")
+    if "Bytes" in image:
+        return _image_bytes(image["Bytes"]), None, None
+    s3 = image["S3Object"]
+    if not isinstance(s3, dict) or set(s3) - set(_S3_KEYS) or not {"Bucket", "Name"} <= set(s3):
+        raise _invalid("Image.S3Object needs Bucket and Name (and may have Version)")
+    for key, (low, high) in _S3_KEYS.items():
+        if key in s3 and not (isinstance(s3[key], str) and low <= len(s3[key]) <= high):
+            raise _invalid(f"Image.S3Object.{key} must be a string of {low} to {high} characters")
+    return None, s3["Bucket"], s3["Name"]
+
+
+def _image_bytes(encoded: object) -> bytes:
+    if not isinstance(encoded, str) or not encoded:
+        raise _invalid("Image.Bytes must be the image, base64-encoded")
+    if len(encoded) > 4 * math.ceil(MAX_IMAGE_BYTES / 3):
+        raise AwsError("ImageTooLargeException", f"Image.Bytes is over {MAX_IMAGE_BYTES // 2**20} MB")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid("Image.Bytes is not valid base64") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise AwsError("ImageTooLargeException", f"Image.Bytes is over {MAX_IMAGE_BYTES // 2**20} MB")
+    return data
+
+
+def parse_detect_labels(doc: object) -> DetectLabels:
+    """A DetectLabels call from its JSON body; AwsError (InvalidParameterException, ...) when malformed."""
+    if not isinstance(doc, dict):
+        raise AwsError("SerializationException", "the body must be a JSON object")
+    unknown = set(doc) - {"Image", "MaxLabels", "MinConfidence", "Features", "Settings"}
+    if unknown:
+        raise _invalid(f"DetectLabels does not take {', '.join(sorted(unknown))}")
+    _features(doc)
+    image_bytes, bucket, key = _image(doc)
+    min_confidence = _number(doc, "MinConfidence", 0, 100, integer=False)
+    return DetectLabels(image_bytes, bucket, key, _number(doc, "MaxLabels", 0, 2**31 - 1, integer=True),
+                        DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
+                        _filters(doc.get("Settings")))
+
+
+def _named(values: object) -> list[dict]:
+    """Parents, Aliases or Categories as [{"Name": ...}], whether stored as names or as such dicts."""
+    names = [v.get("Name") if isinstance(v, dict) else v for v in (values or [])]
+    return [{"Name": name} for name in names if isinstance(name, str) and name]
+
+
+def _instance(found: dict) -> dict:
+    box = found.get("BoundingBox") or {}
+    return {"BoundingBox": {k: float(box[k]) for k in ("Width", "Height", "Left", "Top") if k in box},
+            "Confidence": float(found.get("Confidence", 0.0))}
+
+
+def rekognition_label(label: dict) -> dict:
+    """A stored label in exactly DetectLabels' Label shape (fields of this service's own left out)."""
+    return {"Name": label["Name"], "Confidence": float(label["Confidence"]),
+            "Instances": [_instance(i) for i in label.get("Instances") or []],
+            "Parents": _named(label.get("Parents")), "Aliases": _named(label.get("Aliases")),
+            "Categories": _named(label.get("Categories"))}
+
+
+def _kept(label: dict, call: DetectLabels) -> bool:
+    name = label["Name"].lower()
+    categories = {c["Name"].lower() for c in label["Categories"]}
+    wanted = call.filters
+    return (label["Confidence"] >= call.min_confidence
+            and (not wanted.include or name in wanted.include)
+            and name not in wanted.exclude
+            and (not wanted.include_categories or bool(categories & wanted.include_categories))
+            and not categories & wanted.exclude_categories)
+
+
+def labels_answer(result: dict, call: DetectLabels) -> dict:
+    """DetectLabels' answer for a SUCCEEDED result: its labels, filtered and ordered as Rekognition does."""
+    labels = [rekognition_label(label) for label in result.get("labels") or []]
+    labels = sorted((label for label in labels if _kept(label, call)), key=lambda label: -label["Confidence"])
+    if call.max_labels is not None:
+        labels = labels[:call.max_labels]
+    return {"Labels": labels, "LabelModelVersion": str(result.get("label_model_version") or "sightfleet-1")}

@@ -1,0 +1,109 @@
+"""The one route of Rekognition's JSON protocol: read the call, send its photo through the fleet, answer."""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from flask import Blueprint, Flask, current_app, g, request
+
+from sightfleet.contracts import SUCCEEDED
+from sightfleet.errors import NotFound
+from web_tier.auth import accounts
+from web_tier.owners import delete_owned
+from web_tier.rekognition import ROUTE, Dispatch, aws_answer, aws_error_answer, bound_body
+from web_tier.rekognition.calls import API_ALBUM, Calls, clean_up_when_final
+from web_tier.rekognition.protocol import (AwsError, DetectLabels, as_aws_error, labels_answer, operation_of,
+                                           parse_detect_labels)
+from web_tier.services import resources, settings, submitter, waiter
+from web_tier.submit import Rejected, Upload
+
+log = logging.getLogger(__name__)
+bp = Blueprint("rekognition", __name__)
+# A failed photo's code as the exception Rekognition raises for it; anything else is the server's fault.
+_FAILED_AS = {"UNSUPPORTED_FORMAT": "InvalidImageFormatException", "CORRUPT_IMAGE": "InvalidImageFormatException",
+              "IMAGE_TOO_LARGE": "ImageTooLargeException"}
+
+
+@bp.errorhandler(AwsError)
+def aws_error(exc: AwsError):
+    return aws_error_answer(exc)
+
+
+@bp.errorhandler(Rejected)
+def rejected(exc: Rejected):
+    return aws_error_answer(as_aws_error(exc.status, exc.code, exc.message))
+
+
+def calls() -> Calls:
+    found = current_app.extensions.get("rekognition_calls")
+    if found is None:
+        found = Calls(submitter().submit, waiter().wait, settings().rekognition_wait_s)
+        current_app.extensions["rekognition_calls"] = found
+    return found
+
+
+@bp.post(ROUTE)
+def call():
+    operation_of(request.headers.get("X-Amz-Target"))   # only DetectLabels gets past this
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError:
+        raise AwsError("SerializationException", "the body is not valid JSON") from None
+    detect = parse_detect_labels(body)
+    upload = Upload(_image_of(detect), f"rekognition-{uuid.uuid4().hex[:8]}", API_ALBUM, g.principal.owner)
+    image_id, result = calls().answer(upload)
+    if result is None:
+        _clean_up_later(image_id)
+        raise AwsError("ThrottlingException", f"the fleet did not answer within {settings().rekognition_wait_s:g} s "
+                       "(it may be starting); retry: the same photo joins the job already sent")
+    _let_go(result)
+    if result["status"] != SUCCEEDED:
+        error = result.get("error") or {}
+        aws_type = _FAILED_AS.get(error.get("code"), "InternalServerError")
+        raise AwsError(aws_type, error.get("message", "recognition failed"), 500 if aws_type.startswith("Int") else 400)
+    log.info("DetectLabels for %s answered from %s", g.principal.name, result["id"])
+    return aws_answer(labels_answer(result, detect))
+
+
+def _image_of(detect: DetectLabels) -> bytes:
+    """The call's image: its bytes, or one of the caller's own originals in this stack's input bucket."""
+    if detect.image_bytes is not None:
+        return detect.image_bytes
+    inputs = resources().inputs
+    if detect.s3_bucket != inputs.name or not detect.s3_key.startswith(f"originals/{g.principal.owner}/"):
+        raise AwsError("AccessDeniedException", "Image.S3Object may name only your own originals in this stack's "
+                       f"input bucket ({inputs.name}, keys originals/{g.principal.owner}/...)")
+    try:
+        return inputs.get(detect.s3_key)
+    except NotFound:
+        raise AwsError("InvalidS3ObjectException", f"no object {detect.s3_key!r} in {inputs.name}") from None
+
+
+def _keeps_api_images() -> bool:
+    return bool(accounts().get(g.principal.name).get("keep_api_images"))
+
+
+def _let_go(result: dict) -> None:
+    """Delete the call's photo now that it is answered (Rekognition keeps nothing), unless the account keeps them."""
+    if not _keeps_api_images():
+        delete_owned(result)
+
+
+def _clean_up_later(image_id: str) -> None:
+    """Delete the photo of a call nobody waits for once its job ends (unless kept, or a retry joins it)."""
+    if _keeps_api_images():
+        return
+    app = current_app._get_current_object()
+
+    def delete(doc: dict) -> None:
+        with app.app_context():
+            delete_owned(doc)
+    clean_up_when_final(calls(), image_id, waiter().wait, delete)
+
+
+def install(app: Flask) -> None:
+    """Route Rekognition calls to this blueprint, bounding their body before anything reads it."""
+    app.wsgi_app = Dispatch(app.wsgi_app)
+    app.before_request_funcs.setdefault(None, []).insert(0, bound_body)
+    app.register_blueprint(bp)
