@@ -7,6 +7,7 @@ carries on where it stopped: idle timer reset, a heartbeat at once, then the lon
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from app_tier import idle
 from app_tier.heartbeat import Heartbeat
 from app_tier.jobs import BatchRunner, Intake
+from app_tier.oversight import Oversight
 from app_tier.startup import LOADING_POLL_S, LoadingPipeline, StartupClock
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
@@ -60,6 +62,7 @@ class Worker:
         self.counters: Counter = Counter()
         self.status = {"instance_id": instance_id, "launched_at": utc_now(), "current": [],
                        "resumes": 0, "pooled_s": 0.0, "pooled_at": None, "last_resume_s": None}
+        self._oversight = Oversight(resources)   # the operators' pause and run-time settings; what it reports
         self._heartbeat = Heartbeat(resources, instance_id, self._describe, on_stall=self._stalled)
         self._startup = startup or StartupClock()
         self._models: LoadingPipeline | None = None
@@ -79,7 +82,8 @@ class Worker:
                     break
                 # Idle counts from the models' arrival: no worker goes to the pool or retires mid-load.
                 last_work = max(last_work, self._models.loaded_at or time.monotonic())
-                idle_s = time.monotonic() - last_work
+                paused = not ahead and self._oversight.paused()   # paused: idle for good, it polls nothing
+                idle_s = math.inf if paused else time.monotonic() - last_work
                 step = None if ahead else self._idle_step(idle_s)
                 if step == POOLED and self._pool(idle_s):
                     last_work = time.monotonic()
@@ -88,6 +92,9 @@ class Worker:
                     log.info("idle for %.0f s with no messages held; retiring", idle_s)
                     reason = "idle"
                     break
+                if paused:
+                    time.sleep(RESUME_CHECK_S)
+                    continue
                 intake = ahead or runner.take(self._poll(self._idle_left_s(idle_s)))
                 ahead = None
                 self._check_models(runner, intake)
@@ -166,6 +173,7 @@ class Worker:
     def _run_batch(self, runner: BatchRunner, intake: Intake) -> Intake | None:
         """Run one batch; returns the next one, received ahead, when this one was full (a backlog)."""
         self.status["current"] = [m.id for m in intake.messages]
+        self._oversight.working_on(intake.messages, "processing")
         self._heartbeat.announce("busy")
         backlog = len(intake.messages) >= self.settings.receive_batch and not self._stop_requested
         ahead = None
@@ -174,6 +182,7 @@ class Worker:
             return ahead
         finally:
             self.status["current"] = []
+            self._oversight.done()
             if ahead is None:   # with the next batch in hand the worker stays busy: no idle/busy flicker
                 self._heartbeat.announce("idle")
 
@@ -181,15 +190,15 @@ class Worker:
         # Counts are read at each beat: they also move after a batch returns, as its last writes finish.
         counts = {"images_done": self.counters["succeeded"], "images_failed": self.counters["failed"],
                   "model_load_s": self._models.load_seconds if self._models else None}
-        return {**self.status, **counts}
+        return {**self.status, **counts, **self._oversight.figures()}
 
     def _idle_left_s(self, idle_s: float) -> float:
         """Seconds until the next idle deadline (app_tier/idle.py)."""
-        return idle.idle_left_s(idle.IdleRules.from_settings(self.settings), idle_s)
+        return idle.idle_left_s(idle.IdleRules.from_settings(self._oversight.settings(self.settings)), idle_s)
 
     def _idle_step(self, idle_s: float) -> str | None:
         """POOLED, "retire" or None (keep polling): app_tier/idle.py's rule on one listing of the stack."""
-        rules = idle.IdleRules.from_settings(self.settings)
+        rules = idle.IdleRules.from_settings(self._oversight.settings(self.settings))
         if not idle.needs_fleet(rules, idle_s, bool(self._heartbeat.held()), self._can_terminate):
             return None
         try:

@@ -3,7 +3,8 @@
 Every tick writes one decision document to the fleet table, kind "decision", key = ISO time:
   {time (epoch s), at (ISO), visible, in_flight, dead_letters, backlog, running, pending, target,
    pooled, time_per_image_s, quiet_for_s, desired, launch, launched: [ids], started: [ids],
-   terminated: [{id, reason}], errors: [text], changed}
+   terminated: [{id, reason}], errors: [text], changed, paused, limits: {min_instances, max_instances,
+   warm_pool_size, idle_grace_s} (the run-time values in force, sightfleet/control.py)}
 and the metrics listed in controller/metrics.py.
 
 The tick is controller_tick_s (SIGHTFLEET_CONTROLLER_TICK_S, 2 s; 1 s in the benchmarks), except
@@ -27,6 +28,7 @@ from controller.observe import Observer, Snapshot
 from controller.policy import Decision, PolicyConfig, decide, target_backlog
 from controller.templates import user_data
 from sightfleet.contracts import iso
+from sightfleet.control import FLEET_FIELDS, Control
 from sightfleet.errors import SightfleetError
 from sightfleet.interfaces import DECISION_KIND
 
@@ -60,6 +62,7 @@ class Controller:
         self._user_data = user_data(settings, "worker")
         self._clock = clock
         self._idle = False   # the last tick saw no backlog: watch for one until the next
+        self._control = Control(resources.fleet_log, clock, cache_s=0.0)   # read afresh every tick
 
     def run(self, stop: threading.Event) -> None:
         """Tick every controller_tick_s (sooner when a backlog appears from zero) until stop is set."""
@@ -96,18 +99,19 @@ class Controller:
     def tick(self) -> Decision | None:
         """One observe -> decide -> apply round; None when the stack could not be read."""
         now = self._clock()
+        control = self._control.current()   # the last one read when the table fails this tick
         try:
-            snapshot = self._observer.observe(now)
+            snapshot = self._observer.observe(now, control.paused)
         except SightfleetError as exc:
             log.warning("cannot read the stack (%s); skipping this tick", exc)
             return None
-        settings = self._settings
+        settings = control.apply(self._settings)   # run-time fleet settings, within the deployed limits
         target = target_backlog(settings.acceptable_latency_s, snapshot.time_per_image_s,
                                 settings.target_backlog_per_instance)
         decision = decide(snapshot.observation(), PolicyConfig.from_settings(settings, target))
         self._idle = snapshot.backlog == 0
         applied = self._apply(decision)
-        self._report(snapshot, target, decision, applied)
+        self._report(snapshot, target, decision, applied, settings)
         if snapshot.dead_letters:
             self._sweep_dead_letters()
         return decision
@@ -139,8 +143,10 @@ class Controller:
                 applied.errors.append(f"launch {decision.launch}: {exc}")
         return applied
 
-    def _report(self, snapshot: Snapshot, target: int, decision: Decision, applied: Applied) -> None:
+    def _report(self, snapshot: Snapshot, target: int, decision: Decision, applied: Applied,
+                settings: Settings) -> None:
         doc = decision_record(snapshot, target, decision, applied)
+        doc.update(paused=snapshot.paused, limits={name: getattr(settings, name) for name in FLEET_FIELDS})
         if doc["changed"] or applied.errors:
             log.info("backlog %s (%s visible, %s in flight), %s running + %s pending + %s pooled, target %s -> "
                      "desired %s: launched %s, started %s, terminated %s%s", doc["backlog"], doc["visible"],
