@@ -32,6 +32,15 @@ def control() -> Control:
     return current_app.extensions["ops_control"]
 
 
+PAUSED_NOTICE = ("processing is paused by an operator: the photo is queued and is processed once processing "
+                 "resumes")
+
+
+def paused_notice() -> str | None:
+    """What an upload's answer says while processing is paused (None while it runs)."""
+    return PAUSED_NOTICE if control().current().paused else None
+
+
 def who() -> str:
     return g.principal.name
 

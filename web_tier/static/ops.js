@@ -177,6 +177,7 @@
       const tsUrl = root.dataset.timeseriesUrl + "?window=" + encodeURIComponent(select.value);
       const [sum, ts] = await Promise.all([getJson(root.dataset.summaryUrl), getJson(tsUrl)]);
       drawKpis(sum);
+      document.dispatchEvent(new CustomEvent("ops:summary", { detail: sum }));  // ops_actions.js draws the rest
       drawWorkers(sum.workers);
       drawDecisions(sum.decisions);
       drawCharts(ts);
