@@ -63,6 +63,8 @@ class Controller:
         self._clock = clock
         self._idle = False   # the last tick saw no backlog: watch for one until the next
         self._control = Control(resources.fleet_log, clock, cache_s=0.0)   # read afresh every tick
+        self._swept: dict[str, str] = {}   # dead letters the sweep hides: message id -> receipt
+        self._released: str | None = None  # the latest redrive request whose dead letters were released
 
     def run(self, stop: threading.Event) -> None:
         """Tick every controller_tick_s (sooner when a backlog appears from zero) until stop is set."""
@@ -112,15 +114,27 @@ class Controller:
         self._idle = snapshot.backlog == 0
         applied = self._apply(decision)
         self._report(snapshot, target, decision, applied, settings)
-        if snapshot.dead_letters:
+        if control.release_dead_letters_at != self._released:
+            self._release_dead_letters(control.release_dead_letters_at)
+        elif snapshot.dead_letters:
             self._sweep_dead_letters()
         return decision
 
     def _sweep_dead_letters(self) -> None:
         try:
-            dead_letters.sweep(self._r)
+            dead_letters.sweep(self._r, held=self._swept)
         except SightfleetError as exc:
             log.warning("dead-letter sweep failed: %s", exc)
+
+    def _release_dead_letters(self, requested_at: str | None) -> None:
+        """An operator redrives: the dead letters this controller's sweep hides become visible to it now."""
+        try:
+            released = dead_letters.release(self._r, self._swept)
+        except SightfleetError as exc:
+            log.warning("dead letters not released for the redrive: %s", exc)
+            return
+        self._released = requested_at
+        log.info("redrive asked at %s: %s dead letters the sweep held are visible again", requested_at, released)
 
     def _apply(self, decision: Decision) -> Applied:
         applied = Applied()

@@ -41,6 +41,8 @@ class ControlState:
     idle_grace_s: float | None = None
     updated_by: str | None = None
     updated_at: str | None = None
+    # A redrive asks the controller to show it the dead letters its sweep hides (controller/loop.py).
+    release_dead_letters_at: str | None = None
 
     @classmethod
     def from_dict(cls, doc: dict | None) -> "ControlState":
@@ -127,12 +129,17 @@ class Control:
         return self.write(replace(state, paused=paused, paused_by=who if paused else None,
                                   paused_at=utc_now() if paused else None))
 
+    def request_dead_letters(self) -> ControlState:
+        """Ask the controller to make the dead letters its sweep hides visible (at its next tick)."""
+        return self.write(replace(self.read(), release_dead_letters_at=utc_now()))
+
     def set_fleet(self, settings, changes: dict, who: str) -> ControlState:
         """Change run-time fleet settings (None: back to the deployed value); Invalid when out of bounds."""
         problem = fleet_problem(settings, changes)
-        state = self.read()
-        updated = replace(state, **changes, updated_by=who, updated_at=utc_now())
-        problem = problem or bounds_problem(updated, settings)
+        if problem:
+            raise Invalid(problem)
+        updated = replace(self.read(), **changes, updated_by=who, updated_at=utc_now())
+        problem = bounds_problem(updated, settings)
         if problem:
             raise Invalid(problem)
         return self.write(updated)

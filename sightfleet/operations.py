@@ -25,6 +25,9 @@ HOLD_S = 60
 # Codes the dead-letter sweep writes (controller/dead_letters.py): a redriven job sheds them.
 DEAD_LETTER_CODES = ("PROCESSING_FAILED", "INVALID_JOB")
 QUEUES = ("requests", "dead_letters")
+# How long a redrive waits for dead letters the controller's sweep hides, in controller ticks.
+RELEASE_WAIT_TICKS = 3
+RELEASE_POLL_S = 0.5
 Progress = Callable[[int], None]
 
 
@@ -140,9 +143,15 @@ def redrive(resources, who: str, rate_per_s: float = 10.0, limit: int = MAX_MOVE
     """Move dead letters back to the request queue, at most rate_per_s a second; jobs the sweep failed reopen."""
     report = Report("redrive")
     started = time.monotonic()
+    Control(resources.fleet_log).request_dead_letters()
+    # The controller's sweep hides each dead letter for minutes; it shows them at its next tick.
+    patience = started + RELEASE_WAIT_TICKS * resources.settings.controller_tick_s
     while report.done < limit and not _out_of_time(budget_s, started):
         messages = resources.dead_letters.receive(min(10, limit - report.done), 0, visibility_s=HOLD_S)
         if not messages:
+            if time.monotonic() < patience and resources.dead_letters.counts()["in_flight"]:
+                time.sleep(RELEASE_POLL_S)
+                continue
             break
         for message in messages:
             _reopen_dead(resources, message.body)
