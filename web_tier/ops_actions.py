@@ -45,8 +45,11 @@ def who() -> str:
     return g.principal.name
 
 
-def _body(allowed: dict) -> dict:
-    """The JSON object sent (empty when none), with only the allowed names and each of its type."""
+def _body(allowed: dict, keep_null: bool = False) -> dict:
+    """The JSON object sent (empty when none), with only the allowed names and each of its type.
+
+    A null is the same as leaving the field out, except with keep_null (PATCH: null resets a value).
+    """
     doc = request.get_json(silent=True) if request.content_length else {}
     if not isinstance(doc, dict):
         raise BadBody("send a JSON object (or no body)")
@@ -57,7 +60,7 @@ def _body(allowed: dict) -> dict:
         value = doc.get(name)
         if value is not None and (isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds)):
             raise BadBody(f"{name} must be {' or '.join(k.__name__ for k in kinds)}")
-    return doc
+    return doc if keep_null else {k: v for k, v in doc.items() if v is not None}
 
 
 def _bad(exc: Exception):
@@ -133,7 +136,8 @@ def _set_paused(paused: bool):
 
 def fleet():
     try:
-        changes = _body({name: (int, float) if name == "idle_grace_s" else (int,) for name in FLEET_FIELDS})
+        changes = _body({name: (int, float) if name == "idle_grace_s" else (int,) for name in FLEET_FIELDS},
+                        keep_null=True)
         if not changes:
             raise BadBody(f"send one or more of {', '.join(FLEET_FIELDS)} (null: back to the deployed value)")
         state = control().set_fleet(settings(), changes, who())

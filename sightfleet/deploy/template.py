@@ -21,6 +21,7 @@ from sightfleet.aws.dynamodb import TTL_ATTRIBUTE, fleet_table_spec, results_tab
 from sightfleet.aws.limits import limits_table_spec
 from sightfleet.aws.sqs import DEAD_LETTER_RETENTION_S, RETENTION_S
 from sightfleet.config import ResourceNames, Settings
+from sightfleet.deploy.alarms import add_alarms
 
 STOCK_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 # CloudFormation's limit for a template passed inline (TemplateBody).
@@ -60,6 +61,7 @@ class DeployOptions:
     # Empty: the region's default VPC and its default subnets, looked up by scripts/deploy.
     vpc_id: str = ""
     subnet_ids: str = ""
+    alarm_email: str = ""   # sightfleet/deploy/alarms.py: who the CloudWatch alarms notify; empty: nobody
 
     def parameters(self) -> list[dict]:
         """The values of the template's parameters, as CreateStack takes them."""
@@ -88,6 +90,7 @@ PARAMETER_DOCS = {
     "vpc_id": "the VPC to run in; empty: the region's default VPC",
     "subnet_ids": "comma-separated public subnets of that VPC in two zones or more (workers use the first); "
                   "empty: the default VPC's",
+    "alarm_email": "an e-mail address the stack's CloudWatch alarms notify (confirm the subscription); empty: none",
 }
 
 
@@ -399,12 +402,12 @@ def build_template(settings: Settings) -> dict:
         resources.update(_identity(role, settings))
         resources[f"{role.capitalize()}LaunchTemplate"] = _launch_template(role, settings)
     resources.update(_web_tier(settings))
-    return {
+    return add_alarms({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"Sightfleet stack {names.prefix}: queues, buckets, tables, roles, web tier, controller",
         "Parameters": _parameters(), "Conditions": _CONDITIONS, "Resources": resources,
         "Outputs": _outputs(names),
-    }
+    }, settings)
 
 
 def template_body(template: dict) -> str:
