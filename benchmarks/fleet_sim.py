@@ -799,7 +799,8 @@ def dies_mid_burst(args) -> dict:
 
 
 def churn_table(result: dict) -> str:
-    lines = [f"{'timings, rule':14} {'starts':>6} {'starts/h':>9} {'inst-s':>7} {'cost $':>8} {'p95 s':>6} {'span s':>7}"]
+    lines = [f"{'timings, rule':14} {'starts':>6} {'starts/h':>9} {'inst-s':>7} {'cost $':>8} {'p95 s':>6} "
+             f"{'span s':>7}"]
     for name, p in result.items():
         lines.append(f"{name:14} {p['starts']:6d} {p['starts_per_hour']:9.1f} {p['instance_seconds']:7.0f} "
                      f"{p['cost_usd']:8.5f} {p['p95_latency_s']:6.1f} {p['span_s']:7.1f}")

@@ -70,7 +70,8 @@ def fleet_problem(settings, changes: dict) -> str | None:
             return f"{name} must be a whole number from 0 to the deployed maximum, {ceiling}"
     grace = changes.get("idle_grace_s")
     low, high = IDLE_GRACE_RANGE
-    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float)) or not low <= grace <= high):
+    number = isinstance(grace, (int, float)) and not isinstance(grace, bool)
+    if grace is not None and (not number or not low <= grace <= high):
         return f"idle_grace_s must be a number of seconds from {low:.0f} to {high:.0f}"
     return None
 

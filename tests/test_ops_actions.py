@@ -3,6 +3,9 @@ the /api/ops routes that carry them (admins only, JSON errors) and what each wor
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -13,6 +16,7 @@ from sightfleet.contracts import Job, Result, iso, new_image_id
 from sightfleet.control import Control, ControlState
 from sightfleet.errors import Invalid, Unavailable
 from sightfleet.memory import memory_resources
+from tests.support import AWS_TEST_ENV, REPO
 from web_tier.alerts import Alerts, find_alerts
 from web_tier.workers_view import flag_outliers
 
@@ -232,3 +236,30 @@ def test_audit_documents_are_json_and_expire(resources):
     Control(resources.fleet_log).audit("frank", "purge requests", 4, {"left": {"visible": 0}})
     doc = Control(resources.fleet_log).recent_audit(1)[0]
     assert json.loads(json.dumps(doc)) == doc and doc["count"] == 4
+
+
+def cli(settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, **AWS_TEST_ENV, "AWS_ENDPOINT_URL": settings.endpoint_url,
+           "SIGHTFLEET_PREFIX": settings.prefix, "SIGHTFLEET_MAX_INSTANCES": "6"}
+    return subprocess.run([sys.executable, "-m", "controller", "ops", *args], env=env, cwd=REPO, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_acts_audits_and_shows_progress(settings, resources):
+    rows = [failed_photo(resources) for _ in range(3)]
+    done = cli(settings, "--as", "grace", "retry", "--code", "STORAGE_UNAVAILABLE")
+    assert done.returncode == 0 and sorted(json.loads(done.stdout)["ids"]) == sorted(r["id"] for r in rows)
+    assert "retry: 100%" in done.stderr or "retry: 3" in done.stderr   # tqdm's bar
+    assert json.loads(cli(settings, "pause").stdout)["paused"] is True
+    fleet = cli(settings, "fleet", "--max-instances", "2", "--idle-grace-s", "5")
+    assert json.loads(fleet.stdout)["max_instances"] == 2
+    refused = cli(settings, "fleet", "--max-instances", "7")
+    assert refused.returncode == 2 and "deployed maximum, 6" in refused.stderr
+    kept = cli(settings, "purge", "requests", stdin="n\n")
+    assert kept.returncode == 1 and resources.requests.counts()["visible"] == 3
+    assert json.loads(cli(settings, "purge", "requests", "--yes").stdout)["done"] == 3
+    status = json.loads(cli(settings, "status").stdout)
+    assert (status["paused"], status["max_instances"], status["idle_grace_s"]) == (True, 2, 5.0)
+    audit = Control(resources.fleet_log).recent_audit()
+    assert [a["action"] for a in audit] == ["purge requests", "fleet settings", "pause", "retry"]
+    assert audit[-1]["who"] == "grace" and audit[0]["who"].startswith("cli:")

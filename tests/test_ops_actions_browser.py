@@ -2,28 +2,17 @@
 the banner on every page; what each worker is doing, its outlier highlighted; hostile text stays text."""
 from __future__ import annotations
 
-import threading
 import time
 
-import pytest
-
 from tests.browser import chromium, requires_chromium, screenshot
-from tests.support import free_port, open_sign_in_link, sign_in_url, wait_for
+from tests.support import open_sign_in_link, sign_in_url, wait_for
 from tests.test_ops_actions import failed_photo
+from tests.test_ops_browser import served_app  # noqa: F401 - the app served on a free port
 from web_tier.accounts import Accounts
 from web_tier.opsdata import iso
 
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
 FAILED = 4
-
-
-@pytest.fixture
-def served_app(app):
-    from werkzeug.serving import make_server
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 def _text(driver, element_id: str) -> str:
@@ -41,7 +30,7 @@ def _seed_workers(resources) -> None:
 
 
 @requires_chromium
-def test_pressing_retry_requeues_the_failed_photos_and_the_counts_follow(served_app, app, resources):
+def test_pressing_retry_requeues_the_failed_photos_and_the_counts_follow(served_app, app, resources):  # noqa: F811
     accounts = Accounts(resources.accounts)
     accounts.create("ops-admin", admin=True)
     for _ in range(FAILED):

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from web_tier import ops_actions
 from web_tier.alerts import Alerts
+from web_tier.cache import TtlCache
 from web_tier.errors import error_response
 from web_tier.opsdata import DEFAULT_WINDOW_S, OpsData, parse_window, prometheus_text
 from web_tier.packaged import package_folder
@@ -25,6 +26,8 @@ PLOTLY_MAX_AGE_S = 365 * 86400
 def _install(state) -> None:
     state.app.extensions["ops"] = OpsData(state.app.extensions["sightfleet"])
     state.app.extensions["ops_alerts"] = Alerts()
+    # The audit trail as the summary shows it: read at most once a second, however many dashboards poll.
+    state.app.extensions["ops_audit"] = TtlCache(1.0)
 
 
 ops_actions.register(bp)
@@ -77,7 +80,7 @@ def full_summary() -> dict:
     doc["control"] = ops_actions.control_document(control.current())
     effective = doc["control"]["effective"]   # the bounds in force, changed at run time or not
     doc["instances"] = {**doc["instances"], "min": effective["min_instances"], "max": effective["max_instances"]}
-    doc["audit"] = control.recent_audit()
+    doc["audit"] = current_app.extensions["ops_audit"].get("audit", control.recent_audit)
     doc["alerts"] = current_app.extensions["ops_alerts"].check(doc, settings())
     return doc
 

@@ -8,22 +8,8 @@
 
   function $(id) { return document.getElementById(id); }
 
-  function cells(values, className) {
-    const tr = document.createElement("tr");
-    if (className) tr.className = className;
-    for (const value of values) {
-      const td = document.createElement("td");
-      td.textContent = value;
-      td.title = value;
-      tr.appendChild(td);
-    }
-    return tr;
-  }
-
-  function fill(tableId, emptyId, rows) {
-    $(tableId).tBodies[0].replaceChildren(...rows);
-    $(emptyId).hidden = rows.length > 0;
-  }
+  const cells = window.sightfleetOps.row;
+  const fill = window.sightfleetOps.fillTable;
 
   function describe(body) {
     if (body.action === undefined) return body.paused ? "processing paused" : "processing runs";
@@ -97,7 +83,8 @@
     const doc = await reply.json();
     fill("doing", "doing-empty", doc.workers.map(w => cells([
       w.instance_id, w.state, w.stage || "–",
-      w.holding.length ? w.holding.length + " (" + w.longest_held_s + " s): " + w.holding.map(h => h.id).join(", ") : "–",
+      w.holding.length
+        ? w.holding.length + " (" + w.longest_held_s + " s): " + w.holding.map(h => h.id).join(", ") : "–",
       w.cpu_percent === null || w.cpu_percent === undefined ? "–" : w.cpu_percent + " %",
       w.rss_mb ? w.rss_mb + " MB" : "–",
       Object.entries(w.model_versions || {}).map(([k, v]) => k + " " + v).join(", ") || "–",
