@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -263,3 +264,19 @@ def test_the_cli_acts_audits_and_shows_progress(settings, resources):
     audit = Control(resources.fleet_log).recent_audit()
     assert [a["action"] for a in audit] == ["purge requests", "fleet settings", "pause", "retry"]
     assert audit[-1]["who"] == "grace" and audit[0]["who"].startswith("cli:")
+
+
+def test_failing_health_checks_and_open_limits_raise_alerts():
+    summary = {"queue": {"dead_letter": 0}, "instances": {"max": 2, "running": 0, "pending": 0}, "workers": []}
+    found = find_alerts(summary, 120, None, ["results table: Unavailable: timed out"], limits_fail_open=True)
+    assert [a["name"] for a in found] == ["unhealthy", "limits_fail_open"]
+    assert "results table" in found[0]["message"]
+
+
+def test_the_summary_alerts_when_a_resource_fails_its_health_check(admin_client, app):
+    app.extensions["health"].also_check("broken thing", lambda: 1 / 0)
+    alerts = admin_client.get("/api/ops/summary").get_json()["alerts"]
+    assert any(a["name"] == "unhealthy" and "broken thing" in a["message"] for a in alerts)
+    metrics = admin_client.get("/metrics").get_data(as_text=True)
+    assert re.search(r'sightfleet_alert\{name="unhealthy",stack="[^"]+"\} 1\.0', metrics)
+    assert re.search(r'sightfleet_alert\{name="fleet_at_cap",stack="[^"]+"\} 0\.0', metrics)

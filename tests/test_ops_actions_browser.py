@@ -49,6 +49,8 @@ def test_pressing_retry_requeues_the_failed_photos_and_the_counts_follow(served_
         wait_for(lambda: "ops-admin" in _text(driver, "audit") and "retry" in _text(driver, "audit"), 30,
                  what="the retry in the audit trail")
         screenshot(driver, "ops-retry")
+        driver.execute_script("document.getElementById('doing').scrollIntoView()")
+        screenshot(driver, "ops-workers")
         driver.find_element("css selector", "button[data-action=pause]").click()
         wait_for(lambda: "paused by ops-admin" in _text(driver, "processing-state"), 30, what="the pause")
         wait_for(lambda: "processing is paused" in _text(driver, "alerts"), 30, what="the paused alert")

@@ -18,6 +18,7 @@ from web_tier.services import settings
 bp = Blueprint("ops", __name__)
 WINDOW_CHOICES = (("2m", "2 min"), ("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("3h", "3 h"), ("24h", "24 h"))
 POLL_MS = 3000
+SIGNALS_S = 15.0
 # The plotly URL carries its version, so a year of caching never serves a stale library.
 PLOTLY_MAX_AGE_S = 365 * 86400
 
@@ -28,6 +29,8 @@ def _install(state) -> None:
     state.app.extensions["ops_alerts"] = Alerts()
     # The audit trail as the summary shows it: read at most once a second, however many dashboards poll.
     state.app.extensions["ops_audit"] = TtlCache(1.0)
+    # Health checks cost a call per resource: the alerts run them at most this often.
+    state.app.extensions["ops_signals"] = TtlCache(SIGNALS_S)
 
 
 ops_actions.register(bp)
@@ -81,8 +84,17 @@ def full_summary() -> dict:
     effective = doc["control"]["effective"]   # the bounds in force, changed at run time or not
     doc["instances"] = {**doc["instances"], "min": effective["min_instances"], "max": effective["max_instances"]}
     doc["audit"] = current_app.extensions["ops_audit"].get("audit", control.recent_audit)
-    doc["alerts"] = current_app.extensions["ops_alerts"].check(doc, settings())
+    signals = current_app.extensions["ops_signals"].get("signals", stack_signals)
+    doc["alerts"] = current_app.extensions["ops_alerts"].check(doc, settings(), **signals)
     return doc
+
+
+def stack_signals() -> dict:
+    """What the alerts need beyond the summary: /healthz's problems, and whether the rate limits fail open."""
+    limiter = current_app.extensions.get("limits", {}).get("limiter")
+    # Flask-Limiter's own flag: its storage failed and it counts in memory meanwhile.
+    fail_open = bool(getattr(limiter, "_storage_dead", False))
+    return {"problems": current_app.extensions["health"].problems(), "limits_fail_open": fail_open}
 
 
 @bp.get("/api/ops/summary")
