@@ -280,3 +280,33 @@ def test_the_summary_alerts_when_a_resource_fails_its_health_check(admin_client,
     metrics = admin_client.get("/metrics").get_data(as_text=True)
     assert re.search(r'sightfleet_alert\{name="unhealthy",stack="[^"]+"\} 1\.0', metrics)
     assert re.search(r'sightfleet_alert\{name="fleet_at_cap",stack="[^"]+"\} 0\.0', metrics)
+
+
+def test_a_batch_received_as_processing_pauses_is_handed_back_at_once(resources):
+    from app_tier.oversight import Oversight
+    oversight = Oversight(resources)
+    resources.requests.send(queued_job(resources).to_message())
+    received = resources.requests.receive(10, 0)
+    assert oversight.unless_paused(resources.requests, received) == received   # running: kept
+    resources.requests.set_visibility([m.receipt for m in received], 0)
+    Control(resources.fleet_log).set_paused(True, "ivan")   # another process pauses: read afresh, not cached
+    again = resources.requests.receive(10, 0)
+    assert oversight.unless_paused(resources.requests, again) == []
+    assert len(resources.requests.receive(10, 0)) == 1   # visible again at once
+    figures = oversight.figures()
+    assert figures["holding"] == [] and figures["rss_mb"] > 10 and "cpu_percent" in figures
+
+
+def test_the_controller_sees_a_dead_holder_until_its_messages_reappear(resources):
+    from controller.observe import Observer
+    ids = resources.fleet.launch(2, "")
+    resources.fleet.terminate([ids[0]])
+    now = time.time()
+    resources.fleet_log.put("worker", ids[0], {"instance_id": ids[0], "state": "busy", "last_heartbeat": iso(now - 5),
+                                               "current": ["m1", "m2", "m3"]})
+    resources.fleet_log.put("worker", ids[1], {"instance_id": ids[1], "state": "busy", "last_heartbeat": iso(now),
+                                               "current": ["m4"]})
+    obs = Observer(resources, resources.settings).observe(now, paused=True).observation()
+    holding = {m.id: (m.state, m.holding) for m in obs.members}
+    assert holding[ids[0]] == ("terminated", 3) and holding[ids[1]][1] == 1
+    assert obs.holders_known and obs.paused
