@@ -7,6 +7,7 @@ carries on where it stopped: idle timer reset, a heartbeat at once, then the lon
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from app_tier import idle
 from app_tier.heartbeat import Heartbeat
 from app_tier.batches import Batch, Batches, Feedable
 from app_tier.jobs import BatchRunner
+from app_tier.oversight import Oversight
 from app_tier.startup import LOADING_POLL_S, LoadingPipeline, StartupClock
 from sightfleet.contracts import utc_now
 from sightfleet.errors import SightfleetError
@@ -62,6 +64,7 @@ class Worker:
         self.counters: Counter = Counter()
         self.status = {"instance_id": instance_id, "launched_at": utc_now(), "current": [],
                        "resumes": 0, "pooled_s": 0.0, "pooled_at": None, "last_resume_s": None}
+        self._oversight = Oversight(resources)   # the operators' pause and run-time settings; what it reports
         self._heartbeat = Heartbeat(resources, instance_id, self._describe, on_stall=self._stalled)
         self._startup = startup or StartupClock()
         self._models: LoadingPipeline | None = None
@@ -135,7 +138,8 @@ class Worker:
 
     def _retires(self) -> bool:
         """The idle rule applied: True to retire; False to keep polling (also after a stay in the warm pool)."""
-        idle_s = self._idle_s()
+        # Paused: idle for good (it polls nothing), so it goes into the pool, or retires, at once.
+        idle_s = math.inf if self._oversight.paused() else self._idle_s()
         step = self._idle_step(idle_s)
         if step == POOLED and self._pool(idle_s):
             self._last_work = time.monotonic()
@@ -149,6 +153,9 @@ class Worker:
         """Long-poll for work, no longer than the idle time left."""
         if self._stop_requested:
             raise _StopPolling()
+        if self._oversight.paused():
+            time.sleep(RESUME_CHECK_S)
+            return []
         wait_s = idle.poll_wait_s(self._idle_left_s(self._idle_s()), self.settings.receive_wait_s)
         if not self._models.ready:
             wait_s = min(wait_s, LOADING_POLL_S)   # a load that fails is seen within this
@@ -157,7 +164,8 @@ class Worker:
             log.info("start-up, seconds since the process started: %s", self._startup.summary())
         self._polling = True
         try:
-            return self._r.requests.receive(self.settings.receive_batch, wait_s)
+            return self._oversight.unless_paused(self._r.requests,
+                                                 self._r.requests.receive(self.settings.receive_batch, wait_s))
         except SightfleetError as exc:
             log.warning("receive failed (%s); backing off", exc)
             time.sleep(min(5.0, wait_s))
@@ -167,7 +175,7 @@ class Worker:
 
     def _poll_ahead(self) -> list[Message]:
         """A poll for the next batch made while this one runs; no waiting, so it never holds the batch up."""
-        if self._stop_requested:
+        if self._stop_requested or self._oversight.paused():
             return []   # it would only be handed back, one of its receives spent
         try:
             return self._r.requests.receive(self.settings.receive_batch, 0)
@@ -178,11 +186,13 @@ class Worker:
     def _run(self, runner: BatchRunner, batch: Batch, batches: Batches) -> None:
         """Run one batch, busy meanwhile; still busy after it while the next one, received ahead, waits."""
         self.status["current"] = [m.id for m in batch.messages]
+        self._oversight.working_on(batch.messages, "processing")
         self._heartbeat.announce("busy")
         try:
             runner.run(batch)
         finally:
             self.status["current"] = []
+            self._oversight.done()
             self._last_work = time.monotonic()
             if batches.ahead() is None:   # no idle/busy flicker through a backlog
                 self._heartbeat.announce("idle")
@@ -191,15 +201,15 @@ class Worker:
         # Counts are read at each beat: they also move after a batch returns, as its last writes finish.
         counts = {"images_done": self.counters["succeeded"], "images_failed": self.counters["failed"],
                   "model_load_s": self._models.load_seconds if self._models else None}
-        return {**self.status, **counts}
+        return {**self.status, **counts, **self._oversight.figures()}
 
     def _idle_left_s(self, idle_s: float) -> float:
         """Seconds until the next idle deadline (app_tier/idle.py)."""
-        return idle.idle_left_s(idle.IdleRules.from_settings(self.settings), idle_s)
+        return idle.idle_left_s(idle.IdleRules.from_settings(self._oversight.settings(self.settings)), idle_s)
 
     def _idle_step(self, idle_s: float) -> str | None:
         """POOLED, "retire" or None (keep polling): app_tier/idle.py's rule on one listing of the stack."""
-        rules = idle.IdleRules.from_settings(self.settings)
+        rules = idle.IdleRules.from_settings(self._oversight.settings(self.settings))
         if not idle.needs_fleet(rules, idle_s, bool(self._heartbeat.held()), self._can_terminate):
             return None
         try:

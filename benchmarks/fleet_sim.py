@@ -190,6 +190,8 @@ class Instance:
     generation: int = 0                    # invalidates events scheduled for an earlier phase
     running_since: float | None = None
     segments: list = field(default_factory=list)   # billed running spells, seconds
+    died_at: float | None = None           # its worker was killed, holding died_holding messages
+    died_holding: int = 0
 
     @property
     def reported(self) -> str | None:
@@ -242,6 +244,9 @@ class Sim:
         self._seq = 0
         self._ids = 0
         self.done = 0
+        self.orphaned = 0                      # in flight with a dead holder, until their visibility lapses
+        self.kill_at_done: int | None = None   # kill a worker (die()) when this many images are done
+        self.visibility_timeout_s = 60.0
 
     # -- the clock
     def at(self, when: float, action, *args) -> None:
@@ -273,7 +278,7 @@ class Sim:
     # -- the queue
     @property
     def in_flight(self) -> int:
-        return sum(len(i.held) for i in self.instances.values())
+        return sum(len(i.held) for i in self.instances.values()) + self.orphaned
 
     @property
     def backlog(self) -> int:
@@ -368,6 +373,24 @@ class Sim:
         inst.generation += 1
         self._deliver()
 
+    def die(self, visibility_timeout_s: float) -> None:
+        """The worker holding the most messages is killed: its instance ends, what it held reappears only
+        when its visibility lapses (the last extension is taken as just now: the latest it can be)."""
+        holders = sorted((i for i in self.live() if i.held), key=lambda i: (-len(i.held), i.id))
+        if not holders:
+            return
+        inst, jobs = holders[0], list(holders[0].held)
+        inst.held, inst.died_at, inst.died_holding = [], self.now, len(jobs)
+        self.orphaned += len(jobs)
+        self.terminate(inst.id)
+        self.at(self.now + visibility_timeout_s, self._reappear, jobs)
+
+    def _reappear(self, jobs: list) -> None:
+        self.orphaned -= len(jobs)
+        self.visible.extend(jobs)
+        self.quiet_since = None
+        self._deliver()
+
     def _bill(self, inst: Instance) -> None:
         if inst.running_since is not None:
             inst.segments.append(self.now - inst.running_since)
@@ -423,6 +446,8 @@ class Sim:
         job.done = self.now
         inst.held.remove(job)
         self.done += 1
+        if self.done == self.kill_at_done:
+            self.die(self.visibility_timeout_s)
         self._note_quiet()
         if not inst.held:
             inst.last_work = self.now
@@ -437,14 +462,18 @@ class Sim:
                        latencies=[j.done - j.arrival for j in self.jobs if j.done is not None], peak=self.peak,
                        cost=billed * self.t.price_per_s, starts=len(segments))
 
-    def observation(self) -> Observation:
-        """The stack as the controller observes it (epoch-like times): live and pooled instances, fresh heartbeats."""
+    def observation(self, holders_known: bool = True) -> Observation:
+        """The stack as the controller observes it (epoch-like times): live and pooled instances with fresh
+        heartbeats saying what they hold, and ended ones whose heartbeat said they held work when they died."""
         def epoch(value: float | None) -> float | None:
             return None if value is None else EPOCH_S + value
         members = tuple(Member(i.id, epoch(i.launched_at), i.state, epoch(self.now) if i.reported else None,
-                               i.reported, epoch(i.started_at), epoch(i.pooled_at))
+                               i.reported, epoch(i.started_at), epoch(i.pooled_at), len(i.held))
                         for i in self.instances.values() if i.state != "terminated")
-        return Observation(epoch(self.now), len(self.visible), self.in_flight, members, epoch(self.quiet_since))
+        members += tuple(Member(i.id, epoch(i.launched_at), "terminated", epoch(i.died_at), "busy",
+                                holding=i.died_holding) for i in self.instances.values() if i.died_at is not None)
+        return Observation(epoch(self.now), len(self.visible), self.in_flight, members, epoch(self.quiet_since),
+                           holders_known=holders_known)
 
 
 class Policy:
@@ -481,10 +510,11 @@ class Policy:
 class Sightfleet(Policy):
     """controller.policy.decide every tick, as controller/loop.py calls it; app_tier.idle's rule at each empty poll."""
 
-    def __init__(self, name: str, settings: Settings, prefill: int | None = None):
+    def __init__(self, name: str, settings: Settings, prefill: int | None = None, holders_known: bool = True):
         self.name, self.settings, self.rules = name, settings, IdleRules.from_settings(settings)
         self.prefill = settings.warm_pool_size if prefill is None else prefill
         self.config = PolicyConfig.from_settings(settings)
+        self.holders_known = holders_known   # False: in-flight messages count whoever holds them (the old rule)
 
     def prepare(self, sim: Sim) -> None:
         sim.add_pooled(self.prefill)
@@ -494,7 +524,7 @@ class Sightfleet(Policy):
         self.config = PolicyConfig.from_settings(self.settings, target)
 
     def tick(self, sim: Sim) -> None:
-        decision = decide(sim.observation(), self.config)
+        decision = decide(sim.observation(self.holders_known), self.config)
         for instance_id in decision.terminate_ids:
             sim.terminate(instance_id)
         for instance_id in decision.start:
@@ -746,6 +776,37 @@ def local_check(args) -> dict:
     return out
 
 
+def dies_mid_burst(args) -> dict:
+    """Issue 24's churn: cap 2, pool 2, a burst, and the worker holding the most messages killed mid-burst.
+
+    Run with in-flight counted whoever holds it (before) and only with a live holder or a visibility
+    deadline near (after), on AWS's timings and on this machine's (a resume is a SIGCONT there, which
+    is how the churn was seen): starts, starts per hour of the run, instance-seconds, cost and latency.
+    """
+    settings = Settings(max_instances=2, warm_pool_size=2, idle_grace_s=args.idle_grace or 60.0,
+                        pool_grace_s=args.pool_grace if args.pool_grace is not None else 5.0)
+    out = {}
+    for where, t in (("aws", AWS), ("local", LOCAL)):
+        for what, known in (("before", False), ("after", True)):
+            rng = random.Random(args.seed)
+            sim = Sim(burst(args.churn_images, rng, t), t, Sightfleet(what, settings, holders_known=known), 2,
+                      args.seed)
+            sim.kill_at_done, sim.visibility_timeout_s = args.churn_kill_at, settings.visibility_timeout_s
+            summary = sim.run().summary()
+            out[f"{where} {what}"] = {**summary, "span_s": round(sim.now, 1),
+                                      "starts_per_hour": round(summary["starts"] * 3600 / max(sim.now, 1.0), 1)}
+    return out
+
+
+def churn_table(result: dict) -> str:
+    lines = [f"{'timings, rule':14} {'starts':>6} {'starts/h':>9} {'inst-s':>7} {'cost $':>8} {'p95 s':>6} "
+             f"{'span s':>7}"]
+    for name, p in result.items():
+        lines.append(f"{name:14} {p['starts']:6d} {p['starts_per_hour']:9.1f} {p['instance_seconds']:7.0f} "
+                     f"{p['cost_usd']:8.5f} {p['p95_latency_s']:6.1f} {p['span_s']:7.1f}")
+    return "\n".join(lines)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seed", type=int, default=1)
@@ -768,13 +829,20 @@ def parse_args() -> argparse.Namespace:
                         help="seconds the run's cold (and warm) burst took to submit (its 'burst submitted'):"
                              " the arrivals are spread over them, as the controller saw them")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--churn", action="store_true", help="a worker killed mid-burst: the in-flight rule "
+                                                             "before and after (cap 2, pool 2)")
+    parser.add_argument("--churn-images", type=int, default=60)
+    parser.add_argument("--churn-kill-at", type=int, default=20, help="kill when this many images are done")
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if args.local:
+    if args.churn:
+        result = dies_mid_burst(args)
+        sys.stdout.write(churn_table(result) + "\n")
+    elif args.local:
         result = local_check(args)
         for what, summary in result.items():
             per_100 = 100 / summary["images"]

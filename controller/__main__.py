@@ -1,4 +1,7 @@
-"""`python -m controller`: run the fleet controller until SIGTERM or SIGINT."""
+"""`python -m controller`: run the fleet controller until SIGTERM or SIGINT.
+
+`python -m controller ops ...`: the operators' actions (controller/ops_cli.py).
+"""
 from __future__ import annotations
 
 import logging
@@ -35,6 +38,9 @@ def launch_problem(settings: Settings) -> str | None:
 
 def main() -> int:
     setup_logging("controller")
+    if sys.argv[1:2] == ["ops"]:
+        from controller.ops_cli import main as ops_main   # only the CLI needs tqdm and argparse
+        return ops_main(sys.argv[2:])
     settings = settings_or_exit(log)
     problem = launch_problem(settings)
     if problem:

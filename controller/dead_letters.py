@@ -21,11 +21,27 @@ INVALID_CODE = "INVALID_JOB"
 RECHECK_S = 600
 
 
-def sweep(resources, max_messages: int = 10) -> list[str]:
-    """Mark the jobs of up to max_messages dead letters FAILED; returns the ids marked."""
+def sweep(resources, max_messages: int = 10, held: dict | None = None) -> list[str]:
+    """Mark the jobs of up to max_messages dead letters FAILED; returns the ids marked.
+
+    held, when given, collects message id -> receipt of what the sweep now hides for RECHECK_S, so that
+    a redrive can have them made visible again at once (see release()).
+    """
     messages = resources.dead_letters.receive(max_messages, 0, visibility_s=RECHECK_S)
+    if held is not None:
+        held.update({m.id: m.receipt for m in messages})
     marked = [_mark_guarded(resources, message) for message in messages]
     return [job_id for job_id in marked if job_id]
+
+
+def release(resources, held: dict) -> int:
+    """Make the dead letters the sweep hides visible again (an operator is redriving); returns how many."""
+    receipts = list(held.values())
+    held.clear()
+    if not receipts:
+        return 0
+    failed = resources.dead_letters.set_visibility(receipts, 0)   # expired receipts are visible already
+    return len(receipts) - len(failed)
 
 
 def _mark_guarded(resources, message) -> str | None:

@@ -3,7 +3,8 @@
 Every tick writes one decision document to the fleet table, kind "decision", key = ISO time:
   {time (epoch s), at (ISO), visible, in_flight, dead_letters, backlog, running, pending, target,
    pooled, time_per_image_s, quiet_for_s, desired, launch, launched: [ids], started: [ids],
-   terminated: [{id, reason}], errors: [text], changed}
+   terminated: [{id, reason}], errors: [text], changed, paused, limits: {min_instances, max_instances,
+   warm_pool_size, idle_grace_s} (the run-time values in force, sightfleet/control.py)}
 and the metrics listed in controller/metrics.py.
 
 The tick is controller_tick_s (SIGHTFLEET_CONTROLLER_TICK_S, 2 s; 1 s in the benchmarks), except
@@ -26,6 +27,7 @@ from controller.metrics import tick_values
 from controller.observe import Observer, Snapshot
 from controller.policy import Decision, PolicyConfig, decide, target_backlog
 from sightfleet.contracts import iso
+from sightfleet.control import FLEET_FIELDS, Control
 from sightfleet.deploy.templates import user_data
 from sightfleet.errors import SightfleetError
 from sightfleet.interfaces import DECISION_KIND
@@ -60,6 +62,9 @@ class Controller:
         self._user_data = user_data(settings, "worker")
         self._clock = clock
         self._idle = False   # the last tick saw no backlog: watch for one until the next
+        self._control = Control(resources.fleet_log, clock, cache_s=0.0)   # read afresh every tick
+        self._swept: dict[str, str] = {}   # dead letters the sweep hides: message id -> receipt
+        self._released: str | None = None  # the latest redrive request whose dead letters were released
 
     def run(self, stop: threading.Event) -> None:
         """Tick every controller_tick_s (sooner when a backlog appears from zero) until stop is set."""
@@ -96,27 +101,40 @@ class Controller:
     def tick(self) -> Decision | None:
         """One observe -> decide -> apply round; None when the stack could not be read."""
         now = self._clock()
+        control = self._control.current()   # the last one read when the table fails this tick
         try:
-            snapshot = self._observer.observe(now)
+            snapshot = self._observer.observe(now, control.paused)
         except SightfleetError as exc:
             log.warning("cannot read the stack (%s); skipping this tick", exc)
             return None
-        settings = self._settings
+        settings = control.apply(self._settings)   # run-time fleet settings, within the deployed limits
         target = target_backlog(settings.acceptable_latency_s, snapshot.time_per_image_s,
                                 settings.target_backlog_per_instance)
         decision = decide(snapshot.observation(), PolicyConfig.from_settings(settings, target))
         self._idle = snapshot.backlog == 0
         applied = self._apply(decision)
-        self._report(snapshot, target, decision, applied)
-        if snapshot.dead_letters:
+        self._report(snapshot, target, decision, applied, settings)
+        if control.release_dead_letters_at != self._released:
+            self._release_dead_letters(control.release_dead_letters_at)
+        elif snapshot.dead_letters:
             self._sweep_dead_letters()
         return decision
 
     def _sweep_dead_letters(self) -> None:
         try:
-            dead_letters.sweep(self._r)
+            dead_letters.sweep(self._r, held=self._swept)
         except SightfleetError as exc:
             log.warning("dead-letter sweep failed: %s", exc)
+
+    def _release_dead_letters(self, requested_at: str | None) -> None:
+        """An operator redrives: the dead letters this controller's sweep hides become visible to it now."""
+        try:
+            released = dead_letters.release(self._r, self._swept)
+        except SightfleetError as exc:
+            log.warning("dead letters not released for the redrive: %s", exc)
+            return
+        self._released = requested_at
+        log.info("redrive asked at %s: %s dead letters the sweep held are visible again", requested_at, released)
 
     def _apply(self, decision: Decision) -> Applied:
         applied = Applied()
@@ -139,8 +157,10 @@ class Controller:
                 applied.errors.append(f"launch {decision.launch}: {exc}")
         return applied
 
-    def _report(self, snapshot: Snapshot, target: int, decision: Decision, applied: Applied) -> None:
+    def _report(self, snapshot: Snapshot, target: int, decision: Decision, applied: Applied,
+                settings: Settings) -> None:
         doc = decision_record(snapshot, target, decision, applied)
+        doc.update(paused=snapshot.paused, limits={name: getattr(settings, name) for name in FLEET_FIELDS})
         if doc["changed"] or applied.errors:
             log.info("backlog %s (%s visible, %s in flight), %s running + %s pending + %s pooled, target %s -> "
                      "desired %s: launched %s, started %s, terminated %s%s", doc["backlog"], doc["visible"],

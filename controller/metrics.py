@@ -14,15 +14,18 @@ high-resolution storage. One datapoint per metric per tick:
 | RunningInstances | worker instances in state running |
 | PendingInstances | worker instances in state pending (incl. launches EC2 does not list yet) |
 | PooledInstances | worker instances in the warm pool (stopping or stopped) |
+| SilentWorkersReplaced | workers terminated this tick for sending no heartbeat (alarmed: sightfleet/deploy/alarms.py) |
 
 The same figures, with the decision's launches and terminations, are in the fleet table under
 kind "decision" (key: ISO time), see controller/loop.py.
 """
 from __future__ import annotations
 
+SILENT_REASON = "no heartbeat"   # how controller/policy.py words the termination of a silent worker
+
 METRIC_NAMES = ("QueueVisible", "QueueInFlight", "DeadLetterVisible", "BacklogPerInstance",
                 "TargetBacklogPerInstance", "DesiredInstances", "RunningInstances", "PendingInstances",
-                "PooledInstances")
+                "PooledInstances", "SilentWorkersReplaced")
 
 
 def tick_values(record: dict) -> dict[str, float]:
@@ -37,4 +40,6 @@ def tick_values(record: dict) -> dict[str, float]:
         "RunningInstances": record["running"],
         "PendingInstances": record["pending"],
         "PooledInstances": record.get("pooled", 0),
+        "SilentWorkersReplaced": sum(1 for t in record.get("terminated") or []
+                                     if str(t.get("reason", "")).startswith(SILENT_REASON)),
     }

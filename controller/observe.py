@@ -45,6 +45,8 @@ class Snapshot:
     time_per_image_s: float | None = None
     unlisted_launches: dict = field(default_factory=dict)  # instance id -> launch time
     pooled: tuple[Instance, ...] = ()   # stopping or stopped: the warm pool
+    ended: tuple[Instance, ...] = ()    # terminated or shutting down, with a heartbeat saying it held work
+    paused: bool = False
 
     @property
     def backlog(self) -> int:
@@ -56,16 +58,17 @@ class Snapshot:
 
     def observation(self) -> Observation:
         """The policy's view: one member per live instance, with its worker's last heartbeat."""
-        members = [self._member(i) for i in self.instances + self.pooled]
+        members = [self._member(i) for i in self.instances + self.pooled + self.ended]
         members += [Member(i, launched_at, "pending") for i, launched_at in self.unlisted_launches.items()]
-        return Observation(self.now, self.visible, self.in_flight, tuple(members), self.quiet_since)
+        return Observation(self.now, self.visible, self.in_flight, tuple(members), self.quiet_since,
+                           holders_known=True, paused=self.paused)
 
     def _member(self, instance: Instance) -> Member:
         beat = self.heartbeats.get(instance.id) or {}
         # An unreadable heartbeat time counts as none: the launch time then stands for it.
         return Member(instance.id, instance.launched_at.timestamp(), member_state(instance),
                       epoch(beat.get("last_heartbeat")), beat.get("state"), _timestamp(instance.started_at),
-                      _timestamp(instance.pooled_at))
+                      _timestamp(instance.pooled_at), holding(beat))
 
 
 class Observer:
@@ -79,21 +82,24 @@ class Observer:
             LAUNCH_VISIBILITY_S, settings.idle_grace_s + settings.idle_margin_s + 10 * settings.controller_tick_s))
         self._timing: tuple[float, float | None] = (float("-inf"), None)
 
-    def observe(self, now: float) -> Snapshot:
+    def observe(self, now: float, paused: bool = False) -> Snapshot:
         counts = self._r.requests.counts()
         dead = self._r.dead_letters.counts()
         every = self._r.fleet.instances(states=ALL_STATES)
         live = tuple(i for i in every if i.state in LIVE_STATES)
         pooled = tuple(i for i in every if i.state in POOLED_STATES)
         decisions = self._decisions.read(now)
-        # Only the live instances' beats: the table remembers a day of instances.
-        heartbeats = self._r.fleet_log.get_many(HEARTBEAT_KIND, [i.id for i in live])
+        # Only the beats of instances EC2 still lists (about an hour): the table remembers a day of them.
+        # Ended ones tell whose messages are still in flight with nobody working on them.
+        heartbeats = self._r.fleet_log.get_many(HEARTBEAT_KIND, [i.id for i in every if i.state not in POOLED_STATES])
+        ended = tuple(i for i in every if i.state not in LIVE_STATES + POOLED_STATES and holding(heartbeats.get(i.id)))
         unlisted = _unlisted_launches(decisions, {i.id for i in every}, now)
         backlog = counts["visible"] + counts["in_flight"]
         # Dead letters the sweep is looking at are invisible for a while: they still count.
         dead_letters = dead["visible"] + dead["in_flight"]
         return Snapshot(now, counts["visible"], counts["in_flight"], dead_letters, live, heartbeats,
-                        quiet_since(decisions, backlog, now), self._time_per_image(now), unlisted, pooled)
+                        quiet_since(decisions, backlog, now), self._time_per_image(now), unlisted, pooled,
+                        ended, paused)
 
     def _time_per_image(self, now: float) -> float | None:
         """Median seconds per image over recent results, else the configured default, else None."""
@@ -112,6 +118,12 @@ class Observer:
             log.warning("cannot read recent results for the time per image: %s", exc)
             return None
         return median_service_s(results)
+
+
+def holding(beat: dict | None) -> int:
+    """How many messages a heartbeat says its worker is working on."""
+    current = (beat or {}).get("current")
+    return len(current) if isinstance(current, list) else 0
 
 
 def member_state(instance: Instance) -> str:

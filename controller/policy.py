@@ -4,7 +4,14 @@ No I/O and no clock reads here: the time comes in with the observation, so every
 checked with a table of cases (tests/test_policy.py).
 
 Rules, in the order they apply:
-1. desired = ceil((visible + in-flight) / target backlog per instance), bounded by [min, max].
+1. desired = ceil((visible + counted in-flight) / target backlog per instance), bounded by [min, max].
+   In-flight messages count only while someone can be working on them: up to what live workers
+   with a fresh heartbeat report holding. Messages held by a worker that died (or went silent)
+   come back only when their visibility lapses; until then no new worker could take them, so they
+   count only once that deadline is within start_lead_s (an instance started then is polling when
+   they reappear). Without this, a worker that died holding a burst made the controller start
+   pooled workers that found nothing, went back to the pool and were started again, until the
+   visibility timeout ran out (benchmarks/fleet_sim.py, "dies mid-burst").
 2. Safety net for unhealthy instances: a live (pending or running) instance whose worker has not
    sent a heartbeat for heartbeat_timeout_s (its launch, or its latest start from the pool, counts
    as a heartbeat, so booting, loading and resuming are covered), or whose worker says it retired
@@ -18,6 +25,7 @@ Rules, in the order they apply:
    when the queue has been empty for idle_grace_s + a margin and the last launch is older than the
    cooldown does the controller terminate workers that report idle, down to desired.
 6. The pool holds at most warm_pool_size instances: beyond it, the oldest pooled are terminated.
+7. Paused by an operator: nothing is started or launched (the other rules still apply).
 """
 from __future__ import annotations
 
@@ -40,6 +48,10 @@ class PolicyConfig:
     heartbeat_timeout_s: float = 120.0
     idle_retire_after_s: float = 90.0
     warm_pool_size: int = 0
+    visibility_timeout_s: float = 60.0
+    # A holder whose last heartbeat is older than this is not working on what it holds.
+    holder_stale_s: float = 30.0
+    start_lead_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings, target_backlog: int | None = None) -> "PolicyConfig":
@@ -53,6 +65,8 @@ class PolicyConfig:
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             idle_retire_after_s=settings.idle_grace_s + settings.idle_margin_s,
             warm_pool_size=settings.warm_pool_size,
+            visibility_timeout_s=settings.visibility_timeout_s,
+            holder_stale_s=3 * settings.worker_heartbeat_s,
         )
 
 
@@ -67,6 +81,7 @@ class Member:
     worker_state: str | None = None
     started_at: float | None = None   # its latest start from the pool
     pooled_at: float | None = None    # when it last went to the pool
+    holding: int = 0                  # messages its worker last reported working on
 
     @property
     def up_since(self) -> float:
@@ -86,6 +101,8 @@ class Observation:
     in_flight: int
     members: tuple[Member, ...] = ()
     quiet_since: float | None = None  # since when the backlog has been zero; None: not known to be
+    holders_known: bool = False       # members report what they hold: in-flight counts only with a holder
+    paused: bool = False
 
     @property
     def backlog(self) -> int:
@@ -123,9 +140,23 @@ def desired_size(backlog: int, config: PolicyConfig) -> int:
     return min(config.max_instances, max(config.min_instances, wanted))
 
 
+def counted_backlog(obs: Observation, config: PolicyConfig) -> int:
+    """Visible messages, plus the in-flight ones someone is working on or that reappear within start_lead_s."""
+    if not obs.holders_known:
+        return obs.backlog
+    working = [m for m in obs.members if m.state in LIVE and m.silent_for(obs.now) <= config.holder_stale_s]
+    held = min(obs.in_flight, sum(m.holding for m in working))
+    orphans = obs.in_flight - held
+    gone = [m for m in obs.members if m.holding and m not in working]
+    # The latest a lost holder's messages reappear: its last sign of life plus one visibility timeout.
+    due = [max(m.up_since, m.last_heartbeat or m.up_since) + config.visibility_timeout_s - obs.now for m in gone]
+    soon = orphans > 0 and bool(due) and min(due) <= config.start_lead_s
+    return obs.visible + held + (orphans if soon else 0)
+
+
 def decide(obs: Observation, config: PolicyConfig) -> Decision:
     """The decision for one tick."""
-    desired = desired_size(obs.backlog, config)
+    desired = desired_size(counted_backlog(obs, config), config)
     live = [m for m in obs.members if m.state in LIVE]
     pooled = [m for m in obs.members if m.state in STOPPED]
     unhealthy = _unhealthy(obs.now, live, config)
@@ -135,7 +166,7 @@ def decide(obs: Observation, config: PolicyConfig) -> Decision:
     gone |= {instance_id for instance_id, _ in over_cap}
     healthy = [m for m in healthy if m.id not in gone]
     idle = _idle_surplus(obs, healthy, desired, config)
-    need = max(0, desired - (len(healthy) - len(idle)))
+    need = 0 if obs.paused else max(0, desired - (len(healthy) - len(idle)))
     start = [m.id for m in _newest_pooled_first(pooled) if m.state == "stopped"][:need]
     launch = min(need - len(start), config.scale_out_step)
     shrink = _pool_excess([m for m in pooled if m.id not in start], config)

@@ -89,6 +89,9 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes:
         """The object's bytes; NoSuchObject when it is not stored (NotFound when the bucket is missing)."""
 
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under key."""
+
     def delete(self, key: str) -> None: ...
 
     def presigned_url(self, key: str, expires_s: int = 900) -> str: ...
@@ -146,6 +149,9 @@ class ResultStore(Protocol):
 
     def finish(self, result: dict) -> None:
         """Write the final result once; ConditionFailed when someone already did."""
+
+    def reopen(self, result: dict, was_updated_at: str) -> None:
+        """FAILED (as last updated at was_updated_at) -> QUEUED for a retry; ConditionFailed otherwise."""
 
     def requeue(self, result: dict) -> None:
         """Put a claimed job back to QUEUED unless final; ConditionFailed when final."""

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sightfleet.config import Settings
-from sightfleet.contracts import DELETED, PROCESSING, QUEUED, owner_of
+from sightfleet.contracts import DELETED, FAILED, PROCESSING, QUEUED, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NoSuchResult, Unavailable
 from sightfleet.interfaces import LIVE_STATES, Instance, Message, listing_key, listing_key_time
 from sightfleet.resources import Resources
@@ -193,6 +193,11 @@ class MemoryBucket(_Part):
                 raise NoSuchObject(f"get memory://{self.name}/{key}: NoSuchKey")
             return self.objects[key][0]
 
+    def exists(self, key: str) -> bool:
+        self._call("exists", key)
+        with self._lock:
+            return key in self.objects
+
     def delete(self, key: str) -> None:
         self._call("delete", key)
         with self._lock:
@@ -241,6 +246,11 @@ class MemoryResultsTable(_Part):
     def requeue(self, result: dict) -> None:
         self._call("requeue", result)
         self._put(result, _not_final)
+
+    def reopen(self, result: dict, was_updated_at: str) -> None:
+        self._call("reopen", result)
+        self._put(result, lambda current, _new: current is not None and current.get("status") == FAILED
+                  and current.get("updated_at") == was_updated_at)
 
     def _put(self, result: dict, allowed: Callable[[dict | None, dict], bool]) -> None:
         with self._lock:

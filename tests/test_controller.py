@@ -82,7 +82,7 @@ def test_metrics_are_published_in_the_stack_namespace(make_stack):
     latest = {name: points[-1][1] for name, points in series.items() if points}
     assert latest == {"QueueVisible": 5, "QueueInFlight": 0, "DeadLetterVisible": 0, "BacklogPerInstance": 5,
                       "TargetBacklogPerInstance": 10, "DesiredInstances": 1, "RunningInstances": 0,
-                      "PendingInstances": 0, "PooledInstances": 0}
+                      "PendingInstances": 0, "PooledInstances": 0, "SilentWorkersReplaced": 0}
 
 
 def test_cap_holds_across_ticks_and_restarts(make_stack):

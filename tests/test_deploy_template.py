@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from controller.__main__ import launch_problem
+from controller.metrics import METRIC_NAMES
 from sightfleet.deploy.templates import WorkerLaunch, iam_policy, user_data
 from sightfleet.aws.dynamodb import results_table_spec
 from sightfleet.config import Settings
@@ -356,3 +358,29 @@ def test_the_web_role_counts_limits_in_its_table_only_and_never_scans_it(templat
     assert statement["Resource"].endswith(f":table/{SETTINGS.names.limits_table}")
     assert "dynamodb:UpdateItem" in statement["Action"]
     assert not {"dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:PutItem"} & set(statement["Action"])
+
+
+def test_alarms_notify_one_topic_and_the_address_is_optional(template):
+    alarms = of_type(template, "AWS::CloudWatch::Alarm")
+    assert set(alarms) == {"DeadLettersAlarm", "WorkerSilentAlarm", "FleetAtCapAlarm", "ControllerSilentAlarm",
+                           "WebUnhealthyAlarm", "ResultsTableErrorsAlarm"}
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    namespace = SETTINGS.names.metrics_namespace
+    for alarm in alarms.values():   # every metric of ours that an alarm watches is one the controller publishes
+        assert alarm["Namespace"] != namespace or alarm["MetricName"] in METRIC_NAMES
+    assert alarms["FleetAtCapAlarm"]["Threshold"] == SETTINGS.max_instances
+    assert alarms["ControllerSilentAlarm"]["TreatMissingData"] == "breaching"
+    assert alarms["DeadLettersAlarm"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+    subscription = template["Resources"]["AlarmSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail" and subscription["Properties"]["Protocol"] == "email"
+    pattern = template["Parameters"]["AlarmEmail"]["AllowedPattern"]
+    assert re.match(pattern, "") and re.match(pattern, "ops@example.com") and not re.match(pattern, "not an address")
+    assert {"ParameterKey": "AlarmEmail", "ParameterValue": "ops@example.com"} in \
+        DeployOptions(alarm_email="ops@example.com").parameters()
+
+
+def test_cfn_lint_catches_a_broken_alarm():
+    from cfnlint.api import lint_all
+    broken = built()
+    broken["Resources"]["DeadLettersAlarm"]["Properties"]["ComparisonOperator"] = "Bigger"
+    assert any(str(m.rule.id).startswith("E") for m in lint_all(template_body(broken)))

@@ -2,6 +2,7 @@
 trace, the JSON it writes, and that a seed fixes the run."""
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
@@ -142,3 +143,15 @@ def test_the_local_model_runs_the_cold_and_the_warm_burst(monkeypatch):
     assert set(result) == {"cold", "warm"}
     assert result["warm"]["instance_seconds_ratio"] < result["cold"]["instance_seconds_ratio"]
     assert result["warm"]["p95_latency_s"] < result["cold"]["p95_latency_s"]
+
+
+def test_a_worker_killed_mid_burst_no_longer_makes_the_pool_churn():
+    """Its messages are in flight with nobody to work on them until their visibility lapses: the old rule
+    started pooled workers for them again and again; the new one waits for the deadline (short runs)."""
+    args = argparse.Namespace(idle_grace=None, pool_grace=None, seed=1, churn_images=60, churn_kill_at=20)
+    result = fleet_sim.dies_mid_burst(args)
+    before, after = result["local before"], result["local after"]
+    assert after["starts"] < before["starts"] and after["instance_seconds"] < before["instance_seconds"]
+    assert after["images"] == before["images"] == 60 and after["p95_latency_s"] <= before["p95_latency_s"]
+    assert result["aws after"]["starts"] <= result["aws before"]["starts"]
+    assert "starts/h" in fleet_sim.churn_table(result)

@@ -182,3 +182,61 @@ def test_config_from_settings_adds_the_margin_to_the_grace():
     assert desired_size(26, config) == 2
     assert PolicyConfig.from_settings(settings).target_backlog == settings.target_backlog_per_instance
     assert PolicyConfig.from_settings(settings.with_changes(warm_pool_size=4)).warm_pool_size == 4
+
+
+def holder(instance_id: str, holding: int, heartbeat_age: float = 5, state: str = "running",
+           worker: str = "busy") -> Member:
+    """A member whose worker last reported holding `holding` messages, heartbeat_age s ago."""
+    return Member(instance_id, NOW - 600, state, NOW - heartbeat_age, worker, holding=holding)
+
+
+def resumed_idle(instance_id: str, seconds_ago: float) -> Member:
+    """Started from the pool seconds_ago, and found nothing: idle."""
+    return Member(instance_id, NOW - 5000, "running", NOW - 1, "idle", started_at=NOW - seconds_ago,
+                  pooled_at=NOW - 100)
+
+
+CHURN = {"warm_pool_size": 2, "max_instances": 2, "visibility_timeout_s": 60, "holder_stale_s": 30,
+         "start_lead_s": 10}
+# name, visible, in_flight, members, desired, started, launch (members report what they hold)
+HOLDER_CASES = [
+    ("in flight with a live holder counts (as before)", 0, 15, [holder("a", 15)], 2, [], 1),
+    ("in flight with no live holder (it died 5 s ago): nothing is started", 0, 15,
+     [holder("dead", 15, heartbeat_age=5, state="terminated"), pooled("p1", 100), pooled("p2", 90)], 0, [], 0),
+    ("a silent holder still listed running is not working on them either", 0, 15,
+     [holder("hung", 15, heartbeat_age=45), pooled("p1", 100)], 0, [], 0),
+    ("a worker that just resumed and found nothing: the orphans start nobody else", 0, 15,
+     [holder("dead", 15, heartbeat_age=20, state="terminated"), resumed_idle("r", 3), pooled("p2", 90)], 0, [], 0),
+    ("the visibility deadline approaching: the pool is started for them", 0, 15,
+     [holder("dead", 15, heartbeat_age=55, state="terminated"), pooled("p1", 100), pooled("p2", 90)],
+     2, ["p2", "p1"], 0),
+    ("visible work still starts the pool beside orphans", 12, 15,
+     [holder("dead", 15, heartbeat_age=5, state="terminated"), pooled("p1", 100), pooled("p2", 90)],
+     2, ["p2", "p1"], 0),
+    ("held by the living, some orphaned: only the held count", 0, 30,
+     [holder("a", 10), holder("dead", 20, heartbeat_age=5, state="terminated"), pooled("p1", 100)], 1, [], 0),
+    ("in flight with no holder known at all waits for the messages to reappear", 0, 15, [pooled("p1", 100)],
+     0, [], 0),
+]
+
+
+@pytest.mark.parametrize("name,visible,in_flight,members,desired,started,launch", HOLDER_CASES,
+                         ids=[case[0] for case in HOLDER_CASES])
+def test_in_flight_counts_only_with_someone_to_work_on_it(name, visible, in_flight, members, desired, started,
+                                                          launch):
+    obs = Observation(NOW, visible, in_flight, tuple(members), None, holders_known=True)
+    decision = decide(obs, replace(BASE, **CHURN))
+    assert (decision.desired, list(decision.start), decision.launch) == (desired, started, launch)
+
+
+def test_without_holder_reports_in_flight_counts_as_before():
+    obs = Observation(NOW, 0, 15, (pooled("p1", 100), pooled("p2", 90)), None)
+    assert decide(obs, replace(BASE, **CHURN)).start == ("p2", "p1")
+
+
+@pytest.mark.parametrize("members", [[], [pooled("p1", 100)], [m("a")]])
+def test_paused_starts_and_launches_nothing_but_still_reaps(members):
+    silent = m("silent", heartbeat_age=5000)
+    obs = Observation(NOW, 50, 0, tuple(members + [silent]), None, paused=True)
+    decision = decide(obs, replace(BASE, warm_pool_size=2))
+    assert (decision.launch, decision.start, decision.terminate_ids) == (0, (), ["silent"])

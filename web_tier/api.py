@@ -9,6 +9,7 @@ from sightfleet.contracts import FINAL_STATUSES, clean_album
 from sightfleet.errors import SightfleetError, Unavailable
 from sightfleet.webhooks import WebhookError
 from web_tier.errors import unavailable_response
+from web_tier.ops_actions import paused_notice
 from web_tier.owners import caller, delete_one, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, number, status_filter
@@ -87,6 +88,9 @@ def submit_images():
         return unavailable_response(f"queued {len(accepted)} of {len(uploads)} images, then storage or "
                                     "queue became unreachable; resend the others shortly",
                                     images=[present(r) for r in accepted])
+    notice = paused_notice()
+    if notice:   # nothing will finish while paused: no waiting, and the answer says why
+        return jsonify({"images": [present(r) for r in accepted], "processing": "paused", "notice": notice}), 202
     if wait_s:
         done = waiter().wait([r["id"] for r in accepted], wait_s)
         # An image deleted while its request waited wakes it too; then the answer is the accepted list.

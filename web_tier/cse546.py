@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from sightfleet.contracts import SUCCEEDED, label_answer
-from web_tier.errors import error_response
+from web_tier.errors import RETRY_HEADERS, error_response
+from web_tier.ops_actions import paused_notice
 from web_tier.owners import caller
 from web_tier.services import submitter, waiter
 from web_tier.submit import COURSE_FIELDS, Rejected, upload_from_part
@@ -21,6 +22,9 @@ def classify():
         raise Rejected(400, "NO_FILE", "send the image as multipart field `myfile` or `inputFile`")
     # Filed under the caller: authentication makes an uncredentialed course generator the anonymous owner.
     accepted = submitter().submit(upload_from_part(part, request.form.get("album"), caller().owner))
+    notice = paused_notice()
+    if notice:
+        return error_response(503, "PROCESSING_PAUSED", f"{notice}; poll /api/images/{accepted['id']}", RETRY_HEADERS)
     done = waiter().wait([accepted["id"]], WAIT_S)
     if done is None:
         return error_response(504, "TIMEOUT", f"no result within {WAIT_S} s; poll /api/images/{accepted['id']}")

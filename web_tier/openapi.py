@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory, url_for
 
 from sightfleet.contracts import STATUSES
-from web_tier import api, cse546, errors, opsdata
+from web_tier import api, cse546, errors, openapi_ops, opsdata
 from web_tier.packaged import package_folder
 from web_tier.services import settings
 from sightfleet.webhooks import EVENTS
@@ -348,6 +348,7 @@ def _ops_paths() -> dict:
             "responses": {"200": {"description": "Healthy", "content": _json(_ref("Health"))},
                           "503": {"description": "A resource is unreachable or too slow", "content": _json(_ref("Health")),
                                   "headers": _retry_after()}}}},
+        **openapi_ops.paths(_ADMIN, _response("BadRequest")),
     }
 
 
@@ -397,7 +398,7 @@ def build_document() -> dict:
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "An API key, shown once when it is made"}},
-            "schemas": _schemas(), "responses": _responses()},
+            "schemas": {**_schemas(), **openapi_ops.schemas()}, "responses": _responses()},
     }
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_file, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file, url_for
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from web_tier import ops_actions
+from web_tier.alerts import Alerts
+from web_tier.cache import TtlCache
 from web_tier.errors import error_response
 from web_tier.opsdata import DEFAULT_WINDOW_S, OpsData, parse_window, prometheus_text
 from web_tier.packaged import package_folder
@@ -15,6 +18,7 @@ from web_tier.services import settings
 bp = Blueprint("ops", __name__)
 WINDOW_CHOICES = (("2m", "2 min"), ("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("3h", "3 h"), ("24h", "24 h"))
 POLL_MS = 3000
+SIGNALS_S = 15.0
 # The plotly URL carries its version, so a year of caching never serves a stale library.
 PLOTLY_MAX_AGE_S = 365 * 86400
 
@@ -22,6 +26,23 @@ PLOTLY_MAX_AGE_S = 365 * 86400
 @bp.record_once
 def _install(state) -> None:
     state.app.extensions["ops"] = OpsData(state.app.extensions["sightfleet"])
+    state.app.extensions["ops_alerts"] = Alerts()
+    # The audit trail as the summary shows it: read at most once a second, however many dashboards poll.
+    state.app.extensions["ops_audit"] = TtlCache(1.0)
+    # Health checks cost a call per resource: the alerts run them at most this often.
+    state.app.extensions["ops_signals"] = TtlCache(SIGNALS_S)
+
+
+ops_actions.register(bp)
+
+
+@bp.app_context_processor
+def processing_state() -> dict:
+    """Every page tells an admin when processing is paused (a cached read: no table call per page)."""
+    principal = getattr(g, "principal", None)
+    if principal is None or not principal.admin:
+        return {}
+    return {"processing_paused": ops_actions.control().current()}
 
 
 def ops_data() -> OpsData:
@@ -55,9 +76,30 @@ def plotly(version: str):
     return send_file(path, mimetype="text/javascript", max_age=PLOTLY_MAX_AGE_S, conditional=True)
 
 
+def full_summary() -> dict:
+    """The summary with the control state, the latest operator actions and the alerts that need a person."""
+    doc = dict(ops_data().summary())
+    control = ops_actions.control()
+    doc["control"] = ops_actions.control_document(control.current())
+    effective = doc["control"]["effective"]   # the bounds in force, changed at run time or not
+    doc["instances"] = {**doc["instances"], "min": effective["min_instances"], "max": effective["max_instances"]}
+    doc["audit"] = current_app.extensions["ops_audit"].get("audit", control.recent_audit)
+    signals = current_app.extensions["ops_signals"].get("signals", stack_signals)
+    doc["alerts"] = current_app.extensions["ops_alerts"].check(doc, settings(), **signals)
+    return doc
+
+
+def stack_signals() -> dict:
+    """What the alerts need beyond the summary: /healthz's problems, and whether the rate limits fail open."""
+    limiter = current_app.extensions.get("limits", {}).get("limiter")
+    # Flask-Limiter's own flag: its storage failed and it counts in memory meanwhile.
+    fail_open = bool(getattr(limiter, "_storage_dead", False))
+    return {"problems": current_app.extensions["health"].problems(), "limits_fail_open": fail_open}
+
+
 @bp.get("/api/ops/summary")
 def summary():
-    return jsonify(ops_data().summary())
+    return jsonify(full_summary())
 
 
 @bp.get("/api/ops/timeseries")
@@ -71,7 +113,7 @@ def timeseries():
 
 @bp.get("/metrics")
 def metrics():
-    body = prometheus_text(ops_data().summary(), settings().prefix)
+    body = prometheus_text(full_summary(), settings().prefix)
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 

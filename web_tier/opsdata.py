@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND, DecisionTail
 from sightfleet.aws.ec2 import ALL_STATES, LIVE_STATES, POOLED_STATES
 from sightfleet.contracts import FAILED, epoch, iso
+from web_tier.alerts import ALERT_NAMES
 from web_tier.cache import TtlCache
 
 log = logging.getLogger(__name__)
@@ -400,6 +401,10 @@ class _SummaryCollector:
                            f"{recent['window_s']} s.", ("quantile",),
                            [(("0.5",), recent["latency_p50_ms"]), (("0.95",), recent["latency_p95_ms"])])
         yield from self._workers([w for w in s["workers"] if w["live"]])
+        if "alerts" in s:
+            active = {a["name"] for a in s["alerts"]}
+            yield self._family("alert", "1 while the alert is raised (the /ops banner shows why), else 0.", ("name",),
+                               [((name,), int(name in active)) for name in ALERT_NAMES])
 
     def _totals(self, tot: dict):
         scope = "over the instances the fleet table remembers (heartbeats expire after a day)"

@@ -5,6 +5,7 @@ import json
 
 from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
+from sightfleet.errors import NoSuchObject, NotFound
 
 
 class Bucket:
@@ -21,6 +22,15 @@ class Bucket:
     def get(self, key: str) -> bytes:
         with translated(f"get s3://{self.name}/{key}"):
             return self._s3.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under key (a HEAD: nothing is downloaded)."""
+        try:
+            with translated(f"head s3://{self.name}/{key}"):
+                self._s3.head_object(Bucket=self.name, Key=key)
+        except (NoSuchObject, NotFound):   # a HEAD's 404 carries no NoSuchKey code
+            return False
+        return True
 
     def delete(self, key: str) -> None:
         with translated(f"delete s3://{self.name}/{key}"):

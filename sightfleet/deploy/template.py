@@ -23,6 +23,7 @@ from sightfleet.aws.s3 import tls_only_policy
 from sightfleet.aws.sqs import DEAD_LETTER_RETENTION_S, RETENTION_S
 from sightfleet.config import ResourceNames, Settings
 from sightfleet.deploy.templates import WorkerLaunch, iam_policy, user_data
+from sightfleet.deploy.alarms import add_alarms
 
 STOCK_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 # CloudFormation's limit for a template passed inline (TemplateBody).
@@ -75,6 +76,7 @@ class DeployOptions:
     subnet_ids: str = ""
     allow_plain_http: bool = field(default=False, metadata=_NOT_A_PARAMETER)
     open_course_endpoint: bool = field(default=False, metadata=_NOT_A_PARAMETER)
+    alarm_email: str = ""   # sightfleet/deploy/alarms.py: who the CloudWatch alarms notify; empty: nobody
 
     def parameters(self) -> list[dict]:
         """The values of the template's parameters, as CreateStack takes them."""
@@ -113,6 +115,7 @@ PARAMETER_DOCS = {
     "allow_plain_http": "deploy without a certificate: plain HTTP, open to --client-cidr only (by default your "
                         "own address)",
     "open_course_endpoint": "let POST / (the course's myfile/inputFile endpoint) take uploads without credentials",
+    "alarm_email": "an e-mail address the stack's CloudWatch alarms notify (confirm the subscription); empty: none",
 }
 
 
@@ -453,12 +456,12 @@ def build_template(settings: Settings) -> dict:
         resources.update(_identity(role, settings))
         resources[f"{role.capitalize()}LaunchTemplate"] = _launch_template(role, settings)
     resources.update(_web_tier(settings))
-    return {
+    return add_alarms({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"Sightfleet stack {names.prefix}: queues, buckets, tables, roles, web tier, controller",
         "Parameters": _parameters(), "Conditions": _CONDITIONS, "Resources": resources,
         "Outputs": _outputs(names),
-    }
+    }, settings)
 
 
 def template_body(template: dict) -> str:

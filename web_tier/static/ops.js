@@ -133,6 +133,9 @@
     $(emptyId).hidden = rows.length > 0;
   }
 
+  // ops_actions.js draws its tables with the same two helpers.
+  window.sightfleetOps = { row: row, fillTable: fillTable };
+
   function workerState(w) {
     const ec2 = w.ec2_state && !["running", "terminated"].includes(w.ec2_state);
     return ec2 ? w.state + " (" + w.ec2_state + ")" : w.state;
@@ -177,6 +180,7 @@
       const tsUrl = root.dataset.timeseriesUrl + "?window=" + encodeURIComponent(select.value);
       const [sum, ts] = await Promise.all([getJson(root.dataset.summaryUrl), getJson(tsUrl)]);
       drawKpis(sum);
+      document.dispatchEvent(new CustomEvent("ops:summary", { detail: sum }));  // ops_actions.js draws the rest
       drawWorkers(sum.workers);
       drawDecisions(sum.decisions);
       drawCharts(ts);
