@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
-# The classifiers the worker can run, the first the native runtime's (docs/recognition.md compares them).
+# The classifiers the worker can run; the native runtime runs the first only (docs/recognition.md compares them).
 CLASSIFIER_MODELS = ("efficientnet_lite0", "efficientnet_lite3")
 
 
@@ -123,7 +123,7 @@ class Settings:
     # Runtime of the worker's models: "openvino" (falls back to "native" where it cannot load) or "native".
     inference: str = "openvino"
     # The worker's ImageNet classifier (docs/recognition.md says why the default): one of CLASSIFIER_MODELS.
-    classifier: str = "efficientnet_lite0"
+    classifier: str = "efficientnet_lite3"
     # Issue 16 (inference): where the OpenVINO IR, its compiled form and the native runtime's frozen
     # TorchScript graph are cached ("": ~/.cache/sightfleet/models; the AWS image bakes them in
     # /var/lib/sightfleet/models, which the worker's ~/.cache/sightfleet/models links to).

@@ -2,9 +2,10 @@
 
 Both models' classes map to the curated vocabulary's canonical labels (sightfleet/vocabulary.py):
 a detector label has the boxes of its instances; a classifier label's confidence is the summed
-probability of the ImageNet classes that map to it (118 dog breeds make one "Dog"). Every kept
-label brings its ancestors as labels of their own, each as confident as its strongest descendant,
-as Rekognition returns "Animal" beside "Cat". Each label carries Parents (all its ancestors,
+probability of the ImageNet classes that map to it or to its descendants (118 dog breeds make one
+"Dog"; Car gathers Sports Car and Taxi). Every kept label brings its ancestors as labels of their own,
+each as confident as its strongest descendant (or its own classifier evidence, if stronger), as
+Rekognition returns "Animal" beside "Cat". Each label carries Parents (all its ancestors,
 nearest first, as Rekognition lists them), Aliases and Categories.
 """
 from __future__ import annotations
@@ -113,10 +114,21 @@ def _imagenet_index(vocabulary: Vocabulary) -> tuple[list[str], np.ndarray]:
 
 
 def classifier_labels(probabilities: np.ndarray, vocabulary: Vocabulary, top_k: int) -> list[dict]:
-    """The top_k canonical labels by summed class probability, as labels without instances."""
-    summed = canonical_probabilities(probabilities, vocabulary)
-    best = sorted(summed.items(), key=lambda item: -item[1])[:top_k]
-    return [{"Name": name, "Confidence": _percent(p), "Instances": [], "Source": CLASSIFIER} for name, p in best]
+    """The top_k canonical labels the classes map to, and their ancestors, as labels without instances.
+
+    Each one's confidence is the summed probability of the classes that map to it or to a descendant
+    (Car gathers Sports Car, Taxi and Minivan), so a parent can pass its threshold where no child does.
+    """
+    direct = canonical_probabilities(probabilities, vocabulary)
+    guesses = [name for name in sorted(direct, key=lambda name: -direct[name])[:top_k] if direct[name] > 0]
+    subtree: dict[str, float] = {}
+    for name, p in direct.items():
+        if p > 0:
+            for label in (name, *vocabulary.ancestors(name)):
+                subtree[label] = subtree.get(label, 0.0) + p
+    kept = dict.fromkeys(label for name in guesses for label in (name, *vocabulary.ancestors(name)))
+    return [{"Name": name, "Confidence": _percent(subtree[name]), "Instances": [], "Source": CLASSIFIER}
+            for name in kept]
 
 
 def model_version(detector: str, classifier: str, vocabulary: Vocabulary) -> str:
