@@ -104,11 +104,13 @@ def assert_detections_match(kept_by: list[Detection], other: list[Detection], to
 
 
 def assert_top_names_agree(labels: list[dict], other: list[dict], tolerance: Tolerance) -> None:
-    """Names among the top three agree, but for a label within tolerance of the cut or of the other's third."""
+    """Names among the top three agree, but for a label within tolerance of its cut (its own threshold) or of
+    the other's third."""
     top_other = other[:3]
-    floor = top_other[-1]["Confidence"] if len(top_other) == 3 else DEFAULTS.min_confidence
     other_names = {label["Name"] for label in top_other}
     for label in labels[:3]:
+        cut = max(load_vocabulary().labels[label["Name"]].threshold, DEFAULTS.min_confidence)
+        floor = top_other[-1]["Confidence"] if len(top_other) == 3 else cut
         if label["Name"] not in other_names:
             assert label["Confidence"] - floor <= tolerance.confidence, (labels[:3], top_other)
 

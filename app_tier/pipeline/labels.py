@@ -54,18 +54,22 @@ def _agree(label: dict, other: dict) -> None:
 
 
 def add_ancestors(labels: dict[str, dict], vocabulary: Vocabulary) -> dict[str, dict]:
-    """The labels and every ancestor of theirs; an ancestor's confidence is its strongest descendant's."""
-    found = dict(labels)
-    for label in labels.values():
-        for ancestor in vocabulary.ancestors(label["Name"]):
+    """The labels and every ancestor of theirs, each ancestor as confident as its strongest descendant.
+
+    "Descendant" means a kept label with no kept label below it: Animal, Mammal and Cat all read the
+    cat's confidence, so the cat comes first. A kept label with nothing kept below keeps its own.
+    """
+    leaves = {name: label for name, label in labels.items() if not vocabulary.descendants(name) & labels.keys()}
+    found = {name: dict(label) for name, label in labels.items()}
+    for name in labels.keys() - leaves.keys():
+        found[name]["Confidence"] = 0.0
+    for leaf in leaves.values():
+        for ancestor in vocabulary.ancestors(leaf["Name"]):
             if vocabulary.labels[ancestor].suppressed:
                 continue
-            present = found.get(ancestor)
-            if present is None:
-                found[ancestor] = {"Name": ancestor, "Confidence": label["Confidence"], "Instances": [],
-                                   "Source": HIERARCHY}
-            elif present["Confidence"] < label["Confidence"]:
-                present["Confidence"] = label["Confidence"]
+            entry = found.setdefault(ancestor, {"Name": ancestor, "Confidence": 0.0, "Instances": [],
+                                                "Source": HIERARCHY})
+            entry["Confidence"] = max(entry["Confidence"], leaf["Confidence"])
     return found
 
 

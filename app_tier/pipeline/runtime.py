@@ -284,8 +284,8 @@ def load_models(settings) -> tuple[Detector, Classifier, str]:
             return detector, classifier, OPENVINO
         except OpenVinoUnavailable as exc:
             _log_fallback(exc)
-    if settings.classifier != CLASSIFIER:
-        log.warning("%s runs on OpenVINO only: the native runtime classifies with %s", settings.classifier, CLASSIFIER)
+    if settings.classifier != CLASSIFIER:       # a fallback has just been warned about; native asked for is no surprise
+        log.info("%s runs on OpenVINO only: the native runtime classifies with %s", settings.classifier, CLASSIFIER)
     return NativeDetector(), native_classifier(cache_dir(settings.model_cache_dir)), NATIVE
 
 
