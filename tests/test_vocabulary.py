@@ -12,6 +12,7 @@ from app_tier.pipeline.labels import merge_labels
 from app_tier.pipeline.models import Detection
 from app_tier.pipeline.names import COCO_NAMES
 from sightfleet.vocabulary import VOCABULARY_FILE, Vocabulary, VocabularyError, load_vocabulary
+from tests.browser import chromium, requires_chromium, screenshot
 from tests.support import REPO
 
 VOCABULARY = load_vocabulary()
@@ -97,11 +98,11 @@ def test_classes_sum_into_their_label_and_bring_every_ancestor():
 
 def test_the_detector_lends_boxes_and_its_confidence_to_the_ancestors():
     dog = Detection(18, 0.9, (0.1, 0.1, 0.5, 0.6))
-    labels = {label["Name"]: label for label in _merge([dog], _probabilities(i281=0.5))}
+    labels = {label["Name"]: label for label in _merge([dog], _probabilities(i281=0.7))}
     assert labels["Dog"]["Instances"][0]["BoundingBox"] == {"Width": 0.4, "Height": 0.5, "Left": 0.1, "Top": 0.1}
     assert labels["Dog"]["Source"] == "detector" and labels["Pet"]["Confidence"] == 90.0
     assert labels["Animal"]["Confidence"] == 90.0 and labels["Animal"]["Instances"] == []
-    assert labels["Cat"]["Confidence"] == 50.0                      # above the cat's own threshold
+    assert labels["Cat"]["Confidence"] == 70.0                      # above the cat's own threshold
 
 
 def test_thresholds_and_the_request_floor_cut_labels():
@@ -119,3 +120,49 @@ def test_suppressed_labels_are_never_returned():
     suppressed = next(name for name, info in VOCABULARY.labels.items() if info.suppressed)
     index = VOCABULARY.imagenet.index(suppressed)
     assert _merge([], _probabilities(**{f"i{index}": 0.99})) == []
+
+
+def test_the_vocabulary_is_public_json_with_every_label(anonymous_client):
+    reply = anonymous_client.get("/api/vocabulary")
+    assert reply.status_code == 200 and reply.headers["Cache-Control"] == "public, max-age=3600"
+    document = reply.get_json()
+    assert document["version"] == VOCABULARY.version and len(document["labels"]) == len(VOCABULARY.labels)
+    cat = next(label for label in document["labels"] if label["Name"] == "Cat")
+    assert cat["Ancestors"] == list(VOCABULARY.ancestors("Cat")) and "Kitten" in cat["Aliases"]
+    again = anonymous_client.get("/api/vocabulary", headers={"If-None-Match": reply.headers["ETag"]})
+    assert again.status_code == 304 and not again.data
+
+
+def test_the_vocabulary_page_lists_every_label(anonymous_client):
+    reply = anonymous_client.get("/vocabulary")
+    assert reply.status_code == 200 and reply.mimetype == "text/html"
+    page = reply.get_data(as_text=True)
+    assert page.count('<tr id="label-') == len(VOCABULARY.labels)
+    assert "Feline › Pet › Mammal › Animal" in page or "Feline › Mammal" in page
+    assert VOCABULARY.version in page
+
+
+@pytest.fixture
+def served(app):
+    """The app on a real port in a thread, for the browser."""
+    import threading
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@requires_chromium
+def test_the_vocabulary_page_in_chromium(served):
+    from selenium.webdriver.common.by import By
+    with chromium() as driver:
+        driver.get(f"{served}/vocabulary")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#vocabulary tbody tr")
+        assert len(rows) == len(VOCABULARY.labels)
+        cat = next(row for row in rows if row.find_element(By.TAG_NAME, "td").text == "Cat")
+        cells = [cell.text for cell in cat.find_elements(By.TAG_NAME, "td")]
+        assert cells[1].startswith("Feline") and "Kitten" in cells[2] and "Animals and Pets" in cells[3]
+        assert str(len(VOCABULARY.labels)) in driver.find_element(By.ID, "vocabulary-summary").text
+        screenshot(driver, "vocabulary")

@@ -90,7 +90,7 @@ ANCHORS = [
     ("n07881800", "Beverage", BROAD, (FOOD,), ("Drink",)),
     ("n07929519", "Coffee", GROUP, (), ("Espresso", "Cappuccino", "Latte")),
     ("n07679356", "Bread", GROUP, (), ()),
-    ("n13134947", "Fruit", BROAD, (), ()),
+    ("n13134947", "Fruit", BROAD, (FOOD,), ()),
     ("n07707451", "Vegetable", BROAD, (), ("Veggie",)),
     ("n07557434", "Dish", BROAD, (), ("Meal",)),
     ("n07609840", "Dessert", BROAD, (), ()),
@@ -140,7 +140,8 @@ ANCHORS = [
 ]
 
 # Extra parents beyond WordNet's, as Rekognition files Cat and Dog under Pet too.
-EXTRA_PARENTS = {"Cat": ("Pet",), "Dog": ("Pet",), "Rabbit": ("Pet",), "Chicken": ("Poultry",),
+EXTRA_PARENTS = {"Bus": ("Vehicle",), "Train": ("Vehicle",), "Computer": ("Electronics",),
+                 "Camera": ("Electronics",), "Fruit": ("Food",), "Cat": ("Pet",), "Dog": ("Pet",), "Rabbit": ("Pet",), "Chicken": ("Poultry",),
                  "Big Cat": ("Wildlife",), "Bear": ("Wildlife",)}
 
 # Labels no model class maps to but that the hierarchy or the detector needs: name -> (parents, categories)
