@@ -14,6 +14,8 @@ _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 # The local endpoint (moto) accepts any credentials; these are placeholders, not secrets. The stack gives them to its
 # children, and the command lines that talk to a local endpoint use them unless some are set.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+# The classifiers the worker can run; the native runtime runs the first only (docs/recognition.md compares them).
+CLASSIFIER_MODELS = ("efficientnet_lite0", "efficientnet_lite3")
 
 
 class ConfigError(ValueError):
@@ -130,7 +132,8 @@ class Settings:
     max_receive_count: int = 3
     receive_wait_s: int = 20
     receive_batch: int = 10
-    min_confidence: float = 55.0
+    # Percent: a floor under every label's own threshold (sightfleet/data/vocabulary.json); 0: the vocabulary decides.
+    min_confidence: float = 0.0
     max_labels: int = 10
     thumbnail_size: int = 250
     max_pixels: int = 50_000_000
@@ -138,6 +141,8 @@ class Settings:
     torch_threads: int = 1
     # Runtime of the worker's models: "openvino" (falls back to "native" where it cannot load) or "native".
     inference: str = "openvino"
+    # The worker's ImageNet classifier (docs/recognition.md says why the default): one of CLASSIFIER_MODELS.
+    classifier: str = "efficientnet_lite0"
     # Where the OpenVINO IR, its compiled form and the native runtime's frozen
     # TorchScript graph are cached ("": ~/.cache/sightfleet/models; the AWS image bakes them in
     # /var/lib/sightfleet/models, which the worker's ~/.cache/sightfleet/models links to).
@@ -290,6 +295,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_MAX_UPLOAD_MB must be positive")
     if settings.inference not in ("openvino", "native"):
         raise ConfigError(f"SIGHTFLEET_INFERENCE must be openvino or native, got {settings.inference!r}")
+    if settings.classifier not in CLASSIFIER_MODELS:
+        raise ConfigError(f"SIGHTFLEET_CLASSIFIER must be one of {', '.join(CLASSIFIER_MODELS)}, "
+                          f"got {settings.classifier!r}")
     if settings.warm_pool_size < 0 or settings.pool_grace_s < 0:
         raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
     if settings.quota_images < 0:

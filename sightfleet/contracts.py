@@ -311,6 +311,7 @@ class Result:
     status: str = QUEUED
     labels: tuple = ()
     top_label: str | None = None
+    label_model_version: str | None = None     # detector + classifier + vocabulary that made the labels
     metadata: dict = field(default_factory=dict)
     error: dict | None = None
     updated_at: str | None = None
@@ -358,7 +359,8 @@ class Result:
     def succeeded(self, outcome) -> "Result":
         """Final with the pipeline's outcome (labels, metadata, timings, which outputs it made)."""
         return replace(self._final(SUCCEEDED), labels=tuple(outcome.labels), top_label=outcome.top_label,
-                       metadata=outcome.metadata, timings=outcome.timings,
+                       label_model_version=outcome.label_model_version, metadata=outcome.metadata,
+                       timings=outcome.timings,
                        thumbnail_key=thumbnail_key(self.owner, self.id, outcome.thumbnail_content_type)
                        if outcome.thumbnail else None,
                        annotated_key=output_keys(self.owner, self.id)["annotated"] if outcome.annotated else None)

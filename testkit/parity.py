@@ -2,6 +2,7 @@
 benchmarks/inference.py. Each runtime is loaded once per process, each photo passes through it once."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -11,10 +12,13 @@ from app_tier.pipeline import PipelineSettings
 from app_tier.pipeline.decode import decode, open_checked
 from app_tier.pipeline.labels import merge_labels
 from app_tier.pipeline.models import Detection
+from sightfleet.vocabulary import load_vocabulary
 from testkit.photos import SAMPLES, photo
 
-DEFAULTS = PipelineSettings()
-MIN_SCORE = DEFAULTS.min_confidence / 100
+# Lite0, the classifier both runtimes run (Lite3 is OpenVINO's alone: docs/recognition.md).
+DEFAULTS = PipelineSettings(classifier="efficientnet_lite0")
+# The pipeline's own cut for the detector: the lowest threshold of a label the detector can name.
+MIN_SCORE = min(load_vocabulary().labels[name].threshold for name in load_vocabulary().coco.values()) / 100
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")
 # Every real photo of the shared samples; invalid/ has broken EXIF, corrupted.jpg damaged data.
 SHARED_PHOTOS = sorted(str(p.relative_to(SAMPLES)) for p in (SAMPLES / "jpg").rglob("*.jpg")
@@ -36,19 +40,17 @@ class Answer:
     detections: list[Detection]
     probabilities: np.ndarray
 
-    def labels(self, names: list[str]) -> list[dict]:
+    def labels(self) -> list[dict]:
         """The service's labels at its default settings."""
-        return merge_labels(self.detections, self.probabilities, names, DEFAULTS.min_confidence,
+        return merge_labels(self.detections, self.probabilities, load_vocabulary(), DEFAULTS.min_confidence,
                             DEFAULTS.max_labels, DEFAULTS.classifier_top_k)
 
 
 @functools.cache
 def pipeline(runtime: str, precision: str = DEFAULTS.inference_precision):
-    """One pipeline per runtime and precision per session (the default one shared with the pipeline tests)."""
+    """One pipeline per runtime and precision per session."""
     from app_tier.pipeline import Pipeline
-    if (runtime, precision) == (DEFAULTS.inference, DEFAULTS.inference_precision):
-        return shared_pipeline()
-    return Pipeline(PipelineSettings(inference=runtime, inference_precision=precision))
+    return Pipeline(dataclasses.replace(DEFAULTS, inference=runtime, inference_precision=precision))
 
 
 @functools.cache

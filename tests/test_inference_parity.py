@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from app_tier.pipeline.models import Detection
+from sightfleet.vocabulary import load_vocabulary
 from testkit.parity import DEFAULTS, MIN_SCORE, PHOTOS, SHARED_PHOTOS, Answer, answer, iou, pipeline
 
 pytestmark = pytest.mark.slow  # models loaded
@@ -44,22 +45,23 @@ def assert_detections_match(kept_by: list[Detection], other: list[Detection], to
 
 
 def assert_top_names_agree(labels: list[dict], other: list[dict], tolerance: Tolerance) -> None:
-    """Names among the top three agree, but for a label within tolerance of the cut or of the other's third."""
+    """Names among the top three agree, but for a label within tolerance of its cut (its own threshold) or of
+    the other's third."""
     top_other = other[:3]
-    floor = top_other[-1]["Confidence"] if len(top_other) == 3 else DEFAULTS.min_confidence
     other_names = {label["Name"] for label in top_other}
     for label in labels[:3]:
+        cut = max(load_vocabulary().labels[label["Name"]].threshold, DEFAULTS.min_confidence)
+        floor = top_other[-1]["Confidence"] if len(top_other) == 3 else cut
         if label["Name"] not in other_names:
             assert label["Confidence"] - floor <= tolerance.confidence, (labels[:3], top_other)
 
 
 def assert_agree(reference: Answer, candidate: Answer, tolerance: Tolerance) -> None:
-    names = pipeline("native").classifier.names
     difference = np.abs(reference.probabilities - candidate.probabilities).max()
     assert difference <= tolerance.probability, f"probabilities differ by {difference:.4f}"
     assert_detections_match(reference.detections, candidate.detections, tolerance)
     assert_detections_match(candidate.detections, reference.detections, tolerance)
-    ours, theirs = reference.labels(names), candidate.labels(names)
+    ours, theirs = reference.labels(), candidate.labels()
     assert_top_names_agree(ours, theirs, tolerance)
     assert_top_names_agree(theirs, ours, tolerance)
 

@@ -42,6 +42,7 @@ BLUEPRINT_ACCESS = {
     "signin": ANYONE,  # the sign-in pages themselves (the key pages say PERSON above)
     "ops": ADMIN,      # /ops, /api/ops/*, /metrics
     "openapi": ANYONE,  # the API's contract and its interactive page (web_tier/openapi.py) are public
+    "vocabulary": ANYONE,  # every label the service can return (web_tier/vocabulary.py): nobody's data
 }
 COURSE_PRINCIPAL = Principal(ANONYMOUS_OWNER, "anonymous", via="anonymous")
 # The session cookie's fields: the account's id, name and session epoch (checked against the table on each request).

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sightfleet.config import Settings
+from sightfleet.config import CLASSIFIER_MODELS, Settings
 from sightfleet.contracts import FAILED, SUCCEEDED
 
 __all__ = ["FAILED", "METADATA_BUDGET_BYTES", "SUCCEEDED", "ImageInput", "Outcome", "PipelineSettings"]
@@ -45,6 +45,9 @@ class PipelineSettings:
     inference_precision: str = "bf16"
     # Where the OpenVINO IR and the native TorchScript graph are cached ("": ~/.cache/sightfleet/models).
     model_cache_dir: str = Settings.model_cache_dir
+    # The classifier: "efficientnet_lite3" or "efficientnet_lite0" (docs/recognition.md). Lite3 runs on OpenVINO
+    # only: the native runtime classifies with Lite0 (and the result's label_model_version says so).
+    classifier: str = Settings.classifier
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineSettings":
@@ -53,7 +56,7 @@ class PipelineSettings:
                    thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
                    image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
                    opencv_threads=settings.torch_threads, inference=settings.inference,
-                   model_cache_dir=settings.model_cache_dir)
+                   model_cache_dir=settings.model_cache_dir, classifier=settings.classifier)
 
     def __post_init__(self):
         if not 0 <= self.min_confidence <= 100:
@@ -67,6 +70,8 @@ class PipelineSettings:
             raise ValueError(f"inference must be openvino or native, not {self.inference!r}")
         if self.inference_precision not in ("bf16", "f32"):
             raise ValueError(f"inference_precision must be bf16 or f32, not {self.inference_precision!r}")
+        if self.classifier not in CLASSIFIER_MODELS:
+            raise ValueError(f"classifier must be one of {', '.join(CLASSIFIER_MODELS)}, not {self.classifier!r}")
         if self.image_timeout_s < 0:
             raise ValueError(f"image_timeout_s must not be negative, not {self.image_timeout_s}")
 
@@ -89,6 +94,7 @@ class Outcome:
     error: dict | None = None
     labels: list[dict] = field(default_factory=list)
     top_label: str | None = None
+    label_model_version: str | None = None
     metadata: dict = field(default_factory=dict)
     thumbnail: bytes | None = None
     thumbnail_content_type: str | None = None
@@ -99,4 +105,5 @@ class Outcome:
     def to_result_fields(self) -> dict:
         """The JSON-serialisable part of the outcome, as stored in the result."""
         return {"status": self.status, "error": self.error, "labels": self.labels,
-                "top_label": self.top_label, "metadata": self.metadata, "timings": self.timings}
+                "top_label": self.top_label, "label_model_version": self.label_model_version,
+                "metadata": self.metadata, "timings": self.timings}
