@@ -68,6 +68,11 @@ class ResourceNames:
         return f"{self.prefix}-limits"
 
     @property
+    def labels_table(self) -> str:
+        """The label index and each owner's label counts (sightfleet/aws/labels.py)."""
+        return f"{self.prefix}-labels"
+
+    @property
     def metrics_namespace(self) -> str:
         return f"Sightfleet/{self.prefix}"
 
@@ -111,8 +116,13 @@ class Settings:
     max_receive_count: int = 3
     receive_wait_s: int = 20
     receive_batch: int = 10
+    # What a result shows by default: labels at or above min_confidence percent, at most max_labels.
     min_confidence: float = 55.0
     max_labels: int = 10
+    # What the worker stores: labels down to label_floor percent, at most stored_max_labels, so that a
+    # read's MinConfidence/MaxLabels can ask for more than the default shows (docs/labels.md).
+    label_floor: float = 20.0
+    stored_max_labels: int = 25
     thumbnail_size: int = 250
     max_pixels: int = 50_000_000
     image_timeout_s: float = 30.0
@@ -249,6 +259,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
     if settings.quota_images < 0:
         raise ConfigError("SIGHTFLEET_QUOTA_IMAGES must not be negative (0: no quota)")
+    if not 0 <= settings.label_floor <= settings.min_confidence <= 100:
+        raise ConfigError("need 0 <= SIGHTFLEET_LABEL_FLOOR <= SIGHTFLEET_MIN_CONFIDENCE <= 100")
+    if settings.stored_max_labels < settings.max_labels:
+        raise ConfigError("SIGHTFLEET_STORED_MAX_LABELS must be at least SIGHTFLEET_MAX_LABELS")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

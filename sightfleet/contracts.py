@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from sightfleet.errors import InvalidJob
+from sightfleet.labelfilters import LabelFilters
 
 JOB_VERSION = 1
 QUEUED, PROCESSING, SUCCEEDED, FAILED = "QUEUED", "PROCESSING", "SUCCEEDED", "FAILED"
@@ -151,7 +152,9 @@ _MAX_SIZE = 2**40
 # Each field's JSON type; bool is not an int here (type() is compared, not isinstance()).
 _JOB_FIELDS = {"id": str, "album": str, "filename": str, "content_type": str, "submitted_at": str, "size": int}
 # Optional: absent in a job from before owners existed (it belongs to ANONYMOUS_OWNER), and the location.
-_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str}
+# `filters`: the upload's label filters (sightfleet/labelfilters.py), absent when none were given; a worker
+# from before them ignores the field and stores the labels unfiltered (reads still apply their own).
+_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str, "filters": dict}
 
 
 def clip(text: object, limit: int = 120) -> str:
@@ -174,6 +177,7 @@ class Job:
     bucket: str | None = None
     key: str | None = None
     owner: str = ANONYMOUS_OWNER
+    filters: dict | None = None
 
     @property
     def is_inline(self) -> bool:
@@ -263,6 +267,10 @@ def _job_problem(job: Job) -> str | None:
         return "a job carries either an inline image or a bucket and key, and exactly one of them"
     if pointer and not (job.bucket and job.key and len(job.key) <= _MAX_KEY_CHARS):
         return "a pointer job needs a bucket and a key of at most 1024 characters"
+    try:
+        LabelFilters.from_dict(job.filters)
+    except ValueError as exc:
+        return f"label filters: {clip(exc, 200)}"
     return None
 
 
@@ -305,13 +313,14 @@ class Result:
     annotated_key: str | None = None
     result_key: str | None = None
     attempts: int = 0
+    label_filters: dict | None = None   # the upload's label filters: what reads show unless they ask otherwise
 
     @classmethod
     def queued(cls, job: Job) -> "Result":
         """The result as it stands when a job is accepted."""
         return cls(id=job.id, album=job.album, filename=job.filename, content_type=job.content_type,
                    size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at, owner=job.owner,
-                   input_key=job.key or input_key(job.owner, job.id, job.content_type))
+                   label_filters=job.filters or None, input_key=job.key or input_key(job.owner, job.id, job.content_type))
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Result":

@@ -273,11 +273,12 @@ class Pipeline:
         with work.stage("merge"):
             labels = merge_labels(work.detections, work.probabilities, self.classifier.names,
                                   settings.min_confidence, settings.max_labels, settings.classifier_top_k)
+        shown = [label for label in labels if label["Confidence"] >= settings.shown_confidence]
         with work.stage("annotate"):
-            annotated = render.annotate(work.decoded.rgb, labels, settings.jpeg_quality)
+            annotated = render.annotate(work.decoded.rgb, shown, settings.jpeg_quality)
         thumbnail, thumbnail_type = work.thumbnail
         work.outcome = Outcome(
-            id=work.input.id, status=SUCCEEDED, labels=labels, top_label=labels[0]["Name"] if labels else None,
+            id=work.input.id, status=SUCCEEDED, labels=labels, top_label=shown[0]["Name"] if shown else None,
             metadata=work.metadata, thumbnail=thumbnail, thumbnail_content_type=thumbnail_type,
             annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings())
         work.decoded = work.detector_input = work.classifier_input = None   # free the pixels early

@@ -23,6 +23,9 @@ class PipelineSettings:
     # What the service configures defaults to Settings' own defaults, so the two cannot drift.
     min_confidence: float = Settings.min_confidence  # percent; weaker labels are dropped
     max_labels: int = Settings.max_labels
+    # What a reader sees by default (the annotated copy's boxes and the top label follow it); the pipeline
+    # may store weaker labels (min_confidence below it) for reads that ask for them.
+    shown_confidence: float = Settings.min_confidence
     thumbnail_size: int = Settings.thumbnail_size    # the thumbnail fits a square box of this side
     max_pixels: int = Settings.max_pixels            # decompression-bomb guard, checked from the header
     image_timeout_s: float = Settings.image_timeout_s  # budget of one image's own stages (0 disables)
@@ -49,7 +52,9 @@ class PipelineSettings:
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineSettings":
         """The pipeline's part of the service settings; one thread count serves torch and OpenCV alike."""
-        return cls(min_confidence=settings.min_confidence, max_labels=settings.max_labels,
+        # The worker keeps labels down to the stored floor; reads cut them to the display threshold.
+        return cls(min_confidence=settings.label_floor, max_labels=settings.stored_max_labels,
+                   shown_confidence=settings.min_confidence,
                    thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
                    image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
                    opencv_threads=settings.torch_threads, inference=settings.inference,
