@@ -9,10 +9,11 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Callable, Iterable
 
+from sightfleet.vocabulary import load_vocabulary
+
 # Rekognition's limits on GeneralLabelsSettings: at most 100 names per list, 50 characters each, this alphabet.
 MAX_FILTER_NAMES = 100
 MAX_NAME_CHARS = 50
-_NAME_RE = re.compile(r"^[\w àâèçñó'\-(). ,&/]{1,50}$", re.UNICODE)
 # MaxLabels: Rekognition has no upper bound; a stored result holds far fewer (the worker's cap).
 MAX_MAX_LABELS = 1000
 LIST_PARAMS = ("LabelInclusionFilters", "LabelExclusionFilters", "LabelCategoryInclusionFilters",
@@ -35,17 +36,22 @@ def label_key(name: str) -> str:
 
 
 def canonical_label(term: str) -> str | None:
-    """The canonical label a user's term names (a name or an alias, any case); None when it names none.
-
-    The vocabulary's resolver goes here: until one exists, a name stands for itself.
-    """
-    term = " ".join((term or "").split())
-    return term if _NAME_RE.match(term) else None
+    """The canonical label a user's term names (a name or an alias, any case); None when it names none."""
+    return load_vocabulary().resolve(term or "")
 
 
 def canonical_category(term: str) -> str | None:
-    """The category a user's term names; None when it names none (see canonical_label)."""
-    return canonical_label(term)
+    """The category a user's term names (any case); None when it names none."""
+    return {label_key(c): c for c in load_vocabulary().categories}.get(label_key(term or ""))
+
+
+def findable_names(name: str) -> list[str]:
+    """The names a stored label makes its image findable by: its canonical name and every ancestor's.
+
+    A label the vocabulary does not know (a result from before it) is findable by its own name only.
+    """
+    canonical = canonical_label(name)
+    return [canonical, *load_vocabulary().ancestors(canonical)] if canonical else [name]
 
 
 @dataclass(frozen=True)
@@ -127,8 +133,8 @@ def _names(given: list[str], name: str, resolve: Callable[[str], str | None]) ->
         canonical = resolve(term) if len(term) <= MAX_NAME_CHARS else None
         if canonical is None:
             shown = term if len(term) <= MAX_NAME_CHARS else term[:MAX_NAME_CHARS] + "..."
-            raise BadFilter("BAD_FILTER", f"{name}: {shown!r} is no label or category name (at most "
-                                          f"{MAX_NAME_CHARS} letters, digits, spaces or '-_().,&/)")
+            raise BadFilter("BAD_FILTER", f"{name}: {shown!r} names no label or category of the vocabulary "
+                                          "(GET /api/vocabulary lists them)")
         resolved.append(canonical)
     return tuple(dict.fromkeys(resolved))
 

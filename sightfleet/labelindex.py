@@ -1,9 +1,9 @@
 """What the label index holds for one image, and how to bring it there from what it holds now (pure).
 
 The index has one entry per (image, label) for each label a finished image may be found by: its
-labels that pass the upload's inclusion/exclusion filters, and their Parents (Rekognition returns
-ancestors as labels of their own; where a result does not, the parents are indexed here so that
-"Animal" still finds the cat). Each entry keeps the strongest confidence that names it, so a search
+labels that pass the upload's inclusion/exclusion filters, their Parents, and every vocabulary
+ancestor of each (Rekognition returns ancestors as labels of their own; where a result does not,
+a result from before the vocabulary, they are indexed here so that "Animal" still finds the cat). Each entry keeps the strongest confidence that names it, so a search
 can ask for a confidence floor. A store (sightfleet/aws/labels.py) applies the plan with conditional
 writes that also move the per-owner and per-album counts, so writing the same plan twice changes nothing.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sightfleet.contracts import SUCCEEDED, owner_of
-from sightfleet.labelfilters import LabelFilters, label_key, selected
+from sightfleet.labelfilters import LabelFilters, findable_names, label_key, selected
 
 # The most entries one image may have: its labels and their ancestors, cut at the strongest. With it,
 # an owner's image quota also bounds the owner's index (an image and its entries count as one).
@@ -49,10 +49,11 @@ def entries_for(result: dict) -> list[Entry]:
     best: dict[str, tuple[float, str]] = {}
     for label in selected(result.get("labels") or [], filters):
         confidence = float(label.get("Confidence", 0))
-        for name in [label["Name"], *(p.get("Name", "") for p in label.get("Parents") or [])]:
+        named = [label["Name"], *(p.get("Name", "") for p in label.get("Parents") or [])]
+        for name in dict.fromkeys(n for given in named for n in findable_names(given)):
             key = label_key(name)
             if key and confidence > best.get(key, (-1.0, ""))[0]:
-                best[key] = (confidence, name if key not in best else best[key][1])
+                best[key] = (confidence, name)
     strongest = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:MAX_ENTRIES_PER_IMAGE]
     return [Entry(image_id=result["id"], owner=owner_of(result), album=result["album"], key=key, name=name,
                   confidence=round(confidence, 3), submitted_at=result["submitted_at"])
