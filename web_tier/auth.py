@@ -37,6 +37,7 @@ ENDPOINT_ACCESS = {
 BLUEPRINT_ACCESS = {
     "signin": ANYONE,  # the sign-in pages themselves (the key pages say PERSON above)
     "ops": ADMIN,      # /ops, /api/ops/*, /metrics
+    "reprocess": ADMIN,  # /api/admin/reprocess (web_tier/reprocess.py)
     "openapi": ANYONE,  # the API's contract and its interactive page (web_tier/openapi.py) are public
 }
 COURSE_PRINCIPAL = Principal(ANONYMOUS_OWNER, "anonymous", via="anonymous")

@@ -10,6 +10,7 @@ import re
 from flask import request
 
 from sightfleet.contracts import STATUSES, clean_album
+from sightfleet.labelfilters import BadFilter, LabelFilters, canonical_label, label_key, parse_filters
 from web_tier.submit import Rejected
 
 _WHOLE = re.compile(r"[0-9]{1,9}")
@@ -38,6 +39,27 @@ def album_filter() -> str | None:
         return clean_album(album)
     except ValueError as exc:
         raise Rejected(400, "BAD_ALBUM", str(exc)) from exc
+
+
+def label_filters() -> LabelFilters:
+    """The request's Rekognition-style label filters (query string or form, repeated or comma-separated)."""
+    try:
+        return parse_filters(lambda name: request.args.getlist(name) + request.form.getlist(name))
+    except BadFilter as exc:
+        raise Rejected(400, exc.code, str(exc)) from exc
+
+
+def label_term() -> str | None:
+    """The `label` to search for, as an index key (None: no label search); Rejected when no label has that name."""
+    term = request.args.get("label", "").strip()
+    if not term:
+        return None
+    canonical = canonical_label(term) if len(term) <= 100 else None
+    if canonical is None:
+        shown = term if len(term) <= 100 else term[:100] + "..."
+        raise Rejected(400, "UNKNOWN_LABEL", f"{shown!r} is no label name or alias the service returns "
+                                             "(GET /api/vocabulary lists them)")
+    return label_key(canonical)
 
 
 def status_filter() -> str | None:
