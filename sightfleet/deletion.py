@@ -54,7 +54,10 @@ def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | Non
         docs, cursor = resources.results.page(owner=owner, limit=page_size, cursor=cursor)
         failed += _delete_each(resources, docs, on_each, on_buried)
         if cursor is None:
-            return failed
+            break
+    if not failed:   # each image's delete uncounted its labels; what stays are the owner's emptied counts
+        resources.labels.forget_owner(owner)
+    return failed
 
 
 def delete_images_by_id(resources, image_ids: list[str], on_buried: Callable[[], None] | None = None
