@@ -167,13 +167,19 @@ def selected(labels: Iterable[dict], filters: LabelFilters) -> list[dict]:
     return kept
 
 
+def at_least(labels: Iterable[dict], floor: float) -> list[dict]:
+    """The labels at or above floor percent, each with only its instances (boxes) at or above it too."""
+    return [{**label, "Instances": [i for i in label.get("Instances") or [] if i.get("Confidence", 0) >= floor]}
+            if label.get("Instances") else label
+            for label in labels if label.get("Confidence", 0) >= floor]
+
+
 def apply_filters(labels: Iterable[dict], filters: LabelFilters, defaults: LabelFilters) -> list[dict]:
     """What a reader sees: the selected labels at or above MinConfidence, strongest first, at most MaxLabels.
 
     defaults fill in what filters leave out (the service's display threshold and label count).
     """
     chosen = filters.merged_over(defaults)
-    floor = chosen.MinConfidence or 0.0
-    kept = [label for label in selected(labels, chosen) if label.get("Confidence", 0) >= floor]
+    kept = at_least(selected(labels, chosen), chosen.MinConfidence or 0.0)
     kept.sort(key=lambda label: (-label.get("Confidence", 0), label["Name"]))
     return kept if chosen.MaxLabels is None else kept[:chosen.MaxLabels]

@@ -20,6 +20,7 @@ from app_tier.pipeline.errors import INTERNAL_ERROR, UNSUPPORTED_FORMAT, StageEr
 from app_tier.pipeline.exif import clean_metadata, human_size, read_tags
 from sightfleet.formats import HEAD_BYTES, check_head
 from app_tier.pipeline.labels import merge_labels
+from sightfleet.labelfilters import at_least
 from app_tier.pipeline.models import Detection, Detector, set_threads
 from app_tier.pipeline.runtime import load_models
 from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, PipelineSettings
@@ -273,7 +274,7 @@ class Pipeline:
         with work.stage("merge"):
             labels = merge_labels(work.detections, work.probabilities, self.classifier.names,
                                   settings.min_confidence, settings.max_labels, settings.classifier_top_k)
-        shown = [label for label in labels if label["Confidence"] >= settings.shown_confidence]
+        shown = at_least(labels, settings.shown_confidence)   # the boxes drawn are those a default read shows
         with work.stage("annotate"):
             annotated = render.annotate(work.decoded.rgb, shown, settings.jpeg_quality)
         thumbnail, thumbnail_type = work.thumbnail
