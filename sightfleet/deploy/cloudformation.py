@@ -355,7 +355,8 @@ def leftovers(settings: Settings) -> list[str]:
         checks[f"queue {queue}"] = lambda q=queue: sqs.get_queue_url(QueueName=q)
     for bucket in (names.input_bucket, names.output_bucket, names.artefacts_bucket):
         checks[f"bucket {bucket}"] = lambda b=bucket: s3.head_bucket(Bucket=b)
-    for table in (names.results_table, names.fleet_table, names.accounts_table, names.limits_table):
+    for table in (names.results_table, names.fleet_table, names.accounts_table, names.limits_table,
+                  names.labels_table):
         checks[f"table {table}"] = lambda t=table: ddb.describe_table(TableName=t)
     for role in SERVICE_ROLES:
         name = names.role_name(role)
