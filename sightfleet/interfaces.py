@@ -265,6 +265,12 @@ class LabelIndex(Protocol):
     def remove(self, entry) -> bool:
         """Delete an entry and uncount it; False when it was gone already."""
 
+    def add_many(self, entries: list) -> int:
+        """add() each entry (in as few round trips as the store allows); how many were new."""
+
+    def remove_many(self, entries: list) -> int:
+        """remove() each entry (in as few round trips as the store allows); how many were there."""
+
     def search(self, owner: str, key: str, album: str | None = None, min_confidence: float = 0.0,
                limit: int = 20, start: dict | None = None) -> tuple[list, dict | None]:
         """A page of owner's entries of one label key, newest first, and the key to go on from."""

@@ -120,10 +120,10 @@ def sync(store, result: dict) -> Plan:
     """
     wanted = entries_for(result)   # none unless SUCCEEDED
     steps = plan(store.entries(result["id"]), wanted)
-    for entry in steps.remove:
-        store.remove(entry)
-    for entry in steps.add:
-        store.add(entry)
+    if steps.remove:
+        store.remove_many(list(steps.remove))
+    if steps.add:
+        store.add_many(list(steps.add))
     for entry in steps.rewrite:
         store.rewrite(entry)
     return steps
@@ -131,4 +131,5 @@ def sync(store, result: dict) -> Plan:
 
 def remove_all(store, image_id: str) -> int:
     """Remove every entry of one image (it was deleted); how many this call removed."""
-    return sum(store.remove(entry) for entry in store.entries(image_id))
+    entries = store.entries(image_id)
+    return store.remove_many(entries) if entries else 0

@@ -331,6 +331,12 @@ class MemoryLabels(_Part):
         self._call("remove", entry)
         return self._change(entry, -1, lambda current: current is not None and current.album == entry.album)
 
+    def add_many(self, entries: list[Entry]) -> int:
+        return sum(self.add(entry) for entry in entries)
+
+    def remove_many(self, entries: list[Entry]) -> int:
+        return sum(self.remove(entry) for entry in entries)
+
     def _change(self, entry: Entry, step: int, allowed: Callable[[Entry | None], bool]) -> bool:
         with self._lock:
             if not allowed(self.items.get((entry.image_id, entry.key))):

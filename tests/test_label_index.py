@@ -94,3 +94,19 @@ def test_search_is_one_owners_one_label_newest_first_by_album_and_confidence(tab
     assert counts(table, "alice")["Cat"] == 4 and counts(table, "alice", "trip")["Animal"] == 2
     assert counts(table, "bob")["Cat"] == 1
     assert table.forget_owner("bob") == 10 and counts(table, "bob") == {} and counts(table, "alice")["Cat"] == 4
+
+
+def test_many_entries_go_in_few_transactions_and_a_partly_written_set_one_by_one(table, monkeypatch):
+    labels = [(f"Thing {i}", 50.0 + i) for i in range(40)]     # names the vocabulary does not know: 40 entries
+    doc = result("alice", "pets", 1, *labels)
+    entries = entries_for(doc)
+    assert table.add(entries[5])                                 # one is there already
+    calls = []
+    transact = table._client.transact_write_items
+    monkeypatch.setattr(table._client, "transact_write_items", lambda **kw: calls.append(kw) or transact(**kw))
+    assert table.add_many(entries) == 39
+    assert len(calls) == 2 + 33                                  # the second chunk whole; the first failed, then each
+    assert len(table.entries(doc["id"])) == 40 and counts(table, "alice")["Thing 5"] == 1
+    calls.clear()
+    assert labelindex.remove_all(table, doc["id"]) == 40 and len(calls) == 2
+    assert counts(table, "alice") == {}

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 OWNER_LABEL_INDEX = "owner-label"
 OWNER_LABEL_ALBUM_INDEX = "owner-label-album"
 _IMAGE, _COUNT = IMAGE_PREFIX, "count#"
+# A transaction holds at most 100 writes; each entry takes three (itself and its two counts).
+_ENTRIES_PER_TRANSACTION = 33
 _ALL, _ALBUM = "all#", "album#"
 
 
@@ -61,11 +63,33 @@ class LabelsTable:
 
     def add(self, entry: Entry) -> bool:
         """Write a new entry and count it; False when it exists already (nothing counted twice)."""
-        item = _entry_item(entry)
-        return self._transact(f"add label {entry.key} of {entry.image_id}", [
-            {"Put": {"TableName": self.name, "Item": (item),
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-            *self._counts(entry, 1)])
+        return self._transact(f"add label {entry.key} of {entry.image_id}", self._adding(entry))
+
+    def add_many(self, entries: list[Entry]) -> int:
+        """add() for each entry, in as few transactions as fit; how many were new."""
+        return self._in_chunks(entries, self._adding, self.add)
+
+    def remove_many(self, entries: list[Entry]) -> int:
+        """remove() for each entry, in as few transactions as fit; how many were there."""
+        return self._in_chunks(entries, self._removing, self.remove)
+
+    def _in_chunks(self, entries: list[Entry], writes, one_by_one) -> int:
+        """All of a chunk's writes in one transaction; a chunk whose condition failed somewhere, entry by entry.
+
+        In the common case (a first write, a first delete) an image's entries take one or two round trips.
+        """
+        done = 0
+        for start in range(0, len(entries), _ENTRIES_PER_TRANSACTION):
+            chunk = entries[start:start + _ENTRIES_PER_TRANSACTION]
+            if self._transact(f"{len(chunk)} labels of {chunk[0].image_id}", [w for e in chunk for w in writes(e)]):
+                done += len(chunk)
+            else:   # some were written (or removed) already: a redelivery or a racing writer
+                done += sum(one_by_one(e) for e in chunk)
+        return done
+
+    def _adding(self, entry: Entry) -> list[dict]:
+        return [{"Put": {"TableName": self.name, "Item": _entry_item(entry),
+                         "ConditionExpression": "attribute_not_exists(pk)"}}, *self._counts(entry, 1)]
 
     def rewrite(self, entry: Entry) -> None:
         """Change an existing entry's confidence or name in place (its counts stay); a gone entry stays gone."""
@@ -78,18 +102,20 @@ class LabelsTable:
 
     def remove(self, entry: Entry) -> bool:
         """Delete an entry and uncount it; False when it was gone already (nothing uncounted twice)."""
-        return self._transact(f"remove label {entry.key} of {entry.image_id}", [
-            {"Delete": {"TableName": self.name, "Key": ({"pk": _IMAGE + entry.image_id, "sk": entry.key}),
-                        "ConditionExpression": "attribute_exists(pk) AND album = :album",
-                        "ExpressionAttributeValues": ({":album": entry.album})}},
-            *self._counts(entry, -1)])
+        return self._transact(f"remove label {entry.key} of {entry.image_id}", self._removing(entry))
+
+    def _removing(self, entry: Entry) -> list[dict]:
+        return [{"Delete": {"TableName": self.name, "Key": {"pk": _IMAGE + entry.image_id, "sk": entry.key},
+                            "ConditionExpression": "attribute_exists(pk) AND album = :album",
+                            "ExpressionAttributeValues": {":album": entry.album}}},
+                *self._counts(entry, -1)]
 
     def _counts(self, entry: Entry, step: int) -> list[dict]:
         keys = (_ALL + entry.key, f"{_ALBUM}{entry.album}#{entry.key}")
         return [{"Update": {"TableName": self.name, "Key": ({"pk": _COUNT + entry.owner, "sk": sk}),
                             "UpdateExpression": "ADD n :step SET #name = :name",
                             "ExpressionAttributeNames": {"#name": "name"},
-                            "ExpressionAttributeValues": ({":step": step, ":name": entry.name})}}
+                            "ExpressionAttributeValues": {":step": step, ":name": entry.name}}}
                 for sk in keys]
 
     def _transact(self, what: str, writes: list[dict]) -> bool:
