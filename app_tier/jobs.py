@@ -314,7 +314,7 @@ class BatchRunner:
         result final, indexes it again (every index write is conditional: nothing is counted twice).
         """
         try:
-            return bool(labelindex.sync(self._r.labels, result).add)
+            return bool(labelindex.sync(self._r.labels, result, self._r.settings.min_confidence).add)
         except SightfleetError as exc:
             if ticket.message.receive_count >= self._r.settings.max_receive_count:
                 log.error("job %s: its labels are not indexed (%s); reprocess the image to index them",

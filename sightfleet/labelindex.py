@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sightfleet.contracts import SUCCEEDED, owner_of
-from sightfleet.labelfilters import LabelFilters, findable_names, label_key, selected
+from sightfleet.labelfilters import LabelFilters, at_least, findable_names, label_key, selected
 
 # The most entries one image may have: its labels and their ancestors, cut at the strongest. With it,
 # an owner's image quota also bounds the owner's index (an image and its entries count as one).
@@ -38,16 +38,21 @@ class Entry:
         return self.key, self.album
 
 
-def entries_for(result: dict) -> list[Entry]:
-    """The entries a stored result should have: none unless it SUCCEEDED, then one per findable label."""
+def entries_for(result: dict, min_confidence: float = 0.0) -> list[Entry]:
+    """The entries a stored result should have: none unless it SUCCEEDED, then one per findable label.
+
+    Only labels a default read shows are indexed (min_confidence: the display threshold, or the upload's
+    MinConfidence when higher), so that the counts say what a search finds; weaker stored labels are not.
+    """
     if result.get("status") != SUCCEEDED:
         return []
     try:
         filters = LabelFilters.from_dict(result.get("label_filters"))
     except ValueError:   # filters this version cannot read: index every label rather than none
         filters = LabelFilters()
+    floor = max(min_confidence, filters.MinConfidence or 0.0)
     best: dict[str, tuple[float, str]] = {}
-    for label in selected(result.get("labels") or [], filters):
+    for label in at_least(selected(result.get("labels") or [], filters), floor):
         confidence = float(label.get("Confidence", 0))
         named = [label["Name"], *(p.get("Name", "") for p in label.get("Parents") or [])]
         for name in dict.fromkeys(n for given in named for n in findable_names(given)):
@@ -112,13 +117,13 @@ def plan(existing: list[Entry], wanted: list[Entry]) -> Plan:
     return Plan(tuple(add), tuple(rewrite), tuple(remove))
 
 
-def sync(store, result: dict) -> Plan:
-    """Bring the index entries of one image to what its stored result says (none for a deleted image).
+def sync(store, result: dict, min_confidence: float = 0.0) -> Plan:
+    """Bring the index entries of one image to what its stored result says, at min_confidence or more.
 
     Removals go first: an entry that changed album is removed and added again under the same key.
     Safe to repeat and to run beside another sync of the same image (each write is conditional).
     """
-    wanted = entries_for(result)   # none unless SUCCEEDED
+    wanted = entries_for(result, min_confidence)   # none unless SUCCEEDED
     steps = plan(store.entries(result["id"]), wanted)
     if steps.remove:
         store.remove_many(list(steps.remove))

@@ -41,6 +41,13 @@ def test_entries_are_labels_and_parents_with_the_strongest_confidence():
     assert entries_for({**doc, "status": "FAILED"}) == []
 
 
+def test_only_labels_a_default_read_shows_are_indexed():
+    doc = result("alice", "pets", 1, ("Cat", 91.0), ("Couch", 48.0))
+    assert "couch" in {e.key for e in entries_for(doc)} and "couch" not in {e.key for e in entries_for(doc, 55)}
+    stricter = {**doc, "label_filters": {"MinConfidence": 95}}   # the upload's own threshold, when higher
+    assert entries_for(stricter, 55) == []
+
+
 def test_the_uploads_exclusion_filter_keeps_a_label_out_of_the_index():
     doc = result("alice", "pets", 1, CAT, ("Dog", 70.0), filters={"LabelExclusionFilters": ["Dog"]})
     assert "dog" not in {e.key for e in entries_for(doc)} and {"tabby", "cat"} <= {e.key for e in entries_for(doc)}

@@ -36,7 +36,7 @@ def test_a_redelivered_job_writes_and_counts_its_entries_once(client, resources)
     process(resources)
     row = resources.results.get(image["id"])
     assert row["status"] == SUCCEEDED and {"cat", "animal"} <= keys(resources, image["id"])
-    assert keys(resources, image["id"]) == {e.key for e in entries_for(row)}
+    assert keys(resources, image["id"]) == {e.key for e in entries_for(row, resources.settings.min_confidence)}
     assert counts(resources, row["owner"])["cat"] == 1 and counts(resources, row["owner"])["animal"] == 1
     assert resources.requests.counts()["visible"] == 0
 
@@ -79,7 +79,7 @@ def test_reprocessing_replaces_the_entries_and_twice_leaves_one_result_and_one_s
         process(resources)
     final = resources.results.get(image["id"])
     assert final["status"] == SUCCEEDED and final["updated_at"] > row["updated_at"]
-    assert keys(resources, image["id"]) == {e.key for e in entries_for(final)} and "vehicle" not in keys(
+    assert keys(resources, image["id"]) == {e.key for e in entries_for(final, resources.settings.min_confidence)} and "vehicle" not in keys(
         resources, image["id"])
     assert counts(resources, row["owner"])["cat"] == 1 and "vehicle" not in counts(resources, row["owner"])
     assert resources.requests.counts()["visible"] == 0
