@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sightfleet.labelfilters import LIST_PARAMS, MAX_FILTER_NAMES, MAX_MAX_LABELS, MAX_NAME_CHARS
 from web_tier import reprocess
+from web_tier.query import MAX_LABEL_CHARS
 
 
 def _query(name: str, description: str, schema: dict) -> dict:
@@ -36,7 +37,7 @@ def search_params() -> list[dict]:
     """The listing's label search: `label`; its confidence floor is MinConfidence (in filter_params)."""
     return [_query("label", "Only images carrying this label or one below it (a canonical name or alias, any "
                             "case: `Animal` finds cats and dogs); one owner's, paged with `cursor`",
-                   {"type": "string", "maxLength": 100})]
+                   {"type": "string", "maxLength": MAX_LABEL_CHARS})]
 
 
 def schemas() -> dict:

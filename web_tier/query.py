@@ -14,6 +14,7 @@ from sightfleet.labelfilters import BadFilter, LabelFilters, canonical_label, la
 from web_tier.submit import Rejected
 
 _WHOLE = re.compile(r"[0-9]{1,9}")
+MAX_LABEL_CHARS = 100
 _DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
 
 
@@ -50,16 +51,17 @@ def label_filters() -> LabelFilters:
 
 
 def label_term() -> str | None:
-    """The `label` to search for, as an index key (None: no label search); Rejected when no label has that name."""
+    """The `label` to search for, as an index key (None: no label search); Rejected when it is too long.
+
+    A name or alias of the vocabulary stands for its canonical label; any other name for itself, as
+    results from before the vocabulary were indexed under the names they carry.
+    """
     term = request.args.get("label", "").strip()
     if not term:
         return None
-    canonical = canonical_label(term) if len(term) <= 100 else None
-    if canonical is None:
-        shown = term if len(term) <= 100 else term[:100] + "..."
-        raise Rejected(400, "UNKNOWN_LABEL", f"{shown!r} is no label name or alias the service returns "
-                                             "(GET /api/vocabulary lists them)")
-    return label_key(canonical)
+    if len(term) > MAX_LABEL_CHARS:
+        raise Rejected(400, "BAD_LABEL", f"label is a name of at most {MAX_LABEL_CHARS} characters")
+    return label_key(canonical_label(term) or term)
 
 
 def status_filter() -> str | None:
