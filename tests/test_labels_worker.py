@@ -124,3 +124,14 @@ def test_the_admin_route_requeues_a_page_and_shows_progress_to_admins_only(app, 
     runs = admin.get("/api/admin/reprocess").get_json()["runs"]
     assert runs[0]["run"] == done["run"] and runs[0]["requeued"] == 1
     assert client.get("/api/admin/reprocess").status_code == 403
+
+
+def test_deleting_an_owners_images_forgets_their_labels_and_counts(client, resources):
+    from sightfleet.deletion import delete_owner_images
+    image = upload(client)
+    process(resources)
+    owner = resources.results.get(image["id"])["owner"]
+    assert counts(resources, owner)["cat"] == 1
+    assert delete_owner_images(resources, owner) == []
+    assert keys(resources, image["id"]) == set() and resources.labels.counts(owner) == []
+    assert resources.labels.forget_owner(owner) == 0    # the emptied counts went with the account's images
