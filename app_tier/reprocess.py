@@ -2,8 +2,8 @@
 
     python -m app_tier.reprocess [--owner ID] [--album NAME] [--older-than-version V] [--restart]
 
-Requeues each finished photo of the selection whose labels come from a version older than V (every
-finished photo without --older-than-version), page by page with a progress bar; the fleet scales to
+Requeues each finished photo of the selection whose labels were not made by version V, the current
+label_model_version (every finished photo without --older-than-version), page by page with a progress bar; the fleet scales to
 the backlog as for any upload. The run's progress is recorded: run the same command again to resume
 (--restart starts the selection over). Prints the counts as its last line.
 """
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--owner", help="one owner's photos (default: every owner's)")
     parser.add_argument("--album", help="one album's photos (with --owner: that owner's album)")
     parser.add_argument("--older-than-version", dest="older_than", metavar="VERSION",
-                        help="only photos labelled by an older label_model_version (or none)")
+                        help="only photos whose label_model_version is not VERSION (the current one), or none")
     parser.add_argument("--page-size", type=int, default=100, choices=range(1, 101), metavar="1-100")
     parser.add_argument("--restart", action="store_true", help="start the selection over instead of resuming")
     args = parser.parse_args(argv)

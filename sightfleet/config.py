@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
+# The classifiers the worker can run; the native runtime runs the first only (docs/recognition.md compares them).
+CLASSIFIER_MODELS = ("efficientnet_lite0", "efficientnet_lite3")
 
 
 class ConfigError(ValueError):
@@ -116,11 +118,11 @@ class Settings:
     max_receive_count: int = 3
     receive_wait_s: int = 20
     receive_batch: int = 10
-    # What a result shows by default: labels at or above min_confidence percent, at most max_labels.
-    min_confidence: float = 55.0
+    # Percent: a floor under every label's own threshold (sightfleet/data/vocabulary.json); 0 lets the vocabulary decide.
+    min_confidence: float = 0.0
     max_labels: int = 10
-    # What the worker stores: labels down to label_floor percent, at most stored_max_labels, so that a
-    # read's MinConfidence/MaxLabels can ask for more than the default shows (docs/labels.md).
+    # What the worker stores beside them: weaker labels down to label_floor percent (whatever a label's own
+    # threshold), at most stored_max_labels, for reads that lower MinConfidence (docs/labels.md; 100: none).
     label_floor: float = 20.0
     stored_max_labels: int = 25
     thumbnail_size: int = 250
@@ -129,6 +131,8 @@ class Settings:
     torch_threads: int = 1
     # Runtime of the worker's models: "openvino" (falls back to "native" where it cannot load) or "native".
     inference: str = "openvino"
+    # The worker's ImageNet classifier (docs/recognition.md says why the default): one of CLASSIFIER_MODELS.
+    classifier: str = "efficientnet_lite3"
     # Issue 16 (inference): where the OpenVINO IR, its compiled form and the native runtime's frozen
     # TorchScript graph are cached ("": ~/.cache/sightfleet/models; the AWS image bakes them in
     # /var/lib/sightfleet/models, which the worker's ~/.cache/sightfleet/models links to).
@@ -255,12 +259,15 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_MAX_UPLOAD_MB must be positive")
     if settings.inference not in ("openvino", "native"):
         raise ConfigError(f"SIGHTFLEET_INFERENCE must be openvino or native, got {settings.inference!r}")
+    if settings.classifier not in CLASSIFIER_MODELS:
+        raise ConfigError(f"SIGHTFLEET_CLASSIFIER must be one of {', '.join(CLASSIFIER_MODELS)}, "
+                          f"got {settings.classifier!r}")
     if settings.warm_pool_size < 0 or settings.pool_grace_s < 0:
         raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
     if settings.quota_images < 0:
         raise ConfigError("SIGHTFLEET_QUOTA_IMAGES must not be negative (0: no quota)")
-    if not 0 <= settings.label_floor <= settings.min_confidence <= 100:
-        raise ConfigError("need 0 <= SIGHTFLEET_LABEL_FLOOR <= SIGHTFLEET_MIN_CONFIDENCE <= 100")
+    if not 0 <= settings.label_floor <= 100:
+        raise ConfigError("SIGHTFLEET_LABEL_FLOOR is a percentage, 0-100")
     if settings.stored_max_labels < settings.max_labels:
         raise ConfigError("SIGHTFLEET_STORED_MAX_LABELS must be at least SIGHTFLEET_MAX_LABELS")
     if settings.target_backlog_per_instance < 1:

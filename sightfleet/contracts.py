@@ -302,6 +302,7 @@ class Result:
     status: str = QUEUED
     labels: tuple = ()
     top_label: str | None = None
+    label_model_version: str | None = None     # detector + classifier + vocabulary that made the labels
     metadata: dict = field(default_factory=dict)
     error: dict | None = None
     updated_at: str | None = None
@@ -314,6 +315,7 @@ class Result:
     result_key: str | None = None
     attempts: int = 0
     label_filters: dict | None = None   # the upload's label filters: what reads show unless they ask otherwise
+    weaker_labels: tuple = ()   # below the vocabulary's thresholds, down to the floor: for reads lowering MinConfidence
 
     @classmethod
     def queued(cls, job: Job) -> "Result":
@@ -328,12 +330,14 @@ class Result:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in doc.items() if k in known}
         values["labels"] = tuple(values.get("labels") or ())
+        values["weaker_labels"] = tuple(values.get("weaker_labels") or ())
         values["owner"] = owner_of(values)
         return cls(**values)
 
     def to_dict(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}
         doc["labels"] = list(self.labels)
+        doc["weaker_labels"] = list(self.weaker_labels)
         return doc
 
     @property
@@ -349,14 +353,16 @@ class Result:
     def succeeded(self, outcome) -> "Result":
         """Final with the pipeline's outcome (labels, metadata, timings, which outputs it made)."""
         return replace(self._final(SUCCEEDED), labels=tuple(outcome.labels), top_label=outcome.top_label,
-                       metadata=outcome.metadata, timings=outcome.timings,
+                       weaker_labels=tuple(getattr(outcome, "weaker_labels", ())),
+                       label_model_version=outcome.label_model_version, metadata=outcome.metadata,
+                       timings=outcome.timings,
                        thumbnail_key=thumbnail_key(self.owner, self.id, outcome.thumbnail_content_type)
                        if outcome.thumbnail else None,
                        annotated_key=output_keys(self.owner, self.id)["annotated"] if outcome.annotated else None)
 
     def failed(self, code: str, message: str) -> "Result":
         """Final and FAILED with a reason; no labels and no outputs."""
-        return replace(self._final(FAILED), error={"code": code, "message": message}, labels=(),
+        return replace(self._final(FAILED), error={"code": code, "message": message}, labels=(), weaker_labels=(),
                        top_label=None, thumbnail_key=None, annotated_key=None)
 
     def from_outcome(self, outcome) -> "Result":

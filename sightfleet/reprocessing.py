@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -25,19 +24,15 @@ PROGRESS_TTL_S = 7 * 86400
 VERSION_FIELD = "label_model_version"
 
 
-def version_order(version: str | None) -> tuple:
-    """A version as something to compare: numbers as numbers ("1.10" after "1.9"); None first of all."""
-    if not version:
-        return ()
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.findall(r"\d+|[^\d.\-+]+",
-                                                                                               version))
-
-
 def needs_reprocess(doc: dict, older_than: str | None) -> bool:
-    """True for a finished photo whose labels come from a version older than older_than (None: any version)."""
+    """True for a finished photo whose labels older_than (the current version) did not make (None: any photo).
+
+    Versions name their detector, classifier and vocabulary (`ssd...+efficientnet_lite3+vocabulary-1.x`):
+    they have no order, so any other version, or none (a result from before versions), counts as older.
+    """
     if doc.get("status") != SUCCEEDED:
         return False
-    return older_than is None or version_order(doc.get(VERSION_FIELD)) < version_order(older_than)
+    return older_than is None or doc.get(VERSION_FIELD) != older_than
 
 
 def reprocess_job(doc: dict, input_bucket: str) -> Job:

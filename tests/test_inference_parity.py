@@ -6,6 +6,7 @@ the runtime's. Tolerances are the measured worst case with some margin (README.m
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -16,10 +17,13 @@ from app_tier.pipeline import PipelineSettings
 from app_tier.pipeline.decode import decode, open_checked
 from app_tier.pipeline.labels import merge_labels
 from app_tier.pipeline.models import Detection
-from tests.pipeline_fixtures import SAMPLES, photo, shared_pipeline
+from sightfleet.vocabulary import load_vocabulary
+from tests.pipeline_fixtures import SAMPLES, photo
 
-DEFAULTS = PipelineSettings()
-MIN_SCORE = DEFAULTS.min_confidence / 100
+# Lite0, the classifier both runtimes run (Lite3 is OpenVINO's alone: docs/recognition.md).
+DEFAULTS = PipelineSettings(classifier="efficientnet_lite0")
+# The pipeline's own cut for the detector: the lowest threshold of a label the detector can name.
+MIN_SCORE = min(load_vocabulary().labels[name].threshold for name in load_vocabulary().coco.values()) / 100
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")
 # Every real photo of the shared samples; invalid/ has broken EXIF, corrupted.jpg damaged data.
 SHARED_PHOTOS = sorted(str(p.relative_to(SAMPLES)) for p in (SAMPLES / "jpg").rglob("*.jpg")
@@ -49,19 +53,17 @@ class Answer:
     detections: list[Detection]
     probabilities: np.ndarray
 
-    def labels(self, names: list[str]) -> list[dict]:
+    def labels(self) -> list[dict]:
         """The service's labels at its default settings."""
-        return merge_labels(self.detections, self.probabilities, names, DEFAULTS.min_confidence,
+        return merge_labels(self.detections, self.probabilities, load_vocabulary(), DEFAULTS.min_confidence,
                             DEFAULTS.max_labels, DEFAULTS.classifier_top_k)
 
 
 @functools.cache
 def pipeline(runtime: str, precision: str = DEFAULTS.inference_precision):
-    """One pipeline per runtime and precision per session (the default one shared with the pipeline tests)."""
+    """One pipeline per runtime and precision per session."""
     from app_tier.pipeline import Pipeline
-    if (runtime, precision) == (DEFAULTS.inference, DEFAULTS.inference_precision):
-        return shared_pipeline()
-    return Pipeline(PipelineSettings(inference=runtime, inference_precision=precision))
+    return Pipeline(dataclasses.replace(DEFAULTS, inference=runtime, inference_precision=precision))
 
 
 @functools.cache
@@ -102,22 +104,23 @@ def assert_detections_match(kept_by: list[Detection], other: list[Detection], to
 
 
 def assert_top_names_agree(labels: list[dict], other: list[dict], tolerance: Tolerance) -> None:
-    """Names among the top three agree, but for a label within tolerance of the cut or of the other's third."""
+    """Names among the top three agree, but for a label within tolerance of its cut (its own threshold) or of
+    the other's third."""
     top_other = other[:3]
-    floor = top_other[-1]["Confidence"] if len(top_other) == 3 else DEFAULTS.min_confidence
     other_names = {label["Name"] for label in top_other}
     for label in labels[:3]:
+        cut = max(load_vocabulary().labels[label["Name"]].threshold, DEFAULTS.min_confidence)
+        floor = top_other[-1]["Confidence"] if len(top_other) == 3 else cut
         if label["Name"] not in other_names:
             assert label["Confidence"] - floor <= tolerance.confidence, (labels[:3], top_other)
 
 
 def assert_agree(reference: Answer, candidate: Answer, tolerance: Tolerance) -> None:
-    names = pipeline("native").classifier.names
     difference = np.abs(reference.probabilities - candidate.probabilities).max()
     assert difference <= tolerance.probability, f"probabilities differ by {difference:.4f}"
     assert_detections_match(reference.detections, candidate.detections, tolerance)
     assert_detections_match(candidate.detections, reference.detections, tolerance)
-    ours, theirs = reference.labels(names), candidate.labels(names)
+    ours, theirs = reference.labels(), candidate.labels()
     assert_top_names_agree(ours, theirs, tolerance)
     assert_top_names_agree(theirs, ours, tolerance)
 

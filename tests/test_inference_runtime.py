@@ -183,3 +183,54 @@ def test_the_detector_ir_decodes_boxes_as_the_native_runtime_does():
     assert ours["keep_top_k"] == [int(native["keep_top_k"])]
     boxes, scores, _ = (port.get_partial_shape()[1].get_length() for port in decoder.inputs())
     assert scores // (boxes // 4) == int(native["num_classes"])
+
+
+@pytest.mark.parametrize("name, kind, side", [
+    ("efficientnet_lite3", models.OpenVinoQuantizedClassifier, 280),
+    ("efficientnet_lite0", models.OpenVinoClassifier, 224)])
+def test_the_classifier_setting_switches_models(name, kind, side):
+    """Each classifier loads as itself and names a real cat; the result names the classifier that ran."""
+    from app_tier.pipeline import Pipeline
+    from tests.pipeline_fixtures import item, jpeg
+    pipeline = Pipeline(PipelineSettings.from_settings(Settings(classifier=name)))
+    assert type(pipeline.classifier) is kind and pipeline.classifier.SIDE == side
+    assert pipeline.classifier.prepare(np.asarray(photo("chelsea"))).shape == (side, side, 3)
+    outcome, = pipeline.process([item(jpeg("chelsea"))])
+    assert outcome.top_label == "Cat" and f"+{name}+" in outcome.label_model_version
+
+
+def _lite3_first_layer_input(rescale: bool, pixels: np.ndarray) -> np.ndarray:
+    """What Lite3's network receives (its first FakeQuantize's output) for an image of these pixel values."""
+    import openvino as ov
+    model = runtime.convert_lite3(rescale)
+    first = next(op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
+    probe = ov.Model([first.output(0)], model.get_parameters(), "probe")
+    compiled = ov.Core().compile_model(probe, "CPU", runtime.compile_config(1, "f32"))
+    image = np.resize(pixels, (1, 280, 280, 3)).astype(np.uint8)
+    received = compiled(image)[0]                                       # channels first
+    return received.transpose(0, 2, 3, 1).reshape(-1)[:pixels.size]
+
+
+def test_lite3_gets_pixels_scaled_as_it_was_trained():
+    """The int8 file reads its uint8 input as scale * (q - zero point) over [-1.65, 1.58]; the IR's input step
+    makes pixel p reach the network as (p - 127) / 128, to one quantisation step (0.013)."""
+    pixels = np.arange(256)
+    wanted = (pixels - 127) / 128
+    assert np.abs(_lite3_first_layer_input(True, pixels) - wanted).max() < 0.013
+    as_declared = _lite3_first_layer_input(False, pixels)
+    assert as_declared[255] > 1.5 and as_declared[0] < -1.6                 # the file as it is: 1.6x the contrast
+
+
+def test_a_classifier_name_is_checked():
+    with pytest.raises(ConfigError, match="SIGHTFLEET_CLASSIFIER"):
+        Settings.from_env({"SIGHTFLEET_CLASSIFIER": "resnet"})
+    with pytest.raises(ValueError, match="classifier must be one of"):
+        PipelineSettings(classifier="resnet")
+    assert Settings.from_env({"SIGHTFLEET_CLASSIFIER": "efficientnet_lite0"}).classifier == "efficientnet_lite0"
+
+
+def test_native_runs_lite0_whatever_classifier_is_asked(caplog):
+    with caplog.at_level(logging.INFO, logger="app_tier.pipeline.runtime"):
+        _, classifier, used = runtime.load_models(PipelineSettings(inference="native", classifier="efficientnet_lite3"))
+    assert used == "native" and classifier.MODEL == "efficientnet_lite0"
+    assert "efficientnet_lite3 runs on OpenVINO only" in caplog.text

@@ -150,8 +150,9 @@ LABELS = [
 
 
 @pytest.mark.parametrize("query, names", [
-    ("", ["Cat", "Pet"]),                                     # the default display threshold, as before
-    ("MinConfidence=0", ["Cat", "Pet", "Couch", "Pillow"]),   # stored below it: a read may ask for them
+    ("", ["Cat", "Pet"]),                                     # what passed the vocabulary's thresholds
+    ("MinConfidence=0", ["Cat", "Pet", "Couch", "Pillow"]),   # weaker ones, stored too: a read may ask for them
+    ("MinConfidence=40", ["Cat", "Pet", "Couch"]),
     ("MinConfidence=40&MaxLabels=2", ["Cat", "Pet"]),
     ("MinConfidence=0&LabelInclusionFilters=couch,kitty", ["Cat", "Couch"]),
     ("MinConfidence=0&LabelCategoryInclusionFilters=animals and pets&LabelExclusionFilters=Pet", ["Cat"]),
@@ -162,7 +163,7 @@ LABELS = [
 ])
 def test_read_filters_as_rekognition_applies_them(client, resources, query, names):
     image = upload(client)
-    finish(resources, image["id"], labels=LABELS, top_label="Cat")
+    finish(resources, image["id"], labels=LABELS[:2], weaker_labels=LABELS[2:], top_label="Cat")
     shown = client.get(f"{image['status_url']}?{query}").get_json()
     assert [label["Name"] for label in shown["labels"]] == names
     assert shown["top_label"] == (names[0] if names else None)

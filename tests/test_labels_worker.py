@@ -11,9 +11,8 @@ from sightfleet import labelindex
 from sightfleet.config import Settings
 from sightfleet.contracts import SUCCEEDED
 from sightfleet.errors import Unavailable
-from sightfleet.labelfilters import at_least
 from sightfleet.labelindex import entries_for
-from sightfleet.reprocessing import Progress, load_progress, needs_reprocess, run_page, version_order
+from sightfleet.reprocessing import Progress, load_progress, needs_reprocess, run_page
 from tests.pipeline_fixtures import shared_pipeline
 from tests.support import jpeg_bytes, keyed_client
 from tests.test_labels_api import process, upload
@@ -53,15 +52,17 @@ def test_an_index_out_of_reach_hands_the_job_back_and_its_redelivery_indexes_it(
     assert "cat" in keys(resources, image["id"]) and resources.requests.counts()["visible"] == 0
 
 
-def test_the_worker_stores_labels_down_to_the_floor_and_shows_as_before():
+def test_the_worker_stores_weaker_labels_down_to_the_floor_beside_what_it_shows_as_before():
     def run(floor: float):
         settings = PipelineSettings.from_settings(Settings(label_floor=floor))
         [outcome] = shared_pipeline().with_settings(settings).process([ImageInput(id="a" * 32, data=jpeg_bytes())])
         return outcome
-    stored, before = run(1.0), run(Settings.min_confidence)   # a floor at the display threshold: as before
-    assert len(stored.labels) > len(before.labels) and min(label["Confidence"] for label in stored.labels) < 55
-    assert at_least(stored.labels, 55) == before.labels
-    assert stored.top_label == before.top_label and stored.annotated == before.annotated
+    stored, before = run(1.0), run(100.0)   # a floor of 100: no weaker labels, as before the floor
+    assert before.weaker_labels == [] and stored.weaker_labels
+    assert min(label["Confidence"] for label in stored.weaker_labels) >= 1.0
+    assert not {label["Name"] for label in stored.weaker_labels} & {label["Name"] for label in stored.labels}
+    assert stored.labels == before.labels and stored.top_label == before.top_label
+    assert stored.annotated == before.annotated
 
 
 def test_reprocessing_replaces_the_entries_and_twice_leaves_one_result_and_one_set(client, resources):
@@ -102,10 +103,11 @@ def test_a_run_resumes_from_its_recorded_cursor_and_selects_by_version(client, r
 
 
 def test_version_selection():
-    assert version_order("1.10") > version_order("1.9") > version_order(None)
-    assert needs_reprocess({"status": SUCCEEDED}, "1") and needs_reprocess({"status": SUCCEEDED}, None)
-    assert not needs_reprocess({"status": SUCCEEDED, "label_model_version": "2.a"}, "2.a")
-    assert needs_reprocess({"status": SUCCEEDED, "label_model_version": "1.d7a48bcf"}, "2")
+    current = "ssd+efficientnet_lite3+vocabulary-2.b"
+    assert needs_reprocess({"status": SUCCEEDED}, current) and needs_reprocess({"status": SUCCEEDED}, None)
+    assert not needs_reprocess({"status": SUCCEEDED, "label_model_version": current}, current)
+    assert needs_reprocess({"status": SUCCEEDED, "label_model_version": "ssd+efficientnet_lite0+vocabulary-1.a"},
+                           current)
     assert not needs_reprocess({"status": "FAILED"}, None)
 
 

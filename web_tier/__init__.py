@@ -73,12 +73,13 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["waiter"] = ResultWaiter(resources.results)
     app.extensions["health"] = HealthProbe(resources)
 
-    from web_tier import api, auth, csrf, cse546, display, errors, health, labels, ops, pages, reprocess, signin
+    from web_tier import (api, auth, csrf, cse546, display, errors, health, labels, ops, pages, reprocess, signin,
+                         vocabulary)
     errors.register(app)
     auth.install(app, Accounts(resources.accounts), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops, signin, labels, reprocess):
+    for module in (health, api, pages, cse546, ops, signin, vocabulary, labels, reprocess):
         app.register_blueprint(module.bp)
     from web_tier import limits, openapi, security
     for extension in (security, openapi, limits):

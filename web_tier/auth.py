@@ -39,6 +39,7 @@ BLUEPRINT_ACCESS = {
     "ops": ADMIN,      # /ops, /api/ops/*, /metrics
     "reprocess": ADMIN,  # /api/admin/reprocess (web_tier/reprocess.py)
     "openapi": ANYONE,  # the API's contract and its interactive page (web_tier/openapi.py) are public
+    "vocabulary": ANYONE,  # every label the service can return (web_tier/vocabulary.py): nobody's data
 }
 COURSE_PRINCIPAL = Principal(ANONYMOUS_OWNER, "anonymous", via="anonymous")
 # The session cookie's fields: the account's id, name and session epoch (checked against the table on each request).

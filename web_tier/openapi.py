@@ -99,7 +99,11 @@ def _schemas() -> dict:
                     "Confidence": {"type": "number"},
                     "BoundingBox": {"type": "object", "properties": {
                         k: {"type": "number"} for k in ("Width", "Height", "Left", "Top")}}}}},
-                **{k: {"type": "array", "items": {"type": "object"}} for k in ("Parents", "Aliases", "Categories")}}},
+                **{key: {"type": "array", "description": description, "items": {
+                    "type": "object", "required": ["Name"], "properties": {"Name": text}}}
+                   for key, description in (("Parents", "Every ancestor, nearest first; each is a label too"),
+                                            ("Aliases", "Other names a search finds it by"),
+                                            ("Categories", "Rekognition-style categories"))}}},
         "Image": {
             "type": "object", "required": ["id", "album", "filename", "status", "submitted_at", "status_url"],
             "description": "One image's result as it moves QUEUED -> PROCESSING -> SUCCEEDED | FAILED.",
@@ -111,6 +115,8 @@ def _schemas() -> dict:
                 "status": {"type": "string", "enum": list(STATUSES)},
                 "labels": {"type": "array", "items": _ref("Label")},
                 "top_label": optional_text,
+                "label_model_version": _nullable({
+                    "type": "string", "description": "Detector + classifier + vocabulary version that made the labels"}),
                 "metadata": {"type": "object", "description": "EXIF and image facts: creation time, GPS, camera, "
                                                               "width, height, file size, format, orientation"},
                 "error": _nullable({"type": "object", "required": ["code", "message"],
@@ -327,6 +333,25 @@ def _self_path() -> dict:
                       "429": _response("RateLimited")}}}}
 
 
+def _vocabulary_path() -> dict:
+    names = {"type": "array", "items": {"type": "string"}}
+    label = {"type": "object", "required": ["Name", "Parents", "Ancestors", "Aliases", "Categories", "Threshold"],
+             "properties": {"Name": {"type": "string"}, "Parents": names, "Ancestors": names, "Aliases": names,
+                            "Categories": names, "Threshold": {"type": "number", "minimum": 0, "maximum": 100},
+                            "Priority": {"type": "integer", "description": "Below 0: never returned"}}}
+    return {"/api/vocabulary": {"get": {
+        "operationId": "vocabulary", "tags": ["labels"], "security": [{}],
+        "summary": "Every label the service can return, with its hierarchy, aliases, categories and threshold",
+        "description": "Public. Parents are a label's direct parents, Ancestors all of them, nearest first. "
+                       "The ETag is the vocabulary's version (the end of a result's label_model_version).",
+        "responses": {"200": {"description": "The vocabulary", "content": _json({
+            "type": "object", "required": ["version", "categories", "labels"],
+            "properties": {"version": {"type": "string"}, "categories": names,
+                           "labels": {"type": "array", "items": label}}})},
+                      "304": {"description": "Not modified (If-None-Match matched the version)"},
+                      "429": _response("RateLimited")}}}}
+
+
 def build_document() -> dict:
     """The whole OpenAPI 3.1 document for this app's settings."""
     return {
@@ -340,11 +365,11 @@ def build_document() -> dict:
                            "`{\"error\": {\"code\", \"message\"}}`.",
             "license": {"name": "MIT", "identifier": "MIT"}},
         "tags": [{"name": "images", "description": "Your photos and their results"},
-                 {"name": "labels", "description": "Your labels and their counts"},
+                 {"name": "labels", "description": "Your labels and their counts; the labels the service can return"},
                  {"name": "operations", "description": "Fleet state, metrics, health and reprocessing"},
                  {"name": "course", "description": "The CSE546 course's endpoint"}],
         "security": [{"bearerAuth": []}],
-        "paths": {**_images_paths(), **_ops_paths(), **_course_paths(), **_self_path(),
+        "paths": {**_images_paths(), **_vocabulary_path(), **_ops_paths(), **_course_paths(), **_self_path(),
                   **openapi_labels.paths(_album_query(), _owner_query(), _COMMON, _ADMIN, _response)},
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",

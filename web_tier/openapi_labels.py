@@ -82,7 +82,7 @@ def paths(album_query: dict, owner_query: dict, common: dict, admin: dict, respo
                                "goes on where it stopped.",
                 "parameters": [
                     _query("owner", "One owner's photos (default: every owner's)", {"type": "string"}), album_query,
-                    _query("older_than_version", "Only photos labelled by an older label model version",
+                    _query("older_than_version", "Only photos whose label_model_version is not this one (the current)",
                            {"type": "string", "maxLength": reprocess.MAX_VERSION_CHARS}),
                     _query("limit", f"Photos per request, 1 to {reprocess.MAX_PAGE}",
                            {"type": "integer", "minimum": 1, "maximum": reprocess.MAX_PAGE}),

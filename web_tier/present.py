@@ -43,13 +43,21 @@ def present(result: dict, filters: LabelFilters = LabelFilters()) -> dict:
 
 
 def shown_labels(result: dict, filters: LabelFilters) -> list[dict]:
-    """The labels of a result as filters (over the upload's, over the service's defaults) show them."""
+    """The labels of a result as filters (over the upload's, over the service's defaults) show them.
+
+    By default, the labels that passed each one's own threshold in the vocabulary; a MinConfidence asked
+    for (by the read or the upload) replaces those thresholds, so the weaker labels stored beside them
+    (down to the worker's floor) can show too.
+    """
     try:
         uploaded = LabelFilters.from_dict(result.get("label_filters"))
     except ValueError:   # written by a version whose filters this one cannot read
         uploaded = LabelFilters()
+    pool = result.get("labels") or []
+    if filters.merged_over(uploaded).MinConfidence is not None:
+        pool = [*pool, *(result.get("weaker_labels") or [])]
     defaults = LabelFilters(MinConfidence=settings().min_confidence, MaxLabels=settings().max_labels)
-    return apply_filters(result.get("labels") or [], filters, uploaded.merged_over(defaults))
+    return apply_filters(pool, filters, uploaded.merged_over(defaults))
 
 
 def encode_cursor(key: dict | None) -> str | None:

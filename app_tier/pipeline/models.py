@@ -152,6 +152,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class Classifier:
     """EfficientNet-Lite0 on ImageNet with its 1000 class names. Subclasses run it."""
 
+    MODEL = "efficientnet_lite0"
     SIDE = 224
     RESIZE = 256      # shorter side before the centre crop: the 0.875 crop of ImageNet evaluation
 
@@ -265,3 +266,12 @@ class OpenVinoClassifier(Classifier):
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return _softmax(logits.astype(np.float64)).astype(np.float32)
+
+
+class OpenVinoQuantizedClassifier(OpenVinoClassifier):
+    """EfficientNet-Lite3 int8 (the package's .tflite as runtime.convert_lite3 makes it): 280x280 RGB uint8 in,
+    logits out, its input scaling inside the IR. The crop is EfficientNet's evaluation crop, side / (side + 32)."""
+
+    MODEL = "efficientnet_lite3"
+    SIDE = 280
+    RESIZE = 312

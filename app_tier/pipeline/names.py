@@ -1,4 +1,4 @@
-"""Label vocabularies: the COCO ids the detector emits and readable ImageNet names for the classifier."""
+"""The COCO ids the detector emits; their canonical labels, and the classifier's, are in sightfleet/vocabulary.py."""
 from __future__ import annotations
 
 # The 90-id COCO label map of the TensorFlow detection models; the 10 unused ids
@@ -19,25 +19,3 @@ COCO_NAMES = {
     82: "Refrigerator", 84: "Book", 85: "Clock", 86: "Vase", 87: "Scissors", 88: "Teddy bear",
     89: "Hair drier", 90: "Toothbrush",
 }
-
-# ImageNet class index ranges whose members are kinds of a COCO class: they get that class
-# as their Rekognition-style parent ("Tabby" -> Parents [{"Name": "Cat"}]).
-_IMAGENET_PARENTS = (
-    (range(7, 25), "Bird"), (range(80, 101), "Bird"), (range(127, 147), "Bird"),
-    (range(151, 269), "Dog"), (range(281, 286), "Cat"),
-)
-
-
-def imagenet_display_name(raw: str) -> str:
-    """The first synonym with an upper-case initial: "tabby, tabby cat" -> "Tabby".
-
-    The first synonym is WordNet's head word, the most specific common name; later
-    synonyms are alternatives or Latin names ("tench, Tinca tinca").
-    """
-    first = raw.split(",")[0].strip()
-    return first[:1].upper() + first[1:]
-
-
-def imagenet_parents(index: int) -> list[dict]:
-    """Rekognition-style parents of an ImageNet class, [] when it has no COCO counterpart."""
-    return [{"Name": name} for indices, name in _IMAGENET_PARENTS if index in indices]

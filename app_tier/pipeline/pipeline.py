@@ -19,12 +19,12 @@ from app_tier.pipeline.decode import Decoded, decode, open_checked
 from app_tier.pipeline.errors import INTERNAL_ERROR, UNSUPPORTED_FORMAT, StageError
 from app_tier.pipeline.exif import clean_metadata, human_size, read_tags
 from sightfleet.formats import HEAD_BYTES, check_head
-from app_tier.pipeline.labels import merge_labels
-from sightfleet.labelfilters import at_least
+from app_tier.pipeline.labels import merge_labels, model_version
 from app_tier.pipeline.models import Detection, Detector, set_threads
-from app_tier.pipeline.runtime import load_models
+from app_tier.pipeline.runtime import DETECTOR, load_models
 from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, PipelineSettings
 from app_tier.pipeline.timelimit import Budget, charged
+from sightfleet.vocabulary import load_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,10 @@ class Pipeline:
         self._models = ThreadPoolExecutor(1, thread_name_prefix="models")
         self._apply_threads(self.settings)
         self.detector, self.classifier, self.runtime = load_models(self.settings)
+        self.vocabulary = load_vocabulary()
+        self.label_model_version = model_version(DETECTOR, self.classifier.MODEL, self.vocabulary)
+        # Below the lowest threshold of the detector's labels nothing it finds could be kept.
+        self._coco_floor = min(self.vocabulary.labels[n].threshold for n in self.vocabulary.coco.values())
         self._models.submit(self._warm_up).result()
         self.load_seconds = time.perf_counter() - started
         log.info("pipeline models loaded on %s in %.2f s (torch threads %s, OpenCV/OpenVINO threads %s)",
@@ -259,7 +263,8 @@ class Pipeline:
             work.budget.spent += share
 
     def _detect_batch(self, chunk: list[_Work]) -> None:
-        found = self.detector.run([w.detector_input for w in chunk], self.settings.min_confidence / 100)
+        floor = max(self.settings.min_confidence, self._coco_floor)
+        found = self.detector.run([w.detector_input for w in chunk], floor / 100)
         for work, detections in zip(chunk, found):
             work.detections = detections
 
@@ -268,18 +273,30 @@ class Pipeline:
         for work, row in zip(chunk, probabilities):
             work.probabilities = row
 
+    def _weaker_labels(self, work: _Work, shown: list[dict]) -> list[dict]:
+        """The labels down to the stored floor that the vocabulary's thresholds leave out of `shown`."""
+        settings = self.settings
+        if settings.label_floor >= 100:
+            return []
+        floor = merge_labels(work.detections, work.probabilities, self.vocabulary, settings.label_floor,
+                             settings.stored_max_labels, settings.classifier_top_k, thresholds=False)
+        names = {label["Name"] for label in shown}
+        return [label for label in floor if label["Name"] not in names]
+
     def _finish(self, work: _Work) -> None:
         """Merge the labels, draw the annotated copy and make the SUCCEEDED outcome."""
         settings = self.settings
         with work.stage("merge"):
-            labels = merge_labels(work.detections, work.probabilities, self.classifier.names,
+            labels = merge_labels(work.detections, work.probabilities, self.vocabulary,
                                   settings.min_confidence, settings.max_labels, settings.classifier_top_k)
-        shown = at_least(labels, settings.shown_confidence)   # the boxes drawn are those a default read shows
+            weaker = self._weaker_labels(work, labels)
         with work.stage("annotate"):
-            annotated = render.annotate(work.decoded.rgb, shown, settings.jpeg_quality)
+            annotated = render.annotate(work.decoded.rgb, labels, settings.jpeg_quality)
         thumbnail, thumbnail_type = work.thumbnail
         work.outcome = Outcome(
-            id=work.input.id, status=SUCCEEDED, labels=labels, top_label=shown[0]["Name"] if shown else None,
+            id=work.input.id, status=SUCCEEDED, labels=labels, weaker_labels=weaker,
+            top_label=labels[0]["Name"] if labels else None,
+            label_model_version=self.label_model_version,
             metadata=work.metadata, thumbnail=thumbnail, thumbnail_content_type=thumbnail_type,
             annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings())
         work.decoded = work.detector_input = work.classifier_input = None   # free the pixels early

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sightfleet.config import Settings
+from sightfleet.config import CLASSIFIER_MODELS, Settings
 from sightfleet.contracts import FAILED, SUCCEEDED
 
 __all__ = ["FAILED", "METADATA_BUDGET_BYTES", "SUCCEEDED", "ImageInput", "Outcome", "PipelineSettings"]
@@ -23,9 +23,10 @@ class PipelineSettings:
     # What the service configures defaults to Settings' own defaults, so the two cannot drift.
     min_confidence: float = Settings.min_confidence  # percent; weaker labels are dropped
     max_labels: int = Settings.max_labels
-    # What a reader sees by default (the annotated copy's boxes and the top label follow it); the pipeline
-    # may store weaker labels (min_confidence below it) for reads that ask for them.
-    shown_confidence: float = Settings.min_confidence
+    # Weaker labels kept beside them for reads that lower MinConfidence (docs/labels.md): down to label_floor
+    # percent whatever a label's own threshold, at most stored_max_labels (label_floor 100: none).
+    label_floor: float = Settings.label_floor
+    stored_max_labels: int = Settings.stored_max_labels
     thumbnail_size: int = Settings.thumbnail_size    # the thumbnail fits a square box of this side
     max_pixels: int = Settings.max_pixels            # decompression-bomb guard, checked from the header
     image_timeout_s: float = Settings.image_timeout_s  # budget of one image's own stages (0 disables)
@@ -48,17 +49,19 @@ class PipelineSettings:
     inference_precision: str = "bf16"
     # Where the OpenVINO IR and the native TorchScript graph are cached ("": ~/.cache/sightfleet/models).
     model_cache_dir: str = Settings.model_cache_dir
+    # The classifier: "efficientnet_lite3" or "efficientnet_lite0" (docs/recognition.md). Lite3 runs on OpenVINO
+    # only: the native runtime classifies with Lite0 (and the result's label_model_version says so).
+    classifier: str = Settings.classifier
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineSettings":
         """The pipeline's part of the service settings; one thread count serves torch and OpenCV alike."""
-        # The worker keeps labels down to the stored floor; reads cut them to the display threshold.
-        return cls(min_confidence=settings.label_floor, max_labels=settings.stored_max_labels,
-                   shown_confidence=settings.min_confidence,
+        return cls(min_confidence=settings.min_confidence, max_labels=settings.max_labels,
+                   label_floor=settings.label_floor, stored_max_labels=settings.stored_max_labels,
                    thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
                    image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
                    opencv_threads=settings.torch_threads, inference=settings.inference,
-                   model_cache_dir=settings.model_cache_dir)
+                   model_cache_dir=settings.model_cache_dir, classifier=settings.classifier)
 
     def __post_init__(self):
         if not 0 <= self.min_confidence <= 100:
@@ -72,6 +75,8 @@ class PipelineSettings:
             raise ValueError(f"inference must be openvino or native, not {self.inference!r}")
         if self.inference_precision not in ("bf16", "f32"):
             raise ValueError(f"inference_precision must be bf16 or f32, not {self.inference_precision!r}")
+        if self.classifier not in CLASSIFIER_MODELS:
+            raise ValueError(f"classifier must be one of {', '.join(CLASSIFIER_MODELS)}, not {self.classifier!r}")
         if self.image_timeout_s < 0:
             raise ValueError(f"image_timeout_s must not be negative, not {self.image_timeout_s}")
 
@@ -93,7 +98,9 @@ class Outcome:
     status: str
     error: dict | None = None
     labels: list[dict] = field(default_factory=list)
+    weaker_labels: list[dict] = field(default_factory=list)   # not shown unless a read lowers MinConfidence
     top_label: str | None = None
+    label_model_version: str | None = None
     metadata: dict = field(default_factory=dict)
     thumbnail: bytes | None = None
     thumbnail_content_type: str | None = None
@@ -103,5 +110,6 @@ class Outcome:
 
     def to_result_fields(self) -> dict:
         """The JSON-serialisable part of the outcome, as stored in the result."""
-        return {"status": self.status, "error": self.error, "labels": self.labels,
-                "top_label": self.top_label, "metadata": self.metadata, "timings": self.timings}
+        return {"status": self.status, "error": self.error, "labels": self.labels, "weaker_labels": self.weaker_labels,
+                "top_label": self.top_label, "label_model_version": self.label_model_version,
+                "metadata": self.metadata, "timings": self.timings}

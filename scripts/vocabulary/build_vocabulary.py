@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import curation  # noqa: E402  (a sibling file, not a package)
 
 DATA = HERE.parents[1] / "sightfleet" / "data"
 SCHEMA = 1
+LATIN = re.compile(r"^[A-Z][a-z]+ [a-z]+$")      # a binomial name ("Hippopotamus amphibius"): no one searches it
 
 
 def title(name: str) -> str:
@@ -80,17 +82,22 @@ class Builder:
         return self._own(wnid, title(self.synsets[wnid]["lemmas"][0]))
 
     def _own(self, wnid: str, name: str) -> str:
+        """A class as a label of its own under its nearest anchor, its other common WordNet names as aliases."""
         anchor = nearest_anchor(wnid, self.synsets, self.anchors, include_self=False)
         parent = self.anchor_label(anchor) if anchor else None
         categories = () if parent else self.anchors.get(anchor, (0, 0, 0, (curation.EVERYDAY,)))[3]
-        return self.label(name, (parent,), categories, (), curation.OWN_THRESHOLD)
+        aliases = [title(lemma) for lemma in self.synsets[wnid]["lemmas"] if not LATIN.match(lemma)]
+        return self.label(name, (parent,), categories, aliases, curation.OWN_THRESHOLD)
 
     def finish(self) -> dict:
         for name, (parents, categories) in curation.EXTRA_LABELS.items():
-            self.label(name, parents, categories, (), curation.EXTRA_THRESHOLD)
+            self.label(name, parents, categories, (), curation.DETECTOR_THRESHOLD)
         for name, extra in curation.EXTRA_PARENTS.items():
             self.label(name, extra)
+        detector = set(curation.COCO.values())
         for name, entry in self.labels.items():
+            if name in detector:
+                entry["threshold"] = max(entry["threshold"], curation.DETECTOR_THRESHOLD)
             entry["threshold"] = curation.THRESHOLDS.get(name, entry["threshold"])
             entry["priority"] = -1 if name in curation.SUPPRESSED else 0
             entry["categories"] = entry["categories"] or self.inherited_categories(name)
