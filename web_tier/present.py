@@ -27,6 +27,7 @@ def present(result: dict, filters: LabelFilters = LabelFilters()) -> dict:
     """
     shown = dict(result)
     shown["labels"] = shown_labels(result, filters)
+    shown.pop("weaker_labels", None)   # shown among `labels` when a MinConfidence asks for them
     names = [label["Name"] for label in shown["labels"]]
     if result.get("top_label") not in names:
         shown["top_label"] = names[0] if names else None
