@@ -353,7 +353,7 @@ class Result:
     def succeeded(self, outcome) -> "Result":
         """Final with the pipeline's outcome (labels, metadata, timings, which outputs it made)."""
         return replace(self._final(SUCCEEDED), labels=tuple(outcome.labels), top_label=outcome.top_label,
-                       weaker_labels=tuple(getattr(outcome, "weaker_labels", ())),
+                       weaker_labels=tuple(outcome.weaker_labels),
                        label_model_version=outcome.label_model_version, metadata=outcome.metadata,
                        timings=outcome.timings,
                        thumbnail_key=thumbnail_key(self.owner, self.id, outcome.thumbnail_content_type)

@@ -59,4 +59,9 @@ def test_upload_click_a_label_chip_and_see_the_search_and_the_counts(local_stack
             ".map(r => [r.querySelector('a').textContent, Number(r.querySelector('.num').textContent)]);"))
         assert rows["Cat"] == 1 and rows["Animal"] == 1 and rows.get("Cup") == 1, rows
         screenshot(driver, "labels-page")
+
+        driver.get(local_stack.web_url + f"/images/{ids['chelsea.jpg']}")
+        chips = {a.text: a.get_attribute("href") for a in driver.find_elements("css selector", "#labels a.tag")}
+        assert chips["Cat"].endswith("/gallery?label=Cat") and chips["Animal"].endswith("/gallery?label=Animal")
+        screenshot(driver, "labels-image-page")
         assert severe_console_errors(driver) == []
