@@ -181,5 +181,6 @@ def apply_filters(labels: Iterable[dict], filters: LabelFilters, defaults: Label
     """
     chosen = filters.merged_over(defaults)
     kept = at_least(selected(labels, chosen), chosen.MinConfidence or 0.0)
-    kept.sort(key=lambda label: (-label.get("Confidence", 0), label["Name"]))
+    # Stable: among equal confidences the stored order stands (the worker puts the more specific label first).
+    kept.sort(key=lambda label: -label.get("Confidence", 0))
     return kept if chosen.MaxLabels is None else kept[:chosen.MaxLabels]

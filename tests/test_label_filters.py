@@ -56,3 +56,8 @@ def test_a_reads_filters_go_over_the_uploads_over_the_defaults():
     assert [lb["Name"] for lb in apply_filters(labels, LabelFilters(), upload.merged_over(defaults))] == ["Cat"]
     lowered = apply_filters(labels, LabelFilters(MinConfidence=0), upload.merged_over(defaults))
     assert [lb["Name"] for lb in lowered] == ["Cat", "Dog"]
+
+
+def test_equal_confidences_keep_the_stored_order():
+    labels = [{"Name": n, "Confidence": 91.0} for n in ("Cat", "Feline", "Animal")]
+    assert [lb["Name"] for lb in apply_filters(labels, LabelFilters(), LabelFilters())] == ["Cat", "Feline", "Animal"]
