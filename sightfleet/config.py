@@ -132,7 +132,7 @@ class Settings:
     # Runtime of the worker's models: "openvino" (falls back to "native" where it cannot load) or "native".
     inference: str = "openvino"
     # The worker's ImageNet classifier (docs/recognition.md says why the default): one of CLASSIFIER_MODELS.
-    classifier: str = "efficientnet_lite3"
+    classifier: str = "efficientnet_lite0"
     # Issue 16 (inference): where the OpenVINO IR, its compiled form and the native runtime's frozen
     # TorchScript graph are cached ("": ~/.cache/sightfleet/models; the AWS image bakes them in
     # /var/lib/sightfleet/models, which the worker's ~/.cache/sightfleet/models links to).

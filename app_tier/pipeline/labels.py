@@ -128,14 +128,20 @@ def classifier_labels(probabilities: np.ndarray, vocabulary: Vocabulary, top_k: 
     """
     direct = canonical_probabilities(probabilities, vocabulary)
     guesses = [name for name in sorted(direct, key=lambda name: -direct[name])[:top_k] if direct[name] > 0]
-    subtree: dict[str, float] = {}
-    for name, p in direct.items():
-        if p > 0:
-            for label in (name, *vocabulary.ancestors(name)):
-                subtree[label] = subtree.get(label, 0.0) + p
     kept = dict.fromkeys(label for name in guesses for label in (name, *vocabulary.ancestors(name)))
-    return [{"Name": name, "Confidence": _percent(subtree[name]), "Instances": [], "Source": CLASSIFIER}
-            for name in kept]
+    classes = _subtree_classes(vocabulary)
+    return [{"Name": name, "Confidence": _percent(probabilities[classes[name]].sum()), "Instances": [],
+             "Source": CLASSIFIER} for name in kept]
+
+
+@functools.lru_cache(maxsize=4)
+def _subtree_classes(vocabulary: Vocabulary) -> dict[str, np.ndarray]:
+    """For each label, the ImageNet class indices that map to it or to one of its descendants."""
+    found: dict[str, list[int]] = {}
+    for index, name in enumerate(vocabulary.imagenet):
+        for label in (name, *vocabulary.ancestors(name)):
+            found.setdefault(label, []).append(index)
+    return {name: np.array(indices, dtype=np.int64) for name, indices in found.items()}
 
 
 def model_version(detector: str, classifier: str, vocabulary: Vocabulary) -> str:
