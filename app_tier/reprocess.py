@@ -3,9 +3,9 @@
     python -m app_tier.reprocess [--owner ID] [--album NAME] [--older-than-version V] [--restart]
 
 Requeues each finished photo of the selection whose labels were not made by version V, the current
-label_model_version (every finished photo without --older-than-version), page by page with a progress bar; the fleet scales to
-the backlog as for any upload. The run's progress is recorded: run the same command again to resume
-(--restart starts the selection over). Prints the counts as its last line.
+label_model_version (every finished photo without --older-than-version), page by page with a progress
+bar; the fleet scales to the backlog as for any upload. The run's progress is recorded: run the same
+command again to resume (--restart starts the selection over). Prints the counts as its last line.
 """
 from __future__ import annotations
 

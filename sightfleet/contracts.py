@@ -322,7 +322,8 @@ class Result:
         """The result as it stands when a job is accepted."""
         return cls(id=job.id, album=job.album, filename=job.filename, content_type=job.content_type,
                    size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at, owner=job.owner,
-                   label_filters=job.filters or None, input_key=job.key or input_key(job.owner, job.id, job.content_type))
+                   label_filters=job.filters or None,
+                   input_key=job.key or input_key(job.owner, job.id, job.content_type))
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Result":

@@ -3,8 +3,8 @@
 The index has one entry per (image, label) for each label a finished image may be found by: its
 labels that pass the upload's inclusion/exclusion filters, their Parents, and every vocabulary
 ancestor of each (Rekognition returns ancestors as labels of their own; where a result does not,
-a result from before the vocabulary, they are indexed here so that "Animal" still finds the cat). Each entry keeps the strongest confidence that names it, so a search
-can ask for a confidence floor. A store (sightfleet/aws/labels.py) applies the plan with conditional
+one from before the vocabulary, they are indexed here so that "Animal" still finds the cat). Each
+entry keeps the strongest confidence that names it, so a search can ask for a confidence floor. A store (sightfleet/aws/labels.py) applies the plan with conditional
 writes that also move the per-owner and per-album counts, so writing the same plan twice changes nothing.
 """
 from __future__ import annotations
