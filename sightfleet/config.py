@@ -118,7 +118,7 @@ class Settings:
     max_receive_count: int = 3
     receive_wait_s: int = 20
     receive_batch: int = 10
-    # Percent: a floor under every label's own threshold (sightfleet/data/vocabulary.json); 0 lets the vocabulary decide.
+    # Percent: a floor under every label's own threshold (sightfleet/data/vocabulary.json); 0: the vocabulary decides.
     min_confidence: float = 0.0
     max_labels: int = 10
     # What the worker stores beside them: weaker labels down to label_floor percent (whatever a label's own

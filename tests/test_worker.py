@@ -46,6 +46,7 @@ def test_batch_writes_every_output_then_acknowledges(resources, pipeline):
     result = resources.results.get(good["id"])
     assert result["status"] == "SUCCEEDED" and result["instance_id"] == "i-test" and result["attempts"] == 1
     assert any("cat" in label["Name"].lower() for label in result["labels"])
+    assert result["top_label"] == "Cat" and result["label_model_version"] == pipeline.label_model_version
     assert result["input_key"] == f"originals/anonymous/{good['id']}.jpg"
     assert resources.inputs.get(result["input_key"]) == jpeg_bytes()
     assert resources.outputs.get(result["thumbnail_key"])[:3] == b"\xff\xd8\xff"

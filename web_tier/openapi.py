@@ -115,8 +115,8 @@ def _schemas() -> dict:
                 "status": {"type": "string", "enum": list(STATUSES)},
                 "labels": {"type": "array", "items": _ref("Label")},
                 "top_label": optional_text,
-                "label_model_version": _nullable({
-                    "type": "string", "description": "Detector + classifier + vocabulary version that made the labels"}),
+                "label_model_version": _nullable({"type": "string", "description":
+                                                  "Detector + classifier + vocabulary version that made the labels"}),
                 "metadata": {"type": "object", "description": "EXIF and image facts: creation time, GPS, camera, "
                                                               "width, height, file size, format, orientation"},
                 "error": _nullable({"type": "object", "required": ["code", "message"],

@@ -2,11 +2,11 @@
 
 Both models' classes map to the curated vocabulary's canonical labels (sightfleet/vocabulary.py):
 a detector label has the boxes of its instances; a classifier label's confidence is the summed
-probability of the ImageNet classes that map to it or to its descendants (118 dog breeds make one
+probability of the ImageNet classes that map to it or to its descendants (116 dog breeds make one
 "Dog"; Car gathers Sports Car and Taxi). Every kept label brings its ancestors as labels of their own,
-each as confident as its strongest descendant (or its own classifier evidence, if stronger), as
-Rekognition returns "Animal" beside "Cat". Each label carries Parents (all its ancestors,
-nearest first, as Rekognition lists them), Aliases and Categories.
+each as confident as its strongest kept descendant, as Rekognition returns "Animal" beside "Cat".
+Each label carries Parents (all its ancestors, nearest first, as Rekognition lists them), Aliases and
+Categories.
 """
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from app_tier.pipeline.models import (
     Classifier, Detector, NativeClassifier, NativeDetector, OpenVinoClassifier, OpenVinoDetector,
-    OpenVinoQuantizedClassifier, detect_models_dir, frozen_classifier, load_efficientnet, load_torchscript, save_torchscript,
+    OpenVinoQuantizedClassifier, detect_models_dir, frozen_classifier, load_efficientnet, load_torchscript,
+    save_torchscript,
 )
 
 log = logging.getLogger(__name__)

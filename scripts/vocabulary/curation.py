@@ -141,7 +141,8 @@ ANCHORS = [
 
 # Extra parents beyond WordNet's, as Rekognition files Cat and Dog under Pet too.
 EXTRA_PARENTS = {"Bus": ("Vehicle",), "Train": ("Vehicle",), "Computer": ("Electronics",),
-                 "Camera": ("Electronics",), "Fruit": ("Food",), "Cat": ("Pet",), "Dog": ("Pet",), "Rabbit": ("Pet",), "Chicken": ("Poultry",),
+                 "Camera": ("Electronics",), "Fruit": ("Food",), "Cat": ("Pet",), "Dog": ("Pet",),
+                 "Rabbit": ("Pet",), "Chicken": ("Poultry",),
                  "Big Cat": ("Wildlife",), "Bear": ("Wildlife",)}
 
 # Labels no model class maps to but that the hierarchy or the detector needs: name -> (parents, categories)
@@ -209,8 +210,9 @@ CLASS_NAMES = {
     "n07920052": "Coffee", "n07932039": "Eggnog", "n07892512": "Wine", "n02823428": "Beer Bottle",
     "n04560804": "Water Jug", "n02815834": "Beaker", "n03014705": "Chest", "n04004767": "Printer",
     "n03180011": "Computer", "n03832673": "Laptop", "n04238763": "Slide Rule", "n03126707": "Crane",
-    "n03976657": "Pole", "n03954731": "Hand Plane", "n04552348": "Airplane", "n02747177": "Trash Can", "n03110669": "Trumpet",
-    "n13133613": "Corn", "n02443484": "Ferret", "n02437312": "Camel", "n09835506": "Person", "n10148035": "Person", "n10565667": "Person",
+    "n03976657": "Pole", "n03954731": "Hand Plane", "n04552348": "Airplane", "n02747177": "Trash Can",
+    "n03110669": "Trumpet", "n13133613": "Corn", "n02443484": "Ferret", "n02437312": "Camel",
+    "n09835506": "Person", "n10148035": "Person", "n10565667": "Person",
 }
 
 # Noisy or unhelpful classes: never returned on their own (priority below zero)
