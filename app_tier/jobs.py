@@ -31,6 +31,7 @@ from app_tier.endings import (
 )
 from app_tier.heartbeat import Heartbeat
 from app_tier.pipeline import Outcome
+from sightfleet import labelindex
 from sightfleet.contracts import FAILED, Job, Result, clip, foreign_input, is_deleted, owner_of, response_message
 from sightfleet.deletion import purge
 from sightfleet.errors import ConditionFailed, Invalid, InvalidJob, NoSuchObject, SightfleetError
@@ -164,7 +165,7 @@ class BatchRunner:
             if owner_of(current) != job.owner:   # the write left another owner's row alone: so does the job
                 return Happened(NOT_A_JOB, f"job {job.id}: the image belongs to another owner")
             log.info("job %s already %s (redelivery); republishing", job.id, current["status"])
-            return Happened(DONE, result=self._standing(current, ticket.result))
+            return Happened(DONE, result=self._standing(ticket, current, ticket.result))
         return None
 
     def _fetch(self, ticket: Ticket) -> Happened | None:
@@ -210,7 +211,7 @@ class BatchRunner:
         except ConditionFailed:
             # Another worker finished first (its result stands, ours is dropped: one result per image),
             # or the image was deleted.
-            return Happened(DONE, result=self._standing(self._r.results.get(final.id), final))
+            return Happened(DONE, result=self._standing(ticket, self._r.results.get(final.id), final))
         except Invalid as exc:
             if final.status == FAILED:
                 raise
@@ -218,18 +219,39 @@ class BatchRunner:
         with self._lock:
             self._counters["failed" if final.status == FAILED else "succeeded"] += 1
         log.info("job %s %s top=%s", final.id, final.status, final.top_label)
+        if self._index(ticket, final.to_dict()):
+            # A delete between the final write and the index writes would miss these entries: look again.
+            current = self._r.results.get(final.id)
+            if is_deleted(current):
+                purge(self._r, current, final.to_dict())
         return Happened(DONE, result=final.to_dict())
 
-    def _standing(self, current: dict, ours: Result) -> dict:
-        """The stored result that stands, republished; a deleted image's artefacts purged instead."""
+    def _standing(self, ticket: Ticket, current: dict, ours: Result | None = None) -> dict:
+        """The stored result that stands, republished and indexed; a deleted image's artefacts purged instead."""
         if not is_deleted(current):
             self._published(current)
+            self._index(ticket, current)
             # A delete between the read and the put would miss that JSON: look again after writing it.
             current = self._r.results.get(current["id"])
         if is_deleted(current):
-            log.info("job %s: the image was deleted; removing what it left and dropping the job", ours.id)
-            purge(self._r, current, ours.to_dict())
+            log.info("job %s: the image was deleted; removing what it left and dropping the job", current["id"])
+            purge(self._r, current, *([ours.to_dict()] if ours else []))
         return current
+
+    def _index(self, ticket: Ticket, result: dict) -> bool:
+        """Bring the label index to the stored final result; True when entries were added.
+
+        Final writes come first, so a failure here raises (the job is handed back) and its redelivery,
+        finding the result final, indexes it again (every index write is conditional: nothing is counted
+        twice). On the last allowed receive the result stands unindexed, said in the log.
+        """
+        try:
+            return bool(labelindex.sync(self._r.labels, result, self._r.settings.min_confidence).add)
+        except SightfleetError as exc:
+            if ticket.message.receive_count < self._r.settings.max_receive_count:
+                raise
+            log.error("job %s: its labels are not indexed (%s); reprocess the image to index them", result["id"], exc)
+            return False
 
     def _published(self, result: dict) -> dict:
         """The result JSON written to the output bucket; a redelivery writes the same again."""

@@ -87,6 +87,11 @@ class ResourceNames:
         return f"{self.prefix}-limits"
 
     @property
+    def labels_table(self) -> str:
+        """The label index and each owner's label counts (sightfleet/aws/labels.py)."""
+        return f"{self.prefix}-labels"
+
+    @property
     def metrics_namespace(self) -> str:
         return f"Sightfleet/{self.prefix}"
 
@@ -135,6 +140,10 @@ class Settings:
     # Percent: a floor under every label's own threshold (sightfleet/data/vocabulary.json); 0: the vocabulary decides.
     min_confidence: float = 0.0
     max_labels: int = 10
+    # What the worker stores beside them: weaker labels down to label_floor percent (whatever a label's own
+    # threshold), at most stored_max_labels, for reads that lower MinConfidence (docs/labels.md; 100: none).
+    label_floor: float = 20.0
+    stored_max_labels: int = 25
     thumbnail_size: int = 250
     max_pixels: int = 50_000_000
     image_timeout_s: float = 30.0
@@ -306,6 +315,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"SIGHTFLEET_EMULATOR_PATCHES must be on or off, got {settings.emulator_patches!r}")
     if settings.webhook_backoff_s and not re.fullmatch(r"\d+(,\d+)*", settings.webhook_backoff_s):
         raise ConfigError("SIGHTFLEET_WEBHOOK_BACKOFF_S is a comma-separated list of whole seconds")
+    if not 0 <= settings.label_floor <= 100:
+        raise ConfigError("SIGHTFLEET_LABEL_FLOOR is a percentage, 0-100")
+    if settings.stored_max_labels < settings.max_labels:
+        raise ConfigError("SIGHTFLEET_STORED_MAX_LABELS must be at least SIGHTFLEET_MAX_LABELS")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from sightfleet.errors import InvalidJob
+from sightfleet.labelfilters import LabelFilters
 
 JOB_VERSION = 1
 QUEUED, PROCESSING, SUCCEEDED, FAILED = "QUEUED", "PROCESSING", "SUCCEEDED", "FAILED"
@@ -159,7 +160,9 @@ _MAX_SIZE = 2**40
 # Each field's JSON type; bool is not an int here (type() is compared, not isinstance()).
 _JOB_FIELDS = {"id": str, "album": str, "filename": str, "content_type": str, "submitted_at": str, "size": int}
 # Optional: absent in a job from before owners existed (it belongs to ANONYMOUS_OWNER), and the location.
-_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str}
+# `filters`: the upload's label filters (sightfleet/labelfilters.py), absent when none were given; a worker
+# from before them ignores the field and stores the labels unfiltered (reads still apply their own).
+_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str, "filters": dict}
 
 
 def clip(text: object, limit: int = 120) -> str:
@@ -182,6 +185,7 @@ class Job:
     bucket: str | None = None
     key: str | None = None
     owner: str = ANONYMOUS_OWNER
+    filters: dict | None = None
 
     @property
     def is_inline(self) -> bool:
@@ -271,6 +275,10 @@ def _job_problem(job: Job) -> str | None:
         return "a job carries either an inline image or a bucket and key, and exactly one of them"
     if pointer and not (job.bucket and job.key and len(job.key) <= _MAX_KEY_CHARS):
         return "a pointer job needs a bucket and a key of at most 1024 characters"
+    try:
+        LabelFilters.from_dict(job.filters)
+    except ValueError as exc:
+        return f"label filters: {clip(exc, 200)}"
     return None
 
 
@@ -323,12 +331,15 @@ class Result:
     annotated_key: str | None = None
     result_key: str | None = None
     attempts: int = 0
+    label_filters: dict | None = None   # the upload's label filters: what reads show unless they ask otherwise
+    weaker_labels: tuple = ()   # below the vocabulary's thresholds, down to the floor: for reads lowering MinConfidence
 
     @classmethod
     def queued(cls, job: Job) -> "Result":
         """The result as it stands when a job is accepted."""
         return cls(id=job.id, album=job.album, filename=job.filename, content_type=job.content_type,
                    size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at, owner=job.owner,
+                   label_filters=job.filters or None,
                    # Never the job's own key: a forged one would make deleting this image delete another's.
                    input_key=input_key(job.owner, job.id, job.content_type))
 
@@ -338,12 +349,14 @@ class Result:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in doc.items() if k in known}
         values["labels"] = tuple(values.get("labels") or ())
+        values["weaker_labels"] = tuple(values.get("weaker_labels") or ())
         values["owner"] = owner_of(values)
         return cls(**values)
 
     def to_dict(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}
         doc["labels"] = list(self.labels)
+        doc["weaker_labels"] = list(self.weaker_labels)
         return doc
 
     @property
@@ -359,6 +372,7 @@ class Result:
     def succeeded(self, outcome) -> "Result":
         """Final with the pipeline's outcome (labels, metadata, timings, which outputs it made)."""
         return replace(self._final(SUCCEEDED), labels=tuple(outcome.labels), top_label=outcome.top_label,
+                       weaker_labels=tuple(outcome.weaker_labels),
                        label_model_version=outcome.label_model_version, metadata=outcome.metadata,
                        timings=outcome.timings,
                        thumbnail_key=thumbnail_key(self.owner, self.id, outcome.thumbnail_content_type)
@@ -367,7 +381,7 @@ class Result:
 
     def failed(self, code: str, message: str) -> "Result":
         """Final and FAILED with a reason; no labels and no outputs."""
-        return replace(self._final(FAILED), error={"code": code, "message": message}, labels=(),
+        return replace(self._final(FAILED), error={"code": code, "message": message}, labels=(), weaker_labels=(),
                        top_label=None, thumbnail_key=None, annotated_key=None)
 
     def from_outcome(self, outcome) -> "Result":

@@ -19,6 +19,7 @@ from typing import Callable
 
 from sightfleet.contracts import artefact_keys, is_deleted, response_message, tombstone
 from sightfleet.errors import NoSuchResult, SightfleetError
+from sightfleet.labelindex import remove_all
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,10 @@ def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | Non
         docs, cursor = resources.results.page(owner=owner, limit=page_size, cursor=cursor)
         failed += _delete_each(resources, docs, on_each, on_buried)
         if cursor is None:
-            return failed
+            break
+    if not failed:   # each image's delete uncounted its labels; what stays are the owner's emptied counts
+        resources.labels.forget_owner(owner)
+    return failed
 
 
 def delete_images_by_id(resources, image_ids: list[str], on_buried: Callable[[], None] | None = None
@@ -95,7 +99,8 @@ def _delete_each(resources, docs: list[dict], on_each, on_buried) -> list[tuple[
 
 
 def purge(resources, *docs: dict) -> None:
-    """Delete every object these documents of one image name or may have (a missing object is no error)."""
+    """Delete every object these documents of one image name or may have, and its label index entries
+    (a missing object or entry is no error)."""
     inputs: dict[str, None] = {}
     outputs: dict[str, None] = {}
     for doc in docs:
@@ -106,3 +111,6 @@ def purge(resources, *docs: dict) -> None:
         resources.inputs.delete(key)
     for key in outputs:
         resources.outputs.delete(key)
+    # Its label index entries, with their counts (each entry uncounted once, however often this runs).
+    for image_id in dict.fromkeys(doc["id"] for doc in docs):
+        remove_all(resources.labels, image_id)

@@ -158,6 +158,9 @@ class ResultStore(Protocol):
 
     def delete(self, image_id: str) -> None: ...
 
+    def replace(self, result: dict, status: str, updated_at: str) -> None:
+        """Overwrite the row only while it has this status and updated_at (reprocessing); ConditionFailed else."""
+
     def bury(self, tombstone: dict) -> bool:
         """Replace the row with a deleted image's tombstone (contracts.tombstone): listed nowhere, never
         overwritten by start, finish or requeue, expiring at its expires_at. False when it was one already."""
@@ -260,5 +263,39 @@ class AccountStore(Protocol):
 
     def take_link(self, token_hash: str) -> dict | None:
         """Remove the link and return it; only one caller gets it."""
+
+    def check(self) -> None: ...
+
+
+class LabelIndex(Protocol):
+    """Which of an owner's images carry which label, and each owner's label counts (sightfleet/labelindex.py)."""
+
+    def entries(self, image_id: str) -> list:
+        """Every index entry of one image (labelindex.Entry), read consistently."""
+
+    def add(self, entry) -> bool:
+        """Write a new entry and count it; False when it existed already."""
+
+    def rewrite(self, entry) -> None:
+        """Change an existing entry's confidence in place; a gone entry stays gone."""
+
+    def remove(self, entry) -> bool:
+        """Delete an entry and uncount it; False when it was gone already."""
+
+    def add_many(self, entries: list) -> int:
+        """add() each entry (in as few round trips as the store allows); how many were new."""
+
+    def remove_many(self, entries: list) -> int:
+        """remove() each entry (in as few round trips as the store allows); how many were there."""
+
+    def search(self, owner: str, key: str, album: str | None = None, min_confidence: float = 0.0,
+               limit: int = 20, start: dict | None = None) -> tuple[list, dict | None]:
+        """A page of owner's entries of one label key, newest first, and the key to go on from."""
+
+    def counts(self, owner: str, album: str | None = None) -> list[dict]:
+        """{name, key, count} of owner's labels (in one album), most frequent first."""
+
+    def forget_owner(self, owner: str) -> int:
+        """Delete one owner's counts (a deleted account)."""
 
     def check(self) -> None: ...

@@ -21,6 +21,7 @@ from sightfleet.config import Settings
 from sightfleet.contracts import DELETED, FAILED, PROCESSING, QUEUED, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NoSuchResult, Unavailable
 from sightfleet.interfaces import LIVE_STATES, Instance, Message, listing_key, listing_key_time
+from sightfleet.labelindex import Entry, search_key, search_key_order
 from sightfleet.resources import Resources
 
 
@@ -260,6 +261,11 @@ class MemoryResultsTable(_Part):
             self.docs[result["id"]] = doc
             self.writes.append(doc)
 
+    def replace(self, result: dict, status: str, updated_at: str) -> None:
+        self._call("replace", result)
+        self._put(result, lambda current, _new: current is not None and current.get("status") == status
+                  and current.get("updated_at") == updated_at)
+
     def delete(self, image_id: str) -> None:
         self._call("delete", image_id)
         with self._lock:
@@ -301,6 +307,86 @@ class MemoryResultsTable(_Part):
         self._call("completed_since", since_iso)
         with self._lock:
             return [d for d in self.docs.values() if (d.get("completed_at") or "") >= since_iso]
+
+    def check(self) -> None:
+        self._call("check")
+
+
+class MemoryLabels(_Part):
+    """The label index and counts, with the table's conditions (an entry is counted once, uncounted once)."""
+
+    def __init__(self, faults: Faults):
+        super().__init__("labels", faults)
+        self.items: dict[tuple[str, str], Entry] = {}
+        self.tally: Counter = Counter()   # (owner, album or None, key) -> images
+        self.names: dict[str, str] = {}
+
+    def entries(self, image_id: str) -> list[Entry]:
+        self._call("entries", image_id)
+        with self._lock:
+            return [e for (i, _), e in sorted(self.items.items()) if i == image_id]
+
+    def add(self, entry: Entry) -> bool:
+        self._call("add", entry)
+        return self._change(entry, 1, lambda current: current is None)
+
+    def rewrite(self, entry: Entry) -> None:
+        self._call("rewrite", entry)
+        with self._lock:
+            current = self.items.get((entry.image_id, entry.key))
+            if current is not None and current.album == entry.album:
+                self.items[(entry.image_id, entry.key)] = entry
+
+    def remove(self, entry: Entry) -> bool:
+        self._call("remove", entry)
+        return self._change(entry, -1, lambda current: current is not None and current.album == entry.album)
+
+    def add_many(self, entries: list[Entry]) -> int:
+        return sum(self.add(entry) for entry in entries)
+
+    def remove_many(self, entries: list[Entry]) -> int:
+        return sum(self.remove(entry) for entry in entries)
+
+    def _change(self, entry: Entry, step: int, allowed: Callable[[Entry | None], bool]) -> bool:
+        with self._lock:
+            if not allowed(self.items.get((entry.image_id, entry.key))):
+                return False
+            if step > 0:
+                self.items[(entry.image_id, entry.key)] = entry
+            else:
+                del self.items[(entry.image_id, entry.key)]
+            for album in (None, entry.album):
+                self.tally[(entry.owner, album, entry.key)] += step
+            self.names[entry.key] = entry.name
+            return True
+
+    def search(self, owner: str, key: str, album: str | None = None, min_confidence: float = 0.0,
+               limit: int = 20, start: dict | None = None) -> tuple[list[Entry], dict | None]:
+        self._call("search", owner, key)
+        with self._lock:
+            found = sorted((e for e in self.items.values() if e.owner == owner and e.key == key
+                            and (album is None or e.album == album)),
+                           key=lambda e: (e.submitted_at, e.image_id), reverse=True)
+        if start:
+            found = [e for e in found if (e.submitted_at, e.image_id) < search_key_order(start)]
+        page = found[:limit]
+        more = len(found) > limit
+        return [e for e in page if e.confidence >= min_confidence], search_key(page[-1], album) if more else None
+
+    def counts(self, owner: str, album: str | None = None) -> list[dict]:
+        self._call("counts", owner, album)
+        with self._lock:
+            found = [{"name": self.names[k], "key": k, "count": n} for (o, a, k), n in self.tally.items()
+                     if o == owner and a == album and n > 0]
+        return sorted(found, key=lambda c: (-c["count"], c["key"]))
+
+    def forget_owner(self, owner: str) -> int:
+        self._call("forget_owner", owner)
+        with self._lock:
+            mine = [k for k in self.tally if k[0] == owner]
+            for k in mine:
+                del self.tally[k]
+        return len(mine)
 
     def check(self) -> None:
         self._call("check")
@@ -433,7 +519,8 @@ def memory_resources(settings: Settings) -> tuple[Resources, Faults]:
         inputs=MemoryBucket("inputs", names.input_bucket, faults),
         outputs=MemoryBucket("outputs", names.output_bucket, faults),
         results=MemoryResultsTable(faults), fleet_log=MemoryFleetTable(faults),
-        fleet=MemoryFleet(faults), metrics=MemoryMetrics(faults), accounts=MemoryAccounts(faults)), faults
+        fleet=MemoryFleet(faults), metrics=MemoryMetrics(faults), accounts=MemoryAccounts(faults),
+        labels=MemoryLabels(faults)), faults
 
 
 # Accounts and sign-in: the accounts table in memory (web_tier/accounts, web_tier/auth tests).

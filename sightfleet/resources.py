@@ -9,12 +9,14 @@ from sightfleet.aws.accounts import AccountsTable, accounts_table_spec
 from sightfleet.aws.cloudwatch import Metrics
 from sightfleet.aws.dynamodb import HEARTBEAT_KIND, FleetTable, ResultsTable, ensure_tables
 from sightfleet.aws.ec2 import Fleet
+from sightfleet.aws.labels import LabelsTable, labels_table_spec
 from sightfleet.aws.limits import limits_table_spec
 from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.sqs import Queue, ensure_queues
 from sightfleet.config import Settings
 from sightfleet.fleet_nudge import fleet_notifier
-from sightfleet.interfaces import AccountStore, FleetControl, FleetLog, JobQueue, MetricsSink, ObjectStore, ResultStore
+from sightfleet.interfaces import (AccountStore, FleetControl, FleetLog, JobQueue, LabelIndex, MetricsSink, ObjectStore,
+                                   ResultStore)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Resources:
     fleet: FleetControl
     metrics: MetricsSink
     accounts: AccountStore  # who may call the web tier
+    labels: LabelIndex      # which images carry which label, and the counts (sightfleet/aws/labels.py)
 
     @classmethod
     def connect(cls, settings: Settings) -> "Resources":
@@ -50,6 +53,7 @@ class Resources:
             fleet=Fleet(settings, on_change=fleet_notifier(settings)),
             metrics=Metrics(settings),
             accounts=AccountsTable(settings),
+            labels=LabelsTable(settings),
         )
 
     def checks(self) -> dict[str, Callable[[], object]]:
@@ -63,6 +67,7 @@ class Resources:
             "results table": self.results.check,
             "fleet table": lambda: self.fleet_log.all(HEARTBEAT_KIND, limit=1),
             "accounts table": self.accounts.check,
+            "labels table": self.labels.check,
         }
 
 
@@ -73,6 +78,7 @@ def provision(settings: Settings) -> None:
     ensure_bucket(settings, names.input_bucket)
     ensure_bucket(settings, names.output_bucket)
     # Besides results and fleet: accounts (keys, sign-in links) and limits (rate windows, quotas).
-    ensure_tables(settings, accounts_table_spec(names.accounts_table), limits_table_spec(names.limits_table))
+    ensure_tables(settings, accounts_table_spec(names.accounts_table), limits_table_spec(names.limits_table),
+                  labels_table_spec(names.labels_table))
     log.info("provisioned stack %s (queues, buckets %s/%s, tables)", names.prefix,
              names.input_bucket, names.output_bucket)

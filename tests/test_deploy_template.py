@@ -67,7 +67,8 @@ def test_every_name_comes_from_resource_names(template):
     assert queues == {names.request_queue, names.dead_letter_queue, names.response_queue, names.webhook_queue}
     assert {p["BucketName"] for p in of_type(template, "AWS::S3::Bucket").values()} == {"acme-in", "acme-out"}
     tables = {p["TableName"] for p in of_type(template, "AWS::DynamoDB::Table").values()}
-    assert tables == {names.results_table, names.fleet_table, names.accounts_table, names.limits_table}
+    assert tables == {names.results_table, names.fleet_table, names.accounts_table, names.limits_table,
+                      names.labels_table}
     for kind, key in [("AWS::IAM::Role", "RoleName"), ("AWS::IAM::InstanceProfile", "InstanceProfileName"),
                       ("AWS::EC2::LaunchTemplate", "LaunchTemplateName")]:
         assert {p[key] for p in of_type(template, kind).values()} == {names.role_name(r) for r in SERVICE_ROLES}

@@ -122,6 +122,7 @@ def test_owner_travels_in_the_job_the_row_and_every_key(client, resources, as_us
 class _Outcome:
     labels, top_label, metadata, timings = (), None, {}, {}
     thumbnail, thumbnail_content_type, annotated = b"t", "image/jpeg", b"a"
+    label_model_version, weaker_labels = None, ()
 
 
 def test_another_owners_image_answers_exactly_like_a_missing_one(client, two_users):

@@ -81,7 +81,7 @@ def test_gallery_pages_of_twenty_with_badges_labels_and_live_url(client, resourc
     assert cards(first) == ids[::-1][:20]
     assert 'data-live="/api/images?limit=20&amp;album=big"' in first
     newest = first.split('<li class="photo"')[1]
-    assert '<span class="badge succeeded">' in newest and '<span class="tag">cat <small>91%</small>' in newest
+    assert '<span class="badge succeeded">' in newest and '>cat <small>91%</small></a>' in newest
     assert re.search(r'<img src="http://127\.0\.0\.1:\d+/[^"]+thumbnails/[^/"]+/' + ids[-1], newest)
     assert "the image data is damaged" in first.split('<li class="photo"')[2]
     older = re.search(r'id="older" href="([^"]+)"', first).group(1)
@@ -106,7 +106,7 @@ def test_image_page_shows_result_metadata_timings_and_instance(client, resources
     finish(resources, image["id"], top="cat", data=jpeg_bytes())
     text = client.get(image["page_url"], headers=HTML).get_data(as_text=True)
     assert re.search(r'<img id="annotated" src="http://127\.0\.0\.1:\d+/[^"]*annotated/[^/"]+/' + image["id"], text)
-    assert '<span class="badge succeeded">succeeded</span>' in text and '<span class="top-label">cat</span>' in text
+    assert '<span class="badge succeeded">succeeded</span>' in text and '<a class="top-label" href="/gallery?label=cat">cat</a>' in text
     assert '<meter min="0" max="100" value="91.25"></meter> 91.2%' in text
     for row in ("<th>Taken</th><td>30 May 2008, 15:56:01</td>", "<th>Camera</th><td>Canon EOS 40D</td>", "<th>Dimensions</th><td>451 × 300 px</td>",
                 "<th>File size</th><td>24.2 KB</td>", "<th>Format</th><td>JPEG</td>",

@@ -118,7 +118,8 @@ def test_min_confidence_and_max_labels_apply(pipeline):
 
 def test_result_fields_are_json_without_bytes(photos):
     fields = photos["coffee"].to_result_fields()
-    assert set(fields) == {"status", "error", "labels", "top_label", "label_model_version", "metadata", "timings"}
+    assert set(fields) == {"status", "error", "labels", "weaker_labels", "top_label", "label_model_version", "metadata",
+                           "timings"}
     assert json.loads(json.dumps(fields)) == fields
 
 

@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["waiter"] = ResultWaiter(resources.results)
     app.extensions["health"] = HealthProbe(resources)
 
-    from web_tier import api, auth, csrf, cse546, display, errors, health, ops, pages, signin, vocabulary
+    from web_tier import (api, auth, csrf, cse546, display, errors, health, labels, ops, pages, reprocess, signin,
+                          vocabulary)
     from web_tier.webhooks import views as webhooks
     box = credentials_box(settings)
     app.extensions["webhooks"] = Webhooks(WebhookTable(settings), box, settings.is_local)
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     auth.install(app, Accounts(resources.accounts, box), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops, signin, webhooks, vocabulary):
+    for module in (health, api, pages, cse546, ops, signin, webhooks, vocabulary, labels, reprocess):
         app.register_blueprint(module.bp)
     from web_tier import limits, openapi, security
     from web_tier.rekognition import views as rekognition

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from flask import Blueprint, jsonify, request
 
@@ -9,10 +10,11 @@ from sightfleet.contracts import FINAL_STATUSES, clean_album
 from sightfleet.errors import SightfleetError, Unavailable
 from sightfleet.webhooks import WebhookError
 from web_tier.errors import unavailable_response
+from web_tier.labels import search_owner, search_page, search_start
 from web_tier.ops_actions import paused_notice
 from web_tier.owners import caller, delete_one, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
-from web_tier.query import album_filter, number, status_filter
+from web_tier.query import album_filter, label_filters, label_term, number, status_filter
 from web_tier.services import albums, resources, settings, submitter, waiter
 from web_tier.submit import Rejected, Upload, uploads_from_parts
 from web_tier.webhooks.views import webhooks
@@ -31,10 +33,11 @@ def is_raw_upload() -> bool:
 
 
 def uploads_from_request() -> list[Upload]:
-    """Files from multipart `file` parts, or one raw image body, owned by the caller."""
+    """Files from multipart `file` parts, or one raw image body, owned by the caller, with the label filters."""
     album, owner = request.args.get("album"), caller().owner
     if is_raw_upload():
-        return [Upload(request.get_data(), request.args.get("filename"), album, owner)]
+        return [Upload(request.get_data(), request.args.get("filename"), album, owner,
+                       label_filters().to_dict())]
     if request.mimetype != FORM_TYPE and (request.content_length or request.mimetype):
         raise Rejected(415, "UNSUPPORTED_MEDIA_TYPE",
                        f"a body of type {request.mimetype or '(none)'} is not accepted; send "
@@ -43,7 +46,9 @@ def uploads_from_request() -> list[Upload]:
     if not files:
         raise Rejected(400, "NO_FILE", "send multipart `file` parts (with UTF-8 part headers) or a raw "
                                        "image/jpeg or image/png body")
-    return uploads_from_parts(files, album or request.form.get("album"), owner)
+    filters = label_filters().to_dict()
+    return [replace(upload, filters=filters) for upload in uploads_from_parts(files, album or request.form.get("album"),
+                                                                            owner)]
 
 
 def callback_noter():
@@ -102,12 +107,12 @@ def submit_images():
 @bp.get("/images/<image_id>")
 def get_image(image_id: str):
     """One result; with `?wait=N`, held up to N s until it is final."""
-    wait_s = wait_seconds()
+    wait_s, filters = wait_seconds(), label_filters()
     result = visible_result(image_id)
     if wait_s and result["status"] not in FINAL_STATUSES:
         waiter().wait([image_id], wait_s)
         result = visible_result(image_id)   # read again, and checked again: it may have been deleted
-    return jsonify(present(result))
+    return jsonify(present(result, filters))
 
 
 @bp.delete("/images/<image_id>")
@@ -157,11 +162,15 @@ def delete_album_route(name: str):
     return jsonify({"album": album, "deleted": deleted}), 200
 
 
+def page_limit() -> int:
+    return int(number("limit", "BAD_LIMIT", 1, MAX_PAGE, DEFAULT_PAGE, whole=True))
+
+
 def listing_query() -> tuple[str | None, str | None, int, dict | None, str | None]:
     """album, status, limit, cursor and owner of a listing, checked; shared with the gallery page."""
     owner = listing_owner()
     album, status = album_filter(), status_filter()
-    limit = int(number("limit", "BAD_LIMIT", 1, MAX_PAGE, DEFAULT_PAGE, whole=True))
+    limit = page_limit()
     try:
         cursor = decode_cursor(request.args.get("cursor"), album, owner)
     except ValueError as exc:
@@ -169,7 +178,19 @@ def listing_query() -> tuple[str | None, str | None, int, dict | None, str | Non
     return album, status, limit, cursor, owner
 
 
+def listed_images() -> tuple[list[dict], dict | None]:
+    """The page a listing asks for: by `label` (with album, status and MinConfidence) or by album and status."""
+    key = label_term()
+    if key is None:
+        return resources().results.page(*listing_query())
+    owner, album, status, limit = search_owner(), album_filter(), status_filter(), page_limit()
+    start = search_start(request.args.get("cursor"), owner, key, album)
+    floor = label_filters().MinConfidence
+    return search_page(owner, key, album, status, settings().min_confidence if floor is None else floor, limit, start)
+
+
 @bp.get("/images")
 def list_images():
-    items, next_key = resources().results.page(*listing_query())
-    return jsonify({"images": [present(r) for r in items], "next_cursor": encode_cursor(next_key)})
+    items, next_key = listed_images()
+    filters = label_filters()
+    return jsonify({"images": [present(r, filters) for r in items], "next_cursor": encode_cursor(next_key)})

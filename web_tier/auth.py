@@ -41,6 +41,7 @@ ENDPOINT_ACCESS = {
 BLUEPRINT_ACCESS = {
     "signin": ANYONE,  # the sign-in pages themselves (the key pages say PERSON above)
     "ops": ADMIN,      # /ops, /api/ops/*, /metrics
+    "reprocess": ADMIN,  # /api/admin/reprocess (web_tier/reprocess.py)
     "openapi": ANYONE,  # the API's contract and its interactive page (web_tier/openapi.py) are public
     "vocabulary": ANYONE,  # every label the service can return (web_tier/vocabulary.py): nobody's data
 }

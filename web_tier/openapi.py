@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory, url_for
 
 from sightfleet.contracts import STATUSES
-from web_tier import api, cse546, errors, openapi_ops, opsdata
+from web_tier import api, cse546, errors, openapi_labels, openapi_ops, opsdata
 from web_tier.packaged import package_folder
 from web_tier.services import settings
 from sightfleet.webhooks import EVENTS
@@ -153,6 +153,7 @@ def _schemas() -> dict:
             "properties": {"images": {"type": "array", "items": _ref("Image")},
                            "next_cursor": _nullable({"type": "string",
                                                      "description": "Pass as `cursor` for the next page"})}},
+        **openapi_labels.schemas(),
         "Health": {
             "type": "object", "required": ["status"],
             "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
@@ -223,12 +224,16 @@ def _album_query() -> dict:
                   {"type": "string", "maxLength": 64})
 
 
+def _owner_query() -> dict:
+    return _query("owner", "Administrators: whose images (an account id, or `*` for every owner's; a label search "
+                           "or count names one); others may name only themselves (403 otherwise)", {"type": "string"})
+
+
 def _images_paths() -> dict:
     wait = _query("wait", f"Seconds to wait for the results (0 to {api.MAX_WAIT_S}); 200 when all are final "
                           "within it, 202 otherwise", {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S})
     image_id = _path("image_id", "The image's id", {"type": "string", "pattern": IMAGE_ID_PATTERN})
-    owner = _query("owner", "Administrators: whose images (an account id, or `*` for every owner's); "
-                            "others may name only themselves (403 otherwise)", {"type": "string"})
+    owner = _owner_query()
     return {
         "/api/images": {
             "post": {
@@ -236,9 +241,10 @@ def _images_paths() -> dict:
                 "description": "Each JPEG or PNG becomes a job; the answer lists them QUEUED (202) or, with "
                                "`wait`, final (200). All files are checked before any is queued.",
                 "parameters": [_album_query(), _query("filename", "Name of a raw-body image", {"type": "string"}),
-                               wait, _query("callback_url", "An HTTPS URL to POST each image's final result to, "
-                                                            "signed with your callback secret (create it first)",
-                                            {"type": "string", "maxLength": 2000})],
+                               wait, *openapi_labels.filter_params(),
+                               _query("callback_url", "An HTTPS URL to POST each image's final result to, "
+                                                      "signed with your callback secret (create it first)",
+                                      {"type": "string", "maxLength": 2000})],
                 "requestBody": _upload_body(),
                 "responses": {
                     "200": {"description": "Every image is final within `wait`", "content": _json(_ref("Images"))},
@@ -253,7 +259,8 @@ def _images_paths() -> dict:
                     _query("limit", f"Page size, 1 to {api.MAX_PAGE}", {"type": "integer", "minimum": 1,
                                                                        "maximum": api.MAX_PAGE,
                                                                        "default": api.DEFAULT_PAGE}),
-                    _query("cursor", "`next_cursor` of the previous page", {"type": "string"})],
+                    _query("cursor", "`next_cursor` of the previous page", {"type": "string"}),
+                    *openapi_labels.search_params(), *openapi_labels.filter_params()],
                 "responses": {"200": {"description": "One page", "content": _json(_ref("ImagePage"))},
                               "400": _response("BadRequest"), "403": _response("Forbidden"), **_COMMON}},
         },
@@ -262,7 +269,8 @@ def _images_paths() -> dict:
             "get": {
                 "operationId": "getImage", "tags": ["images"], "summary": "One image's status and result",
                 "parameters": [_query("wait", f"Seconds to wait for the result to be final (0 to {api.MAX_WAIT_S})",
-                                      {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S})],
+                                      {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S}),
+                               *openapi_labels.filter_params()],
                 "responses": {"200": {"description": "The result (final, or as it stands when `wait` ran out)",
                                       "content": _json(_ref("Image"))},
                               "400": _response("BadRequest"), "404": _response("NotFound"), **_COMMON}},
@@ -415,13 +423,13 @@ def build_document() -> dict:
                            "`{\"error\": {\"code\", \"message\"}}`.",
             "license": {"name": "MIT", "identifier": "MIT"}},
         "tags": [{"name": "images", "description": "Your photos and their results"},
-                 {"name": "labels", "description": "The labels the service can return"},
-                 {"name": "operations", "description": "Fleet state, metrics and health"},
+                 {"name": "labels", "description": "Your labels and their counts; the labels the service can return"},
+                 {"name": "operations", "description": "Fleet state, metrics, health and reprocessing"},
                  {"name": "course", "description": "The CSE546 course's endpoint"},
                  {"name": "webhooks", "description": "Endpoints that receive your photos' events, signed"}],
         "security": [{"bearerAuth": []}],
         "paths": {**_images_paths(), **_webhook_paths(), **_vocabulary_path(), **_ops_paths(), **_course_paths(),
-                  **_self_path()},
+                  **_self_path(), **openapi_labels.paths(_album_query(), _owner_query(), _COMMON, _ADMIN, _response)},
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "An API key, shown once when it is made"}},

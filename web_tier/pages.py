@@ -7,10 +7,11 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album
 from sightfleet.errors import Unavailable
-from web_tier.api import delete_album, listing_query
+from web_tier.api import delete_album, listed_images, page_limit
 from web_tier.csrf import csrf_token, require_csrf
 from web_tier.owners import caller, delete_one, listing_owner, stored_row, visible_result
 from web_tier.present import encode_cursor, present
+from web_tier.query import album_filter, status_filter
 from web_tier.services import albums, resources, settings, submitter
 from web_tier.submit import Rejected, Upload, safe_filename, uploads_from_parts
 
@@ -84,16 +85,24 @@ def _submit_one(upload: Upload) -> dict:
 
 @bp.get("/gallery")
 def gallery():
-    album, status, limit, cursor, owner = listing_query()
-    items, next_key = resources().results.page(album, status, limit, cursor, owner)
+    """One album's (every album's) photos, newest first; with `label`, those carrying that label."""
+    items, next_key = listed_images()
+    album, status, owner, limit = album_filter(), status_filter(), listing_owner(), page_limit()
+    label = request.args.get("label", "").strip() or None   # listed_images checked it
     # The owner as asked (an admin's ?owner=), so every link of the page keeps listing the same owner's.
     shown_owner = request.args.get("owner") or None
-    query = {"album": album, "status": status, "cursor": request.args.get("cursor"), "owner": shown_owner}
+    query = {"album": album, "status": status, "cursor": request.args.get("cursor"), "owner": shown_owner,
+             "label": label}
     return render_template(
-        "gallery.html", images=[present(r) for r in items], album=album, status=status,
+        "gallery.html", images=[present(r) for r in items], album=album, status=status, label=label,
         albums=album_choices(album, owner), owner=shown_owner, own=owner == caller().owner,
-        cursor=query["cursor"], next_cursor=encode_cursor(next_key),
+        cursor=query["cursor"], next_cursor=encode_cursor(next_key), suggestions=label_suggestions(owner),
         live_url=url_for("api.list_images", limit=limit, **{k: v for k, v in query.items() if v}))
+
+
+def label_suggestions(owner: str | None) -> list[str]:
+    """The search box's suggestions: the owner's own labels, most frequent first (none for every owner's)."""
+    return [] if owner is None else [c["name"] for c in resources().labels.counts(owner)]
 
 
 @bp.get("/images/<image_id>")

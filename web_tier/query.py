@@ -10,9 +10,11 @@ import re
 from flask import request
 
 from sightfleet.contracts import STATUSES, clean_album
+from sightfleet.labelfilters import BadFilter, LabelFilters, canonical_label, label_key, parse_filters
 from web_tier.submit import Rejected
 
 _WHOLE = re.compile(r"[0-9]{1,9}")
+MAX_LABEL_CHARS = 100
 _DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
 
 
@@ -38,6 +40,28 @@ def album_filter() -> str | None:
         return clean_album(album)
     except ValueError as exc:
         raise Rejected(400, "BAD_ALBUM", str(exc)) from exc
+
+
+def label_filters() -> LabelFilters:
+    """The request's Rekognition-style label filters (query string or form, repeated or comma-separated)."""
+    try:
+        return parse_filters(lambda name: request.args.getlist(name) + request.form.getlist(name))
+    except BadFilter as exc:
+        raise Rejected(400, exc.code, str(exc)) from exc
+
+
+def label_term() -> str | None:
+    """The `label` to search for, as an index key (None: no label search); Rejected when it is too long.
+
+    A name or alias of the vocabulary stands for its canonical label; any other name for itself, as
+    results from before the vocabulary were indexed under the names they carry.
+    """
+    term = request.args.get("label", "").strip()
+    if not term:
+        return None
+    if len(term) > MAX_LABEL_CHARS:
+        raise Rejected(400, "BAD_LABEL", f"label is a name of at most {MAX_LABEL_CHARS} characters")
+    return label_key(canonical_label(term) or term)
 
 
 def status_filter() -> str | None:

@@ -21,23 +21,26 @@ DETECTOR, CLASSIFIER, BOTH, HIERARCHY = "detector", "classifier", "both", "hiera
 
 
 def merge_labels(detections: list[Detection], probabilities: np.ndarray, vocabulary: Vocabulary,
-                 min_confidence: float, max_labels: int, top_k: int) -> list[dict]:
-    """One label per canonical name, strongest first, each at or above its own threshold and min_confidence."""
+                 min_confidence: float, max_labels: int, top_k: int, thresholds: bool = True) -> list[dict]:
+    """One label per canonical name, strongest first, each at or above its own threshold and min_confidence.
+
+    thresholds=False: min_confidence alone decides (the weaker labels kept for reads that ask for them).
+    """
     labels = {label["Name"]: label for label in detector_labels(detections, vocabulary)}
     for label in classifier_labels(probabilities, vocabulary, top_k):
         if label["Name"] in labels:
             _agree(labels[label["Name"]], label)
         else:
             labels[label["Name"]] = label
-    kept = {name: label for name, label in labels.items() if _passes(vocabulary, label, min_confidence)}
+    kept = {name: label for name, label in labels.items() if _passes(vocabulary, label, min_confidence, thresholds)}
     with_ancestors = add_ancestors(kept, vocabulary)
     ordered = sorted(with_ancestors.values(), key=lambda label: _order(vocabulary, label))
     return [_described(vocabulary, label) for label in ordered[:max_labels]]
 
 
-def _passes(vocabulary: Vocabulary, label: dict, min_confidence: float) -> bool:
+def _passes(vocabulary: Vocabulary, label: dict, min_confidence: float, thresholds: bool = True) -> bool:
     info = vocabulary.labels[label["Name"]]
-    return not info.suppressed and label["Confidence"] >= max(info.threshold, min_confidence)
+    return not info.suppressed and label["Confidence"] >= max(info.threshold if thresholds else 0, min_confidence)
 
 
 def _order(vocabulary: Vocabulary, label: dict) -> tuple:

@@ -273,17 +273,29 @@ class Pipeline:
         for work, row in zip(chunk, probabilities):
             work.probabilities = row
 
+    def _weaker_labels(self, work: _Work, shown: list[dict]) -> list[dict]:
+        """The labels down to the stored floor that the vocabulary's thresholds leave out of `shown`."""
+        settings = self.settings
+        if settings.label_floor >= 100:
+            return []
+        floor = merge_labels(work.detections, work.probabilities, self.vocabulary, settings.label_floor,
+                             settings.stored_max_labels, settings.classifier_top_k, thresholds=False)
+        names = {label["Name"] for label in shown}
+        return [label for label in floor if label["Name"] not in names]
+
     def _finish(self, work: _Work) -> None:
         """Merge the labels, draw the annotated copy and make the SUCCEEDED outcome."""
         settings = self.settings
         with work.stage("merge"):
             labels = merge_labels(work.detections, work.probabilities, self.vocabulary,
                                   settings.min_confidence, settings.max_labels, settings.classifier_top_k)
+            weaker = self._weaker_labels(work, labels)
         with work.stage("annotate"):
             annotated = render.annotate(work.decoded.rgb, labels, settings.jpeg_quality)
         thumbnail, thumbnail_type = work.thumbnail
         work.outcome = Outcome(
-            id=work.input.id, status=SUCCEEDED, labels=labels, top_label=labels[0]["Name"] if labels else None,
+            id=work.input.id, status=SUCCEEDED, labels=labels, weaker_labels=weaker,
+            top_label=labels[0]["Name"] if labels else None,
             label_model_version=self.label_model_version,
             metadata=work.metadata, thumbnail=thumbnail, thumbnail_content_type=thumbnail_type,
             annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings())

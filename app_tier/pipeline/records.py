@@ -23,6 +23,10 @@ class PipelineSettings:
     # What the service configures defaults to Settings' own defaults, so the two cannot drift.
     min_confidence: float = Settings.min_confidence  # percent; weaker labels are dropped
     max_labels: int = Settings.max_labels
+    # Weaker labels kept beside them for reads that lower MinConfidence (docs/labels.md): down to label_floor
+    # percent whatever a label's own threshold, at most stored_max_labels (label_floor 100: none).
+    label_floor: float = Settings.label_floor
+    stored_max_labels: int = Settings.stored_max_labels
     thumbnail_size: int = Settings.thumbnail_size    # the thumbnail fits a square box of this side
     max_pixels: int = Settings.max_pixels            # decompression-bomb guard, checked from the header
     image_timeout_s: float = Settings.image_timeout_s  # budget of one image's own stages (0 disables)
@@ -53,6 +57,7 @@ class PipelineSettings:
     def from_settings(cls, settings: Settings) -> "PipelineSettings":
         """The pipeline's part of the service settings; one thread count serves torch and OpenCV alike."""
         return cls(min_confidence=settings.min_confidence, max_labels=settings.max_labels,
+                   label_floor=settings.label_floor, stored_max_labels=settings.stored_max_labels,
                    thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
                    image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
                    opencv_threads=settings.torch_threads, inference=settings.inference,
@@ -93,6 +98,7 @@ class Outcome:
     status: str
     error: dict | None = None
     labels: list[dict] = field(default_factory=list)
+    weaker_labels: list[dict] = field(default_factory=list)   # not shown unless a read lowers MinConfidence
     top_label: str | None = None
     label_model_version: str | None = None
     metadata: dict = field(default_factory=dict)
@@ -104,6 +110,6 @@ class Outcome:
 
     def to_result_fields(self) -> dict:
         """The JSON-serialisable part of the outcome, as stored in the result."""
-        return {"status": self.status, "error": self.error, "labels": self.labels,
+        return {"status": self.status, "error": self.error, "labels": self.labels, "weaker_labels": self.weaker_labels,
                 "top_label": self.top_label, "label_model_version": self.label_model_version,
                 "metadata": self.metadata, "timings": self.timings}

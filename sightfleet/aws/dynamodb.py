@@ -204,6 +204,14 @@ class ResultsTable:
         with translated(what):
             self._table.put_item(Item=item, ConditionExpression=condition)
 
+    def replace(self, result: dict, status: str, updated_at: str) -> None:
+        """Overwrite the row only while it has this status and updated_at; ConditionFailed otherwise."""
+        what = f"replace result {result['id']}"
+        item = _bounded(_to_item(result), what)
+        with translated(what):
+            self._table.put_item(Item=item, ConditionExpression=Attr("status").eq(status)
+                                 & Attr("updated_at").eq(updated_at))
+
     def delete(self, image_id: str) -> None:
         with translated(f"delete result {image_id}"):
             self._table.delete_item(Key={"id": image_id})

@@ -356,7 +356,8 @@ def leftovers(settings: Settings) -> list[str]:
         checks[f"queue {queue}"] = partial(sqs.get_queue_url, QueueName=queue)
     for bucket in (names.input_bucket, names.output_bucket, names.artefacts_bucket):
         checks[f"bucket {bucket}"] = partial(s3.head_bucket, Bucket=bucket)
-    for table in (names.results_table, names.fleet_table, names.accounts_table, names.limits_table):
+    for table in (names.results_table, names.fleet_table, names.accounts_table, names.limits_table,
+                  names.labels_table):
         checks[f"table {table}"] = partial(ddb.describe_table, TableName=table)
     for role in SERVICE_ROLES:
         name = names.role_name(role)

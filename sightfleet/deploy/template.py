@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from sightfleet.aws.accounts import ACCOUNT_ITEMS_INDEX, accounts_table_spec
 from sightfleet.aws.accounts import TTL_ATTRIBUTE as ACCOUNTS_TTL_ATTRIBUTE
 from sightfleet.aws.dynamodb import TTL_ATTRIBUTE, fleet_table_spec, results_table_spec
+from sightfleet.aws.labels import labels_table_spec
 from sightfleet.aws.limits import limits_table_spec
 from sightfleet.aws.s3 import tls_only_policy
 from sightfleet.aws.sqs import DEAD_LETTER_RETENTION_S, RETENTION_S
@@ -251,6 +252,9 @@ def _tables(names: ResourceNames) -> dict:
             **fleet_table_spec(names.fleet_table),
             "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
             "Tags": _tags(names)}},
+        # The label index and counts (sightfleet/aws/labels.py); nothing in it expires.
+        "LabelsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
+            **labels_table_spec(names.labels_table), "Tags": _tags(names)}},
         # Limits: rate windows (which expire) and image quotas, shared by every web instance.
         "LimitsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
             **limits_table_spec(names.limits_table),
