@@ -27,6 +27,10 @@ loads the saved contents into the queues, buckets and tables that exist by then 
 it right after provisioning). Both answer JSON figures. Every other request is served inside the
 state's `RequestGate`, so a snapshot's copy and a restore each happen between requests, never
 in the middle of one; a long poll steps out of the gate while it waits for a message.
+
+Only this run's processes and tools get through (sightfleet/endpoint_guard.py): the endpoint takes
+the key pair and control token it accepts from its environment (sightfleet/local_access.py) and
+refuses to start without them; moto's CORS headers for every origin are off.
 """
 from __future__ import annotations
 
@@ -50,9 +54,12 @@ from moto.core.responses import BaseResponse
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.moto_api._internal.moto_random import MotoRandom
 from moto.core.utils import unix_time
+from moto.moto_server import werkzeug_app
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.models import Queue, SQSBackend
 
+from sightfleet.endpoint_guard import EndpointGuard, allowed_hosts
+from sightfleet.local_access import AccessError, LocalAccess
 from sightfleet.local_state import EndpointState, RequestGate
 from sightfleet.logs import setup_logging
 
@@ -376,9 +383,10 @@ def _enriched(headers: dict, body):
 class _Server(BaseApplication):
     """gunicorn with its settings given here rather than read from a command line or file."""
 
-    def __init__(self, app, options: dict):
+    def __init__(self, app, options: dict, on_load=None):
         self._app = app
         self._options = options
+        self._on_load = on_load
         super().__init__()
 
     def load_config(self) -> None:
@@ -387,8 +395,8 @@ class _Server(BaseApplication):
 
     def load(self):
         # Called in the serving process once gunicorn forked it: threads started here live there.
-        if isinstance(self._app, _Persistent):
-            self._app.start_saving()
+        if self._on_load is not None:
+            self._on_load()
         return self._app
 
 
@@ -411,15 +419,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-interval", type=float, default=SAVE_INTERVAL_S, help="seconds between snapshots")
     args = parser.parse_args(argv)
     setup_logging("aws")
+    try:
+        access = LocalAccess.from_environ(os.environ)
+    except AccessError as exc:
+        parser.error(str(exc))
+    if access is None:
+        parser.error("no access configured: set SIGHTFLEET_LOCAL_AWS_ACCESS_KEY_ID, ..._SECRET_ACCESS_KEY and "
+                     "..._CONTROL_TOKEN (scripts/run does; see docs/security-local.md)")
+    os.umask(0o077)   # the snapshots hold every photo and password hash: the user's alone
     # moto builds a few self-referencing URLs from this, as its own server does.
     os.environ.setdefault("MOTO_PORT", str(args.port))
+    # moto answers every origin's CORS preflight unless told not to; read at its import, so set here too.
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
     _repair_moto()
-    app = _Dispatcher()
+    app, on_load = _Dispatcher(), None
     if args.state_dir:
         state = EndpointState(args.state_dir)
         _long_polls_step_out(state.gate)
         app = _Persistent(app, state, args.save_interval)
-    _Server(app, server_options(args.host, args.port)).run()
+        on_load = app.start_saving
+    guarded = EndpointGuard(app, allowed_hosts(args.host, args.port), access)
+    _Server(guarded, server_options(args.host, args.port), on_load).run()
 
 
 if __name__ == "__main__":

@@ -16,13 +16,17 @@ from pathlib import Path
 
 import requests
 
-from sightfleet.stack import answers, moto_command
+from sightfleet.endpoint_guard import READY_PATH
+from sightfleet.local_access import ENV_FILE_VAR, LocalAccess
+from sightfleet.stack import answers, endpoint_env, moto_command
 from web_tier.accounts import Accounts
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
-AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1"}
+# This test run's own key pair and control token, drawn at import as scripts/run draws its own: every endpoint
+# and stack the harness starts accepts these and nothing else, so the test process speaks to all of them.
+TEST_ACCESS = LocalAccess.generate()
+AWS_TEST_ENV = {**TEST_ACCESS.client_env(), "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def free_port() -> int:
@@ -46,17 +50,42 @@ def wait_for(check, timeout_s: float, interval_s: float = 0.2, what: str = "cond
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def use_test_access() -> None:
+    """Give this process (and every endpoint or stack it starts) the run's test key pair and control token.
+
+    It replaces credentials of the caller's own: the harness never sends real ones to a local endpoint.
+    """
+    os.environ.update({**AWS_TEST_ENV, **endpoint_env(TEST_ACCESS)})
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
+
+
+def control_headers() -> dict[str, str]:
+    """What a control request (/_sightfleet/state/..., /moto-api/...) to a harness endpoint carries."""
+    return TEST_ACCESS.control_headers()
+
+
+def sigv4_headers(url: str, method: str, body: bytes, service: str, headers: dict,
+                  access: LocalAccess = TEST_ACCESS) -> dict[str, str]:
+    """The headers of a request signed as boto3 signs it (botocore's SigV4), by default with the run's test pair."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    request = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(Credentials(access.access_key_id, access.secret_access_key), service, "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
 def start_moto(command=moto_command) -> tuple[subprocess.Popen, str]:
     """The local AWS endpoint (moto, as scripts/run serves it, unless `command(port)` says otherwise).
 
-    Also gives this process moto's test credentials, unless it has credentials of its own.
+    Also gives this process the run's test credentials (use_test_access).
     """
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
+    use_test_access()
     port = free_port()
     proc = subprocess.Popen(command(port), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(url + "/moto-api/"), 30, what="moto server")
+    wait_for(lambda: answers(url + READY_PATH), 30, what="moto server")
     return proc, url
 
 
@@ -195,6 +224,11 @@ class LocalStack:
         """Authorization for requests to this stack's web tier, as its admin."""
         return bearer(self.api_key)
 
+    @property
+    def aws_env_file(self) -> Path:
+        """The stack's `.run/local-aws.env` (kept beside its log, not in the checkout's .run/)."""
+        return Path(self.env[ENV_FILE_VAR])
+
     def get(self, path: str, **kwargs) -> requests.Response:
         """GET path on the web tier as the stack's admin."""
         return requests.get(self.web_url + path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
@@ -238,10 +272,11 @@ def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
     """Start the stack through the same entry point as scripts/run, on free ports, and wait for it."""
     prefix = unique_prefix("e2e")
     web_port, aws_port = free_port(), free_port()
-    # Each test stack persists its endpoint beside its log, not in the checkout's .run/.
+    use_test_access()   # the stack takes the harness's key pair (its pins) rather than drawing its own
+    # Each test stack persists its endpoint and writes its local-aws.env beside its log, not in the checkout's .run/.
     env = {**os.environ, "PORT": str(web_port), "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port),
            "SIGHTFLEET_PREFIX": prefix, "SIGHTFLEET_LOCAL_AWS_STATE_DIR": str(log_dir / f"aws-state-{prefix}"),
-           **env_overrides}
+           ENV_FILE_VAR: str(log_dir / f"local-aws-{prefix}.env"), **env_overrides}
     # As on a fresh machine: no endpoint and no credentials; the stack supplies both.
     for name in ("AWS_ENDPOINT_URL", *AWS_TEST_ENV):
         env.pop(name, None)
@@ -291,7 +326,7 @@ def start_stack_again(log_dir: Path, previous: LocalStack, **env_overrides: str)
     """The stack started again on the ports and prefix of `previous`, which has stopped."""
     import dataclasses
     same = {name: previous.env[name] for name in ("PORT", "SIGHTFLEET_LOCAL_AWS_PORT", "SIGHTFLEET_PREFIX",
-                                                    "SIGHTFLEET_LOCAL_AWS_STATE_DIR")}
+                                                    "SIGHTFLEET_LOCAL_AWS_STATE_DIR", ENV_FILE_VAR)}
     stack = start_stack(log_dir, **{**same, **env_overrides})
     return dataclasses.replace(stack, web_url=previous.web_url, aws_url=previous.aws_url, prefix=previous.prefix,
                                api_key=stack.api_key or previous.api_key)

@@ -12,14 +12,13 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from sightfleet.config import Settings
 from sightfleet.emulator import _Dispatcher
 from sightfleet.resources import Resources, provision
-from tests.support import start_moto, unique_prefix
+from tests.support import sigv4_headers, start_moto, unique_prefix
 
 
 def _list_queues(connection: http.client.HTTPConnection) -> http.client.HTTPResponse:
-    connection.request("POST", "/", body="{}", headers={
-        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.ListQueues",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, "
-                         "SignedHeaders=host, Signature=0"})
+    url = f"http://{connection.host}:{connection.port}/"
+    connection.request("POST", "/", body="{}", headers=sigv4_headers(url, "POST", b"{}", "sqs", {
+        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.ListQueues"}))
     response = connection.getresponse()
     response.read()
     return response

@@ -22,7 +22,7 @@ from sightfleet.errors import NotFound
 from sightfleet.local_state import MAX_STATE_BYTES, STATE_FILE, RequestGate
 from sightfleet.resources import Resources, provision
 from sightfleet.stack import answers, moto_command
-from tests.support import (AWS_TEST_ENV, REPO, free_port, jpeg_bytes, stack_state_dir, start_stack,
+from tests.support import (AWS_TEST_ENV, REPO, control_headers, free_port, jpeg_bytes, stack_state_dir, start_stack,
                            start_stack_again, unique_prefix, wait_for)
 
 PHOTO = jpeg_bytes(scale=0.5)
@@ -53,7 +53,7 @@ class Endpoint:
         provision(self.settings)
 
     def call(self, action: str) -> dict:
-        reply = requests.post(f"{self.url}/_sightfleet/state/{action}", timeout=60)
+        reply = requests.post(f"{self.url}/_sightfleet/state/{action}", headers=control_headers(), timeout=60)
         reply.raise_for_status()
         return reply.json()
 
