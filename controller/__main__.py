@@ -7,6 +7,7 @@ import sys
 
 from controller.loop import Controller
 from sightfleet.config import Settings, settings_or_exit
+from sightfleet.local_access import use_local_aws_env
 from sightfleet.logs import setup_logging
 from sightfleet.procs import stop_event_on_signals
 from sightfleet.resources import Resources
@@ -35,6 +36,7 @@ def launch_problem(settings: Settings) -> str | None:
 
 def main() -> int:
     setup_logging("controller")
+    use_local_aws_env()   # run by hand beside scripts/run: its endpoint and credentials
     settings = settings_or_exit(log)
     problem = launch_problem(settings)
     if problem:
