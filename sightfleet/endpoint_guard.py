@@ -103,7 +103,8 @@ def signature_refusal(environ: dict, access: LocalAccess, now: float) -> Refusal
         else _signed_header(environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_X_AMZ_DATE", ""))
     if signed is None:
         return Refusal("MissingAuthenticationToken",
-                       "sign requests with this run's key pair (scripts/run writes it to .run/local-aws.env)")
+                       "sign requests with Signature Version 4 and this run's key pair (scripts/run writes it to "
+                       ".run/local-aws.env)")
     scope = signed.credential.split("/")
     if len(scope) != 5 or scope[4] != "aws4_request" or scope[1] != signed.amz_date[:8]:
         return Refusal("IncompleteSignature", "the credential scope is malformed")
@@ -238,13 +239,14 @@ class EndpointGuard:
 
 
 def _refused(environ: dict, start_response, found: Refusal):
-    """A 403 in the shape the caller's protocol expects: JSON for the JSON protocols, else S3's XML."""
+    """A 403 in the shape the caller's protocol expects: JSON for the JSON protocols, else an XML ErrorResponse
+    (which botocore's S3, query and EC2 parsers all read the code and message from)."""
     if environ.get("HTTP_X_AMZ_TARGET") or environ.get("PATH_INFO", "").startswith(CONTROL_PREFIXES):
         body = json.dumps({"__type": found.code, "message": found.message}).encode()
-        return _reply(start_response, "403 Forbidden", "application/x-amz-json-1.0", body,
+        return _reply(start_response, "403 Forbidden", "application/json", body,
                       [("x-amzn-ErrorType", found.code)])
-    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{found.code}</Code>'
-            f"<Message>{escape(found.message)}</Message></Error>").encode()
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Code>{found.code}</Code>'
+            f"<Message>{escape(found.message)}</Message></Error></ErrorResponse>").encode()
     return _reply(start_response, "403 Forbidden", "application/xml", body)
 
 
