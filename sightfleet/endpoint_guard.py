@@ -26,11 +26,13 @@ reports their code and message.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 import io
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
@@ -50,7 +52,7 @@ _FOREIGN_SITES = frozenset({"cross-site", "same-site"})
 MAX_SKEW_S = 15 * 60
 MAX_PRESIGNED_S = 7 * 24 * 3600
 _ALGORITHM = "AWS4-HMAC-SHA256"
-_AMZ_DATE = "%Y%m%dT%H%M%SZ"
+_AMZ_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$")
 _CONTROL_ENVIRON = "HTTP_" + CONTROL_HEADER.upper().replace("-", "_")
 _SIGNATURE_PARAM = "X-Amz-Signature="
 log = logging.getLogger(__name__)
@@ -146,9 +148,8 @@ def _signed_query(environ: dict) -> _Signed | None:
 
 
 def _time_refusal(signed: _Signed, now: float) -> Refusal | None:
-    try:
-        signed_at = calendar.timegm(time.strptime(signed.amz_date, _AMZ_DATE))
-    except ValueError:
+    signed_at = _timestamp(signed.amz_date)
+    if signed_at is None:
         return Refusal("IncompleteSignature", "X-Amz-Date is not a date of the form 20261206T233000Z")
     if signed_at - now > MAX_SKEW_S or (signed.expires_s is None and now - signed_at > MAX_SKEW_S):
         return Refusal("RequestTimeTooSkewed", "the request was signed more than 15 minutes from now")
@@ -157,6 +158,26 @@ def _time_refusal(signed: _Signed, now: float) -> Refusal | None:
     if signed.expires_s is not None and now > signed_at + signed.expires_s:
         return Refusal("AccessDenied", "the presigned URL has expired")
     return None
+
+
+def _timestamp(amz_date: str) -> int | None:
+    """Seconds since the epoch of an X-Amz-Date (strptime took a fifth of the guard's time)."""
+    found = _AMZ_DATE.match(amz_date)
+    if not found:
+        return None
+    year, month, day, hour, minute, second = map(int, found.groups())
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        return None
+    return calendar.timegm((year, month, day, hour, minute, second))
+
+
+@functools.lru_cache(64)
+def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
+    """SigV4's derived key, as botocore derives it: the same for a whole day of one region and service."""
+    key = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
 
 
 class _Verifier(SigV4Auth):
@@ -186,6 +207,11 @@ class _Verifier(SigV4Auth):
     def _normalize_url_path(self, path):
         # S3's signers sign the path as sent; the others sign it normalised.
         return path if self._service_name == "s3" else super()._normalize_url_path(path)
+
+    def signature(self, string_to_sign, request):
+        key = _signing_key(self.credentials.secret_key, request.context["timestamp"][0:8], self._region_name,
+                           self._service_name)
+        return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def _signature(environ: dict, signed: _Signed, access: LocalAccess, region: str, service: str) -> str:

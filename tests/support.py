@@ -76,6 +76,19 @@ def sigv4_headers(url: str, method: str, body: bytes, service: str, headers: dic
     return dict(request.headers.items())
 
 
+def environ_for(method: str, url: str, headers: dict, body: bytes = b"") -> dict:
+    """A WSGI environ as gunicorn builds it for this request."""
+    from urllib.parse import unquote, urlsplit
+    parts = urlsplit(url)
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": unquote(parts.path), "QUERY_STRING": parts.query,
+               "RAW_URI": parts.path + (f"?{parts.query}" if parts.query else ""), "wsgi.input": io.BytesIO(body),
+               "CONTENT_LENGTH": str(len(body)), "HTTP_HOST": parts.netloc}
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
+    return environ
+
+
 def start_moto(command=moto_command) -> tuple[subprocess.Popen, str]:
     """The local AWS endpoint (moto, as scripts/run serves it, unless `command(port)` says otherwise).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from sightfleet.endpoint_guard import READY_PATH, allowed_hosts, refusal
 from sightfleet.local_access import CONTROL_HEADER, LocalAccess
-from tests.support import TEST_ACCESS, sigv4_headers
+from tests.support import TEST_ACCESS, environ_for, sigv4_headers
 from tests.test_endpoint_browser import FORGED_PRESIGN
 
 PORT = 4566
@@ -23,18 +23,6 @@ HOSTS = allowed_hosts("127.0.0.1", PORT)
 NOW = time.time()
 OTHER = LocalAccess.generate()
 SQS_JSON = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.ListQueues"}
-
-
-def environ_for(method: str, url: str, headers: dict, body: bytes = b"") -> dict:
-    """A WSGI environ as gunicorn builds it for this request."""
-    parts = urlsplit(url)
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": unquote(parts.path), "QUERY_STRING": parts.query,
-               "RAW_URI": parts.path + (f"?{parts.query}" if parts.query else ""), "wsgi.input": io.BytesIO(body),
-               "CONTENT_LENGTH": str(len(body)), "HTTP_HOST": parts.netloc}
-    for name, value in headers.items():
-        key = name.upper().replace("-", "_")
-        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
-    return environ
 
 
 def signed(method: str = "POST", path: str = "/", body: bytes = b"{}", access: LocalAccess = TEST_ACCESS,
