@@ -18,6 +18,7 @@ import hmac
 import logging
 import os
 import secrets
+import stat
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,17 +184,18 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def make_private(root: Path) -> int:
-    """Close a folder made by an older version to everyone but its owner: 0700 folders, 0600 files.
+    """Close a folder made by an older version to everyone but its owner: group's and others' bits off.
 
-    Returns how many entries it changed. The snapshots hold every photo and password hash.
+    (0755 folders become 0700, 0644 files 0600; the owner's own bits stay.) Returns how many entries it
+    changed. The snapshots hold every photo and password hash.
     """
     if not root.is_dir():
         return 0
     changed = 0
     for folder, _, files in os.walk(root):
-        for path, mode in [(folder, PRIVATE_DIR_MODE)] + [(os.path.join(folder, name), PRIVATE_FILE_MODE)
-                                                           for name in files]:
-            if not os.path.islink(path) and os.stat(path).st_mode & 0o777 != mode:
-                os.chmod(path, mode)
+        for path in [folder] + [os.path.join(folder, name) for name in files]:
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                os.chmod(path, stat.S_IMODE(mode) & 0o700)
                 changed += 1
     return changed

@@ -570,9 +570,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _make_run_private(state_dir: Path | None) -> None:
-    """Close what an older version left open to others in .run/ and the state folder (0700 folders, 0600 files)."""
-    roots = [RUN_DIR] + ([state_dir, state_dir.with_name(state_dir.name + ".previous")] if state_dir else [])
-    for root in roots:
+    """Close .run/ (0700: what it holds is out of others' reach) and what an older version left open to others
+    in the endpoint's state folders (0700 folders, 0600 files)."""
+    private_dir(RUN_DIR)
+    for root in ([state_dir, state_dir.with_name(state_dir.name + ".previous")] if state_dir else []):
         changed = make_private(root)
         if changed:
             log.warning("made %s entries under %s private to you (they were readable by others)", changed, root)

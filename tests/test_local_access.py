@@ -60,8 +60,10 @@ def test_an_open_folder_left_by_an_older_version_is_closed(tmp_path):
         path.chmod(0o644)
     root.chmod(0o755)
     (root / "blobs").chmod(0o755)
-    assert make_private(root) == 4
-    assert {mode(p) for p in (root, root / "blobs")} == {0o700}
+    (root / "tool").write_bytes(b"#!/bin/sh\n")
+    (root / "tool").chmod(0o755)
+    assert make_private(root) == 5
+    assert {mode(p) for p in (root, root / "blobs", root / "tool")} == {0o700}   # an executable stays one
     assert {mode(p) for p in (root / "state.json", root / "blobs" / "s3-abc")} == {0o600}
     assert make_private(root) == 0 and make_private(tmp_path / "absent") == 0
 
