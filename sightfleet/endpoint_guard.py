@@ -13,7 +13,8 @@ moto sees a request, `refusal()` checks, in order:
 4. Everything else: signed with AWS Signature Version 4 by this run's key pair, in the Authorization
    header or, for a presigned URL, in the query (X-Amz-Credential, X-Amz-Signature).
 
-The signature is verified in full, with botocore's own SigV4 implementation, not just its key id: the
+The signature is verified in full, not just its key id, with botocore's own SigV4 implementation (its
+canonical request and string to sign; the day's derived key is remembered, as SigV4 allows): the
 key id is no secret (every presigned thumbnail URL shows it, in the pages of every signed-in account,
 in the browser's history), so a check of the key id alone would let anyone who saw one page forge any
 call. A valid signature proves knowledge of the secret key, which never travels and lives only in the

@@ -1,6 +1,8 @@
 """Test helpers: free ports, a moto server, the local stack as `scripts/run` starts it, real photos."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import html
 import io
 import os
@@ -13,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -78,7 +81,7 @@ def sigv4_headers(url: str, method: str, body: bytes, service: str, headers: dic
 
 def environ_for(method: str, url: str, headers: dict, body: bytes = b"") -> dict:
     """A WSGI environ as gunicorn builds it for this request."""
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import unquote
     parts = urlsplit(url)
     environ = {"REQUEST_METHOD": method, "PATH_INFO": unquote(parts.path), "QUERY_STRING": parts.query,
                "RAW_URI": parts.path + (f"?{parts.query}" if parts.query else ""), "wsgi.input": io.BytesIO(body),
@@ -87,6 +90,22 @@ def environ_for(method: str, url: str, headers: dict, body: bytes = b"") -> dict
         key = name.upper().replace("-", "_")
         environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
     return environ
+
+
+@contextlib.contextmanager
+def running_stack_env_file(path: Path, endpoint_url: str):
+    """A local-aws.env for endpoint_url with the run's test pair, whose stack counts as running meanwhile
+    (its lock on the endpoint's port is held, as `scripts/run` holds it)."""
+    from sightfleet.local_access import RUN_DIR, lock_file, private_dir, write_env_file
+    write_env_file(path, endpoint_url, "us-east-1", TEST_ACCESS)
+    private_dir(RUN_DIR)
+    lock = lock_file(urlsplit(endpoint_url).port)
+    with open(lock, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            lock.unlink()
 
 
 def start_moto(command=moto_command) -> tuple[subprocess.Popen, str]:

@@ -1,7 +1,6 @@
 """The per-run access to the local AWS endpoint: `.run/local-aws.env`, the tools that read it, and `.run/`'s privacy."""
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import subprocess
@@ -11,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from sightfleet.local_access import (ACCESS_KEY_VAR, CONTROL_TOKEN_VAR, ENV_FILE_VAR, RUN_DIR, SECRET_KEY_VAR,
-                                     LocalAccess, lock_file, make_private, private_dir, read_env_file,
-                                     use_local_aws_env, write_env_file)
-from tests.support import AWS_TEST_ENV, REPO, TEST_ACCESS, free_port, stack_child_pid, stack_state_dir, start_stack
+                                     LocalAccess, make_private, read_env_file, use_local_aws_env, write_env_file)
+from tests.support import (AWS_TEST_ENV, REPO, TEST_ACCESS, free_port, running_stack_env_file, stack_child_pid,
+                           stack_state_dir, start_stack)
 
 ACCESS = LocalAccess.generate()
 
@@ -72,16 +71,11 @@ def test_an_open_folder_left_by_an_older_version_is_closed(tmp_path):
 def running_stack_file(tmp_path):
     """An env file of a stack on a free port whose lock is held (as a running stack holds it)."""
     port = free_port()
-    path = tmp_path / "local-aws.env"
-    write_env_file(path, f"http://127.0.0.1:{port}", "us-east-1", ACCESS)
-    private_dir(RUN_DIR)
-    with open(lock_file(port), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with running_stack_env_file(tmp_path / "local-aws.env", f"http://127.0.0.1:{port}") as path:
         yield path, port
-    lock_file(port).unlink()
 
 
-FILLED = {"AWS_ACCESS_KEY_ID": ACCESS.access_key_id, "AWS_SECRET_ACCESS_KEY": ACCESS.secret_access_key}
+FILLED = {"AWS_ACCESS_KEY_ID": TEST_ACCESS.access_key_id, "AWS_SECRET_ACCESS_KEY": TEST_ACCESS.secret_access_key}
 CHOICES = {
     # what the environment says: (its variables, whether the file is used)
     "nothing": ({}, True),
