@@ -73,8 +73,10 @@ STATE_CALL_TIMEOUT_S = {"restore": 300, "save": 30}
 LOCAL_ADMIN = "admin"
 SESSION_KEY_VAR = "SIGHTFLEET_SECRET_KEY"
 ADMIN_KEY_LINE = "Admin API key (shown once): "
-# What only the endpoint's process gets: the access it checks, and moto's CORS for every origin off.
-_ENDPOINT_ONLY = (ACCESS_KEY_VAR, SECRET_KEY_VAR, CONTROL_TOKEN_VAR)
+# Never in the children's common environment: the session key (the web tier's alone), what the endpoint
+# accepts (its alone, see endpoint_env), and the user's own AWS identity (the children use this run's pair).
+_NOT_FOR_CHILDREN = (SESSION_KEY_VAR, ACCESS_KEY_VAR, SECRET_KEY_VAR, CONTROL_TOKEN_VAR, "AWS_SESSION_TOKEN",
+                     "AWS_PROFILE")
 
 
 class StackError(RuntimeError):
@@ -501,8 +503,7 @@ def local_environment(environ: dict[str, str], settings: Settings, access: Local
     Without the session key: only the web tier signs sessions, and it gets the key on its own (web_secrets);
     without the control token: only the endpoint and the supervisor have it.
     """
-    hidden = {SESSION_KEY_VAR, "AWS_SESSION_TOKEN", "AWS_PROFILE", *_ENDPOINT_ONLY}
-    env = {name: value for name, value in environ.items() if name not in hidden}
+    env = {name: value for name, value in environ.items() if name not in _NOT_FOR_CHILDREN}
     env.update(access.client_env())
     env["AWS_ENDPOINT_URL"] = settings.endpoint_url
     env["PORT"] = str(settings.port)  # gunicorn binds PORT; settings.port may have come from SIGHTFLEET_PORT
@@ -544,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = local_settings(environ)
     access = LocalAccess.from_environ(environ) or LocalAccess.generate()
     env = local_environment(environ, settings, access)
-    for name in (SESSION_KEY_VAR, "AWS_SESSION_TOKEN", "AWS_PROFILE", *_ENDPOINT_ONLY):
+    for name in _NOT_FOR_CHILDREN:
         os.environ.pop(name, None)  # the session key goes on to the web tier alone, the token to the endpoint
     os.environ.update(env)  # the supervisor provisions with this run's credentials too
     info = {"pid": os.getpid(), "web": web_url(settings), "aws": settings.endpoint_url}
