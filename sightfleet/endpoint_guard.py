@@ -52,6 +52,9 @@ _FOREIGN_SITES = frozenset({"cross-site", "same-site"})
 # AWS's own bounds: a signed request is good 15 minutes either side of its time; a presigned one until it expires.
 MAX_SKEW_S = 15 * 60
 MAX_PRESIGNED_S = 7 * 24 * 3600
+# The largest body the guard reads to hash (JSON and query protocols: SQS batches, DynamoDB batch writes
+# stay far below); refused before it is read. S3's clients send the hash in a header: their bodies are never read.
+MAX_HASHED_BODY_BYTES = 32 * 1024 * 1024
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$")
 _CONTROL_ENVIRON = "HTTP_" + CONTROL_HEADER.upper().replace("-", "_")
@@ -117,6 +120,8 @@ def signature_refusal(environ: dict, access: LocalAccess, now: float) -> Refusal
     stale = _time_refusal(signed, now)
     if stale:
         return stale
+    if _hashes_body(environ, signed) and int(environ.get("CONTENT_LENGTH") or 0) > MAX_HASHED_BODY_BYTES:
+        return Refusal("RequestEntityTooLarge", f"a body may be at most {MAX_HASHED_BODY_BYTES >> 20} MiB")
     expected = _signature(environ, signed, access, region=scope[2], service=scope[3])
     if not hmac.compare_digest(expected.encode(), signed.signature.encode()):
         return Refusal("SignatureDoesNotMatch", "the signature does not match this request and key pair")
@@ -198,12 +203,10 @@ class _Verifier(SigV4Auth):
         return headers
 
     def payload(self, request):
-        claimed = self._environ.get("HTTP_X_AMZ_CONTENT_SHA256")
-        if claimed:   # S3's clients sign the hash they claim for the body (and S3 checks it against the body)
-            return claimed
-        if self._signed.expires_s is not None:
-            return UNSIGNED_PAYLOAD
-        return hashlib.sha256(_read_body(self._environ)).hexdigest()
+        if _hashes_body(self._environ, self._signed):
+            return hashlib.sha256(_read_body(self._environ)).hexdigest()
+        # S3's clients sign the hash they claim for the body (and S3 checks it against the body).
+        return self._environ.get("HTTP_X_AMZ_CONTENT_SHA256") or UNSIGNED_PAYLOAD
 
     def _normalize_url_path(self, path):
         # S3's signers sign the path as sent; the others sign it normalised.
@@ -227,6 +230,11 @@ def _signature(environ: dict, signed: _Signed, access: LocalAccess, region: str,
     return verifier.signature(verifier.string_to_sign(request, canonical), request)
 
 
+def _hashes_body(environ: dict, signed: _Signed) -> bool:
+    """Whether the signature covers the body's hash computed here: not presigned, no hash claimed in a header."""
+    return signed.expires_s is None and not environ.get("HTTP_X_AMZ_CONTENT_SHA256")
+
+
 def _header(environ: dict, name: str) -> str | None:
     key = name.upper().replace("-", "_")
     return environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}")
@@ -236,7 +244,7 @@ def _read_body(environ: dict) -> bytes:
     """The request's body, read once and put back as a copy for moto to read."""
     stream = environ["wsgi.input"]
     if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        body = stream.read()
+        body = stream.read(MAX_HASHED_BODY_BYTES + 1)   # a longer one cannot match its signature
     else:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = stream.read(length) if length > 0 else b""

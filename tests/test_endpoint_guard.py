@@ -60,6 +60,8 @@ CASES = {
                                                              "x")), 0, "SignatureDoesNotMatch"),
     "a body changed after signing": (with_body(signed(), b'{"QueueNamePrefix": "x"}'), 0, "SignatureDoesNotMatch"),
     "signed an hour ago": (signed(), 3600, "RequestTimeTooSkewed"),
+    "a body too large to hash, refused before it is read": ({**signed(), "CONTENT_LENGTH": str(64 << 20)}, 0,
+                                                           "RequestEntityTooLarge"),
     "a forged Host (DNS rebinding)": (signed(host=f"attacker.example:{PORT}"), 0, "InvalidHost"),
     "another port's Host": (signed(host=f"127.0.0.1:{PORT + 1}"), 0, "InvalidHost"),
     "no Host": ({k: v for k, v in signed().items() if k != "HTTP_HOST"}, 0, "InvalidHost"),
@@ -100,7 +102,7 @@ CASES = {
 @pytest.mark.parametrize("what", CASES)
 def test_the_guard_decides(what):
     environ, later_s, code = CASES[what]
-    environ = with_body(environ, environ["wsgi.input"].getvalue())   # each run reads its own copy
+    environ = {**environ, "wsgi.input": io.BytesIO(environ["wsgi.input"].getvalue())}   # each run reads its own
     found = refusal(environ, HOSTS, TEST_ACCESS, time.time() + later_s)
     assert (found.code if found else None) == code, found
 
