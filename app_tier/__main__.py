@@ -14,6 +14,7 @@ from app_tier.startup import LoadingPipeline, StartupClock
 from app_tier.worker import Worker
 from sightfleet.aws.ec2 import instance_id_from_metadata
 from sightfleet.config import settings_or_exit
+from sightfleet.local_access import use_local_aws_env
 from sightfleet.logs import setup_logging
 from sightfleet.procs import FEEDER_NICE
 from sightfleet.resources import Resources
@@ -24,6 +25,7 @@ log = logging.getLogger("app_tier")
 def main() -> int:
     startup = StartupClock()
     startup.mark("imports")
+    use_local_aws_env()   # run by hand beside scripts/run: its endpoint and credentials
     settings = settings_or_exit(log)
     instance_id = settings.instance_id or (None if settings.is_local else instance_id_from_metadata())
     setup_logging("worker", instance_id or "standalone")

@@ -1,10 +1,11 @@
 """The local AWS endpoint as scripts/run serves it (devstack.emulator) vs moto's own `python -m moto.server`,
-and vs the same endpoint serving plain moto (`--moto-patches off`: devstack/moto_patches.py's effect alone).
+and vs itself without its guard (devstack/endpoint_guard.py: Host, Sec-Fetch-Site, SigV4 verified in full).
 
-Run from the repository root:  .venv/bin/python benchmarks/emulator.py [--calls 200] [--rounds 3] [--only OP]
+Run from the repository root:  .venv/bin/python benchmarks/emulator.py [--calls 200] [--rounds 3]
 The servers run side by side; each round times a block of calls against one, then the next,
 so drift on a shared machine hits all alike. Per call: wall ms, the client's CPU ms (botocore)
-and the emulator's CPU ms (its whole process tree); then ratios of served here to each other.
+and the emulator's CPU ms (its whole process tree); then served-here / moto.server ratios and
+served-here / unguarded ratios (what the guard costs a request).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from tqdm import tqdm  # noqa: E402
 from devstack.stack import moto_command  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
+from devstack.endpoint_guard import allowed_hosts, refusal  # noqa: E402
+from testkit.access import TEST_ACCESS, environ_for, sigv4_headers  # noqa: E402
 from testkit.procs import tree_cpu_ms, unique_prefix  # noqa: E402
 from testkit.stack import start_moto  # noqa: E402
 
@@ -38,12 +41,14 @@ def moto_server_command(port: int) -> list[str]:
     return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
 
-def plain_moto_command(port: int) -> list[str]:
-    """The endpoint as scripts/run serves it, without its replacements of moto's internals."""
-    return [*moto_command(port), "--moto-patches", "off"]
+def unguarded_command(port: int) -> list[str]:
+    """The endpoint served here with its guard taken out: for this comparison only, never a way to run it."""
+    script = ("import sys; from sightfleet import emulator; emulator.EndpointGuard = lambda app, *args: app; "
+              "emulator.main(sys.argv[1:])")
+    return [sys.executable, "-c", script, "-H", "127.0.0.1", "-p", str(port)]
 
 
-SERVERS = {"served here": moto_command, "plain moto": plain_moto_command, "moto.server": moto_server_command}
+SERVERS = {"served here": moto_command, "moto.server": moto_server_command, "unguarded": unguarded_command}
 
 
 def operations(resources: Resources) -> dict:
@@ -105,19 +110,33 @@ def run(calls: int, rounds: int, only: str = "") -> dict:
             proc.wait(10)
 
 
+def guard_check_us(body_bytes: int, checks: int = 2000) -> float:
+    """Microseconds the guard's check takes for one signed SQS send of body_bytes (body hashed), in this process."""
+    url = "http://127.0.0.1:4566/"
+    body = json.dumps({"QueueUrl": url + "q", "MessageBody": "x" * body_bytes}).encode()
+    headers = sigv4_headers(url, "POST", body, "sqs", {"Content-Type": "application/x-amz-json-1.0",
+                                                       "X-Amz-Target": "AmazonSQS.SendMessage"})
+    environs = [environ_for("POST", url, headers, body) for _ in range(checks)]
+    hosts, now = allowed_hosts("127.0.0.1", 4566), time.time()
+    started = time.perf_counter()
+    refused = [refusal(environ, hosts, TEST_ACCESS, now) for environ in environs]
+    took = time.perf_counter() - started
+    assert not any(refused), refused[0]
+    return took * 1e6 / checks
+
+
 def report(figures: dict) -> str:
     here, *others = SERVERS
     lines = [f"per call, medians over rounds (ms); ratios = {here} / each other server",
-             f"{'call':24} {'':18} {'wall':>7} {'client CPU':>11} {'emulator CPU':>13}"]
+             f"{'call':22} {'':14} {'wall':>7} {'client CPU':>11} {'emulator CPU':>13}"]
     for op in dict.fromkeys(op for op, _ in figures):
         for name in SERVERS:
             row = figures[(op, name)]
-            lines.append(f"{op:24} {name:18} {row['wall']:7.2f} {row['client']:11.2f} {row['server']:13.2f}")
-        a = figures[(op, here)]
+            lines.append(f"{op:22} {name:14} {row['wall']:7.2f} {row['client']:11.2f} {row['server']:13.2f}")
         for other in others:
-            b = figures[(op, other)]
-            lines.append(f"{'':24} {'ratio to ' + other:18} {a['wall'] / b['wall']:7.2f} "
-                         f"{a['client'] / b['client']:11.2f} {a['server'] / b['server']:13.2f}")
+            a, b = figures[(op, here)], figures[(op, other)]
+            lines.append(f"{'':22} {'/ ' + other:14} {a['wall'] / b['wall']:7.2f} {a['client'] / b['client']:11.2f} "
+                         f"{a['server'] / b['server']:13.2f}")
     return "\n".join(lines)
 
 
@@ -127,7 +146,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="time only the calls whose name holds this")
     args = parser.parse_args()
-    print(report(run(args.calls, args.rounds, args.only)))
+    print(report(run(args.calls, args.rounds)))
+    for size in (200, 100_000):
+        print(f"the guard's check alone, one signed {size:,}-byte SQS send: {guard_check_us(size):.0f} us")
 
 
 if __name__ == "__main__":

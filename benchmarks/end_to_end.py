@@ -37,10 +37,12 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 from workload_generator import API, BUILTIN_GROUND_TRUTH, MODES, LoadConfig, builtin_images, run_workload  # noqa: E402
 from workload_generator.plot import write_plot  # noqa: E402
 from workload_generator.report import format_table  # noqa: E402
-from devstack.stack import ADMIN_KEY_LINE  # noqa: E402
+from sightfleet.local_access import ENV_FILE_VAR, LocalAccess  # noqa: E402
+from devstack.stack import ADMIN_KEY_LINE, endpoint_env  # noqa: E402
 
 READY_RE = re.compile(r"Sightfleet web: (http://\S+)")
-PLACEHOLDER_AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+# This run's key pair and control token: the stack takes them (pinned) and this process signs with them.
+ACCESS = LocalAccess.generate()
 START_TIMEOUT_S, STOP_TIMEOUT_S, EMULATOR_ROUND_TRIPS = 180, 120, 30
 # One receive's worth (the target backlog per instance): the controller starts one worker for it.
 CALIBRATION_IMAGES = 10
@@ -57,8 +59,8 @@ def start_stack(log_path: Path) -> tuple[subprocess.Popen, str, str, str]:
     """Start the stack in its own process group; return it, its web URL, AWS URL and prefix."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     aws_port = free_port()
-    env = {**PLACEHOLDER_AWS_ENV, **os.environ, "PORT": str(free_port()),
-           "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port), "SIGHTFLEET_PREFIX": prefix}
+    env = {**os.environ, **endpoint_env(ACCESS), "PORT": str(free_port()), "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port),
+           "SIGHTFLEET_PREFIX": prefix, ENV_FILE_VAR: str(log_path.with_suffix(".aws.env"))}
     env.pop("AWS_ENDPOINT_URL", None)  # the stack points its children at its own endpoint
     with open(log_path, "w") as log_file:
         # A fresh endpoint each run, kept in memory only: a benchmark measures the service, not snapshots.
@@ -98,9 +100,9 @@ def stop_stack(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
-def use_placeholder_credentials() -> None:
-    """This process talks to the local endpoint too: moto's placeholders, unless it has credentials."""
-    os.environ.update({k: os.environ.get(k, v) for k, v in PLACEHOLDER_AWS_ENV.items()})
+def use_run_credentials() -> None:
+    """This process talks to the stack's local endpoint too, with the pair the stack was given."""
+    os.environ.update({**ACCESS.client_env(), "AWS_DEFAULT_REGION": "us-east-1"})
 
 
 def emulator_round_trip_ms(aws_url: str, prefix: str) -> float:
@@ -108,7 +110,7 @@ def emulator_round_trip_ms(aws_url: str, prefix: str) -> float:
     from sightfleet.aws.sqs import Queue, ensure_queues
     from sightfleet.config import Settings
 
-    use_placeholder_credentials()
+    use_run_credentials()
     settings = Settings(prefix=f"{prefix}-probe", endpoint_url=aws_url)
     ensure_queues(settings)
     queue = Queue(settings, settings.names.response_queue)
@@ -212,7 +214,7 @@ def wait_pooled(aws_url: str, prefix: str) -> float:
     from sightfleet.config import Settings
     from sightfleet.interfaces import LIVE_STATES, POOLED_STATES
 
-    use_placeholder_credentials()
+    use_run_credentials()
     fleet, started = Fleet(Settings(prefix=prefix, endpoint_url=aws_url)), time.monotonic()
     while time.monotonic() - started < POOL_TIMEOUT_S:
         states = {i.state for i in fleet.instances(states=LIVE_STATES + POOLED_STATES)}

@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from devstack.stack import answers, moto_command  # noqa: E402
 from sightfleet.config import Settings  # noqa: E402
 from sightfleet.resources import Resources, provision  # noqa: E402
+from devstack.endpoint_guard import READY_PATH  # noqa: E402
+from testkit.access import control_headers, use_test_access  # noqa: E402
 from testkit.photos import jpeg_bytes  # noqa: E402
 from testkit.procs import free_port, wait_for  # noqa: E402
-from testkit.stack import AWS_TEST_ENV  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,7 @@ class Emulator:
         started = time.perf_counter()
         self.proc = subprocess.Popen(self._argv, cwd=REPO, env=self._env, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: answers(self.url + "/moto-api/"), 60, 0.05, what="the endpoint")
+        wait_for(lambda: answers(self.url + READY_PATH), 60, 0.05, what="the endpoint")
         return time.perf_counter() - started
 
     def kill(self) -> None:
@@ -61,7 +62,7 @@ class Emulator:
         self.proc.wait()
 
     def post(self, path: str) -> dict | str:
-        reply = requests.post(self.url + path, timeout=600)
+        reply = requests.post(self.url + path, headers=control_headers(), timeout=600)
         reply.raise_for_status()
         return reply.json() if reply.headers.get("Content-Type", "").startswith("application/json") else reply.text
 
@@ -154,8 +155,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--backlog", type=int, default=100)
     args = parser.parse_args()
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
+    use_test_access()   # a key pair and control token of this run's, for the endpoints it starts and itself
     with tempfile.TemporaryDirectory() as folder:
         snapshot_figures(args.images, args.backlog, Path(folder))
         recorder_figures(args.images, args.backlog, Path(folder))

@@ -10,6 +10,7 @@ import sys
 
 from controller.loop import Controller
 from sightfleet.config import Settings, settings_or_exit
+from sightfleet.local_access import use_local_aws_env
 from sightfleet.logs import setup_logging
 from sightfleet.procs import stop_event_on_signals
 from sightfleet.resources import Resources
@@ -38,6 +39,7 @@ def launch_problem(settings: Settings) -> str | None:
 
 def main() -> int:
     setup_logging("controller")
+    use_local_aws_env()   # run by hand beside scripts/run: its endpoint and credentials
     if sys.argv[1:2] == ["ops"]:
         from controller.ops_cli import main as ops_main   # only the CLI needs tqdm and argparse
         return ops_main(sys.argv[2:])

@@ -20,6 +20,10 @@ loads the saved contents into the queues, buckets and tables that exist by then 
 it right after provisioning). Both answer JSON figures. Every other request is served inside the
 state's `RequestGate`, so a snapshot's copy and a restore each happen between requests, never
 in the middle of one; a long poll steps out of the gate while it waits for a message.
+
+Only this run's processes and tools get through (devstack/endpoint_guard.py): the endpoint takes
+the key pair and control token it accepts from its environment (sightfleet/local_access.py) and
+refuses to start without them; moto's CORS headers for every origin are off.
 """
 from __future__ import annotations
 
@@ -31,11 +35,14 @@ import threading
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
+from moto.moto_server import werkzeug_app
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+from devstack.endpoint_guard import EndpointGuard, allowed_hosts
 from devstack.local_state import EndpointState, RequestGate
 from devstack.moto_patches import apply_patches, installed_moto_version, moto_is_tested
 from sightfleet.config import settings_or_exit
+from sightfleet.local_access import AccessError, LocalAccess
 from sightfleet.logs import setup_logging
 
 # Enough for every long poll of a full local fleet at once; idle keep-alive connections
@@ -120,9 +127,10 @@ def _json_reply(start_response, status: str, body: dict):
 class _Server(BaseApplication):
     """gunicorn with its settings given here rather than read from a command line or file."""
 
-    def __init__(self, app, options: dict):
+    def __init__(self, app, options: dict, on_load=None):
         self._app = app
         self._options = options
+        self._on_load = on_load
         super().__init__()
 
     def load_config(self) -> None:
@@ -131,8 +139,8 @@ class _Server(BaseApplication):
 
     def load(self):
         # Called in the serving process once gunicorn forked it: threads started here live there.
-        if isinstance(self._app, _Persistent) and self._app.state.readable:
-            self._app.start_saving()
+        if self._on_load is not None:
+            self._on_load()
         return self._app
 
 
@@ -157,13 +165,26 @@ def main(argv: list[str] | None = None) -> None:
                         help="put moto's faster replacements in place (default: SIGHTFLEET_EMULATOR_PATCHES, on)")
     args = parser.parse_args(argv)
     setup_logging("aws")
+    try:
+        access = LocalAccess.from_environ(os.environ)
+    except AccessError as exc:
+        parser.error(str(exc))
+    if access is None:
+        parser.error("no access configured: set SIGHTFLEET_LOCAL_AWS_ACCESS_KEY_ID, ..._SECRET_ACCESS_KEY and "
+                     "..._CONTROL_TOKEN (scripts/run does; see docs/security-local.md)")
+    os.umask(0o077)   # the snapshots hold every photo and password hash: the user's alone
     # moto builds a few self-referencing URLs from this, as its own server does.
     os.environ.setdefault("MOTO_PORT", str(args.port))
+    # moto answers every origin's CORS preflight unless told not to; read at its import, so set here too.
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
     apply_patches((args.moto_patches or settings_or_exit(log).emulator_patches) == "on")
-    app = _Dispatcher()
+    app, on_load = _Dispatcher(), None
     if args.state_dir:
         app = _Persistent(app, _endpoint_state(args.state_dir), args.save_interval)
-    _Server(app, server_options(args.host, args.port)).run()
+        on_load = app.start_saving if app.state.readable else None
+    guarded = EndpointGuard(app, allowed_hosts(args.host, args.port), access)
+    _Server(guarded, server_options(args.host, args.port), on_load).run()
 
 
 def _endpoint_state(directory: Path) -> EndpointState:

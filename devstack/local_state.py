@@ -41,6 +41,8 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.s3.models import s3_backends
 from moto.sqs.models import Message, sqs_backends
 
+from sightfleet.local_access import private_dir, write_private
+
 log = logging.getLogger(__name__)
 FORMAT = 1
 STATE_FILE = "state.json"
@@ -160,7 +162,8 @@ class EndpointState:
                 return {"saved": False, "reason": "the saved state has not been restored yet"}
             started = time.perf_counter()
             blobs = self.directory / BLOB_DIR
-            blobs.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
+            private_dir(blobs)
             on_disk = {entry.name for entry in os.scandir(blobs)}  # only a save removes blobs, and saves take turns
             with self.gate.exclusive():
                 copied_at = time.perf_counter()
@@ -381,9 +384,7 @@ def _write_blob(blobs: Path, name: str, content: bytes) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    write_private(path, data)   # mode 0600: the snapshot holds every photo and password hash
 
 
 def _referenced_blobs(state: dict) -> set[str]:

@@ -14,6 +14,11 @@ Accounts: on the first start (no admin in the endpoint's accounts table) the sta
 an admin and prints, once, a one-time sign-in link and the admin's API key; later starts say how to
 make a new link. Session cookies are signed with SIGHTFLEET_SECRET_KEY, or with a key the stack
 generates once and keeps beside the endpoint's saved state (mode 0600), so sessions survive restarts.
+
+Access (docs/security-local.md): every start draws a new key pair and control token
+(sightfleet/local_access.py); the endpoint accepts nothing else (devstack/endpoint_guard.py), the
+children get the pair instead of any credentials the user's environment has, and the user's tools
+get it from `.run/local-aws.env`. Everything under `.run/` is the user's alone (umask 077).
 """
 from __future__ import annotations
 
@@ -35,8 +40,12 @@ from pathlib import Path
 
 import requests
 
-from sightfleet.config import LOCAL_CREDENTIALS, Settings, settings_or_exit
+from devstack.endpoint_guard import READY_PATH
+from sightfleet.config import Settings, settings_or_exit
 from sightfleet.errors import NotFound, SightfleetError
+from sightfleet.local_access import (ACCESS_KEY_VAR, CONTROL_TOKEN_VAR, DEFAULT_ENV_FILE, ENV_FILE_VAR, RUN_DIR,
+                                     SECRET_KEY_VAR, LocalAccess, env_file_path, lock_file, make_private,
+                                     private_dir, write_env_file)
 from sightfleet.logs import setup_logging
 from sightfleet.procs import die_with_parent, stop_event_on_signals
 from sightfleet.resources import Resources, provision
@@ -51,7 +60,8 @@ LOCAL_DEFAULTS = {
     # A warm pool the size of the cap: a stopped local worker is a SIGSTOPped process (memory, no CPU).
     "SIGHTFLEET_WARM_POOL_SIZE": "3",
     "SIGHTFLEET_POOL_GRACE_S": "5",
-    **LOCAL_CREDENTIALS,
+    # The credentials are this run's own (LocalAccess), whatever the environment has.
+    "AWS_DEFAULT_REGION": "us-east-1",
 }
 # Seconds each child gets between SIGTERM and SIGKILL, in shutdown order.
 STOP_GRACE_S = {"web": 25, "webhooks": 15, "controller": 10, "local-host": 45, "aws": 5}
@@ -64,6 +74,10 @@ LOCAL_ADMIN = "admin"
 SESSION_KEY_VAR = "SIGHTFLEET_SECRET_KEY"
 CREDENTIALS_KEY_VAR = "SIGHTFLEET_CREDENTIALS_KEY"
 ADMIN_KEY_LINE = "Admin API key (shown once): "
+# Never in the children's common environment: the session key (the web tier's alone), what the endpoint
+# accepts (its alone, see endpoint_env), and the user's own AWS identity (the children use this run's pair).
+_NOT_FOR_CHILDREN = (SESSION_KEY_VAR, ACCESS_KEY_VAR, SECRET_KEY_VAR, CONTROL_TOKEN_VAR, "AWS_SESSION_TOKEN",
+                     "AWS_PROFILE")
 
 
 class StackError(RuntimeError):
@@ -123,9 +137,11 @@ class Supervisor:
 
     def __init__(self, settings: Settings, env: dict[str, str], stop: threading.Event,
                  state_dir: Path | None = None, policy: RestartPolicy = RestartPolicy(), probe_s: float = PROBE_S,
-                 web_secrets: dict[str, str] | None = None):
+                 web_secrets: dict[str, str] | None = None, access: LocalAccess | None = None):
         self.settings = settings
         self.env = env
+        # The endpoint's key pair and control token: given, or those env pins (a test harness's).
+        self.access = access or LocalAccess.from_environ(env) or LocalAccess.generate()
         self.web_secrets = web_secrets or {}
         self.web_url = web_url(settings)
         self.aws_url = settings.endpoint_url
@@ -154,7 +170,9 @@ class Supervisor:
         try:
             welcome = self._start_all()
             sys.stdout.write("".join(line + "\n" for line in welcome))
-            sys.stdout.write(f"Sightfleet web: {self.web_url}\nLocal AWS endpoint: {self.aws_url}\n")
+            sys.stdout.write(f"Sightfleet web: {self.web_url}\nLocal AWS endpoint: {self.aws_url}\n"
+                             f"Its credentials for your own tools (this run only): set -a; . "
+                             f"{_shown(env_file_path(self.env))}; set +a\n")
             sys.stdout.flush()
             threading.Thread(target=self.keep_endpoint, name="endpoint-keeper", daemon=True).start()
             return self._watch()
@@ -167,10 +185,10 @@ class Supervisor:
     def _start_all(self) -> list[str]:
         """Start every child; returns the lines that tell how to sign in."""
         python = sys.executable
-        self.start("aws", moto_command(self.settings.local_aws_port, self.state_dir))
-        self._wait_until(lambda: answers(self.aws_url + "/moto-api/"), "the local AWS endpoint", 30)
+        self.start("aws", moto_command(self.settings.local_aws_port, self.state_dir), endpoint_env(self.access))
+        self._wait_until(lambda: answers(self.aws_url + READY_PATH, ok_only=True), "the local AWS endpoint", 30)
         if self._set_up_endpoint():
-            welcome = sign_in_help(self.settings, self.web_url)
+            welcome = sign_in_help(self.settings, self.web_url, env_file_path(self.env))
         else:
             self._needs_setup.set()  # the keeper tries the restore again
             # An admin made now would be overwritten by the restore, or shadow the saved one.
@@ -284,7 +302,7 @@ class Supervisor:
         return self.state_dir is None or self._restore()
 
     def _restore(self) -> bool:
-        figures = _state_call(self.aws_url, "restore")
+        figures = _state_call(self.aws_url, "restore", self.access.control_headers())
         if figures is None:
             return False
         if figures.get("restored"):
@@ -311,7 +329,7 @@ class Supervisor:
 
 
     def _save(self) -> None:
-        figures = _state_call(self.aws_url, "save")
+        figures = _state_call(self.aws_url, "save", self.access.control_headers())
         if figures is None:
             return  # _state_call said why
         if figures.get("saved"):
@@ -323,11 +341,15 @@ class Supervisor:
                       "is not kept; the previous snapshot in %s stays as it was", figures.get("reason"), self.state_dir)
 
 
-def sign_in_help(settings: Settings, url: str) -> list[str]:
-    """First start: make the local admin, and say once how to sign in; later: how to get a new sign-in link."""
+def sign_in_help(settings: Settings, url: str, env_file: Path = DEFAULT_ENV_FILE) -> list[str]:
+    """First start: make the local admin, and say once how to sign in; later: how to get a new sign-in link.
+
+    The command it prints finds the endpoint's credentials in env_file by itself (sightfleet/local_access.py).
+    """
     from sightfleet.accounts import LINK_TTL_S, Accounts
     accounts = Accounts(Resources.connect(settings).accounts)
-    command = (f"AWS_ENDPOINT_URL={settings.endpoint_url} SIGHTFLEET_PREFIX={settings.prefix} "
+    env_var = f"{ENV_FILE_VAR}={env_file} " if env_file != DEFAULT_ENV_FILE else ""
+    command = (f"{env_var}AWS_ENDPOINT_URL={settings.endpoint_url} SIGHTFLEET_PREFIX={settings.prefix} "
                f"{REPO / '.venv/bin/python'} -m web_tier.accounts link {LOCAL_ADMIN} --url {url}")
     if accounts.has_admin():
         return [f"An admin account exists. A new one-time sign-in link: {command}"]
@@ -387,10 +409,11 @@ def _signal_group(pgid: int, signum: int) -> None:
         pass
 
 
-def _state_call(aws_url: str, action: str) -> dict | None:
-    """POST the endpoint's save or restore action; None (logged) when it cannot be done."""
+def _state_call(aws_url: str, action: str, headers: dict[str, str]) -> dict | None:
+    """POST the endpoint's save or restore action (headers: the control token); None (logged) when it cannot be done."""
     try:
-        reply = requests.post(f"{aws_url}/_sightfleet/state/{action}", timeout=STATE_CALL_TIMEOUT_S[action])
+        reply = requests.post(f"{aws_url}/_sightfleet/state/{action}", headers=headers,
+                              timeout=STATE_CALL_TIMEOUT_S[action])
         reply.raise_for_status()
         return reply.json()
     except (requests.RequestException, ValueError) as exc:
@@ -421,6 +444,16 @@ def moto_command(port: int, state_dir: Path | None = None) -> list[str]:
     return argv + (["--state-dir", str(state_dir)] if state_dir is not None else [])
 
 
+def endpoint_env(access: LocalAccess) -> dict[str, str]:
+    """The environment only the endpoint's process gets: what it accepts, and moto's global CORS off."""
+    return {**access.endpoint_env(), "MOTO_DISABLE_GLOBAL_CORS": "true"}
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it from the checkout."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def answers(url: str, ok_only: bool = False) -> bool:
     """True when url answers HTTP at all (or, with ok_only, answers 2xx)."""
     try:
@@ -432,9 +465,8 @@ def answers(url: str, ok_only: bool = False) -> bool:
 
 def _lock(aws_port: int, info: dict):
     """Hold a lock per local AWS port so a second run says so instead of failing obscurely."""
-    run_dir = REPO / ".run"
-    run_dir.mkdir(exist_ok=True)
-    handle = open(run_dir / f"stack-{aws_port}.lock", "a+")
+    private_dir(RUN_DIR)
+    handle = open(lock_file(aws_port), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -460,12 +492,15 @@ def local_settings(environ: dict[str, str]) -> Settings:
     return settings.with_changes(endpoint_url=f"http://127.0.0.1:{settings.local_aws_port}")
 
 
-def local_environment(environ: dict[str, str], settings: Settings) -> dict[str, str]:
-    """The children's environment: environ with the local endpoint, the web port and the repo on the path.
+def local_environment(environ: dict[str, str], settings: Settings, access: LocalAccess) -> dict[str, str]:
+    """The children's environment: environ with the local endpoint and this run's key pair (never the user's
+    own credentials), the web port and the repo on the path.
 
-    Without the session key: only the web tier signs sessions, and it gets the key on its own (web_secrets).
+    Without the session key: only the web tier signs sessions, and it gets the key on its own (web_secrets);
+    without the control token: only the endpoint and the supervisor have it.
     """
-    env = {name: value for name, value in environ.items() if name not in (SESSION_KEY_VAR, CREDENTIALS_KEY_VAR)}
+    env = {name: value for name, value in environ.items() if name not in (*_NOT_FOR_CHILDREN, CREDENTIALS_KEY_VAR)}
+    env.update(access.client_env())
     env["AWS_ENDPOINT_URL"] = settings.endpoint_url
     env["PORT"] = str(settings.port)  # gunicorn binds PORT; settings.port may have come from SIGHTFLEET_PORT
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -498,13 +533,15 @@ def _set_aside(state_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    os.umask(0o077)   # what the stack and its children write (snapshots, keys, logs) is the user's alone
     setup_logging("stack")
     environ = {**LOCAL_DEFAULTS, **os.environ}
     settings = local_settings(environ)
-    env = local_environment(environ, settings)
-    os.environ.update(env)  # the supervisor provisions with the local credentials too
-    for secret in (SESSION_KEY_VAR, CREDENTIALS_KEY_VAR):
-        os.environ.pop(secret, None)  # and passes the session and credentials keys on to the web tier alone
+    access = LocalAccess.from_environ(environ) or LocalAccess.generate()
+    env = local_environment(environ, settings, access)
+    for name in (*_NOT_FOR_CHILDREN, CREDENTIALS_KEY_VAR):
+        os.environ.pop(name, None)  # the session and credentials keys go on to the web tier alone, the token to
+    os.environ.update(env)          # the endpoint; the supervisor provisions with this run's credentials too
     info = {"pid": os.getpid(), "web": web_url(settings), "aws": settings.endpoint_url}
     try:
         lock = _lock(settings.local_aws_port, info)
@@ -519,10 +556,23 @@ def main(argv: list[str] | None = None) -> int:
         state_dir = None if args.no_persist else state_dir_for(settings)
         if state_dir is not None and args.fresh:
             _set_aside(state_dir)
+        _make_run_private(state_dir)
+        write_env_file(env_file_path(environ), settings.endpoint_url, settings.region, access)
         # Only the web tier signs sessions; the other children (and the user data the controller writes) never see it.
         web_secrets = {SESSION_KEY_VAR: settings.secret_key or local_session_key(state_dir),
                        CREDENTIALS_KEY_VAR: settings.credentials_key or local_credentials_key(settings)}
-        return Supervisor(settings, env, stop_event_on_signals(), state_dir, web_secrets=web_secrets).run()
+        return Supervisor(settings, env, stop_event_on_signals(), state_dir, web_secrets=web_secrets,
+                          access=access).run()
+
+
+def _make_run_private(state_dir: Path | None) -> None:
+    """Close .run/ (0700: what it holds is out of others' reach) and what an older version left open to others
+    in the endpoint's state folders (0700 folders, 0600 files)."""
+    private_dir(RUN_DIR)
+    for root in ([state_dir, state_dir.with_name(state_dir.name + ".previous")] if state_dir else []):
+        changed = make_private(root)
+        if changed:
+            log.warning("made %s entries under %s private to you (they were readable by others)", changed, root)
 
 
 if __name__ == "__main__":

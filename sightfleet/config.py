@@ -11,9 +11,6 @@ from sightfleet.webhooks import BACKOFF_S
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
-# The local endpoint (moto) accepts any credentials; these are placeholders, not secrets. The stack gives them to its
-# children, and the command lines that talk to a local endpoint use them unless some are set.
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 # The classifiers the worker can run; the native runtime runs the first only (docs/recognition.md compares them).
 CLASSIFIER_MODELS = ("efficientnet_lite0", "efficientnet_lite3")
 

@@ -6,6 +6,7 @@ import sys
 
 from sightfleet.config import ConfigError, Settings
 from sightfleet.errors import SightfleetError
+from sightfleet.local_access import use_local_aws_env
 from sightfleet.logs import setup_logging
 from sightfleet.resources import provision
 
@@ -14,6 +15,7 @@ log = logging.getLogger("sightfleet.provision")
 
 def main() -> int:
     setup_logging("provision")
+    use_local_aws_env()
     try:
         settings = Settings.from_env()
         provision(settings)

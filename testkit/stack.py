@@ -10,27 +10,25 @@ from pathlib import Path
 
 import requests
 
+from devstack.endpoint_guard import READY_PATH
 from devstack.stack import answers, moto_command
 from sightfleet.accounts import Accounts
+from sightfleet.local_access import ENV_FILE_VAR
+from testkit.access import AWS_TEST_ENV, use_test_access
 from testkit.photos import REPO
 from testkit.procs import alive, descendants, free_port, unique_prefix, wait_for
 from testkit.signin import bearer, sign_in_url
 
-AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1"}
-
-
 def start_moto(command=moto_command) -> tuple[subprocess.Popen, str]:
     """The local AWS endpoint (moto, as scripts/run serves it, unless `command(port)` says otherwise).
 
-    Also gives this process moto's test credentials, unless it has credentials of its own.
+    Also gives this process the run's test credentials (use_test_access).
     """
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
+    use_test_access()
     port = free_port()
     proc = subprocess.Popen(command(port), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(url + "/moto-api/"), 30, what="moto server")
+    wait_for(lambda: answers(url + READY_PATH), 30, what="moto server")
     return proc, url
 
 
@@ -51,6 +49,11 @@ class LocalStack:
     def headers(self) -> dict:
         """Authorization for requests to this stack's web tier, as its admin."""
         return bearer(self.api_key)
+
+    @property
+    def aws_env_file(self) -> Path:
+        """The stack's `.run/local-aws.env` (kept beside its log, not in the checkout's .run/)."""
+        return Path(self.env[ENV_FILE_VAR])
 
     def get(self, path: str, **kwargs) -> requests.Response:
         """GET path on the web tier as the stack's admin."""
@@ -95,10 +98,11 @@ def start_stack(log_dir: Path, **env_overrides: str) -> LocalStack:
     """Start the stack through the same entry point as scripts/run, on free ports, and wait for it."""
     prefix = unique_prefix("e2e")
     web_port, aws_port = free_port(), free_port()
-    # Each test stack persists its endpoint beside its log, not in the checkout's .run/.
+    use_test_access()   # the stack takes the harness's key pair (its pins) rather than drawing its own
+    # Each test stack persists its endpoint and writes its local-aws.env beside its log, not in the checkout's .run/.
     env = {**os.environ, "PORT": str(web_port), "SIGHTFLEET_LOCAL_AWS_PORT": str(aws_port),
            "SIGHTFLEET_PREFIX": prefix, "SIGHTFLEET_LOCAL_AWS_STATE_DIR": str(log_dir / f"aws-state-{prefix}"),
-           **env_overrides}
+           ENV_FILE_VAR: str(log_dir / f"local-aws-{prefix}.env"), **env_overrides}
     # As on a fresh machine: no endpoint and no credentials; the stack supplies both.
     for name in ("AWS_ENDPOINT_URL", *AWS_TEST_ENV):
         env.pop(name, None)
@@ -148,7 +152,7 @@ def start_stack_again(log_dir: Path, previous: LocalStack, **env_overrides: str)
     """The stack started again on the ports and prefix of `previous`, which has stopped."""
     import dataclasses
     same = {name: previous.env[name] for name in ("PORT", "SIGHTFLEET_LOCAL_AWS_PORT", "SIGHTFLEET_PREFIX",
-                                                    "SIGHTFLEET_LOCAL_AWS_STATE_DIR")}
+                                                    "SIGHTFLEET_LOCAL_AWS_STATE_DIR", ENV_FILE_VAR)}
     stack = start_stack(log_dir, **{**same, **env_overrides})
     return dataclasses.replace(stack, web_url=previous.web_url, aws_url=previous.aws_url, prefix=previous.prefix,
                                api_key=stack.api_key or previous.api_key)

@@ -25,14 +25,14 @@ def requires_chromium(test):
 
 
 @contextlib.contextmanager
-def chromium():
-    """A fresh headless Chromium with its own profile directory; quit on exit."""
+def chromium(*extra_flags: str):
+    """A fresh headless Chromium with its own profile directory (and extra_flags); quit on exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in CHROMIUM_FLAGS:
+    for flag in CHROMIUM_FLAGS + extra_flags:
         options.add_argument(flag)
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         options.add_argument(f"--user-data-dir={profile}")

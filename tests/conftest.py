@@ -5,7 +5,12 @@ import pytest
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources, provision
-from tests.support import sign_in_with_key, start_moto, start_stack, unique_prefix
+from tests.support import sign_in_with_key, start_moto, start_stack, unique_prefix, use_test_access
+
+
+def pytest_configure(config):
+    """Every test speaks with the run's own key pair (tests/support.py), never with the caller's credentials."""
+    use_test_access()
 
 # Fixtures that start the whole local stack: a test using one is `e2e`.
 E2E_FIXTURES = {"local_stack"}

@@ -12,7 +12,8 @@ from sightfleet.aws.accounts import AccountsTable
 from sightfleet.errors import Unavailable
 from sightfleet.memory import memory_resources
 from sightfleet.config import Settings
-from tests.support import REPO, free_port
+from sightfleet.local_access import ENV_FILE_VAR
+from tests.support import REPO, free_port, running_stack_env_file
 from web_tier.accounts import AccountError, Accounts, secret_hash
 
 pytestmark = pytest.mark.slow  # the accounts command run as a process, argon2 hashes
@@ -24,10 +25,10 @@ def accounts(settings) -> Accounts:
 
 
 def cli(settings, *args: str, stdin: str = "", endpoint: str | None = None,
-        bare: bool = False) -> subprocess.CompletedProcess:
+        bare: bool = False, env_file: str = "") -> subprocess.CompletedProcess:
     """Run the command line; bare: from a shell with no AWS credentials, as scripts/run's hint is pasted."""
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint or settings.endpoint_url, "SIGHTFLEET_PREFIX": settings.prefix,
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), ENV_FILE_VAR: env_file}
     if bare:
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
             env.pop(name, None)
@@ -189,9 +190,12 @@ def test_the_cli_says_when_the_stack_is_not_provisioned(settings):
     assert done.returncode == 2 and "does not exist" in done.stderr and "scripts/run" in done.stderr
 
 
-def test_the_cli_needs_no_credentials_on_the_local_endpoint(settings, accounts):
+def test_the_cli_finds_the_running_stacks_credentials_by_itself(settings, accounts, tmp_path):
     accounts.create("jill")
-    done = cli(settings, "link", "jill", bare=True)
+    alone = cli(settings, "link", "jill", bare=True, env_file=str(tmp_path / "absent.env"))
+    assert alone.returncode == 2 and "credentials" in alone.stderr   # the endpoint takes no unsigned call
+    with running_stack_env_file(tmp_path / "local-aws.env", settings.endpoint_url) as env_file:
+        done = cli(settings, "link", "jill", bare=True, env_file=str(env_file))
     assert done.returncode == 0, done.stderr
     assert accounts.redeem_link(done.stdout.strip().rsplit("token=", 1)[1]).name == "jill"
 

@@ -24,7 +24,7 @@ from sightfleet.aws.s3 import over_tls, tls_only_policy
 from sightfleet.deploy.template import SESSION_KEY_LENGTH
 from sightfleet.interfaces import HEARTBEAT_KIND
 from sightfleet.resources import provision
-from tests.support import REPO, unique_prefix
+from tests.support import AWS_TEST_ENV, REPO, unique_prefix
 from web_tier.accounts import Accounts
 
 pytestmark = pytest.mark.slow  # deploy scripts run
@@ -36,8 +36,7 @@ PLAIN = ("--allow-plain-http", "--client-cidr", "198.51.100.7/32")
 
 def run(script: str, endpoint: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGHTFLEET_")}
-    env.update(AWS_ENDPOINT_URL=endpoint, SIGHTFLEET_PREFIX=prefix, AWS_ACCESS_KEY_ID="testing",
-               AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    env.update(AWS_ENDPOINT_URL=endpoint, SIGHTFLEET_PREFIX=prefix, **AWS_TEST_ENV)
     return subprocess.run([str(REPO / "scripts" / script), *args], capture_output=True, text=True, timeout=120, env=env)
 
 

@@ -12,7 +12,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from devstack.stack import moto_command
 from sightfleet.config import Settings
 from sightfleet.resources import Resources, provision
-from tests.support import start_moto, unique_prefix
+from tests.support import sigv4_headers, start_moto, unique_prefix
 
 pytestmark = pytest.mark.slow  # emulator servers started and stopped
 
@@ -28,10 +28,9 @@ def moto_server(request):
 
 
 def _list_queues(connection: http.client.HTTPConnection) -> http.client.HTTPResponse:
-    connection.request("POST", "/", body="{}", headers={
-        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.ListQueues",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, "
-                         "SignedHeaders=host, Signature=0"})
+    url = f"http://{connection.host}:{connection.port}/"
+    connection.request("POST", "/", body="{}", headers=sigv4_headers(url, "POST", b"{}", "sqs", {
+        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.ListQueues"}))
     response = connection.getresponse()
     response.read()
     return response

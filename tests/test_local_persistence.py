@@ -22,7 +22,7 @@ from sightfleet.aws.session import resource
 from sightfleet.config import Settings
 from sightfleet.errors import NotFound
 from sightfleet.resources import Resources, provision
-from tests.support import (AWS_TEST_ENV, REPO, free_port, jpeg_bytes, stack_state_dir, start_stack,
+from tests.support import (AWS_TEST_ENV, REPO, control_headers, free_port, jpeg_bytes, stack_state_dir, start_stack,
                            start_stack_again, unique_prefix, wait_for)
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +55,7 @@ class Endpoint:
         provision(self.settings)
 
     def call(self, action: str) -> dict:
-        reply = requests.post(f"{self.url}/_sightfleet/state/{action}", timeout=60)
+        reply = requests.post(f"{self.url}/_sightfleet/state/{action}", headers=control_headers(), timeout=60)
         reply.raise_for_status()
         return reply.json()
 

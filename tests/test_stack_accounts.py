@@ -53,5 +53,7 @@ def test_first_start_prints_a_link_and_the_admin_key_once_and_sessions_survive_a
 def test_a_session_key_set_by_hand_reaches_no_child_but_the_web_tier():
     from sightfleet.config import Settings
     from devstack.stack import SESSION_KEY_VAR, local_environment
-    env = local_environment({SESSION_KEY_VAR: "set-by-the-operator", "SIGHTFLEET_PREFIX": "x"}, Settings())
+    from sightfleet.local_access import LocalAccess
+    env = local_environment({SESSION_KEY_VAR: "set-by-the-operator", "SIGHTFLEET_PREFIX": "x"}, Settings(),
+                            LocalAccess.generate())
     assert SESSION_KEY_VAR not in env and env["SIGHTFLEET_PREFIX"] == "x"

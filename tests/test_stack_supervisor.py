@@ -26,8 +26,8 @@ from sightfleet.aws.sqs import ensure_queues
 from sightfleet.config import Settings
 from sightfleet.errors import NotFound, Unavailable
 from sightfleet.resources import Resources, provision
-from tests.support import (AWS_TEST_ENV, alive, descendants, free_port, jpeg_bytes, stack_child_pid, stack_state_dir,
-                           start_stack, unique_prefix, wait_for)
+from tests.support import (AWS_TEST_ENV, alive, control_headers, descendants, free_port, jpeg_bytes, stack_child_pid,
+                           stack_state_dir, start_stack, unique_prefix, wait_for)
 
 pytestmark = pytest.mark.e2e
 
@@ -195,15 +195,16 @@ def test_a_failed_restore_is_retried_until_the_endpoint_saves_again(persistent_e
     supervisor, stop = persistent_endpoint
     real_state_call, calls = stack_module._state_call, []
 
-    def first_restore_fails(aws_url: str, action: str):
+    def first_restore_fails(aws_url: str, action: str, headers: dict):
         calls.append(action)
         if calls.count("restore") == 1:
             aws_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the call fails as a dead endpoint's
-        return real_state_call(aws_url, action)
+        return real_state_call(aws_url, action, headers)
     monkeypatch.setattr(stack_module, "_state_call", first_restore_fails)
 
     def saves() -> bool:
-        return requests.post(supervisor.aws_url + "/_sightfleet/state/save", timeout=30).json()["saved"]
+        return requests.post(supervisor.aws_url + "/_sightfleet/state/save", headers=control_headers(),
+                             timeout=30).json()["saved"]
     with keeping(supervisor, stop):
         wait_for(saves, 30, 0.2, what="the endpoint to save (once restored)")
     assert calls.count("restore") >= 2 and "could not restore" in caplog.text

@@ -48,7 +48,7 @@ def results(stack, urls: list[str]):
 
 def test_a_second_burst_is_served_by_the_same_worker_processes_resumed_from_the_pool(tmp_path, monkeypatch):
     for name, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(name, value)   # moto takes any credentials; the stack's own are "local"
+        monkeypatch.setenv(name, value)   # the run's test pair, which the stack is given too (tests/support.py)
     stack = start_stack(tmp_path, SIGHTFLEET_MAX_INSTANCES=str(CAP), SIGHTFLEET_WARM_POOL_SIZE=str(CAP),
                         SIGHTFLEET_IDLE_GRACE_S="30", SIGHTFLEET_POOL_GRACE_S="3", SIGHTFLEET_CONTROLLER_TICK_S="1",
                         SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE=str(BURST // CAP))

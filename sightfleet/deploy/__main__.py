@@ -1,7 +1,8 @@
 """`python -m sightfleet.deploy deploy|destroy` (scripts/deploy, scripts/destroy): one stack per SIGHTFLEET_PREFIX.
 
 AWS credentials and region come from the usual boto3 chain; AWS_ENDPOINT_URL points both at
-another endpoint (the tests use a local one). Logs go to stderr; deploy's web URL and
+another endpoint (the tests use a local one). With neither credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE)
+nor an endpoint in the environment while scripts/run is up, both go to its local endpoint (and say so). Logs go to stderr; deploy's web URL and
 `--template` go to stdout.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sightfleet.deploy.cloudformation import Waiting, deploy, destroy, planned_t
 from sightfleet.deploy.exposure import Refused, decide, own_address
 from sightfleet.deploy.template import PARAMETER_DOCS, DeployOptions
 from sightfleet.errors import SightfleetError
+from sightfleet.local_access import use_local_aws_env
 from sightfleet.logs import setup_logging
 
 log = logging.getLogger("sightfleet.deploy")
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"usage: python -m sightfleet.deploy {{{','.join(COMMANDS)}}} [options]\n")
         return 2
     setup_logging(argv[0])
+    local = use_local_aws_env()
+    if local:
+        log.warning("%s goes to the running local stack's endpoint (%s): for AWS, set AWS_PROFILE or "
+                    "AWS_ACCESS_KEY_ID", argv[0], local)
     try:
         return COMMANDS[argv[0]](argv[1:])
     except ConfigError as exc:

@@ -3,7 +3,8 @@
 `delete` also deletes the account's images (as DELETE /api/images/<id> does, each one), unless
 --keep-images.
 
-Reads the same environment as the stack (AWS_ENDPOINT_URL, SIGHTFLEET_PREFIX, ...). What a command
+Reads the same environment as the stack (AWS_ENDPOINT_URL, SIGHTFLEET_PREFIX, ...); with no credentials
+and no other endpoint given, the running local stack's, from .run/local-aws.env. What a command
 makes (an API key, a link) is the LAST line of stdout, so scripts can take it with `tail -n 1`;
 everything else goes to stderr. Exit status 2 with a message when the command cannot be done.
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import sys
 
-from sightfleet.config import LOCAL_CREDENTIALS, ConfigError, Settings
+from sightfleet.config import ConfigError, Settings
+from sightfleet.local_access import use_local_aws_env
 from sightfleet.errors import NotFound, SightfleetError, Unavailable
 from sightfleet.logs import setup_logging
 from sightfleet.secretbox import credentials_box
@@ -215,9 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging("accounts")
     try:
+        use_local_aws_env()
         settings = Settings.from_env()
-        if settings.is_local:
-            _local_credentials()
         run(args, Accounts(AccountsTable(settings), credentials_box(settings)), settings)
     except (AccountError, ConfigError) as exc:
         log.error("%s", exc)
@@ -233,12 +233,6 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return EXIT_REFUSED
     return EXIT_OK
-
-
-def _local_credentials() -> None:
-    """On the local endpoint, moto's placeholder credentials (as scripts/run gives its children) unless some are set."""
-    for name, value in LOCAL_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
 
 
 def _where(settings: Settings) -> str:
