@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from sightfleet.contracts import (FINAL_STATUSES, Job, Result, clip, failed_result, is_deleted, job_id_of, job_owner_of,
-                                  owner_of)
+                                  owner_of, response_message)
 from sightfleet.deletion import purge
 from sightfleet.errors import ConditionFailed, InvalidJob, NoSuchResult, SightfleetError, Unavailable
 
@@ -82,12 +82,22 @@ def _mark(resources, body: str) -> str | None:
     if job_owner_of(body) != owner_of(current):   # forged or misrouted: another owner's image is not failed by it
         log.warning("dead letter %s names another owner than the image's; left for inspection", image_id)
         return None
+    failed = failed_result(current, code, reason)
     try:
-        resources.results.finish(failed_result(current, code, reason))
+        resources.results.finish(failed)
     except ConditionFailed:
         return None  # a worker finished it between the read and this write
     log.warning("job %s dead-lettered (%s); marked FAILED", image_id, code)
+    _announce(resources, failed)
     return image_id
+
+
+def _announce(resources, failed: dict) -> None:
+    """Tell the response queue's readers (webhooks: image.failed), as a worker does for the failures it stores."""
+    try:
+        resources.responses.send(response_message(failed))
+    except SightfleetError as exc:
+        log.warning("job %s is FAILED, but the response queue could not be told (%s)", failed["id"], exc)
 
 
 def _mark_rowless(resources, body: str, reason: str) -> str | None:

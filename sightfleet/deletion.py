@@ -33,21 +33,13 @@ def delete_image(resources, doc: dict, on_buried: Callable[[], None] | None = No
     fails. Raises the project's error of the first call that failed; a retry completes what is left.
     """
     grave = doc if is_deleted(doc) else tombstone(doc)
-    if grave is not doc and resources.results.bury(grave):
-        if on_buried is not None:
-            on_buried()
-        _announce(resources, grave)
+    if grave is not doc and resources.results.bury(grave) and on_buried is not None:
+        on_buried()
+    # Said on every run while the tombstone stands, a retried delete's too, and a failed send fails the delete
+    # (to be run again): webhooks hear of it at least once (as the same delivery, so receivers drop repeats).
+    resources.responses.send(response_message(grave))
     purge(resources, grave, doc)
     log.info("deleted image %s of %s", doc["id"], grave["owner"])
-
-
-def _announce(resources, grave: dict) -> None:
-    """Tell the response queue's readers (webhooks: image.deleted) once; a failure here deletes nothing less."""
-    try:
-        resources.responses.send(response_message(grave))
-    except SightfleetError as exc:
-        log.warning("image %s is deleted, but the response queue could not be told (%s): its webhooks miss it",
-                    grave["id"], exc)
 
 
 def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | None = None,

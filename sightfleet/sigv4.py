@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Callable, Mapping
 
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
+from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -28,6 +28,7 @@ MAX_SKEW_S = 15 * 60
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _AUTH_RE = re.compile(r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*"
                       r"SignedHeaders=(?P<headers>[^,\s]+),\s*Signature=(?P<signature>[0-9a-f]{64})\s*$")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _SCOPE_RE = re.compile(r"^(?P<key_id>[A-Za-z0-9]{16,128})/(?P<date>\d{8})/(?P<region>[a-z0-9-]{1,40})/"
                        r"(?P<service>[a-z0-9-]{1,40})/aws4_request$")
 
@@ -100,10 +101,24 @@ def check_date(amz_date: str | None, scope_date: str, now: datetime) -> str:
     return amz_date
 
 
+class _ExactSigner(SigV4Auth):
+    """botocore's SigV4 signer, over exactly the headers the client signed.
+
+    botocore's own headers_to_sign leaves out a few (User-Agent, Expect, ...) that it never signs itself;
+    other SDKs sign some of them, and their signatures must verify too.
+    """
+
+    def headers_to_sign(self, request):
+        return HTTPHeaders.from_pairs([(name.lower(), value) for name, value in request.headers.items()])
+
+
 def _payload_hash(request: SignedRequest) -> str:
     """The body's SHA-256; a sent X-Amz-Content-SHA256 must match it (no unsigned payloads)."""
     actual = hashlib.sha256(request.body).hexdigest()
     claimed = _header(request.headers, "x-amz-content-sha256")
+    if claimed is not None and not _HEX64.fullmatch(claimed):
+        raise SignatureError("InvalidSignatureException", "X-Amz-Content-SHA256 is not a SHA-256 in hex "
+                             "(unsigned payloads are not accepted)")
     if claimed is not None and not hmac.compare_digest(claimed.lower(), actual):
         raise SignatureError("InvalidSignatureException", "X-Amz-Content-SHA256 is not the hash of the body "
                              "(unsigned payloads are not accepted)")
@@ -127,7 +142,7 @@ def expected_signature(request: SignedRequest, auth: Authorization, secret: str,
     url = f"http://{headers['host']}{request.path}" + (f"?{request.query}" if request.query else "")
     aws_request = AWSRequest(method=request.method, url=url, data=request.body, headers=headers)
     aws_request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(auth.key_id, secret), auth.service, auth.region)
+    signer = _ExactSigner(Credentials(auth.key_id, secret), auth.service, auth.region)
     canonical = signer.canonical_request(aws_request)
     return signer.signature(signer.string_to_sign(aws_request, canonical), aws_request)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -50,6 +51,8 @@ def verify(secret: str, body: bytes, header: str, now: float | None = None,
         stamp = int(parts.get("t", ""))
     except ValueError:
         return False
+    if not re.fullmatch(r"[0-9a-f]{64}", parts.get("v1", "")):
+        return False
     if abs((time.time() if now is None else now) - stamp) > tolerance_s:
         return False
     expected = signature_header(secret, body, stamp).split(",v1=", 1)[1]
@@ -66,8 +69,14 @@ def check_url(url: str, local: bool) -> str:
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise WebhookError(f"a webhook URL is 1 to {MAX_URL_LENGTH} characters")
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if parts.scheme not in ("https", "http") or not parts.hostname or any(c.isspace() for c in url):
         raise WebhookError("a webhook URL is https://host/path")
+    try:
+        port = parts.port
+    except ValueError:   # out of range, or not a number
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise WebhookError("a webhook URL's port is 1 to 65535")
     if parts.username or parts.password:
         raise WebhookError("a webhook URL may not carry a user name or password; the signature authenticates")
     if parts.scheme == "http" and not (local and _is_loopback_name(parts.hostname)):
@@ -98,18 +107,41 @@ def _literal_ip(host: str):
         return None
 
 
+# Never called, whatever the operator allows: where cloud metadata services answer.
+_METADATA_NETS = tuple(ipaddress.ip_network(net) for net in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::/32"))
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped, 6to4, Teredo's client, NAT64), if any."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def address_refusal(address, allow_private: bool, allow_loopback: bool) -> str | None:
     """Why a resolved address may not be called (None: it may): the metadata service never, private nets rarely."""
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if ip.is_link_local:   # 169.254.0.0/16 and fe80::/10 hold the instance metadata service
-        return "a link-local address (the instance metadata service lives there)"
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            return address_refusal(inner, allow_private, allow_loopback)
+        if ip in _SITE_LOCAL:
+            return "a site-local address"
+    if any(ip in net for net in _METADATA_NETS if net.version == ip.version):
+        return "a link-local or metadata-service address (never called)"
     if ip.is_loopback:
         return None if allow_loopback else "a loopback address"
     if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
         return "not a unicast address"
-    if ip.is_private or str(ip).startswith("100.64.") or not ip.is_global:
+    if ip.is_private or not ip.is_global:
         return None if allow_private else "a private address (SIGHTFLEET_WEBHOOK_ALLOW_PRIVATE=1 allows them)"
     return None
 

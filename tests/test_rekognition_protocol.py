@@ -103,7 +103,7 @@ def test_operations_this_server_cannot_answer_are_refused_never_made_up(target, 
 
 @pytest.mark.parametrize("status, code, aws_type, aws_status", [
     (429, "RATE_LIMITED", "ThrottlingException", 400),
-    (429, "QUOTA_EXCEEDED", "LimitExceededException", 400),
+    (429, "QUOTA_EXCEEDED", "ServiceQuotaExceededException", 400),
     (401, "UNAUTHENTICATED", "MissingAuthenticationTokenException", 403),
     (403, "InvalidSignatureException", "InvalidSignatureException", 403),
     (413, "REQUEST_TOO_LARGE", "ImageTooLargeException", 400),

@@ -91,3 +91,28 @@ def test_a_request_is_accepted_only_within_fifteen_minutes_of_its_signing(offset
 
 def test_only_sigv4_headers_are_taken_for_sigv4():
     assert is_sigv4("AWS4-HMAC-SHA256 Credential=x") and not is_sigv4("Bearer sfk_x") and not is_sigv4(None)
+
+
+def test_headers_botocore_would_not_sign_verify_when_another_sdk_signs_them():
+    """Some SDKs sign User-Agent (which botocore never does); such a signature must verify too."""
+    from botocore.awsrequest import HTTPHeaders
+
+    class SignsEverything(SigV4Auth):
+        def headers_to_sign(self, request):
+            return HTTPHeaders.from_pairs([(k.lower(), v) for k, v in request.headers.items()] +
+                                          [("host", "127.0.0.1:8000")])
+
+    request = AWSRequest(method="POST", url="http://127.0.0.1:8000/", data=BODY,
+                         headers={"User-Agent": "aws-sdk-java/1.12", "X-Amz-Target": "RekognitionService.DetectLabels"})
+    SignsEverything(Credentials(KEY_ID, SECRET), "rekognition", "us-east-1").add_auth(request)
+    assert "user-agent" in request.headers["Authorization"]
+    when = datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    sent = {**dict(request.headers.items()), "Host": "127.0.0.1:8000"}
+    assert verify(SignedRequest("POST", "/", "", sent, BODY), "rekognition", secrets, now=when)
+
+
+def test_a_payload_hash_that_is_not_hex_is_refused_not_a_crash():
+    request, when = signed()
+    bad = SignedRequest(request.method, request.path, request.query,
+                        {**request.headers, "X-Amz-Content-SHA256": "é" * 64}, request.body)
+    assert refusal(bad, when) == "InvalidSignatureException"

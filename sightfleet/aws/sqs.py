@@ -147,5 +147,6 @@ def ensure_queues(settings: Settings) -> None:
         sqs.set_queue_attributes(QueueUrl=url, Attributes=request_attrs)
         sqs.create_queue(QueueName=names.response_queue, Attributes={"MessageRetentionPeriod": str(RETENTION_S)})
         # Webhook deliveries retry for about 32 hours: the four days' retention keeps them all.
-        sqs.create_queue(QueueName=names.webhook_queue, Attributes={
+        hooks = sqs.create_queue(QueueName=names.webhook_queue)["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=hooks, Attributes={
             "MessageRetentionPeriod": str(RETENTION_S), "VisibilityTimeout": str(settings.webhook_visibility_s)})

@@ -96,6 +96,10 @@ class WebhookTable:
                                        "account_id": account_id, "secret_sealed": sealed,
                                        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
+    def delete_callback_secret(self, account_id: str) -> None:
+        with translated(f"delete the callback secret of {account_id}"):
+            self._table.delete_item(Key={"pk": _pk(CALLBACK_SECRET, account_id)})
+
     def callback_secret(self, account_id: str) -> str | None:
         """The account's sealed callback secret; None when it has none."""
         with translated(f"get the callback secret of {account_id}"):
@@ -110,7 +114,7 @@ class WebhookTable:
 
     def callback(self, image_id: str) -> dict | None:
         with translated(f"get the callback of {image_id}"):
-            return _plain(self._table.get_item(Key={"pk": _pk(CALLBACK, image_id)}).get("Item"))
+            return _plain(self._table.get_item(Key={"pk": _pk(CALLBACK, image_id)}, ConsistentRead=True).get("Item"))
 
 
 def _hook(item: dict | None) -> dict | None:

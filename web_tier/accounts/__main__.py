@@ -107,6 +107,7 @@ def _delete(accounts: Accounts, settings: Settings, name: str, keep_images: bool
     """
     account = accounts.get(name)
     keys = accounts.lock_out(name)
+    _webhooks_service(settings).forget_account(account["account_id"])   # no event of the deletion goes out
     if not keep_images:
         from sightfleet.aws.limits import LimitsTable
         if resources is None:
@@ -191,10 +192,14 @@ def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> Non
         _out(f"{base}/signin/link?token={token}")
 
 
-def _webhooks(args: argparse.Namespace, account_id: str, settings: Settings) -> None:
+def _webhooks_service(settings: Settings):
     from sightfleet.aws.webhooks import WebhookTable
     from web_tier.webhooks.service import Webhooks
-    service = Webhooks(WebhookTable(settings), credentials_box(settings), settings.is_local)
+    return Webhooks(WebhookTable(settings), credentials_box(settings), settings.is_local)
+
+
+def _webhooks(args: argparse.Namespace, account_id: str, settings: Settings) -> None:
+    service = _webhooks_service(settings)
     if args.command == "webhook-add":
         try:
             issued = service.register(account_id, args.url, [e.strip() for e in args.events.split(",") if e.strip()])

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Callable
 
+from sightfleet.aws.calls import PendingCalls
 from sightfleet.contracts import is_deleted
 from web_tier.submit import Upload
 
@@ -22,70 +23,60 @@ log = logging.getLogger(__name__)
 API_ALBUM = "rekognition-api"
 PENDING_TTL_S = 600
 ABANDONED_WAIT_S = 600
+CHECK_S = 5.0
 
 
 class Calls:
-    """Calls in flight in this process, by owner and photo (so that retries join the job already sent)."""
+    """Rekognition calls through the fleet, joined across processes by owner and photo."""
 
     def __init__(self, submit: Callable[[Upload], dict], wait: Callable[[list[str], float], list[dict] | None],
-                 wait_s: float):
-        self._submit, self._wait, self._wait_s = submit, wait, wait_s
-        self._pending: dict[tuple[str, str], tuple[str, float]] = {}
-        self._abandoned: set[str] = set()
-        self._lock = threading.Lock()
+                 wait_s: float, pending: PendingCalls):
+        self._submit, self._wait, self._wait_s, self.pending = submit, wait, wait_s, pending
 
     def answer(self, upload: Upload) -> tuple[str, dict | None]:
         """The photo's job id and final result; None for the result when the fleet did not answer in time."""
-        key = (upload.owner, hashlib.sha256(upload.data).hexdigest())
-        image_id = self._join(key) or self._send(key, upload)
+        owner, digest = upload.owner, hashlib.sha256(upload.data).hexdigest()
+        image_id = self._join(owner, digest) or self._send(owner, digest, upload)
         done = self._wait([image_id], self._wait_s)
         if done is not None and is_deleted(done[0]):   # deleted meanwhile: this photo needs a job of its own
-            image_id = self._send(key, upload)
+            image_id = self._send(owner, digest, upload)
             done = self._wait([image_id], self._wait_s)
-        with self._lock:
-            if done is None:
-                self._abandoned.add(image_id)
-            else:
-                self._pending.pop(key, None)
+        if done is not None:
+            self.pending.done(owner, digest)
         return image_id, None if done is None else done[0]
 
-    def abandoned(self, image_id: str) -> bool:
-        """Whether nobody waits for this job any more (so whoever sees it end may delete it)."""
-        with self._lock:
-            return image_id in self._abandoned
+    def _join(self, owner: str, digest: str) -> str | None:
+        image_id = self.pending.job_of(owner, digest)
+        if image_id is not None:
+            self.pending.sent(owner, digest, image_id)   # the retry window starts again
+            log.info("a retried call joins job %s", image_id)
+        return image_id
 
-    def forget(self, image_id: str) -> None:
-        with self._lock:
-            self._abandoned.discard(image_id)
-
-    def _join(self, key: tuple[str, str]) -> str | None:
-        now = time.monotonic()
-        with self._lock:
-            for stale in [k for k, (_, at) in self._pending.items() if now - at > PENDING_TTL_S]:
-                del self._pending[stale]
-            found = self._pending.get(key)
-            if found is not None:
-                self._abandoned.discard(found[0])
-                log.info("a retried call joins job %s", found[0])
-        return None if found is None else found[0]
-
-    def _send(self, key: tuple[str, str], upload: Upload) -> str:
+    def _send(self, owner: str, digest: str, upload: Upload) -> str:
         image_id = self._submit(upload)["id"]
-        with self._lock:
-            self._pending[key] = (image_id, time.monotonic())
+        self.pending.sent(owner, digest, image_id)
         return image_id
 
 
-def clean_up_when_final(calls: Calls, image_id: str, wait: Callable[[list[str], float], list[dict] | None],
-                        delete: Callable[[dict], None]) -> threading.Thread:
-    """In the background: wait for an abandoned job to end, then delete it if still nobody waits for it."""
+def clean_up_when_unclaimed(pending: PendingCalls, upload: Upload, image_id: str,
+                            wait: Callable[[list[str], float], list[dict] | None],
+                            delete: Callable[[dict], None]) -> threading.Thread:
+    """In the background: once the job has ended and no retry came for it within its window, delete its photo.
+
+    A retry that got the answer deleted the photo itself (and ended the window); one still waiting keeps it.
+    """
+    digest = hashlib.sha256(upload.data).hexdigest()
+
     def run() -> None:
         done = wait([image_id], ABANDONED_WAIT_S)
-        if done is None or not calls.abandoned(image_id):
-            return
-        calls.forget(image_id)
+        deadline = time.monotonic() + PENDING_TTL_S
+        while done is not None and time.monotonic() < deadline:
+            if pending.job_of(upload.owner, digest) != image_id:   # answered (so deleted), or another job
+                return
+            time.sleep(CHECK_S)
         try:
-            delete(done[0])
+            if done is not None and pending.job_of(upload.owner, digest) == image_id:
+                delete(done[0])
         except Exception:   # noqa: BLE001 - a thread of its own: log whatever stops the deletion
             log.exception("could not delete %s, the photo of an abandoned Rekognition call", image_id)
     thread = threading.Thread(target=run, name=f"rekognition-cleanup-{image_id}", daemon=True)

@@ -29,7 +29,8 @@ _AWS_ERRORS = {
     "BAD_CREDENTIALS": ("UnrecognizedClientException", 403),
     "FORBIDDEN": ("AccessDeniedException", 400),
     "RATE_LIMITED": ("ThrottlingException", 400),
-    "QUOTA_EXCEEDED": ("LimitExceededException", 400),
+    # Not LimitExceededException, which botocore retries as throttling: a full quota does not clear by waiting.
+    "QUOTA_EXCEEDED": ("ServiceQuotaExceededException", 400),
     "TOO_LARGE": ("ImageTooLargeException", 400),
     "IMAGE_TOO_LARGE": ("ImageTooLargeException", 400),
     "REQUEST_TOO_LARGE": ("ImageTooLargeException", 400),

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+from typing import Callable
 
 from flask import Blueprint, Flask, current_app, g, request
 
+from sightfleet.aws.calls import PendingCalls
 from sightfleet.contracts import SUCCEEDED
-from sightfleet.errors import NotFound
+from sightfleet.errors import NotFound, SightfleetError
 from web_tier.auth import accounts
 from web_tier.owners import delete_owned
 from web_tier.rekognition import ROUTE, Dispatch, aws_answer, aws_error_answer, bound_body
-from web_tier.rekognition.calls import API_ALBUM, Calls, clean_up_when_final
+from web_tier.rekognition.calls import API_ALBUM, PENDING_TTL_S, Calls, clean_up_when_unclaimed
 from web_tier.rekognition.protocol import (AwsError, DetectLabels, as_aws_error, labels_answer, operation_of,
                                            parse_detect_labels)
 from web_tier.services import resources, settings, submitter, waiter
@@ -20,6 +23,7 @@ from web_tier.submit import Rejected, Upload
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rekognition", __name__)
+RETRY_DELETE_S = 60
 # A failed photo's code as the exception Rekognition raises for it; anything else is the server's fault.
 _FAILED_AS = {"UNSUPPORTED_FORMAT": "InvalidImageFormatException", "CORRUPT_IMAGE": "InvalidImageFormatException",
               "IMAGE_TOO_LARGE": "ImageTooLargeException"}
@@ -38,7 +42,8 @@ def rejected(exc: Rejected):
 def calls() -> Calls:
     found = current_app.extensions.get("rekognition_calls")
     if found is None:
-        found = Calls(submitter().submit, waiter().wait, settings().rekognition_wait_s)
+        found = Calls(submitter().submit, waiter().wait, settings().rekognition_wait_s,
+                      PendingCalls(settings(), PENDING_TTL_S))
         current_app.extensions["rekognition_calls"] = found
     return found
 
@@ -54,7 +59,7 @@ def call():
     upload = Upload(_image_of(detect), f"rekognition-{uuid.uuid4().hex[:8]}", API_ALBUM, g.principal.owner)
     image_id, result = calls().answer(upload)
     if result is None:
-        _clean_up_later(image_id)
+        _clean_up_later(upload, image_id)
         raise AwsError("ThrottlingException", f"the fleet did not answer within {settings().rekognition_wait_s:g} s "
                        "(it may be starting); retry: the same photo joins the job already sent")
     _let_go(result)
@@ -85,21 +90,36 @@ def _keeps_api_images() -> bool:
 
 
 def _let_go(result: dict) -> None:
-    """Delete the call's photo now that it is answered (Rekognition keeps nothing), unless the account keeps them."""
-    if not _keeps_api_images():
-        delete_owned(result)
+    """Delete the call's photo now that it is answered (Rekognition keeps nothing), unless the account keeps them.
 
-
-def _clean_up_later(image_id: str) -> None:
-    """Delete the photo of a call nobody waits for once its job ends (unless kept, or a retry joins it)."""
+    The answer does not wait on a failed deletion: the photo goes in the background, a minute later.
+    """
     if _keeps_api_images():
         return
+    try:
+        delete_owned(result)
+    except SightfleetError as exc:
+        log.warning("the photo %s of an answered call is not deleted yet (%s); trying again later", result["id"], exc)
+        threading.Timer(RETRY_DELETE_S, _in_app_context(delete_owned), (result,)).start()
+
+
+def _in_app_context(act: Callable[[dict], None]) -> Callable[[dict], None]:
+    """act, run in this app's context from a thread of its own, with whatever stops it logged."""
     app = current_app._get_current_object()
 
-    def delete(doc: dict) -> None:
+    def run(doc: dict) -> None:
         with app.app_context():
-            delete_owned(doc)
-    clean_up_when_final(calls(), image_id, waiter().wait, delete)
+            try:
+                act(doc)
+            except Exception:  # noqa: BLE001 - a thread of its own
+                log.exception("could not delete %s, the photo of a Rekognition call", doc["id"])
+    return run
+
+
+def _clean_up_later(upload: Upload, image_id: str) -> None:
+    """Delete the photo of a call nobody came back for, once its job ends and its retry window passes."""
+    if not _keeps_api_images():
+        clean_up_when_unclaimed(calls().pending, upload, image_id, waiter().wait, _in_app_context(delete_owned))
 
 
 def install(app: Flask) -> None:

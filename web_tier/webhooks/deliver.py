@@ -19,12 +19,13 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from sightfleet.aws.sqs import Queue
 from sightfleet.aws.webhooks import WebhookTable
 from sightfleet.config import Settings, settings_or_exit
-from sightfleet.contracts import iso
-from sightfleet.errors import NoSuchResult, SightfleetError
+from sightfleet.contracts import iso, owner_of
+from sightfleet.errors import Invalid, NoSuchResult, SightfleetError
 from sightfleet.logs import setup_logging
 from sightfleet.procs import stop_event_on_signals
 from sightfleet.resources import Resources
@@ -36,6 +37,7 @@ from web_tier.webhooks.http import post
 log = logging.getLogger(__name__)
 MAX_SQS_DELAY_S = 900
 RECEIVE_WAIT_S = 5
+RECEIVE_BATCH = 10
 IMAGE_FIELDS = ("id", "status", "album", "filename", "labels", "top_label", "metadata", "error", "completed_at",
                 "label_model_version")
 CALLBACK = "callback"
@@ -58,17 +60,29 @@ class Deliverer:
         self.backoff = settings.webhook_backoff
 
     def _poll_forever(self, queue, handle, what: str, visibility_s: int | None = None) -> None:
-        """Receive from queue and handle each message until told to stop; a queue out of reach is waited out."""
-        while not self.stop.is_set():
-            try:
-                messages = queue.receive(10, RECEIVE_WAIT_S, visibility_s=visibility_s)
-            except SightfleetError as exc:
-                log.warning("cannot read the %s queue (%s); trying again", what, exc)
-                self.stop.wait(RECEIVE_WAIT_S)
-                continue
-            for message in messages:
-                handle(message)
+        """Receive from queue and handle its messages side by side until told to stop (or a bug ends the process).
+
+        Each message is handled on a thread of its own (at most RECEIVE_BATCH), so one slow receiver holds
+        up only its own delivery, and a batch ends within an attempt's deadline, inside the visibility timeout.
+        """
+        with ThreadPoolExecutor(RECEIVE_BATCH, thread_name_prefix=what) as pool:
+            while not self.stop.is_set():
+                try:
+                    messages = queue.receive(RECEIVE_BATCH, RECEIVE_WAIT_S, visibility_s=visibility_s)
+                except SightfleetError as exc:
+                    log.warning("cannot read the %s queue (%s); trying again", what, exc)
+                    self.stop.wait(RECEIVE_WAIT_S)
+                    continue
+                for done in [pool.submit(self._guarded, handle, message, what) for message in messages]:
+                    done.result()
         log.info("%s loop stopped", what)
+
+    def _guarded(self, handle, message, what: str) -> None:
+        """One message's work; a bug on one message is logged, and that message comes back to be tried again."""
+        try:
+            handle(message)
+        except Exception:  # noqa: BLE001 - one message must not end the loop that serves every account
+            log.exception("a %s message could not be handled; it comes back after its visibility timeout", what)
 
     # fan-out
     def fan_out_forever(self) -> None:
@@ -80,8 +94,8 @@ class Deliverer:
             for delivery in self.deliveries_for(json.loads(message.body)):
                 self.queue.send(json.dumps(delivery))
             self.resources.responses.delete(message.receipt)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("dropping a response message that is not one: %s", exc)
+        except (ValueError, KeyError, TypeError, Invalid) as exc:   # it can never be fanned out: not kept
+            log.error("dropping a response message that cannot be fanned out: %s", exc)
             self.resources.responses.delete(message.receipt)
         except SightfleetError as exc:   # left on the queue: it comes back after its visibility timeout
             log.warning("fan-out of a response message failed (%s); it will come back", exc)
@@ -94,7 +108,7 @@ class Deliverer:
         image = self._image(short, event)
         if image is None:
             return []
-        owner, occurred = image.get("owner") or short.get("owner"), short.get("completed_at") or short.get("id")
+        owner, occurred = owner_of(image if image.get("owner") else short), short.get("completed_at") or short["id"]
         targets = [(hook["hook_id"], None) for hook in self.hooks.hooks_of(owner)
                    if hook["status"] == "active" and event in hook["events"]]
         callback = self.hooks.callback(image["id"]) if event != DELETED_EVENT else None
@@ -147,7 +161,7 @@ class Deliverer:
                                   EVENT_HEADER: delivery["event"], DELIVERY_HEADER: delivery["delivery_id"],
                                   SIGNATURE_HEADER: signature_header(secret, body)},
                       allow_private=bool(self.settings.webhook_allow_private),
-                      allow_loopback=self.settings.is_local or bool(self.settings.webhook_allow_private))
+                      allow_loopback=self.settings.is_local)
         next_step = fate(answer.ok, delivery["attempt"], self.backoff)
         log.info("delivery %s (%s of %s) attempt %d to %s: %s %s", delivery["delivery_id"], delivery["event"],
                  delivery["image_id"], delivery["attempt"] + 1, delivery["target"], answer.status or "no answer",
@@ -196,15 +210,21 @@ class Deliverer:
 
 
 def main() -> int:
-    """Run both loops until SIGTERM or SIGINT."""
+    """Run both loops until SIGTERM or SIGINT; exit 1 when a loop dies (systemd or the stack starts it again)."""
     setup_logging("webhooks")
     settings = settings_or_exit(log)
-    deliverer = Deliverer(settings, Resources.connect(settings), credentials_box(settings), stop_event_on_signals())
-    loops = [threading.Thread(target=deliverer.fan_out_forever, name="fan-out"),
-             threading.Thread(target=deliverer.deliver_forever, name="deliver")]
+    stop = stop_event_on_signals()
+    deliverer = Deliverer(settings, Resources.connect(settings), credentials_box(settings), stop)
+    loops = [threading.Thread(target=deliverer.fan_out_forever, name="fan-out", daemon=True),
+             threading.Thread(target=deliverer.deliver_forever, name="deliver", daemon=True)]
     for loop in loops:
         loop.start()
     log.info("webhook deliverer running on %s", settings.names.webhook_queue)
+    while not stop.wait(1.0):
+        if not all(loop.is_alive() for loop in loops):
+            log.error("a loop of the webhook deliverer died; exiting so that it is started again")
+            stop.set()
+            return 1
     for loop in loops:
-        loop.join()
+        loop.join(timeout=30)
     return 0

@@ -82,6 +82,16 @@ class Webhooks:
         log.info("webhook %s enabled again by its owner", hook_id)
         return True
 
+    def forget_account(self, account_id: str) -> int:
+        """Remove every endpoint and the callback secret of an account being deleted; how many endpoints went."""
+        hooks = self.table.hooks_of(account_id)
+        for hook in hooks:
+            self.table.delete_hook(hook["hook_id"])
+        self.table.delete_callback_secret(account_id)
+        if hooks:
+            log.info("removed the %d webhook endpoints of account %s", len(hooks), account_id)
+        return len(hooks)
+
     def new_callback_secret(self, account_id: str) -> str:
         """A new secret for the account's per-request callbacks (the old one stops signing at once)."""
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
