@@ -24,6 +24,9 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
         "local_aws_port": "port of the local AWS endpoint that `scripts/run` starts",
         "local_aws_state_dir": "where that endpoint keeps its contents between runs; empty: `.run/aws-<port>` "
                                "(`scripts/run --no-persist`: nowhere)",
+        "emulator_patches": "`on`: the local endpoint serves moto with the project's tested repairs "
+                            "(`devstack/moto_patches.py`, only on the moto version they were tested on); `off`: "
+                            "plain moto",
     }),
     ("Web tier", {
         "port": "web tier port",
@@ -40,6 +43,18 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
                                 "built-in `anonymous` owner); 0: it needs an API key",
         "trusted_proxies": "proxies in front of the web tier whose `X-Forwarded-Proto`/`-For` are believed; "
                            "0 trusts none (`scripts/deploy`: 1, the load balancer)",
+        "credentials_key": "the key that seals access-key and webhook secrets in the accounts table "
+                           "(`sightfleet/secretbox.py`); never in the repository (`scripts/run` keeps one in "
+                           "`<state dir>.credentials-key`, mode 0600)",
+        "credentials_key_secret": "Secrets Manager secret holding that key (`scripts/deploy`: "
+                                  "`<prefix>-credentials-key`, readable by the web role only)",
+        "rekognition_wait_s": "how long a Rekognition call waits for the fleet before a retryable "
+                              "`ThrottlingException` (below the SDKs' 60 s read timeout; docs/rekognition.md)",
+        "webhook_backoff_s": "comma-separated seconds between a failing webhook delivery's attempts; empty: "
+                             "10 s up to 8 h, 13 attempts over about 32 hours (docs/webhooks.md)",
+        "webhook_visibility_s": "seconds a webhook delivery being attempted stays hidden from other deliverers",
+        "webhook_allow_private": "1: webhooks may go to private addresses (never to link-local or metadata "
+                                 "ones); 0: public addresses only (and loopback in local mode)",
     }),
     ("The fleet (controller)", {
         "min_instances": "fewest workers the controller keeps",
@@ -66,8 +81,14 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
                            "(the watchdog)",
         "receive_wait_s": "longest long poll, in seconds",
         "receive_batch": "messages received per poll (SQS allows at most 10)",
-        "min_confidence": "labels below this confidence (0-100) are dropped",
+        "min_confidence": "a floor (0-100) on top of each label's own threshold in the vocabulary "
+                          "(`sightfleet/data/vocabulary.json`); 0: the thresholds alone decide",
         "max_labels": "most labels per result",
+        "classifier": "the ImageNet classifier: `efficientnet_lite0` (default) or `efficientnet_lite3` (more "
+                      "accurate, about 1.4x the CPU per image; docs/recognition.md)",
+        "label_floor": "labels the thresholds drop are still stored down to this confidence (`weaker_labels`), "
+                       "so a read with a lower `MinConfidence` can show them; 100: none",
+        "stored_max_labels": "most labels stored per result, shown or weaker",
         "thumbnail_size": "thumbnail bounding box, in pixels",
         "max_pixels": "decompression-bomb guard: larger images fail `IMAGE_TOO_LARGE`",
         "image_timeout_s": "time bound per image (`TIMEOUT`)",
