@@ -15,7 +15,7 @@ from sightfleet.resources import Resources
 from web_tier.accounts import Accounts
 from web_tier.albums import Albums
 from web_tier.health import HealthProbe
-from web_tier.signin_guard import SignInGuard
+from web_tier.signin_guard import SignInGuard, VerificationGate
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
 from web_tier.waiting import ResultWaiter
 
@@ -73,15 +73,16 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["waiter"] = ResultWaiter(resources.results)
     app.extensions["health"] = HealthProbe(resources)
 
-    from web_tier import api, auth, csrf, cse546, display, errors, health, ops, pages, signin
+    from web_tier import account, api, auth, csrf, cse546, display, errors, health, ops, pages, signin
     errors.register(app)
     auth.install(app, Accounts(resources.accounts), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops, signin):
+    for module in (health, api, pages, cse546, ops, signin, account):
         app.register_blueprint(module.bp)
     from web_tier import limits, openapi, security
     for extension in (security, openapi, limits):
         extension.install(app)
     app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])
+    app.extensions["verification_gate"] = VerificationGate(settings.signin_concurrency)
     return app

@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from sightfleet.aws.dynamodb import NoSuchResult
 from sightfleet.errors import Invalid, NotFound, Unavailable
 from web_tier.services import settings
+from web_tier.signin_guard import BUSY_RETRY_AFTER_S, VerifierBusy
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Rejected
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,11 @@ def register(app: Flask) -> None:
     def invalid(exc: Invalid):
         log.warning("%s %s: refused by the backend as invalid: %s", request.method, request.path, exc)
         return _answer(400, "INVALID_REQUEST", "the request cannot be served as made; check its parameters")
+
+    @app.errorhandler(VerifierBusy)
+    def busy(_exc: VerifierBusy):
+        return _answer(503, "BUSY", "too many sign-ins are being checked right now; try again in a second",
+                       {"Retry-After": str(BUSY_RETRY_AFTER_S)})
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
