@@ -9,6 +9,7 @@ from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from sightfleet.aws.limits import LimitsTable
 from sightfleet.aws.secrets import secret_string
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
@@ -27,10 +28,14 @@ SESSION_LIFETIME = timedelta(days=7)
 
 
 class _SessionCookies(SecureCookieSessionInterface):
-    """Flask's signed cookie session, marked Secure exactly when the request came over HTTPS."""
+    """Flask's signed cookie session, Secure and named `__Host-...` exactly when the request came over HTTPS."""
 
     def get_cookie_secure(self, app) -> bool:
         return request.is_secure
+
+    def get_cookie_name(self, app) -> str:
+        from web_tier.csrf import cookie_name
+        return cookie_name(super().get_cookie_name(app))
 
 
 def session_key(settings: Settings) -> str:
@@ -60,10 +65,10 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.session_interface = _SessionCookies()
     app.config.update(SESSION_COOKIE_NAME=SESSION_COOKIE, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
-    # Werkzeug enforces these while it reads the body: a request may carry MAX_IMAGES_PER_REQUEST
-    # images of the largest allowed size plus its envelope, in a few parts more than that. (Flask's
-    # MAX_FORM_MEMORY_SIZE, 500 kB for a text field, stays: werkzeug also applies it to its parse
-    # buffer, so it must stay well above the 64 kB that the parser reads at a time.)
+    # Werkzeug enforces these while it reads the body; the door (web_tier/door.py) lowers the length per
+    # endpoint before anything reads. (Flask's MAX_FORM_MEMORY_SIZE, 500 kB for a text field, stays:
+    # werkzeug also applies it to its parse buffer, so it must stay well above the 64 kB that the parser
+    # reads at a time.)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes * MAX_IMAGES_PER_REQUEST + 1024 * 1024,
                       MAX_FORM_PARTS=MAX_IMAGES_PER_REQUEST + FORM_FIELDS)
     app.extensions["sightfleet"] = resources
@@ -73,16 +78,19 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["waiter"] = ResultWaiter(resources.results)
     app.extensions["health"] = HealthProbe(resources)
 
-    from web_tier import account, api, auth, csrf, cse546, display, errors, health, ops, pages, signin
+    from web_tier import account, api, auth, csrf, cse546, display, door, errors, health, ops, pages, signin
     errors.register(app)
+    limits_table = LimitsTable(settings)
+    door.install(app, limits_table)   # first: before authentication, CSRF and routing's refusals
     auth.install(app, Accounts(resources.accounts), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
     for module in (health, api, pages, cse546, ops, signin, account):
         app.register_blueprint(module.bp)
     from web_tier import limits, openapi, security
-    for extension in (security, openapi, limits):
+    for extension in (security, openapi):
         extension.install(app)
+    limits.install(app, limits_table)
     app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])
     app.extensions["verification_gate"] = VerificationGate(settings.signin_concurrency)
     return app

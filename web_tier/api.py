@@ -11,7 +11,7 @@ from web_tier.errors import unavailable_response
 from web_tier.owners import caller, delete_one, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, number, status_filter
-from web_tier.services import albums, resources, settings, submitter, waiter
+from web_tier.services import albums, resources, submitter, waiter
 from web_tier.submit import Rejected, Upload, uploads_from_parts
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def uploads_from_request() -> list[Upload]:
     if not files:
         raise Rejected(400, "NO_FILE", "send multipart `file` parts (with UTF-8 part headers) or a raw "
                                        "image/jpeg or image/png body")
-    return uploads_from_parts(files, album or request.form.get("album"), owner)
+    return uploads_from_parts(files, album or request.form.get("album"), owner, submitter().max_bytes)
 
 
 def wait_seconds() -> float:
@@ -49,11 +49,7 @@ def wait_seconds() -> float:
 
 @bp.post("/images")
 def submit_images():
-    if is_raw_upload():
-        # One image per raw body: refuse a declared length over the limit before reading a byte, and
-        # stop reading an undeclared (chunked) one there. One byte more than the limit, because werkzeug
-        # refuses any read at its limit and a body of exactly the limit is allowed; check() refuses more.
-        request.max_content_length = settings().max_upload_bytes + 1
+    # The body's bound (one image for a raw body) was set before anything read it: web_tier/door.py.
     wait_s = wait_seconds()
     uploads = uploads_from_request()
     # Check all first, so one bad file does not leave the others queued.

@@ -21,7 +21,8 @@ def classify():
     if part is None:
         raise Rejected(400, "NO_FILE", "send the image as multipart field `myfile` or `inputFile`")
     # Filed under the caller: authentication makes an uncredentialed course generator the anonymous owner.
-    accepted = submitter().submit(upload_from_part(part, request.form.get("album"), caller().owner))
+    upload = upload_from_part(part, request.form.get("album"), caller().owner, submitter().max_bytes)
+    accepted = submitter().submit(upload)
     done = waiter().wait([accepted["id"]], WAIT_S)
     if done is None:
         return error_response(504, "TIMEOUT", f"no result within {WAIT_S} s; poll /api/images/{accepted['id']}")

@@ -38,11 +38,15 @@ def _wants_page() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
-def _answer(status: int, code: str, message: str, headers: dict | None = None):
+def refusal(status: int, code: str, message: str, headers: dict | None = None):
+    """A refusal as the caller reads it: the error page for a browser asking for a page, else the JSON error."""
     if _wants_page():
         page = render_template("error.html", status=status, code=code, message=message)
         return page, status, headers or {}
     return error_response(status, code, message, headers)
+
+
+_answer = refusal
 
 
 def _too_large_reason() -> tuple[str, str]:

@@ -5,6 +5,11 @@ import sys
 # gunicorn reads this file before it puts the app's directory on sys.path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sightfleet.config import Settings  # noqa: E402
+from web_tier import server_errors  # noqa: E402
+
+# gunicorn's own refusals (a request line over limit_request_line, 4,094 bytes by default: a 5,000-character
+# query string; headers over their limits; a malformed request) answer in the API's JSON error shape.
+server_errors.install()
 
 _settings = Settings.from_env()
 # SIGHTFLEET_WEB_HOST (127.0.0.1 by default; 0.0.0.0 on AWS behind the load balancer), SIGHTFLEET_PORT or PORT.

@@ -174,10 +174,9 @@ def _rate_limited(exc: RateLimitExceeded):
                           {"Retry-After": str(wait_s)})
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, table: LimitsTable) -> None:
     """Rate-limit every request and hold each owner to the quota, as the app's settings say."""
     settings = app.extensions["sightfleet"].settings
-    table = LimitsTable(settings)
     limits = {"limiter": None, "quota": None, "table": table}   # the table: the sign-in guard counts there too
     app.extensions["limits"] = limits
     if settings.rate_limit.strip():
