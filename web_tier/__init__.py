@@ -18,7 +18,7 @@ from web_tier.albums import Albums
 from web_tier.health import HealthProbe
 from web_tier.signin_guard import SignInGuard, VerificationGate
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
-from web_tier.waiting import ResultWaiter
+from web_tier.waiting import ResultWaiter, WaitBudget
 
 log = logging.getLogger(__name__)
 # Form parts beside the files: album, new_album and csrf_token on the upload form, with room to spare.
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes,
                                             on_accept=app.extensions["albums"].note)
     app.extensions["waiter"] = ResultWaiter(resources.results)
+    app.extensions["wait_budget"] = WaitBudget(settings.waits_per_caller, settings.anonymous_waits)
     app.extensions["health"] = HealthProbe(resources)
 
     from web_tier import account, api, auth, csrf, cse546, display, door, errors, health, ops, pages, signin

@@ -11,7 +11,8 @@ from web_tier.errors import unavailable_response
 from web_tier.owners import caller, delete_one, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, number, status_filter
-from web_tier.services import albums, resources, submitter, waiter
+from web_tier.services import albums, bounded_wait, resources, submitter
+from web_tier.waiting import WaitRefused
 from web_tier.submit import Rejected, Upload, uploads_from_parts
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,20 @@ def submit_images():
                                     "queue became unreachable; resend the others shortly",
                                     images=[present(r) for r in accepted])
     if wait_s:
-        done = waiter().wait([r["id"] for r in accepted], wait_s)
-        # An image deleted while its request waited wakes it too; then the answer is the accepted list.
+        # An image deleted while its request waited wakes it too; then the answer is the accepted list, as
+        # it is when the caller holds its share of waits already (202: poll each status_url).
+        done = _wait_if_allowed([r["id"] for r in accepted], wait_s)
         if done is not None and all(shown(r) for r in done):
             return jsonify({"images": [present(r) for r in done]}), 200
     return jsonify({"images": [present(r) for r in accepted]}), 202
+
+
+def _wait_if_allowed(image_ids: list[str], wait_s: float) -> list[dict] | None:
+    """The settled rows, or None when they did not settle in time or the caller may not wait now."""
+    try:
+        return bounded_wait(image_ids, wait_s)
+    except WaitRefused:
+        return None
 
 
 @bp.get("/images/<image_id>")
@@ -80,8 +90,11 @@ def get_image(image_id: str):
     wait_s = wait_seconds()
     result = visible_result(image_id)
     if wait_s and result["status"] not in FINAL_STATUSES:
-        waiter().wait([image_id], wait_s)
-        result = visible_result(image_id)   # read again, and checked again: it may have been deleted
+        try:
+            bounded_wait([image_id], wait_s)
+            result = visible_result(image_id)   # read again, and checked again: it may have been deleted
+        except WaitRefused:
+            pass   # the caller holds its share of waits already: the result as it is now   # read again, and checked again: it may have been deleted
     return jsonify(present(result))
 
 

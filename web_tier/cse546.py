@@ -1,12 +1,14 @@
 """The CSE546-compatible endpoint: POST / with `myfile` or `inputFile`, answered `name:label`."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, jsonify, request
 
 from sightfleet.contracts import SUCCEEDED, label_answer
 from web_tier.errors import error_response
 from web_tier.owners import caller
-from web_tier.services import submitter, waiter
+from web_tier.present import present
+from web_tier.services import bounded_wait, submitter
+from web_tier.waiting import WaitRefused
 from web_tier.submit import Rejected, upload_from_part
 
 bp = Blueprint("cse546", __name__)
@@ -23,7 +25,12 @@ def classify():
     # Filed under the caller: authentication makes an uncredentialed course generator the anonymous owner.
     upload = upload_from_part(part, request.form.get("album"), caller().owner, submitter().max_bytes)
     accepted = submitter().submit(upload)
-    done = waiter().wait([accepted["id"]], WAIT_S)
+    try:
+        done = bounded_wait([accepted["id"]], WAIT_S)
+    except WaitRefused:
+        # This caller already holds its share of waiting threads: the image is queued, poll for it.
+        shown = present(accepted)
+        return jsonify(shown), 202, {"Location": shown["status_url"]}
     if done is None:
         return error_response(504, "TIMEOUT", f"no result within {WAIT_S} s; poll /api/images/{accepted['id']}")
     result = done[0]

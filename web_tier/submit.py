@@ -50,7 +50,7 @@ def upload_from_part(part, album: str | None, owner: str, max_bytes: int) -> Upl
     """
     data = part.stream.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise Rejected(413, "TOO_LARGE", f"the file is larger than the limit of {_mb(max_bytes)} MB")
+        raise Rejected(413, "TOO_LARGE", f"the file is larger than allowed; the limit is {_mb(max_bytes)} MB")
     return Upload(data, part.filename, album, owner)
 
 

@@ -52,6 +52,13 @@ class LimitsTable:
                 continue
         raise Unavailable(f"rate window {key}: still contended after {_WINDOW_TRIES} tries")
 
+    def give_back(self, key: str, amount: int) -> None:
+        """Take amount off key's current window (hits counted and then not used); nothing when it ended."""
+        try:
+            self._add_to_window(key, -amount)
+        except ConditionFailed:
+            pass   # the window ended meanwhile: its count went with it
+
     def _add_to_window(self, key: str, amount: int) -> int:
         with translated(f"hit {key}"):
             reply = self._table.update_item(
