@@ -1,7 +1,8 @@
 """The door: what every request meets first, before authentication, CSRF, routing's 404 and 405, or any view.
 
 - A body limit per endpoint, set before anything reads the body: a declared length over it is refused
-  (413) without reading a byte, and an undeclared (chunked) body stops being read there. A few KB for
+  (413) without reading a byte, and an undeclared (chunked) body stops being read there; routes that
+  take only small bodies (forms) refuse an undeclared one outright (411). A few KB for
   forms, one image for `POST /` and a raw upload, ten images for a multipart upload; DEFAULT_BODY_BYTES
   for every other route, and for requests that match none.
 - A count per remote address (SIGHTFLEET_ADDRESS_RATE_LIMIT), so that refusals (a bad key, a missing
@@ -44,6 +45,10 @@ def body_limit(endpoint: str | None, mimetype: str, settings: Settings) -> int:
     return FORM_BODY_BYTES if endpoint in FORM_ENDPOINTS else DEFAULT_BODY_BYTES
 
 
+def _chunked() -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
 def check_door():
     """before_request, the first: the body's bound, then the address's count."""
     settings = current_app.extensions["sightfleet"].settings
@@ -53,6 +58,9 @@ def check_door():
         log.info("%s %s: refused a body of %s bytes (limit %s) unread", request.method, request.path,
                  request.content_length, limit)
         return refusal(413, "TOO_LARGE", f"the request is larger than allowed here: at most {limit:,} bytes")
+    if request.content_length is None and limit <= DEFAULT_BODY_BYTES and _chunked():
+        # A form is sent with its length by every browser; an undeclared one here is not worth parsing.
+        return refusal(411, "LENGTH_REQUIRED", "send this request's body with a Content-Length")
     counter: AddressCounter | None = current_app.extensions["door"]
     wait_s = counter.wait_s(request.remote_addr or "unknown") if counter else 0
     return too_many("this address", wait_s) if wait_s else None
