@@ -331,3 +331,35 @@ def test_a_caller_past_its_waits_gets_202_with_the_status_url_at_once(settings_f
         assert second.status_code == 202 and second.get_json()["status_url"] == second.headers["Location"]
         assert second.get_json()["status"] == "QUEUED"
         assert waiting.result().status_code == 504   # no worker: the first waited its full time
+    documented = app.test_client().get("/api/openapi.json").get_json()["paths"]["/"]["post"]["responses"]["202"]
+    assert set(second.get_json()) <= set(documented_image_fields(app)) and "Location" in documented["headers"]
+
+
+def documented_image_fields(app) -> dict:
+    return app.test_client().get("/api/openapi.json").get_json()["components"]["schemas"]["Image"]["properties"]
+
+
+# --- the anonymous owner's photos expire -------------------------------------------------------------------
+
+def test_anonymous_photos_expire_and_one_process_of_the_stack_sweeps_per_hour(settings_factory, monkeypatch):
+    from web_tier import cse546
+    monkeypatch.setattr(cse546, "WAIT_S", 0.1)
+    settings = settings_factory(rate_limit="", address_rate_limit="", anonymous_expiry_days=2)
+    first, second = make_app(settings), make_app(settings)   # two processes of one stack
+    web = first.test_client()
+    for name in ("old.jpg", "new.jpg"):
+        assert web.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.2)), name)}).status_code == 504
+    _, issued = Accounts(Resources.connect(settings).accounts).create("owner")
+    kept = web.post("/api/images", data=jpeg_bytes(scale=0.2), content_type="image/jpeg",
+                    headers=bearer(issued.key)).get_json()["images"][0]
+    resources = Resources.connect(settings)
+    anonymous = resources.results.page(None, None, 10, None, "anonymous")[0]
+    [old] = [doc for doc in anonymous if doc["filename"] == "old.jpg"]
+    sent = time.time()
+    # Three days on: past the expiry of both anonymous images; the keyed image is no one's to expire.
+    assert first.extensions["expiry"].maybe_sweep(now=sent + 3 * 86400) == 2
+    assert second.extensions["expiry"].maybe_sweep(now=sent + 3 * 86400) is None   # swept this hour already
+    assert resources.results.page(None, None, 10, None, "anonymous")[0] == []
+    assert web.get(f"/api/images/{kept['id']}", headers=bearer(issued.key)).status_code == 200
+    assert resources.results.get(old["id"])["status"] == "DELETED"
+    assert first.extensions["expiry"].sweep(sent + 86400) == 0   # a day on: nothing was old enough

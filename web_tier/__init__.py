@@ -15,6 +15,7 @@ from sightfleet.config import Settings
 from sightfleet.resources import Resources
 from web_tier.accounts import Accounts
 from web_tier.albums import Albums
+from web_tier.expiry import AnonymousExpiry
 from web_tier.health import HealthProbe
 from web_tier.signin_guard import SignInGuard, VerificationGate
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     for extension in (security, openapi):
         extension.install(app)
     limits.install(app, limits_table)
+    app.extensions["expiry"] = AnonymousExpiry(resources, limits_table, settings.anonymous_expiry_days)
+    app.before_request(app.extensions["expiry"].ensure_started)
     app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])
     app.extensions["verification_gate"] = VerificationGate(settings.signin_concurrency)
     return app
