@@ -1,4 +1,4 @@
-"""Per-caller rate limits (Flask-Limiter) and a per-owner quota of images, counted in the limits table.
+"""Per-caller rate limits (Flask-Limiter), anonymous callers' lower rate, and quotas of images, in the limits table.
 
 Both are shared by every gunicorn process and web instance through DynamoDB (sightfleet/aws/limits.py):
 - rate: SIGHTFLEET_RATE_LIMIT requests per window for each caller, across the whole app: an API key's
@@ -6,7 +6,10 @@ Both are shared by every gunicorn process and web instance through DynamoDB (sig
   RATE_LIMITED with Retry-After. The store failing must not take the service down with it, so the
   limit fails OPEN: each process then counts on its own in memory (Flask-Limiter's fallback, logged)
   until the table answers again; a caller may get one limit per process meanwhile, never a refusal.
-- quota: SIGHTFLEET_QUOTA_IMAGES images held per owner (0: none). An upload reserves its images
+- anonymous rate: SIGHTFLEET_ANONYMOUS_RATE_LIMIT requests per address for callers without credentials,
+  counted after authentication (the door, web_tier/door.py, counts every request per address before it).
+- quota: SIGHTFLEET_QUOTA_IMAGES images held per owner (0: none); the anonymous owner's images are
+  counted per expiry period instead (SIGHTFLEET_ANONYMOUS_QUOTA_IMAGES, see Quota). An upload reserves its images
   before anything is read from it (429 QUOTA_EXCEEDED when they do not fit) and gives back, when
   the request ends, the ones that were not accepted; deleting images calls release(). The quota
   fails CLOSED (503): an image accepted uncounted would stay uncounted, so the owner could exceed
