@@ -170,6 +170,10 @@ def test_changing_the_password_offers_to_revoke_the_keys_made_since_the_last_cha
     assert accounts.keys_since_password_change(accounts.get("pat")) == []
     wrong = dict(form, password="not it", csrf_token=token_of(browser, "/account/password"))
     assert browser.post("/account/password", data=wrong).status_code == 403
+    browser.application.extensions["signin_guard"].limits["pair"] = 1   # the same guard as sign-in's
+    held = browser.post("/account/password", data=dict(wrong, csrf_token=token_of(browser, "/account/password")))
+    assert held.status_code == 429 and held.get_json()["error"]["code"] == "TOO_MANY_ATTEMPTS"
+    assert int(held.headers["Retry-After"]) > 0
 
 
 # --- the door: bodies and addresses before anything else ---------------------------------------------------

@@ -2,7 +2,7 @@
 
 - A body limit per endpoint, set before anything reads the body: a declared length over it is refused
   (413) without reading a byte, and an undeclared (chunked) body stops being read there; routes that
-  take only small bodies (forms) refuse an undeclared one outright (411). A few KB for
+  take no images (forms and the rest) refuse an undeclared one outright (411). A few KB for
   forms, one image for `POST /` and a raw upload, ten images for a multipart upload; DEFAULT_BODY_BYTES
   for every other route, and for requests that match none.
 - A count per remote address (SIGHTFLEET_ADDRESS_RATE_LIMIT), so that refusals (a bad key, a missing
@@ -18,7 +18,7 @@ from flask import Flask, current_app, request
 from sightfleet.aws.limits import LimitsTable
 from sightfleet.config import Settings
 from web_tier.errors import refusal
-from web_tier.limits import AddressCounter, too_many
+from web_tier.limits import UPLOAD_ENDPOINTS, AddressCounter, too_many
 from web_tier.submit import MAX_IMAGES_PER_REQUEST
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def check_door():
         log.info("%s %s: refused a body of %s bytes (limit %s) unread", request.method, request.path,
                  request.content_length, limit)
         return refusal(413, "TOO_LARGE", f"the request is larger than allowed here: at most {limit:,} bytes")
-    if request.content_length is None and limit <= DEFAULT_BODY_BYTES and _chunked():
+    if request.content_length is None and request.endpoint not in UPLOAD_ENDPOINTS and _chunked():
         # A form is sent with its length by every browser; an undeclared one here is not worth parsing.
         return refusal(411, "LENGTH_REQUIRED", "send this request's body with a Content-Length")
     counter: AddressCounter | None = current_app.extensions["door"]

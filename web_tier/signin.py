@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, g, redirect, render_template, request,
 from web_tier.accounts import AccountError
 from web_tier.auth import SESSION_AUTH_AT, accounts, safe_next, sign_in, sign_out
 from web_tier.csrf import require_csrf
+from web_tier.errors import refusal
 from web_tier.identity import Principal
 from web_tier.signin_guard import SignInGuard, VerificationGate
 
@@ -27,7 +28,8 @@ MAX_FIELD_CHARS = 1024  # a password longer than this is refused before argon2 s
 # Minting a key needs a sign-in this recent, or the password again: a cookie alone (stolen, or a
 # browser left open) must not yield a key that outlives the session.
 RECENT_AUTH_S = 10 * 60
-CONFIRM_PASSWORD = "confirm your password to create a key (you signed in more than 10 minutes ago)"
+CONFIRM_PASSWORD = ("confirm your password to create a key, or sign in again: you signed in more than 10 minutes "
+                    "ago")
 
 
 class HeldBack(Exception):
@@ -79,10 +81,14 @@ def no_framing(response):
     return response
 
 
-@bp.errorhandler(HeldBack)
+@bp.app_errorhandler(HeldBack)
 def held_back(exc: HeldBack):
+    """429 with Retry-After: the sign-in form again for the sign-in page, the error page or JSON elsewhere."""
+    headers = {"Retry-After": str(exc.wait_s)}
+    if request.endpoint != "signin.submit":
+        return refusal(429, "TOO_MANY_ATTEMPTS", str(exc), headers)
     page, status = _form(str(exc), 429, request.form.get("name", "")[:64])
-    return page, status, {"Retry-After": str(exc.wait_s)}
+    return page, status, headers
 
 
 @bp.errorhandler(AccountError)
