@@ -14,7 +14,9 @@ from argon2 import PasswordHasher
 
 from sightfleet.config import Settings
 from sightfleet.resources import Resources
-from tests.support import bearer, jpeg_bytes
+from tests.browser import chromium, requires_chromium, screenshot
+from tests.support import bearer, free_port, jpeg_bytes
+from tests.test_browser_upload import wait_until
 from web_tier import create_app
 from web_tier.accounts import Accounts
 from web_tier.csrf import COOKIE as CSRF_COOKIE
@@ -140,7 +142,8 @@ def test_minting_a_key_needs_a_recent_sign_in_or_the_password(person):
     made = browser.post("/keys", data={"label": "confirmed", "password": PASSWORD,
                                        "csrf_token": token_of(browser, "/keys")})
     assert made.status_code == 200 and b"sfk_" in made.data
-    assert [k["label"] for k in accounts.keys(accounts.get("pat"))] == ["created with the account", "fresh", "confirmed"]
+    labels = [k["label"] for k in accounts.keys(accounts.get("pat"))]
+    assert labels == ["created with the account", "fresh", "confirmed"]
 
 
 def test_the_keys_page_shows_when_each_key_was_last_used(person):
@@ -367,3 +370,43 @@ def test_anonymous_photos_expire_and_one_process_of_the_stack_sweeps_per_hour(se
     assert web.get(f"/api/images/{kept['id']}", headers=bearer(issued.key)).status_code == 200
     assert resources.results.get(old["id"])["status"] == "DELETED"
     assert first.extensions["expiry"].sweep(sent + 86400) == 0   # a day on: nothing was old enough
+
+
+# --- the key and password pages in Chromium -------------------------------------------------------------------
+
+@requires_chromium
+def test_changing_the_password_in_chromium_revokes_the_keys_it_offers(settings_factory):
+    from werkzeug.serving import make_server
+    settings = settings_factory(rate_limit="", address_rate_limit="")
+    app = make_app(settings)
+    accounts = Accounts(Resources.connect(settings).accounts)
+    account, _ = accounts.create("cleo", password=PASSWORD)
+    suspect = accounts.issue_key(account, "not mine")
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with chromium() as driver:
+            driver.get(url + "/signin")
+            driver.find_element("name", "name").send_keys("cleo")
+            driver.find_element("name", "password").send_keys(PASSWORD)
+            driver.find_element("css selector", ".signin-form button").click()
+            wait_until(driver, lambda d: "/signin" not in d.current_url, 10, "the sign-in")
+            driver.get(url + "/keys")
+            assert "Last used" in driver.page_source and "never" in driver.page_source
+            screenshot(driver, "keys-with-last-use")
+            driver.get(url + "/account/password")
+            box = driver.find_element("css selector", f'input[name="revoke"][value="{suspect.key_id}"]')
+            assert box.is_selected()   # offered, and checked
+            screenshot(driver, "password-change")
+            driver.find_element("name", "password").send_keys(PASSWORD)
+            for field in ("new_password", "repeat_password"):
+                driver.find_element("name", field).send_keys("a new long password")
+            driver.find_element("css selector", ".signin-form button").click()
+            wait_until(driver, lambda d: d.current_url.endswith("/keys"), 10, "the keys page after the change")
+            assert suspect.key_id not in driver.page_source and driver.find_elements("css selector", ".key-table")
+            screenshot(driver, "keys-after-password-change")
+            assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        server.shutdown()
+    assert accounts.by_key(suspect.key) is None and accounts.by_password("cleo", "a new long password")

@@ -49,8 +49,8 @@ def served(moto_server, tmp_path_factory):
            "SIGHTFLEET_ANONYMOUS_RATE_LIMIT": "", "PYTHONPATH": str(REPO)}
     log_path = tmp_path_factory.mktemp("served") / "web.log"
     with open(log_path, "w") as log:
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py", "web_tier.wsgi:app"],
-                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "web_tier/gunicorn.conf.py",
+                                "web_tier.wsgi:app"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: answers(url + "/healthz", ok_only=True), 60, what="gunicorn")

@@ -82,7 +82,9 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
 
     from web_tier import account, api, auth, csrf, cse546, display, door, errors, health, ops, pages, signin
     errors.register(app)
-    limits_table = LimitsTable(settings)
+    # The counters every request meets fail open, so they must also fail fast: a hung table costs each
+    # process about two seconds before it counts in memory, not botocore's retries on every request.
+    limits_table = LimitsTable(settings, fail_fast=True)
     door.install(app, limits_table)   # first: before authentication, CSRF and routing's refusals
     auth.install(app, Accounts(resources.accounts), bool(settings.open_course_endpoint))
     csrf.install(app)

@@ -94,7 +94,7 @@ def get_image(image_id: str):
             bounded_wait([image_id], wait_s)
             result = visible_result(image_id)   # read again, and checked again: it may have been deleted
         except WaitRefused:
-            pass   # the caller holds its share of waits already: the result as it is now   # read again, and checked again: it may have been deleted
+            pass   # the caller holds its share of waits already: the result as it is now
     return jsonify(present(result))
 
 

@@ -273,7 +273,8 @@ def install(app: Flask, table: LimitsTable) -> None:
         app.register_error_handler(RateLimitExceeded, _rate_limited)
         limits["limiter"] = limiter
     if settings.quota_images or settings.anonymous_quota_images:
-        quota = Quota(table, settings.quota_images, settings.anonymous_quota_images,
+        # The quota fails closed: it takes the table's ordinary retries rather than the counters' one try.
+        quota = Quota(LimitsTable(settings), settings.quota_images, settings.anonymous_quota_images,
                       settings.anonymous_expiry_days * 86400)
         app.extensions["submitter"] = CountingSubmitter(app.extensions["submitter"])
         app.before_request(quota.reserve)

@@ -2,11 +2,12 @@
 
 Passwords are hashed with argon2id (argon2-cffi), which is slow on purpose because a password is
 guessable, with the OWASP Password Storage Cheat Sheet's first recommended configuration (m=19 MiB,
-t=2, p=1): argon2-cffi's default (64 MiB, 4 lanes) let 30 anonymous sign-ins take 2 GiB. A stored
-hash with other parameters is rehashed on the next successful sign-in. API keys and link tokens are 256-bit random strings (secrets.token_urlsafe(32)): no
-guess or dictionary helps against them, so a plain SHA-256 of the key is enough to keep the table
-useless to whoever reads it, and it can be looked up directly (the hash is the item's key) at the
-cost of one hash per request rather than an argon2 run. The plain key is shown once and never stored.
+t=2, p=1): argon2-cffi's default (64 MiB, 4 lanes) let 30 anonymous sign-ins take 1.7 GiB. A stored
+hash with other parameters is rehashed on the next successful sign-in. API keys and link tokens are
+256-bit random strings (secrets.token_urlsafe(32)): no guess or dictionary helps against them, so a
+plain SHA-256 of the key is enough to keep the table useless to whoever reads it, and it can be
+looked up directly (the hash is the item's key) at the cost of one hash per request rather than an
+argon2 run. The plain key is shown once and never stored.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from sightfleet.contracts import epoch, iso
+from sightfleet.contracts import epoch as stamp_epoch, iso
 from sightfleet.errors import ConditionFailed, SightfleetError
 from sightfleet.interfaces import AccountStore
 from web_tier.identity import ANONYMOUS_OWNER, Principal
@@ -199,7 +200,7 @@ class Accounts:
         """Record when the key was last used, to the nearest LAST_USED_EVERY_S (a failed write only logs)."""
         now = time.time()
         last = key.get("last_used_at")
-        if last and now - epoch(last) < LAST_USED_EVERY_S:
+        if last and now - (stamp_epoch(last) or 0) < LAST_USED_EVERY_S:
             return
         try:
             self.store.touch_key(key_hash, iso(now))
