@@ -162,8 +162,8 @@ class Settings:
     address_rate_limit: str = "1200/minute"
     anonymous_rate_limit: str = "300/minute"
     signin_concurrency: int = 2
-    waits_per_caller: int = 48
-    anonymous_waits: int = 56
+    waits_per_caller: int = 64
+    anonymous_waits: int = 80
     anonymous_quota_images: int = 1000
     anonymous_expiry_days: int = 7
     extra: Mapping[str, str] = field(default_factory=dict)
