@@ -162,7 +162,7 @@ class Settings:
     address_rate_limit: str = "1200/minute"
     anonymous_rate_limit: str = "300/minute"
     signin_concurrency: int = 2
-    waits_per_caller: int = 64
+    waits_per_caller: int = 80
     anonymous_waits: int = 80
     anonymous_quota_images: int = 1000
     anonymous_expiry_days: int = 7
