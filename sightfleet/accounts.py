@@ -1,10 +1,13 @@
 """Accounts, API keys and one-time sign-in links: what the sign-in pages, the CLI and the stack share.
 
 Passwords are hashed with argon2id (argon2-cffi), which is slow on purpose because a password is
-guessable. API keys and link tokens are 256-bit random strings (secrets.token_urlsafe(32)): no
-guess or dictionary helps against them, so a plain SHA-256 of the key is enough to keep the table
-useless to whoever reads it, and it can be looked up directly (the hash is the item's key) at the
-cost of one hash per request rather than an argon2 run. The plain key is shown once and never stored.
+guessable, with the OWASP Password Storage Cheat Sheet's first recommended configuration (m=19 MiB,
+t=2, p=1): argon2-cffi's default (64 MiB, 4 lanes) let 30 anonymous sign-ins take 1.7 GiB. A stored
+hash with other parameters is rehashed on the next successful sign-in. API keys and link tokens are
+256-bit random strings (secrets.token_urlsafe(32)): no guess or dictionary helps against them, so a
+plain SHA-256 of the key is enough to keep the table useless to whoever reads it, and it can be
+looked up directly (the hash is the item's key) at the cost of one hash per request rather than an
+argon2 run. The plain key is shown once and never stored.
 
 Access keys (an id and a secret, for clients that sign with AWS Signature V4) cannot be hashed: SigV4
 needs the secret itself to check a signature. Their secrets are stored sealed under the credentials
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from sightfleet.contracts import iso
+from sightfleet.contracts import epoch as stamp_epoch, iso
 from sightfleet.errors import ConditionFailed, SightfleetError
 from sightfleet.identity import ANONYMOUS_OWNER, Principal
 from sightfleet.interfaces import AccountStore
@@ -37,7 +40,12 @@ KEY_PREFIX = "sfk_"
 ACCESS_KEY_PREFIX = "SFAK"
 LINK_TTL_S = 15 * 60
 MIN_PASSWORD_LENGTH = 8
-_hasher = PasswordHasher()
+# OWASP: "Argon2id with a minimum configuration of 19 MiB of memory, an iteration count of 2, and 1 degree of
+# parallelism". memory_cost counts KiB.
+ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM = 19 * 1024, 2, 1
+_hasher = PasswordHasher(time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM)
+# A key's last use is written at most this often (a write on every request would double the table's load).
+LAST_USED_EVERY_S = 300
 # Verified against for names that have no account (or no password), so a wrong name costs as long as a wrong password.
 _UNKNOWN_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -105,9 +113,10 @@ class Accounts:
     def create(self, name: str, admin: bool = False, password: str | None = None) -> tuple[dict, IssuedKey]:
         """A new account and its first API key; AccountError when the name is taken."""
         name = normalised_name(name)
+        now = iso(time.time())
         account = {"account_id": uuid.uuid4().hex[:16], "name": name, "admin": admin,
                    "password_hash": self._hash_password(password) if password else "",
-                   "session_epoch": _new_epoch(), "created_at": iso(time.time())}
+                   "session_epoch": _new_epoch(), "created_at": now, "password_changed_at": now}
         try:
             self.store.put_account(account)
         except ConditionFailed:
@@ -130,7 +139,13 @@ class Accounts:
 
     def set_password(self, name: str, password: str) -> None:
         """A new password; every session of the account ends with it (a stolen cookie among them)."""
-        self._update(name, password_hash=self._hash_password(password), session_epoch=_new_epoch())
+        self._update(name, password_hash=self._hash_password(password), session_epoch=_new_epoch(),
+                     password_changed_at=iso(time.time()))
+
+    def keys_since_password_change(self, account: dict) -> list[dict]:
+        """The account's keys made since its password last changed (a thief's among them, if any)."""
+        since = account.get("password_changed_at") or account.get("created_at", "")
+        return [key for key in self.keys(account) if key["created_at"] >= since]
 
     def end_sessions(self, name: str) -> None:
         """Sign the account out everywhere: every session cookie it has stops at its next request."""
@@ -220,8 +235,9 @@ class Accounts:
         return issued
 
     def keys(self, account: dict) -> list[dict]:
-        """An account's keys without their hashes (id, label, created_at), oldest first."""
-        return [{k: key[k] for k in ("key_id", "label", "created_at")} for key in self.store.keys_of(account["account_id"])]
+        """An account's keys without their hashes (id, label, created_at, last_used_at), oldest first."""
+        return [{k: key.get(k) for k in ("key_id", "label", "created_at", "last_used_at")}
+                for key in self.store.keys_of(account["account_id"])]
 
     def revoke(self, key_id: str, account: dict | None = None) -> bool:
         """Revoke a key or access key by its id (only among `account`'s when given); False when there is none."""
@@ -248,10 +264,25 @@ class Accounts:
 
     def by_key(self, key: str) -> Principal | None:
         """Who this API key acts for; None when it is unknown, revoked, or its account is gone."""
-        found = self.store.get_key(secret_hash(key))
+        key_hash = secret_hash(key)
+        found = self.store.get_key(key_hash)
         if found is None:
             return None
-        return self._live(found["name"], found["account_id"], "key")
+        principal = self._live(found["name"], found["account_id"], "key")
+        if principal is not None:
+            self._note_use(key_hash, found)
+        return principal
+
+    def _note_use(self, key_hash: str, key: dict) -> None:
+        """Record when the key was last used, to the nearest LAST_USED_EVERY_S (a failed write only logs)."""
+        now = time.time()
+        last = key.get("last_used_at")
+        if last and now - (stamp_epoch(last) or 0) < LAST_USED_EVERY_S:
+            return
+        try:
+            self.store.touch_key(key_hash, iso(now))
+        except SightfleetError as exc:
+            log.warning("could not record the use of key %s: %s", key.get("key_id"), exc)
 
     def by_session(self, name: str, account_id: str, epoch: str) -> Principal | None:
         """Who a session cookie names, if that account still exists (not one deleted and made again) and the
@@ -272,7 +303,22 @@ class Accounts:
             _hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
-        return _principal(account, "session") if account and account.get("password_hash") else None
+        if not account or not account.get("password_hash"):
+            return None
+        if _hasher.check_needs_rehash(stored):
+            self._rehash(account, stored, password)
+        return _principal(account, "session")
+
+    def _rehash(self, account: dict, stored: str, password: str) -> None:
+        """Store the password under today's parameters; sessions go on (it is the same password).
+
+        Only the hash changes, and only if no one changed it meanwhile: a password change or a sign-out
+        everywhere racing this sign-in stands."""
+        try:
+            if self.store.replace_password_hash(account["name"], stored, _hasher.hash(password)):
+                log.info("rehashed the password of %s with today's argon2 parameters", account["name"])
+        except SightfleetError as exc:
+            log.warning("could not rehash the password of %s (next sign-in tries again): %s", account["name"], exc)
 
     def make_link(self, name: str, ttl_s: int = LINK_TTL_S) -> str:
         """A one-time sign-in token for this account, valid ttl_s seconds."""

@@ -199,6 +199,17 @@ class Settings:
     # owner may hold (0 = no quota).
     rate_limit: str = "600/minute"
     quota_images: int = 0
+    # The web tier's bounds before work (docs/security-web.md): every request per address, before
+    # authentication; anonymous callers' lower rate; password verifications at once per process; waits
+    # at once per caller and for all anonymous callers per process; the anonymous owner's images per
+    # expiry period and the days after which its photos expire.
+    address_rate_limit: str = "1200/minute"
+    anonymous_rate_limit: str = "300/minute"
+    signin_concurrency: int = 2
+    waits_per_caller: int = 80
+    anonymous_waits: int = 80
+    anonymous_quota_images: int = 1000
+    anonymous_expiry_days: int = 7
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -306,6 +317,10 @@ def _validate(settings: Settings) -> None:
                           f"got {settings.classifier!r}")
     if settings.warm_pool_size < 0 or settings.pool_grace_s < 0:
         raise ConfigError("SIGHTFLEET_WARM_POOL_SIZE and SIGHTFLEET_POOL_GRACE_S must not be negative")
+    if min(settings.signin_concurrency, settings.waits_per_caller, settings.anonymous_waits,
+           settings.anonymous_expiry_days) < 1 or settings.anonymous_quota_images < 0:
+        raise ConfigError("SIGHTFLEET_SIGNIN_CONCURRENCY, _WAITS_PER_CALLER, _ANONYMOUS_WAITS and "
+                          "_ANONYMOUS_EXPIRY_DAYS must be at least 1, SIGHTFLEET_ANONYMOUS_QUOTA_IMAGES at least 0")
     if settings.quota_images < 0:
         raise ConfigError("SIGHTFLEET_QUOTA_IMAGES must not be negative (0: no quota)")
     if settings.emulator_patches not in ("on", "off"):

@@ -116,7 +116,7 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
 OTHER_VARIABLES = [
     ("SIGHTFLEET_LOG_LEVEL", "INFO", "logging level of every process (`sightfleet/logs.py`)"),
     ("SIGHTFLEET_WEB_WORKERS", "2", "gunicorn processes of the web tier (`web_tier/gunicorn.conf.py`)"),
-    ("SIGHTFLEET_WEB_THREADS", "64", "threads of each gunicorn process"),
+    ("SIGHTFLEET_WEB_THREADS", "96", "threads of each gunicorn process"),
     ("SIGHTFLEET_API_KEY", "", "the workload generator's API key (its `--api-key`)"),
 ]
 

@@ -259,6 +259,12 @@ class AccountStore(Protocol):
     def delete_access_key(self, key_id: str) -> bool:
         """Revoke an access key; False when there was none."""
 
+    def touch_key(self, key_hash: str, when: str) -> None:
+        """Record the key's last use (nothing when it was revoked meanwhile)."""
+
+    def replace_password_hash(self, name: str, old: str, new: str) -> bool:
+        """Swap the account's password hash if it is still `old` (nothing else changes); False if not."""
+
     def put_link(self, token_hash: str, link: dict) -> None: ...
 
     def take_link(self, token_hash: str) -> dict | None:

@@ -602,6 +602,21 @@ class MemoryAccounts(_Part):
         with self._lock:
             return self.items.pop(f"akey#{key_id}", None) is not None
 
+    def touch_key(self, key_hash: str, when: str) -> None:
+        self._call("touch_key", key_hash, when)
+        with self._lock:
+            if f"key#{key_hash}" in self.items:
+                self.items[f"key#{key_hash}"]["last_used_at"] = when
+
+    def replace_password_hash(self, name: str, old: str, new: str) -> bool:
+        self._call("replace_password_hash", name)
+        with self._lock:
+            account = self.items.get(f"account#{name}")
+            if account is None or account.get("password_hash") != old:
+                return False
+            account["password_hash"] = new
+            return True
+
     def put_link(self, token_hash: str, link: dict) -> None:
         self._call("put_link", token_hash, link)
         self._put_new(f"link#{token_hash}", {"kind": "link", **link})

@@ -350,3 +350,18 @@ def test_a_deletion_that_stops_part_way_counts_the_deleted_images_off_the_quota(
     with pytest.raises(AccountError):
         _delete(accounts, settings, "counted", keep_images=False, resources=resources)
     assert limits.held(account["account_id"]) == 0   # all three were buried (one kept files): none counts
+
+
+def test_the_cli_password_change_lists_or_revokes_the_keys_made_since_the_last_change(settings, accounts):
+    account, _ = accounts.create("jude", password="a long password")
+    extra = accounts.issue_key(account, "made later")
+    listed = cli(settings, "password", "jude", stdin="another long password\n")
+    assert listed.returncode == 0, listed.stderr
+    assert f"kept key {extra.key_id}" in listed.stderr and "--revoke-new-keys" in listed.stderr
+    assert accounts.by_key(extra.key) is not None   # listed, not revoked
+    newer = accounts.issue_key(accounts.get("jude"), "made after the change")
+    revoked = cli(settings, "password", "jude", "--revoke-new-keys", stdin="a third long password\n")
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"revoked key {newer.key_id}" in revoked.stderr and extra.key_id not in revoked.stderr
+    assert accounts.by_key(newer.key) is None and accounts.by_key(extra.key) is not None
+    assert accounts.by_password("jude", "a third long password").name == "jude"

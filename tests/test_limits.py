@@ -16,6 +16,7 @@ from devstack.stack import answers
 from sightfleet.aws.dynamodb import TTL_ATTRIBUTE
 from sightfleet.aws.limits import LimitsTable, ensure_limits_table
 from sightfleet.aws.session import client, resource
+from sightfleet.config import Settings
 from sightfleet.errors import NotFound
 from sightfleet.resources import Resources
 from tests.support import REPO, bearer, free_port, jpeg_bytes, wait_for
@@ -190,6 +191,7 @@ def test_healthz_fails_without_the_limits_table_only_when_a_quota_needs_it(setti
         web = make_app(settings).test_client()
         assert web.get("/healthz").status_code == 200
         drop_limits_table(settings)
+        web.application.extensions["health"].forget()   # a verdict is reused for 1.5 s
         expected = 503 if settings is quota else 200
         assert web.get("/healthz").status_code == expected
 
@@ -197,10 +199,30 @@ def test_healthz_fails_without_the_limits_table_only_when_a_quota_needs_it(setti
 def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settings_factory, monkeypatch):
     from web_tier import cse546
     monkeypatch.setattr(cse546, "WAIT_S", 0.5)
-    settings = settings_factory(quota_images=5, rate_limit="")
+    settings = settings_factory(quota_images=5, anonymous_quota_images=0, rate_limit="")
     web = make_app(settings).test_client()
     assert web.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.2)), "a.jpg")}).status_code == 504
     wait_for(lambda: LimitsTable(settings).held(ANONYMOUS_OWNER) == 1, 5, what="the accepted image to stay counted")
+
+
+def test_anonymous_callers_share_a_default_quota_of_images_per_expiry_period(settings_factory, monkeypatch):
+    from web_tier import cse546
+    monkeypatch.setattr(cse546, "WAIT_S", 0.5)
+    settings = settings_factory(anonymous_quota_images=2, rate_limit="")   # no quota for accounts
+    assert Settings().anonymous_quota_images > 0 and Settings().anonymous_expiry_days > 0
+    web = make_app(settings).test_client()
+    send = lambda address: web.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.2)), "a.jpg")},  # noqa: E731
+                                    environ_base={"REMOTE_ADDR": address})
+    assert [send(f"10.0.0.{i}").status_code for i in range(3)] == [504, 504, 429]   # every address together
+    refused = send("10.0.0.9")
+    assert refused.get_json()["error"]["code"] == "QUOTA_EXCEEDED" and "2 images per 7 days" in refused.get_data(True)
+    table = LimitsTable(settings)
+    hits, ends_at = table.window(limits.ANONYMOUS_IMAGES)
+    assert hits == 2 and 6.9 * 86400 < ends_at - time.time() <= 7 * 86400   # refusals gave their count back
+    assert table.held(ANONYMOUS_OWNER) == 0
+    alice, _ = caller(settings, "alice")
+    keyed = web.post("/", headers=alice, data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.2)), "a.jpg")})
+    assert keyed.status_code == 504   # an account's image is not the anonymous owner's to count
 
 
 @pytest.mark.slow

@@ -66,6 +66,7 @@ def test_healthz_ok_then_503_when_a_resource_is_gone(admin_client, settings):
     import boto3
     boto3.client("sqs", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_queue(
         QueueUrl=f"{settings.endpoint_url}/123456789012/{settings.names.response_queue}")
+    client.application.extensions["health"].forget()   # a verdict is reused for 1.5 s
     reply = client.get("/healthz")
     assert reply.status_code == 503
     assert any("response queue" in p for p in json.loads(reply.data)["problems"])
@@ -339,6 +340,10 @@ def test_a_signed_in_browser_needs_the_csrf_header_a_program_with_a_key_does_not
     upload = {"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")}
     refused = browser.post("/api/images", data=dict(upload))
     assert refused.status_code == 400 and "reload the page" in refused.get_json()["error"]["message"]
+    stale = browser.post("/api/images", data={"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")},
+                         headers={"X-CSRF-Token": token})
+    assert stale.status_code == 400   # a token is bound to the session: the one from before sign-in is spent
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', browser.get("/").data).group(1).decode()
     upload = {"file": (io.BytesIO(jpeg_bytes(scale=0.3)), "cat.jpg")}
     assert browser.post("/api/images", data=upload, headers={"X-CSRF-Token": token}).status_code == 202
     client.get("/")   # a program holding our CSRF cookie, with its key: no other site can send that header

@@ -9,6 +9,7 @@ from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from sightfleet.aws.limits import LimitsTable
 from sightfleet.aws.secrets import secret_string
 from sightfleet.aws.webhooks import WebhookTable
 from sightfleet.config import Settings
@@ -16,10 +17,11 @@ from sightfleet.resources import Resources
 from sightfleet.secretbox import credentials_box
 from web_tier.accounts import Accounts
 from web_tier.albums import Albums
+from web_tier.expiry import AnonymousExpiry
 from web_tier.health import HealthProbe
-from web_tier.signin_guard import SignInGuard
+from web_tier.signin_guard import SignInGuard, VerificationGate
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
-from web_tier.waiting import ResultWaiter
+from web_tier.waiting import ResultWaiter, WaitBudget
 from web_tier.webhooks.service import Webhooks
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,14 @@ SESSION_LIFETIME = timedelta(days=7)
 
 
 class _SessionCookies(SecureCookieSessionInterface):
-    """Flask's signed cookie session, marked Secure exactly when the request came over HTTPS."""
+    """Flask's signed cookie session, Secure and named `__Host-...` exactly when the request came over HTTPS."""
 
     def get_cookie_secure(self, app) -> bool:
         return request.is_secure
+
+    def get_cookie_name(self, app) -> str:
+        from web_tier.csrf import cookie_name
+        return cookie_name(super().get_cookie_name(app))
 
 
 def session_key(settings: Settings) -> str:
@@ -63,10 +69,10 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.session_interface = _SessionCookies()
     app.config.update(SESSION_COOKIE_NAME=SESSION_COOKIE, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
-    # Werkzeug enforces these while it reads the body: a request may carry MAX_IMAGES_PER_REQUEST
-    # images of the largest allowed size plus its envelope, in a few parts more than that. (Flask's
-    # MAX_FORM_MEMORY_SIZE, 500 kB for a text field, stays: werkzeug also applies it to its parse
-    # buffer, so it must stay well above the 64 kB that the parser reads at a time.)
+    # Werkzeug enforces these while it reads the body; the door (web_tier/door.py) lowers the length per
+    # endpoint before anything reads. (Flask's MAX_FORM_MEMORY_SIZE, 500 kB for a text field, stays:
+    # werkzeug also applies it to its parse buffer, so it must stay well above the 64 kB that the parser
+    # reads at a time.)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes * MAX_IMAGES_PER_REQUEST + 1024 * 1024,
                       MAX_FORM_PARTS=MAX_IMAGES_PER_REQUEST + FORM_FIELDS)
     app.extensions["sightfleet"] = resources
@@ -74,22 +80,31 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes,
                                             on_accept=app.extensions["albums"].note)
     app.extensions["waiter"] = ResultWaiter(resources.results)
+    app.extensions["wait_budget"] = WaitBudget(settings.waits_per_caller, settings.anonymous_waits)
     app.extensions["health"] = HealthProbe(resources)
 
-    from web_tier import (api, auth, csrf, cse546, display, errors, health, labels, ops, pages, reprocess, signin,
-                          vocabulary)
+    from web_tier import (account, api, auth, csrf, cse546, display, door, errors, health, labels, ops, pages,
+                          reprocess, signin, vocabulary)
+    from web_tier.rekognition import views as rekognition
     from web_tier.webhooks import views as webhooks
     box = credentials_box(settings)
     app.extensions["webhooks"] = Webhooks(WebhookTable(settings), box, settings.is_local)
     errors.register(app)
+    # The counters every request meets fail open, so they must also fail fast: a hung table costs each
+    # process about two seconds before it counts in memory, not botocore's retries on every request.
+    limits_table = LimitsTable(settings, fail_fast=True)
+    door.install(app, limits_table)   # first: before authentication, CSRF and routing's refusals
     auth.install(app, Accounts(resources.accounts, box), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops, signin, webhooks, vocabulary, labels, reprocess):
+    for module in (health, api, pages, cse546, ops, signin, account, webhooks, vocabulary, labels, reprocess):
         app.register_blueprint(module.bp)
     from web_tier import limits, openapi, security
-    from web_tier.rekognition import views as rekognition
-    for extension in (security, openapi, limits, rekognition):
+    for extension in (security, openapi, rekognition):
         extension.install(app)
+    limits.install(app, limits_table)
+    app.extensions["expiry"] = AnonymousExpiry(resources, limits_table, settings.anonymous_expiry_days)
+    app.before_request(app.extensions["expiry"].ensure_started)
     app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])
+    app.extensions["verification_gate"] = VerificationGate(settings.signin_concurrency)
     return app

@@ -15,7 +15,8 @@ from web_tier.ops_actions import paused_notice
 from web_tier.owners import caller, delete_one, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, label_filters, label_term, number, status_filter
-from web_tier.services import albums, resources, settings, submitter, waiter
+from web_tier.services import albums, bounded_wait, resources, settings, submitter
+from web_tier.waiting import WaitRefused
 from web_tier.submit import Rejected, Upload, uploads_from_parts
 from web_tier.webhooks.views import webhooks
 
@@ -47,8 +48,8 @@ def uploads_from_request() -> list[Upload]:
         raise Rejected(400, "NO_FILE", "send multipart `file` parts (with UTF-8 part headers) or a raw "
                                        "image/jpeg or image/png body")
     filters = label_filters().to_dict()
-    return [replace(upload, filters=filters) for upload in uploads_from_parts(files, album or request.form.get("album"),
-                                                                            owner)]
+    return [replace(upload, filters=filters)
+            for upload in uploads_from_parts(files, album or request.form.get("album"), owner, submitter().max_bytes)]
 
 
 def callback_noter():
@@ -71,11 +72,7 @@ def wait_seconds() -> float:
 
 @bp.post("/images")
 def submit_images():
-    if is_raw_upload():
-        # One image per raw body: refuse a declared length over the limit before reading a byte, and
-        # stop reading an undeclared (chunked) one there. One byte more than the limit, because werkzeug
-        # refuses any read at its limit and a body of exactly the limit is allowed; check() refuses more.
-        request.max_content_length = settings().max_upload_bytes + 1
+    # The body's bound (one image for a raw body) was set before anything read it: web_tier/door.py.
     wait_s = wait_seconds()
     uploads = uploads_from_request()
     # Check all first, so one bad file does not leave the others queued.
@@ -97,11 +94,20 @@ def submit_images():
     if notice:   # nothing will finish while paused: no waiting, and the answer says why
         return jsonify({"images": [present(r) for r in accepted], "processing": "paused", "notice": notice}), 202
     if wait_s:
-        done = waiter().wait([r["id"] for r in accepted], wait_s)
-        # An image deleted while its request waited wakes it too; then the answer is the accepted list.
+        # An image deleted while its request waited wakes it too; then the answer is the accepted list, as
+        # it is when the caller holds its share of waits already (202: poll each status_url).
+        done = _wait_if_allowed([r["id"] for r in accepted], wait_s)
         if done is not None and all(shown(r) for r in done):
             return jsonify({"images": [present(r) for r in done]}), 200
     return jsonify({"images": [present(r) for r in accepted]}), 202
+
+
+def _wait_if_allowed(image_ids: list[str], wait_s: float) -> list[dict] | None:
+    """The settled rows, or None when they did not settle in time or the caller may not wait now."""
+    try:
+        return bounded_wait(image_ids, wait_s)
+    except WaitRefused:
+        return None
 
 
 @bp.get("/images/<image_id>")
@@ -110,8 +116,11 @@ def get_image(image_id: str):
     wait_s, filters = wait_seconds(), label_filters()
     result = visible_result(image_id)
     if wait_s and result["status"] not in FINAL_STATUSES:
-        waiter().wait([image_id], wait_s)
-        result = visible_result(image_id)   # read again, and checked again: it may have been deleted
+        try:
+            bounded_wait([image_id], wait_s)
+            result = visible_result(image_id)   # read again, and checked again: it may have been deleted
+        except WaitRefused:
+            pass   # the caller holds its share of waits already: the result as it is now
     return jsonify(present(result, filters))
 
 

@@ -12,6 +12,7 @@ non-admin gets 403. Keys and sessions are checked against the accounts table on 
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
@@ -44,10 +45,12 @@ BLUEPRINT_ACCESS = {
     "reprocess": ADMIN,  # /api/admin/reprocess (web_tier/reprocess.py)
     "openapi": ANYONE,  # the API's contract and its interactive page (web_tier/openapi.py) are public
     "vocabulary": ANYONE,  # every label the service can return (web_tier/vocabulary.py): nobody's data
+    "account": PERSON,  # /account/password: a person's own account, from a signed-in browser
 }
 COURSE_PRINCIPAL = Principal(ANONYMOUS_OWNER, "anonymous", via="anonymous")
-# The session cookie's fields: the account's id, name and session epoch (checked against the table on each request).
-SESSION_ACCOUNT, SESSION_NAME, SESSION_EPOCH = "account_id", "name", "epoch"
+# The session cookie's fields: the account's id, name and session epoch (checked against the table on each request),
+# and when it proved who it is (minting a key needs a recent proof: web_tier/signin.py).
+SESSION_ACCOUNT, SESSION_NAME, SESSION_EPOCH, SESSION_AUTH_AT = "account_id", "name", "epoch", "auth_at"
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sightfleet"'}
 ACCOUNTS_UNAVAILABLE = "accounts unreachable: who is calling cannot be checked right now; try again shortly"
 
@@ -71,6 +74,7 @@ def sign_in(principal: Principal) -> None:
     session.clear()
     session.permanent = True
     session[SESSION_ACCOUNT], session[SESSION_NAME], session[SESSION_EPOCH] = principal.owner, principal.name, epoch
+    session[SESSION_AUTH_AT] = time.time()
 
 
 def sign_out() -> None:

@@ -11,6 +11,7 @@ from sightfleet.errors import Invalid, NotFound, Unavailable
 from web_tier.rekognition import aws_error_answer, is_call
 from web_tier.rekognition.protocol import as_aws_error
 from web_tier.services import settings
+from web_tier.signin_guard import BUSY_RETRY_AFTER_S, VerifierBusy
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Rejected
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,15 @@ def _wants_page() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
-def _answer(status: int, code: str, message: str, headers: dict | None = None):
+def refusal(status: int, code: str, message: str, headers: dict | None = None):
+    """A refusal as the caller reads it: the error page for a browser asking for a page, else the JSON error."""
     if _wants_page():
         page = render_template("error.html", status=status, code=code, message=message)
         return page, status, headers or {}
     return error_response(status, code, message, headers)
+
+
+_answer = refusal
 
 
 def _too_large_reason() -> tuple[str, str]:
@@ -89,6 +94,11 @@ def register(app: Flask) -> None:
     def invalid(exc: Invalid):
         log.warning("%s %s: refused by the backend as invalid: %s", request.method, request.path, exc)
         return _answer(400, "INVALID_REQUEST", "the request cannot be served as made; check its parameters")
+
+    @app.errorhandler(VerifierBusy)
+    def busy(_exc: VerifierBusy):
+        return _answer(503, "BUSY", "too many sign-ins are being checked right now; try again in a second",
+                       {"Retry-After": str(BUSY_RETRY_AFTER_S)})
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):

@@ -4,6 +4,9 @@ Every check runs at once in a thread of its own, and the answer waits for them a
 a check still running then reports a timeout (503). A hung check is not started again while it
 runs, so a load balancer polling /healthz against a hung endpoint cannot pile up threads.
 
+A verdict is reused for VERDICT_TTL_S: each one costs about nine AWS calls, and /healthz is open to
+anyone, so a flood of it must not become a flood of AWS calls.
+
 Only admins read which resource failed and how; everyone else (a load balancer, a stranger) learns
 healthy or not, and the details go to the log.
 """
@@ -22,6 +25,7 @@ from web_tier.identity import current_principal
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 HEALTH_DEADLINE_S = 5.0
+VERDICT_TTL_S = 1.5
 UNHEALTHY_REASON = "a resource is unreachable (details in the logs)"
 
 
@@ -45,9 +49,11 @@ class _Run:
 class HealthProbe:
     """Runs every check concurrently and reports within deadline_s, a check still running as a timeout."""
 
-    def __init__(self, resources, deadline_s: float = HEALTH_DEADLINE_S):
+    def __init__(self, resources, deadline_s: float = HEALTH_DEADLINE_S, ttl_s: float = VERDICT_TTL_S):
         self._checks = dict(resources.checks())
-        self._deadline_s = deadline_s
+        self._deadline_s, self._ttl_s = deadline_s, ttl_s
+        self._verdict: tuple[float, list[str]] | None = None   # (when it was reached, its problems)
+        self._verdict_lock = threading.Lock()
         self._lock = threading.Lock()
         self._running: dict[str, _Run] = {}
 
@@ -57,7 +63,18 @@ class HealthProbe:
             self._checks[name] = check
 
     def problems(self) -> list[str]:
-        """Why each resource is unreachable or too slow; empty when all answered in time."""
+        """Why each resource is unreachable or too slow; empty when all answered in time (reused VERDICT_TTL_S)."""
+        with self._verdict_lock:   # one request at a time checks; the others wait for its verdict
+            if self._verdict is None or time.monotonic() - self._verdict[0] > self._ttl_s:
+                self._verdict = (time.monotonic(), self._check())
+            return list(self._verdict[1])
+
+    def forget(self) -> None:
+        """Drop the remembered verdict: the next request checks again (after a known change of state)."""
+        with self._verdict_lock:
+            self._verdict = None
+
+    def _check(self) -> list[str]:
         runs = self._start()
         deadline = time.monotonic() + self._deadline_s
         for run in runs:

@@ -1,4 +1,4 @@
-"""Per-caller rate limits (Flask-Limiter) and a per-owner quota of images, counted in the limits table.
+"""Per-caller rate limits (Flask-Limiter), anonymous callers' lower rate, and quotas of images, in the limits table.
 
 Both are shared by every gunicorn process and web instance through DynamoDB (sightfleet/aws/limits.py):
 - rate: SIGHTFLEET_RATE_LIMIT requests per window for each caller, across the whole app: an API key's
@@ -6,7 +6,10 @@ Both are shared by every gunicorn process and web instance through DynamoDB (sig
   RATE_LIMITED with Retry-After. The store failing must not take the service down with it, so the
   limit fails OPEN: each process then counts on its own in memory (Flask-Limiter's fallback, logged)
   until the table answers again; a caller may get one limit per process meanwhile, never a refusal.
-- quota: SIGHTFLEET_QUOTA_IMAGES images held per owner (0: none). An upload reserves its images
+- anonymous rate: SIGHTFLEET_ANONYMOUS_RATE_LIMIT requests per address for callers without credentials,
+  counted after authentication (the door, web_tier/door.py, counts every request per address before it).
+- quota: SIGHTFLEET_QUOTA_IMAGES images held per owner (0: none); the anonymous owner's images are
+  counted per expiry period instead (SIGHTFLEET_ANONYMOUS_QUOTA_IMAGES, see Quota). An upload reserves its images
   before anything is read from it (429 QUOTA_EXCEEDED when they do not fit) and gives back, when
   the request ends, the ones that were not accepted; deleting images calls release(). The quota
   fails CLOSED (503): an image accepted uncounted would stay uncounted, so the owner could exceed
@@ -21,12 +24,13 @@ import time
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
-from limits import parse_many
-from limits.storage import Storage
+from limits import parse, parse_many
+from limits.storage import MemoryStorage, Storage
+from limits.strategies import FixedWindowRateLimiter
 
 from sightfleet.aws.limits import LimitsTable
 from sightfleet.errors import SightfleetError
-from web_tier.errors import error_response
+from web_tier.errors import error_response, refusal
 from web_tier.identity import ANONYMOUS_OWNER, current_principal
 from web_tier.submit import COURSE_FIELDS, MAX_IMAGES_PER_REQUEST
 
@@ -38,6 +42,8 @@ EXEMPT_ENDPOINTS = frozenset({"health.healthz", "static", "ops.plotly", "openapi
 UPLOAD_ENDPOINTS = ("api.submit_images", "cse546.classify", "pages.upload", "rekognition.call")
 # A quota is not a window: when a client may try again is up to it (deleting images); this is a hint.
 QUOTA_RETRY_AFTER_S = 60
+ANONYMOUS_IMAGES = "anonymous-images"   # the anonymous owner's window of images sent
+SHARED_RETRY_S = 10   # how long an address counter counts in memory before it tries the table again
 
 
 class DynamoStorage(Storage):
@@ -77,6 +83,49 @@ class DynamoStorage(Storage):
         self.table.clear(key)
 
 
+class AddressCounter:
+    """Requests per remote address in fixed windows, in the limits table or (while it is out of reach) in memory."""
+
+    def __init__(self, table: LimitsTable, limit: str, namespace: str):
+        self.limit, self.namespace = parse(limit), namespace
+        self._shared = FixedWindowRateLimiter(DynamoStorage(table=table))
+        self._local = FixedWindowRateLimiter(MemoryStorage())
+        self._shared_down_until = 0.0   # while the table is out of reach, requests do not each wait for it
+
+    def wait_s(self, address: str) -> int:
+        """Count one request from address; 0 when it may go on, else the seconds until its window ends."""
+        if time.monotonic() >= self._shared_down_until:
+            try:
+                return self._wait(self._shared, address)
+            except SightfleetError as exc:
+                log.warning("address limit: the limits table is out of reach (%s); counting in memory for %s s",
+                            exc, SHARED_RETRY_S)
+                self._shared_down_until = time.monotonic() + SHARED_RETRY_S
+        return self._wait(self._local, address)
+
+    def _wait(self, limiter: FixedWindowRateLimiter, address: str) -> int:
+        if limiter.hit(self.limit, self.namespace, address):
+            return 0
+        reset_at = limiter.get_window_stats(self.limit, self.namespace, address).reset_time
+        return math.ceil(max(1.0, reset_at - time.time()))
+
+
+def too_many(who: str, wait_s: int):
+    """429 RATE_LIMITED with Retry-After, for a count over its limit."""
+    return refusal(429, "RATE_LIMITED", f"too many requests from {who}; try again in {wait_s} s",
+                   {"Retry-After": str(wait_s)})
+
+
+def limit_anonymous():
+    """before_request (after authentication): anonymous callers' own, lower rate, per address."""
+    counter: AddressCounter | None = current_app.extensions["limits"]["anonymous"]
+    principal = current_principal()
+    if counter is None or request.endpoint in EXEMPT_ENDPOINTS or (principal and principal.via != "anonymous"):
+        return None
+    wait_s = counter.wait_s(request.remote_addr or "unknown")
+    return too_many("this address without credentials", wait_s) if wait_s else None
+
+
 def caller_key() -> str:
     """Whom a request counts against: its principal's owner, else (anonymous) its remote address."""
     principal = current_principal()
@@ -106,10 +155,37 @@ def images_in_request() -> int:
 
 
 class Quota:
-    """Images held per owner, at most `limit` each (0: no quota, nothing counted)."""
+    """Images held per owner, at most `limit` each (0: no quota, nothing counted), and the anonymous owner's
+    images per window of anonymous_window_s, at most anonymous_limit (0: counted as any owner's).
 
-    def __init__(self, table: LimitsTable, limit: int):
+    Anonymous photos expire (web_tier/expiry.py), so the anonymous owner's count is of images sent in
+    the last window rather than images held: what expires need not be counted off one by one.
+    """
+
+    def __init__(self, table: LimitsTable, limit: int, anonymous_limit: int = 0, anonymous_window_s: int = 0):
         self.table, self.limit = table, limit
+        self.anonymous_limit, self.anonymous_window_s = anonymous_limit, anonymous_window_s
+
+    def counts_by_window(self, owner: str) -> bool:
+        return owner == ANONYMOUS_OWNER and self.anonymous_limit > 0
+
+    def _fits(self, owner: str, count: int) -> bool:
+        """Count the images, unless they do not fit (then nothing stays counted)."""
+        if not self.counts_by_window(owner):
+            return self.table.reserve(owner, count, self.limit)
+        if self.table.hit(ANONYMOUS_IMAGES, self.anonymous_window_s, count) <= self.anonymous_limit:
+            return True
+        self.table.give_back(ANONYMOUS_IMAGES, count)
+        return False
+
+    def _refusal(self, owner: str):
+        if self.counts_by_window(owner):
+            days = self.anonymous_window_s / 86400
+            message = (f"callers without an account may send {self.anonymous_limit} images per {days:g} days "
+                       "together, and that many are waiting; sign in, or try again later")
+        else:
+            message = f"this account may hold {self.limit} images; delete some before sending more"
+        return error_response(429, "QUOTA_EXCEEDED", message, {"Retry-After": str(QUOTA_RETRY_AFTER_S)})
 
     def reserve(self):
         """before_request: count the upload's images, or answer 429 when they do not fit.
@@ -122,10 +198,11 @@ class Quota:
         if not count:
             return None
         owner = owner_of_request()
-        if not self.table.reserve(owner, count, self.limit):
-            log.info("quota: %s holds %s images or more, refused %s more", owner, self.limit, count)
-            return error_response(429, "QUOTA_EXCEEDED", f"this account may hold {self.limit} images; delete some "
-                                  "before sending more", {"Retry-After": str(QUOTA_RETRY_AFTER_S)})
+        if not self.limit and not self.counts_by_window(owner):
+            return None
+        if not self._fits(owner, count):
+            log.info("quota: %s is at its limit, refused %s more images", owner, count)
+            return self._refusal(owner)
         g.quota_reserved, g.quota_owner, g.quota_accepted = count, owner, 0
         return None
 
@@ -135,7 +212,10 @@ class Quota:
         owner = g.pop("quota_owner", None)
         if owner and unused > 0:
             try:
-                self.table.release(owner, unused)
+                if self.counts_by_window(owner):
+                    self.table.give_back(ANONYMOUS_IMAGES, unused)
+                else:
+                    self.table.release(owner, unused)
             except SightfleetError as exc:
                 log.error("quota: could not give back %s unused images of %s: %s", unused, owner, exc)
 
@@ -159,7 +239,7 @@ class CountingSubmitter:
 def release(owner: str, count: int = 1) -> None:
     """Count count fewer images for owner (call it when images are deleted); raises Unavailable."""
     quota: Quota | None = current_app.extensions["limits"]["quota"]
-    if quota is not None and count > 0:
+    if quota is not None and count > 0 and not quota.counts_by_window(owner):
         quota.table.release(owner, count)
 
 
@@ -175,12 +255,14 @@ def _rate_limited(exc: RateLimitExceeded):
                           {"Retry-After": str(wait_s)})
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, table: LimitsTable) -> None:
     """Rate-limit every request and hold each owner to the quota, as the app's settings say."""
     settings = app.extensions["sightfleet"].settings
-    table = LimitsTable(settings)
-    limits = {"limiter": None, "quota": None, "table": table}   # the table: the sign-in guard counts there too
+    anonymous = settings.anonymous_rate_limit.strip()
+    limits = {"limiter": None, "quota": None, "table": table,   # the table: the sign-in guard counts there too
+              "anonymous": AddressCounter(table, anonymous, "anonymous") if anonymous else None}
     app.extensions["limits"] = limits
+    app.before_request(limit_anonymous)
     if settings.rate_limit.strip():
         parse_many(settings.rate_limit)  # a malformed setting fails here, at start, not on a request
         limiter = Limiter(
@@ -191,12 +273,15 @@ def install(app: Flask) -> None:
         limiter.init_app(app)
         app.register_error_handler(RateLimitExceeded, _rate_limited)
         limits["limiter"] = limiter
-    if settings.quota_images:
-        quota = Quota(table, settings.quota_images)
+    if settings.quota_images or settings.anonymous_quota_images:
+        # The quota fails closed: it takes the table's ordinary retries rather than the counters' one try.
+        quota = Quota(LimitsTable(settings), settings.quota_images, settings.anonymous_quota_images,
+                      settings.anonymous_expiry_days * 86400)
         app.extensions["submitter"] = CountingSubmitter(app.extensions["submitter"])
         app.before_request(quota.reserve)
         app.teardown_request(quota.settle)
         limits["quota"] = quota
+    if settings.quota_images:
         # The quota fails closed (no upload is accepted uncounted), so without its table the web tier
         # cannot take uploads: health says so. The rate limits and the sign-in guard fail open instead.
         app.extensions["health"].also_check("limits", table.check)

@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory, url_for
 
 from sightfleet.contracts import STATUSES
-from web_tier import api, cse546, errors, openapi_labels, openapi_ops, opsdata
+from web_tier import api, cse546, door, errors, openapi_labels, openapi_ops, opsdata
 from web_tier.packaged import package_folder
 from web_tier.services import settings
 from sightfleet.webhooks import EVENTS
@@ -68,8 +68,10 @@ def _retry_after(required: bool = True) -> dict:
                             "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
 
 
-# Every operation behind authentication can answer these; the rate limit applies to all of them.
-_COMMON = {"401": _response("Unauthenticated"), "429": _response("RateLimited"), "503": _response("Unavailable")}
+# Every operation behind authentication can answer these; the rate limits apply to all of them, and every
+# route has a body limit (web_tier/door.py).
+_COMMON = {"401": _response("Unauthenticated"), "413": _response("TooLarge"), "429": _response("RateLimited"),
+           "503": _response("Unavailable")}
 _ADMIN = {**_COMMON, "403": _response("Forbidden")}
 # Operations anyone may call: the course endpoint (its generator sends no credentials) and health.
 _OPEN = [{}, {"bearerAuth": []}]
@@ -112,6 +114,7 @@ def _schemas() -> dict:
             "properties": {
                 "id": {"type": "string", "pattern": IMAGE_ID_PATTERN},
                 "album": text, "filename": {"type": "string", "description": "The name sent, made safe to show"},
+                "owner": {"type": "string", "description": "The account id the image belongs to"},
                 "content_type": {"type": "string", "enum": list(RAW_IMAGE_TYPES)},
                 "size": {"type": "integer", "minimum": 0},
                 "status": {"type": "string", "enum": list(STATUSES)},
@@ -194,11 +197,15 @@ def _responses() -> dict:
         "Forbidden": _error_response("Signed in, but only administrators may do this (or see other owners')."),
         "NotFound": _error_response("No such image, or it belongs to someone else (the two read the same)."),
         "TooLarge": _error_response("Over a size limit (code TOO_LARGE, TOO_MANY_FILES, TOO_MANY_PARTS or "
-                                    "IMAGE_TOO_LARGE)."),
+                                    "IMAGE_TOO_LARGE). Each route bounds its body before reading it: one image "
+                                    "for a raw upload and `POST /`, ten for a multipart upload, "
+                                    f"{door.DEFAULT_BODY_BYTES // 1024} KiB elsewhere."),
         "UnsupportedType": _error_response("Neither JPEG nor PNG (UNSUPPORTED_FORMAT), or a body type not accepted "
                                            "(UNSUPPORTED_MEDIA_TYPE)."),
-        "RateLimited": _error_response("Too many requests for this key (RATE_LIMITED) or the owner holds as many "
-                                       "images as the quota allows (QUOTA_EXCEEDED).", _retry_after()),
+        "RateLimited": _error_response("Too many requests (RATE_LIMITED: per address before authentication, per "
+                                       "key or owner, and a lower rate for anonymous callers), or the owner holds "
+                                       "as many images as the quota allows (QUOTA_EXCEEDED; anonymous callers "
+                                       "share a quota per expiry period).", _retry_after()),
         "Unavailable": _error_response(f"Storage or queue unreachable; retry after {errors.RETRY_AFTER_S} s.",
                                        _retry_after()),
     }
@@ -231,7 +238,8 @@ def _owner_query() -> dict:
 
 def _images_paths() -> dict:
     wait = _query("wait", f"Seconds to wait for the results (0 to {api.MAX_WAIT_S}); 200 when all are final "
-                          "within it, 202 otherwise", {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S})
+                          "within it, 202 otherwise, and at once when the caller already holds its share of "
+                          "waiting requests", {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S})
     image_id = _path("image_id", "The image's id", {"type": "string", "pattern": IMAGE_ID_PATTERN})
     owner = _owner_query()
     return {
@@ -249,8 +257,7 @@ def _images_paths() -> dict:
                 "responses": {
                     "200": {"description": "Every image is final within `wait`", "content": _json(_ref("Images"))},
                     "202": {"description": "Accepted and queued", "content": _json(_ref("Images"))},
-                    "400": _response("BadRequest"), "413": _response("TooLarge"), "415": _response("UnsupportedType"),
-                    **_COMMON}},
+                    "400": _response("BadRequest"), "415": _response("UnsupportedType"), **_COMMON}},
             "get": {
                 "operationId": "listImages", "tags": ["images"], "summary": "List images, newest first",
                 "parameters": [
@@ -271,7 +278,8 @@ def _images_paths() -> dict:
                 "parameters": [_query("wait", f"Seconds to wait for the result to be final (0 to {api.MAX_WAIT_S})",
                                       {"type": "number", "minimum": 0, "maximum": api.MAX_WAIT_S}),
                                *openapi_labels.filter_params()],
-                "responses": {"200": {"description": "The result (final, or as it stands when `wait` ran out)",
+                "responses": {"200": {"description": "The result (final, or as it stands when `wait` ran out or "
+                                                     "when the caller already holds its share of waits)",
                                       "content": _json(_ref("Image"))},
                               "400": _response("BadRequest"), "404": _response("NotFound"), **_COMMON}},
             "delete": {
@@ -358,8 +366,10 @@ def _ops_paths() -> dict:
         "/healthz": {"get": {
             "operationId": "health", "tags": ["operations"], "security": _OPEN,
             "summary": "Whether every resource is reachable (the load balancer's check)",
-            "description": "Anonymous callers learn only healthy or not; administrators also get `problems`.",
+            "description": "Anonymous callers learn only healthy or not; administrators also get `problems`. A "
+                           "verdict is reused for a second or two, so a flood of checks is not a flood of AWS calls.",
             "responses": {"200": {"description": "Healthy", "content": _json(_ref("Health"))},
+                          "429": _response("RateLimited"),
                           "503": {"description": "A resource is unreachable or too slow", "content": _json(_ref("Health")),
                                   "headers": _retry_after()}}}},
         **openapi_ops.paths(_ADMIN, _response("BadRequest")),
@@ -372,13 +382,18 @@ def _course_paths() -> dict:
         "operationId": "classify", "tags": ["course"], "security": _OPEN,
         "summary": "CSE546-compatible: one image in, `name:label` out",
         "description": f"Waits up to {cse546.WAIT_S} s for the result. Open to anonymous callers unless "
-                       "SIGHTFLEET_OPEN_COURSE_ENDPOINT=0; their images belong to a built-in anonymous owner.",
+                       "SIGHTFLEET_OPEN_COURSE_ENDPOINT=0; their images belong to a built-in anonymous owner and "
+                       "expire. A caller that already holds its share of waiting requests gets 202 at once.",
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "properties": {"myfile": part, "inputFile": part, "album": {"type": "string"}}}}}},
         "responses": {
             "200": {"description": "`<file name without extension>:<top label>`",
                     "content": {"text/plain": {"schema": {"type": "string", "pattern": "^[^\n]*:[^\n]*$"}}}},
-            "400": _response("BadRequest"), "413": _response("TooLarge"), "415": _response("UnsupportedType"),
+            "202": {"description": "Queued, not waited for: the caller holds its share of waiting requests; poll "
+                                   "`status_url` (also in `Location`)", "content": _json(_ref("Image")),
+                    "headers": {"Location": {"description": "The image's status URL", "required": True,
+                                             "schema": {"type": "string"}}}},
+            "400": _response("BadRequest"), "415": _response("UnsupportedType"),
             "422": _error_response("Recognition failed; `error` says why (e.g. CORRUPT_IMAGE)."),
             "504": _error_response("No result in time (TIMEOUT); poll the image's status URL given in the message."),
             **_COMMON}}}}
@@ -420,7 +435,8 @@ def build_document() -> dict:
             "description": "Programs authenticate with `Authorization: Bearer <API key>` (keys are made on the "
                            "/keys page or with `python -m web_tier.accounts`); people's browsers use the signed-in "
                            "session, and their state-changing requests need the CSRF token. Every error is JSON "
-                           "`{\"error\": {\"code\", \"message\"}}`.",
+                           "`{\"error\": {\"code\", \"message\"}}`, the HTTP server's own refusals (a request "
+                           "line over 4,094 bytes: 414; headers too large: 431) included.",
             "license": {"name": "MIT", "identifier": "MIT"}},
         "tags": [{"name": "images", "description": "Your photos and their results"},
                  {"name": "labels", "description": "Your labels and their counts; the labels the service can return"},

@@ -67,7 +67,8 @@ def upload():
     files = [f for f in request.files.getlist("file") if f.filename]
     if not files:
         return upload_page([{"filename": "", "error": "choose one or more JPEG or PNG files first"}], 400)
-    outcomes = [_submit_one(upload) for upload in uploads_from_parts(files, album, caller().owner)]
+    uploads = uploads_from_parts(files, album, caller().owner, submitter().max_bytes)
+    outcomes = [_submit_one(upload) for upload in uploads]
     if all(o["image"] for o in outcomes):
         return redirect(url_for("pages.gallery", album=outcomes[0]["image"]["album"]), code=303)
     return upload_page(outcomes, 200 if any(o["image"] for o in outcomes) else 400)

@@ -13,7 +13,9 @@ from sightfleet.labelfilters import LabelFilters, apply_filters
 from sightfleet.labelindex import search_key_fits
 from web_tier.services import resources, settings
 
-_LINK_TTL_S = 3600
+# Presigned image links live minutes: a link copied out of a page (or a log, or a Referer) stops working
+# soon, and a page or the JSON API hands out fresh ones on each read.
+_LINK_TTL_S = 300
 # Cursors this server hands out are a few hundred characters; anything far longer is not one of them.
 MAX_CURSOR_CHARS = 2048
 _MAX_KEY_PART = 512

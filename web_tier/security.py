@@ -5,7 +5,7 @@ a 500) is as locked down as the upload page.
 """
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, g, request
 
 # Two <style> elements that plotly.js (the ops dashboard's charts) makes, allowed by their hashes:
 # an empty one that it then fills through CSSOM (which the policy does not govern once the element
@@ -21,6 +21,8 @@ _POLICY = ("default-src 'self'; img-src 'self' data: blob: {image_origin}; scrip
 # Two years, the preload list's minimum; sent only over HTTPS, where a browser honours it.
 HSTS = "max-age=63072000; includeSubDomains"
 REFERRER_POLICY = "same-origin"
+# Files that are the same for everyone (scripts, styles): cacheable whoever asks for them.
+SHARED_FILES = frozenset({"static", "ops.plotly", "openapi.docs_asset"})
 
 
 def content_security_policy() -> str:
@@ -40,6 +42,10 @@ def add_security_headers(response):
     headers.setdefault("X-Frame-Options", "DENY")
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", HSTS)
+    principal = g.get("principal")
+    if principal is not None and principal.via != "anonymous" and request.endpoint not in SHARED_FILES:
+        # What a signed-in caller reads is theirs alone: no browser or shared cache may keep it.
+        headers["Cache-Control"] = "no-store"
     return response
 
 

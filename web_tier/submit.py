@@ -46,17 +46,23 @@ class Upload:
     filters: dict | None = None    # the upload's label filters (LabelFilters.to_dict()), carried by the job
 
 
-def upload_from_part(part, album: str | None, owner: str = ANONYMOUS_OWNER) -> Upload:
-    """An Upload from a multipart file part (werkzeug FileStorage)."""
-    return Upload(part.read(), part.filename, album, owner)
+def upload_from_part(part, album: str | None, owner: str, max_bytes: int) -> Upload:
+    """An Upload from a multipart file part (werkzeug FileStorage), read no further than one byte past max_bytes.
+
+    (Werkzeug spools a large part to a temporary file; reading it whole would bring it all into memory.)
+    """
+    data = part.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise Rejected(413, "TOO_LARGE", f"the file is larger than allowed; the limit is {_mb(max_bytes)} MB")
+    return Upload(data, part.filename, album, owner)
 
 
-def uploads_from_parts(parts: list, album: str | None, owner: str = ANONYMOUS_OWNER) -> list[Upload]:
-    """Uploads from a request's file parts, at most MAX_IMAGES_PER_REQUEST of them."""
+def uploads_from_parts(parts: list, album: str | None, owner: str, max_bytes: int) -> list[Upload]:
+    """Uploads from a request's file parts, at most MAX_IMAGES_PER_REQUEST of them, each read with a bound."""
     if len(parts) > MAX_IMAGES_PER_REQUEST:
         raise Rejected(413, "TOO_MANY_FILES", f"the request has {len(parts)} files; send at most "
                                               f"{MAX_IMAGES_PER_REQUEST} per request")
-    return [upload_from_part(part, album, owner) for part in parts]
+    return [upload_from_part(part, album, owner, max_bytes) for part in parts]
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,11 @@ class Submitter:
         self._max_pixels = resources.settings.max_pixels
         self._on_accept = on_accept
         self._max_message: int | None = None
+
+    @property
+    def max_bytes(self) -> int:
+        """The largest file accepted (SIGHTFLEET_MAX_UPLOAD_MB)."""
+        return self._max_bytes
 
     def check(self, upload: Upload) -> Checked:
         """Raise Rejected unless the upload is a readable JPEG or PNG within the limits with a valid album.

@@ -4,14 +4,16 @@ A synchronous request (`POST /`, `POST /api/images?wait=`) waits by reading the 
 id, never by consuming the response queue, so any gunicorn worker on any web instance can wait
 for any image and no process can take another's result. With 100 requests waiting at once, one
 `batch_get_item` every `interval_s` replaces 100 separate polls (benchmarks/web_wait.py measures
-both against the local endpoint).
+both against the local endpoint). WaitBudget bounds how many requests wait at once, per caller.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from sightfleet.contracts import DELETED, FINAL_STATUSES
 from sightfleet.errors import SightfleetError
@@ -125,3 +127,40 @@ class ResultWaiter:
             with self._cond:
                 for waiter in self._waiters:
                     waiter.offer(final)
+
+
+class WaitRefused(Exception):
+    """The caller holds every wait it may (or anonymous callers together do): answer now, without waiting."""
+
+
+class WaitBudget:
+    """How many requests may wait at once in this process: per caller, and for all anonymous callers together.
+
+    A waiting request holds one of the process's threads (up to 120 s for `POST /`), so without a bound
+    one address could hold them all; a refused wait answers at once with where to poll instead.
+    """
+
+    def __init__(self, per_caller: int, anonymous: int):
+        self.per_caller, self.anonymous = per_caller, anonymous
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+        self._anonymous_held = 0
+
+    @contextmanager
+    def slot(self, caller: str, anonymous: bool) -> Iterator[None]:
+        """Hold one wait for caller while the block runs; WaitRefused when it may hold no more."""
+        with self._lock:
+            if self._held.get(caller, 0) >= self.per_caller or (anonymous and self._anonymous_held >= self.anonymous):
+                log.info("wait refused: %s holds %s waits (anonymous callers %s)", caller,
+                         self._held.get(caller, 0), self._anonymous_held)
+                raise WaitRefused()
+            self._held[caller] = self._held.get(caller, 0) + 1
+            self._anonymous_held += anonymous
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held[caller] -= 1
+                if not self._held[caller]:
+                    del self._held[caller]
+                self._anonymous_held -= anonymous

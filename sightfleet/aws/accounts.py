@@ -18,6 +18,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from sightfleet.aws.session import resource, translated
 from sightfleet.config import Settings
+from sightfleet.errors import ConditionFailed
 
 ACCOUNT_ITEMS_INDEX = "account-items"
 TTL_ATTRIBUTE = "expires_at"
@@ -118,6 +119,27 @@ class AccountsTable:
         with translated("delete access key"):
             reply = self._table.delete_item(Key={"pk": _pk(ACCESS_KEY, key_id)}, ReturnValues="ALL_OLD")
         return "Attributes" in reply
+
+    def touch_key(self, key_hash: str, when: str) -> None:
+        """Record the key's last use; nothing when it was revoked meanwhile (never brings it back)."""
+        try:
+            with translated("note key use"):
+                self._table.update_item(Key={"pk": _pk(KEY, key_hash)}, UpdateExpression="SET last_used_at = :when",
+                                        ConditionExpression=Attr("pk").exists(),
+                                        ExpressionAttributeValues={":when": when})
+        except ConditionFailed:
+            pass
+
+    def replace_password_hash(self, name: str, old: str, new: str) -> bool:
+        """Swap the password hash if it is still `old`, leaving the session epoch and all else as they are."""
+        try:
+            with translated(f"rehash password of {name}"):
+                self._table.update_item(Key={"pk": _pk(ACCOUNT, name)}, UpdateExpression="SET password_hash = :new",
+                                        ConditionExpression=Attr("password_hash").eq(old),
+                                        ExpressionAttributeValues={":new": new})
+        except ConditionFailed:
+            return False
+        return True
 
     def put_link(self, token_hash: str, link: dict) -> None:
         """Record a new sign-in link (with its `expires_at`, which is also the item's TTL)."""

@@ -34,9 +34,10 @@ def _now_ms() -> int:
 class LimitsTable:
     """Counters in the `<prefix>-limits` table; every method raises the project's errors, never botocore's."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, fail_fast: bool = False):
+        """fail_fast: one short attempt per call (counters whose callers carry on without an answer)."""
         self.name = settings.names.limits_table
-        self._table = resource(settings, "dynamodb").Table(self.name)
+        self._table = resource(settings, "dynamodb", fail_fast).Table(self.name)
 
     def hit(self, key: str, window_s: int, amount: int = 1) -> int:
         """Add amount to key's current window (starting one if it ended) and return the window's hits."""
@@ -51,6 +52,13 @@ class LimitsTable:
             except ConditionFailed:
                 continue
         raise Unavailable(f"rate window {key}: still contended after {_WINDOW_TRIES} tries")
+
+    def give_back(self, key: str, amount: int) -> None:
+        """Take amount off key's current window (hits counted and then not used); nothing when it ended."""
+        try:
+            self._add_to_window(key, -amount)
+        except ConditionFailed:
+            pass   # the window ended meanwhile: its count went with it
 
     def _add_to_window(self, key: str, amount: int) -> int:
         with translated(f"hit {key}"):

@@ -77,6 +77,9 @@ def worst_case_s(attempts: int = ATTEMPTS, read_timeout_s: float = READ_TIMEOUT_
 
 
 CALL_WORST_CASE_S = worst_case_s()
+# For calls made in front of every request (the web tier's rate counters): an answer within about two
+# seconds or an error at once, since their callers carry on without one (they fail open).
+FAIL_FAST = Config(connect_timeout=1.0, read_timeout=1.0, retries={"total_max_attempts": 1, "mode": RETRY_MODE})
 LONG_POLL_WORST_CASE_S = worst_case_s(LONG_POLL_ATTEMPTS, LONG_POLL_MAX_WAIT_S + READ_TIMEOUT_S)
 
 
@@ -101,10 +104,11 @@ def client(settings: Settings, service: str, long_poll: bool = False, **config):
             service, endpoint_url=settings.endpoint_url, config=_config(long_poll, **config))
 
 
-def resource(settings: Settings, service: str):
-    """A boto3 resource (used for DynamoDB's value marshalling)."""
+def resource(settings: Settings, service: str, fail_fast: bool = False):
+    """A boto3 resource (used for DynamoDB's value marshalling); fail_fast: one short attempt (FAIL_FAST)."""
+    config = _config().merge(FAIL_FAST) if fail_fast else _config()
     with _lock:
-        return _session(settings).resource(service, endpoint_url=settings.endpoint_url, config=_config())
+        return _session(settings).resource(service, endpoint_url=settings.endpoint_url, config=config)
 
 
 def _session(settings: Settings) -> boto3.session.Session:

@@ -66,8 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     delete.add_argument("--keep-images", action="store_true",
                         help="keep the account's images (then only admins can reach them, by its account id)")
-    password = commands.add_parser("password", help="set an account's password (asked)")
+    password = commands.add_parser("password", help="set an account's password (asked); lists the keys made since "
+                                                    "the last change")
     password.add_argument("name")
+    password.add_argument("--revoke-new-keys", action="store_true",
+                          help="also revoke every API key made since the password last changed")
     signout = commands.add_parser("signout", help="end every session of an account (its keys stay valid)")
     signout.add_argument("name")
     link = commands.add_parser("link", help="a one-time sign-in link for an account; prints it last")
@@ -149,6 +152,22 @@ def _erase_images(resources, accounts: Accounts, account: dict, on_buried) -> No
     log.info("deleted the %d images of %s", len(seen), account["name"])
 
 
+def _change_password(accounts: Accounts, name: str, revoke_new_keys: bool) -> None:
+    """Set the password; the keys made since the last change are revoked with it, or listed to decide on."""
+    account = accounts.get(name)
+    new_keys = accounts.keys_since_password_change(account)
+    accounts.set_password(name, _ask_password())
+    log.info("password of %s set; every session of it has ended", name)
+    for key in new_keys:
+        if revoke_new_keys:
+            accounts.revoke(key["key_id"], account)
+        log.info("%s key %s (%r, made %s, last used %s) made since the last password change",
+                 "revoked" if revoke_new_keys else "kept", key["key_id"], key["label"], key["created_at"],
+                 key["last_used_at"] or "never")
+    if new_keys and not revoke_new_keys:
+        log.info("revoke any you did not make: python -m web_tier.accounts revoke KEY_ID (or --revoke-new-keys)")
+
+
 def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> None:
     """Do one command; AccountError or the project's errors when it cannot be done."""
     if args.command == "create":
@@ -180,8 +199,7 @@ def run(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> Non
     elif args.command == "delete":
         _delete(accounts, settings, args.name, args.keep_images)
     elif args.command == "password":
-        accounts.set_password(args.name, _ask_password())
-        log.info("password of %s set", args.name)
+        _change_password(accounts, args.name, args.revoke_new_keys)
     elif args.command == "signout":
         accounts.end_sessions(args.name)
         log.info("every session of %s has ended", args.name)

@@ -5,7 +5,8 @@ header `POST /` stays the course endpoint (multipart). `Dispatch` tells them apa
 routes the request and hands calls to this blueprint's one route. Callers sign with Signature V4
 using an access key of their account (checked in web_tier/auth.py); rate limits and quotas apply
 as for the REST API. Each call goes through the queue and the fleet like any upload; the web tier
-only waits for the result (web_tier/rekognition/calls.py). views.install puts it all in place.
+only waits for the result (web_tier/rekognition/calls.py). views.install puts it all in place; the door
+(web_tier/door.py) bounds a call's body like every route's.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import uuid
 
 from flask import Response, request
 
-from web_tier.rekognition.protocol import CONTENT_TYPE, MAX_BODY_BYTES, TARGET_PREFIX, AwsError
+from web_tier.rekognition.protocol import CONTENT_TYPE, TARGET_PREFIX, AwsError
 
 ROUTE = "/_rekognition"   # where Dispatch sends calls; the path the client signed is kept in the environ
 ENDPOINT = "rekognition.call"
@@ -57,9 +58,3 @@ def aws_answer(doc: dict, status: int = 200, headers: dict | None = None) -> Res
 def aws_error_answer(error: AwsError, headers: dict | None = None) -> Response:
     """An error in the protocol's shape (`__type`, `message`), which botocore raises as that exception class."""
     return aws_answer(error.body(), error.status, {**(headers or {}), "x-amzn-ErrorType": error.aws_type})
-
-
-def bound_body() -> None:
-    """before_request: a call's body may hold one 5 MB image in base64, and no more is read."""
-    if is_call():
-        request.max_content_length = MAX_BODY_BYTES

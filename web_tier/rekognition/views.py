@@ -14,7 +14,7 @@ from sightfleet.contracts import SUCCEEDED
 from sightfleet.errors import NotFound, SightfleetError
 from web_tier.auth import accounts
 from web_tier.owners import delete_owned
-from web_tier.rekognition import ROUTE, Dispatch, aws_answer, aws_error_answer, bound_body
+from web_tier.rekognition import ROUTE, Dispatch, aws_answer, aws_error_answer
 from web_tier.rekognition.calls import API_ALBUM, PENDING_TTL_S, Calls, clean_up_when_unclaimed
 from web_tier.rekognition.protocol import (AwsError, DetectLabels, as_aws_error, labels_answer, operation_of,
                                            parse_detect_labels)
@@ -123,7 +123,6 @@ def _clean_up_later(upload: Upload, image_id: str) -> None:
 
 
 def install(app: Flask) -> None:
-    """Route Rekognition calls to this blueprint, bounding their body before anything reads it."""
+    """Route Rekognition calls (POST / with their X-Amz-Target) to this blueprint."""
     app.wsgi_app = Dispatch(app.wsgi_app)
-    app.before_request_funcs.setdefault(None, []).insert(0, bound_body)
     app.register_blueprint(bp)
