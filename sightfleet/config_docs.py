@@ -43,6 +43,16 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
                                 "built-in `anonymous` owner); 0: it needs an API key",
         "trusted_proxies": "proxies in front of the web tier whose `X-Forwarded-Proto`/`-For` are believed; "
                            "0 trusts none (`scripts/deploy`: 1, the load balancer)",
+        "address_rate_limit": "requests per remote address, counted before authentication (refusals, 404s and "
+                              "`/healthz` too; docs/security-web.md)",
+        "anonymous_rate_limit": "requests per address for callers without credentials (the course endpoint)",
+        "signin_concurrency": "password verifications at once per web process (argon2id); one more answers 503 "
+                              "`BUSY` with `Retry-After` at once",
+        "waits_per_caller": "requests of one caller that may wait for results at once per process "
+                            "(`POST /`, `?wait=`); beyond it they answer 202 with the status URL",
+        "anonymous_waits": "waits at once for all anonymous callers together, per process",
+        "anonymous_quota_images": "images the anonymous owner (the open course endpoint) may add per expiry period",
+        "anonymous_expiry_days": "days after which the anonymous owner's photos are deleted",
         "credentials_key": "the key that seals access-key and webhook secrets in the accounts table "
                            "(`sightfleet/secretbox.py`); never in the repository (`scripts/run` keeps one in "
                            "`<state dir>.credentials-key`, mode 0600)",
