@@ -777,7 +777,7 @@ def local_check(args) -> dict:
 
 
 def dies_mid_burst(args) -> dict:
-    """Issue 24's churn: cap 2, pool 2, a burst, and the worker holding the most messages killed mid-burst.
+    """The churn after a death: cap 2, pool 2, a burst, and the worker holding the most messages killed mid-burst.
 
     Run with in-flight counted whoever holds it (before) and only with a live holder or a visibility
     deadline near (after), on AWS's timings and on this machine's (a resume is a SIGCONT there, which

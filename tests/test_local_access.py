@@ -131,7 +131,7 @@ def test_a_started_stack_draws_its_own_pair_keeps_run_private_and_its_tools_find
         assert f"set -a; . {file}; set +a" in stack.log_text()
         assert mode(file) == 0o600 and mode(file.parent) == 0o700 and mode(RUN_DIR) == 0o700
         web = _environ_of(stack_child_pid(stack, "-m", "gunicorn"))
-        endpoint = _environ_of(stack_child_pid(stack, "-m", "sightfleet.emulator"))
+        endpoint = _environ_of(stack_child_pid(stack, "-m", "devstack.emulator"))
         assert web["AWS_ACCESS_KEY_ID"] == values["AWS_ACCESS_KEY_ID"] and CONTROL_TOKEN_VAR not in web
         assert endpoint[CONTROL_TOKEN_VAR] == values[CONTROL_TOKEN_VAR]
         made = _tool(["-m", "web_tier.accounts", "create", "reader"], file, stack.prefix)

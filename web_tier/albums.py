@@ -47,6 +47,13 @@ class Albums:
         if not left:
             self.forget(owner, album)
 
+    def choices(self, current: str | None, owner: str | None) -> list[str]:
+        """The owner's albums, plus the one asked for in the URL (it may be new); none for every owner's listing."""
+        if owner is None:
+            return [current] if current else []
+        names = self.names(owner)
+        return names if not current or current in names else sorted(names + [current], key=str.casefold)
+
     def names(self, owner: str) -> list[str]:
         """Every album of owner, with the default one, sorted for people; the last known list when out of reach."""
         self._reads.get(owner, lambda: self._query(owner))

@@ -15,7 +15,7 @@ from sightfleet.labelindex import search_key
 from web_tier.owners import listing_owner, shown
 from web_tier.present import decode_search_cursor
 from web_tier.query import album_filter
-from web_tier.services import resources
+from web_tier.services import albums, resources
 from web_tier.submit import Rejected
 
 bp = Blueprint("labels", __name__)
@@ -84,6 +84,5 @@ def list_labels():
 @bp.get("/labels")
 def labels_page():
     owner, album = search_owner(), album_filter()
-    from web_tier.pages import album_choices   # pages imports this module's search
     return render_template("labels.html", labels=label_counts(owner, album), album=album,
-                           albums=album_choices(album, owner), owner=_owner_param())
+                           albums=albums().choices(album, owner), owner=_owner_param())

@@ -34,7 +34,7 @@ def image_origin() -> str:
 def upload_page(outcomes: list | None = None, status: int = 200):
     limits = {"max_upload_mb": settings().max_upload_mb, "max_upload_bytes": settings().max_upload_bytes}
     album = _usable_album(request.values.get("album"))
-    return render_template("index.html", albums=album_choices(album, caller().owner), album=album,
+    return render_template("index.html", albums=albums().choices(album, caller().owner), album=album,
                            outcomes=outcomes or [], **limits), status
 
 
@@ -44,14 +44,6 @@ def _usable_album(name: str | None) -> str:
         return clean_album(name)
     except ValueError:
         return DEFAULT_ALBUM
-
-
-def album_choices(current: str | None, owner: str | None) -> list[str]:
-    """The owner's albums, plus the one asked for in the URL (it may be new); none for every owner's listing."""
-    if owner is None:
-        return [current] if current else []
-    names = albums().names(owner)
-    return names if not current or current in names else sorted(names + [current], key=str.casefold)
 
 
 @bp.get("/")
@@ -96,7 +88,7 @@ def gallery():
              "label": label}
     return render_template(
         "gallery.html", images=[present(r) for r in items], album=album, status=status, label=label,
-        albums=album_choices(album, owner), owner=shown_owner, own=owner == caller().owner,
+        albums=albums().choices(album, owner), owner=shown_owner, own=owner == caller().owner,
         cursor=query["cursor"], next_cursor=encode_cursor(next_key), suggestions=label_suggestions(owner),
         live_url=url_for("api.list_images", limit=limit, **{k: v for k, v in query.items() if v}))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from sightfleet.aws.s3 import Bucket, ensure_bucket
 from sightfleet.aws.session import client, translated
 from sightfleet.config import Settings
 from sightfleet.deploy.bundle import build_bundle, bundle_key
-from sightfleet.deploy.template import (CONTROLLER_GROUP, MAX_TEMPLATE_BODY_BYTES, SERVICE_ROLES,
+from sightfleet.deploy.template import (CONTROLLER_GROUP, MAX_TEMPLATE_BODY_BYTES, MAX_TEMPLATE_URL_BYTES, SERVICE_ROLES,
                                         DeployOptions, build_template, stack_settings, template_body)
 from sightfleet.errors import NotFound, SightfleetError
 from sightfleet.resources import Resources
@@ -121,10 +122,7 @@ class Stack:
 
     def apply(self, template: dict, parameters: list[dict]) -> str:
         """Create the stack or update it; returns what happened: created, updated or unchanged."""
-        body = template_body(template)
-        if len(body.encode()) > MAX_TEMPLATE_BODY_BYTES:
-            raise DeployError(f"the template is {len(body)} bytes, over CloudFormation's inline limit "
-                              f"of {MAX_TEMPLATE_BODY_BYTES}")
+        source = self._template_source(template_body(template))
         stack = self.describe()
         if stack and stack["StackStatus"].endswith("_IN_PROGRESS"):
             raise DeployError(f"stack {self.name} is busy ({stack['StackStatus']}); run again when it settles")
@@ -136,7 +134,7 @@ class Stack:
         if stack and self.unchanged(stack, template, parameters):
             return "unchanged"
         seen = {e["EventId"] for e in self._events(stack["StackId"])} if stack else set()
-        common = {"StackName": self.name, "TemplateBody": body, "Parameters": parameters,
+        common = {"StackName": self.name, **source, "Parameters": parameters,
                   "Capabilities": ["CAPABILITY_NAMED_IAM"],
                   "Tags": [{"Key": self.settings.names.stack_tag, "Value": self.settings.names.prefix}]}
         try:
@@ -152,6 +150,21 @@ class Stack:
         log.info("%s stack %s (%s)", "updating" if stack else "creating", self.name, stack_id)
         self.settle(stack_id, seen, "update" if stack else "creation")
         return "updated" if stack else "created"
+
+    def _template_source(self, body: str) -> dict:
+        """TemplateBody inline while it fits CloudFormation's inline limit, else a TemplateURL in the artefacts
+        bucket (named by the template's hash, so a second deploy of the same template writes nothing new)."""
+        size = len(body.encode())
+        if size <= MAX_TEMPLATE_BODY_BYTES:
+            return {"TemplateBody": body}
+        if size > MAX_TEMPLATE_URL_BYTES:
+            raise DeployError(f"the template is {size} bytes, over CloudFormation's limit of {MAX_TEMPLATE_URL_BYTES}")
+        bucket = self.settings.names.artefacts_bucket
+        key = f"templates/{hashlib.sha256(body.encode()).hexdigest()}.json"
+        ensure_bucket(self.settings, bucket)
+        Bucket(self.settings, bucket).put(key, body.encode(), "application/json")
+        log.info("the template (%d KiB) goes through s3://%s/%s, past the inline limit", size // 1024, bucket, key)
+        return {"TemplateURL": f"https://s3.{self.settings.region}.amazonaws.com/{bucket}/{key}"}
 
     def delete(self, stack: dict) -> None:
         seen = {e["EventId"] for e in self._events(stack["StackId"])}

@@ -29,6 +29,8 @@ from sightfleet.deploy.alarms import add_alarms
 STOCK_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 # CloudFormation's limit for a template passed inline (TemplateBody).
 MAX_TEMPLATE_BODY_BYTES = 51_200
+# Its limit for one read from S3 (TemplateURL), which scripts/deploy uses past the inline limit.
+MAX_TEMPLATE_URL_BYTES = 1_000_000
 # Root devices: Amazon Linux (the stock image) boots from /dev/xvda, the Ubuntu image ami/packer bakes from /dev/sda1.
 STOCK_ROOT_DEVICE, BAKED_ROOT_DEVICE = "/dev/xvda", "/dev/sda1"
 ROOT_VOLUME_GB = 16
