@@ -21,10 +21,10 @@ import pytest
 import requests
 
 from sightfleet.resources import Resources
-from sightfleet.stack import answers
+from devstack.stack import answers
 from tests.support import REPO, descendants, free_port, jpeg_bytes, wait_for
 from web_tier.accounts import Accounts
-from web_tier.accounts.service import ARGON2_MEMORY_KIB
+from sightfleet.accounts import ARGON2_MEMORY_KIB
 
 PASSWORD = "a long enough password"
 SIGN_INS = 30
