@@ -122,6 +122,8 @@ def _schemas() -> dict:
                 "top_label": optional_text,
                 "label_model_version": _nullable({"type": "string", "description":
                                                   "Detector + classifier + vocabulary version that made the labels"}),
+                "label_filters": _nullable({"type": "object", "description": "The label filters the upload asked "
+                                            "for (MinConfidence, MaxLabels, inclusion and exclusion lists)"}),
                 "metadata": {"type": "object", "description": "EXIF and image facts: creation time, GPS, camera, "
                                                               "width, height, file size, format, orientation"},
                 "error": _nullable({"type": "object", "required": ["code", "message"],
