@@ -13,6 +13,7 @@ import string
 import threading
 from collections import OrderedDict
 
+from moto.cloudformation.exceptions import ValidationError
 from moto.core import utils as moto_utils
 from moto.core.base_backend import BackendDict
 from moto.core.responses import BaseResponse
@@ -246,3 +247,12 @@ def _backend_for_host_remembered(dispatcher: DomainDispatcherApplication, host):
     if host not in remembered:
         remembered[host] = _MOTO_BACKEND_FOR_HOST(dispatcher, host)
     return remembered[host]
+
+
+def _stack_resource_described(backend, stack_name: str, logical_resource_id: str):
+    """moto's describe_stack_resource, past the resources a false condition left out (None in its map)."""
+    stack = backend.get_stack(stack_name)
+    for resource in stack.stack_resources:
+        if resource is not None and resource.logical_resource_id == logical_resource_id:
+            return stack, resource
+    raise ValidationError(stack_name, f"Resource {logical_resource_id} does not exist for stack {stack_name}")

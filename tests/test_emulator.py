@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import json
 import time
 from urllib.parse import urlparse
 
@@ -315,3 +316,30 @@ def test_concurrent_adds_to_one_item_lose_no_update(moto_server):
     with ThreadPoolExecutor(16) as pool:
         counts = list(pool.map(add, range(400)))
     assert sorted(counts) == list(range(1, 401))
+
+
+def test_a_stack_resource_is_described_beside_one_moto_cannot_model():
+    """moto's DescribeStackResource fails on a stack with a resource it does not model (None in its map, as a
+    CloudWatch alarm is); the repair answers as CloudFormation does."""
+    import boto3
+    from moto import mock_aws
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.models import cloudformation_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from devstack.moto_repairs import _stack_resource_described
+    template = {"Resources": {
+        "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "MetricName": "x", "Namespace": "y", "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1,
+            "Threshold": 1, "ComparisonOperator": "GreaterThanThreshold"}},
+        "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "kept"}}}}
+    with mock_aws():
+        boto3.client("cloudformation", region_name="us-east-1").create_stack(
+            StackName="conditional", TemplateBody=json.dumps(template))
+        backend = cloudformation_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        with pytest.raises(AttributeError):
+            backend.describe_stack_resource("conditional", "Queue")   # moto's own, on such a stack
+        _, queue = _stack_resource_described(backend, "conditional", "Queue")
+        assert queue.logical_resource_id == "Queue"
+        with pytest.raises(ValidationError, match="does not exist"):
+            _stack_resource_described(backend, "conditional", "Missing")
