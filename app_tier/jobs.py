@@ -51,8 +51,11 @@ class BatchRunner:
     """Turns received messages into stored results; every write is keyed by image id."""
 
     def __init__(self, resources: Resources, pipeline: Feedable, instance_id: str, heartbeat: Heartbeat,
-                 counters: Counter, io_threads: int = IO_THREADS):
+                 counters: Counter, io_threads: int = IO_THREADS,
+                 on_stage: Callable[[str, str], None] | None = None):
+        """on_stage(image id, stage): told as each image moves on (what operators see of a worker)."""
         self._r = resources
+        self._on_stage = on_stage or (lambda image_id, stage: None)
         self._pipeline = pipeline
         self._instance_id = instance_id
         self._heartbeat = heartbeat
@@ -150,8 +153,14 @@ class BatchRunner:
     def _take_in(self, message: Message) -> Ticket | None:
         """Claim, then fetch; the ticket when the job goes on to the pipeline, None when its way ended."""
         ticket = Ticket(message)
-        ok = self._step(ticket, self._claim) and self._step(ticket, self._fetch)
-        return ticket if ok else None
+        ok = self._step(ticket, self._claim) and self._stage(ticket, "fetching") and self._step(ticket, self._fetch)
+        return ticket if ok and self._stage(ticket, "recognising") else None
+
+    def _stage(self, ticket: Ticket, stage: str) -> bool:
+        """Tell where the ticket's image is now; True, so that it reads as one more step on the way."""
+        if ticket.job is not None:
+            self._on_stage(ticket.job.id, stage)
+        return True
 
     def _claim(self, ticket: Ticket) -> Happened | None:
         """Parse the job and mark it PROCESSING; a job already final is republished as it stands."""
@@ -186,6 +195,7 @@ class BatchRunner:
 
     def _store(self, ticket: Ticket, outcome: Outcome) -> Happened:
         """Write the outputs the pipeline made, then the final result."""
+        self._stage(ticket, "storing")
         ticket.data, final = None, ticket.result.from_outcome(outcome)
         if final.thumbnail_key:
             self._r.outputs.put(final.thumbnail_key, outcome.thumbnail, outcome.thumbnail_content_type)

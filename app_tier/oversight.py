@@ -89,8 +89,14 @@ class Oversight:
     def working_on(self, messages: list, stage: str) -> None:
         """The photos of a batch now held (their message id stands in for a body that names none)."""
         now = self._clock()
-        self._holding = {job_id_of(m.body) or m.id: now for m in messages}
-        self._stage = stage
+        self._holding = {job_id_of(m.body) or m.id: (now, stage) for m in messages}
+        self._stage = "processing"
+
+    def stage(self, image_id: str, stage: str) -> None:
+        """Where one held photo is now (claiming, fetching, recognising, storing); called from the job path."""
+        holding = self._holding
+        if image_id in holding:
+            holding[image_id] = (holding[image_id][0], stage)
 
     def done(self) -> None:
         self._holding, self._stage = {}, "idle"
@@ -101,7 +107,7 @@ class Oversight:
         now, cpu_now = time.monotonic(), _cpu_s()
         self._cpu = (now, cpu_now)
         share = (cpu_now - cpu_then) / (now - then) * 100 if now > then else 0.0
-        return {"holding": [{"id": i, "since": iso(t), "stage": self._stage} for i, t in self._holding.items()],
+        return {"holding": [{"id": i, "since": iso(t), "stage": stage} for i, (t, stage) in self._holding.items()],
                 "stage": self._stage, "model_versions": model_versions(), "cpu_percent": round(share, 1),
                 "cpu_s": round(cpu_now, 1), "rss_mb": round(_rss_bytes() / 2**20, 1)}
 

@@ -113,7 +113,8 @@ class Worker:
         self._models = factory if isinstance(factory, LoadingPipeline) else LoadingPipeline(factory, self._startup)
         self._heartbeat.announce("idle")
         self._last_work = time.monotonic()
-        return BatchRunner(self._r, self._models, self.instance_id, self._heartbeat, self.counters)
+        return BatchRunner(self._r, self._models, self.instance_id, self._heartbeat, self.counters,
+                           on_stage=self._oversight.stage)
 
     def _check_models(self, runner: BatchRunner, batch: Batch | None) -> None:
         """Raise what the models' load raised; a batch received meanwhile is handed back first, not lost.
@@ -186,7 +187,7 @@ class Worker:
     def _run(self, runner: BatchRunner, batch: Batch, batches: Batches) -> None:
         """Run one batch, busy meanwhile; still busy after it while the next one, received ahead, waits."""
         self.status["current"] = [m.id for m in batch.messages]
-        self._oversight.working_on(batch.messages, "processing")
+        self._oversight.working_on(batch.messages, "claiming")
         self._heartbeat.announce("busy")
         try:
             runner.run(batch)

@@ -60,6 +60,17 @@ def test_batch_writes_every_output_then_acknowledges(resources, pipeline):
     assert resources.requests.counts() == {"visible": 0, "in_flight": 0, "delayed": 0}
 
 
+def test_each_image_tells_its_stage_as_it_moves_on(resources, pipeline):
+    """What operators see of a worker (GET /api/ops/workers): each held photo's stage, in order."""
+    good, = submit(resources, Upload(jpeg_bytes(), "chelsea.jpg"))
+    stages: list[tuple[str, str]] = []
+    runner = BatchRunner(resources, pipeline, "i-test", Heartbeat(resources, "i-test", dict), Counter(),
+                         on_stage=lambda image_id, stage: stages.append((image_id, stage)))
+    runner.run(runner.take(resources.requests.receive(10, 1)))
+    runner.close()
+    assert stages == [(good["id"], "fetching"), (good["id"], "recognising"), (good["id"], "storing")]
+
+
 def test_bad_image_fails_once_with_a_reason_and_is_not_retried(resources, pipeline):
     # A JPEG cut short passes the door (its header is whole) but cannot be decoded.
     broken, = submit(resources, Upload(jpeg_bytes()[:9000], "broken.jpg"))
