@@ -210,7 +210,6 @@ class Settings:
     anonymous_waits: int = 80
     anonymous_quota_images: int = 1000
     anonymous_expiry_days: int = 7
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> ResourceNames:
@@ -281,8 +280,6 @@ def env_var_names(name: str) -> tuple[str, ...]:
 
 
 def _lookup(env: Mapping[str, str], name: str) -> str | None:
-    if name == "extra":
-        return None
     for var in env_var_names(name):
         if var in env:
             return env[var]

@@ -11,7 +11,7 @@ from dataclasses import MISSING, fields
 from sightfleet.config import Settings, env_var_names
 
 # Fields no environment variable sets.
-NOT_FROM_ENVIRONMENT = {"extra"}
+NOT_FROM_ENVIRONMENT: set[str] = set()
 
 # (heading, {field: meaning}), in the order they are printed.
 GROUPS: list[tuple[str, dict[str, str]]] = [

@@ -359,10 +359,6 @@ class Result:
         doc["weaker_labels"] = list(self.weaker_labels)
         return doc
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
     def processing(self, instance_id: str, attempt: int) -> "Result":
         """Claimed by a worker for its attempt-th try."""
         now = utc_now()

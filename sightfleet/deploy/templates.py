@@ -20,11 +20,11 @@ POLICIES = ("worker-policy", "web-policy", "controller-policy", "code-bundle-pol
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _CREDENTIAL = re.compile(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|SECURITY_TOKEN)"
                          r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b", re.IGNORECASE)
-# Not exported: an instance finds its own id; extras are free-form; the local port is local-only;
+# Not exported: an instance finds its own id; the local port is local-only;
 # region and endpoint travel under their AWS names.
 # The session key signs web sessions and the credentials key seals access-key secrets: only the web tier
 # holds them (read from Secrets Manager), never user data or another role.
-_NOT_EXPORTED = frozenset({"instance_id", "extra", "local_aws_port", "region", "endpoint_url", "secret_key",
+_NOT_EXPORTED = frozenset({"instance_id", "local_aws_port", "region", "endpoint_url", "secret_key",
                            "credentials_key"})
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f$`\\\"]")
 
