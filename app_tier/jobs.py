@@ -172,6 +172,8 @@ class BatchRunner:
         except ConditionFailed:
             current = self._r.results.get(job.id)
             if owner_of(current) != job.owner:   # the write left another owner's row alone: so does the job
+                log.error("message %s names image %s of another owner; not a job: handed back, then the "
+                          "dead-letter queue", ticket.message.id, job.id)
                 return Happened(NOT_A_JOB, f"job {job.id}: the image belongs to another owner")
             log.info("job %s already %s (redelivery); republishing", job.id, current["status"])
             return Happened(DONE, result=self._standing(ticket, current, ticket.result))

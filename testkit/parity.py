@@ -48,9 +48,10 @@ class Answer:
 
 @functools.cache
 def pipeline(runtime: str, precision: str = DEFAULTS.inference_precision):
-    """One pipeline per runtime and precision per session."""
+    """One pipeline per runtime and precision per session (the default one shared with the pipeline tests)."""
     from app_tier.pipeline import Pipeline
-    return Pipeline(dataclasses.replace(DEFAULTS, inference=runtime, inference_precision=precision))
+    settings = dataclasses.replace(DEFAULTS, inference=runtime, inference_precision=precision)
+    return shared_pipeline() if settings == PipelineSettings() else Pipeline(settings)
 
 
 @functools.cache

@@ -59,7 +59,7 @@ def test_a_well_formed_call_is_read_whole():
     assert call.image_bytes.startswith(b"\xff\xd8") and call.max_labels == 3 and call.min_confidence == 70.5
     assert call.filters == LabelFilters(include=frozenset({"cat"}), exclude_categories=frozenset({"food"}))
     s3 = parse_detect_labels({"Image": {"S3Object": {"Bucket": "b-in", "Name": "originals/o/x.jpg"}}})
-    assert (s3.image_bytes, s3.s3_bucket, s3.s3_key, s3.min_confidence) == (None, "b-in", "originals/o/x.jpg", 55.0)
+    assert (s3.image_bytes, s3.s3_bucket, s3.s3_key, s3.min_confidence) == (None, "b-in", "originals/o/x.jpg", None)
 
 
 @pytest.mark.parametrize("call, names", [
@@ -77,6 +77,15 @@ def test_answers_are_filtered_as_rekognition_filters(call, names):
     answer = labels_answer(RESULT, call)
     assert [label["Name"] for label in answer["Labels"]] == names
     assert_output_shape("rekognition", "DetectLabels", answer)
+
+
+def test_a_given_min_confidence_brings_back_what_the_vocabulary_thresholds_left_out():
+    result = {**RESULT, "weaker_labels": [{"Name": "Sofa bed", "Confidence": 42.0, "Instances": []},
+                                          {"Name": "Cat", "Confidence": 30.0, "Instances": []}]}
+    default = [label["Name"] for label in labels_answer(result, DetectLabels())["Labels"]]
+    lowered = [label["Name"] for label in labels_answer(result, DetectLabels(min_confidence=40))["Labels"]]
+    assert "Sofa bed" not in default and lowered == ["Cat", "Animal", "Couch", "Sofa bed", "Remote control"]
+    assert labels_answer(result, DetectLabels(min_confidence=40))["Labels"][0]["Confidence"] == 91.5
 
 
 def test_an_answer_has_exactly_rekognitions_label_shape():

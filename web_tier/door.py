@@ -31,7 +31,8 @@ DEFAULT_BODY_BYTES = 64 * 1024    # JSON bodies of the admin API, and anything n
 ENVELOPE_BYTES = 64 * 1024
 FORM_ENDPOINTS = frozenset({
     "signin.submit", "signin.redeem_link", "signin.signout", "signin.create_key", "signin.revoke_key",
-    "account.change_password", "pages.delete_image_page", "pages.delete_album_page"})
+    "account.change_password", "pages.delete_image_page", "pages.delete_album_page",
+    "signin.create_access_key", "webhooks.page_create", "webhooks.page_action"})
 
 
 def body_limit(endpoint: str | None, mimetype: str, settings: Settings) -> int:

@@ -184,7 +184,8 @@ def _confirmed() -> bool:
     """A key may be minted after a recent sign-in, or with the password typed again (which counts as one)."""
     if _recently_signed_in():
         return True
-    if verify_password(g.principal.name, request.form.get("password", "")) is None:
+    password = request.form.get("password", "")
+    if not password or verify_password(g.principal.name, password) is None:   # none typed: no attempt counted
         return False
     session[SESSION_AUTH_AT] = time.time()
     return True

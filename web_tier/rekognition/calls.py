@@ -18,12 +18,21 @@ from typing import Callable
 from sightfleet.aws.calls import PendingCalls
 from sightfleet.contracts import is_deleted
 from web_tier.submit import Upload
+from web_tier.waiting import WaitRefused
 
 log = logging.getLogger(__name__)
 API_ALBUM = "rekognition-api"
 PENDING_TTL_S = 600
 ABANDONED_WAIT_S = 600
 CHECK_S = 5.0
+
+
+class CallRefused(Exception):
+    """The call's job is sent, but the caller holds every wait it may: it is answered without its result."""
+
+    def __init__(self, image_id: str):
+        super().__init__(image_id)
+        self.image_id = image_id
 
 
 class Calls:
@@ -34,16 +43,27 @@ class Calls:
         self._submit, self._wait, self._wait_s, self.pending = submit, wait, wait_s, pending
 
     def answer(self, upload: Upload) -> tuple[str, dict | None]:
-        """The photo's job id and final result; None for the result when the fleet did not answer in time."""
+        """The photo's job id and final result; None for the result when the fleet did not answer in time.
+
+        Raises CallRefused (with the job's id) when the caller may not wait now (web_tier/waiting.py's budget).
+        """
         owner, digest = upload.owner, hashlib.sha256(upload.data).hexdigest()
-        image_id = self._join(owner, digest) or self._send(owner, digest, upload)
-        done = self._wait([image_id], self._wait_s)
+        image_id = self.send_only(upload)
+        try:
+            done = self._wait([image_id], self._wait_s)
+        except WaitRefused:
+            raise CallRefused(image_id) from None
         if done is not None and is_deleted(done[0]):   # deleted meanwhile: this photo needs a job of its own
             image_id = self._send(owner, digest, upload)
             done = self._wait([image_id], self._wait_s)
         if done is not None:
             self.pending.done(owner, digest)
         return image_id, None if done is None else done[0]
+
+    def send_only(self, upload: Upload) -> str:
+        """The photo's job, joined or sent, without waiting for it (a retry joins it); its image id."""
+        owner, digest = upload.owner, hashlib.sha256(upload.data).hexdigest()
+        return self._join(owner, digest) or self._send(owner, digest, upload)
 
     def _join(self, owner: str, digest: str) -> str | None:
         image_id = self.pending.job_of(owner, digest)

@@ -84,7 +84,7 @@ class DetectLabels:
     s3_bucket: str | None = None
     s3_key: str | None = None
     max_labels: int | None = None
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    min_confidence: float | None = None   # None: not given (Rekognition's default, and the vocabulary's thresholds)
     filters: LabelFilters = field(default_factory=LabelFilters)
 
 
@@ -184,8 +184,7 @@ def parse_detect_labels(doc: object) -> DetectLabels:
     image_bytes, bucket, key = _image(doc)
     min_confidence = _number(doc, "MinConfidence", 0, 100, integer=False)
     return DetectLabels(image_bytes, bucket, key, _number(doc, "MaxLabels", 0, 2**31 - 1, integer=True),
-                        DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
-                        _filters(doc.get("Settings")))
+                        None if min_confidence is None else float(min_confidence), _filters(doc.get("Settings")))
 
 
 def _named(values: object) -> list[dict]:
@@ -212,7 +211,8 @@ def _kept(label: dict, call: DetectLabels) -> bool:
     name = label["Name"].lower()
     categories = {c["Name"].lower() for c in label["Categories"]}
     wanted = call.filters
-    return (label["Confidence"] >= call.min_confidence
+    floor = DEFAULT_MIN_CONFIDENCE if call.min_confidence is None else call.min_confidence
+    return (label["Confidence"] >= floor
             and (not wanted.include or name in wanted.include)
             and name not in wanted.exclude
             and (not wanted.include_categories or bool(categories & wanted.include_categories))
@@ -221,7 +221,14 @@ def _kept(label: dict, call: DetectLabels) -> bool:
 
 def labels_answer(result: dict, call: DetectLabels) -> dict:
     """DetectLabels' answer for a SUCCEEDED result: its labels, filtered and ordered as Rekognition does."""
-    labels = [rekognition_label(label) for label in result.get("labels") or []]
+    # A MinConfidence given replaces the vocabulary's per-label thresholds: the labels they left out come back.
+    stored = (result.get("labels") or []) + ((result.get("weaker_labels") or []) if call.min_confidence is not None
+                                            else [])
+    strongest: dict[str, dict] = {}
+    for label in stored:
+        if label["Name"] not in strongest or label["Confidence"] > strongest[label["Name"]]["Confidence"]:
+            strongest[label["Name"]] = label
+    labels = [rekognition_label(label) for label in strongest.values()]
     labels = sorted((label for label in labels if _kept(label, call)), key=lambda label: -label["Confidence"])
     if call.max_labels is not None:
         labels = labels[:call.max_labels]

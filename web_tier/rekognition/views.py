@@ -15,10 +15,11 @@ from sightfleet.errors import NotFound, SightfleetError
 from web_tier.auth import accounts
 from web_tier.owners import delete_owned
 from web_tier.rekognition import ROUTE, Dispatch, aws_answer, aws_error_answer
-from web_tier.rekognition.calls import API_ALBUM, PENDING_TTL_S, Calls, clean_up_when_unclaimed
+from web_tier.ops_actions import paused_notice
+from web_tier.rekognition.calls import API_ALBUM, PENDING_TTL_S, CallRefused, Calls, clean_up_when_unclaimed
 from web_tier.rekognition.protocol import (AwsError, DetectLabels, as_aws_error, labels_answer, operation_of,
                                            parse_detect_labels)
-from web_tier.services import resources, settings, submitter, waiter
+from web_tier.services import bounded_wait, resources, settings, submitter, waiter
 from web_tier.submit import Rejected, Upload
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ def rejected(exc: Rejected):
 def calls() -> Calls:
     found = current_app.extensions.get("rekognition_calls")
     if found is None:
-        found = Calls(submitter().submit, waiter().wait, settings().rekognition_wait_s,
+        # Waits count against the caller's share, as every waiting route's (web_tier/waiting.py).
+        found = Calls(submitter().submit, bounded_wait, settings().rekognition_wait_s,
                       PendingCalls(settings(), PENDING_TTL_S))
         current_app.extensions["rekognition_calls"] = found
     return found
@@ -57,11 +59,7 @@ def call():
         raise AwsError("SerializationException", "the body is not valid JSON") from None
     detect = parse_detect_labels(body)
     upload = Upload(_image_of(detect), f"rekognition-{uuid.uuid4().hex[:8]}", API_ALBUM, g.principal.owner)
-    image_id, result = calls().answer(upload)
-    if result is None:
-        _clean_up_later(upload, image_id)
-        raise AwsError("ThrottlingException", f"the fleet did not answer within {settings().rekognition_wait_s:g} s "
-                       "(it may be starting); retry: the same photo joins the job already sent")
+    result = _final_result(upload)
     _let_go(result)
     if result["status"] != SUCCEEDED:
         error = result.get("error") or {}
@@ -69,6 +67,28 @@ def call():
         raise AwsError(aws_type, error.get("message", "recognition failed"), 500 if aws_type.startswith("Int") else 400)
     log.info("DetectLabels for %s answered from %s", g.principal.name, result["id"])
     return aws_answer(labels_answer(result, detect))
+
+
+def _final_result(upload: Upload) -> dict:
+    """The call's final result, through the fleet; a retryable ThrottlingException when it cannot come now.
+
+    In every such case the photo's job stands (queued, or under way) and a retry of the call joins it.
+    """
+    notice = paused_notice()
+    if notice:
+        _clean_up_later(upload, calls().send_only(upload))
+        raise AwsError("ThrottlingException", f"{notice}; retry later (the photo joins the job already sent)")
+    try:
+        image_id, result = calls().answer(upload)
+    except CallRefused as refused:
+        _clean_up_later(upload, refused.image_id)
+        raise AwsError("ThrottlingException", "this account has as many calls waiting as it may; retry shortly "
+                       "(the photo joins the job already sent)") from None
+    if result is None:
+        _clean_up_later(upload, image_id)
+        raise AwsError("ThrottlingException", f"the fleet did not answer within {settings().rekognition_wait_s:g} s "
+                       "(it may be starting); retry: the same photo joins the job already sent")
+    return result
 
 
 def _image_of(detect: DetectLabels) -> bytes:
