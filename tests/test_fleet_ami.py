@@ -99,37 +99,43 @@ def test_web_policy_grants_what_the_web_tier_calls_and_writes_nothing_else():
     queues = {f"{queue}-requests", f"{queue}-requests-dlq", f"{queue}-responses", f"{queue}-webhooks"}
     indexes = {f"{table}-results/index/{i}"
                for i in ("album-submitted", "kind-submitted", "kind-completed", "owner-submitted", "owner-album")}
+    labels = {f"{table}-labels", f"{table}-labels/index/owner-label", f"{table}-labels/index/owner-label-album"}
     assert web == {
-        # /healthz counts all three queues; the submitter reads the request queue's message size limit.
+        # /healthz counts every queue; the submitter reads the request queue's message size limit.
         "sqs:GetQueueUrl": queues, "sqs:GetQueueAttributes": queues,
+        # Jobs; a deletion announced on the response queue; the webhook deliverer's own queue.
         "sqs:SendMessage": {f"{queue}-requests", f"{queue}-responses", f"{queue}-webhooks"},
-        # The webhook deliverer runs beside the web tier: it reads results off the response queue (and a
-        # deletion is announced there), and keeps deliveries on its own queue. Never the request queue.
-        "sqs:ReceiveMessage": {f"{queue}-responses", f"{queue}-webhooks"},
-        "sqs:DeleteMessage": {f"{queue}-responses", f"{queue}-webhooks"},
+        # The webhook deliverer reads results off the response queue and keeps deliveries on its own; operators
+        # redrive the dead-letter queue and purge either queue (admins only, web_tier/ops_actions.py).
+        "sqs:ReceiveMessage": queues,
+        "sqs:DeleteMessage": queues,
         # Uploads too large to travel inline, and their removal when a submission is rolled back; deleting
         # an image removes its outputs too (every owner's: the web tier serves them all).
         "s3:PutObject": {"arn:aws:s3:::acme-in/*"},
         "s3:DeleteObject": {"arn:aws:s3:::acme-in/*", *(f"arn:aws:s3:::acme-out/{kind}/*"
                                                       for kind in ("thumbnails", "annotated", "results"))},
-        # Presigned thumbnail and annotated links are signed with the role's credentials.
-        "s3:GetObject": {"arn:aws:s3:::acme-out/*"},
+        # Presigned thumbnail and annotated links are signed with the role's credentials; a retry checks that
+        # the original is still there, and a Rekognition call may name one of its caller's originals.
+        "s3:GetObject": {"arn:aws:s3:::acme-out/*", "arn:aws:s3:::acme-in/*"},
         "s3:ListBucket": {"arn:aws:s3:::acme-in", "arn:aws:s3:::acme-out"},  # head_bucket in /healthz
-        **{f"dynamodb:{a}": {f"{table}-results"}
-           for a in ("PutItem", "DeleteItem", "GetItem", "BatchGetItem", "DescribeTable")},
-        "dynamodb:Query": indexes | {f"{table}-fleet"},
+        **{f"dynamodb:{a}": {f"{table}-results"} for a in ("GetItem",)},
+        # Results; the operators' control item, audit and reprocessing runs in the fleet table.
+        "dynamodb:PutItem": {f"{table}-results", f"{table}-fleet"},
+        "dynamodb:BatchGetItem": {f"{table}-results", f"{table}-fleet"},
+        # The label index: searches and counts, entries removed with their image.
+        "dynamodb:DeleteItem": {f"{table}-results"} | labels,
+        "dynamodb:DescribeTable": {f"{table}-results"} | labels,
+        "dynamodb:UpdateItem": labels,
+        "dynamodb:Query": indexes | {f"{table}-fleet"} | labels,
         "ec2:DescribeInstances": {"*"}, "cloudwatch:GetMetricData": {"*"},
     }
-    # Nothing that launches, ends or tags instances, passes roles, publishes metrics or touches workers' work.
+    # Nothing that launches, ends or tags instances, passes roles or publishes metrics.
     for action in ("ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateTags", "iam:PassRole",
-                   "cloudwatch:PutMetricData", "dynamodb:UpdateItem"):
+                   "cloudwatch:PutMetricData"):
         assert action not in web, action
-    # Writes stay on the input bucket and the results table, and deletes of image outputs; the fleet table is
-    # read only, and no album listing scans the results table.
-    writes = {"s3:PutObject", "dynamodb:PutItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
-    assert {r for a in writes for r in web[a]} == {"arn:aws:s3:::acme-in/*", f"{table}-results", f"{queue}-requests",
-                                                  f"{queue}-responses", f"{queue}-webhooks"}
-    assert "dynamodb:Scan" not in web
+    # No update of the results table (a worker's or the deletion's conditional puts only), no scan anywhere.
+    assert f"{table}-results" not in web["dynamodb:UpdateItem"]
+    assert not any(action.endswith(":Scan") for action in web)
 
 
 def env_file_of(script: str) -> dict[str, str]:

@@ -117,9 +117,11 @@ def send_streaming(url: str, path: str, headers: dict[str, str], chunks) -> tupl
     head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     sock.sendall(head.encode() + b"\r\n")
     sent = 0
+    readable = select.poll()   # not select(): late in a long test session a descriptor can be past 1024
+    readable.register(sock, select.POLLIN)
     try:
         for chunk in chunks:
-            if select.select([sock], [], [], 0)[0]:
+            if readable.poll(0):
                 break   # the answer came (or the connection closed): stop sending
             sock.sendall(chunk)
             sent += len(chunk)
