@@ -150,16 +150,14 @@ class ResultStore(Protocol):
     def finish(self, result: dict) -> None:
         """Write the final result once; ConditionFailed when someone already did."""
 
-    def reopen(self, result: dict, was_updated_at: str) -> None:
-        """FAILED (as last updated at was_updated_at) -> QUEUED for a retry; ConditionFailed otherwise."""
-
     def requeue(self, result: dict) -> None:
         """Put a claimed job back to QUEUED unless final; ConditionFailed when final."""
 
     def delete(self, image_id: str) -> None: ...
 
     def replace(self, result: dict, status: str, updated_at: str) -> None:
-        """Overwrite the row only while it has this status and updated_at (reprocessing); ConditionFailed else."""
+        """Overwrite the row only while it has this status and updated_at (reprocessing, an operator's retry);
+        ConditionFailed otherwise."""
 
     def bury(self, tombstone: dict) -> bool:
         """Replace the row with a deleted image's tombstone (contracts.tombstone): listed nowhere, never

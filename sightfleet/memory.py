@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sightfleet.config import Settings
-from sightfleet.contracts import DELETED, FAILED, PROCESSING, QUEUED, owner_of
+from sightfleet.contracts import DELETED, PROCESSING, QUEUED, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NoSuchResult, Unavailable
 from sightfleet.interfaces import LIVE_STATES, Instance, Message, listing_key, listing_key_time
 from sightfleet.labelindex import Entry, search_key, search_key_order
@@ -247,11 +247,6 @@ class MemoryResultsTable(_Part):
     def requeue(self, result: dict) -> None:
         self._call("requeue", result)
         self._put(result, _not_final)
-
-    def reopen(self, result: dict, was_updated_at: str) -> None:
-        self._call("reopen", result)
-        self._put(result, lambda current, _new: current is not None and current.get("status") == FAILED
-                  and current.get("updated_at") == was_updated_at)
 
     def _put(self, result: dict, allowed: Callable[[dict | None, dict], bool]) -> None:
         with self._lock:

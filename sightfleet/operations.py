@@ -116,7 +116,7 @@ def _retry_one(resources, row: dict, report: Report) -> None:
         return
     job = job_of(row, resources.inputs.name)
     try:
-        resources.results.reopen(Result.queued(job).to_dict(), row["updated_at"])
+        resources.results.replace(Result.queued(job).to_dict(), FAILED, row["updated_at"])
     except ConditionFailed:
         report.skip("no longer FAILED (retried or deleted meanwhile)")
         return
@@ -181,7 +181,7 @@ def _reopen_dead(resources, body: str) -> None:
     code = (row.get("error") or {}).get("code")
     if row.get("status") == FAILED and code in DEAD_LETTER_CODES:
         try:
-            resources.results.reopen(Result.queued(job).to_dict(), row["updated_at"])
+            resources.results.replace(Result.queued(job).to_dict(), FAILED, row["updated_at"])
         except ConditionFailed:
             pass
 

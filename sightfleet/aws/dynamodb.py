@@ -13,7 +13,7 @@ from boto3.dynamodb.types import Binary
 
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
-from sightfleet.contracts import ANONYMOUS_OWNER, FAILED, PROCESSING, QUEUED, epoch, iso, owner_of
+from sightfleet.contracts import ANONYMOUS_OWNER, PROCESSING, QUEUED, epoch, iso, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
 from sightfleet.interfaces import (DECISION_KIND, HEARTBEAT_KIND, RESULT_KIND,  # noqa: F401 - re-exported
                                    album_at, listing_key)
@@ -183,14 +183,6 @@ class ResultsTable:
     def requeue(self, result: dict) -> None:
         """Put a claimed job back to QUEUED unless final; ConditionFailed when final."""
         self._put_unless_final(result, f"requeue {result['id']}")
-
-    def reopen(self, result: dict, was_updated_at: str) -> None:
-        """Put a FAILED result back to QUEUED for a retry; ConditionFailed unless it is still that FAILED row."""
-        what = f"reopen {result['id']}"
-        item = _bounded(_to_item(result), what)
-        condition = Attr("status").eq(FAILED) & Attr("updated_at").eq(was_updated_at)
-        with translated(what):
-            self._table.put_item(Item=item, ConditionExpression=condition)
 
     def _put_unless_final(self, result: dict, what: str) -> None:
         """The write of start, finish and requeue: a new row, or one of the same owner not final yet (ConditionFailed

@@ -27,6 +27,11 @@ ABANDONED_WAIT_S = 600
 CHECK_S = 5.0
 
 
+def photo_digest(upload: Upload) -> str:
+    """What names a call's photo among its owner's pending calls."""
+    return hashlib.sha256(upload.data).hexdigest()
+
+
 class CallRefused(Exception):
     """The call's job is sent, but the caller holds every wait it may: it is answered without its result."""
 
@@ -47,8 +52,8 @@ class Calls:
 
         Raises CallRefused (with the job's id) when the caller may not wait now (web_tier/waiting.py's budget).
         """
-        owner, digest = upload.owner, hashlib.sha256(upload.data).hexdigest()
-        image_id = self.send_only(upload)
+        owner, digest = upload.owner, photo_digest(upload)
+        image_id = self._join(owner, digest) or self._send(owner, digest, upload)
         try:
             done = self._wait([image_id], self._wait_s)
         except WaitRefused:
@@ -62,7 +67,7 @@ class Calls:
 
     def send_only(self, upload: Upload) -> str:
         """The photo's job, joined or sent, without waiting for it (a retry joins it); its image id."""
-        owner, digest = upload.owner, hashlib.sha256(upload.data).hexdigest()
+        owner, digest = upload.owner, photo_digest(upload)
         return self._join(owner, digest) or self._send(owner, digest, upload)
 
     def _join(self, owner: str, digest: str) -> str | None:
@@ -85,7 +90,7 @@ def clean_up_when_unclaimed(pending: PendingCalls, upload: Upload, image_id: str
 
     A retry that got the answer deleted the photo itself (and ended the window); one still waiting keeps it.
     """
-    digest = hashlib.sha256(upload.data).hexdigest()
+    digest = photo_digest(upload)
 
     def run() -> None:
         done = wait([image_id], ABANDONED_WAIT_S)
