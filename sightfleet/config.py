@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from sightfleet.features import MODERATION_MODES, parse_features
 from sightfleet.webhooks import BACKOFF_S
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +142,12 @@ class Settings:
     # threshold), at most stored_max_labels, for reads that lower MinConfidence (docs/labels.md; 100: none).
     label_floor: float = 20.0
     stored_max_labels: int = 25
+    # What a photo is asked for when neither its upload nor its account names features (sightfleet/features.py):
+    # a comma-separated list of labels, text, faces, properties, moderation.
+    features: str = "labels,faces,properties"
+    # Moderation of every photo: off, flag (record ModerationLabels) or hold (flagged photos stay out of
+    # galleries and search until an admin releases them on /ops).
+    moderation: str = "flag"
     thumbnail_size: int = 250
     max_pixels: int = 50_000_000
     image_timeout_s: float = 30.0
@@ -219,6 +226,11 @@ class Settings:
             output_bucket=self.output_bucket or f"{self.prefix}-output",
             artefacts_bucket=self.artefacts_bucket or f"{self.prefix}-artefacts",
         )
+
+    @property
+    def default_features(self) -> tuple[str, ...]:
+        """The stack's default features (moderation is added by the mode, see features.effective_features)."""
+        return parse_features(self.features)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -328,6 +340,13 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("SIGHTFLEET_LABEL_FLOOR is a percentage, 0-100")
     if settings.stored_max_labels < settings.max_labels:
         raise ConfigError("SIGHTFLEET_STORED_MAX_LABELS must be at least SIGHTFLEET_MAX_LABELS")
+    try:
+        parse_features(settings.features)
+    except ValueError as exc:
+        raise ConfigError(f"SIGHTFLEET_FEATURES: {exc}") from exc
+    if settings.moderation not in MODERATION_MODES:
+        raise ConfigError(f"SIGHTFLEET_MODERATION must be one of {', '.join(MODERATION_MODES)}, "
+                          f"got {settings.moderation!r}")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

@@ -99,6 +99,11 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
         "label_floor": "labels the thresholds drop are still stored down to this confidence (`weaker_labels`), "
                        "so a read with a lower `MinConfidence` can show them; 100: none",
         "stored_max_labels": "most labels stored per result, shown or weaker",
+        "features": "what a photo is asked for when neither its upload nor its account names features: a "
+                    "comma-separated list of `labels`, `text`, `faces`, `properties`, `moderation` "
+                    "(docs/recognition.md gives each one's CPU per image)",
+        "moderation": "`off`, `flag` (every photo's ModerationLabels recorded) or `hold` (as flag, and a flagged "
+                      "photo stays out of galleries and search until an admin releases it on `/ops`)",
         "thumbnail_size": "thumbnail bounding box, in pixels",
         "max_pixels": "decompression-bomb guard: larger images fail `IMAGE_TOO_LARGE`",
         "image_timeout_s": "time bound per image (`TIMEOUT`)",

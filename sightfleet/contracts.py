@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from sightfleet.errors import InvalidJob
+from sightfleet.features import parse_features
 from sightfleet.labelfilters import LabelFilters
 
 JOB_VERSION = 1
@@ -162,7 +163,9 @@ _JOB_FIELDS = {"id": str, "album": str, "filename": str, "content_type": str, "s
 # Optional: absent in a job from before owners existed (it belongs to ANONYMOUS_OWNER), and the location.
 # `filters`: the upload's label filters (sightfleet/labelfilters.py), absent when none were given; a worker
 # from before them ignores the field and stores the labels unfiltered (reads still apply their own).
-_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str, "filters": dict}
+# `features`: what the worker runs (sightfleet/features.py); absent in a job from before them: the worker's
+# own default (Settings.features, with moderation when the stack moderates).
+_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str, "filters": dict, "features": list}
 
 
 def clip(text: object, limit: int = 120) -> str:
@@ -186,6 +189,7 @@ class Job:
     key: str | None = None
     owner: str = ANONYMOUS_OWNER
     filters: dict | None = None
+    features: tuple[str, ...] | None = None
 
     @property
     def is_inline(self) -> bool:
@@ -217,6 +221,8 @@ class Job:
         fields = {name: _typed(doc, name, kind, required=True) for name, kind in _JOB_FIELDS.items()}
         fields.update({name: _typed(doc, name, kind) for name, kind in _OPTIONAL_FIELDS.items()})
         fields["owner"] = fields["owner"] or ANONYMOUS_OWNER
+        if fields["features"] is not None:
+            fields["features"] = tuple(fields["features"])
         job = cls(**fields)
         job._validate()
         return job
@@ -279,6 +285,20 @@ def _job_problem(job: Job) -> str | None:
         LabelFilters.from_dict(job.filters)
     except ValueError as exc:
         return f"label filters: {clip(exc, 200)}"
+    return _features_problem(job.features)
+
+
+def _features_problem(features: tuple | None) -> str | None:
+    """Why a job's features are not a list this version runs as given; None when they are (or are absent)."""
+    if features is None:
+        return None
+    if not all(isinstance(f, str) for f in features):
+        return "features must be a list of strings"
+    try:
+        if parse_features(features) != features:
+            return "features must be distinct and in the order of sightfleet.features.FEATURES"
+    except ValueError as exc:
+        return f"features: {clip(exc, 200)}"
     return None
 
 
@@ -333,13 +353,23 @@ class Result:
     attempts: int = 0
     label_filters: dict | None = None   # the upload's label filters: what reads show unless they ask otherwise
     weaker_labels: tuple = ()   # below the vocabulary's thresholds, down to the floor: for reads lowering MinConfidence
+    # What the job asked for (sightfleet/features.py) and each answer in Rekognition's shapes; () / None when
+    # not asked. image_properties: ImageProperties (Quality, DominantColors); review: moderation's verdict,
+    # {"flagged": bool, "held": bool, ...} (held: kept out of galleries and search until an admin releases it).
+    features: tuple = ()
+    text_detections: tuple = ()
+    face_details: tuple = ()
+    moderation_labels: tuple = ()
+    image_properties: dict | None = None
+    review: dict | None = None
+    model_versions: dict = field(default_factory=dict)   # feature -> the model (and version) that answered
 
     @classmethod
     def queued(cls, job: Job) -> "Result":
         """The result as it stands when a job is accepted."""
         return cls(id=job.id, album=job.album, filename=job.filename, content_type=job.content_type,
                    size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at, owner=job.owner,
-                   label_filters=job.filters or None,
+                   label_filters=job.filters or None, features=tuple(job.features or ()),
                    # Never the job's own key: a forged one would make deleting this image delete another's.
                    input_key=input_key(job.owner, job.id, job.content_type))
 
@@ -349,14 +379,15 @@ class Result:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in doc.items() if k in known}
         values["labels"] = tuple(values.get("labels") or ())
-        values["weaker_labels"] = tuple(values.get("weaker_labels") or ())
+        for name in _TUPLE_FIELDS:
+            values[name] = tuple(values.get(name) or ())
         values["owner"] = owner_of(values)
         return cls(**values)
 
     def to_dict(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}
-        doc["labels"] = list(self.labels)
-        doc["weaker_labels"] = list(self.weaker_labels)
+        for name in _TUPLE_FIELDS:
+            doc[name] = list(getattr(self, name))
         return doc
 
     def processing(self, instance_id: str, attempt: int) -> "Result":
@@ -369,6 +400,10 @@ class Result:
         """Final with the pipeline's outcome (labels, metadata, timings, which outputs it made)."""
         return replace(self._final(SUCCEEDED), labels=tuple(outcome.labels), top_label=outcome.top_label,
                        weaker_labels=tuple(outcome.weaker_labels),
+                       text_detections=tuple(outcome.text_detections), face_details=tuple(outcome.face_details),
+                       moderation_labels=tuple(outcome.moderation_labels),
+                       image_properties=outcome.image_properties, review=outcome.review,
+                       model_versions=dict(outcome.model_versions),
                        label_model_version=outcome.label_model_version, metadata=outcome.metadata,
                        timings=outcome.timings,
                        thumbnail_key=thumbnail_key(self.owner, self.id, outcome.thumbnail_content_type)
@@ -378,7 +413,8 @@ class Result:
     def failed(self, code: str, message: str) -> "Result":
         """Final and FAILED with a reason; no labels and no outputs."""
         return replace(self._final(FAILED), error={"code": code, "message": message}, labels=(), weaker_labels=(),
-                       top_label=None, thumbnail_key=None, annotated_key=None)
+                       text_detections=(), face_details=(), moderation_labels=(), image_properties=None,
+                       review=None, model_versions={}, top_label=None, thumbnail_key=None, annotated_key=None)
 
     def from_outcome(self, outcome) -> "Result":
         """Final as the pipeline decided: succeeded, or failed with its code but with what it read."""
@@ -391,6 +427,9 @@ class Result:
         now = utc_now()
         return replace(self, status=status, error=None, completed_at=now, updated_at=now,
                        result_key=output_keys(self.owner, self.id)["result"])
+
+
+_TUPLE_FIELDS = ("labels", "weaker_labels", "features", "text_detections", "face_details", "moderation_labels")
 
 
 def queued_result(job: Job) -> dict:

@@ -107,9 +107,20 @@ class Outcome:
     annotated: bytes | None = None
     annotated_content_type: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # The other features' answers in Rekognition's shapes (sightfleet/features.py RESULT_FIELDS); empty when
+    # not asked for; review: moderation's verdict ({"flagged": bool, "held": bool}), None when not run.
+    text_detections: list[dict] = field(default_factory=list)
+    face_details: list[dict] = field(default_factory=list)
+    moderation_labels: list[dict] = field(default_factory=list)
+    image_properties: dict | None = None
+    review: dict | None = None
+    model_versions: dict[str, str] = field(default_factory=dict)
 
     def to_result_fields(self) -> dict:
         """The JSON-serialisable part of the outcome, as stored in the result."""
         return {"status": self.status, "error": self.error, "labels": self.labels, "weaker_labels": self.weaker_labels,
                 "top_label": self.top_label, "label_model_version": self.label_model_version,
-                "metadata": self.metadata, "timings": self.timings}
+                "metadata": self.metadata, "timings": self.timings, "text_detections": self.text_detections,
+                "face_details": self.face_details, "moderation_labels": self.moderation_labels,
+                "image_properties": self.image_properties, "review": self.review,
+                "model_versions": self.model_versions}
