@@ -61,6 +61,8 @@ def test_every_operation_answered_has_a_reader_and_an_answer():
     (parse_detect_faces, {"Image": IMAGE, "MaxFaces": 3}),
     (parse_detect_moderation_labels, {"Image": IMAGE, "MinConfidence": -1}),
     (parse_detect_moderation_labels, {"Image": IMAGE, "HumanLoopConfig": {"HumanLoopName": "x"}}),
+    (parse_detect_moderation_labels, {"Image": IMAGE, "HumanLoopConfig": {"HumanLoopName": "Upper_case",
+                                                                         "FlowDefinitionArn": "arn"}}),
     (parse_detect_moderation_labels, {"Image": IMAGE, "HumanLoopConfig": {
         "HumanLoopName": "x", "FlowDefinitionArn": "arn", "DataAttributes": {"ContentClassifiers": ["Nope"]}}}),
     (parse_detect_moderation_labels, {"Image": IMAGE, "MaxLabels": 3}),

@@ -160,14 +160,14 @@ def structure(value: object, where: str, allowed: tuple[str, ...]) -> dict:
     return value
 
 
-def call_body(doc: object, operation: str, allowed: tuple[str, ...]) -> tuple[bytes | None, str | None, str | None]:
-    """Check a call's body has only the operation's members and read its Image (bytes, bucket, key)."""
+def call_body(doc: object, operation: str, allowed: tuple[str, ...]) -> tuple[dict, tuple]:
+    """A call's body, checked to have only the operation's members, and its Image as (bytes, bucket, key)."""
     if not isinstance(doc, dict):
         raise AwsError("SerializationException", "the body must be a JSON object")
     unknown = set(doc) - {"Image", *allowed}
     if unknown:
         raise invalid(f"{operation} does not take {', '.join(sorted(unknown))}")
-    return _image(doc)
+    return doc, _image(doc)
 
 
 def _names(doc: dict, name: str) -> frozenset[str]:
@@ -231,8 +231,7 @@ def _image_bytes(encoded: object) -> bytes:
 
 def parse_detect_labels(doc: object) -> DetectLabels:
     """A DetectLabels call from its JSON body; AwsError (InvalidParameterException, ...) when malformed."""
-    image = call_body(doc, "DetectLabels", ("MaxLabels", "MinConfidence", "Features", "Settings"))
-    assert isinstance(doc, dict)   # call_body refused anything else
+    doc, image = call_body(doc, "DetectLabels", ("MaxLabels", "MinConfidence", "Features", "Settings"))
     general, properties = _features(doc)
     settings = structure(doc.get("Settings"), "Settings", ("GeneralLabels", "ImageProperties"))
     return DetectLabels(*image, max_labels=number(doc, "MaxLabels", 0, 2**31 - 1, integer=True),

@@ -6,6 +6,7 @@ exactly botocore's output shape. OPERATIONS is the table of every operation this
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -29,6 +30,7 @@ LANDMARK_TYPES = frozenset((
     "mouthDown", "leftPupil", "rightPupil", "upperJawlineLeft", "midJawlineLeft", "chinBottom", "midJawlineRight",
     "upperJawlineRight"))
 
+_HUMAN_LOOP_NAME = re.compile(r"[a-z0-9](-*[a-z0-9]){0,62}")
 Point = tuple[float, float]
 
 
@@ -97,8 +99,7 @@ def _region(region: object, index: int) -> tuple[Point, ...]:
 
 def parse_detect_text(doc: object) -> DetectText:
     """A DetectText call from its JSON body; AwsError when malformed."""
-    image = call_body(doc, "DetectText", ("Filters",))
-    assert isinstance(doc, dict)
+    doc, image = call_body(doc, "DetectText", ("Filters",))
     filters = structure(doc.get("Filters"), "Filters", ("WordFilter", "RegionsOfInterest"))
     regions = filters.get("RegionsOfInterest", [])
     if not isinstance(regions, list) or len(regions) > MAX_REGIONS:
@@ -107,8 +108,9 @@ def parse_detect_text(doc: object) -> DetectText:
     words = structure(filters.get("WordFilter"), "Filters.WordFilter",
                       ("MinConfidence", "MinBoundingBoxHeight", "MinBoundingBoxWidth"))
     confidence = number(words, "MinConfidence", 0, 100, where=where)
-    return DetectText(*image, min_confidence=confidence if confidence is not None or "WordFilter" not in filters
-                      else DEFAULT_WORD_CONFIDENCE,
+    if confidence is None and "WordFilter" in filters:
+        confidence = DEFAULT_WORD_CONFIDENCE
+    return DetectText(*image, min_confidence=confidence,
                       min_height=number(words, "MinBoundingBoxHeight", 0, 1, where=where) or 0.0,
                       min_width=number(words, "MinBoundingBoxWidth", 0, 1, where=where) or 0.0,
                       regions=tuple(_region(region, i) for i, region in enumerate(regions)))
@@ -116,8 +118,7 @@ def parse_detect_text(doc: object) -> DetectText:
 
 def parse_detect_faces(doc: object) -> DetectFaces:
     """A DetectFaces call from its JSON body; AwsError when malformed."""
-    image = call_body(doc, "DetectFaces", ("Attributes",))
-    assert isinstance(doc, dict)
+    doc, image = call_body(doc, "DetectFaces", ("Attributes",))
     attributes = doc.get("Attributes") or ["DEFAULT"]
     if not isinstance(attributes, list) or any(a not in FACE_ATTRIBUTES for a in attributes):
         raise invalid(f"Attributes is a list of {', '.join(FACE_ATTRIBUTES)}")
@@ -131,8 +132,7 @@ def parse_detect_moderation_labels(doc: object) -> DetectModerationLabels:
     HumanLoopActivationOutput, as when Rekognition's loop is not activated); a ProjectVersion (a custom
     moderation adapter) names nothing this service has.
     """
-    image = call_body(doc, "DetectModerationLabels", ("MinConfidence", "HumanLoopConfig", "ProjectVersion"))
-    assert isinstance(doc, dict)
+    doc, image = call_body(doc, "DetectModerationLabels", ("MinConfidence", "HumanLoopConfig", "ProjectVersion"))
     _check_human_loop(doc.get("HumanLoopConfig"))
     if doc.get("ProjectVersion") is not None:
         raise AwsError("ResourceNotFoundException", "this Sightfleet server has no custom moderation adapters; "
@@ -147,8 +147,9 @@ def _check_human_loop(config: object) -> None:
     if config is None:
         return
     name, arn = loop.get("HumanLoopName"), loop.get("FlowDefinitionArn")
-    if not (isinstance(name, str) and 1 <= len(name) <= 63 and isinstance(arn, str) and len(arn) <= 256):
-        raise invalid("HumanLoopConfig needs HumanLoopName (1 to 63 characters) and FlowDefinitionArn")
+    if not (isinstance(name, str) and _HUMAN_LOOP_NAME.fullmatch(name) and isinstance(arn, str) and len(arn) <= 256):
+        raise invalid("HumanLoopConfig needs HumanLoopName (1 to 63 lowercase letters, digits and hyphens) and "
+                      "FlowDefinitionArn")
     data = structure(loop.get("DataAttributes"), "HumanLoopConfig.DataAttributes", ("ContentClassifiers",))
     classifiers = data.get("ContentClassifiers", [])
     allowed = ("FreeOfPersonallyIdentifiableInformation", "FreeOfAdultContent")
