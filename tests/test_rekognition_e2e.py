@@ -117,7 +117,7 @@ def test_parameters_the_model_refuses_raise_invalid_parameter(local_stack, calle
     with pytest.raises(unchecked.exceptions.InvalidParameterException):
         unchecked.detect_faces(Image={"Bytes": ASTRONAUT}, Attributes=["IDENTITY"])
     with pytest.raises(unchecked.exceptions.InvalidParameterException):
-        unchecked.detect_moderation_labels(Image={"Bytes": CAT}, MaxLabels=3)
+        unchecked.detect_moderation_labels(Image={"Bytes": CAT}, MinConfidence=-5)
 
 
 def test_an_operation_not_answered_here_is_a_clear_error_not_a_made_up_result(caller):
