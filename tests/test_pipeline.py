@@ -119,13 +119,16 @@ def test_min_confidence_and_max_labels_apply(pipeline):
 def test_result_fields_are_json_without_bytes(photos):
     fields = photos["coffee"].to_result_fields()
     assert set(fields) == {"status", "error", "labels", "weaker_labels", "top_label", "label_model_version", "metadata",
-                           "timings"}
+                           "timings", "text_detections", "face_details", "moderation_labels", "image_properties",
+                           "review", "model_versions"}
     assert json.loads(json.dumps(fields)) == fields
 
 
 def test_timings_cover_every_stage(photos):
     timings = photos["chelsea"].timings
-    stages = ["format", "exif", "decode", "thumbnail", "detect", "classify", "merge", "annotate"]
+    # The stack's default features: labels, faces, properties, and moderation (the default mode flags).
+    stages = ["format", "exif", "decode", "thumbnail", "detect", "classify", "properties", "faces", "moderation",
+              "merge", "annotate"]
     assert list(timings) == stages + ["total"]
     assert all(timings[s] > 0 for s in stages)
     assert timings["total"] == pytest.approx(sum(timings[s] for s in stages), abs=0.01)
@@ -340,10 +343,10 @@ def test_no_images_no_outcomes(pipeline):
 def test_a_bug_on_one_image_fails_only_that_image(pipeline, monkeypatch):
     real_annotate = render.annotate
 
-    def annotate_or_break(rgb, labels, quality):
+    def annotate_or_break(rgb, labels, quality, *boxes):
         if labels and labels[0]["Name"] == "Cat":
             raise KeyError("simulated bug")
-        return real_annotate(rgb, labels, quality)
+        return real_annotate(rgb, labels, quality, *boxes)
 
     monkeypatch.setattr(render, "annotate", annotate_or_break)
     cat, cup = pipeline.process([item(jpeg("chelsea"), "cat"), item(jpeg("coffee"), "cup")])

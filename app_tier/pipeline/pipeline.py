@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import logging
 import time
@@ -13,8 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
-from app_tier.pipeline import render
+from app_tier.pipeline import moderation, properties, render
 from app_tier.pipeline.decode import Decoded, decode, open_checked
 from app_tier.pipeline.errors import INTERNAL_ERROR, UNSUPPORTED_FORMAT, StageError
 from app_tier.pipeline.exif import clean_metadata, human_size, read_tags
@@ -23,7 +25,9 @@ from app_tier.pipeline.labels import merge_labels, model_version
 from app_tier.pipeline.models import Detection, Detector, set_threads
 from app_tier.pipeline.runtime import DETECTOR, load_models
 from app_tier.pipeline.records import FAILED, SUCCEEDED, ImageInput, Outcome, PipelineSettings
+from app_tier.pipeline.stages import OptionalStages
 from app_tier.pipeline.timelimit import Budget, charged
+from sightfleet.features import FACES, LABELS, MODERATION, PROPERTIES, TEXT
 from sightfleet.vocabulary import load_vocabulary
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ class _Work:
     input: ImageInput
     budget: Budget
     metadata: dict
+    features: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     decoded: Decoded | None = None
     thumbnail: tuple[bytes, str] | None = None
@@ -43,6 +48,8 @@ class _Work:
     classifier_input: np.ndarray | None = None
     detections: list[Detection] | None = None
     probabilities: np.ndarray | None = None
+    stage_inputs: dict = field(default_factory=dict)     # optional feature -> its model's prepared input
+    answers: dict = field(default_factory=dict)          # feature -> its answer
     outcome: Outcome | None = None
 
     @contextmanager
@@ -118,6 +125,7 @@ class Pipeline:
         self._models = ThreadPoolExecutor(1, thread_name_prefix="models")
         self._apply_threads(self.settings)
         self.detector, self.classifier, self.runtime = load_models(self.settings)
+        self.stages = OptionalStages.load(self.settings)
         self.vocabulary = load_vocabulary()
         self.label_model_version = model_version(DETECTOR, self.classifier.MODEL, self.vocabulary)
         # Below the lowest threshold of the detector's labels nothing it finds could be kept.
@@ -132,6 +140,10 @@ class Pipeline:
         blank = np.zeros((Detector.SIDE, Detector.SIDE, 3), np.uint8)
         self.detector.run([blank], 1.0)
         self.classifier.run([self.classifier.prepare(blank)])
+        picture = Image.fromarray(blank)
+        properties.image_properties(picture)          # builds its colour tables
+        for feature in self.stages.loaded:
+            self.stages.run(feature, self.stages.prepare(feature, picture))
 
     def with_settings(self, settings: PipelineSettings) -> Pipeline:
         """A pipeline sharing these loaded models under other settings (thread counts are re-applied)."""
@@ -185,16 +197,32 @@ class Pipeline:
         return [work.outcome for work in pending.works]
 
     def _prepared(self, item: ImageInput) -> _Work:
-        work = _Work(item, Budget(self.settings.image_timeout_s), _empty_metadata(item.data or b""))
+        features = self.settings.default_features if item.features is None else item.features
+        work = _Work(item, Budget(self.settings.image_timeout_s), _empty_metadata(item.data or b""), features)
         with _warnings_logged(work):
             self._guarded(work, self._prepare)
         return work
 
     def _run_models(self, works: list[_Work]) -> None:
-        """Both models over prepared images, on the models thread."""
-        self._batched(works, "detect", self.settings.detector_batch_size, self._detect_batch)
-        self._batched([w for w in works if w.outcome is None], "classify",
+        """The label models over the images asking for labels, then each optional stage's, on the models thread."""
+        labelled = [w for w in works if LABELS in w.features]
+        self._batched(labelled, "detect", self.settings.detector_batch_size, self._detect_batch)
+        self._batched([w for w in labelled if w.outcome is None], "classify",
                       self.settings.classifier_batch_size, self._classify_batch)
+        for feature in self.stages.loaded:
+            for work in works:
+                if work.outcome is None and feature in work.stage_inputs:
+                    self._guarded(work, functools.partial(self._run_stage, feature))
+
+    def _run_stage(self, feature: str, work: _Work) -> None:
+        """One optional stage's model over one image, its time charged to the image (as a model pass is)."""
+        started = time.perf_counter()
+        try:
+            work.answers[feature] = self.stages.run(feature, work.stage_inputs.pop(feature))
+        finally:
+            spent = time.perf_counter() - started
+            work.add_time(feature, spent * 1000)
+            work.budget.spent += spent
 
     def _guarded(self, work: _Work, step: Callable[[_Work], None]) -> None:
         """Run per-image stages; any failure becomes this image's FAILED outcome."""
@@ -207,7 +235,8 @@ class Pipeline:
             work.fail(StageError(INTERNAL_ERROR, f"unexpected {type(exc).__name__} while processing: {exc}"))
 
     def _prepare(self, work: _Work) -> None:
-        """Format check, EXIF, one decode, thumbnail and both model inputs."""
+        """Format check, EXIF, one decode, thumbnail, image properties and the inputs of the models asked for."""
+        self.stages.check(work.features)        # FEATURE_UNAVAILABLE before any work
         data = work.input.data or b""
         with work.stage("format"):
             fmt = self._check_format(data, work.metadata)
@@ -220,11 +249,19 @@ class Pipeline:
         with work.stage("thumbnail"):
             work.thumbnail = render.thumbnail(work.decoded, self.settings.thumbnail_size,
                                               self.settings.jpeg_quality)
-        pixels = np.asarray(work.decoded.rgb)
-        with work.stage("detect"):
-            work.detector_input = self.detector.prepare(pixels)
-        with work.stage("classify"):
-            work.classifier_input = self.classifier.prepare(pixels)
+        if LABELS in work.features:
+            pixels = np.asarray(work.decoded.rgb)
+            with work.stage("detect"):
+                work.detector_input = self.detector.prepare(pixels)
+            with work.stage("classify"):
+                work.classifier_input = self.classifier.prepare(pixels)
+        if PROPERTIES in work.features:
+            with work.stage(PROPERTIES):
+                work.answers[PROPERTIES] = properties.image_properties(work.decoded.rgb)
+        for feature in self.stages.loaded:
+            if feature in work.features:
+                with work.stage(feature):
+                    work.stage_inputs[feature] = self.stages.prepare(feature, work.decoded.rgb)
 
     @staticmethod
     def _check_format(data: bytes, metadata: dict) -> str:
@@ -284,19 +321,36 @@ class Pipeline:
         return [label for label in floor if label["Name"] not in names]
 
     def _finish(self, work: _Work) -> None:
-        """Merge the labels, draw the annotated copy and make the SUCCEEDED outcome."""
+        """Merge the labels, draw the annotated copy and make the SUCCEEDED outcome with every answer asked for."""
         settings = self.settings
-        with work.stage("merge"):
-            labels = merge_labels(work.detections, work.probabilities, self.vocabulary,
-                                  settings.min_confidence, settings.max_labels, settings.classifier_top_k)
-            weaker = self._weaker_labels(work, labels)
+        labels: list[dict] = []
+        weaker: list[dict] = []
+        if LABELS in work.features:
+            with work.stage("merge"):
+                labels = merge_labels(work.detections, work.probabilities, self.vocabulary,
+                                      settings.min_confidence, settings.max_labels, settings.classifier_top_k)
+                weaker = self._weaker_labels(work, labels)
+        answers = work.answers
         with work.stage("annotate"):
-            annotated = render.annotate(work.decoded.rgb, labels, settings.jpeg_quality)
+            annotated = render.annotate(work.decoded.rgb, labels, settings.jpeg_quality,
+                                        answers.get(FACES, []), answers.get(TEXT, []))
         thumbnail, thumbnail_type = work.thumbnail
+        nsfw = answers.get(MODERATION)
         work.outcome = Outcome(
             id=work.input.id, status=SUCCEEDED, labels=labels, weaker_labels=weaker,
             top_label=labels[0]["Name"] if labels else None,
-            label_model_version=self.label_model_version,
+            label_model_version=self.label_model_version if LABELS in work.features else None,
             metadata=work.metadata, thumbnail=thumbnail, thumbnail_content_type=thumbnail_type,
-            annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings())
+            annotated=annotated, annotated_content_type=render.JPEG, timings=work.final_timings(),
+            text_detections=answers.get(TEXT, []), face_details=answers.get(FACES, []),
+            image_properties=answers.get(PROPERTIES),
+            moderation_labels=moderation.moderation_labels(nsfw) if nsfw is not None else [],
+            review=moderation.review(nsfw, settings.moderation_threshold, settings.moderation)
+            if nsfw is not None else None,
+            model_versions=self._model_versions(work.features))
         work.decoded = work.detector_input = work.classifier_input = None   # free the pixels early
+
+    def _model_versions(self, features: tuple[str, ...]) -> dict[str, str]:
+        """The model (or method) behind each feature run."""
+        known = {LABELS: self.label_model_version, PROPERTIES: properties.VERSION, **self.stages.versions()}
+        return {feature: known[feature] for feature in features if feature in known}

@@ -5,6 +5,10 @@ from dataclasses import dataclass, field
 
 from sightfleet.config import CLASSIFIER_MODELS, Settings
 from sightfleet.contracts import FAILED, SUCCEEDED
+from sightfleet.features import FEATURES, MODERATION_MODES, effective_features, parse_features
+
+# What an image gets when its input names no features: the stack's defaults, as a job without features gets them.
+DEFAULT_FEATURES = effective_features(None, None, parse_features(Settings.features), Settings.moderation)
 
 __all__ = ["FAILED", "METADATA_BUDGET_BYTES", "SUCCEEDED", "ImageInput", "Outcome", "PipelineSettings"]
 
@@ -52,6 +56,11 @@ class PipelineSettings:
     # The classifier: "efficientnet_lite3" or "efficientnet_lite0" (docs/recognition.md). Lite3 runs on OpenVINO
     # only: the native runtime classifies with Lite0 (and the result's label_model_version says so).
     classifier: str = Settings.classifier
+    # The features an ImageInput without its own runs (a job without features: the stack's default, moderation
+    # added when the stack moderates), the moderation mode and the score that flags a photo (moderation.py).
+    default_features: tuple[str, ...] = DEFAULT_FEATURES
+    moderation: str = Settings.moderation
+    moderation_threshold: float = Settings.moderation_threshold
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineSettings":
@@ -61,7 +70,9 @@ class PipelineSettings:
                    thumbnail_size=settings.thumbnail_size, max_pixels=settings.max_pixels,
                    image_timeout_s=settings.image_timeout_s, torch_threads=settings.torch_threads,
                    opencv_threads=settings.torch_threads, inference=settings.inference,
-                   model_cache_dir=settings.model_cache_dir, classifier=settings.classifier)
+                   model_cache_dir=settings.model_cache_dir, classifier=settings.classifier,
+                   default_features=effective_features(None, None, settings.default_features, settings.moderation),
+                   moderation=settings.moderation, moderation_threshold=settings.moderation_threshold)
 
     def __post_init__(self):
         if not 0 <= self.min_confidence <= 100:
@@ -79,15 +90,23 @@ class PipelineSettings:
             raise ValueError(f"classifier must be one of {', '.join(CLASSIFIER_MODELS)}, not {self.classifier!r}")
         if self.image_timeout_s < 0:
             raise ValueError(f"image_timeout_s must not be negative, not {self.image_timeout_s}")
+        if not set(self.default_features) <= set(FEATURES):
+            raise ValueError(f"default_features must be among {', '.join(FEATURES)}, not {self.default_features!r}")
+        if self.moderation not in MODERATION_MODES:
+            raise ValueError(f"moderation must be one of {', '.join(MODERATION_MODES)}, not {self.moderation!r}")
+        if not 0 <= self.moderation_threshold <= 100:
+            raise ValueError(f"moderation_threshold must be within 0-100, not {self.moderation_threshold}")
 
 
 @dataclass(frozen=True)
 class ImageInput:
-    """One image to process: the caller's id, the raw bytes and the name it was uploaded under."""
+    """One image to process: the caller's id, the raw bytes, the name it was uploaded under and the features
+    its job asks for (None: the pipeline's default_features)."""
 
     id: str
     data: bytes
     filename: str = ""
+    features: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -39,12 +40,23 @@ def encode(image: Image.Image, content_type: str, quality: int) -> bytes:
     return out.getvalue()
 
 
-def annotate(rgb: Image.Image, labels: list[dict], quality: int) -> bytes:
-    """A JPEG copy of the upright working image with each instance boxed and captioned."""
+_FACE, _TEXT = (255, 255, 255), (255, 225, 25)
+
+
+def annotate(rgb: Image.Image, labels: list[dict], quality: int, faces: Sequence[dict] = (),
+             text: Sequence[dict] = ()) -> bytes:
+    """A JPEG copy of the upright working image with each instance and face boxed and captioned, and each line
+    of text outlined."""
     canvas = rgb.copy()
     draw = ImageDraw.Draw(canvas)
     line = max(2, round(max(canvas.size) / 320))
     font = ImageFont.load_default(size=max(12, round(max(canvas.size) / 45)))
+    for detection in text:
+        if detection["Type"] == "LINE":
+            corners = [(p["X"] * canvas.width, p["Y"] * canvas.height) for p in detection["Geometry"]["Polygon"]]
+            draw.polygon(corners, outline=_TEXT, width=max(1, line // 2))
+    for face in faces:
+        _draw_instance(draw, canvas.size, face, f"Face {face['Confidence']:.0f}%", _FACE, line, font)
     for number, label in enumerate(labels):
         colour = _PALETTE[number % len(_PALETTE)]
         for instance in label["Instances"]:

