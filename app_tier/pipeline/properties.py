@@ -20,7 +20,7 @@ from PIL import Image, ImageColor
 
 VERSION = "sightfleet-properties-1"
 SIDE = 256                  # the quality copy's longest side
-COLOR_SIDE = 96             # the colour copy's: 9,000 pixels at most give shares to a tenth of a percent
+COLOR_SIDE = 64             # the colour copy's: 4,096 pixels at most, shares to a few hundredths of a percent
 SHARPNESS_HALF = 200.0      # Laplacian variance that scores 50
 MAX_COLORS = 10             # Rekognition's default MaxDominantColors
 MIN_PIXEL_PERCENT = 1.0     # colours below this share are noise, not dominant
@@ -106,17 +106,17 @@ def dominant_colors(rgb: np.ndarray, limit: int = MAX_COLORS) -> list[dict]:
     return found
 
 
-def working_copy(pixels: np.ndarray, side: int) -> np.ndarray:
-    """An RGB array at most `side` px long (area-averaged, so colours and blur survive)."""
-    scale = side / max(pixels.shape[:2])
+def working_copy(image: Image.Image, side: int) -> np.ndarray:
+    """The picture as an RGB array at most `side` px long (box-averaged, so colours and blur survive)."""
+    scale = side / max(image.size)
     if scale < 1:
-        size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
-        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    return pixels
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BOX)
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def image_properties(image: Image.Image) -> dict:
     """Rekognition's ImageProperties (Quality and DominantColors) of the whole picture."""
-    pixels = working_copy(np.asarray(image.convert("RGB")), SIDE)
-    luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    return {"Quality": quality(luma), "DominantColors": dominant_colors(working_copy(pixels, COLOR_SIDE))}
+    small = working_copy(image, SIDE)
+    luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    return {"Quality": quality(luma), "DominantColors": dominant_colors(working_copy(Image.fromarray(small), COLOR_SIDE))}
