@@ -1,11 +1,12 @@
-"""What a Rekognition caller waits for: DetectLabels from zero instances, from the warm pool, and on a warm fleet.
+"""What a Rekognition caller waits for: DetectLabels from zero, from the warm pool and warm; DetectText and DetectFaces warm.
 
 Run: .venv/bin/python benchmarks/rekognition.py [--calls 5]
 
 Starts the local stack (one worker at most, a warm pool of one), makes an account and an access key
 with the accounts CLI, and times boto3's `detect_labels` (the SDK as a caller uses it) on a real photo:
 1. from zero: no instance exists yet, so the call waits for a launch and a model load;
-2. warm fleet: the worker is up, calls one after the other;
+2. warm fleet: the worker is up, calls one after the other; then DetectText (on skimage's `text`, a
+   photo of printed text) and DetectFaces (`astronaut`), each job running only its own stage;
 3. from the pool: the worker went idle into the warm pool (stopped), so the call waits for a start.
 """
 from __future__ import annotations
@@ -46,10 +47,16 @@ def pooled(stack) -> int:
     return sum(len(r["Instances"]) for r in reply["Reservations"])
 
 
-def timed(client, photo: bytes) -> float:
+def timed(call, photo: bytes) -> float:
+    """Seconds one call of the boto3 client takes."""
     start = time.perf_counter()
-    client.detect_labels(Image={"Bytes": photo})
+    call(Image={"Bytes": photo})
     return time.perf_counter() - start
+
+
+def line(what: str, times: list[float]) -> str:
+    return (f"  {what:<20}: {statistics.median(times):6.2f} s median of {len(times)} "
+            f"(min {min(times):.2f}, max {max(times):.2f})")
 
 
 def main() -> None:
@@ -66,17 +73,21 @@ def main() -> None:
                               aws_secret_access_key=pair["AWS_SECRET_ACCESS_KEY"],
                               config=Config(retries={"max_attempts": 1}, read_timeout=70))
         photos = [jpeg_bytes("chelsea", scale=1 - i / 50) for i in range(args.calls + 2)]
-        from_zero = timed(client, photos[0])
-        warm = [timed(client, photo) for photo in photos[1:-1]]
+        from_zero = timed(client.detect_labels, photos[0])
+        warm = [timed(client.detect_labels, photo) for photo in photos[1:-1]]
+        text = [timed(client.detect_text, jpeg_bytes("text", scale=1 - i / 50)) for i in range(args.calls)]
+        faces = [timed(client.detect_faces, jpeg_bytes("astronaut", scale=1 - i / 50)) for i in range(args.calls)]
         wait_for(lambda: pooled(stack) == 1, 60, what="the worker in the warm pool")
-        from_pool = timed(client, photos[-1])
+        from_pool = timed(client.detect_labels, photos[-1])
     finally:
         stack.stop()
-    print(f"DetectLabels on {os.cpu_count()} cores, local stack (boto3 client, chelsea 451x300 JPEG)")
+    print(f"Rekognition calls on {os.cpu_count()} cores, local stack (boto3 client; DetectLabels on chelsea "
+          "451x300, DetectText on skimage's text, DetectFaces on astronaut; the stack's moderation runs on each)")
     print(f"  from zero instances : {from_zero:6.2f} s")
     print(f"  from the warm pool  : {from_pool:6.2f} s")
-    print(f"  warm fleet          : {statistics.median(warm):6.2f} s median of {len(warm)} "
-          f"(min {min(warm):.2f}, max {max(warm):.2f})")
+    print(line("warm fleet", warm))
+    print(line("DetectText, warm", text))
+    print(line("DetectFaces, warm", faces))
     print(f"  ratio zero/warm     : {from_zero / statistics.median(warm):6.1f}x; "
           f"pool/warm {from_pool / statistics.median(warm):.1f}x")
 

@@ -1,6 +1,7 @@
 """Rekognition's protocol on the live stack, driven by the real clients: boto3's rekognition client and the AWS CLI."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,13 +12,30 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from PIL import ImageDraw, ImageFont
 
 from tests.aws_shapes import assert_output_shape
+from testkit.photos import photo
 from tests.support import AWS_TEST_ENV, REPO, TESTDATA, jpeg_bytes, wait_for
 
 pytestmark = pytest.mark.e2e
 CAT = jpeg_bytes("chelsea")
 COFFEE = jpeg_bytes("coffee")   # a cup and espresso: more than one label
+ASTRONAUT = jpeg_bytes("astronaut")   # one face, looking at the camera
+
+
+def sign_photo() -> bytes:
+    """The coffee photo with a printed sign across its top quarter: FRESH COFFEE."""
+    image = photo("coffee")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((40, 20, 560, 110), fill="white")
+    draw.text((60, 30), "FRESH COFFEE", fill="black", font=ImageFont.load_default(size=56))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+SIGN = sign_photo()
 
 
 def accounts_cli(stack, *args: str) -> list[str]:
@@ -93,13 +111,19 @@ def test_parameters_the_model_refuses_raise_invalid_parameter(local_stack, calle
     with pytest.raises(unchecked.exceptions.InvalidParameterException):
         unchecked.detect_labels(Image={"Bytes": CAT}, MinConfidence=250)
     with pytest.raises(unchecked.exceptions.InvalidParameterException):
-        unchecked.detect_labels(Image={"Bytes": CAT}, Features=["IMAGE_PROPERTIES"])
+        unchecked.detect_labels(Image={"Bytes": CAT}, Features=["FACES"])
+    with pytest.raises(unchecked.exceptions.InvalidParameterException):
+        unchecked.detect_text(Image={"Bytes": SIGN}, Filters={"WordFilter": {"MinConfidence": 150}})
+    with pytest.raises(unchecked.exceptions.InvalidParameterException):
+        unchecked.detect_faces(Image={"Bytes": ASTRONAUT}, Attributes=["IDENTITY"])
+    with pytest.raises(unchecked.exceptions.InvalidParameterException):
+        unchecked.detect_moderation_labels(Image={"Bytes": CAT}, MinConfidence=-5)
 
 
 def test_an_operation_not_answered_here_is_a_clear_error_not_a_made_up_result(caller):
     _, _, client = caller
     with pytest.raises(ClientError) as caught:
-        client.detect_text(Image={"Bytes": CAT})
+        client.compare_faces(SourceImage={"Bytes": ASTRONAUT}, TargetImage={"Bytes": ASTRONAUT})
     assert caught.value.response["Error"]["Code"] == "UnsupportedOperationException"
     assert "DetectLabels" in caught.value.response["Error"]["Message"]
 
@@ -152,23 +176,33 @@ def test_the_photo_of_a_call_is_not_kept_unless_the_account_asks(local_stack, ca
     accounts_cli(local_stack, "keep-api-images", name, "off")
 
 
-def test_the_aws_cli_detects_labels_unmodified(local_stack, caller, tmp_path):
-    _, pair, _ = caller
-    photo = tmp_path / "cat.jpg"
-    photo.write_bytes(CAT)
+def cli_env(pair: dict[str, str]) -> dict[str, str]:
+    """The AWS CLI's environment: the access key and nothing of this machine's own AWS settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update({"AWS_ACCESS_KEY_ID": pair["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": pair["AWS_SECRET_ACCESS_KEY"],
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
                 "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
-    aws = [str(REPO / ".venv/bin/aws"), "rekognition", "detect-labels", "--endpoint-url", local_stack.web_url,
-           "--image-bytes", f"fileb://{photo}", "--max-labels", "3"]
-    done = subprocess.run(aws, env=env, capture_output=True, text=True, timeout=120)
+    return env
+
+
+def aws_cli(stack, pair: dict[str, str], *args: str) -> dict:
+    """`aws rekognition ...` against the web tier, as a user runs it; its JSON answer."""
+    done = subprocess.run([str(REPO / ".venv/bin/aws"), "rekognition", *args, "--endpoint-url", stack.web_url],
+                          env=cli_env(pair), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_the_aws_cli_detects_labels_unmodified(local_stack, caller, tmp_path):
+    _, pair, _ = caller
+    photo_file = tmp_path / "cat.jpg"
+    photo_file.write_bytes(CAT)
+    answer = aws_cli(local_stack, pair, "detect-labels", "--image-bytes", f"fileb://{photo_file}", "--max-labels", "3")
     assert_output_shape("rekognition", "DetectLabels", answer)
     assert 1 <= len(answer["Labels"]) <= 3
-    refused = subprocess.run(aws[:-2] + ["--min-confidence", "101"], env=env, capture_output=True, text=True,
-                             timeout=60)
+    refused = subprocess.run([str(REPO / ".venv/bin/aws"), "rekognition", "detect-labels", "--endpoint-url",
+                              local_stack.web_url, "--image-bytes", f"fileb://{photo_file}", "--min-confidence", "101"],
+                             env=cli_env(pair), capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "MinConfidence" in refused.stderr
 
 
@@ -178,3 +212,90 @@ def test_exif_photo_is_answered_too(caller):
     _, _, client = caller
     answer = client.detect_labels(Image={"Bytes": photos[0].read_bytes()[:5 * 2**20]}, MinConfidence=0)
     assert_output_shape("rekognition", "DetectLabels", answer)
+
+
+def test_detect_text_reads_a_sign_in_rekognitions_exact_shape(caller):
+    _, _, client = caller
+    answer = client.detect_text(Image={"Bytes": SIGN})
+    assert_output_shape("rekognition", "DetectText", answer)
+    found = answer["TextDetections"]
+    words = [d for d in found if d["Type"] == "WORD"]
+    lines = {d["Id"] for d in found if d["Type"] == "LINE"}
+    assert {"FRESH", "COFFEE"} <= {w["DetectedText"].upper() for w in words}, found
+    assert all(w["ParentId"] in lines for w in words) and answer["TextModelVersion"]
+    assert all(w["Geometry"]["BoundingBox"]["Top"] < 0.3 for w in words)   # the sign is at the top
+    top_half = {"BoundingBox": {"Width": 1.0, "Height": 0.5, "Left": 0.0, "Top": 0.0}}
+    bottom_half = {"BoundingBox": {"Width": 1.0, "Height": 0.5, "Left": 0.0, "Top": 0.5}}
+    kept = client.detect_text(Image={"Bytes": SIGN}, Filters={"RegionsOfInterest": [top_half]})["TextDetections"]
+    assert {d["DetectedText"] for d in kept} == {d["DetectedText"] for d in found}
+    assert client.detect_text(Image={"Bytes": SIGN}, Filters={"RegionsOfInterest": [bottom_half]})[
+        "TextDetections"] == []
+    assert client.detect_text(Image={"Bytes": SIGN}, Filters={"WordFilter": {"MinBoundingBoxHeight": 0.9}})[
+        "TextDetections"] == []
+
+
+def test_detect_faces_finds_the_astronauts_face_and_none_in_a_coffee_cup(caller):
+    _, _, client = caller
+    answer = client.detect_faces(Image={"Bytes": ASTRONAUT}, Attributes=["ALL"])
+    assert_output_shape("rekognition", "DetectFaces", answer)
+    [face] = answer["FaceDetails"]
+    box = face["BoundingBox"]
+    assert face["Confidence"] > 50 and 0.3 < box["Left"] + box["Width"] / 2 < 0.7 and box["Top"] < 0.5
+    assert face["Landmarks"] and "OrientationCorrection" not in answer
+    assert client.detect_faces(Image={"Bytes": COFFEE})["FaceDetails"] == []
+
+
+def test_detect_moderation_labels_answers_a_harmless_photo_and_ignores_a_human_loop(caller):
+    _, _, client = caller
+    loop = {"HumanLoopName": "review-1", "FlowDefinitionArn": "arn:aws:sagemaker:us-east-1:123456789012:"
+                                                             "flow-definition/review"}
+    answer = client.detect_moderation_labels(Image={"Bytes": CAT}, HumanLoopConfig=loop)
+    assert_output_shape("rekognition", "DetectModerationLabels", answer)
+    assert answer["ModerationLabels"] == [] and answer["ModerationModelVersion"]
+    assert "HumanLoopActivationOutput" not in answer
+    everything = client.detect_moderation_labels(Image={"Bytes": CAT}, MinConfidence=0)
+    assert_output_shape("rekognition", "DetectModerationLabels", everything)
+
+
+def test_image_properties_come_alone_or_with_the_labels(caller):
+    _, _, client = caller
+    alone = client.detect_labels(Image={"Bytes": COFFEE}, Features=["IMAGE_PROPERTIES"],
+                                 Settings={"ImageProperties": {"MaxDominantColors": 3}})
+    assert_output_shape("rekognition", "DetectLabels", alone)
+    properties = alone["ImageProperties"]
+    assert alone["Labels"] == [] and 1 <= len(properties["DominantColors"]) <= 3
+    assert set(properties["Quality"]) >= {"Brightness", "Sharpness"}
+    both = client.detect_labels(Image={"Bytes": COFFEE}, Features=["GENERAL_LABELS", "IMAGE_PROPERTIES"])
+    assert_output_shape("rekognition", "DetectLabels", both)
+    assert both["Labels"] and both["ImageProperties"]["DominantColors"]
+
+
+def test_a_detect_text_job_runs_no_label_model(local_stack):
+    name = f"kept-{uuid.uuid4().hex[:6]}"
+    client = rekognition(local_stack, access_key(local_stack, name))
+    accounts_cli(local_stack, "keep-api-images", name, "on")
+    client.detect_text(Image={"Bytes": SIGN})
+    account = local_stack.accounts().get(name)
+    key = local_stack.accounts().issue_key(account).key
+    [kept] = local_stack.get("/api/images?album=rekognition-api", headers={"Authorization": f"Bearer {key}"}).json()[
+        "images"]
+    result = local_stack.get(f"/api/images/{kept['id']}").json()
+    assert result["features"] == ["text", "moderation"] and result["labels"] == [], result
+    assert result["text_detections"]
+
+
+def test_the_aws_cli_detects_text_and_faces_unmodified(local_stack, caller, tmp_path):
+    _, pair, _ = caller
+    sign, face = tmp_path / "sign.jpg", tmp_path / "face.jpg"
+    sign.write_bytes(SIGN)
+    face.write_bytes(ASTRONAUT)
+    text = aws_cli(local_stack, pair, "detect-text", "--image-bytes", f"fileb://{sign}", "--filters",
+                   json.dumps({"WordFilter": {"MinConfidence": 50}}))
+    assert_output_shape("rekognition", "DetectText", text)
+    assert "COFFEE" in {d["DetectedText"].upper() for d in text["TextDetections"]}
+    faces = aws_cli(local_stack, pair, "detect-faces", "--image-bytes", f"fileb://{face}", "--attributes", "ALL")
+    assert_output_shape("rekognition", "DetectFaces", faces)
+    assert len(faces["FaceDetails"]) == 1
+    moderation = aws_cli(local_stack, pair, "detect-moderation-labels", "--image-bytes", f"fileb://{face}",
+                         "--min-confidence", "60")
+    assert_output_shape("rekognition", "DetectModerationLabels", moderation)

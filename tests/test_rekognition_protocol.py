@@ -6,8 +6,8 @@ import base64
 import pytest
 
 from tests.aws_shapes import assert_output_shape
-from web_tier.rekognition.protocol import (AwsError, DetectLabels, LabelFilters, as_aws_error, labels_answer,
-                                           operation_of, parse_detect_labels)
+from web_tier.rekognition.protocol import (AwsError, DetectLabels, LabelFilters, as_aws_error, failed_as_aws_error,
+                                           labels_answer, operation_of, parse_detect_labels)
 
 PHOTO = base64.b64encode(b"\xff\xd8\xff" + b"x" * 100).decode()
 RESULT = {"label_model_version": "ssd-mobilenet-v2+efficientnet-lite0+vocab-1", "labels": [
@@ -38,7 +38,10 @@ RESULT = {"label_model_version": "ssd-mobilenet-v2+efficientnet-lite0+vocab-1", 
     ({"Image": {"Bytes": PHOTO}, "MinConfidence": 101}, "InvalidParameterException"),
     ({"Image": {"Bytes": PHOTO}, "MinConfidence": "high"}, "InvalidParameterException"),
     ({"Image": {"Bytes": PHOTO}, "Features": ["FACES"]}, "InvalidParameterException"),
-    ({"Image": {"Bytes": PHOTO}, "Features": ["IMAGE_PROPERTIES"]}, "InvalidParameterException"),
+    ({"Image": {"Bytes": PHOTO}, "Features": "IMAGE_PROPERTIES"}, "InvalidParameterException"),
+    ({"Image": {"Bytes": PHOTO}, "Settings": {"ImageProperties": {"MaxDominantColors": 21}}},
+     "InvalidParameterException"),
+    ({"Image": {"Bytes": PHOTO}, "Settings": {"ImageProperties": {"Colors": 2}}}, "InvalidParameterException"),
     ({"Image": {"Bytes": PHOTO}, "Settings": {"GeneralLabels": {"LabelInclusionFilters": "Cat"}}},
      "InvalidParameterException"),
     ({"Image": {"Bytes": PHOTO}, "Settings": {"GeneralLabels": {"LabelInclusionFilters": ["<script>"]}}},
@@ -101,13 +104,15 @@ def test_an_answer_has_exactly_rekognitions_label_shape():
 
 @pytest.mark.parametrize("target, aws_type", [
     (None, "UnknownOperationException"), ("S3.GetObject", "UnknownOperationException"),
-    ("RekognitionService.DetectText", "UnsupportedOperationException"),
-    ("RekognitionService.SearchFacesByImage", "UnsupportedOperationException")])
+    ("RekognitionService.CompareFaces", "UnsupportedOperationException"),
+    ("RekognitionService.SearchFacesByImage", "UnsupportedOperationException"),
+    ("RekognitionService.IndexFaces", "UnsupportedOperationException")])
 def test_operations_this_server_cannot_answer_are_refused_never_made_up(target, aws_type):
     with pytest.raises(AwsError) as caught:
         operation_of(target)
     assert caught.value.aws_type == aws_type
-    assert operation_of("RekognitionService.DetectLabels") == "DetectLabels"
+    for name in ("DetectLabels", "DetectText", "DetectFaces", "DetectModerationLabels"):
+        assert operation_of(f"RekognitionService.{name}") == name
 
 
 @pytest.mark.parametrize("status, code, aws_type, aws_status", [
@@ -126,3 +131,45 @@ def test_the_services_own_refusals_become_rekognitions_exceptions(status, code, 
     error = as_aws_error(status, code, "why")
     assert (error.aws_type, error.status, error.body()) == (aws_type, aws_status, {"__type": aws_type,
                                                                                    "message": "why"})
+
+
+PROPERTIES = {"Quality": {"Brightness": 61.2, "Sharpness": 80.0, "Contrast": 44.5},
+              "DominantColors": [{"Red": 200, "Green": 10, "Blue": 10, "HexCode": "#c80a0a", "CSSColor": "firebrick",
+                                  "SimplifiedColor": "red", "PixelPercent": 61.0},
+                                 {"Red": 0, "Green": 0, "Blue": 250, "HexCode": "#0000fa", "CSSColor": "blue",
+                                  "SimplifiedColor": "blue", "PixelPercent": 39.0}],
+              "Foreground": {"Quality": {"Brightness": 70.0, "Sharpness": 90.0}, "DominantColors": []}}
+
+
+@pytest.mark.parametrize("features, asked", [
+    (None, ("labels",)), (["GENERAL_LABELS"], ("labels",)), (["IMAGE_PROPERTIES"], ("properties",)),
+    (["GENERAL_LABELS", "IMAGE_PROPERTIES"], ("labels", "properties"))])
+def test_features_name_exactly_the_stages_a_call_needs(features, asked):
+    body = {"Image": {"Bytes": PHOTO}, **({"Features": features} if features else {})}
+    assert parse_detect_labels(body).features == asked
+
+
+def test_image_properties_come_back_in_rekognitions_shape_with_at_most_the_colors_asked():
+    result = {**RESULT, "image_properties": PROPERTIES}
+    only = parse_detect_labels({"Image": {"Bytes": PHOTO}, "Features": ["IMAGE_PROPERTIES"],
+                                "Settings": {"ImageProperties": {"MaxDominantColors": 1}}})
+    answer = labels_answer(result, only)
+    assert_output_shape("rekognition", "DetectLabels", answer)
+    assert answer["Labels"] == [] and answer["ImageProperties"]["Quality"] == PROPERTIES["Quality"]
+    assert [c["SimplifiedColor"] for c in answer["ImageProperties"]["DominantColors"]] == ["red"]
+    assert answer["ImageProperties"]["Foreground"] == {"Quality": {"Brightness": 70.0, "Sharpness": 90.0},
+                                                      "DominantColors": []}
+    both = labels_answer(result, parse_detect_labels({"Image": {"Bytes": PHOTO},
+                                                      "Features": ["GENERAL_LABELS", "IMAGE_PROPERTIES"]}))
+    assert_output_shape("rekognition", "DetectLabels", both)
+    assert len(both["Labels"]) == 3 and len(both["ImageProperties"]["DominantColors"]) == 2
+    assert "ImageProperties" not in labels_answer(result, DetectLabels())
+
+
+@pytest.mark.parametrize("code, aws_type, status", [
+    ("UNSUPPORTED_FORMAT", "InvalidImageFormatException", 400), ("CORRUPT_IMAGE", "InvalidImageFormatException", 400),
+    ("IMAGE_TOO_LARGE", "ImageTooLargeException", 400), ("FEATURE_UNAVAILABLE", "UnsupportedOperationException", 400),
+    ("PIPELINE_FAILED", "InternalServerError", 500), (None, "InternalServerError", 500)])
+def test_a_failed_result_becomes_the_exception_rekognition_raises_for_it(code, aws_type, status):
+    error = failed_as_aws_error({"code": code, "message": "why"} if code else None)
+    assert (error.aws_type, error.status) == (aws_type, status) and error.message

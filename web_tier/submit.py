@@ -44,6 +44,7 @@ class Upload:
     album: str | None = None
     owner: str = ANONYMOUS_OWNER   # the account the image will belong to (the caller's)
     filters: dict | None = None    # the upload's label filters (LabelFilters.to_dict()), carried by the job
+    features: tuple[str, ...] | None = None   # what the job runs (sightfleet/features.py); None: the worker's default
 
 
 def upload_from_part(part, album: str | None, owner: str, max_bytes: int) -> Upload:
@@ -209,7 +210,7 @@ class Submitter:
         owner = checked.upload.owner
         common = dict(id=image_id, album=checked.album, filename=safe_filename(checked.upload.filename),
                       content_type=checked.content_type, submitted_at=utc_now(), size=len(data), owner=owner,
-                      filters=checked.upload.filters or None)
+                      filters=checked.upload.filters or None, features=checked.upload.features or None)
         # The envelope is measured, not guessed: escaped non-ASCII names and albums can take kilobytes.
         envelope = len(Job(**common, inline_b64="").to_message().encode())
         if envelope + 4 * math.ceil(len(data) / 3) <= self._max_message_bytes():

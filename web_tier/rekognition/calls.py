@@ -28,8 +28,12 @@ CHECK_S = 5.0
 
 
 def photo_digest(upload: Upload) -> str:
-    """What names a call's photo among its owner's pending calls."""
-    return hashlib.sha256(upload.data).hexdigest()
+    """What names a call among its owner's pending calls: its photo and the features its job runs.
+
+    (DetectText and DetectLabels of one photo are different jobs: neither may join the other's.)
+    """
+    digest = hashlib.sha256(upload.data).hexdigest()
+    return f"{digest}-{'+'.join(upload.features)}" if upload.features else digest
 
 
 class CallRefused(Exception):

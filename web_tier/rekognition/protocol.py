@@ -1,7 +1,8 @@
-"""Rekognition's AWS JSON 1.1 protocol: reading a DetectLabels call and writing its answer, as pure functions.
+"""Rekognition's AWS JSON 1.1 protocol: what every call shares, and reading DetectLabels and writing its answer.
 
 The shapes and limits follow botocore's service model for rekognition 2016-06-27 (shipped with
-botocore); the tests check every answer against its output shape, strictly.
+botocore); the tests check every answer against its output shape, strictly. The other operations are
+in web_tier/rekognition/questions.py, on the helpers here; pure functions throughout.
 """
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from sightfleet.features import LABELS, PROPERTIES
+
 SERVICE = "rekognition"
 TARGET_PREFIX = "RekognitionService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_IMAGE_BYTES = 5 * 1024 * 1024                 # Rekognition's limit for Image.Bytes
 MAX_BODY_BYTES = 4 * MAX_IMAGE_BYTES // 3 + 64 * 1024   # the image in base64 and the rest of the call
-ANSWERED = ("DetectLabels",)
+ANSWERED = ("DetectLabels", "DetectText", "DetectFaces", "DetectModerationLabels")
 DEFAULT_MIN_CONFIDENCE = 55.0                     # Rekognition's default
+DEFAULT_DOMINANT_COLORS = 10                      # Rekognition's default MaxDominantColors (at most 20)
 GENERAL_LABELS, IMAGE_PROPERTIES = "GENERAL_LABELS", "IMAGE_PROPERTIES"
 _FILTER_KEYS = ("LabelInclusionFilters", "LabelExclusionFilters",
                 "LabelCategoryInclusionFilters", "LabelCategoryExclusionFilters")
@@ -39,6 +43,12 @@ _AWS_ERRORS = {
     "EMPTY_FILE": ("InvalidImageFormatException", 400),
     "UNAVAILABLE": ("InternalServerError", 500),
 }
+# A FAILED result's code as the exception Rekognition raises for it; anything else is the server's fault.
+_FAILED_AS = {"UNSUPPORTED_FORMAT": ("InvalidImageFormatException", 400),
+              "CORRUPT_IMAGE": ("InvalidImageFormatException", 400),
+              "IMAGE_TOO_LARGE": ("ImageTooLargeException", 400),
+              # The worker lacks the model a feature needs: not the caller's fault, and no retry mends it.
+              "FEATURE_UNAVAILABLE": ("UnsupportedOperationException", 400)}
 _PASSED_THROUGH = {"IncompleteSignatureException": 400, "InvalidSignatureException": 403,
                    "UnrecognizedClientException": 403, "MissingAuthenticationTokenException": 403}
 
@@ -66,6 +76,13 @@ def as_aws_error(status: int, code: str, message: str) -> AwsError:
     return AwsError("AccessDeniedException" if status == 403 else "InvalidParameterException", message, 400)
 
 
+def failed_as_aws_error(error: dict | None) -> AwsError:
+    """A FAILED result's error ({"code", "message"}) as the exception Rekognition raises for it."""
+    error = error or {}
+    aws_type, status = _FAILED_AS.get(error.get("code"), ("InternalServerError", 500))
+    return AwsError(aws_type, str(error.get("message") or "recognition failed"), status)
+
+
 @dataclass(frozen=True)
 class LabelFilters:
     """DetectLabels' Settings.GeneralLabels: names and categories to keep or drop (case-insensitive)."""
@@ -77,15 +94,33 @@ class LabelFilters:
 
 
 @dataclass(frozen=True)
-class DetectLabels:
-    """One DetectLabels call: the image (bytes, or an object of this stack) and what to answer."""
+class ImageCall:
+    """What every call names: its image, as bytes or as an object of this stack."""
 
     image_bytes: bytes | None = None
     s3_bucket: str | None = None
     s3_key: str | None = None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The worker's stages this call needs (sightfleet/features.py), in FEATURES order."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class DetectLabels(ImageCall):
+    """One DetectLabels call: the image and what to answer (labels, image properties or both)."""
+
     max_labels: int | None = None
     min_confidence: float | None = None   # None: not given (Rekognition's default, and the vocabulary's thresholds)
     filters: LabelFilters = field(default_factory=LabelFilters)
+    general_labels: bool = True
+    image_properties: bool = False
+    max_dominant_colors: int = DEFAULT_DOMINANT_COLORS
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return (LABELS,) * self.general_labels + (PROPERTIES,) * self.image_properties
 
 
 def operation_of(target: str | None) -> str:
@@ -99,75 +134,96 @@ def operation_of(target: str | None) -> str:
     return operation
 
 
-def _invalid(message: str) -> AwsError:
+def invalid(message: str) -> AwsError:
+    """Rekognition's answer to a parameter its model does not allow."""
     return AwsError("InvalidParameterException", message)
 
 
-def _number(doc: dict, name: str, low: float, high: float, integer: bool):
+def number(doc: dict, name: str, low: float, high: float, integer: bool = False, where: str = ""):
+    """doc[name] checked against its bounds (None when absent); `where` prefixes the name in the message."""
     value = doc.get(name)
     if value is None:
         return None
     is_number = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not is_number or not math.isfinite(value) or not low <= value <= high:
         kind = "an integer" if integer else "a number"
-        raise _invalid(f"{name} must be {kind} from {low:g} to {high:g}")
+        raise invalid(f"{where}{name} must be {kind} from {low:g} to {high:g}")
+    return value if integer else float(value)
+
+
+def structure(value: object, where: str, allowed: tuple[str, ...]) -> dict:
+    """value as a JSON object with no member but those allowed ({} when absent); InvalidParameterException else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) - set(allowed):
+        raise invalid(f"{where} takes {', '.join(allowed)}")
     return value
+
+
+def call_body(doc: object, operation: str, allowed: tuple[str, ...]) -> tuple[dict, tuple]:
+    """A call's body, checked to have only the operation's members, and its Image as (bytes, bucket, key)."""
+    if not isinstance(doc, dict):
+        raise AwsError("SerializationException", "the body must be a JSON object")
+    unknown = set(doc) - {"Image", *allowed}
+    if unknown:
+        raise invalid(f"{operation} does not take {', '.join(sorted(unknown))}")
+    return doc, _image(doc)
 
 
 def _names(doc: dict, name: str) -> frozenset[str]:
     values = doc.get(name, [])
     if not isinstance(values, list) or len(values) > 100:
-        raise _invalid(f"Settings.GeneralLabels.{name} must be a list of at most 100 names")
+        raise invalid(f"Settings.GeneralLabels.{name} must be a list of at most 100 names")
     if not all(isinstance(v, str) and _FILTER_RE.match(v) for v in values):
-        raise _invalid(f"Settings.GeneralLabels.{name}: each name is at most 50 letters, digits, spaces or '-_().")
+        raise invalid(f"Settings.GeneralLabels.{name}: each name is at most 50 letters, digits, spaces or '-_().")
     return frozenset(v.strip().lower() for v in values)
 
 
-def _filters(settings: object) -> LabelFilters:
-    if settings is None:
-        return LabelFilters()
-    if not isinstance(settings, dict) or set(settings) - {"GeneralLabels", "ImageProperties"}:
-        raise _invalid("Settings takes GeneralLabels (and ImageProperties)")
-    general = settings.get("GeneralLabels") or {}
-    if not isinstance(general, dict) or set(general) - set(_FILTER_KEYS):
-        raise _invalid(f"Settings.GeneralLabels takes {', '.join(_FILTER_KEYS)}")
+def _filters(settings: dict) -> LabelFilters:
+    general = structure(settings.get("GeneralLabels"), "Settings.GeneralLabels", _FILTER_KEYS)
     return LabelFilters(*(_names(general, key) for key in _FILTER_KEYS))
 
 
-def _features(doc: dict) -> None:
-    features = doc.get("Features", [GENERAL_LABELS])
+def _dominant_colors(settings: dict) -> int:
+    properties = structure(settings.get("ImageProperties"), "Settings.ImageProperties", ("MaxDominantColors",))
+    found = number(properties, "MaxDominantColors", 0, 20, integer=True, where="Settings.ImageProperties.")
+    return DEFAULT_DOMINANT_COLORS if found is None else found
+
+
+def _features(doc: dict) -> tuple[bool, bool]:
+    """Whether the call asks for GENERAL_LABELS and for IMAGE_PROPERTIES (GENERAL_LABELS alone when not said)."""
+    features = doc.get("Features") or [GENERAL_LABELS]
     if not isinstance(features, list) or len(features) > 2 or \
             any(f not in (GENERAL_LABELS, IMAGE_PROPERTIES) for f in features):
-        raise _invalid("Features is a list of GENERAL_LABELS and IMAGE_PROPERTIES")
-    if IMAGE_PROPERTIES in features:
-        raise _invalid("IMAGE_PROPERTIES is not computed by this Sightfleet server yet; ask for GENERAL_LABELS")
+        raise invalid("Features is a list of GENERAL_LABELS and IMAGE_PROPERTIES")
+    return GENERAL_LABELS in features, IMAGE_PROPERTIES in features
 
 
 def _image(doc: dict) -> tuple[bytes | None, str | None, str | None]:
     image = doc.get("Image")
     if not isinstance(image, dict) or len(set(image) & {"Bytes", "S3Object"}) != 1 or \
             set(image) - {"Bytes", "S3Object"}:
-        raise _invalid("Image must have exactly one of Bytes or S3Object")
+        raise invalid("Image must have exactly one of Bytes or S3Object")
     if "Bytes" in image:
         return _image_bytes(image["Bytes"]), None, None
     s3 = image["S3Object"]
     if not isinstance(s3, dict) or set(s3) - set(_S3_KEYS) or not {"Bucket", "Name"} <= set(s3):
-        raise _invalid("Image.S3Object needs Bucket and Name (and may have Version)")
+        raise invalid("Image.S3Object needs Bucket and Name (and may have Version)")
     for key, (low, high) in _S3_KEYS.items():
         if key in s3 and not (isinstance(s3[key], str) and low <= len(s3[key]) <= high):
-            raise _invalid(f"Image.S3Object.{key} must be a string of {low} to {high} characters")
+            raise invalid(f"Image.S3Object.{key} must be a string of {low} to {high} characters")
     return None, s3["Bucket"], s3["Name"]
 
 
 def _image_bytes(encoded: object) -> bytes:
     if not isinstance(encoded, str) or not encoded:
-        raise _invalid("Image.Bytes must be the image, base64-encoded")
+        raise invalid("Image.Bytes must be the image, base64-encoded")
     if len(encoded) > 4 * math.ceil(MAX_IMAGE_BYTES / 3):
         raise AwsError("ImageTooLargeException", f"Image.Bytes is over {MAX_IMAGE_BYTES // 2**20} MB")
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise _invalid("Image.Bytes is not valid base64") from None
+        raise invalid("Image.Bytes is not valid base64") from None
     if len(data) > MAX_IMAGE_BYTES:
         raise AwsError("ImageTooLargeException", f"Image.Bytes is over {MAX_IMAGE_BYTES // 2**20} MB")
     return data
@@ -175,16 +231,13 @@ def _image_bytes(encoded: object) -> bytes:
 
 def parse_detect_labels(doc: object) -> DetectLabels:
     """A DetectLabels call from its JSON body; AwsError (InvalidParameterException, ...) when malformed."""
-    if not isinstance(doc, dict):
-        raise AwsError("SerializationException", "the body must be a JSON object")
-    unknown = set(doc) - {"Image", "MaxLabels", "MinConfidence", "Features", "Settings"}
-    if unknown:
-        raise _invalid(f"DetectLabels does not take {', '.join(sorted(unknown))}")
-    _features(doc)
-    image_bytes, bucket, key = _image(doc)
-    min_confidence = _number(doc, "MinConfidence", 0, 100, integer=False)
-    return DetectLabels(image_bytes, bucket, key, _number(doc, "MaxLabels", 0, 2**31 - 1, integer=True),
-                        None if min_confidence is None else float(min_confidence), _filters(doc.get("Settings")))
+    doc, image = call_body(doc, "DetectLabels", ("MaxLabels", "MinConfidence", "Features", "Settings"))
+    general, properties = _features(doc)
+    settings = structure(doc.get("Settings"), "Settings", ("GeneralLabels", "ImageProperties"))
+    return DetectLabels(*image, max_labels=number(doc, "MaxLabels", 0, 2**31 - 1, integer=True),
+                        min_confidence=number(doc, "MinConfidence", 0, 100), filters=_filters(settings),
+                        general_labels=general, image_properties=properties,
+                        max_dominant_colors=_dominant_colors(settings))
 
 
 def _named(values: object) -> list[dict]:
@@ -220,7 +273,16 @@ def _kept(label: dict, call: DetectLabels) -> bool:
 
 
 def labels_answer(result: dict, call: DetectLabels) -> dict:
-    """DetectLabels' answer for a SUCCEEDED result: its labels, filtered and ordered as Rekognition does."""
+    """DetectLabels' answer for a SUCCEEDED result: its labels, filtered and ordered as Rekognition does, and the
+    image's properties when asked (Labels is empty when only IMAGE_PROPERTIES is)."""
+    answer = {"Labels": _labels(result, call) if call.general_labels else [],
+              "LabelModelVersion": str(result.get("label_model_version") or "sightfleet-1")}
+    if call.image_properties:
+        answer["ImageProperties"] = image_properties(result.get("image_properties") or {}, call.max_dominant_colors)
+    return answer
+
+
+def _labels(result: dict, call: DetectLabels) -> list[dict]:
     # A MinConfidence given replaces the vocabulary's per-label thresholds: the labels they left out come back.
     stored = (result.get("labels") or []) + ((result.get("weaker_labels") or []) if call.min_confidence is not None
                                             else [])
@@ -230,6 +292,33 @@ def labels_answer(result: dict, call: DetectLabels) -> dict:
             strongest[label["Name"]] = label
     labels = [rekognition_label(label) for label in strongest.values()]
     labels = sorted((label for label in labels if _kept(label, call)), key=lambda label: -label["Confidence"])
-    if call.max_labels is not None:
-        labels = labels[:call.max_labels]
-    return {"Labels": labels, "LabelModelVersion": str(result.get("label_model_version") or "sightfleet-1")}
+    return labels if call.max_labels is None else labels[:call.max_labels]
+
+
+_QUALITY = ("Brightness", "Sharpness", "Contrast")
+_COLOR_INTS, _COLOR_STRINGS = ("Red", "Green", "Blue"), ("HexCode", "CSSColor", "SimplifiedColor")
+
+
+def _colors(colors: object, most: int) -> list[dict]:
+    """At most `most` dominant colors (the stage lists them largest first), in DominantColor's shape."""
+    return [{**{k: int(color[k]) for k in _COLOR_INTS if k in color},
+             **{k: str(color[k]) for k in _COLOR_STRINGS if k in color},
+             **({"PixelPercent": float(color["PixelPercent"])} if "PixelPercent" in color else {})}
+            for color in list(colors or [])[:most] if isinstance(color, dict)]
+
+
+def _part(stored: dict, most: int) -> dict:
+    """Quality and DominantColors of the image, or of its foreground or background."""
+    part = {"Quality": {k: float(v) for k, v in (stored.get("Quality") or {}).items() if k in _QUALITY}}
+    if "DominantColors" in stored:
+        part["DominantColors"] = _colors(stored["DominantColors"], most)
+    return part
+
+
+def image_properties(stored: dict, most: int) -> dict:
+    """A result's image_properties in exactly DetectLabels' ImageProperties shape, with at most `most` colors each."""
+    answer = _part(stored, most)
+    for region in ("Foreground", "Background"):
+        if isinstance(stored.get(region), dict):
+            answer[region] = _part(stored[region], most)
+    return answer

@@ -1,4 +1,8 @@
-"""The one route of Rekognition's JSON protocol: read the call, send its photo through the fleet, answer."""
+"""The one route of Rekognition's JSON protocol: read the call, send its photo through the fleet, answer.
+
+Every operation is a job like an upload's, naming exactly the features (worker stages) it needs, plus
+moderation when the stack moderates every photo (sightfleet/features.py effective_features).
+"""
 from __future__ import annotations
 
 import json
@@ -11,23 +15,21 @@ from flask import Blueprint, Flask, current_app, g, request
 
 from sightfleet.aws.calls import PendingCalls
 from sightfleet.contracts import SUCCEEDED
+from sightfleet.features import effective_features
 from sightfleet.errors import NotFound, SightfleetError
 from web_tier.auth import accounts
 from web_tier.owners import delete_owned
 from web_tier.rekognition import ROUTE, Dispatch, aws_answer, aws_error_answer
 from web_tier.ops_actions import paused_notice
 from web_tier.rekognition.calls import API_ALBUM, PENDING_TTL_S, CallRefused, Calls, clean_up_when_unclaimed
-from web_tier.rekognition.protocol import (AwsError, DetectLabels, as_aws_error, labels_answer, operation_of,
-                                           parse_detect_labels)
+from web_tier.rekognition.protocol import AwsError, ImageCall, as_aws_error, failed_as_aws_error, operation_of
+from web_tier.rekognition.questions import OPERATIONS
 from web_tier.services import bounded_wait, resources, settings, submitter, waiter
 from web_tier.submit import Rejected, Upload
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rekognition", __name__)
 RETRY_DELETE_S = 60
-# A failed photo's code as the exception Rekognition raises for it; anything else is the server's fault.
-_FAILED_AS = {"UNSUPPORTED_FORMAT": "InvalidImageFormatException", "CORRUPT_IMAGE": "InvalidImageFormatException",
-              "IMAGE_TOO_LARGE": "ImageTooLargeException"}
 
 
 @bp.errorhandler(AwsError)
@@ -52,21 +54,22 @@ def calls() -> Calls:
 
 @bp.post(ROUTE)
 def call():
-    operation_of(request.headers.get("X-Amz-Target"))   # only DetectLabels gets past this
+    name = operation_of(request.headers.get("X-Amz-Target"))   # only the operations answered get past this
     try:
         body = json.loads(request.get_data() or b"{}")
     except ValueError:
         raise AwsError("SerializationException", "the body is not valid JSON") from None
-    detect = parse_detect_labels(body)
-    upload = Upload(_image_of(detect), f"rekognition-{uuid.uuid4().hex[:8]}", API_ALBUM, g.principal.owner)
+    operation = OPERATIONS[name]
+    asked = operation.parse(body)
+    features = effective_features(asked.features, None, settings().default_features, settings().moderation)
+    upload = Upload(_image_of(asked), f"rekognition-{uuid.uuid4().hex[:8]}", API_ALBUM, g.principal.owner,
+                    features=features)
     result = _final_result(upload)
     _let_go(result)
     if result["status"] != SUCCEEDED:
-        error = result.get("error") or {}
-        aws_type = _FAILED_AS.get(error.get("code"), "InternalServerError")
-        raise AwsError(aws_type, error.get("message", "recognition failed"), 500 if aws_type.startswith("Int") else 400)
-    log.info("DetectLabels for %s answered from %s", g.principal.name, result["id"])
-    return aws_answer(labels_answer(result, detect))
+        raise failed_as_aws_error(result.get("error"))
+    log.info("%s for %s answered from %s", name, g.principal.name, result["id"])
+    return aws_answer(operation.answer(result, asked))
 
 
 def _final_result(upload: Upload) -> dict:
@@ -91,7 +94,7 @@ def _final_result(upload: Upload) -> dict:
     return result
 
 
-def _image_of(detect: DetectLabels) -> bytes:
+def _image_of(detect: ImageCall) -> bytes:
     """The call's image: its bytes, or one of the caller's own originals in this stack's input bucket."""
     if detect.image_bytes is not None:
         return detect.image_bytes
