@@ -1,14 +1,17 @@
 """Pages for people: upload, album gallery, one image's result; live updates come from static/live.js."""
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album
 from sightfleet.errors import Unavailable
+from sightfleet.features import effective_features
 from web_tier.api import delete_album, listed_images, page_limit
 from web_tier.csrf import csrf_token, require_csrf
+from web_tier.features import CHOOSABLE, FEATURE_NAMES, account_default, upload_features
 from web_tier.owners import caller, delete_one, listing_owner, stored_row, visible_result
 from web_tier.present import encode_cursor, present
 from web_tier.query import album_filter, status_filter
@@ -20,7 +23,8 @@ bp = Blueprint("pages", __name__)
 
 @bp.app_context_processor
 def inject():
-    return {"csrf_token": csrf_token, "final_statuses": FINAL_STATUSES, "statuses": STATUSES}
+    return {"csrf_token": csrf_token, "final_statuses": FINAL_STATUSES, "statuses": STATUSES,
+            "feature_names": FEATURE_NAMES}
 
 
 def image_origin() -> str:
@@ -34,8 +38,10 @@ def image_origin() -> str:
 def upload_page(outcomes: list | None = None, status: int = 200):
     limits = {"max_upload_mb": settings().max_upload_mb, "max_upload_bytes": settings().max_upload_bytes}
     album = _usable_album(request.values.get("album"))
+    chosen = effective_features(None, account_default(), settings().default_features, settings().moderation)
     return render_template("index.html", albums=albums().choices(album, caller().owner), album=album,
-                           outcomes=outcomes or [], **limits), status
+                           outcomes=outcomes or [], features=CHOOSABLE, chosen=chosen,
+                           moderation=settings().moderation, **limits), status
 
 
 def _usable_album(name: str | None) -> str:
@@ -59,7 +65,9 @@ def upload():
     files = [f for f in request.files.getlist("file") if f.filename]
     if not files:
         return upload_page([{"filename": "", "error": "choose one or more JPEG or PNG files first"}], 400)
-    uploads = uploads_from_parts(files, album, caller().owner, submitter().max_bytes)
+    features = upload_features()
+    uploads = [replace(upload, features=features)
+               for upload in uploads_from_parts(files, album, caller().owner, submitter().max_bytes)]
     outcomes = [_submit_one(upload) for upload in uploads]
     if all(o["image"] for o in outcomes):
         return redirect(url_for("pages.gallery", album=outcomes[0]["image"]["album"]), code=303)
