@@ -60,13 +60,26 @@ def is_held(result: dict) -> bool:
     return isinstance(review, dict) and review.get("held") is True
 
 
+def dicts(value) -> list[dict]:
+    """The dicts of a stored answer's list (nothing for a value that is not a list): what is safe to read."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, (list, tuple)) else []
+
+
+def number(value) -> float:
+    """A stored figure as a float; 0 for anything that is not one."""
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def word_terms(result: dict) -> dict[str, tuple[float, str]]:
     """key -> (confidence, word as read) for the photo's WORD detections at MIN_WORD_CONFIDENCE or more."""
     best: dict[str, tuple[float, str]] = {}
-    for found in result.get("text_detections") or []:
-        if not isinstance(found, dict) or found.get("Type") != "WORD":
+    for found in dicts(result.get("text_detections")):
+        if found.get("Type") != "WORD":
             continue
-        confidence, text = float(found.get("Confidence") or 0), str(found.get("DetectedText") or "")
+        confidence, text = number(found.get("Confidence")), str(found.get("DetectedText") or "")
         key = word_key(text[:MAX_WORD_CHARS * 2])
         if key and confidence >= MIN_WORD_CONFIDENCE and confidence > best.get(key, (-1.0, ""))[0]:
             best[key] = (confidence, key.split(":", 1)[1])
@@ -76,10 +89,10 @@ def word_terms(result: dict) -> dict[str, tuple[float, str]]:
 
 def face_terms(result: dict) -> dict[str, tuple[float, str]]:
     """The photo's face terms: any face, and its number of faces (none when it has none)."""
-    faces = [f for f in result.get("face_details") or [] if isinstance(f, dict)]
+    faces = dicts(result.get("face_details"))
     if not faces:
         return {}
-    confidence = max(float(f.get("Confidence") or 0) for f in faces)
+    confidence = max(number(f.get("Confidence")) for f in faces)
     count = min(len(faces), MAX_FACES)
     return {faces_key(): (confidence, "faces"), faces_key(count): (confidence, f"{count} faces")}
 
@@ -87,12 +100,9 @@ def face_terms(result: dict) -> dict[str, tuple[float, str]]:
 def color_terms(result: dict) -> dict[str, tuple[float, str]]:
     """The photo's dominant simplified colours, each with the largest share of pixels it has (as confidence)."""
     properties = result.get("image_properties")
-    colors = properties.get("DominantColors") if isinstance(properties, dict) else None
     best: dict[str, tuple[float, str]] = {}
-    for color in colors or []:
-        if not isinstance(color, dict):
-            continue
-        name, share = str(color.get("SimplifiedColor") or ""), float(color.get("PixelPercent") or 0)
+    for color in dicts(properties.get("DominantColors") if isinstance(properties, dict) else None):
+        name, share = str(color.get("SimplifiedColor") or ""), number(color.get("PixelPercent"))
         key = color_key(name)
         if key and share > best.get(key, (-1.0, ""))[0]:
             best[key] = (share, name.strip().casefold())
