@@ -193,6 +193,10 @@ class Accounts:
         """Whether the photos of the account's Rekognition calls stay in its gallery (default: deleted)."""
         self._update(name, keep_api_images=keep)
 
+    def set_default_features(self, name: str, features: tuple[str, ...] | None) -> None:
+        """What the account's uploads run when they name no features (None: the stack's default)."""
+        self._update(name, default_features=list(features) if features else None)
+
     def issue_access_key(self, account: dict, label: str = "") -> IssuedAccessKey:
         """A new access-key pair for SigV4 clients; AccountError when this stack has no credentials key."""
         if self._box is None:

@@ -299,6 +299,9 @@ class LabelIndex(Protocol):
     def counts(self, owner: str, album: str | None = None) -> list[dict]:
         """{name, key, count} of owner's labels (in one album), most frequent first."""
 
+    def term_count(self, owner: str, key: str) -> int:
+        """How many of owner's images one search term (sightfleet/findterms.py) finds."""
+
     def forget_owner(self, owner: str) -> int:
         """Delete one owner's counts (a deleted account)."""
 

@@ -6,17 +6,24 @@ ancestor of each (Rekognition returns ancestors as labels of their own; where a 
 one from before the vocabulary, they are indexed here so that "Animal" still finds the cat). Each
 entry keeps the strongest confidence that names it, so a search can ask for a confidence floor. A store (sightfleet/aws/labels.py) applies the plan with conditional
 writes that also move the per-owner and per-album counts, so writing the same plan twice changes nothing.
+
+Beside labels, the index holds a photo's other search terms (sightfleet/findterms.py: its words, faces and
+dominant colours) under keys no label can have. A photo that moderation holds is findable by nothing but
+its review terms (its owner's held list, the admins' review list) until an admin releases it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sightfleet import findterms
 from sightfleet.contracts import SUCCEEDED, owner_of
 from sightfleet.labelfilters import LabelFilters, at_least, findable_names, label_key, selected
 
 # The most entries one image may have: its labels and their ancestors, cut at the strongest. With it,
 # an owner's image quota also bounds the owner's index (an image and its entries count as one).
 MAX_ENTRIES_PER_IMAGE = 64
+# Its other terms are bounded too (findterms: words, faces, colours), so one image adds at most this many.
+MAX_ALL_ENTRIES_PER_IMAGE = MAX_ENTRIES_PER_IMAGE + findterms.MAX_WORDS + 2 + findterms.MAX_COLORS
 IMAGE_PREFIX = "image#"   # an entry's partition key: the image's entries are one query
 
 
@@ -46,6 +53,8 @@ def entries_for(result: dict, min_confidence: float = 0.0) -> list[Entry]:
     """
     if result.get("status") != SUCCEEDED:
         return []
+    if findterms.is_held(result):
+        return _held_entries(result)
     try:
         filters = LabelFilters.from_dict(result.get("label_filters"))
     except ValueError:   # filters this version cannot read: index every label rather than none
@@ -60,9 +69,19 @@ def entries_for(result: dict, min_confidence: float = 0.0) -> list[Entry]:
             if key and confidence > best.get(key, (-1.0, ""))[0]:
                 best[key] = (confidence, name)
     strongest = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:MAX_ENTRIES_PER_IMAGE]
-    return [Entry(image_id=result["id"], owner=owner_of(result), album=result["album"], key=key, name=name,
-                  confidence=round(confidence, 3), submitted_at=result["submitted_at"])
-            for key, (confidence, name) in strongest]
+    return [_entry(result, key, name, confidence) for key, (confidence, name) in
+            [*strongest, *findterms.terms(result).items()]]
+
+
+def _entry(result: dict, key: str, name: str, confidence: float, owner: str | None = None) -> Entry:
+    return Entry(image_id=result["id"], owner=owner or owner_of(result), album=result["album"], key=key, name=name,
+                 confidence=round(confidence, 3), submitted_at=result["submitted_at"])
+
+
+def _held_entries(result: dict) -> list[Entry]:
+    """A held photo's only entries: in its owner's held list and in the admins' review list."""
+    return [_entry(result, findterms.term_key(findterms.HELD), "held", 100.0),
+            _entry(result, findterms.term_key(findterms.REVIEW), "review", 100.0, findterms.REVIEW_OWNER)]
 
 
 def owner_label(owner: str, key: str) -> str:

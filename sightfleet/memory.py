@@ -21,6 +21,7 @@ from sightfleet.config import Settings
 from sightfleet.contracts import DELETED, PROCESSING, QUEUED, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NoSuchResult, Unavailable
 from sightfleet.interfaces import LIVE_STATES, Instance, Message, listing_key, listing_key_time
+from sightfleet.findterms import is_term_key
 from sightfleet.labelindex import Entry, search_key, search_key_order
 from sightfleet.resources import Resources
 
@@ -307,13 +308,16 @@ class MemoryResultsTable(_Part):
         self._call("check")
 
 
+TERMS = "term#"   # a search term's count: the owner's only (not an album name: those hold no "#")
+
+
 class MemoryLabels(_Part):
     """The label index and counts, with the table's conditions (an entry is counted once, uncounted once)."""
 
     def __init__(self, faults: Faults):
         super().__init__("labels", faults)
         self.items: dict[tuple[str, str], Entry] = {}
-        self.tally: Counter = Counter()   # (owner, album or None, key) -> images
+        self.tally: Counter = Counter()   # (owner, album or None or TERMS, key) -> images
         self.names: dict[str, str] = {}
 
     def entries(self, image_id: str) -> list[Entry]:
@@ -350,7 +354,7 @@ class MemoryLabels(_Part):
                 self.items[(entry.image_id, entry.key)] = entry
             else:
                 del self.items[(entry.image_id, entry.key)]
-            for album in (None, entry.album):
+            for album in ((TERMS,) if is_term_key(entry.key) else (None, entry.album)):
                 self.tally[(entry.owner, album, entry.key)] += step
             self.names[entry.key] = entry.name
             return True
@@ -374,6 +378,11 @@ class MemoryLabels(_Part):
             found = [{"name": self.names[k], "key": k, "count": n} for (o, a, k), n in self.tally.items()
                      if o == owner and a == album and n > 0]
         return sorted(found, key=lambda c: (-c["count"], c["key"]))
+
+    def term_count(self, owner: str, key: str) -> int:
+        self._call("term_count", owner, key)
+        with self._lock:
+            return max(self.tally[(owner, TERMS, key)], 0)
 
     def forget_owner(self, owner: str) -> int:
         self._call("forget_owner", owner)

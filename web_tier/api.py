@@ -8,13 +8,15 @@ from flask import Blueprint, jsonify, request
 
 from sightfleet.contracts import FINAL_STATUSES, clean_album
 from sightfleet.errors import SightfleetError, Unavailable
+from sightfleet.findterms import is_held
 from sightfleet.webhooks import WebhookError
 from web_tier.errors import unavailable_response
+from web_tier.features import upload_features
 from web_tier.labels import search_owner, search_page, search_start
 from web_tier.ops_actions import paused_notice
 from web_tier.owners import caller, delete_one, delete_owned, listing_owner, shown, stored_row, visible_result
 from web_tier.present import decode_cursor, encode_cursor, present
-from web_tier.query import album_filter, label_filters, label_term, number, status_filter
+from web_tier.query import album_filter, label_filters, number, search_term, status_filter
 from web_tier.services import albums, bounded_wait, resources, settings, submitter
 from web_tier.waiting import WaitRefused
 from web_tier.submit import Rejected, Upload, uploads_from_parts
@@ -34,11 +36,13 @@ def is_raw_upload() -> bool:
 
 
 def uploads_from_request() -> list[Upload]:
-    """Files from multipart `file` parts, or one raw image body, owned by the caller, with the label filters."""
+    """Files from multipart `file` parts, or one raw image body, owned by the caller, with the label filters
+    and the features to run (both checked before any image is)."""
     album, owner = request.args.get("album"), caller().owner
+    features = upload_features()
     if is_raw_upload():
         return [Upload(request.get_data(), request.args.get("filename"), album, owner,
-                       label_filters().to_dict())]
+                       label_filters().to_dict(), features)]
     if request.mimetype != FORM_TYPE and (request.content_length or request.mimetype):
         raise Rejected(415, "UNSUPPORTED_MEDIA_TYPE",
                        f"a body of type {request.mimetype or '(none)'} is not accepted; send "
@@ -48,7 +52,7 @@ def uploads_from_request() -> list[Upload]:
         raise Rejected(400, "NO_FILE", "send multipart `file` parts (with UTF-8 part headers) or a raw "
                                        "image/jpeg or image/png body")
     filters = label_filters().to_dict()
-    return [replace(upload, filters=filters)
+    return [replace(upload, filters=filters, features=features)
             for upload in uploads_from_parts(files, album or request.form.get("album"), owner, submitter().max_bytes)]
 
 
@@ -188,14 +192,19 @@ def listing_query() -> tuple[str | None, str | None, int, dict | None, str | Non
 
 
 def listed_images() -> tuple[list[dict], dict | None]:
-    """The page a listing asks for: by `label` (with album, status and MinConfidence) or by album and status."""
-    key = label_term()
-    if key is None:
-        return resources().results.page(*listing_query())
+    """The page a listing asks for: by a search term (label, text, faces, color, held; with album, status and,
+    for a label, MinConfidence) or by album and status. A photo moderation holds is in no listing but an
+    admin's and its owner's `held` search (the index has no other entry of it)."""
+    term = search_term()
+    if term is None:
+        items, next_key = resources().results.page(*listing_query())
+        return [doc for doc in items if caller().admin or not is_held(doc)], next_key
     owner, album, status, limit = search_owner(), album_filter(), status_filter(), page_limit()
-    start = search_start(request.args.get("cursor"), owner, key, album)
-    floor = label_filters().MinConfidence
-    return search_page(owner, key, album, status, settings().min_confidence if floor is None else floor, limit, start)
+    start = search_start(request.args.get("cursor"), owner, term.key, album)
+    floor = label_filters().MinConfidence if term.param == "label" else 0.0
+    if floor is None:
+        floor = settings().min_confidence
+    return search_page(owner, term.key, album, status, floor, limit, start, held=term.param == "held")
 
 
 @bp.get("/images")

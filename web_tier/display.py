@@ -1,13 +1,16 @@
 """How result fields read on pages: times, metadata rows, timings, labels (used as Jinja filters)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import Flask
 
 from sightfleet.contracts import parse_time
+from sightfleet.findterms import dicts
 
 TOP_LABELS = 3
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")   # a swatch's fill: nothing else reaches the attribute
 _ORIENTATIONS = {1: "upright", 2: "mirrored", 3: "upside down", 4: "upside down, mirrored",
                  5: "on its side, mirrored", 6: "turned 90° clockwise", 7: "on its side, mirrored",
                  8: "turned 90° counter-clockwise"}
@@ -110,7 +113,29 @@ def top_labels(labels: list | None, count: int = TOP_LABELS) -> list[dict]:
     return sorted(labels or [], key=lambda label: -float(label.get("Confidence", 0)))[:count]
 
 
+def text_lines(detections: list | None) -> list[tuple[str, float]]:
+    """(text, confidence) of each LINE the worker read, in reading order (its Id)."""
+    lines = [d for d in dicts(detections) if d.get("Type") == "LINE"]
+    return [(str(d.get("DetectedText", "")), float(d.get("Confidence") or 0))
+            for d in sorted(lines, key=lambda d: d.get("Id") or 0)]
+
+
+def swatches(properties: dict | None) -> list[dict]:
+    """The dominant colours as swatches: a checked hex code (drawn as an SVG fill), names and share."""
+    colors = dicts(properties.get("DominantColors") if isinstance(properties, dict) else None)
+    return [{"hex": str(c.get("HexCode")), "name": str(c.get("SimplifiedColor") or ""),
+             "css": str(c.get("CSSColor") or ""), "percent": float(c.get("PixelPercent") or 0)}
+            for c in colors if _HEX.fullmatch(str(c.get("HexCode") or ""))]
+
+
+def quality_rows(properties: dict | None) -> list[tuple[str, float]]:
+    """(figure, value 0-100) of the photo's Quality: brightness, sharpness, contrast."""
+    quality = properties.get("Quality") if isinstance(properties, dict) else None
+    return [(name, float(quality[name])) for name in ("Brightness", "Sharpness", "Contrast")
+            if isinstance(quality, dict) and isinstance(quality.get(name), (int, float))]
+
+
 def install(app: Flask) -> None:
     """Register the filters templates use; taken, camera, gps and orientation serve metadata_rows."""
-    for function in (when, metadata_rows, timing_rows, top_labels):
+    for function in (when, metadata_rows, timing_rows, top_labels, text_lines, swatches, quality_rows):
         app.add_template_filter(function)

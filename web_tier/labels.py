@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, render_template, request, url_for
 
 from sightfleet.contracts import owner_of
+from sightfleet.findterms import is_held
 from sightfleet.interfaces import EVERY_OWNER
 from sightfleet.labelindex import search_key
 from web_tier.owners import listing_owner, shown
@@ -39,18 +40,19 @@ def search_start(cursor: str | None, owner: str, key: str, album: str | None) ->
 
 
 def search_page(owner: str, key: str, album: str | None, status: str | None, floor: float, limit: int,
-                start: dict | None) -> tuple[list[dict], dict | None]:
-    """One page of owner's images carrying label key, newest first, and the key of the next page (None: last).
+                start: dict | None, held: bool = False) -> tuple[list[dict], dict | None]:
+    """One page of owner's images carrying label (or term) key, newest first, and the key of the next page.
 
-    Entries whose row is gone, deleted or (after a reprocess) of another status are skipped; reads go on
+    Entries whose row is gone, deleted, (after a reprocess) of another status or no longer as held as
+    the search asks (released meanwhile) are skipped; reads go on
     (at most MAX_READS queries) until the page is full, then the cursor points after the last one shown.
     """
     found: list[tuple] = []
     for _ in range(MAX_READS):
         entries, start = resources().labels.search(owner, key, album, floor, limit + 1 - len(found), start)
         rows = {doc["id"]: doc for doc in resources().results.get_many([e.image_id for e in entries])}
-        found += [(e, rows[e.image_id]) for e in entries if e.image_id in rows and _listed(rows[e.image_id], owner,
-                                                                                           status)]
+        found += [(e, rows[e.image_id]) for e in entries
+                  if e.image_id in rows and _listed(rows[e.image_id], owner, status, held)]
         if len(found) > limit or not start:
             break
     if len(found) > limit:
@@ -58,8 +60,9 @@ def search_page(owner: str, key: str, album: str | None, status: str | None, flo
     return [doc for _, doc in found], start
 
 
-def _listed(doc: dict, owner: str, status: str | None) -> bool:
-    return shown(doc) and owner_of(doc) == owner and (status is None or doc["status"] == status)
+def _listed(doc: dict, owner: str, status: str | None, held: bool) -> bool:
+    return (shown(doc) and owner_of(doc) == owner and (status is None or doc["status"] == status)
+            and is_held(doc) == held)
 
 
 def label_counts(owner: str, album: str | None) -> list[dict]:

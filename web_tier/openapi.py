@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory, url_for
 
 from sightfleet.contracts import STATUSES
-from web_tier import api, cse546, door, errors, openapi_labels, openapi_ops, opsdata
+from web_tier import api, cse546, door, errors, openapi_features, openapi_labels, openapi_ops, opsdata
 from web_tier.packaged import package_folder
 from web_tier.services import settings
 from sightfleet.webhooks import EVENTS
@@ -136,7 +136,8 @@ def _schemas() -> dict:
                 "instance_id": optional_text,
                 **{f"{name}_key": optional_text for name in ("input", "thumbnail", "annotated", "result")},
                 "status_url": text, "page_url": text,
-                "thumbnail_url": optional_text, "annotated_url": optional_text}},
+                "thumbnail_url": optional_text, "annotated_url": optional_text,
+                **openapi_features.image_properties()}},
         "Webhook": {
             "type": "object", "required": ["hook_id", "url", "events", "status"],
             "properties": {
@@ -158,7 +159,7 @@ def _schemas() -> dict:
             "properties": {"images": {"type": "array", "items": _ref("Image")},
                            "next_cursor": _nullable({"type": "string",
                                                      "description": "Pass as `cursor` for the next page"})}},
-        **openapi_labels.schemas(),
+        **openapi_labels.schemas(), **openapi_features.schemas(),
         "Health": {
             "type": "object", "required": ["status"],
             "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
@@ -221,7 +222,8 @@ def _upload_body() -> dict:
                 "file": {"type": "array", "maxItems": MAX_IMAGES_PER_REQUEST,
                          "items": {"type": "string", "format": "binary"},
                          "description": f"One part per image, at most {MAX_IMAGES_PER_REQUEST}, each up to {limit}"},
-                "album": {"type": "string", "description": "Album for every image (default `default`)"}}},
+                "album": {"type": "string", "description": "Album for every image (default `default`)"},
+                **openapi_features.upload_form_field()}},
             "encoding": {"file": {"contentType": "image/jpeg, image/png, application/octet-stream"}}},
         **{media: {"schema": {"type": "string", "format": "binary",
                               "description": f"One image as the whole body, up to {limit}"}}
@@ -251,7 +253,7 @@ def _images_paths() -> dict:
                 "description": "Each JPEG or PNG becomes a job; the answer lists them QUEUED (202) or, with "
                                "`wait`, final (200). All files are checked before any is queued.",
                 "parameters": [_album_query(), _query("filename", "Name of a raw-body image", {"type": "string"}),
-                               wait, *openapi_labels.filter_params(),
+                               wait, *openapi_labels.filter_params(), *openapi_features.upload_params(),
                                _query("callback_url", "An HTTPS URL to POST each image's final result to, "
                                                       "signed with your callback secret (create it first)",
                                       {"type": "string", "maxLength": 2000})],
@@ -269,7 +271,8 @@ def _images_paths() -> dict:
                                                                        "maximum": api.MAX_PAGE,
                                                                        "default": api.DEFAULT_PAGE}),
                     _query("cursor", "`next_cursor` of the previous page", {"type": "string"}),
-                    *openapi_labels.search_params(), *openapi_labels.filter_params()],
+                    *openapi_labels.search_params(), *openapi_features.search_params(),
+                    *openapi_labels.filter_params()],
                 "responses": {"200": {"description": "One page", "content": _json(_ref("ImagePage"))},
                               "400": _response("BadRequest"), "403": _response("Forbidden"), **_COMMON}},
         },
@@ -447,7 +450,8 @@ def build_document() -> dict:
                  {"name": "webhooks", "description": "Endpoints that receive your photos' events, signed"}],
         "security": [{"bearerAuth": []}],
         "paths": {**_images_paths(), **_webhook_paths(), **_vocabulary_path(), **_ops_paths(), **_course_paths(),
-                  **_self_path(), **openapi_labels.paths(_album_query(), _owner_query(), _COMMON, _ADMIN, _response)},
+                  **_self_path(), **openapi_labels.paths(_album_query(), _owner_query(), _COMMON, _ADMIN, _response),
+                  **openapi_features.paths(_COMMON, _ADMIN, _response)},
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "An API key, shown once when it is made"}},

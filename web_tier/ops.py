@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file, url_for
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from web_tier import ops_actions
+from web_tier import ops_actions, ops_review
 from web_tier.alerts import Alerts
 from web_tier.cache import TtlCache
 from web_tier.errors import error_response
@@ -34,6 +34,7 @@ def _install(state) -> None:
 
 
 ops_actions.register(bp)
+ops_review.register(bp)
 
 
 @bp.app_context_processor

@@ -1,17 +1,21 @@
 """Pages for people: upload, album gallery, one image's result; live updates come from static/live.js."""
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album
 from sightfleet.errors import Unavailable
+from sightfleet.features import effective_features
+from sightfleet.findterms import HELD, term_key
 from web_tier.api import delete_album, listed_images, page_limit
 from web_tier.csrf import csrf_token, require_csrf
+from web_tier.features import CHOOSABLE, FEATURE_NAMES, account_default, upload_features
 from web_tier.owners import caller, delete_one, listing_owner, stored_row, visible_result
 from web_tier.present import encode_cursor, present
-from web_tier.query import album_filter, status_filter
+from web_tier.query import album_filter, search_term, status_filter
 from web_tier.services import albums, resources, settings, submitter
 from web_tier.submit import Rejected, Upload, safe_filename, uploads_from_parts
 
@@ -20,7 +24,8 @@ bp = Blueprint("pages", __name__)
 
 @bp.app_context_processor
 def inject():
-    return {"csrf_token": csrf_token, "final_statuses": FINAL_STATUSES, "statuses": STATUSES}
+    return {"csrf_token": csrf_token, "final_statuses": FINAL_STATUSES, "statuses": STATUSES,
+            "feature_names": FEATURE_NAMES}
 
 
 def image_origin() -> str:
@@ -34,8 +39,10 @@ def image_origin() -> str:
 def upload_page(outcomes: list | None = None, status: int = 200):
     limits = {"max_upload_mb": settings().max_upload_mb, "max_upload_bytes": settings().max_upload_bytes}
     album = _usable_album(request.values.get("album"))
+    chosen = effective_features(None, account_default(), settings().default_features, settings().moderation)
     return render_template("index.html", albums=albums().choices(album, caller().owner), album=album,
-                           outcomes=outcomes or [], **limits), status
+                           outcomes=outcomes or [], features=CHOOSABLE, chosen=chosen,
+                           moderation=settings().moderation, **limits), status
 
 
 def _usable_album(name: str | None) -> str:
@@ -59,7 +66,9 @@ def upload():
     files = [f for f in request.files.getlist("file") if f.filename]
     if not files:
         return upload_page([{"filename": "", "error": "choose one or more JPEG or PNG files first"}], 400)
-    uploads = uploads_from_parts(files, album, caller().owner, submitter().max_bytes)
+    features = upload_features()
+    uploads = [replace(upload, features=features)
+               for upload in uploads_from_parts(files, album, caller().owner, submitter().max_bytes)]
     outcomes = [_submit_one(upload) for upload in uploads]
     if all(o["image"] for o in outcomes):
         return redirect(url_for("pages.gallery", album=outcomes[0]["image"]["album"]), code=303)
@@ -78,19 +87,43 @@ def _submit_one(upload: Upload) -> dict:
 
 @bp.get("/gallery")
 def gallery():
-    """One album's (every album's) photos, newest first; with `label`, those carrying that label."""
+    """One album's (every album's) photos, newest first; with a search (label, text, faces, color, held), those
+    it finds. The search box takes `text:carson`, `color:red`, `faces`, `faces:2`, `held` or a label."""
+    typed = box_search(request.args.get("label", ""))
+    if typed:   # the box's prefixed words become the listing's own parameters
+        return redirect(url_for("pages.gallery", **{**request.args.to_dict(), "label": None, **typed}), code=303)
     items, next_key = listed_images()
     album, status, owner, limit = album_filter(), status_filter(), listing_owner(), page_limit()
-    label = request.args.get("label", "").strip() or None   # listed_images checked it
+    term = search_term()   # listed_images checked it
+    search = {term.param: term.value} if term else {}
     # The owner as asked (an admin's ?owner=), so every link of the page keeps listing the same owner's.
     shown_owner = request.args.get("owner") or None
-    query = {"album": album, "status": status, "cursor": request.args.get("cursor"), "owner": shown_owner,
-             "label": label}
+    query = {"album": album, "status": status, "cursor": request.args.get("cursor"), "owner": shown_owner, **search}
     return render_template(
-        "gallery.html", images=[present(r) for r in items], album=album, status=status, label=label,
+        "gallery.html", images=[present(r) for r in items], album=album, status=status, search=search,
+        searched=term.described if term else None, box=_box_text(term),
         albums=albums().choices(album, owner), owner=shown_owner, own=owner == caller().owner,
         cursor=query["cursor"], next_cursor=encode_cursor(next_key), suggestions=label_suggestions(owner),
+        held_count=0 if owner is None else resources().labels.term_count(owner, term_key(HELD)),
         live_url=url_for("api.list_images", limit=limit, **{k: v for k, v in query.items() if v}))
+
+
+def box_search(text: str) -> dict:
+    """The listing parameters a search box's prefixed words stand for ({} for a label or nothing)."""
+    word, _, value = text.strip().partition(":")
+    name = {"text": "text", "color": "color", "colour": "color", "faces": "faces", "held": "held"}.get(word.lower())
+    if name is None or (value == "" and name not in ("faces", "held")):
+        return {}
+    return {name: value.strip() or "true"}
+
+
+def _box_text(term) -> str:
+    """The search as the box shows it again."""
+    if term is None:
+        return ""
+    if term.param == "label":
+        return term.value
+    return term.param if term.value.lower() == "true" else f"{term.param}:{term.value}"
 
 
 def label_suggestions(owner: str | None) -> list[str]:

@@ -15,6 +15,7 @@ from PIL import Image
 from sightfleet.contracts import (ANONYMOUS_OWNER, Job, clean_album, input_key, is_owner, new_image_id,
                                   queued_result, utc_now)
 from sightfleet.errors import ConditionFailed, SightfleetError, Unavailable
+from sightfleet.features import effective_features
 from sightfleet.formats import ACCEPTED, HEAD_BYTES, check_head
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Upload:
     album: str | None = None
     owner: str = ANONYMOUS_OWNER   # the account the image will belong to (the caller's)
     filters: dict | None = None    # the upload's label filters (LabelFilters.to_dict()), carried by the job
-    features: tuple[str, ...] | None = None   # what the job runs (sightfleet/features.py); None: the worker's default
+    features: tuple[str, ...] | None = None   # what the worker runs (None: the stack's default, with moderation)
 
 
 def upload_from_part(part, album: str | None, owner: str, max_bytes: int) -> Upload:
@@ -210,12 +211,17 @@ class Submitter:
         owner = checked.upload.owner
         common = dict(id=image_id, album=checked.album, filename=safe_filename(checked.upload.filename),
                       content_type=checked.content_type, submitted_at=utc_now(), size=len(data), owner=owner,
-                      filters=checked.upload.filters or None, features=checked.upload.features or None)
+                      filters=checked.upload.filters or None, features=self._features(checked.upload))
         # The envelope is measured, not guessed: escaped non-ASCII names and albums can take kilobytes.
         envelope = len(Job(**common, inline_b64="").to_message().encode())
         if envelope + 4 * math.ceil(len(data) / 3) <= self._max_message_bytes():
             return Job(**common, inline_b64=base64.b64encode(data).decode())
         return Job(**common, bucket=self._r.inputs.name, key=input_key(owner, image_id, checked.content_type))
+
+    def _features(self, upload: Upload) -> tuple[str, ...]:
+        """The upload's features, or (the course endpoint's, the form's without any) the stack's defaults."""
+        settings = self._r.settings
+        return upload.features or effective_features(None, None, settings.default_features, settings.moderation)
 
     def _max_message_bytes(self) -> int:
         """The request queue's real size limit, read once."""

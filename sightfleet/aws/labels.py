@@ -11,6 +11,9 @@ One table, `<prefix>-labels`, two kinds of item:
   `album#<album>#<key>` (owners and albums hold no "#"), attribute `n`. Every entry written or removed
   moves its two counts in the same transaction, under a condition on the entry, so a redelivered
   write or a repeated delete moves nothing.
+- a search term's entries (sightfleet/findterms.py: words, faces, colours, held) are entries like a
+  label's under keys no label has; each is counted once per owner, under sk `term#<key>`, apart from
+  the label counts (which read `all#` and `album#` only).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from sightfleet.aws.dynamodb import _items
 from sightfleet.aws.session import error_code, resource, translated
 from sightfleet.config import Settings
 from sightfleet.errors import ConditionFailed
+from sightfleet.findterms import is_term_key
 from sightfleet.labelindex import IMAGE_PREFIX, Entry, owner_label, search_key
 
 log = logging.getLogger(__name__)
@@ -32,7 +36,7 @@ OWNER_LABEL_ALBUM_INDEX = "owner-label-album"
 _IMAGE, _COUNT = IMAGE_PREFIX, "count#"
 # A transaction holds at most 100 writes; each entry takes three (itself and its two counts).
 _ENTRIES_PER_TRANSACTION = 33
-_ALL, _ALBUM = "all#", "album#"
+_ALL, _ALBUM, _TERM = "all#", "album#", "term#"
 
 
 def _entry_item(entry: Entry) -> dict:
@@ -111,7 +115,7 @@ class LabelsTable:
                 *self._counts(entry, -1)]
 
     def _counts(self, entry: Entry, step: int) -> list[dict]:
-        keys = (_ALL + entry.key, f"{_ALBUM}{entry.album}#{entry.key}")
+        keys = (_TERM + entry.key,) if is_term_key(entry.key) else (_ALL + entry.key, f"{_ALBUM}{entry.album}#{entry.key}")
         return [{"Update": {"TableName": self.name, "Key": ({"pk": _COUNT + entry.owner, "sk": sk}),
                             "UpdateExpression": "ADD n :step SET #name = :name",
                             "ExpressionAttributeNames": {"#name": "name"},
@@ -166,6 +170,12 @@ class LabelsTable:
                  for i in _items(self._table.query, f"label counts of {owner}", params)]
         found = [c for c in found if c["count"] > 0]
         return sorted(found, key=lambda c: (-c["count"], c["key"]))
+
+    def term_count(self, owner: str, key: str) -> int:
+        """How many of owner's images a search term finds (sightfleet/findterms.py)."""
+        with translated(f"term count of {owner}"):
+            item = self._table.get_item(Key={"pk": _COUNT + owner, "sk": _TERM + key}, ConsistentRead=True).get("Item")
+        return max(int(item["n"]), 0) if item else 0
 
     def forget_owner(self, owner: str) -> int:
         """Delete every count of one owner (their entries go with their images); how many were deleted."""

@@ -91,11 +91,39 @@
     ], w.outlier ? "outlier" : "")));
   }
 
+  // A held photo's row: a link to its page (an admin may see it), its owner, when, why, and a release button.
+  function reviewRow(image) {
+    const link = document.createElement("a");
+    link.href = image.page_url;
+    link.textContent = image.filename || image.id;
+    const why = (image.moderation_labels || []).map(l => l.Name + " " + Math.round(l.Confidence) + " %").join(", ");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "release";
+    button.textContent = "Release";
+    button.addEventListener("click", () => act(root.dataset.releaseUrl, "POST", { image_id: image.id })
+      .then(() => drawReview()));
+    const row = cells(["", image.owner || "–", new Date(image.submitted_at).toLocaleString([], { hour12: false }),
+      why || "–", ""]);
+    row.cells[0].replaceChildren(link);
+    row.cells[4].replaceChildren(button);
+    return row;
+  }
+
+  async function drawReview() {
+    const reply = await fetch(root.dataset.reviewUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (!reply.ok) return;
+    const doc = await reply.json();
+    $("review-waiting").textContent = doc.waiting ? "(" + doc.waiting + " waiting)" : "";
+    fill("review", "review-empty", doc.images.map(reviewRow));
+  }
+
   document.addEventListener("ops:summary", event => {
     const sum = event.detail;
     drawAlerts(sum.alerts || []);
     if (sum.control) drawControl(sum.control);
     drawAudit(sum.audit || []);
     drawDoing().catch(() => {});
+    drawReview().catch(() => {});
   });
 })();

@@ -24,6 +24,13 @@
 
   form.classList.add("enhanced");  // choosing files starts the upload: no button needed
 
+  // The features ticked on the form; none ticked sends none (then the account's default applies).
+  function chosenFeatures() {
+    return Array.prototype.filter.call(form.querySelectorAll("input[name=features]"), function (box) {
+      return box.checked;
+    }).map(function (box) { return box.value; });
+  }
+
   function album() { return newAlbum.value.trim() || albumSelect.value; }
 
   function megabytes(bytes) {
@@ -116,6 +123,7 @@
     var body = new FormData();
     var bar = job.row.querySelector("progress");
     body.append("file", job.file, job.file.name);
+    chosenFeatures().forEach(function (name) { body.append("features", name); });
     xhr.open("POST", form.dataset.apiUrl + "?album=" + encodeURIComponent(job.album));
     xhr.setRequestHeader("X-CSRF-Token", token);
     xhr.setRequestHeader("Accept", "application/json");
