@@ -165,7 +165,10 @@ _JOB_FIELDS = {"id": str, "album": str, "filename": str, "content_type": str, "s
 # from before them ignores the field and stores the labels unfiltered (reads still apply their own).
 # `features`: what the worker runs (sightfleet/features.py); absent in a job from before them: the worker's
 # own default (Settings.features, with moderation when the stack moderates).
-_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str, "filters": dict, "features": list}
+# `release`: an admin's release of the photo ({"released_by", "released_at"}), carried by a reprocessing job so
+# that moderation holding the same photo again does not undo the review.
+_OPTIONAL_FIELDS = {"owner": str, "inline_b64": str, "bucket": str, "key": str, "filters": dict, "features": list,
+                    "release": dict}
 
 
 def clip(text: object, limit: int = 120) -> str:
@@ -190,6 +193,7 @@ class Job:
     owner: str = ANONYMOUS_OWNER
     filters: dict | None = None
     features: tuple[str, ...] | None = None
+    release: dict | None = None
 
     @property
     def is_inline(self) -> bool:
@@ -285,6 +289,9 @@ def _job_problem(job: Job) -> str | None:
         LabelFilters.from_dict(job.filters)
     except ValueError as exc:
         return f"label filters: {clip(exc, 200)}"
+    if job.release is not None and not (set(job.release) == {"released_by", "released_at"}
+                                        and all(isinstance(v, str) for v in job.release.values())):
+        return "release must be {released_by, released_at}, both strings"
     return _features_problem(job.features)
 
 
@@ -370,6 +377,7 @@ class Result:
         return cls(id=job.id, album=job.album, filename=job.filename, content_type=job.content_type,
                    size=job.size, submitted_at=job.submitted_at, updated_at=job.submitted_at, owner=job.owner,
                    label_filters=job.filters or None, features=tuple(job.features or ()),
+                   review={"flagged": True, "held": False, **job.release} if job.release else None,
                    # Never the job's own key: a forged one would make deleting this image delete another's.
                    input_key=input_key(job.owner, job.id, job.content_type))
 
@@ -402,7 +410,7 @@ class Result:
                        weaker_labels=tuple(outcome.weaker_labels),
                        text_detections=tuple(outcome.text_detections), face_details=tuple(outcome.face_details),
                        moderation_labels=tuple(outcome.moderation_labels),
-                       image_properties=outcome.image_properties, review=outcome.review,
+                       image_properties=outcome.image_properties, review=_kept_release(self.review, outcome.review),
                        model_versions=dict(outcome.model_versions),
                        label_model_version=outcome.label_model_version, metadata=outcome.metadata,
                        timings=outcome.timings,
@@ -427,6 +435,14 @@ class Result:
         now = utc_now()
         return replace(self, status=status, error=None, completed_at=now, updated_at=now,
                        result_key=output_keys(self.owner, self.id)["result"])
+
+
+def _kept_release(before: dict | None, verdict: dict | None) -> dict | None:
+    """Moderation's verdict, except that a photo an admin released stays released when it is flagged again."""
+    if verdict and verdict.get("held") and before and before.get("released_by"):
+        return {**verdict, "held": False, "released_by": before["released_by"],
+                "released_at": before.get("released_at")}
+    return verdict
 
 
 _TUPLE_FIELDS = ("labels", "weaker_labels", "features", "text_detections", "face_details", "moderation_labels")

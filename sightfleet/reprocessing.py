@@ -39,7 +39,16 @@ def reprocess_job(doc: dict, input_bucket: str) -> Job:
     """The job that runs a stored photo through the fleet again: a pointer to its original, its upload's filters."""
     return Job(id=doc["id"], album=doc["album"], filename=doc["filename"], content_type=doc["content_type"],
                submitted_at=doc["submitted_at"], size=doc["size"], bucket=input_bucket, key=doc["input_key"],
-               owner=owner_of(doc), filters=doc.get("label_filters") or None)
+               owner=owner_of(doc), filters=doc.get("label_filters") or None,
+               features=tuple(doc["features"]) if doc.get("features") else None, release=_release_of(doc))
+
+
+def _release_of(doc: dict) -> dict | None:
+    """An admin's release of the photo, which reprocessing keeps; None when it was never released."""
+    review = doc.get("review") or {}
+    if not review.get("released_by"):
+        return None
+    return {"released_by": str(review["released_by"]), "released_at": str(review.get("released_at") or "")}
 
 
 def requeue(resources, doc: dict) -> bool:

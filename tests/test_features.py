@@ -43,3 +43,21 @@ def test_a_job_carries_its_features_and_refuses_unknown_ones():
         body = job.to_message().replace('"features":["labels","text"]', f'"features":{bad!r}'.replace("'", '"'))
         with pytest.raises(InvalidJob):
             Job.from_message(body)
+
+
+def test_a_released_photo_stays_released_when_reprocessing_flags_it_again():
+    from app_tier.pipeline.records import Outcome
+    from sightfleet.contracts import Result
+    from sightfleet.reprocessing import reprocess_job
+    job = Job(new_image_id(), "default", "a.jpg", "image/jpeg", utc_now(), 3, inline_b64="YWJj", features=("labels",))
+    held = Outcome(id=job.id, status="SUCCEEDED", review={"flagged": True, "held": True})
+    first = Result.queued(job).processing("i-1", 1).from_outcome(held).to_dict()
+    assert first["review"] == {"flagged": True, "held": True}
+    released = {**first, "review": {**first["review"], "held": False, "released_by": "root", "released_at": "t"}}
+    again = reprocess_job(released, "input")
+    assert again.features == ("labels",) and Job.from_message(again.to_message()) == again
+    second = Result.queued(again).processing("i-2", 1).from_outcome(held).to_dict()
+    assert second["review"] == {"flagged": True, "held": False, "released_by": "root", "released_at": "t"}
+    never = reprocess_job(first, "input")
+    assert never.release is None
+    assert Result.queued(never).processing("i-2", 1).from_outcome(held).to_dict()["review"]["held"] is True
