@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import requests
 
@@ -40,3 +41,22 @@ def test_cse546_endpoint_through_gunicorn(local_stack):
     assert re.fullmatch(r"test_42:[^:\n]+", reply.text) and not reply.text.endswith(":unknown"), reply.text
     bad = post(local_stack, "/", files={"inputFile": ("x.tiff", (TESTDATA / "exif-samples/tiff/Arbitro.tiff").read_bytes())})
     assert bad.status_code == 415
+
+
+def test_an_upload_asking_for_text_and_faces_is_found_by_a_word_and_by_its_faces(local_stack):
+    from tests.test_rekognition_e2e import sign_photo
+    album = f"e2e-features-{uuid.uuid4().hex[:6]}"
+    reply = post(local_stack, f"/api/images?wait=60&album={album}&features=labels,text,faces,properties",
+                 files=[("file", ("sign.jpg", sign_photo(), "image/jpeg")),
+                        ("file", ("astronaut.jpg", jpeg_bytes("astronaut"), "image/jpeg"))])
+    assert reply.status_code == 200, reply.text
+    sign, person = reply.json()["images"]
+    assert sign["status"] == person["status"] == "SUCCEEDED", reply.text
+    assert {"FRESH", "COFFEE"} <= {w["DetectedText"].upper() for w in sign["text_detections"]
+                                   if w["Type"] == "WORD"}, sign["text_detections"]
+    assert len(person["face_details"]) == 1 and sign["face_details"] == []
+    assert person["image_properties"]["DominantColors"] and "moderation" in person["features"]
+    found = local_stack.get(f"/api/images?text=fresh&album={album}", timeout=10).json()["images"]
+    assert [i["id"] for i in found] == [sign["id"]]
+    with_faces = local_stack.get(f"/api/images?faces=1&album={album}", timeout=10).json()["images"]
+    assert [i["id"] for i in with_faces] == [person["id"]]
