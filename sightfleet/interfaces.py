@@ -159,7 +159,7 @@ class ResultStore(Protocol):
         """Overwrite the row only while it has this status and updated_at (reprocessing, an operator's retry);
         ConditionFailed otherwise."""
 
-    def bury(self, tombstone: dict) -> bool:
+    def replace_with_tombstone(self, tombstone: dict) -> bool:
         """Replace the row with a deleted image's tombstone (contracts.tombstone): listed nowhere, never
         overwritten by start, finish or requeue, expiring at its expires_at. False when it was one already."""
 

@@ -266,8 +266,8 @@ class MemoryResultsTable(_Part):
         with self._lock:
             self.docs.pop(image_id, None)
 
-    def bury(self, tombstone: dict) -> bool:
-        self._call("bury", tombstone)
+    def replace_with_tombstone(self, tombstone: dict) -> bool:
+        self._call("replace_with_tombstone", tombstone)
         with self._lock:
             if self.docs.get(tombstone["id"], {}).get("status") == tombstone["status"]:
                 return False

@@ -197,8 +197,8 @@ def test_healthz_fails_without_the_limits_table_only_when_a_quota_needs_it(setti
 
 
 def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settings_factory, monkeypatch):
-    from web_tier import cse546
-    monkeypatch.setattr(cse546, "WAIT_S", 0.5)
+    from web_tier import course_endpoint
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 0.5)
     settings = settings_factory(quota_images=5, anonymous_quota_images=0, rate_limit="")
     web = make_app(settings).test_client()
     assert web.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.2)), "a.jpg")}).status_code == 504
@@ -206,8 +206,8 @@ def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settin
 
 
 def test_anonymous_callers_share_a_default_quota_of_images_per_expiry_period(settings_factory, monkeypatch):
-    from web_tier import cse546
-    monkeypatch.setattr(cse546, "WAIT_S", 0.5)
+    from web_tier import course_endpoint
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 0.5)
     settings = settings_factory(anonymous_quota_images=2, rate_limit="")   # no quota for accounts
     assert Settings().anonymous_quota_images > 0 and Settings().anonymous_expiry_days > 0
     web = make_app(settings).test_client()

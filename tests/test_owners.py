@@ -342,7 +342,7 @@ def test_a_delete_whose_row_write_fails_changes_nothing(memory_app):
     client, resources, faults = memory_app
     alice = client.sign("alice")
     image = store_everything(resources, memory_upload(client, "alice"))
-    faults.fail("results.bury", times=1)
+    faults.fail("results.replace_with_tombstone", times=1)
     assert client.delete(f"/api/images/{image['id']}", headers=alice).status_code == 503
     assert client.get(f"/api/images/{image['id']}", headers=alice).get_json()["status"] == "SUCCEEDED"
     assert image["thumbnail_key"] in resources.outputs.objects
@@ -353,7 +353,7 @@ def test_an_album_delete_that_fails_part_way_says_how_far_it_got_and_a_retry_fin
     alice = client.sign("alice")
     for _ in range(3):
         store_everything(resources, memory_upload(client, "alice"))
-    faults.fail("results.bury", times=1, when=lambda grave: faults.calls["results.bury"] == 2)
+    faults.fail("results.replace_with_tombstone", times=1, when=lambda tombstone_row: faults.calls["results.replace_with_tombstone"] == 2)
     reply = client.delete("/api/albums/trip", headers=alice)
     assert reply.status_code == 503 and reply.get_json()["deleted"] == 1
     assert client.delete("/api/albums/trip", headers=alice).get_json() == {"album": "trip", "deleted": 2}

@@ -191,7 +191,7 @@ ONE_IMAGE = SETTINGS.max_upload_bytes
     ("signin.create_key", "multipart/form-data", FORM_BODY_BYTES),
     ("signin.redeem_link", "application/x-www-form-urlencoded", FORM_BODY_BYTES),
     ("account.change_password", "application/x-www-form-urlencoded", FORM_BODY_BYTES),
-    ("cse546.classify", "multipart/form-data", ONE_IMAGE + 64 * 1024),
+    ("course.classify", "multipart/form-data", ONE_IMAGE + 64 * 1024),
     ("api.submit_images", "image/jpeg", ONE_IMAGE + 1),
     ("api.submit_images", "multipart/form-data", 10 * ONE_IMAGE + 2**20),
     ("pages.upload", "multipart/form-data", 10 * ONE_IMAGE + 2**20),
@@ -322,8 +322,8 @@ def test_the_wait_budget(held, caller, anonymous, refused):
 
 
 def test_a_caller_past_its_waits_gets_202_with_the_status_url_at_once(settings_factory, monkeypatch):
-    from web_tier import cse546
-    monkeypatch.setattr(cse546, "WAIT_S", 4)
+    from web_tier import course_endpoint
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 4)
     settings = settings_factory(waits_per_caller=1, rate_limit="", address_rate_limit="", anonymous_quota_images=0)
     app = make_app(settings)
 
@@ -350,8 +350,8 @@ def documented_image_fields(app) -> dict:
 # --- the anonymous owner's photos expire -------------------------------------------------------------------
 
 def test_anonymous_photos_expire_and_one_process_of_the_stack_sweeps_per_hour(settings_factory, monkeypatch):
-    from web_tier import cse546
-    monkeypatch.setattr(cse546, "WAIT_S", 0.1)
+    from web_tier import course_endpoint
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 0.1)
     settings = settings_factory(rate_limit="", address_rate_limit="", anonymous_expiry_days=2)
     first, second = make_app(settings), make_app(settings)   # two processes of one stack
     web = first.test_client()

@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["wait_budget"] = WaitBudget(settings.waits_per_caller, settings.anonymous_waits)
     app.extensions["health"] = HealthProbe(resources)
 
-    from web_tier import (account, api, auth, csrf, cse546, display, door, errors, health, labels, ops, pages,
+    from web_tier import (account, api, auth, csrf, course_endpoint, display, door, errors, health, labels, ops, pages,
                           reprocess, signin, vocabulary)
     from web_tier.rekognition import views as rekognition
     from web_tier.webhooks import views as webhooks
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     auth.install(app, Accounts(resources.accounts, box), bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops, signin, account, webhooks, vocabulary, labels, reprocess):
+    for module in (health, api, pages, course_endpoint, ops, signin, account, webhooks, vocabulary, labels, reprocess):
         app.register_blueprint(module.bp)
     from web_tier import limits, openapi, security
     for extension in (security, openapi, rekognition):

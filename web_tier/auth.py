@@ -31,7 +31,7 @@ ANYONE, COURSE, SIGNED_IN, PERSON, ADMIN = "anyone", "course", "signed-in", "per
 ENDPOINT_ACCESS = {
     "static": ANYONE,
     "health.healthz": ANYONE,
-    "cse546.classify": COURSE,
+    "course.classify": COURSE,
     # The key pages live beside the sign-in pages, for people only: a key that could mint keys would
     # outlive its own revocation, and one that could revoke keys would lock its owner out.
     "signin.keys": PERSON,

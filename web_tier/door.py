@@ -44,7 +44,7 @@ def body_limit(endpoint: str | None, mimetype: str, settings: Settings) -> int:
         return one_image + 1
     if endpoint in ("api.submit_images", "pages.upload"):
         return one_image * MAX_IMAGES_PER_REQUEST + 1024 * 1024
-    if endpoint == "cse546.classify":
+    if endpoint == "course.classify":
         return one_image + ENVELOPE_BYTES
     if endpoint == REKOGNITION_CALL:
         return REKOGNITION_BODY_BYTES   # one 5 MB image in base64, and the rest of the call

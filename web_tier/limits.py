@@ -39,7 +39,7 @@ STORAGE_URI = "sightfleet+dynamodb://"
 # The load balancer's health check, and files that only make a page work, are never limited.
 EXEMPT_ENDPOINTS = frozenset({"health.healthz", "static", "ops.plotly", "openapi.docs_asset"})
 # Views that accept images, and how many images a request to each carries.
-UPLOAD_ENDPOINTS = ("api.submit_images", "cse546.classify", "pages.upload", "rekognition.call")
+UPLOAD_ENDPOINTS = ("api.submit_images", "course.classify", "pages.upload", "rekognition.call")
 # A quota is not a window: when a client may try again is up to it (deleting images); this is a hint.
 QUOTA_RETRY_AFTER_S = 60
 ANONYMOUS_IMAGES = "anonymous-images"   # the anonymous owner's window of images sent
@@ -148,7 +148,7 @@ def images_in_request() -> int:
         return 1  # one image a call (a call the protocol refuses gives it back at once)
     if request.mimetype != "multipart/form-data":
         return 0
-    if request.endpoint == "cse546.classify":
+    if request.endpoint == "course.classify":
         return int(any(field in request.files for field in COURSE_FIELDS))
     files = [f for f in request.files.getlist("file") if request.endpoint != "pages.upload" or f.filename]
     return len(files) if len(files) <= MAX_IMAGES_PER_REQUEST else 0

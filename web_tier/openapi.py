@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory, url_for
 
 from sightfleet.contracts import STATUSES
-from web_tier import api, cse546, door, errors, openapi_labels, openapi_ops, opsdata
+from web_tier import api, course_endpoint, door, errors, openapi_labels, openapi_ops, opsdata
 from web_tier.packaged import package_folder
 from web_tier.services import settings
 from sightfleet.webhooks import EVENTS
@@ -383,7 +383,7 @@ def _course_paths() -> dict:
     return {"/": {"post": {
         "operationId": "classify", "tags": ["course"], "security": _OPEN,
         "summary": "CSE546-compatible: one image in, `name:label` out",
-        "description": f"Waits up to {cse546.WAIT_S} s for the result. Open to anonymous callers unless "
+        "description": f"Waits up to {course_endpoint.WAIT_S} s for the result. Open to anonymous callers unless "
                        "SIGHTFLEET_OPEN_COURSE_ENDPOINT=0; their images belong to a built-in anonymous owner and "
                        "expire. A caller that already holds its share of waiting requests gets 202 at once.",
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

@@ -87,7 +87,7 @@ def delete_owned(doc: dict) -> None:
         except SightfleetError as exc:
             log.error("quota: deleting image %s, but %s's count could not be lowered: %s", doc["id"], owner_of(doc),
                       exc)
-    delete_image(resources(), doc, on_buried=give_back)
+    delete_image(resources(), doc, on_tombstoned=give_back)
 
 
 def delete_one(doc: dict) -> None:

@@ -12,7 +12,7 @@ from web_tier.services import bounded_wait, submitter
 from web_tier.submit import COURSE_FIELDS, Rejected, upload_from_part
 from web_tier.waiting import WaitRefused
 
-bp = Blueprint("cse546", __name__)
+bp = Blueprint("course", __name__)
 # The course generator waits as long as a request takes; the bound stays below gunicorn's timeout.
 WAIT_S = 120
 
