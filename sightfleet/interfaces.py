@@ -217,6 +217,26 @@ class MetricsSink(Protocol):
         """Each metric's datapoints between start and end, oldest first."""
 
 
+class LimitsStore(Protocol):
+    """Counters shared by every web process: fixed windows of hits by key, and images held per owner
+    (sightfleet/aws/limits.py's LimitsTable; sightfleet/memory.py's MemoryLimits)."""
+
+    def hit(self, key: str, window_s: int, amount: int = 1) -> int:
+        """Add amount to key's window (a new one of window_s when it ended); the window's count after it."""
+
+    def give_back(self, key: str, amount: int) -> None:
+        """Take amount off key's current window again."""
+
+    def reserve(self, owner: str, count: int, limit: int) -> bool:
+        """Count count more images for owner if that keeps it within limit; False (nothing counted) if not."""
+
+    def release(self, owner: str, count: int) -> None:
+        """Count count images fewer for owner, never below zero."""
+
+    def held(self, owner: str) -> int:
+        """How many images owner holds, as counted."""
+
+
 # Accounts and sign-in: implemented by sightfleet/aws/accounts.py and sightfleet/memory.py.
 class AccountStore(Protocol):
     """Accounts by user name, API keys and one-time sign-in links by the hash of their secret."""

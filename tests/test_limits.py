@@ -20,7 +20,8 @@ from sightfleet.config import Settings
 from sightfleet.errors import NotFound
 from sightfleet.resources import Resources
 from tests.support import REPO, bearer, free_port, jpeg_bytes, wait_for
-from web_tier import create_app, limits
+from sightfleet.quota import ANONYMOUS_IMAGES
+from web_tier import create_app, reservations
 from web_tier.accounts import Accounts
 from web_tier.identity import ANONYMOUS_OWNER
 
@@ -159,7 +160,7 @@ def test_refused_and_failed_uploads_give_their_reservation_back(settings_factory
     assert LimitsTable(settings).held(dana_id) == 1
     assert web.post("/api/images", data=photo(), headers=dana).status_code == 429
     with app.app_context():
-        limits.release(dana_id, 1)  # what deleting an image calls
+        reservations.release(dana_id, 1)  # what deleting an image calls
     assert LimitsTable(settings).held(dana_id) == 0
     assert web.post("/", data={"myfile": (io.BytesIO(b"not an image"), "x.jpg")}).status_code == 415
     assert LimitsTable(settings).held(ANONYMOUS_OWNER) == 0
@@ -217,7 +218,7 @@ def test_anonymous_callers_share_a_default_quota_of_images_per_expiry_period(set
     refused = send("10.0.0.9")
     assert refused.get_json()["error"]["code"] == "QUOTA_EXCEEDED" and "2 images per 7 days" in refused.get_data(True)
     table = LimitsTable(settings)
-    hits, ends_at = table.window(limits.ANONYMOUS_IMAGES)
+    hits, ends_at = table.window(ANONYMOUS_IMAGES)
     assert hits == 2 and 6.9 * 86400 < ends_at - time.time() <= 7 * 86400   # refusals gave their count back
     assert table.held(ANONYMOUS_OWNER) == 0
     alice, _ = caller(settings, "alice")

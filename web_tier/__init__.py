@@ -19,6 +19,7 @@ from web_tier.accounts import Accounts
 from web_tier.albums import Albums
 from web_tier.expiry import AnonymousExpiry
 from web_tier.health import HealthProbe
+from web_tier.reservations import count_accepted
 from web_tier.signin_guard import SignInGuard, VerificationGate
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
 from web_tier.waiting import ResultWaiter, WaitBudget
@@ -53,6 +54,14 @@ def session_key(settings: Settings) -> str:
     return secrets.token_urlsafe(32)
 
 
+def _noting(albums: Albums):
+    """What the Submitter tells of each accepted image: the album chooser learns it, the quota keeps its place."""
+    def accepted(result: dict) -> None:
+        albums.note(result)
+        count_accepted()
+    return accepted
+
+
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> Flask:
     """Build the app; settings and resources are read once here and passed inward.
 
@@ -78,7 +87,7 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     app.extensions["sightfleet"] = resources
     app.extensions["albums"] = Albums(resources.results)
     app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes,
-                                            on_accept=app.extensions["albums"].note)
+                                            on_accept=_noting(app.extensions["albums"]))
     app.extensions["waiter"] = ResultWaiter(resources.results)
     app.extensions["wait_budget"] = WaitBudget(settings.waits_per_caller, settings.anonymous_waits)
     app.extensions["health"] = HealthProbe(resources)
@@ -99,8 +108,8 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     display.install(app)
     for module in (health, api, pages, course_endpoint, ops, signin, account, webhooks, vocabulary, labels, reprocess):
         app.register_blueprint(module.bp)
-    from web_tier import limits, openapi, security
-    for extension in (security, openapi, rekognition):
+    from web_tier import limits, openapi, reservations, security
+    for extension in (security, openapi, rekognition, reservations):
         extension.install(app)
     limits.install(app, limits_table)
     app.extensions["expiry"] = AnonymousExpiry(resources, limits_table, settings.anonymous_expiry_days)

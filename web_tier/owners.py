@@ -15,7 +15,7 @@ from sightfleet.deletion import delete_image
 from sightfleet.errors import NoSuchResult, SightfleetError
 from sightfleet.interfaces import EVERY_OWNER
 from web_tier.identity import Principal, current_principal
-from web_tier.limits import release
+from web_tier.reservations import release
 from web_tier.services import albums, resources
 from web_tier.submit import Rejected
 

@@ -12,8 +12,9 @@ from web_tier.csrf import csrf_token, require_csrf
 from web_tier.owners import caller, delete_one, listing_owner, stored_row, visible_result
 from web_tier.present import encode_cursor, present
 from web_tier.query import album_filter, status_filter
+from web_tier.reservations import reserve_images
 from web_tier.services import albums, resources, settings, submitter
-from web_tier.submit import Rejected, Upload, safe_filename, uploads_from_parts
+from web_tier.submit import Rejected, Upload, check_part_count, safe_filename, uploads_from_parts
 
 bp = Blueprint("pages", __name__)
 
@@ -59,6 +60,8 @@ def upload():
     files = [f for f in request.files.getlist("file") if f.filename]
     if not files:
         return upload_page([{"filename": "", "error": "choose one or more JPEG or PNG files first"}], 400)
+    check_part_count(files)
+    reserve_images(caller().owner, len(files))
     uploads = uploads_from_parts(files, album, caller().owner, submitter().max_bytes)
     outcomes = [_submit_one(upload) for upload in uploads]
     if all(o["image"] for o in outcomes):

@@ -57,11 +57,16 @@ def upload_from_part(part, album: str | None, owner: str, max_bytes: int) -> Upl
     return Upload(data, part.filename, album, owner)
 
 
-def uploads_from_parts(parts: list, album: str | None, owner: str, max_bytes: int) -> list[Upload]:
-    """Uploads from a request's file parts, at most MAX_IMAGES_PER_REQUEST of them, each read with a bound."""
+def check_part_count(parts: list) -> None:
+    """Rejected unless the request has at most MAX_IMAGES_PER_REQUEST file parts."""
     if len(parts) > MAX_IMAGES_PER_REQUEST:
         raise Rejected(413, "TOO_MANY_FILES", f"the request has {len(parts)} files; send at most "
                                               f"{MAX_IMAGES_PER_REQUEST} per request")
+
+
+def uploads_from_parts(parts: list, album: str | None, owner: str, max_bytes: int) -> list[Upload]:
+    """Uploads from a request's file parts, at most MAX_IMAGES_PER_REQUEST of them, each read with a bound."""
+    check_part_count(parts)
     return [upload_from_part(part, album, owner, max_bytes) for part in parts]
 
 

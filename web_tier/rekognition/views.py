@@ -19,6 +19,7 @@ from web_tier.ops_actions import paused_notice
 from web_tier.rekognition.calls import API_ALBUM, PENDING_TTL_S, CallRefused, Calls, clean_up_when_unclaimed
 from web_tier.rekognition.protocol import (AwsError, DetectLabels, as_aws_error, labels_answer, operation_of,
                                            parse_detect_labels)
+from web_tier.reservations import reserve_images
 from web_tier.services import bounded_wait, resources, settings, submitter, waiter
 from web_tier.submit import Rejected, Upload
 
@@ -58,6 +59,7 @@ def call():
     except ValueError:
         raise AwsError("SerializationException", "the body is not valid JSON") from None
     detect = parse_detect_labels(body)
+    reserve_images(g.principal.owner, 1)   # one image a call (a retry joining its job gives it back)
     upload = Upload(_image_of(detect), f"rekognition-{uuid.uuid4().hex[:8]}", API_ALBUM, g.principal.owner)
     result = _final_result(upload)
     _let_go(result)
