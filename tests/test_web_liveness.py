@@ -23,7 +23,8 @@ from sightfleet.resources import Resources
 from tests.support import jpeg_bytes, keyed_client, unique_prefix
 from tests.test_web_helpers import QueueFinisher, finish_job
 from web_tier import create_app
-from web_tier.health import HEALTH_DEADLINE_S, UNHEALTHY_REASON
+from web_tier.health import UNHEALTHY_REASON
+from web_tier.health_probe import HEALTH_DEADLINE_S
 
 
 class RowCheckingQueue(Queue):

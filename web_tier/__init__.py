@@ -18,7 +18,7 @@ from sightfleet.secretbox import credentials_box
 from web_tier.accounts import Accounts
 from web_tier.albums import Albums
 from web_tier.expiry import AnonymousExpiry
-from web_tier.health import HealthProbe
+from web_tier.health_probe import HealthProbe
 from web_tier.reservations import count_accepted
 from web_tier.signin_guard import SignInGuard, VerificationGate
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter

@@ -19,7 +19,8 @@ from flask import Flask, current_app, request
 from sightfleet.aws.limits import LimitsTable
 from sightfleet.config import Settings
 from web_tier.errors import refusal
-from web_tier.limits import UPLOAD_ENDPOINTS, AddressCounter, too_many
+from web_tier.counters import AddressCounter
+from web_tier.limits import UPLOAD_ENDPOINTS, too_many
 from web_tier.rekognition import ENDPOINT as REKOGNITION_CALL
 from web_tier.rekognition.protocol import MAX_BODY_BYTES as REKOGNITION_BODY_BYTES
 from web_tier.submit import MAX_IMAGES_PER_REQUEST

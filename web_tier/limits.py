@@ -21,14 +21,12 @@ import time
 from flask import Flask, current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
-from limits import parse, parse_many
-from limits.storage import MemoryStorage, Storage
-from limits.strategies import FixedWindowRateLimiter
+from limits import parse_many
 
 from sightfleet.aws.limits import LimitsTable
-from sightfleet.errors import SightfleetError
-from web_tier.errors import error_response, refusal
 from sightfleet.quota import Quota
+from web_tier.counters import AddressCounter
+from web_tier.errors import error_response, refusal
 from web_tier.identity import current_principal
 
 log = logging.getLogger(__name__)
@@ -37,71 +35,6 @@ STORAGE_URI = "sightfleet+dynamodb://"
 EXEMPT_ENDPOINTS = frozenset({"health.healthz", "static", "ops.plotly", "openapi.docs_asset"})
 # Views that accept images (the door bounds their bodies differently).
 UPLOAD_ENDPOINTS = ("api.submit_images", "course.classify", "pages.upload", "rekognition.call")
-SHARED_RETRY_S = 10   # how long an address counter counts in memory before it tries the table again
-
-
-class DynamoStorage(Storage):
-    """A `limits` storage on the limits table (fixed windows: all that one atomic counter needs)."""
-
-    STORAGE_SCHEME = ["sightfleet+dynamodb"]
-
-    def __init__(self, uri: str | None = None, table: LimitsTable | None = None, **options):
-        super().__init__(uri, **options)
-        self.table = table
-
-    @property
-    def base_exceptions(self):
-        return SightfleetError
-
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self.table.hit(key, int(expiry), amount)
-
-    def get(self, key: str) -> int:
-        return self.table.window(key)[0]
-
-    def get_expiry(self, key: str) -> float:
-        return self.table.window(key)[1]
-
-    def check(self) -> bool:
-        try:
-            self.table.check()
-        except SightfleetError as exc:
-            log.warning("the limits table is still unreachable: %s", exc)
-            return False
-        return True
-
-    def reset(self) -> int | None:
-        return self.table.clear_all()
-
-    def clear(self, key: str) -> None:
-        self.table.clear(key)
-
-
-class AddressCounter:
-    """Requests per remote address in fixed windows, in the limits table or (while it is out of reach) in memory."""
-
-    def __init__(self, table: LimitsTable, limit: str, namespace: str):
-        self.limit, self.namespace = parse(limit), namespace
-        self._shared = FixedWindowRateLimiter(DynamoStorage(table=table))
-        self._local = FixedWindowRateLimiter(MemoryStorage())
-        self._shared_down_until = 0.0   # while the table is out of reach, requests do not each wait for it
-
-    def wait_s(self, address: str) -> int:
-        """Count one request from address; 0 when it may go on, else the seconds until its window ends."""
-        if time.monotonic() >= self._shared_down_until:
-            try:
-                return self._wait(self._shared, address)
-            except SightfleetError as exc:
-                log.warning("address limit: the limits table is out of reach (%s); counting in memory for %s s",
-                            exc, SHARED_RETRY_S)
-                self._shared_down_until = time.monotonic() + SHARED_RETRY_S
-        return self._wait(self._local, address)
-
-    def _wait(self, limiter: FixedWindowRateLimiter, address: str) -> int:
-        if limiter.hit(self.limit, self.namespace, address):
-            return 0
-        reset_at = limiter.get_window_stats(self.limit, self.namespace, address).reset_time
-        return math.ceil(max(1.0, reset_at - time.time()))
 
 
 def too_many(who: str, wait_s: int):
