@@ -24,6 +24,7 @@ from sightfleet.quota import ANONYMOUS_IMAGES
 from web_tier import create_app, reservations
 from web_tier.accounts import Accounts
 from web_tier.identity import ANONYMOUS_OWNER
+from web_tier.services import services_of
 
 def make_app(settings, resources=None):
     """An app on these settings (and on these resources, when given)."""
@@ -192,7 +193,7 @@ def test_healthz_fails_without_the_limits_table_only_when_a_quota_needs_it(setti
         web = make_app(settings).test_client()
         assert web.get("/healthz").status_code == 200
         drop_limits_table(settings)
-        web.application.extensions["health"].forget()   # a verdict is reused for 1.5 s
+        services_of(web.application).health.forget()   # a verdict is reused for 1.5 s
         expected = 503 if settings is quota else 200
         assert web.get("/healthz").status_code == expected
 

@@ -12,6 +12,7 @@ from werkzeug.serving import make_server
 from sightfleet.secretbox import SecretBox
 from tests.support import free_port, jpeg_bytes
 from tests.test_web_helpers import QueueFinisher
+from web_tier.services import services_of
 
 KEY = "a credentials key of 32 characters or more"
 PHOTO = jpeg_bytes()
@@ -29,7 +30,7 @@ def served(settings_factory):
 
 
 def client_for(app, url: str):
-    accounts = app.extensions["accounts"]
+    accounts = services_of(app).accounts
     account, _ = accounts.create("retry")
     pair = accounts.issue_access_key(account)
     assert accounts._box is not None and isinstance(accounts._box, SecretBox)  # noqa: SLF001
@@ -39,7 +40,7 @@ def client_for(app, url: str):
 
 def test_a_slow_fleet_is_a_throttling_error_and_the_retry_joins_the_same_job(served):
     app, url = served
-    client, resources = client_for(app, url), app.extensions["sightfleet"]
+    client, resources = client_for(app, url), services_of(app).resources
     for _ in range(2):
         with pytest.raises(client.exceptions.ThrottlingException) as caught:
             client.detect_labels(Image={"Bytes": PHOTO})

@@ -16,6 +16,7 @@ from sightfleet.errors import Invalid
 from sightfleet.resources import Resources
 from tests.support import TESTDATA, jpeg_bytes, keyed_client
 from tests.test_web_helpers import QueueFinisher, finish
+from web_tier.services import services_of
 
 
 def test_post_image_queues_a_job_and_result(client, resources):
@@ -66,7 +67,7 @@ def test_healthz_ok_then_503_when_a_resource_is_gone(admin_client, settings):
     import boto3
     boto3.client("sqs", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_queue(
         QueueUrl=f"{settings.endpoint_url}/123456789012/{settings.names.response_queue}")
-    client.application.extensions["health"].forget()   # a verdict is reused for 1.5 s
+    services_of(client.application).health.forget()   # a verdict is reused for 1.5 s
     reply = client.get("/healthz")
     assert reply.status_code == 503
     assert any("response queue" in p for p in json.loads(reply.data)["problems"])

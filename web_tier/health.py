@@ -12,10 +12,11 @@ healthy or not, and the details go to the log.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from web_tier.errors import RETRY_HEADERS
 from web_tier.identity import current_principal
+from web_tier.services import services
 
 bp = Blueprint("health", __name__)
 UNHEALTHY_REASON = "a resource is unreachable (details in the logs)"
@@ -23,7 +24,7 @@ UNHEALTHY_REASON = "a resource is unreachable (details in the logs)"
 
 @bp.get("/healthz")
 def healthz():
-    problems = current_app.extensions["health"].problems()
+    problems = services().health.problems()
     principal = current_principal()
     if not problems:
         return jsonify({"status": "ok"})

@@ -18,16 +18,18 @@ import logging
 import math
 import time
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from sightfleet.aws.limits import LimitsTable
+from sightfleet.config import Settings
 from sightfleet.quota import Quota
 from web_tier.counters import AddressCounter
 from web_tier.errors import error_response, refusal
 from web_tier.identity import current_principal
+from web_tier.services import services, services_of
 
 log = logging.getLogger(__name__)
 STORAGE_URI = "sightfleet+dynamodb://"
@@ -45,7 +47,7 @@ def too_many(who: str, wait_s: int):
 
 def limit_anonymous():
     """before_request (after authentication): anonymous callers' own, lower rate, per address."""
-    counter: AddressCounter | None = current_app.extensions["limits"]["anonymous"]
+    counter = services().anonymous_counter
     principal = current_principal()
     if counter is None or request.endpoint in EXEMPT_ENDPOINTS or (principal and principal.via != "anonymous"):
         return None
@@ -63,7 +65,8 @@ def caller_key() -> str:
 
 def _rate_limited(exc: RateLimitExceeded):
     """429 with Retry-After: the seconds until this caller's window ends."""
-    limiter: Limiter = current_app.extensions["limits"]["limiter"]
+    limiter = services().limiter
+    assert limiter is not None   # this handler is registered with it
     try:
         wait_s = math.ceil(max(1.0, limiter.current_limit.window[0] - time.time()))
     except Exception as error:  # noqa: BLE001 - the store went away between the hit and this read
@@ -73,13 +76,26 @@ def _rate_limited(exc: RateLimitExceeded):
                           {"Retry-After": str(wait_s)})
 
 
-def install(app: Flask, table: LimitsTable) -> None:
-    """Rate-limit every request and hold each owner to the quota, as the app's settings say."""
-    settings = app.extensions["sightfleet"].settings
-    anonymous = settings.anonymous_rate_limit.strip()
-    limits = {"limiter": None, "quota": None, "table": table,   # the table: the sign-in guard counts there too
-              "anonymous": AddressCounter(table, anonymous, "anonymous") if anonymous else None}
-    app.extensions["limits"] = limits
+def address_counter(table: LimitsTable, limit: str, namespace: str) -> AddressCounter | None:
+    """A counter of requests per address under limit (`limits` notation); None when the limit is empty."""
+    return AddressCounter(table, limit.strip(), namespace) if limit.strip() else None
+
+
+def quota_of(settings: Settings) -> Quota | None:
+    """The image quota the settings ask for, or None.
+
+    It fails closed, so it takes the table's ordinary retries rather than the counters' one try.
+    """
+    if not (settings.quota_images or settings.anonymous_quota_images):
+        return None
+    return Quota(LimitsTable(settings), settings.quota_images, settings.anonymous_quota_images,
+                 settings.anonymous_expiry_days * 86400)
+
+
+def install(app: Flask) -> None:
+    """Rate-limit every request, as the app's settings say."""
+    shared = services_of(app)
+    settings, table = shared.settings, shared.limits_table
     app.before_request(limit_anonymous)
     if settings.rate_limit.strip():
         parse_many(settings.rate_limit)  # a malformed setting fails here, at start, not on a request
@@ -90,13 +106,8 @@ def install(app: Flask, table: LimitsTable) -> None:
         limiter.request_filter(lambda: request.endpoint in EXEMPT_ENDPOINTS)
         limiter.init_app(app)
         app.register_error_handler(RateLimitExceeded, _rate_limited)
-        limits["limiter"] = limiter
-    if settings.quota_images or settings.anonymous_quota_images:
-        # The quota fails closed: it takes the table's ordinary retries rather than the counters' one try.
-        quota = Quota(LimitsTable(settings), settings.quota_images, settings.anonymous_quota_images,
-                      settings.anonymous_expiry_days * 86400)
-        limits["quota"] = quota
+        shared.limiter = limiter
     if settings.quota_images:
         # The quota fails closed (no upload is accepted uncounted), so without its table the web tier
         # cannot take uploads: health says so. The rate limits and the sign-in guard fail open instead.
-        app.extensions["health"].also_check("limits", table.check)
+        shared.health.also_check("limits", table.check)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory, url_for
+from flask import Blueprint, Flask, jsonify, render_template, send_from_directory, url_for
 
 from sightfleet.contracts import STATUSES
 from web_tier import api, course_endpoint, door, errors, openapi_labels, openapi_ops, opsdata
 from web_tier.packaged import package_folder
-from web_tier.services import settings
+from web_tier.services import settings, services
 from sightfleet.webhooks import EVENTS
 from web_tier.submit import MAX_IMAGES_PER_REQUEST
 from web_tier.webhooks.service import MAX_ENDPOINTS
@@ -457,9 +457,10 @@ def build_document() -> dict:
 
 def document() -> dict:
     """This app's document, built on first use."""
-    if "openapi" not in current_app.extensions:
-        current_app.extensions["openapi"] = build_document()
-    return current_app.extensions["openapi"]
+    shared = services()
+    if shared.openapi is None:
+        shared.openapi = build_document()
+    return shared.openapi
 
 
 @lru_cache(maxsize=1)

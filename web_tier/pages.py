@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album
 from sightfleet.errors import Unavailable
@@ -13,7 +13,7 @@ from web_tier.owners import caller, delete_one, listing_owner, stored_row, visib
 from web_tier.present import encode_cursor, present
 from web_tier.query import album_filter, status_filter
 from web_tier.reservations import reserve_images
-from web_tier.services import albums, resources, settings, submitter
+from web_tier.services import albums, resources, services, settings, submitter
 from web_tier.submit import Rejected, Upload, check_part_count, safe_filename, uploads_from_parts
 
 bp = Blueprint("pages", __name__)
@@ -26,10 +26,11 @@ def inject():
 
 def image_origin() -> str:
     """Where presigned image URLs point (S3, or the local endpoint); presigning needs no network."""
-    if "image_origin" not in current_app.extensions:
+    shared = services()
+    if shared.image_origin is None:
         url = urlsplit(resources().outputs.presigned_url("probe", 60))
-        current_app.extensions["image_origin"] = f"{url.scheme}://{url.netloc}"
-    return current_app.extensions["image_origin"]
+        shared.image_origin = f"{url.scheme}://{url.netloc}"
+    return shared.image_origin
 
 
 def upload_page(outcomes: list | None = None, status: int = 200):

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, g, has_app_context
+from flask import Flask, g, has_app_context
 
 from sightfleet.errors import SightfleetError
 from sightfleet.quota import QUOTA_RETRY_AFTER_S, Quota, QuotaExceeded
 from web_tier.errors import error_response
+from web_tier.services import services
 
 log = logging.getLogger(__name__)
 
 
 def _quota() -> Quota | None:
-    return current_app.extensions["limits"]["quota"]
+    return services().quota
 
 
 def reserve_images(owner: str, count: int) -> None:

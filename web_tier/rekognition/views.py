@@ -20,7 +20,7 @@ from web_tier.rekognition.calls import API_ALBUM, PENDING_TTL_S, CallRefused, Ca
 from web_tier.rekognition.protocol import (AwsError, DetectLabels, as_aws_error, labels_answer, operation_of,
                                            parse_detect_labels)
 from web_tier.reservations import reserve_images
-from web_tier.services import bounded_wait, resources, settings, submitter, waiter
+from web_tier.services import bounded_wait, resources, services, settings, submitter, waiter
 from web_tier.submit import Rejected, Upload
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,12 @@ def rejected(exc: Rejected):
 
 
 def calls() -> Calls:
-    found = current_app.extensions.get("rekognition_calls")
-    if found is None:
+    shared = services()
+    if shared.rekognition_calls is None:
         # Waits count against the caller's share, as every waiting route's (web_tier/waiting.py).
-        found = Calls(submitter().submit, bounded_wait, settings().rekognition_wait_s,
-                      PendingCalls(settings(), PENDING_TTL_S))
-        current_app.extensions["rekognition_calls"] = found
-    return found
+        shared.rekognition_calls = Calls(submitter().submit, bounded_wait, settings().rekognition_wait_s,
+                                         PendingCalls(settings(), PENDING_TTL_S))
+    return shared.rekognition_calls
 
 
 @bp.post(ROUTE)
