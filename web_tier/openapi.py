@@ -29,6 +29,8 @@ IMAGE_ID_PATTERN = "^[0-9a-f]{32}$"
 RAW_IMAGE_TYPES = ("image/jpeg", "image/png")
 # A day: the asset URLs carry the package's version, so an upgrade is fetched at once.
 ASSET_MAX_AGE_S = 86400
+CURSOR_DESCRIPTION = ("Opaque and signed: pass it as `cursor` for the next page of the same listing; null on the "
+                      "last page. A changed or foreign cursor is refused 400 `BAD_CURSOR`")
 
 
 def _ref(name: str) -> dict:
@@ -157,7 +159,7 @@ def _schemas() -> dict:
             "type": "object", "required": ["images", "next_cursor"],
             "properties": {"images": {"type": "array", "items": _ref("Image")},
                            "next_cursor": _nullable({"type": "string",
-                                                     "description": "Pass as `cursor` for the next page"})}},
+                                                     "description": CURSOR_DESCRIPTION})}},
         **openapi_labels.schemas(),
         "Health": {
             "type": "object", "required": ["status"],
@@ -268,7 +270,8 @@ def _images_paths() -> dict:
                     _query("limit", f"Page size, 1 to {api.MAX_PAGE}", {"type": "integer", "minimum": 1,
                                                                        "maximum": api.MAX_PAGE,
                                                                        "default": api.DEFAULT_PAGE}),
-                    _query("cursor", "`next_cursor` of the previous page", {"type": "string"}),
+                    _query("cursor", "`next_cursor` of the previous page of the same listing (opaque and signed: a "
+                           "changed or foreign one is refused 400 `BAD_CURSOR`)", {"type": "string"}),
                     *openapi_labels.search_params(), *openapi_labels.filter_params()],
                 "responses": {"200": {"description": "One page", "content": _json(_ref("ImagePage"))},
                               "400": _response("BadRequest"), "403": _response("Forbidden"), **_COMMON}},
