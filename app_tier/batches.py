@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 @dataclass(eq=False)
-class Ticket:
+class JobInProgress:
     """One received message on its way; `ended` says how the way ended, once it has."""
 
     message: Message
@@ -49,8 +49,8 @@ class Runner(Protocol):
     def receive_ahead(self, poll: Callable[[], list[Message]]) -> Future[Batch | None]: ...
 
 
-# A chunk of tickets and its forward passes under way (None: the pipeline refused the chunk).
-Submitted = tuple[list["Ticket"], "Pending | None"]
+# A chunk of jobs_in_progress and its forward passes under way (None: the pipeline refused the chunk).
+Submitted = tuple[list["JobInProgress"], "Pending | None"]
 
 
 class Feedable(Protocol):
@@ -71,15 +71,15 @@ class Batch:
     """Received messages, now held, whose claims and fetches run on the intake threads."""
 
     messages: list[Message]
-    claimed: Iterator[Ticket | None]
+    claimed: Iterator[JobInProgress | None]
     # Its first chunks, submitted while the batch before it finished.
     started: list[Submitted] = field(default_factory=list)
     # Starts receiving the batch after this one; Batches sets it for a full batch.
     receive_following: Callable[[], Future[Batch | None]] | None = None
 
-    def tickets(self) -> Iterator[Ticket]:
-        """The tickets that passed claim and fetch, not yet taken, as their claims complete."""
-        return (ticket for ticket in self.claimed if ticket is not None)
+    def jobs_in_progress(self) -> Iterator[JobInProgress]:
+        """The jobs_in_progress that passed claim and fetch, not yet taken, as their claims complete."""
+        return (job_in_progress for job_in_progress in self.claimed if job_in_progress is not None)
 
     def chunks(self, pipeline: Feedable) -> Iterator[Submitted]:
         """This batch's chunks, each submitted AHEAD chunks before it is yielded for collecting.
@@ -88,18 +88,18 @@ class Batch:
         """
         following = self.receive_following() if self.receive_following else None
         queued = deque(self.started)
-        for chunk in pipeline.chunks(self.tickets()):
+        for chunk in pipeline.chunks(self.jobs_in_progress()):
             queued.append(_submit(pipeline, chunk))
             if len(queued) > pipeline.AHEAD:
                 yield queued.popleft()
         batch = following.result() if following else None
         if batch:
-            batch.started = [_submit(pipeline, c) for c in islice(pipeline.chunks(batch.tickets()), pipeline.AHEAD)]
+            batch.started = [_submit(pipeline, c) for c in islice(pipeline.chunks(batch.jobs_in_progress()), pipeline.AHEAD)]
         while queued:
             yield queued.popleft()
 
 
-def _submit(pipeline: Feedable, chunk: list[Ticket]) -> Submitted:
+def _submit(pipeline: Feedable, chunk: list[JobInProgress]) -> Submitted:
     """Prepare a chunk of images here and queue its forward passes."""
     try:
         inputs = [ImageInput(id=t.job.id, data=t.data, filename=t.job.filename, features=t.job.features)

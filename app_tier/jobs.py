@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_all
 from typing import TYPE_CHECKING
 
-from app_tier.batches import Batch, Feedable, Submitted, Ticket
+from app_tier.batches import Batch, Feedable, Submitted, JobInProgress
 from app_tier.endings import (
     ACKNOWLEDGE, DONE, FAIL, FOREIGN, INPUT_GONE, NOT_A_JOB, PIPELINE_FAILED, REJECTED, TOO_LARGE, UNAVAILABLE,
     UNEXPECTED, Ending, Happened, ending,
@@ -54,14 +54,14 @@ class BatchRunner:
                  counters: Counter, io_threads: int = IO_THREADS,
                  on_stage: Callable[[str, str], None] | None = None):
         """on_stage(image id, stage): told as each image moves on (what operators see of a worker)."""
-        self._r = resources
+        self._resources = resources
         self._on_stage = on_stage or (lambda image_id, stage: None)
         self._pipeline = pipeline
         self._instance_id = instance_id
         self._heartbeat = heartbeat
         self._counters = counters
         self._lock = threading.Lock()
-        self._acks: list[tuple[Ticket, dict]] = []
+        self._acks: list[tuple[JobInProgress, dict]] = []
         # Storage calls wait on the network; threads overlap them with the models' CPU work.
         # Claims have their own threads so that a batch's first image never queues behind
         # the previous batch's writes.
@@ -108,29 +108,29 @@ class BatchRunner:
             log.exception("the pipeline failed a chunk of %s images", len(chunk))
             outcomes = None
         if outcomes is None:
-            for ticket in chunk:
-                self._ended(ticket, Happened(PIPELINE_FAILED, "the pipeline failed"))
+            for job_in_progress in chunk:
+                self._ended(job_in_progress, Happened(PIPELINE_FAILED, "the pipeline failed"))
             return []
         self._heartbeat.progress()
-        return [self._io.submit(self._step, ticket, self._store, outcome)
-                for ticket, outcome in zip(chunk, outcomes)]
+        return [self._io.submit(self._step, job_in_progress, self._store, outcome)
+                for job_in_progress, outcome in zip(chunk, outcomes)]
 
     def hand_back(self, batch: Batch) -> None:
         """Give back a batch taken but not run: its results QUEUED again, its messages visible at once.
 
         Its first chunks may have been prepared already; nothing of them was stored.
         """
-        tickets = [t for chunk, _ in batch.started for t in chunk] + list(batch.tickets())
-        for ticket in tickets:
+        jobs_in_progress = [t for chunk, _ in batch.started for t in chunk] + list(batch.jobs_in_progress())
+        for job_in_progress in jobs_in_progress:
             try:
-                self._r.results.requeue(Result.queued(ticket.job).to_dict())
+                self._resources.results.requeue(Result.queued(job_in_progress.job).to_dict())
             except ConditionFailed:
                 pass  # finished meanwhile by another worker: nothing to undo
             except SightfleetError as exc:
-                log.warning("job %s: left PROCESSING until it is taken again (%s)", ticket.job.id, exc)
-            ticket.ended = "handed back"
-        self._hand_back([t.message for t in tickets], 0)   # one call for all, not one per message
-        log.info("handed back %s jobs received ahead", len(tickets))
+                log.warning("job %s: left PROCESSING until it is taken again (%s)", job_in_progress.job.id, exc)
+            job_in_progress.ended = "handed back"
+        self._hand_back([t.message for t in jobs_in_progress], 0)   # one call for all, not one per message
+        log.info("handed back %s jobs received ahead", len(jobs_in_progress))
 
     def wait(self) -> None:
         """Until every batch so far is written and acknowledged."""
@@ -150,62 +150,62 @@ class BatchRunner:
 
     # --- the steps of one job's way: each returns None (go on) or what happened where it ends -------
 
-    def _take_in(self, message: Message) -> Ticket | None:
-        """Claim, then fetch; the ticket when the job goes on to the pipeline, None when its way ended."""
-        ticket = Ticket(message)
-        ok = self._step(ticket, self._claim) and self._stage(ticket, "fetching") and self._step(ticket, self._fetch)
-        return ticket if ok and self._stage(ticket, "recognising") else None
+    def _take_in(self, message: Message) -> JobInProgress | None:
+        """Claim, then fetch; the job_in_progress when the job goes on to the pipeline, None when its way ended."""
+        job_in_progress = JobInProgress(message)
+        ok = self._step(job_in_progress, self._claim) and self._stage(job_in_progress, "fetching") and self._step(job_in_progress, self._fetch)
+        return job_in_progress if ok and self._stage(job_in_progress, "recognising") else None
 
-    def _stage(self, ticket: Ticket, stage: str) -> bool:
-        """Tell where the ticket's image is now; True, so that it reads as one more step on the way."""
-        if ticket.job is not None:
-            self._on_stage(ticket.job.id, stage)
+    def _stage(self, job_in_progress: JobInProgress, stage: str) -> bool:
+        """Tell where the job_in_progress's image is now; True, so that it reads as one more step on the way."""
+        if job_in_progress.job is not None:
+            self._on_stage(job_in_progress.job.id, stage)
         return True
 
-    def _claim(self, ticket: Ticket) -> Happened | None:
+    def _claim(self, job_in_progress: JobInProgress) -> Happened | None:
         """Parse the job and mark it PROCESSING; a job already final is republished as it stands."""
-        job = ticket.job = Job.from_message(ticket.message.body)
+        job = job_in_progress.job = Job.from_message(job_in_progress.message.body)
         # The receive count is the attempt number, so no read is needed before this write.
-        ticket.result = Result.queued(job).processing(self._instance_id, ticket.message.receive_count)
+        job_in_progress.result = Result.queued(job).processing(self._instance_id, job_in_progress.message.receive_count)
         try:
-            self._r.results.start(ticket.result.to_dict())
+            self._resources.results.start(job_in_progress.result.to_dict())
         except ConditionFailed:
-            current = self._r.results.get(job.id)
+            current = self._resources.results.get(job.id)
             if owner_of(current) != job.owner:   # the write left another owner's row alone: so does the job
                 log.error("message %s names image %s of another owner; not a job: handed back, then the "
-                          "dead-letter queue", ticket.message.id, job.id)
+                          "dead-letter queue", job_in_progress.message.id, job.id)
                 return Happened(NOT_A_JOB, f"job {job.id}: the image belongs to another owner")
             log.info("job %s already %s (redelivery); republishing", job.id, current["status"])
-            return Happened(DONE, result=self._standing(ticket, current, ticket.result))
+            return Happened(DONE, result=self._standing(job_in_progress, current, job_in_progress.result))
         return None
 
-    def _fetch(self, ticket: Ticket) -> Happened | None:
+    def _fetch(self, job_in_progress: JobInProgress) -> Happened | None:
         """Load the image bytes; inline ones are also stored as the original in the input bucket."""
-        job, result = ticket.job, ticket.result
+        job, result = job_in_progress.job, job_in_progress.result
         problem = foreign_input(job)
         if problem:
             return Happened(FOREIGN, problem)
         if job.is_inline:
-            ticket.data = job.inline_bytes()
-            self._r.inputs.put(result.input_key, ticket.data, job.content_type)
+            job_in_progress.data = job.inline_bytes()
+            self._resources.inputs.put(result.input_key, job_in_progress.data, job.content_type)
             return None
         try:
-            ticket.data = self._r.inputs.get(job.key)
+            job_in_progress.data = self._resources.inputs.get(job.key)
         except NoSuchObject:   # a missing bucket is out of reach, retried like any storage failure
             return Happened(INPUT_GONE)
         return None
 
-    def _store(self, ticket: Ticket, outcome: Outcome) -> Happened:
+    def _store(self, job_in_progress: JobInProgress, outcome: Outcome) -> Happened:
         """Write the outputs the pipeline made, then the final result."""
-        self._stage(ticket, "storing")
-        ticket.data, final = None, ticket.result.from_outcome(outcome)
+        self._stage(job_in_progress, "storing")
+        job_in_progress.data, final = None, job_in_progress.result.from_outcome(outcome)
         if final.thumbnail_key:
-            self._r.outputs.put(final.thumbnail_key, outcome.thumbnail, outcome.thumbnail_content_type)
+            self._resources.outputs.put(final.thumbnail_key, outcome.thumbnail, outcome.thumbnail_content_type)
         if final.annotated_key:
-            self._r.outputs.put(final.annotated_key, outcome.annotated, outcome.annotated_content_type)
-        return self._finalise(ticket, final)
+            self._resources.outputs.put(final.annotated_key, outcome.annotated, outcome.annotated_content_type)
+        return self._finalise(job_in_progress, final)
 
-    def _finalise(self, ticket: Ticket, final: Result) -> Happened:
+    def _finalise(self, job_in_progress: JobInProgress, final: Result) -> Happened:
         """Write the result JSON, then the final result once (the first writer wins); what stands is DONE.
 
         The JSON goes first so that the conditional write after it is also the check that the image
@@ -219,11 +219,11 @@ class BatchRunner:
             # A failure is recorded even when its JSON cannot be: the row is what users see.
             log.warning("job %s: the JSON of its failure is not stored (%s)", final.id, exc)
         try:
-            self._r.results.finish(final.to_dict())
+            self._resources.results.finish(final.to_dict())
         except ConditionFailed:
             # Another worker finished first (its result stands, ours is dropped: one result per image),
             # or the image was deleted.
-            return Happened(DONE, result=self._standing(ticket, self._r.results.get(final.id), final))
+            return Happened(DONE, result=self._standing(job_in_progress, self._resources.results.get(final.id), final))
         except Invalid as exc:
             if final.status == FAILED:
                 raise
@@ -231,26 +231,26 @@ class BatchRunner:
         with self._lock:
             self._counters["failed" if final.status == FAILED else "succeeded"] += 1
         log.info("job %s %s top=%s", final.id, final.status, final.top_label)
-        if self._index(ticket, final.to_dict()):
+        if self._index(job_in_progress, final.to_dict()):
             # A delete between the final write and the index writes would miss these entries: look again.
-            current = self._r.results.get(final.id)
+            current = self._resources.results.get(final.id)
             if is_deleted(current):
-                purge(self._r, current, final.to_dict())
+                purge(self._resources, current, final.to_dict())
         return Happened(DONE, result=final.to_dict())
 
-    def _standing(self, ticket: Ticket, current: dict, ours: Result | None = None) -> dict:
+    def _standing(self, job_in_progress: JobInProgress, current: dict, ours: Result | None = None) -> dict:
         """The stored result that stands, republished and indexed; a deleted image's artefacts purged instead."""
         if not is_deleted(current):
             self._published(current)
-            self._index(ticket, current)
+            self._index(job_in_progress, current)
             # A delete between the read and the put would miss that JSON: look again after writing it.
-            current = self._r.results.get(current["id"])
+            current = self._resources.results.get(current["id"])
         if is_deleted(current):
             log.info("job %s: the image was deleted; removing what it left and dropping the job", current["id"])
-            purge(self._r, current, *([ours.to_dict()] if ours else []))
+            purge(self._resources, current, *([ours.to_dict()] if ours else []))
         return current
 
-    def _index(self, ticket: Ticket, result: dict) -> bool:
+    def _index(self, job_in_progress: JobInProgress, result: dict) -> bool:
         """Bring the label index to the stored final result; True when entries were added.
 
         Final writes come first, so a failure here raises (the job is handed back) and its redelivery,
@@ -258,75 +258,75 @@ class BatchRunner:
         twice). On the last allowed receive the result stands unindexed, said in the log.
         """
         try:
-            return bool(labelindex.sync(self._r.labels, result, self._r.settings.min_confidence).add)
+            return bool(labelindex.sync(self._resources.labels, result, self._resources.settings.min_confidence).add)
         except SightfleetError as exc:
-            if ticket.message.receive_count < self._r.settings.max_receive_count:
+            if job_in_progress.message.receive_count < self._resources.settings.max_receive_count:
                 raise
             log.error("job %s: its labels are not indexed (%s); reprocess the image to index them", result["id"], exc)
             return False
 
     def _published(self, result: dict) -> dict:
         """The result JSON written to the output bucket; a redelivery writes the same again."""
-        self._r.outputs.put(result["result_key"], json.dumps(result, indent=1).encode(), "application/json")
+        self._resources.outputs.put(result["result_key"], json.dumps(result, indent=1).encode(), "application/json")
         return result
 
     # --- endings ------------------------------------------------------------------------------------
 
-    def _step(self, ticket: Ticket, step: Step, *args) -> bool:
+    def _step(self, job_in_progress: JobInProgress, step: Step, *args) -> bool:
         """Run one step; True when the job goes on, False when its way ended there."""
-        return self._ended(ticket, self._attempt(ticket, step, *args))
+        return self._ended(job_in_progress, self._attempt(job_in_progress, step, *args))
 
-    def _attempt(self, ticket: Ticket, step: Step, *args) -> Happened | None:
+    def _attempt(self, job_in_progress: JobInProgress, step: Step, *args) -> Happened | None:
         """What the step reported, or the exception it raised sorted into a kind (and logged)."""
-        receives = ticket.message.receive_count
+        receives = job_in_progress.message.receive_count
         try:
-            happened = step(ticket, *args)
+            happened = step(job_in_progress, *args)
         except InvalidJob as exc:
             log.error("message %s is not a job (%s); receive %s of %s, then the dead-letter queue",
-                      ticket.message.id, clip(exc, 200), receives, self._r.settings.max_receive_count)
+                      job_in_progress.message.id, clip(exc, 200), receives, self._resources.settings.max_receive_count)
             happened = Happened(NOT_A_JOB, clip(exc, 200))
         except Invalid as exc:
             happened = Happened(REJECTED, clip(exc, 200))
         except SightfleetError as exc:
-            log.warning("job %s: %s (receive %s)", _name(ticket), exc, receives)
+            log.warning("job %s: %s (receive %s)", _name(job_in_progress), exc, receives)
             happened = Happened(UNAVAILABLE, clip(exc, 200))
         except Exception as exc:  # noqa: BLE001 - a bug on one job must not take down the worker
-            log.exception("job %s: unexpected error in %s", _name(ticket), getattr(step, "__name__", step))
+            log.exception("job %s: unexpected error in %s", _name(job_in_progress), getattr(step, "__name__", step))
             happened = Happened(UNEXPECTED, f"unexpected {type(exc).__name__}")
         self._heartbeat.progress()
         return happened
 
-    def _ended(self, ticket: Ticket, happened: Happened | None) -> bool:
+    def _ended(self, job_in_progress: JobInProgress, happened: Happened | None) -> bool:
         """False once the job's way ended (its ending applied); True when nothing ended it."""
         while happened is not None:
-            decided = ending(happened.kind, ticket.message.receive_count, self._r.settings.max_receive_count,
-                             can_record=ticket.result is not None and not ticket.failing, detail=happened.detail)
+            decided = ending(happened.kind, job_in_progress.message.receive_count, self._resources.settings.max_receive_count,
+                             can_record=job_in_progress.result is not None and not job_in_progress.failing, detail=happened.detail)
             if decided.action != FAIL:
-                self._end(ticket, decided, happened.result)
+                self._end(job_in_progress, decided, happened.result)
                 return False
-            ticket.failing = True
-            log.warning("job %s failed: %s: %s", _name(ticket), decided.code, decided.reason)
+            job_in_progress.failing = True
+            log.warning("job %s failed: %s: %s", _name(job_in_progress), decided.code, decided.reason)
             # Recording the failure is a step of its own: what it reports ends the job (it cannot fail twice).
-            happened = self._attempt(ticket, self._finalise, ticket.result.failed(decided.code, decided.reason))
+            happened = self._attempt(job_in_progress, self._finalise, job_in_progress.result.failed(decided.code, decided.reason))
         return True
 
-    def _end(self, ticket: Ticket, decided: Ending, result: dict | None) -> None:
+    def _end(self, job_in_progress: JobInProgress, decided: Ending, result: dict | None) -> None:
         """Apply an ending: acknowledged (queued for the acknowledge thread) or handed back."""
-        if ticket.ended:
-            log.error("job %s ended twice (%s, then %s)", ticket.message.id, ticket.ended, decided.action)
+        if job_in_progress.ended:
+            log.error("job %s ended twice (%s, then %s)", job_in_progress.message.id, job_in_progress.ended, decided.action)
             return
         if decided.action == ACKNOWLEDGE:
-            ticket.ended = "acknowledged"
+            job_in_progress.ended = "acknowledged"
             with self._lock:
-                self._acks.append((ticket, result))
+                self._acks.append((job_in_progress, result))
             return
-        ticket.ended = "handed back"
-        self._hand_back([ticket.message], RETRY_DELAY_S if decided.later else 0)
+        job_in_progress.ended = "handed back"
+        self._hand_back([job_in_progress.message], RETRY_DELAY_S if decided.later else 0)
 
     def _hand_back(self, messages: list[Message], delay_s: float) -> None:
         """Make messages visible again after delay_s and stop holding them."""
         try:
-            self._r.requests.set_visibility([m.receipt for m in messages], int(delay_s))
+            self._resources.requests.set_visibility([m.receipt for m in messages], int(delay_s))
         except SightfleetError as exc:
             log.warning("could not hand back %s messages (%s); they reappear when their visibility lapses",
                         len(messages), exc)
@@ -347,13 +347,13 @@ class BatchRunner:
         if not acks:
             return
         bodies = [response_message(result) for _, result in acks]
-        not_sent = set(self._each_or_all(self._r.responses.send_batch, bodies, range(len(bodies))))
-        sent = [ticket.message for i, (ticket, _) in enumerate(acks) if i not in not_sent]
+        not_sent = set(self._each_or_all(self._resources.responses.send_batch, bodies, range(len(bodies))))
+        sent = [job_in_progress.message for i, (job_in_progress, _) in enumerate(acks) if i not in not_sent]
         if not_sent:
             log.warning("%s responses not sent; handing their jobs back to republish", len(not_sent))
             self._hand_back([acks[i][0].message for i in sorted(not_sent)], RETRY_DELAY_S)
         receipts = [m.receipt for m in sent]
-        not_deleted = self._each_or_all(self._r.requests.delete_batch, receipts, receipts)
+        not_deleted = self._each_or_all(self._resources.requests.delete_batch, receipts, receipts)
         if not_deleted:
             log.warning("%s messages not deleted; they reappear and are republished as they stand",
                         len(not_deleted))
@@ -372,6 +372,6 @@ class BatchRunner:
             return list(everything)
 
 
-def _name(ticket: Ticket) -> str:
+def _name(job_in_progress: JobInProgress) -> str:
     """The job's id in log lines; the message's id while it is not yet read as a job."""
-    return ticket.job.id if ticket.job else ticket.message.id
+    return job_in_progress.job.id if job_in_progress.job else job_in_progress.message.id

@@ -54,7 +54,7 @@ class Worker:
                  startup: StartupClock | None = None):
         """pipeline_factory: makes the pipeline (on a thread of its own), or is a LoadingPipeline already loading."""
         self.settings = resources.settings
-        self._r = resources
+        self._resources = resources
         self._pipeline_factory = pipeline_factory
         self.instance_id = instance_id
         self._can_terminate = can_terminate
@@ -113,7 +113,7 @@ class Worker:
         self._models = factory if isinstance(factory, LoadingPipeline) else LoadingPipeline(factory, self._startup)
         self._heartbeat.announce("idle")
         self._last_work = time.monotonic()
-        return BatchRunner(self._r, self._models, self.instance_id, self._heartbeat, self.counters,
+        return BatchRunner(self._resources, self._models, self.instance_id, self._heartbeat, self.counters,
                            on_stage=self._oversight.stage)
 
     def _check_models(self, runner: BatchRunner, batch: Batch | None) -> None:
@@ -165,8 +165,8 @@ class Worker:
             log.info("start-up, seconds since the process started: %s", self._startup.summary())
         self._polling = True
         try:
-            return self._oversight.unless_paused(self._r.requests,
-                                                 self._r.requests.receive(self.settings.receive_batch, wait_s))
+            return self._oversight.unless_paused(self._resources.requests,
+                                                 self._resources.requests.receive(self.settings.receive_batch, wait_s))
         except SightfleetError as exc:
             log.warning("receive failed (%s); backing off", exc)
             time.sleep(min(5.0, wait_s))
@@ -179,7 +179,7 @@ class Worker:
         if self._stop_requested or self._oversight.paused():
             return []   # it would only be handed back, one of its receives spent
         try:
-            return self._r.requests.receive(self.settings.receive_batch, 0)
+            return self._resources.requests.receive(self.settings.receive_batch, 0)
         except SightfleetError as exc:
             log.warning("receive ahead failed (%s)", exc)
             return []
@@ -214,7 +214,7 @@ class Worker:
         if not idle.needs_fleet(rules, idle_s, bool(self._heartbeat.held()), self._can_terminate):
             return None
         try:
-            every = self._r.fleet.instances(states=ALL_STATES)
+            every = self._resources.fleet.instances(states=ALL_STATES)
         except SightfleetError as exc:
             log.warning("cannot count the fleet (%s); staying up", exc)
             return None
@@ -228,7 +228,7 @@ class Worker:
         self.status["pooled_at"] = utc_now()
         self._heartbeat.beat(POOLED)
         try:
-            hibernating = self._r.fleet.stop([self.instance_id])
+            hibernating = self._resources.fleet.stop([self.instance_id])
         except SightfleetError as exc:
             log.warning("cannot stop own instance into the warm pool (%s); retiring instead", exc)
             self.status["pooled_at"] = None
@@ -270,7 +270,7 @@ class Worker:
     def _started_since(self, pooled_at: datetime) -> datetime | None:
         """When this instance was started again, if EC2 lists it live and started after pooled_at."""
         try:
-            mine = [i for i in self._r.fleet.instances(states=ALL_STATES) if i.id == self.instance_id]
+            mine = [i for i in self._resources.fleet.instances(states=ALL_STATES) if i.id == self.instance_id]
         except SightfleetError as exc:
             log.warning("cannot see whether this instance was started again (%s); looking again", exc)
             return None
@@ -284,10 +284,10 @@ class Worker:
         held = self._heartbeat.held()
         if held:
             # Give unfinished messages back at once so another worker can take them.
-            if _attempt("hand back unfinished messages", self._r.requests.set_visibility, held, 0):
+            if _attempt("hand back unfinished messages", self._resources.requests.set_visibility, held, 0):
                 log.info("handed back %s unfinished messages", len(held))
         self._heartbeat.beat("terminated" if reason == "idle" else reason)
-        if reason == "idle" and _attempt("terminate own instance", self._r.fleet.terminate, [self.instance_id]):
+        if reason == "idle" and _attempt("terminate own instance", self._resources.fleet.terminate, [self.instance_id]):
             log.info("terminated own instance")
         log.info("worker exits (%s) after %s succeeded, %s failed",
                  reason, self.counters["succeeded"], self.counters["failed"])

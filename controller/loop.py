@@ -55,7 +55,7 @@ class Controller:
     """observe -> policy -> apply, one tick at a time; keeps no fleet state of its own."""
 
     def __init__(self, resources: Resources, settings: Settings, clock=time.time):
-        self._r = resources
+        self._resources = resources
         self._settings = settings
         self._observer = Observer(resources, settings)
         # Rendered once: the settings are read once at start and do not change while running.
@@ -90,7 +90,7 @@ class Controller:
             if time.monotonic() >= deadline:
                 return
             try:
-                visible = self._r.requests.counts()["visible"]
+                visible = self._resources.requests.counts()["visible"]
             except SightfleetError as exc:
                 log.debug("cannot read the request queue between ticks (%s); the next tick will try", exc)
                 return
@@ -122,14 +122,14 @@ class Controller:
 
     def _sweep_dead_letters(self) -> None:
         try:
-            dead_letters.sweep(self._r, held=self._swept)
+            dead_letters.sweep(self._resources, held=self._swept)
         except SightfleetError as exc:
             log.warning("dead-letter sweep failed: %s", exc)
 
     def _release_dead_letters(self, requested_at: str | None) -> None:
         """An operator redrives: the dead letters this controller's sweep hides become visible to it now."""
         try:
-            released = dead_letters.release(self._r, self._swept)
+            released = dead_letters.release(self._resources, self._swept)
         except SightfleetError as exc:
             log.warning("dead letters not released for the redrive: %s", exc)
             return
@@ -140,19 +140,19 @@ class Controller:
         applied = Applied()
         if decision.terminate:
             try:
-                self._r.fleet.terminate(decision.terminate_ids)
+                self._resources.fleet.terminate(decision.terminate_ids)
                 applied.terminated = list(decision.terminate)
             except SightfleetError as exc:
                 applied.errors.append(f"terminate {decision.terminate_ids}: {exc}")
         if decision.start:
             try:
-                self._r.fleet.start(list(decision.start))
+                self._resources.fleet.start(list(decision.start))
                 applied.started = list(decision.start)
             except SightfleetError as exc:
                 applied.errors.append(f"start {list(decision.start)}: {exc}")
         if decision.launch:
             try:
-                applied.launched = self._r.fleet.launch(decision.launch, self._user_data)
+                applied.launched = self._resources.fleet.launch(decision.launch, self._user_data)
             except SightfleetError as exc:
                 applied.errors.append(f"launch {decision.launch}: {exc}")
         return applied
@@ -169,8 +169,8 @@ class Controller:
                      [f"{i} ({why})" for i, why in applied.terminated] or "none",
                      f"; errors: {applied.errors}" if applied.errors else "")
         # Each record on its own: metrics still go out when the table is unreachable, and the reverse.
-        for what, record in (("decision", lambda: self._r.fleet_log.put(DECISION_KIND, doc["at"], doc)),
-                             ("metrics", lambda: self._r.metrics.put(tick_values(doc)))):
+        for what, record in (("decision", lambda: self._resources.fleet_log.put(DECISION_KIND, doc["at"], doc)),
+                             ("metrics", lambda: self._resources.metrics.put(tick_values(doc)))):
             try:
                 record()
             except SightfleetError as exc:

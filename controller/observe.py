@@ -75,7 +75,7 @@ class Observer:
     """Reads one Snapshot from the stack's resources."""
 
     def __init__(self, resources: Resources, settings: Settings):
-        self._r = resources
+        self._resources = resources
         self._settings = settings
         # Decisions this far back cover the idle safety net's quiet period and recent launches.
         self._decisions = DecisionTail(resources.fleet_log, max(
@@ -83,15 +83,15 @@ class Observer:
         self._timing: tuple[float, float | None] = (float("-inf"), None)
 
     def observe(self, now: float, paused: bool = False) -> Snapshot:
-        counts = self._r.requests.counts()
-        dead = self._r.dead_letters.counts()
-        every = self._r.fleet.instances(states=ALL_STATES)
+        counts = self._resources.requests.counts()
+        dead = self._resources.dead_letters.counts()
+        every = self._resources.fleet.instances(states=ALL_STATES)
         live = tuple(i for i in every if i.state in LIVE_STATES)
         pooled = tuple(i for i in every if i.state in POOLED_STATES)
         decisions = self._decisions.read(now)
         # Only the beats of instances EC2 still lists (about an hour): the table remembers a day of them.
         # Ended ones tell whose messages are still in flight with nobody working on them.
-        heartbeats = self._r.fleet_log.get_many(HEARTBEAT_KIND, [i.id for i in every if i.state not in POOLED_STATES])
+        heartbeats = self._resources.fleet_log.get_many(HEARTBEAT_KIND, [i.id for i in every if i.state not in POOLED_STATES])
         ended = tuple(i for i in every if i.state not in LIVE_STATES + POOLED_STATES and holding(heartbeats.get(i.id)))
         unlisted = _unlisted_launches(decisions, {i.id for i in every}, now)
         backlog = counts["visible"] + counts["in_flight"]
@@ -113,7 +113,7 @@ class Observer:
 
     def _measure(self, now: float) -> float | None:
         try:
-            results = self._r.results.completed_since(iso(now - TIMING_WINDOW_S))
+            results = self._resources.results.completed_since(iso(now - TIMING_WINDOW_S))
         except SightfleetError as exc:
             log.warning("cannot read recent results for the time per image: %s", exc)
             return None

@@ -206,7 +206,7 @@ class Supervisor:
     def _wait_until(self, ready, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while not ready():
-            self.tend()
+            self.restart_dead_children()
             if self._stop.is_set():
                 raise StackError(f"stopped while waiting for {what}")
             if time.monotonic() > deadline:
@@ -215,21 +215,21 @@ class Supervisor:
 
     def _watch(self) -> int:
         while not self._stop.is_set():
-            self.tend()
+            self.restart_dead_children()
             self._stop.wait(WATCH_S)
         log.info("stopping the stack")
         return 0
 
-    def tend(self) -> None:
+    def restart_dead_children(self) -> None:
         """Notice each child that died and start it again once its backoff has passed."""
         now = time.monotonic()
         for child in self.children:
             if child.restart_at is None and child.proc.poll() is not None:
-                self._mourn(child, now)
+                self._note_death(child, now)
             elif child.restart_at is not None and now >= child.restart_at:
                 self._restart(child)
 
-    def _mourn(self, child: Child, now: float) -> None:
+    def _note_death(self, child: Child, now: float) -> None:
         log.error("%s (pid %s) died: %s", child.name, child.proc.pid, describe_exit(child.proc.returncode))
         _signal_group(child.proc.pid, signal.SIGTERM)  # what it left behind stops now, and is killed at the restart
         child.deaths = [when for when in child.deaths if now - when <= self.policy.interval_s] + [now]

@@ -14,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 # The classifiers the worker can run; the native runtime runs the first only (docs/recognition.md compares them).
 CLASSIFIER_MODELS = ("efficientnet_lite0", "efficientnet_lite3")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -114,6 +115,9 @@ class Settings:
     port: int = 8000
     # Interface gunicorn binds: loopback locally; scripts/deploy sets 0.0.0.0 behind the load balancer.
     web_host: str = "127.0.0.1"
+    web_workers: int = 2
+    web_threads: int = 96
+    log_level: str = "INFO"
     local_aws_port: int = 4566
     # Where `scripts/run`'s local AWS endpoint keeps its contents between runs ("": .run/aws-<port>).
     local_aws_state_dir: str = ""
@@ -351,6 +355,10 @@ def _validate(settings: Settings) -> None:
     if settings.moderation not in MODERATION_MODES:
         raise ConfigError(f"SIGHTFLEET_MODERATION must be one of {', '.join(MODERATION_MODES)}, "
                           f"got {settings.moderation!r}")
+    if settings.log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"SIGHTFLEET_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {settings.log_level!r}")
+    if min(settings.web_workers, settings.web_threads) < 1:
+        raise ConfigError("SIGHTFLEET_WEB_WORKERS and SIGHTFLEET_WEB_THREADS must be at least 1")
     if settings.target_backlog_per_instance < 1:
         raise ConfigError("SIGHTFLEET_TARGET_BACKLOG_PER_INSTANCE must be at least 1")
 

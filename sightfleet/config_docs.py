@@ -24,6 +24,7 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
         "local_aws_port": "port of the local AWS endpoint that `scripts/run` starts",
         "local_aws_state_dir": "where that endpoint keeps its contents between runs; empty: `.run/aws-<port>` "
                                "(`scripts/run --no-persist`: nowhere)",
+        "log_level": "logging level of every process (`DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`)",
         "emulator_patches": "`on`: the local endpoint serves moto with the project's tested repairs "
                             "(`devstack/moto_patches.py`, only on the moto version they were tested on); `off`: "
                             "plain moto",
@@ -31,6 +32,8 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
     ("Web tier", {
         "port": "web tier port",
         "web_host": "interface the web tier binds (`scripts/deploy` sets `0.0.0.0` behind the load balancer)",
+        "web_workers": "gunicorn processes of the web tier (`web_tier/gunicorn.conf.py`)",
+        "web_threads": "threads of each gunicorn process (requests that wait for a result each hold one)",
         "max_upload_mb": "upload size limit per image, in MiB",
         "rate_limit": "requests per caller across the whole app in the `limits` notation (`600/minute`, "
                       "`10/second;600/minute`); empty: none. Over it: 429 `RATE_LIMITED` with `Retry-After`",
@@ -131,9 +134,6 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
 
 # Variables read outside Settings, by the process they concern: (variable, default, meaning).
 OTHER_VARIABLES = [
-    ("SIGHTFLEET_LOG_LEVEL", "INFO", "logging level of every process (`sightfleet/logs.py`)"),
-    ("SIGHTFLEET_WEB_WORKERS", "2", "gunicorn processes of the web tier (`web_tier/gunicorn.conf.py`)"),
-    ("SIGHTFLEET_WEB_THREADS", "96", "threads of each gunicorn process"),
     ("SIGHTFLEET_API_KEY", "", "the workload generator's API key (its `--api-key`)"),
 ]
 

@@ -24,38 +24,38 @@ from sightfleet.labelindex import remove_all
 log = logging.getLogger(__name__)
 
 
-def delete_image(resources, doc: dict, on_buried: Callable[[], None] | None = None) -> None:
+def delete_image(resources, doc: dict, on_tombstoned: Callable[[], None] | None = None) -> None:
     """Bury the image's row (unless it is a tombstone already), then purge its artefacts; idempotent.
 
-    on_buried runs once per image, right after the one write that turned its row into a tombstone
+    on_tombstoned runs once per image, right after the one write that turned its row into a tombstone
     (never for a retry or for the loser of two racing deletes) and before any object goes, so what
     counts images (the owner's quota) counts each deletion exactly once even when the purge then
     fails. Raises the project's error of the first call that failed; a retry completes what is left.
     """
-    grave = doc if is_deleted(doc) else tombstone(doc)
-    if grave is not doc and resources.results.bury(grave) and on_buried is not None:
-        on_buried()
+    tombstone_row = doc if is_deleted(doc) else tombstone(doc)
+    if tombstone_row is not doc and resources.results.replace_with_tombstone(tombstone_row) and on_tombstoned is not None:
+        on_tombstoned()
     # Said on every run while the tombstone stands, a retried delete's too, and a failed send fails the delete
     # (to be run again): webhooks hear of it at least once (as the same delivery, so receivers drop repeats).
-    resources.responses.send(response_message(grave))
-    purge(resources, grave, doc)
-    log.info("deleted image %s of %s", doc["id"], grave["owner"])
+    resources.responses.send(response_message(tombstone_row))
+    purge(resources, tombstone_row, doc)
+    log.info("deleted image %s of %s", doc["id"], tombstone_row["owner"])
 
 
 def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | None = None,
-                        on_buried: Callable[[], None] | None = None,
+                        on_tombstoned: Callable[[], None] | None = None,
                         page_size: int = 100) -> list[tuple[str, Exception]]:
     """Delete every image of one owner, page by page; the images whose deletion failed, with why.
 
-    One failure does not stop the others. A failed image may be buried already (a tombstone, which no
+    One failure does not stop the others. A failed image may be tombstoned already (a tombstone, which no
     listing shows, names what is left): the caller keeps the failed ids to finish them by id
-    (delete_images_by_id). on_buried: as delete_image's, once per image buried here.
+    (delete_images_by_id). on_tombstoned: as delete_image's, once per image tombstoned here.
     """
     failed: list[tuple[str, Exception]] = []
     cursor = None
     while True:
         docs, cursor = resources.results.page(owner=owner, limit=page_size, cursor=cursor)
-        failed += _delete_each(resources, docs, on_each, on_buried)
+        failed += _delete_each(resources, docs, on_each, on_tombstoned)
         if cursor is None:
             break
     if not failed:   # each image's delete uncounted its labels; what stays are the owner's emptied counts
@@ -63,7 +63,7 @@ def delete_owner_images(resources, owner: str, on_each: Callable[[], None] | Non
     return failed
 
 
-def delete_images_by_id(resources, image_ids: list[str], on_buried: Callable[[], None] | None = None
+def delete_images_by_id(resources, image_ids: list[str], on_tombstoned: Callable[[], None] | None = None
                         ) -> list[tuple[str, Exception]]:
     """Finish deleting images known by id (tombstones included; an id whose row is gone is done)."""
     docs, failed = [], []
@@ -74,14 +74,14 @@ def delete_images_by_id(resources, image_ids: list[str], on_buried: Callable[[],
             continue
         except SightfleetError as exc:
             failed.append((image_id, exc))
-    return failed + _delete_each(resources, docs, None, on_buried)
+    return failed + _delete_each(resources, docs, None, on_tombstoned)
 
 
-def _delete_each(resources, docs: list[dict], on_each, on_buried) -> list[tuple[str, Exception]]:
+def _delete_each(resources, docs: list[dict], on_each, on_tombstoned) -> list[tuple[str, Exception]]:
     failed: list[tuple[str, Exception]] = []
     for doc in docs:
         try:
-            delete_image(resources, doc, on_buried)
+            delete_image(resources, doc, on_tombstoned)
         except SightfleetError as exc:
             log.warning("deleting image %s of %s failed: %s", doc["id"], doc.get("owner"), exc)
             failed.append((doc["id"], exc))

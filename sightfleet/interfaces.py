@@ -159,7 +159,7 @@ class ResultStore(Protocol):
         """Overwrite the row only while it has this status and updated_at (reprocessing, an operator's retry);
         ConditionFailed otherwise."""
 
-    def bury(self, tombstone: dict) -> bool:
+    def replace_with_tombstone(self, tombstone: dict) -> bool:
         """Replace the row with a deleted image's tombstone (contracts.tombstone): listed nowhere, never
         overwritten by start, finish or requeue, expiring at its expires_at. False when it was one already."""
 
@@ -215,6 +215,26 @@ class MetricsSink(Protocol):
     def series(self, names: list[str], start: datetime, end: datetime, period_s: int = 60,
                stat: str = "Average") -> dict[str, list[tuple[datetime, float]]]:
         """Each metric's datapoints between start and end, oldest first."""
+
+
+class LimitsStore(Protocol):
+    """Counters shared by every web process: fixed windows of hits by key, and images held per owner
+    (sightfleet/aws/limits.py's LimitsTable; sightfleet/memory.py's MemoryLimits)."""
+
+    def hit(self, key: str, window_s: int, amount: int = 1) -> int:
+        """Add amount to key's window (a new one of window_s when it ended); the window's count after it."""
+
+    def give_back(self, key: str, amount: int) -> None:
+        """Take amount off key's current window again."""
+
+    def reserve(self, owner: str, count: int, limit: int) -> bool:
+        """Count count more images for owner if that keeps it within limit; False (nothing counted) if not."""
+
+    def release(self, owner: str, count: int) -> None:
+        """Count count images fewer for owner, never below zero."""
+
+    def held(self, owner: str) -> int:
+        """How many images owner holds, as counted."""
 
 
 # Accounts and sign-in: implemented by sightfleet/aws/accounts.py and sightfleet/memory.py.

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-import os
+
+from sightfleet.config import ConfigError, Settings
 
 
 class _InstanceFilter(logging.Filter):
@@ -19,7 +20,7 @@ class _InstanceFilter(logging.Filter):
 
 def setup_logging(component: str, instance_id: str | None = None) -> None:
     """Log to stderr with the component and, for workers, the instance id on every line."""
-    level = os.environ.get("SIGHTFLEET_LOG_LEVEL", "INFO").upper()
+    level = _configured_level()
     handler = logging.StreamHandler()
     handler.addFilter(_InstanceFilter(instance_id or "-"))
     tag = f"{component} %(instance_id)s" if instance_id else component
@@ -31,3 +32,12 @@ def setup_logging(component: str, instance_id: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # exifread warns once per broken tag: a hostile file could fill the log; the pipeline logs one line per image.
     logging.getLogger("exifread").setLevel(max(logging.ERROR, root.level))
+
+
+def _configured_level() -> str:
+    """SIGHTFLEET_LOG_LEVEL through Settings; the default while the configuration is malformed, so the entry
+    point can still log what is wrong with it (settings_or_exit)."""
+    try:
+        return Settings.from_env().log_level.upper()
+    except ConfigError:
+        return Settings.log_level

@@ -267,8 +267,8 @@ class MemoryResultsTable(_Part):
         with self._lock:
             self.docs.pop(image_id, None)
 
-    def bury(self, tombstone: dict) -> bool:
-        self._call("bury", tombstone)
+    def replace_with_tombstone(self, tombstone: dict) -> bool:
+        self._call("replace_with_tombstone", tombstone)
         with self._lock:
             if self.docs.get(tombstone["id"], {}).get("status") == tombstone["status"]:
                 return False
@@ -509,6 +509,50 @@ class MemoryMetrics(_Part):
         with self._lock:
             return {name: sorted((at, value) for at, n, value in self.points if n == name and start <= at <= end)
                     for name in names}
+
+
+class MemoryLimits(_Part):
+    """The limits table's fixed windows and per-owner image counts, with its conditions."""
+
+    def __init__(self, faults: Faults, clock: Callable[[], float] = time.time):
+        super().__init__("limits", faults)
+        self.windows: dict[str, tuple[int, float]] = {}   # key -> (hits, ends at)
+        self.images: dict[str, int] = {}
+        self._clock = clock
+
+    def hit(self, key: str, window_s: int, amount: int = 1) -> int:
+        self._call("hit", key, amount)
+        with self._lock:
+            hits, ends = self.windows.get(key, (0, 0.0))
+            if ends <= self._clock():
+                hits, ends = 0, self._clock() + window_s
+            self.windows[key] = (hits + amount, ends)
+            return hits + amount
+
+    def give_back(self, key: str, amount: int) -> None:
+        self._call("give_back", key, amount)
+        with self._lock:
+            hits, ends = self.windows.get(key, (0, 0.0))
+            if ends > self._clock():
+                self.windows[key] = (hits - amount, ends)
+
+    def reserve(self, owner: str, count: int, limit: int) -> bool:
+        self._call("reserve", owner, count)
+        with self._lock:
+            if self.images.get(owner, 0) > limit - count:
+                return False
+            self.images[owner] = self.images.get(owner, 0) + count
+            return True
+
+    def release(self, owner: str, count: int) -> None:
+        self._call("release", owner, count)
+        with self._lock:
+            self.images[owner] = max(0, self.images.get(owner, 0) - count)
+
+    def held(self, owner: str) -> int:
+        self._call("held", owner)
+        with self._lock:
+            return self.images.get(owner, 0)
 
 
 def memory_resources(settings: Settings) -> tuple[Resources, Faults]:

@@ -10,13 +10,14 @@ from sightfleet.aws.session import resource
 from sightfleet.secretbox import SealError, SecretBox
 from web_tier.accounts import Accounts
 from tests.test_auth import PASSWORD, csrf_of, sign_in
+from web_tier.services import services_of
 
 KEY = "k" * 32
 
 
 @pytest.fixture
 def accounts(app) -> Accounts:
-    return app.extensions["accounts"]
+    return services_of(app).accounts
 
 
 @pytest.fixture

@@ -327,7 +327,7 @@ def test_an_image_that_cannot_be_deleted_keeps_the_account_and_a_second_run_fini
     assert accounts.get("stuck")["pending_purge"] == [stuck["id"]]   # kept, and it remembers the image
     assert accounts.by_key(key.key) is None   # locked out from the start: nothing is uploaded behind the delete
     assert [_stored_keys(resources, d) != [] for d in docs] == [False, True, False]
-    assert resources.results.page(owner=account["account_id"])[0] == []   # buried: no listing shows it
+    assert resources.results.page(owner=account["account_id"])[0] == []   # a tombstone: no listing shows it
 
     faults.clear()   # storage answers again: the second run finishes the remembered image, then the account
     _delete(accounts, settings, "stuck", keep_images=False, resources=resources)
@@ -349,7 +349,7 @@ def test_a_deletion_that_stops_part_way_counts_the_deleted_images_off_the_quota(
     faults.fail("outputs.delete", when=lambda key: docs[0]["id"] in key)
     with pytest.raises(AccountError):
         _delete(accounts, settings, "counted", keep_images=False, resources=resources)
-    assert limits.held(account["account_id"]) == 0   # all three were buried (one kept files): none counts
+    assert limits.held(account["account_id"]) == 0   # all three became tombstones (one kept files): none counts
 
 
 def test_the_cli_password_change_lists_or_revokes_the_keys_made_since_the_last_change(settings, accounts):

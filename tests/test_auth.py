@@ -15,6 +15,7 @@ from web_tier.accounts import Accounts
 from web_tier.auth import ACCOUNTS_UNAVAILABLE, required_access, safe_next
 from web_tier.csrf import COOKIE as CSRF_COOKIE
 from web_tier.signin import BAD_LINK, WRONG_CREDENTIALS
+from web_tier.services import services_of
 
 HTML = {"Accept": "text/html"}
 PASSWORD = "a long enough password"
@@ -23,7 +24,7 @@ ADMIN_ONLY = ["/ops", "/api/ops/summary", "/api/ops/timeseries", "/metrics"]
 
 @pytest.fixture
 def accounts(app) -> Accounts:
-    return app.extensions["accounts"]
+    return services_of(app).accounts
 
 
 def csrf_of(client, **request) -> str:
@@ -298,14 +299,14 @@ def test_healthz_tells_anonymous_callers_only_whether_it_is_healthy():
     detailed = app.test_client().get("/healthz", headers={"Authorization": f"Bearer {admin.key}"})
     assert detailed.status_code == 503 and "request queue" in detailed.get_json()["problems"][0]
     faults.clear()
-    app.extensions["health"].forget()   # a verdict is reused for 1.5 s (web_tier/health.py)
+    services_of(app).health.forget()   # a verdict is reused for 1.5 s (web_tier/health.py)
     assert app.test_client().get("/healthz").get_json() == {"status": "ok"}
 
 
 def test_every_route_has_an_access_rule_and_only_the_listed_ones_are_open(app):
     open_routes = {rule.endpoint for rule in app.url_map.iter_rules()
                    if required_access(rule.endpoint) in ("anyone", "course") and not rule.endpoint.startswith("openapi.")}
-    assert open_routes == {"static", "health.healthz", "cse546.classify", "signin.form", "signin.submit",
+    assert open_routes == {"static", "health.healthz", "course.classify", "signin.form", "signin.submit",
                            "signin.link", "signin.redeem_link", "signin.signout",
                            "vocabulary.vocabulary_page", "vocabulary.vocabulary_json"}
     assert required_access("ops.metrics") == "admin" and required_access("api.list_images") == "signed-in"
@@ -322,7 +323,7 @@ def test_signing_out_everywhere_ends_a_browsers_session_at_its_next_request(pers
 
 def test_password_guessing_is_held_back_per_name_and_the_right_password_waits_too(app, accounts):
     accounts.create("uma", password=PASSWORD)
-    guard = app.extensions["signin_guard"]
+    guard = services_of(app).signin_guard
     guard.limits["name"] = 3
     browser = app.test_client()
     assert [sign_in(browser, "uma", f"guess {i}").status_code for i in range(3)] == [401, 401, 401]
@@ -334,7 +335,7 @@ def test_password_guessing_is_held_back_per_name_and_the_right_password_waits_to
 
 
 def test_password_guessing_across_names_is_held_back_per_address(app, accounts):
-    guard = app.extensions["signin_guard"]
+    guard = services_of(app).signin_guard
     guard.limits["address"] = 4
     browser = app.test_client()
     assert [sign_in(browser, f"name{i}", "guess").status_code for i in range(5)] == [401] * 4 + [429]
@@ -345,7 +346,7 @@ def test_the_sign_in_guard_lets_attempts_through_when_its_table_is_unreachable(s
     from web_tier.signin_guard import SignInGuard
     Accounts(resources.accounts).create("wes", password=PASSWORD)
     app = create_app(settings, resources)
-    app.extensions["signin_guard"] = SignInGuard(LimitsTable(settings.with_changes(prefix="no-such-stack")),
+    services_of(app).signin_guard = SignInGuard(LimitsTable(settings.with_changes(prefix="no-such-stack")),
                                                  per_name=1)
     browser = app.test_client()
     with caplog.at_level(logging.WARNING):

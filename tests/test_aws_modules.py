@@ -99,7 +99,7 @@ RESULTS_CALLS = {
     "albums": lambda t: t.albums("alice"),
     "page_owner": lambda t: t.page(owner="alice"),
     "page_owner_album": lambda t: t.page(album="a", owner="alice"),
-    "bury": lambda t: t.bury(tombstone({"id": new_image_id(), "owner": "alice"})),
+    "replace_with_tombstone": lambda t: t.replace_with_tombstone(tombstone({"id": new_image_id(), "owner": "alice"})),
     "check": lambda t: t.check(),
 }
 
@@ -289,11 +289,11 @@ def test_a_batch_call_keeps_the_fate_of_each_group_of_ten(resources):
     assert resources.requests.counts()["visible"] == 10
 
 
-def test_burying_a_row_twice_says_the_second_time_that_it_was_buried_already(resources):
+def test_replacing_a_row_with_its_tombstone_twice_says_the_second_time_that_it_was_one_already(resources):
     from sightfleet.contracts import new_image_id, tombstone
-    grave = tombstone({"id": new_image_id(), "owner": "alice"})
-    assert resources.results.bury(grave) is True
-    assert resources.results.bury(grave) is False  # a racing or retried delete: counted once
+    tombstone_row = tombstone({"id": new_image_id(), "owner": "alice"})
+    assert resources.results.replace_with_tombstone(tombstone_row) is True
+    assert resources.results.replace_with_tombstone(tombstone_row) is False  # a racing or retried delete: counted once
 
 
 def test_provisioning_finds_its_tables_past_the_first_page_of_list_tables(moto_server):

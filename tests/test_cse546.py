@@ -7,7 +7,7 @@ import pytest
 
 from tests.support import TESTDATA, jpeg_bytes
 from tests.test_web_helpers import QueueFinisher
-from web_tier import cse546
+from web_tier import course_endpoint
 
 
 @pytest.mark.parametrize("field", ["myfile", "inputFile"])
@@ -39,7 +39,7 @@ def test_failed_recognition_is_422_with_the_reason(client, resources):
 
 
 def test_no_result_in_time_is_504_with_where_to_look(client, monkeypatch):
-    monkeypatch.setattr(cse546, "WAIT_S", 1)
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 1)
     reply = client.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.3)), "slow.jpg")})
     assert reply.status_code == 504
     assert reply.get_json()["error"]["code"] == "TIMEOUT" and "/api/images/" in reply.get_json()["error"]["message"]

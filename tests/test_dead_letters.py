@@ -50,7 +50,7 @@ def test_a_dead_lettered_job_of_a_deleted_image_has_its_leftover_files_purged(se
     left_behind = output_keys(row["owner"], row["id"])["result"]
     resources.outputs.put(left_behind, b"{}", "application/json")   # stored before it died
     resources.inputs.put(row["input_key"], jpeg_bytes(), "image/jpeg")
-    assert resources.results.bury(tombstone(row))   # the owner deleted it meanwhile
+    assert resources.results.replace_with_tombstone(tombstone(row))   # the owner deleted it meanwhile
     resources.requests.set_visibility([message.receipt], 0)
     wait_for(lambda: resources.requests.receive(1, 1) == [] and resources.dead_letters.counts()["visible"] == 1,
              15, what="redrive to the dead-letter queue")

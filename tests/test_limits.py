@@ -20,9 +20,11 @@ from sightfleet.config import Settings
 from sightfleet.errors import NotFound
 from sightfleet.resources import Resources
 from tests.support import REPO, bearer, free_port, jpeg_bytes, wait_for
-from web_tier import create_app, limits
+from sightfleet.quota import ANONYMOUS_IMAGES
+from web_tier import create_app, reservations
 from web_tier.accounts import Accounts
 from web_tier.identity import ANONYMOUS_OWNER
+from web_tier.services import services_of
 
 def make_app(settings, resources=None):
     """An app on these settings (and on these resources, when given)."""
@@ -159,7 +161,7 @@ def test_refused_and_failed_uploads_give_their_reservation_back(settings_factory
     assert LimitsTable(settings).held(dana_id) == 1
     assert web.post("/api/images", data=photo(), headers=dana).status_code == 429
     with app.app_context():
-        limits.release(dana_id, 1)  # what deleting an image calls
+        reservations.release(dana_id, 1)  # what deleting an image calls
     assert LimitsTable(settings).held(dana_id) == 0
     assert web.post("/", data={"myfile": (io.BytesIO(b"not an image"), "x.jpg")}).status_code == 415
     assert LimitsTable(settings).held(ANONYMOUS_OWNER) == 0
@@ -191,14 +193,14 @@ def test_healthz_fails_without_the_limits_table_only_when_a_quota_needs_it(setti
         web = make_app(settings).test_client()
         assert web.get("/healthz").status_code == 200
         drop_limits_table(settings)
-        web.application.extensions["health"].forget()   # a verdict is reused for 1.5 s
+        services_of(web.application).health.forget()   # a verdict is reused for 1.5 s
         expected = 503 if settings is quota else 200
         assert web.get("/healthz").status_code == expected
 
 
 def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settings_factory, monkeypatch):
-    from web_tier import cse546
-    monkeypatch.setattr(cse546, "WAIT_S", 0.5)
+    from web_tier import course_endpoint
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 0.5)
     settings = settings_factory(quota_images=5, anonymous_quota_images=0, rate_limit="")
     web = make_app(settings).test_client()
     assert web.post("/", data={"myfile": (io.BytesIO(jpeg_bytes(scale=0.2)), "a.jpg")}).status_code == 504
@@ -206,8 +208,8 @@ def test_the_course_endpoint_counts_its_image_against_the_anonymous_owner(settin
 
 
 def test_anonymous_callers_share_a_default_quota_of_images_per_expiry_period(settings_factory, monkeypatch):
-    from web_tier import cse546
-    monkeypatch.setattr(cse546, "WAIT_S", 0.5)
+    from web_tier import course_endpoint
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 0.5)
     settings = settings_factory(anonymous_quota_images=2, rate_limit="")   # no quota for accounts
     assert Settings().anonymous_quota_images > 0 and Settings().anonymous_expiry_days > 0
     web = make_app(settings).test_client()
@@ -217,7 +219,7 @@ def test_anonymous_callers_share_a_default_quota_of_images_per_expiry_period(set
     refused = send("10.0.0.9")
     assert refused.get_json()["error"]["code"] == "QUOTA_EXCEEDED" and "2 images per 7 days" in refused.get_data(True)
     table = LimitsTable(settings)
-    hits, ends_at = table.window(limits.ANONYMOUS_IMAGES)
+    hits, ends_at = table.window(ANONYMOUS_IMAGES)
     assert hits == 2 and 6.9 * 86400 < ends_at - time.time() <= 7 * 86400   # refusals gave their count back
     assert table.held(ANONYMOUS_OWNER) == 0
     alice, _ = caller(settings, "alice")

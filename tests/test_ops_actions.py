@@ -20,6 +20,7 @@ from sightfleet.memory import memory_resources
 from tests.support import AWS_TEST_ENV, REPO
 from web_tier.alerts import Alerts, find_alerts
 from web_tier.workers_view import flag_outliers
+from web_tier.services import services_of
 
 
 def failed_photo(resources, code: str = "STORAGE_UNAVAILABLE", album: str = "ops", stored: bool = True,
@@ -274,7 +275,7 @@ def test_failing_health_checks_and_open_limits_raise_alerts():
 
 
 def test_the_summary_alerts_when_a_resource_fails_its_health_check(admin_client, app):
-    app.extensions["health"].also_check("broken thing", lambda: 1 / 0)
+    services_of(app).health.also_check("broken thing", lambda: 1 / 0)
     alerts = admin_client.get("/api/ops/summary").get_json()["alerts"]
     assert any(a["name"] == "unhealthy" and "broken thing" in a["message"] for a in alerts)
     metrics = admin_client.get("/metrics").get_data(as_text=True)

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from web_tier.opsdata import OpsData, Window, iso
+from web_tier.services import services_of
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def seeded(app, resources):
     for i in range(3):
         resources.requests.send(f'{{"waiting": {i}}}')
     resources.dead_letters.send('{"poison": true}')
-    app.extensions["ops"] = OpsData(resources, clock=lambda: now)
+    services_of(app).ops = OpsData(resources, clock=lambda: now)
     booting = launched[fleet_ids[2]]
     return {"now": now, "window": window, "ids": fleet_ids, "crashed": crashed[0],
             "booting_s": now - booting.launched_at.timestamp(), "states": [launched[i].state for i in fleet_ids]}
@@ -184,7 +185,7 @@ def test_summary_is_cached_briefly(app, client, resources, monkeypatch):
     calls = []
     counts = resources.requests.counts
     monkeypatch.setattr(resources.requests, "counts", lambda: calls.append(1) or counts())
-    app.extensions["ops"] = OpsData(resources, cache_s=1.0)
+    services_of(app).ops = OpsData(resources, cache_s=1.0)
     for _ in range(5):
         assert client.get("/api/ops/summary").status_code == 200
     client.get("/metrics")

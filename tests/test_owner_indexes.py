@@ -42,7 +42,7 @@ def test_one_owners_listing_pages_newest_first_and_leaves_out_tombstones(table):
     mine = [queued("alice", "trip" if i % 2 else "home", i) for i in range(5)]
     for result in mine + [queued("bob", "trip", 50)]:
         table.create(result)
-    table.bury(tombstone(mine[4]))
+    table.replace_with_tombstone(tombstone(mine[4]))
     first, cursor = table.page(limit=2, owner="alice")
     second, cursor = table.page(limit=2, cursor=cursor, owner="alice")
     assert [r["id"] for r in first + second] == [r["id"] for r in mine[3::-1]] and cursor is None

@@ -25,6 +25,7 @@ from tests.support import jpeg_bytes
 from tests.test_web_helpers import QueueFinisher, finish
 from web_tier import identity
 from web_tier.accounts import AccountError, Accounts
+from web_tier.services import services_of
 
 HTML = {"Accept": "text/html"}
 
@@ -53,7 +54,7 @@ def signer(resources):
 @pytest.fixture
 def as_user(app):
     """as_user(name, admin=False) -> the headers that make a request that account's (the one way tests sign in)."""
-    return signer(app.extensions["sightfleet"])
+    return signer(services_of(app).resources)
 
 
 def with_token(client, headers: dict) -> dict:
@@ -342,7 +343,7 @@ def test_a_delete_whose_row_write_fails_changes_nothing(memory_app):
     client, resources, faults = memory_app
     alice = client.sign("alice")
     image = store_everything(resources, memory_upload(client, "alice"))
-    faults.fail("results.bury", times=1)
+    faults.fail("results.replace_with_tombstone", times=1)
     assert client.delete(f"/api/images/{image['id']}", headers=alice).status_code == 503
     assert client.get(f"/api/images/{image['id']}", headers=alice).get_json()["status"] == "SUCCEEDED"
     assert image["thumbnail_key"] in resources.outputs.objects
@@ -353,7 +354,7 @@ def test_an_album_delete_that_fails_part_way_says_how_far_it_got_and_a_retry_fin
     alice = client.sign("alice")
     for _ in range(3):
         store_everything(resources, memory_upload(client, "alice"))
-    faults.fail("results.bury", times=1, when=lambda grave: faults.calls["results.bury"] == 2)
+    faults.fail("results.replace_with_tombstone", times=1, when=lambda tombstone_row: faults.calls["results.replace_with_tombstone"] == 2)
     reply = client.delete("/api/albums/trip", headers=alice)
     assert reply.status_code == 503 and reply.get_json()["deleted"] == 1
     assert client.delete("/api/albums/trip", headers=alice).get_json() == {"album": "trip", "deleted": 2}
@@ -389,7 +390,7 @@ def test_the_gallery_delete_album_button_posts_with_the_csrf_token(client, resou
 def test_get_with_wait_holds_the_owners_request_and_answers_anothers_at_once(client, resources, app, as_user):
     alice, bob = as_user("alice"), as_user("bob")
     image = upload(client, alice)
-    waiter = app.extensions["waiter"]
+    waiter = services_of(app).waiter
     reply = client.get(f"/api/images/{image['id']}?wait=30", headers=bob)
     assert reply.status_code == 404 and waiter.batch_reads == 0   # refused before any waiting
     QueueFinisher(resources, 1, top="cat").start()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from app_tier.batches import Ticket, _submit
+from app_tier.batches import JobInProgress, _submit
 from app_tier.pipeline import FAILED, SUCCEEDED, ImageInput, Pipeline, PipelineSettings, faces, stages
 from app_tier.pipeline.errors import FEATURE_UNAVAILABLE
 from app_tier.pipeline.moderation import moderation_labels, review
@@ -276,7 +276,7 @@ def test_the_worker_hands_the_jobs_features_to_the_pipeline():
     common = {"album": "", "content_type": "image/jpeg", "submitted_at": "2026-12-07T00:00:00Z", "size": 1}
     asked = Job(id="a" * 32, filename="x.jpg", features=(TEXT, FACES), **common)
     plain = Job(id="b" * 32, filename="y.jpg", **common)
-    _submit(pipeline, [Ticket(message=None, job=asked, data=b"1"), Ticket(message=None, job=plain, data=b"2")])
+    _submit(pipeline, [JobInProgress(message=None, job=asked, data=b"1"), JobInProgress(message=None, job=plain, data=b"2")])
     assert [i.features for i in pipeline.inputs] == [(TEXT, FACES), None]
 
 

@@ -14,6 +14,7 @@ from sightfleet.contracts import FAILED, Job, queued_result
 from sightfleet.secretbox import SecretBox
 from tests.support import free_port, jpeg_bytes
 from tests.test_web_helpers import QueueFinisher, finish_result
+from web_tier.services import services_of
 
 KEY = "a credentials key of 32 characters or more"
 PHOTO = jpeg_bytes()
@@ -32,7 +33,7 @@ def served(settings_factory):
 
 
 def client_for(app, url: str, retries: dict | None = None):
-    accounts = app.extensions["accounts"]
+    accounts = services_of(app).accounts
     account, _ = accounts.create("retry")
     pair = accounts.issue_access_key(account)
     assert accounts._box is not None and isinstance(accounts._box, SecretBox)  # noqa: SLF001
@@ -42,7 +43,7 @@ def client_for(app, url: str, retries: dict | None = None):
 
 def test_a_slow_fleet_is_a_throttling_error_and_the_retry_joins_the_same_job(served):
     app, url = served
-    client, resources = client_for(app, url), app.extensions["sightfleet"]
+    client, resources = client_for(app, url), services_of(app).resources
     for _ in range(2):
         with pytest.raises(client.exceptions.ThrottlingException) as caught:
             client.detect_labels(Image={"Bytes": PHOTO})
@@ -85,7 +86,7 @@ def queued_jobs(resources, count: int) -> list[Job]:
 
 def test_each_operation_sends_a_job_naming_only_the_features_it_needs(served):
     app, url = served
-    client, resources = client_for(app, url, ONE_TRY), app.extensions["sightfleet"]
+    client, resources = client_for(app, url, ONE_TRY), services_of(app).resources
     calls = {"labels": lambda: client.detect_labels(Image={"Bytes": PHOTO}),
              "text": lambda: client.detect_text(Image={"Bytes": PHOTO}),
              "faces": lambda: client.detect_faces(Image={"Bytes": PHOTO}, Attributes=["ALL"]),
@@ -100,7 +101,7 @@ def test_each_operation_sends_a_job_naming_only_the_features_it_needs(served):
 
 def test_a_worker_without_the_features_model_answers_unsupported_operation_not_retried(served):
     app, url = served
-    client, resources = client_for(app, url, ONE_TRY), app.extensions["sightfleet"]
+    client, resources = client_for(app, url, ONE_TRY), services_of(app).resources
     with pytest.raises(client.exceptions.ThrottlingException):
         client.detect_text(Image={"Bytes": PHOTO})
     [job] = queued_jobs(resources, 1)

@@ -47,11 +47,11 @@ def supervisor():
     made.stop_all()
 
 
-def tend_until(supervisor: Supervisor, check, timeout_s: float = 10, what: str = "condition"):
-    def tended():
-        supervisor.tend()
+def restart_dead_children_until(supervisor: Supervisor, check, timeout_s: float = 10, what: str = "condition"):
+    def restarted_dead_children():
+        supervisor.restart_dead_children()
         return check()
-    return wait_for(tended, timeout_s, 0.05, what)
+    return wait_for(restarted_dead_children, timeout_s, 0.05, what)
 
 
 def test_backoff_doubles_up_to_its_cap_and_starts_over_once_the_deaths_are_old():
@@ -83,7 +83,7 @@ def test_a_dead_child_is_logged_and_started_again(supervisor, caplog):
     supervisor.start("brittle", EXITS_3)
     steady, brittle = supervisor.children
     first_pid, steady_pid = brittle.proc.pid, steady.proc.pid
-    tend_until(supervisor, lambda: brittle.proc.pid != first_pid, what="a restart")
+    restart_dead_children_until(supervisor, lambda: brittle.proc.pid != first_pid, what="a restart")
     assert f"brittle (pid {first_pid}) died: exit code 3" in caplog.text
     assert f"restarted brittle: pid {brittle.proc.pid} (was {first_pid}" in caplog.text
     assert steady.proc.pid == steady_pid and alive(steady_pid)  # the others are left alone
@@ -93,11 +93,11 @@ def test_a_crash_looping_child_is_said_loudly_and_still_retried(supervisor, capl
     caplog.set_level(logging.INFO, "devstack.stack")
     supervisor.start("looping", EXITS_3)
     child = supervisor.children[0]
-    tend_until(supervisor, lambda: "looping CRASH-LOOPS" in caplog.text, what="the crash loop to be told")
+    restart_dead_children_until(supervisor, lambda: "looping CRASH-LOOPS" in caplog.text, what="the crash loop to be told")
     looping_record = next(r for r in caplog.records if "CRASH-LOOPS" in r.getMessage())
     assert looping_record.levelno == logging.ERROR
     pid = child.proc.pid
-    tend_until(supervisor, lambda: child.proc.pid != pid, what="a slow retry")
+    restart_dead_children_until(supervisor, lambda: child.proc.pid != pid, what="a slow retry")
 
 
 def test_what_a_dead_child_left_in_its_group_is_gone_before_the_restart(supervisor):
@@ -105,7 +105,7 @@ def test_what_a_dead_child_left_in_its_group_is_gone_before_the_restart(supervis
     child = supervisor.children[0]
     first_pid = child.proc.pid
     grandchildren = wait_for(lambda: descendants(first_pid), 10, 0.05, what="the grandchild")
-    tend_until(supervisor, lambda: child.proc.pid != first_pid, what="a restart")
+    restart_dead_children_until(supervisor, lambda: child.proc.pid != first_pid, what="a restart")
     wait_for(lambda: not any(alive(pid) for pid in grandchildren), 5, 0.05, what="the grandchild to be stopped")
 
 
@@ -115,7 +115,7 @@ def test_stop_all_ends_every_child_even_one_waiting_for_its_restart():
     slow.start("steady", SLEEPS)
     slow.start("brittle", EXITS_3)
     steady_pid = slow.children[0].proc.pid
-    wait_for(lambda: slow.tend() or slow.children[1].restart_at is not None, 10, 0.05, what="the death")
+    wait_for(lambda: slow.restart_dead_children() or slow.children[1].restart_at is not None, 10, 0.05, what="the death")
     slow.stop_all()
     assert not alive(steady_pid) and slow.children == []
 

@@ -191,6 +191,7 @@ def test_the_dashboard_shows_pooled_instances_apart_and_bills_running_time_only(
     client = admin_client  # the dashboard is for admins
     from prometheus_client.parser import text_string_to_metric_families
     from web_tier.opsdata import OpsData
+    from web_tier.services import services_of
     running, pooled = resources.fleet.launch(2, "#!/bin/bash\n")
     resources.fleet.stop([pooled])
     now = time.time() + 1
@@ -202,7 +203,7 @@ def test_the_dashboard_shows_pooled_instances_apart_and_bills_running_time_only(
     resources.fleet_log.put("worker", running, {
         "instance_id": running, "state": "idle", "launched_at": iso(now - 50), "last_heartbeat": iso(now - 1),
         "images_done": 0, "images_failed": 0, "current": [], "model_load_s": 2.0})
-    app.extensions["ops"] = OpsData(resources, clock=lambda: now)
+    services_of(app).ops = OpsData(resources, clock=lambda: now)
     doc = client.get("/api/ops/summary").get_json()
     assert (doc["instances"]["running"], doc["instances"]["pooled"]) == (1, 1)
     rows = {w["instance_id"]: w for w in doc["workers"]}

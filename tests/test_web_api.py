@@ -8,6 +8,7 @@ import time
 
 import boto3
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from sightfleet.aws.dynamodb import ResultsTable
 from sightfleet.aws.sqs import Queue
@@ -16,6 +17,8 @@ from sightfleet.errors import Invalid
 from sightfleet.resources import Resources
 from tests.support import TESTDATA, jpeg_bytes, keyed_client
 from tests.test_web_helpers import QueueFinisher, finish
+from web_tier.present import FOREIGN_CURSOR
+from web_tier.services import services_of
 
 
 def test_post_image_queues_a_job_and_result(client, resources):
@@ -66,7 +69,7 @@ def test_healthz_ok_then_503_when_a_resource_is_gone(admin_client, settings):
     import boto3
     boto3.client("sqs", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_queue(
         QueueUrl=f"{settings.endpoint_url}/123456789012/{settings.names.response_queue}")
-    client.application.extensions["health"].forget()   # a verdict is reused for 1.5 s
+    services_of(client.application).health.forget()   # a verdict is reused for 1.5 s
     reply = client.get("/healthz")
     assert reply.status_code == 503
     assert any("response queue" in p for p in json.loads(reply.data)["problems"])
@@ -298,6 +301,20 @@ def test_status_filter_fills_pages(client, resources):
 def test_bad_listing_queries_get_400(client, query, code):
     reply = client.get("/api/images?" + query)
     assert reply.status_code == 400 and reply.get_json()["error"]["code"] == code
+
+
+def test_a_changed_or_foreign_cursor_is_refused_with_a_clear_message(client):
+    submit_many(client, 2, "c")
+    cursor = client.get("/api/images?album=c&limit=1").get_json()["next_cursor"]
+    key = URLSafeSerializer(client.application.secret_key, salt="sightfleet-listing-cursor").loads(cursor)
+    foreign = URLSafeSerializer("another service's key", salt="sightfleet-listing-cursor").dumps(key)
+    changed = URLSafeSerializer("x", salt="sightfleet-listing-cursor").dumps({**key, "id": "0" * 32})
+    tampered = changed.rpartition(".")[0] + "." + cursor.rpartition(".")[2]   # the original's signature
+    for bad in (foreign, tampered, cursor[:-2]):
+        reply = client.get(f"/api/images?album=c&limit=1&cursor={bad}")
+        assert reply.status_code == 400 and reply.get_json()["error"] == {"code": "BAD_CURSOR",
+                                                                         "message": FOREIGN_CURSOR}
+    assert client.get(f"/api/images?album=c&limit=1&cursor={cursor}").status_code == 200
 
 
 def test_a_cursor_only_continues_its_own_listing(client):

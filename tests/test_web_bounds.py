@@ -23,6 +23,7 @@ from web_tier.csrf import COOKIE as CSRF_COOKIE
 from web_tier.door import DEFAULT_BODY_BYTES, FORM_BODY_BYTES, body_limit
 from web_tier.signin_guard import PER_PAIR
 from web_tier.waiting import WaitBudget, WaitRefused
+from web_tier.services import services_of
 
 PASSWORD = "a long enough password"
 BURST = 50
@@ -62,7 +63,7 @@ def test_a_concurrent_burst_of_50_wrong_passwords_gets_at_most_the_stated_number
 
     with ThreadPoolExecutor(BURST) as pool:
         statuses = list(pool.map(guess, range(BURST)))
-    verified = app.extensions["verification_gate"].verifications
+    verified = services_of(app).verification_gate.verifications
     print(f"a burst of {BURST} wrong passwords: {verified} verified, {statuses.count(429)} held back (429)")
     assert verified <= PER_PAIR and statuses.count(401) == verified, (verified, statuses)
     assert statuses.count(429) == BURST - verified
@@ -75,7 +76,7 @@ def test_a_name_held_back_for_passwords_still_signs_in_with_a_one_time_link(sett
     app = make_app(settings)
     accounts = Accounts(Resources.connect(settings).accounts)
     accounts.create("held", password=PASSWORD)
-    app.extensions["signin_guard"].limits["name"] = 3
+    services_of(app).signin_guard.limits["name"] = 3
     for i in range(4):   # from four addresses: the name's own, higher limit
         sign_in(app.test_client(), "held", "wrong", address=f"10.0.0.{i}")
     assert sign_in(app.test_client(), "held", address="10.0.0.9").status_code == 429
@@ -88,7 +89,7 @@ def test_a_name_held_back_for_passwords_still_signs_in_with_a_one_time_link(sett
 
 def test_too_many_verifications_at_once_answer_503_with_retry_after_at_once(settings_factory):
     app = make_app(settings_factory(signin_concurrency=1, rate_limit="", address_rate_limit=""))
-    gate = app.extensions["verification_gate"]
+    gate = services_of(app).verification_gate
     browser = app.test_client()
     with gate.slot():   # another sign-in is being verified
         started = time.monotonic()
@@ -174,7 +175,7 @@ def test_changing_the_password_offers_to_revoke_the_keys_made_since_the_last_cha
     assert accounts.keys_since_password_change(accounts.get("pat")) == []
     wrong = dict(form, password="not it", csrf_token=token_of(browser, "/account/password"))
     assert browser.post("/account/password", data=wrong).status_code == 403
-    browser.application.extensions["signin_guard"].limits["pair"] = 1   # the same guard as sign-in's
+    services_of(browser.application).signin_guard.limits["pair"] = 1   # the same guard as sign-in's
     held = browser.post("/account/password", data=dict(wrong, csrf_token=token_of(browser, "/account/password")))
     assert held.status_code == 429 and held.get_json()["error"]["code"] == "TOO_MANY_ATTEMPTS"
     assert int(held.headers["Retry-After"]) > 0
@@ -191,7 +192,7 @@ ONE_IMAGE = SETTINGS.max_upload_bytes
     ("signin.create_key", "multipart/form-data", FORM_BODY_BYTES),
     ("signin.redeem_link", "application/x-www-form-urlencoded", FORM_BODY_BYTES),
     ("account.change_password", "application/x-www-form-urlencoded", FORM_BODY_BYTES),
-    ("cse546.classify", "multipart/form-data", ONE_IMAGE + 64 * 1024),
+    ("course.classify", "multipart/form-data", ONE_IMAGE + 64 * 1024),
     ("api.submit_images", "image/jpeg", ONE_IMAGE + 1),
     ("api.submit_images", "multipart/form-data", 10 * ONE_IMAGE + 2**20),
     ("pages.upload", "multipart/form-data", 10 * ONE_IMAGE + 2**20),
@@ -228,7 +229,7 @@ def test_anonymous_callers_have_a_lower_rate_than_signed_in_ones(settings_factor
 def test_a_healthz_verdict_is_reused_for_a_second_or_two(settings_factory):
     app = make_app(settings_factory(address_rate_limit=""))
     runs = []
-    app.extensions["health"].also_check("counted", lambda: runs.append(1))
+    services_of(app).health.also_check("counted", lambda: runs.append(1))
     web = app.test_client()
     assert [web.get("/healthz").status_code for _ in range(5)] == [200] * 5 and len(runs) == 1
     time.sleep(1.6)
@@ -253,7 +254,7 @@ def test_a_non_ascii_csrf_token_is_a_400_not_a_500(app):
 
 
 def test_a_csrf_token_is_bound_to_its_browser_and_session(app):
-    Accounts(app.extensions["sightfleet"].accounts).create("tia", password=PASSWORD)
+    Accounts(services_of(app).resources.accounts).create("tia", password=PASSWORD)
     first, second = app.test_client(), app.test_client()
     theirs = token_of(second)
     assert theirs != token_of(first)   # the token is no cookie value: another browser's is useless
@@ -261,13 +262,13 @@ def test_a_csrf_token_is_bound_to_its_browser_and_session(app):
     assert first.get_cookie(CSRF_COOKIE).value not in (theirs, token_of(first))
     assert sign_in(first, "tia").status_code == 302
     signed_in = token_of(first, "/keys")
-    Accounts(app.extensions["sightfleet"].accounts).end_sessions("tia")
+    Accounts(services_of(app).resources.accounts).end_sessions("tia")
     assert sign_in(first, "tia").status_code == 302   # a new session: a new epoch
     assert first.post("/keys", data={"csrf_token": signed_in}).status_code == 400
 
 
 def test_over_https_both_cookies_take_the_host_prefix(app):
-    Accounts(app.extensions["sightfleet"].accounts).create("una", password=PASSWORD)
+    Accounts(services_of(app).resources.accounts).create("una", password=PASSWORD)
     browser = app.test_client()
     https = {"base_url": "https://localhost"}
     token = token_of(browser, **https)
@@ -281,7 +282,7 @@ def test_over_https_both_cookies_take_the_host_prefix(app):
 
 
 def test_every_answer_to_a_signed_in_caller_is_no_store_and_image_links_live_minutes(app):
-    _, issued = Accounts(app.extensions["sightfleet"].accounts).create("vee")
+    _, issued = Accounts(services_of(app).resources.accounts).create("vee")
     web = app.test_client()
     for path in ("/api/images", "/gallery", "/no/such/thing", "/api/openapi.json"):
         assert web.get(path, headers=bearer(issued.key)).headers["Cache-Control"] == "no-store", path
@@ -322,8 +323,8 @@ def test_the_wait_budget(held, caller, anonymous, refused):
 
 
 def test_a_caller_past_its_waits_gets_202_with_the_status_url_at_once(settings_factory, monkeypatch):
-    from web_tier import cse546
-    monkeypatch.setattr(cse546, "WAIT_S", 4)
+    from web_tier import course_endpoint
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 4)
     settings = settings_factory(waits_per_caller=1, rate_limit="", address_rate_limit="", anonymous_quota_images=0)
     app = make_app(settings)
 
@@ -350,8 +351,8 @@ def documented_image_fields(app) -> dict:
 # --- the anonymous owner's photos expire -------------------------------------------------------------------
 
 def test_anonymous_photos_expire_and_one_process_of_the_stack_sweeps_per_hour(settings_factory, monkeypatch):
-    from web_tier import cse546
-    monkeypatch.setattr(cse546, "WAIT_S", 0.1)
+    from web_tier import course_endpoint
+    monkeypatch.setattr(course_endpoint, "WAIT_S", 0.1)
     settings = settings_factory(rate_limit="", address_rate_limit="", anonymous_expiry_days=2)
     first, second = make_app(settings), make_app(settings)   # two processes of one stack
     web = first.test_client()
@@ -365,12 +366,12 @@ def test_anonymous_photos_expire_and_one_process_of_the_stack_sweeps_per_hour(se
     [old] = [doc for doc in anonymous if doc["filename"] == "old.jpg"]
     sent = time.time()
     # Three days on: past the expiry of both anonymous images; the keyed image is no one's to expire.
-    assert first.extensions["expiry"].maybe_sweep(now=sent + 3 * 86400) == 2
-    assert second.extensions["expiry"].maybe_sweep(now=sent + 3 * 86400) is None   # swept this hour already
+    assert services_of(first).expiry.maybe_sweep(now=sent + 3 * 86400) == 2
+    assert services_of(second).expiry.maybe_sweep(now=sent + 3 * 86400) is None   # swept this hour already
     assert resources.results.page(None, None, 10, None, "anonymous")[0] == []
     assert web.get(f"/api/images/{kept['id']}", headers=bearer(issued.key)).status_code == 200
     assert resources.results.get(old["id"])["status"] == "DELETED"
-    assert first.extensions["expiry"].sweep(sent + 86400) == 0   # a day on: nothing was old enough
+    assert services_of(first).expiry.sweep(sent + 86400) == 0   # a day on: nothing was old enough
 
 
 # --- the key and password pages in Chromium -------------------------------------------------------------------

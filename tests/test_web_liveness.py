@@ -23,7 +23,9 @@ from sightfleet.resources import Resources
 from tests.support import jpeg_bytes, keyed_client, unique_prefix
 from tests.test_web_helpers import QueueFinisher, finish_job
 from web_tier import create_app
-from web_tier.health import HEALTH_DEADLINE_S, UNHEALTHY_REASON
+from web_tier.health import UNHEALTHY_REASON
+from web_tier.health_probe import HEALTH_DEADLINE_S
+from web_tier.services import services_of
 
 
 class RowCheckingQueue(Queue):
@@ -156,7 +158,7 @@ def test_healthz_answers_in_time_when_the_endpoint_hangs(silent_endpoint):
         # Botocore alone would wait its read timeout (60 s by default) per attempt.
         assert HEALTH_DEADLINE_S - 0.5 < elapsed < HEALTH_DEADLINE_S + 10, elapsed
         assert reply.get_json()["reason"] == UNHEALTHY_REASON
-        problems = client.application.extensions["health"].problems()  # what the log and admins get
+        problems = services_of(client.application).health.problems()  # what the log and admins get
         assert len(problems) == 9 and all(f"no answer within {HEALTH_DEADLINE_S:g} s" in p for p in problems)
     # The second request joined the checks still hanging from the first: no new threads per poll.
     assert len(set(health_threads()) - before) <= 9
@@ -168,7 +170,7 @@ def test_healthz_reports_each_resource_that_is_gone(admin_client, settings):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region).delete_bucket(
         Bucket=settings.names.output_bucket)
-    client.application.extensions["health"].forget()   # a verdict is reused for 1.5 s
+    services_of(client.application).health.forget()   # a verdict is reused for 1.5 s
     reply = client.get("/healthz")
     assert reply.status_code == 503
     [problem] = reply.get_json()["problems"]

@@ -17,8 +17,13 @@ from sightfleet.resources import Resources
 from sightfleet.secretbox import credentials_box
 from web_tier.accounts import Accounts
 from web_tier.albums import Albums
+from web_tier.alerts import Alerts
+from web_tier.cache import TtlCache
 from web_tier.expiry import AnonymousExpiry
-from web_tier.health import HealthProbe
+from web_tier.health_probe import HealthProbe
+from web_tier.opsdata import OpsData
+from web_tier.reservations import count_accepted
+from web_tier.services import EXTENSION, Services, services_of
 from web_tier.signin_guard import SignInGuard, VerificationGate
 from web_tier.submit import MAX_IMAGES_PER_REQUEST, Submitter
 from web_tier.waiting import ResultWaiter, WaitBudget
@@ -53,6 +58,42 @@ def session_key(settings: Settings) -> str:
     return secrets.token_urlsafe(32)
 
 
+def _noting(albums: Albums):
+    """What the Submitter tells of each accepted image: the album chooser learns it, the quota keeps its place."""
+    def accepted(result: dict) -> None:
+        albums.note(result)
+        count_accepted()
+    return accepted
+
+
+def build_services(resources: Resources) -> Services:
+    """The app's shared objects, each built once from the resources and their settings."""
+    from web_tier.limits import address_counter, quota_of
+    from web_tier.ops import SIGNALS_S
+    settings = resources.settings
+    box = credentials_box(settings)
+    albums = Albums(resources.results)
+    # The counters every request meets fail open, so they must also fail fast: a hung table costs each
+    # process about two seconds before it counts in memory, not botocore's retries on every request.
+    limits_table = LimitsTable(settings, fail_fast=True)
+    return Services(
+        resources=resources, albums=albums,
+        submitter=Submitter(resources, settings.max_upload_bytes, on_accept=_noting(albums)),
+        waiter=ResultWaiter(resources.results),
+        wait_budget=WaitBudget(settings.waits_per_caller, settings.anonymous_waits),
+        health=HealthProbe(resources), accounts=Accounts(resources.accounts, box),
+        webhooks=Webhooks(WebhookTable(settings), box, settings.is_local),
+        limits_table=limits_table,
+        door_counter=address_counter(limits_table, settings.address_rate_limit, "door"),
+        anonymous_counter=address_counter(limits_table, settings.anonymous_rate_limit, "anonymous"),
+        quota=quota_of(settings),
+        expiry=AnonymousExpiry(resources, limits_table, settings.anonymous_expiry_days),
+        signin_guard=SignInGuard(limits_table), verification_gate=VerificationGate(settings.signin_concurrency),
+        # The audit trail as the ops summary shows it: read at most once a second, however many dashboards
+        # poll; health checks cost a call per resource: the alerts run them at most every SIGNALS_S.
+        ops=OpsData(resources), ops_alerts=Alerts(), ops_audit=TtlCache(1.0), ops_signals=TtlCache(SIGNALS_S))
+
+
 def create_app(settings: Settings | None = None, resources: Resources | None = None) -> Flask:
     """Build the app; settings and resources are read once here and passed inward.
 
@@ -75,37 +116,23 @@ def create_app(settings: Settings | None = None, resources: Resources | None = N
     # reads at a time.)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes * MAX_IMAGES_PER_REQUEST + 1024 * 1024,
                       MAX_FORM_PARTS=MAX_IMAGES_PER_REQUEST + FORM_FIELDS)
-    app.extensions["sightfleet"] = resources
-    app.extensions["albums"] = Albums(resources.results)
-    app.extensions["submitter"] = Submitter(resources, settings.max_upload_bytes,
-                                            on_accept=app.extensions["albums"].note)
-    app.extensions["waiter"] = ResultWaiter(resources.results)
-    app.extensions["wait_budget"] = WaitBudget(settings.waits_per_caller, settings.anonymous_waits)
-    app.extensions["health"] = HealthProbe(resources)
+    app.extensions[EXTENSION] = build_services(resources)
 
-    from web_tier import (account, api, auth, csrf, cse546, display, door, errors, features, health, labels, ops,
+    from web_tier import (account, api, auth, course_endpoint, csrf, display, door, errors, features, health, labels,
+                          ops,
                           pages, reprocess, signin, vocabulary)
     from web_tier.rekognition import views as rekognition
     from web_tier.webhooks import views as webhooks
-    box = credentials_box(settings)
-    app.extensions["webhooks"] = Webhooks(WebhookTable(settings), box, settings.is_local)
     errors.register(app)
-    # The counters every request meets fail open, so they must also fail fast: a hung table costs each
-    # process about two seconds before it counts in memory, not botocore's retries on every request.
-    limits_table = LimitsTable(settings, fail_fast=True)
-    door.install(app, limits_table)   # first: before authentication, CSRF and routing's refusals
-    auth.install(app, Accounts(resources.accounts, box), bool(settings.open_course_endpoint))
+    door.install(app)   # first: before authentication, CSRF and routing's refusals
+    auth.install(app, bool(settings.open_course_endpoint))
     csrf.install(app)
     display.install(app)
-    for module in (health, api, pages, cse546, ops, signin, account, webhooks, vocabulary, labels, reprocess,
+    for module in (health, api, pages, course_endpoint, ops, signin, account, webhooks, vocabulary, labels, reprocess,
                    features):
         app.register_blueprint(module.bp)
-    from web_tier import limits, openapi, security
-    for extension in (security, openapi, rekognition):
+    from web_tier import limits, openapi, reservations, security
+    for extension in (security, openapi, rekognition, reservations, limits):
         extension.install(app)
-    limits.install(app, limits_table)
-    app.extensions["expiry"] = AnonymousExpiry(resources, limits_table, settings.anonymous_expiry_days)
-    app.before_request(app.extensions["expiry"].ensure_started)
-    app.extensions["signin_guard"] = SignInGuard(app.extensions["limits"]["table"])
-    app.extensions["verification_gate"] = VerificationGate(settings.signin_concurrency)
+    app.before_request(services_of(app).expiry.ensure_started)
     return app

@@ -19,7 +19,8 @@ from web_tier.present import decode_cursor, encode_cursor, present
 from web_tier.query import album_filter, label_filters, number, search_term, status_filter
 from web_tier.services import albums, bounded_wait, resources, settings, submitter
 from web_tier.waiting import WaitRefused
-from web_tier.submit import Rejected, Upload, uploads_from_parts
+from web_tier.reservations import reserve_images
+from web_tier.submit import Rejected, Upload, check_part_count, uploads_from_parts
 from web_tier.webhooks.views import webhooks
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def uploads_from_request() -> list[Upload]:
     album, owner = request.args.get("album"), caller().owner
     features = upload_features()
     if is_raw_upload():
+        reserve_images(owner, 1)   # counted without reading the body
         return [Upload(request.get_data(), request.args.get("filename"), album, owner,
                        label_filters().to_dict(), features)]
     if request.mimetype != FORM_TYPE and (request.content_length or request.mimetype):
@@ -51,6 +53,8 @@ def uploads_from_request() -> list[Upload]:
     if not files:
         raise Rejected(400, "NO_FILE", "send multipart `file` parts (with UTF-8 part headers) or a raw "
                                        "image/jpeg or image/png body")
+    check_part_count(files)
+    reserve_images(owner, len(files))
     filters = label_filters().to_dict()
     return [replace(upload, filters=filters, features=features)
             for upload in uploads_from_parts(files, album or request.form.get("album"), owner, submitter().max_bytes)]

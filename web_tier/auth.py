@@ -24,6 +24,7 @@ from web_tier.errors import error_response, unavailable_response
 from web_tier.identity import ANONYMOUS_OWNER, Principal
 from web_tier.rekognition import is_call, signed_path
 from web_tier.rekognition.protocol import SERVICE as REKOGNITION
+from web_tier.services import services
 
 log = logging.getLogger(__name__)
 ANYONE, COURSE, SIGNED_IN, PERSON, ADMIN = "anyone", "course", "signed-in", "person", "admin"
@@ -31,7 +32,7 @@ ANYONE, COURSE, SIGNED_IN, PERSON, ADMIN = "anyone", "course", "signed-in", "per
 ENDPOINT_ACCESS = {
     "static": ANYONE,
     "health.healthz": ANYONE,
-    "cse546.classify": COURSE,
+    "course.classify": COURSE,
     # The key pages live beside the sign-in pages, for people only: a key that could mint keys would
     # outlive its own revocation, and one that could revoke keys would lock its owner out.
     "signin.keys": PERSON,
@@ -56,7 +57,7 @@ ACCOUNTS_UNAVAILABLE = "accounts unreachable: who is calling cannot be checked r
 
 
 def accounts() -> Accounts:
-    return current_app.extensions["accounts"]
+    return services().accounts
 
 
 def required_access(endpoint: str | None) -> str:
@@ -185,8 +186,7 @@ def authenticate():
     return None
 
 
-def install(app: Flask, accounts_service: Accounts, open_course_endpoint: bool) -> None:
-    """Check every request; the accounts service and the course endpoint's openness are read once here."""
-    app.extensions["accounts"] = accounts_service
+def install(app: Flask, open_course_endpoint: bool) -> None:
+    """Check every request; the course endpoint's openness is read once here."""
     app.config["SIGHTFLEET_OPEN_COURSE_ENDPOINT"] = open_course_endpoint
     app.before_request(authenticate)

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 
-from sightfleet.aws.limits import LimitsTable
 from sightfleet.config import Settings
 from web_tier.errors import refusal
-from web_tier.limits import UPLOAD_ENDPOINTS, AddressCounter, too_many
+from web_tier.limits import UPLOAD_ENDPOINTS, too_many
 from web_tier.rekognition import ENDPOINT as REKOGNITION_CALL
 from web_tier.rekognition.protocol import MAX_BODY_BYTES as REKOGNITION_BODY_BYTES
 from web_tier.submit import MAX_IMAGES_PER_REQUEST
+from web_tier.services import services
 
 log = logging.getLogger(__name__)
 FORM_BODY_BYTES = 8 * 1024        # sign-in, sign-out, key, link, password and delete forms
@@ -44,7 +44,7 @@ def body_limit(endpoint: str | None, mimetype: str, settings: Settings) -> int:
         return one_image + 1
     if endpoint in ("api.submit_images", "pages.upload"):
         return one_image * MAX_IMAGES_PER_REQUEST + 1024 * 1024
-    if endpoint == "cse546.classify":
+    if endpoint == "course.classify":
         return one_image + ENVELOPE_BYTES
     if endpoint == REKOGNITION_CALL:
         return REKOGNITION_BODY_BYTES   # one 5 MB image in base64, and the rest of the call
@@ -57,7 +57,7 @@ def _chunked() -> bool:
 
 def check_door():
     """before_request, the first: the body's bound, then the address's count."""
-    settings = current_app.extensions["sightfleet"].settings
+    settings = services().settings
     limit = body_limit(request.endpoint, request.mimetype, settings)
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
@@ -67,14 +67,11 @@ def check_door():
     if request.content_length is None and request.endpoint not in UPLOAD_ENDPOINTS and _chunked():
         # A form is sent with its length by every browser; an undeclared one here is not worth parsing.
         return refusal(411, "LENGTH_REQUIRED", "send this request's body with a Content-Length")
-    counter: AddressCounter | None = current_app.extensions["door"]
+    counter = services().door_counter
     wait_s = counter.wait_s(request.remote_addr or "unknown") if counter else 0
     return too_many("this address", wait_s) if wait_s else None
 
 
-def install(app: Flask, table: LimitsTable) -> None:
+def install(app: Flask) -> None:
     """Put the door in front of every other before_request (call before anything else registers one)."""
-    settings = app.extensions["sightfleet"].settings
-    limit = settings.address_rate_limit.strip()
-    app.extensions["door"] = AddressCounter(table, limit, "door") if limit else None
     app.before_request_funcs.setdefault(None, []).insert(0, check_door)

@@ -53,9 +53,6 @@ def refusal(status: int, code: str, message: str, headers: dict | None = None):
     return error_response(status, code, message, headers)
 
 
-_answer = refusal
-
-
 def _too_large_reason() -> tuple[str, str]:
     """Which of werkzeug's bounds a 413 came from: the body's length, or the form's parts and fields.
 
@@ -76,35 +73,35 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Rejected)
     def rejected(exc: Rejected):
-        return _answer(exc.status, exc.code, exc.message)
+        return refusal(exc.status, exc.code, exc.message)
 
     @app.errorhandler(NoSuchResult)
     def not_found(_exc: NoSuchResult):
-        return _answer(404, "NOT_FOUND", "no such image")
+        return refusal(404, "NOT_FOUND", "no such image")
 
     # Any other NotFound is a missing queue, bucket or table: out of reach, not a bad request.
     @app.errorhandler(NotFound)
     @app.errorhandler(Unavailable)
     def unavailable(exc: Exception):
         log.warning("%s %s: backend unavailable: %s", request.method, request.path, exc)
-        return _answer(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, RETRY_HEADERS)
+        return refusal(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, RETRY_HEADERS)
 
     # A request the backend can never serve as made (a key or value out of its bounds) is the client's.
     @app.errorhandler(Invalid)
     def invalid(exc: Invalid):
         log.warning("%s %s: refused by the backend as invalid: %s", request.method, request.path, exc)
-        return _answer(400, "INVALID_REQUEST", "the request cannot be served as made; check its parameters")
+        return refusal(400, "INVALID_REQUEST", "the request cannot be served as made; check its parameters")
 
     @app.errorhandler(VerifierBusy)
     def busy(_exc: VerifierBusy):
-        return _answer(503, "BUSY", "too many sign-ins are being checked right now; try again in a second",
+        return refusal(503, "BUSY", "too many sign-ins are being checked right now; try again in a second",
                        {"Retry-After": str(BUSY_RETRY_AFTER_S)})
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
-        return _answer(413, *_too_large_reason())
+        return refusal(413, *_too_large_reason())
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return _answer(exc.code or 500, (exc.name or "error").upper().replace(" ", "_"),
+        return refusal(exc.code or 500, (exc.name or "error").upper().replace(" ", "_"),
                        exc.description or exc.name)

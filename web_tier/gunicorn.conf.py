@@ -1,4 +1,4 @@
-"""gunicorn settings for the web tier; the bind address comes from Settings, SIGHTFLEET_WEB_* override the rest."""
+"""gunicorn settings for the web tier; the bind address, processes and threads come from Settings."""
 import ctypes
 import os
 import sys
@@ -40,9 +40,9 @@ bind = f"{_settings.web_host}:{_settings.port}"
 # 80 each per process, so 16 of its 96 threads always serve other callers, and 2 processes hold the 100
 # concurrent requests of the course's workload generator (one address) however unevenly they split
 # (up to 80/20; 66/34 was measured).
-workers = int(os.environ.get("SIGHTFLEET_WEB_WORKERS", "2"))
+workers = _settings.web_workers   # SIGHTFLEET_WEB_WORKERS
 worker_class = "gthread"
-threads = int(os.environ.get("SIGHTFLEET_WEB_THREADS", "96"))
+threads = _settings.web_threads   # SIGHTFLEET_WEB_THREADS
 # For gthread this is the silence after which a worker *process* counts as hung (its main loop
 # keeps beating while request threads wait), so long waits are safe; kept above the longest
 # synchronous wait (120 s for POST /) in case the worker class is ever changed to sync.

@@ -10,12 +10,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory, url_for
+from flask import Blueprint, Flask, jsonify, render_template, send_from_directory, url_for
 
 from sightfleet.contracts import STATUSES
-from web_tier import api, cse546, door, errors, openapi_features, openapi_labels, openapi_ops, opsdata
+from web_tier import api, course_endpoint, door, errors, openapi_features, openapi_labels, openapi_ops, opsdata
 from web_tier.packaged import package_folder
-from web_tier.services import settings
+from web_tier.services import settings, services
 from sightfleet.webhooks import EVENTS
 from web_tier.submit import MAX_IMAGES_PER_REQUEST
 from web_tier.webhooks.service import MAX_ENDPOINTS
@@ -29,6 +29,8 @@ IMAGE_ID_PATTERN = "^[0-9a-f]{32}$"
 RAW_IMAGE_TYPES = ("image/jpeg", "image/png")
 # A day: the asset URLs carry the package's version, so an upgrade is fetched at once.
 ASSET_MAX_AGE_S = 86400
+CURSOR_DESCRIPTION = ("Opaque and signed: pass it as `cursor` for the next page of the same listing; null on the "
+                      "last page. A changed or foreign cursor is refused 400 `BAD_CURSOR`")
 
 
 def _ref(name: str) -> dict:
@@ -158,7 +160,7 @@ def _schemas() -> dict:
             "type": "object", "required": ["images", "next_cursor"],
             "properties": {"images": {"type": "array", "items": _ref("Image")},
                            "next_cursor": _nullable({"type": "string",
-                                                     "description": "Pass as `cursor` for the next page"})}},
+                                                     "description": CURSOR_DESCRIPTION})}},
         **openapi_labels.schemas(), **openapi_features.schemas(),
         "Health": {
             "type": "object", "required": ["status"],
@@ -270,7 +272,8 @@ def _images_paths() -> dict:
                     _query("limit", f"Page size, 1 to {api.MAX_PAGE}", {"type": "integer", "minimum": 1,
                                                                        "maximum": api.MAX_PAGE,
                                                                        "default": api.DEFAULT_PAGE}),
-                    _query("cursor", "`next_cursor` of the previous page", {"type": "string"}),
+                    _query("cursor", "`next_cursor` of the previous page of the same listing (opaque and signed: a "
+                           "changed or foreign one is refused 400 `BAD_CURSOR`)", {"type": "string"}),
                     *openapi_labels.search_params(), *openapi_features.search_params(),
                     *openapi_labels.filter_params()],
                 "responses": {"200": {"description": "One page", "content": _json(_ref("ImagePage"))},
@@ -386,7 +389,7 @@ def _course_paths() -> dict:
     return {"/": {"post": {
         "operationId": "classify", "tags": ["course"], "security": _OPEN,
         "summary": "CSE546-compatible: one image in, `name:label` out",
-        "description": f"Waits up to {cse546.WAIT_S} s for the result. Open to anonymous callers unless "
+        "description": f"Waits up to {course_endpoint.WAIT_S} s for the result. Open to anonymous callers unless "
                        "SIGHTFLEET_OPEN_COURSE_ENDPOINT=0; their images belong to a built-in anonymous owner and "
                        "expire. A caller that already holds its share of waiting requests gets 202 at once.",
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -461,9 +464,10 @@ def build_document() -> dict:
 
 def document() -> dict:
     """This app's document, built on first use."""
-    if "openapi" not in current_app.extensions:
-        current_app.extensions["openapi"] = build_document()
-    return current_app.extensions["openapi"]
+    shared = services()
+    if shared.openapi is None:
+        shared.openapi = build_document()
+    return shared.openapi
 
 
 @lru_cache(maxsize=1)

@@ -58,7 +58,9 @@ def schemas() -> dict:
                            "seen": count, "requeued": count, "skipped": count, "done": {"type": "boolean"},
                            "started_at": text, "updated_at": text,
                            "next_cursor": {"oneOf": [text, {"type": "null"}],
-                                           "description": "Pass as `cursor` to go on (null: the selection is done)"}}},
+                                           "description": "Opaque and signed: pass it as `cursor` to go on (null: the "
+                                                          "selection is done); a changed one is refused 400 "
+                                                          "`BAD_CURSOR`"}}},
     }
 
 

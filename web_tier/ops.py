@@ -4,16 +4,14 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file, url_for
+from flask import Blueprint, Response, g, jsonify, render_template, request, send_file, url_for
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from web_tier import ops_actions, ops_review
-from web_tier.alerts import Alerts
-from web_tier.cache import TtlCache
 from web_tier.errors import error_response
 from web_tier.opsdata import DEFAULT_WINDOW_S, OpsData, parse_window, prometheus_text
 from web_tier.packaged import package_folder
-from web_tier.services import settings
+from web_tier.services import services, settings
 
 bp = Blueprint("ops", __name__)
 WINDOW_CHOICES = (("2m", "2 min"), ("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("3h", "3 h"), ("24h", "24 h"))
@@ -21,16 +19,6 @@ POLL_MS = 3000
 SIGNALS_S = 15.0
 # The plotly URL carries its version, so a year of caching never serves a stale library.
 PLOTLY_MAX_AGE_S = 365 * 86400
-
-
-@bp.record_once
-def _install(state) -> None:
-    state.app.extensions["ops"] = OpsData(state.app.extensions["sightfleet"])
-    state.app.extensions["ops_alerts"] = Alerts()
-    # The audit trail as the summary shows it: read at most once a second, however many dashboards poll.
-    state.app.extensions["ops_audit"] = TtlCache(1.0)
-    # Health checks cost a call per resource: the alerts run them at most this often.
-    state.app.extensions["ops_signals"] = TtlCache(SIGNALS_S)
 
 
 ops_actions.register(bp)
@@ -47,7 +35,7 @@ def processing_state() -> dict:
 
 
 def ops_data() -> OpsData:
-    return current_app.extensions["ops"]
+    return services().ops
 
 
 @lru_cache(maxsize=1)
@@ -84,18 +72,18 @@ def full_summary() -> dict:
     doc["control"] = ops_actions.control_document(control.current())
     effective = doc["control"]["effective"]   # the bounds in force, changed at run time or not
     doc["instances"] = {**doc["instances"], "min": effective["min_instances"], "max": effective["max_instances"]}
-    doc["audit"] = current_app.extensions["ops_audit"].get("audit", control.recent_audit)
-    signals = current_app.extensions["ops_signals"].get("signals", stack_signals)
-    doc["alerts"] = current_app.extensions["ops_alerts"].check(doc, settings(), **signals)
+    doc["audit"] = services().ops_audit.get("audit", control.recent_audit)
+    signals = services().ops_signals.get("signals", stack_signals)
+    doc["alerts"] = services().ops_alerts.check(doc, settings(), **signals)
     return doc
 
 
 def stack_signals() -> dict:
     """What the alerts need beyond the summary: /healthz's problems, and whether the rate limits fail open."""
-    limiter = current_app.extensions.get("limits", {}).get("limiter")
+    limiter = services().limiter
     # Flask-Limiter's own flag: its storage failed and it counts in memory meanwhile.
     fail_open = bool(getattr(limiter, "_storage_dead", False))
-    return {"problems": current_app.extensions["health"].problems(), "limits_fail_open": fail_open}
+    return {"problems": services().health.problems(), "limits_fail_open": fail_open}
 
 
 @bp.get("/api/ops/summary")

@@ -7,14 +7,14 @@ what is left, and is sent again (the CLI, `python -m controller ops`, has no suc
 """
 from __future__ import annotations
 
-from flask import current_app, g, jsonify, request
+from flask import g, jsonify, request
 
 from sightfleet import operations
 from sightfleet.contracts import epoch, is_owner
 from sightfleet.control import FLEET_FIELDS, Control, ControlState
 from sightfleet.errors import Invalid
 from web_tier.errors import error_response
-from web_tier.services import resources, settings
+from web_tier.services import resources, settings, services
 from web_tier.workers_view import workers_document
 
 BUDGET_S = 20.0
@@ -27,9 +27,10 @@ class BadBody(ValueError):
 
 
 def control() -> Control:
-    if "ops_control" not in current_app.extensions:
-        current_app.extensions["ops_control"] = Control(resources().fleet_log)
-    return current_app.extensions["ops_control"]
+    shared = services()
+    if shared.ops_control is None:
+        shared.ops_control = Control(resources().fleet_log)
+    return shared.ops_control
 
 
 PAUSED_NOTICE = ("processing is paused by an operator: the photo is queued and is processed once processing "

@@ -317,7 +317,7 @@ class OpsData:
     # generator, which samples the summary once a second, still sees every change.
     def __init__(self, resources, clock=time.time, cache_s: float = 1.0,
                  worker_limit: int = 30, decision_limit: int = 20):
-        self._r = resources
+        self._resources = resources
         self._settings = resources.settings
         self._clock = clock
         self._cache = TtlCache(cache_s)
@@ -333,9 +333,9 @@ class OpsData:
         return self._cache.get(("timeseries", window), lambda: self._build_timeseries(window))
 
     def _build_timeseries(self, window: Window) -> dict:
-        gauges = self._r.metrics.series(list(GAUGE_METRICS.values()), _dt(window.start), _dt(window.end),
+        gauges = self._resources.metrics.series(list(GAUGE_METRICS.values()), _dt(window.start), _dt(window.end),
                                         window.step_s, "Maximum")
-        results = self._r.results.completed_since(iso(window.start))
+        results = self._resources.results.completed_since(iso(window.start))
         log.debug("timeseries from %s: %s results, %s gauge points", iso(window.start), len(results),
                   sum(len(points) for points in gauges.values()))
         return build_timeseries(window, gauges, results)
@@ -349,10 +349,10 @@ class OpsData:
         """Read everything a summary needs, now."""
         now = self._clock()
         return Snapshot(
-            now=now, queue=self._r.requests.counts(), dead_letter=self._r.dead_letters.counts(),
-            instances=self._r.fleet.instances(states=ALL_STATES), workers=self._r.fleet_log.all(HEARTBEAT_KIND),
+            now=now, queue=self._resources.requests.counts(), dead_letter=self._resources.dead_letters.counts(),
+            instances=self._resources.fleet.instances(states=ALL_STATES), workers=self._resources.fleet_log.all(HEARTBEAT_KIND),
             decisions=self._decisions.read(now),
-            recent=self._r.results.completed_since(iso(now - RECENT_S)),
+            recent=self._resources.results.completed_since(iso(now - RECENT_S)),
         )
 
 
@@ -371,7 +371,7 @@ class _SummaryCollector:
     """Turns one summary document into gauge families (a fresh one per scrape: no shared state)."""
 
     def __init__(self, summary: dict, stack: str):
-        self._s = summary
+        self._summary = summary
         self._stack = stack
 
     def _family(self, name: str, doc: str, labels: tuple[str, ...], values: list[tuple[tuple, float | None]]):
@@ -382,8 +382,8 @@ class _SummaryCollector:
         return family
 
     def collect(self):
-        s, inst, queue, tot, recent = (self._s, self._s["instances"], self._s["queue"], self._s["totals"],
-                                       self._s["recent"])
+        s, inst, queue, tot, recent = (self._summary, self._summary["instances"], self._summary["queue"], self._summary["totals"],
+                                       self._summary["recent"])
         yield self._family("instances", "Worker instances by state (pooled: stopped in the warm pool); desired is "
                            "the controller's target.", ("state",),
                            [((k,), inst[k]) for k in ("running", "pending", "pooled", "desired")])

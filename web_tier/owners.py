@@ -15,7 +15,7 @@ from sightfleet.deletion import delete_image
 from sightfleet.errors import NoSuchResult, SightfleetError
 from sightfleet.interfaces import EVERY_OWNER
 from web_tier.identity import Principal, current_principal
-from web_tier.limits import release
+from web_tier.reservations import release
 from web_tier.services import albums, resources
 from web_tier.submit import Rejected
 
@@ -87,7 +87,7 @@ def delete_owned(doc: dict) -> None:
         except SightfleetError as exc:
             log.error("quota: deleting image %s, but %s's count could not be lowered: %s", doc["id"], owner_of(doc),
                       exc)
-    delete_image(resources(), doc, on_buried=give_back)
+    delete_image(resources(), doc, on_tombstoned=give_back)
 
 
 def delete_one(doc: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from sightfleet.contracts import DEFAULT_ALBUM, FINAL_STATUSES, STATUSES, clean_album
 from sightfleet.errors import Unavailable
@@ -16,8 +16,9 @@ from web_tier.features import CHOOSABLE, FEATURE_NAMES, account_default, upload_
 from web_tier.owners import caller, delete_one, listing_owner, stored_row, visible_result
 from web_tier.present import encode_cursor, present
 from web_tier.query import album_filter, search_term, status_filter
-from web_tier.services import albums, resources, settings, submitter
-from web_tier.submit import Rejected, Upload, safe_filename, uploads_from_parts
+from web_tier.reservations import reserve_images
+from web_tier.services import albums, resources, services, settings, submitter
+from web_tier.submit import Rejected, Upload, check_part_count, safe_filename, uploads_from_parts
 
 bp = Blueprint("pages", __name__)
 
@@ -30,10 +31,11 @@ def inject():
 
 def image_origin() -> str:
     """Where presigned image URLs point (S3, or the local endpoint); presigning needs no network."""
-    if "image_origin" not in current_app.extensions:
+    shared = services()
+    if shared.image_origin is None:
         url = urlsplit(resources().outputs.presigned_url("probe", 60))
-        current_app.extensions["image_origin"] = f"{url.scheme}://{url.netloc}"
-    return current_app.extensions["image_origin"]
+        shared.image_origin = f"{url.scheme}://{url.netloc}"
+    return shared.image_origin
 
 
 def upload_page(outcomes: list | None = None, status: int = 200):
@@ -66,6 +68,8 @@ def upload():
     files = [f for f in request.files.getlist("file") if f.filename]
     if not files:
         return upload_page([{"filename": "", "error": "choose one or more JPEG or PNG files first"}], 400)
+    check_part_count(files)
+    reserve_images(caller().owner, len(files))
     features = upload_features()
     uploads = [replace(upload, features=features)
                for upload in uploads_from_parts(files, album, caller().owner, submitter().max_bytes)]

@@ -1,10 +1,8 @@
 """How results look to clients: the stored document plus links a browser or program can follow."""
 from __future__ import annotations
 
-import base64
-import json
-
-from flask import url_for
+from flask import current_app, url_for
+from itsdangerous import BadData, URLSafeSerializer
 
 from sightfleet.contracts import epoch, is_image_id
 from sightfleet.errors import SightfleetError
@@ -19,6 +17,10 @@ _LINK_TTL_S = 300
 # Cursors this server hands out are a few hundred characters; anything far longer is not one of them.
 MAX_CURSOR_CHARS = 2048
 _MAX_KEY_PART = 512
+# Cursors are signed with the session key under a salt of their own: a client can hand one back, never make
+# or change one (what it continues is checked again after the signature: owner, album, index).
+_CURSOR_SALT = "sightfleet-listing-cursor"
+FOREIGN_CURSOR = "this cursor was not issued by this service, or was changed; start again without it"
 
 
 def present(result: dict, filters: LabelFilters = LabelFilters()) -> dict:
@@ -63,9 +65,13 @@ def shown_labels(result: dict, filters: LabelFilters) -> list[dict]:
     return apply_filters(pool, filters, uploaded.merged_over(defaults))
 
 
+def _signer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt=_CURSOR_SALT)
+
+
 def encode_cursor(key: dict | None) -> str | None:
-    """An opaque pagination cursor from DynamoDB's LastEvaluatedKey."""
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
+    """An opaque pagination cursor from the store's last key: signed, so clients cannot forge or alter one."""
+    return _signer().dumps(key) if key else None
 
 
 def decode_search_cursor(cursor: str | None, owner: str, key: str, album: str | None) -> dict | None:
@@ -81,11 +87,11 @@ def _decoded(cursor: str | None) -> dict | None:
     if not cursor:
         return None
     if len(cursor) > MAX_CURSOR_CHARS:
-        raise ValueError("malformed cursor")
+        raise ValueError(FOREIGN_CURSOR)
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
-        raise ValueError("malformed cursor") from exc
+        key = _signer().loads(cursor)
+    except (BadData, ValueError, TypeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
+        raise ValueError(FOREIGN_CURSOR) from exc
     if not isinstance(key, dict) or not all(isinstance(v, str) and len(v) <= _MAX_KEY_PART for v in key.values()):
         raise ValueError("malformed cursor")
     return key

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
 
 from web_tier.accounts import AccountError
 from web_tier.auth import SESSION_AUTH_AT, accounts, safe_next, sign_in, sign_out
@@ -18,6 +18,7 @@ from web_tier.csrf import require_csrf
 from web_tier.errors import refusal
 from web_tier.identity import Principal
 from web_tier.signin_guard import SignInGuard, VerificationGate
+from web_tier.services import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("signin", __name__)
@@ -41,11 +42,11 @@ class HeldBack(Exception):
 
 
 def guard() -> SignInGuard:
-    return current_app.extensions["signin_guard"]
+    return services().signin_guard
 
 
 def gate() -> VerificationGate:
-    return current_app.extensions["verification_gate"]
+    return services().verification_gate
 
 
 def verify_password(name: str, password: str) -> Principal | None:

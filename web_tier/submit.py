@@ -21,7 +21,7 @@ from sightfleet.formats import ACCEPTED, HEAD_BYTES, check_head
 log = logging.getLogger(__name__)
 # A multipart request carries at most this many `file` parts (and so this many images of the largest size).
 MAX_IMAGES_PER_REQUEST = 10
-# The multipart fields the CSE546 course endpoint takes its one image from (web_tier/cse546.py).
+# The multipart fields the CSE546 course endpoint takes its one image from (web_tier/course_endpoint.py).
 COURSE_FIELDS = ("myfile", "inputFile")
 _MAX_NAME = 200
 # What Pillow raises for a header it cannot read.
@@ -59,11 +59,16 @@ def upload_from_part(part, album: str | None, owner: str, max_bytes: int) -> Upl
     return Upload(data, part.filename, album, owner)
 
 
-def uploads_from_parts(parts: list, album: str | None, owner: str, max_bytes: int) -> list[Upload]:
-    """Uploads from a request's file parts, at most MAX_IMAGES_PER_REQUEST of them, each read with a bound."""
+def check_part_count(parts: list) -> None:
+    """Rejected unless the request has at most MAX_IMAGES_PER_REQUEST file parts."""
     if len(parts) > MAX_IMAGES_PER_REQUEST:
         raise Rejected(413, "TOO_MANY_FILES", f"the request has {len(parts)} files; send at most "
                                               f"{MAX_IMAGES_PER_REQUEST} per request")
+
+
+def uploads_from_parts(parts: list, album: str | None, owner: str, max_bytes: int) -> list[Upload]:
+    """Uploads from a request's file parts, at most MAX_IMAGES_PER_REQUEST of them, each read with a bound."""
+    check_part_count(parts)
     return [upload_from_part(part, album, owner, max_bytes) for part in parts]
 
 
@@ -117,7 +122,7 @@ class Submitter:
     """Turns uploads into queued jobs: the job message goes out first, so no row can wait for a lost send."""
 
     def __init__(self, resources, max_upload_bytes: int, on_accept: Callable[[dict], None] | None = None):
-        self._r = resources
+        self._resources = resources
         self._max_bytes = max_upload_bytes
         self._max_pixels = resources.settings.max_pixels
         self._on_accept = on_accept
@@ -170,9 +175,9 @@ class Submitter:
         stored = False
         try:
             if not job.is_inline:
-                self._r.inputs.put(job.key, data, job.content_type)
+                self._resources.inputs.put(job.key, data, job.content_type)
                 stored = True
-            self._r.requests.send(job.to_message())
+            self._resources.requests.send(job.to_message())
         except SightfleetError as exc:
             if stored:
                 self._remove_original(job)
@@ -186,7 +191,7 @@ class Submitter:
         worker was faster and its row stands.
         """
         try:
-            self._r.results.create(result)
+            self._resources.results.create(result)
         except ConditionFailed:
             log.info("job %s was claimed before its QUEUED row was written", result["id"])
         except SightfleetError as exc:
@@ -195,7 +200,7 @@ class Submitter:
 
     def _remove_original(self, job: Job) -> None:
         try:
-            self._r.inputs.delete(job.key)
+            self._resources.inputs.delete(job.key)
         except SightfleetError as exc:
             log.error("could not remove the original %s of an image that was not queued: %s", job.key, exc)
 
@@ -216,18 +221,18 @@ class Submitter:
         envelope = len(Job(**common, inline_b64="").to_message().encode())
         if envelope + 4 * math.ceil(len(data) / 3) <= self._max_message_bytes():
             return Job(**common, inline_b64=base64.b64encode(data).decode())
-        return Job(**common, bucket=self._r.inputs.name, key=input_key(owner, image_id, checked.content_type))
+        return Job(**common, bucket=self._resources.inputs.name, key=input_key(owner, image_id, checked.content_type))
 
     def _features(self, upload: Upload) -> tuple[str, ...]:
         """The upload's features, or (the course endpoint's, the form's without any) the stack's defaults."""
-        settings = self._r.settings
+        settings = self._resources.settings
         return upload.features or effective_features(None, None, settings.default_features, settings.moderation)
 
     def _max_message_bytes(self) -> int:
         """The request queue's real size limit, read once."""
         if self._max_message is None:
             try:
-                self._max_message = self._r.requests.max_message_bytes()
+                self._max_message = self._resources.requests.max_message_bytes()
             except SightfleetError as exc:  # a missing queue too: for the caller it is out of reach
                 raise Unavailable(f"cannot read the request queue's message size limit: {exc}") from exc
         return self._max_message

@@ -208,13 +208,13 @@ class ResultsTable:
         with translated(f"delete result {image_id}"):
             self._table.delete_item(Key={"id": image_id})
 
-    def bury(self, tombstone: dict) -> bool:
+    def replace_with_tombstone(self, tombstone: dict) -> bool:
         """Replace the row with a deleted image's tombstone: no index attribute (it leaves every listing),
-        a status no worker write overwrites, and a TTL. False when it was buried already (by a racing delete)."""
+        a status no worker write overwrites, and a TTL. False when it was a tombstone already (by a racing delete)."""
         item = {"id": tombstone["id"], "status": tombstone["status"], TTL_ATTRIBUTE: tombstone["expires_at"],
                 "doc": json.dumps(tombstone, separators=(",", ":"))}
         try:
-            with translated(f"bury result {tombstone['id']}"):
+            with translated(f"replace_with_tombstone result {tombstone['id']}"):
                 self._table.put_item(Item=item, ConditionExpression=Attr("status").not_exists()
                                      | Attr("status").ne(tombstone["status"]))
         except ConditionFailed:

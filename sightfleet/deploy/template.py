@@ -243,7 +243,7 @@ def _bucket_policy(bucket: str) -> dict:
 
 
 def _tables(names: ResourceNames) -> dict:
-    """The tables ensure_tables makes; fleet rows and tombstones expire (FleetTable.put and bury write expires_at)."""
+    """The tables ensure_tables makes; fleet rows and tombstones expire (FleetTable.put and replace_with_tombstone write expires_at)."""
     return {
         # Its owner indexes come with results_table_spec; tombstones of deleted images expire.
         "ResultsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {

@@ -131,7 +131,7 @@ def _released(limits, owner: str) -> None:
         log.warning("quota: could not count a deleted image of %s off: %s", owner, exc)
 
 
-def _erase_images(resources, accounts: Accounts, account: dict, on_buried) -> None:
+def _erase_images(resources, accounts: Accounts, account: dict, on_tombstoned) -> None:
     from tqdm import tqdm
 
     from sightfleet.deletion import delete_images_by_id, delete_owner_images
@@ -141,8 +141,8 @@ def _erase_images(resources, accounts: Accounts, account: dict, on_buried) -> No
         def each() -> None:
             seen.append(1)
             bar.update()
-        failed = delete_images_by_id(resources, account.get("pending_purge") or [], on_buried)
-        failed += delete_owner_images(resources, account["account_id"], on_each=each, on_buried=on_buried)
+        failed = delete_images_by_id(resources, account.get("pending_purge") or [], on_tombstoned)
+        failed += delete_owner_images(resources, account["account_id"], on_each=each, on_tombstoned=on_tombstoned)
     if failed:
         accounts.set_pending_purge(account["name"], [image_id for image_id, _ in failed])
         named = ", ".join(image_id for image_id, _ in failed[:5]) + (" and more" if len(failed) > 5 else "")

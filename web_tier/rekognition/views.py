@@ -24,7 +24,8 @@ from web_tier.ops_actions import paused_notice
 from web_tier.rekognition.calls import API_ALBUM, PENDING_TTL_S, CallRefused, Calls, clean_up_when_unclaimed
 from web_tier.rekognition.protocol import AwsError, ImageCall, as_aws_error, failed_as_aws_error, operation_of
 from web_tier.rekognition.questions import OPERATIONS
-from web_tier.services import bounded_wait, resources, settings, submitter, waiter
+from web_tier.reservations import reserve_images
+from web_tier.services import bounded_wait, resources, services, settings, submitter, waiter
 from web_tier.submit import Rejected, Upload
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,12 @@ def rejected(exc: Rejected):
 
 
 def calls() -> Calls:
-    found = current_app.extensions.get("rekognition_calls")
-    if found is None:
+    shared = services()
+    if shared.rekognition_calls is None:
         # Waits count against the caller's share, as every waiting route's (web_tier/waiting.py).
-        found = Calls(submitter().submit, bounded_wait, settings().rekognition_wait_s,
-                      PendingCalls(settings(), PENDING_TTL_S))
-        current_app.extensions["rekognition_calls"] = found
-    return found
+        shared.rekognition_calls = Calls(submitter().submit, bounded_wait, settings().rekognition_wait_s,
+                                         PendingCalls(settings(), PENDING_TTL_S))
+    return shared.rekognition_calls
 
 
 @bp.post(ROUTE)
@@ -62,6 +62,7 @@ def call():
     operation = OPERATIONS[name]
     asked = operation.parse(body)
     features = effective_features(asked.features, None, settings().default_features, settings().moderation)
+    reserve_images(g.principal.owner, 1)   # one image a call (a retry joining its job gives it back)
     upload = Upload(_image_of(asked), f"rekognition-{uuid.uuid4().hex[:8]}", API_ALBUM, g.principal.owner,
                     features=features)
     result = _final_result(upload)

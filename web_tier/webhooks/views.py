@@ -6,7 +6,7 @@ the rate limit every request counts against.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from sightfleet.webhooks import EVENTS, WebhookError
 from web_tier.csrf import require_csrf
@@ -14,13 +14,14 @@ from web_tier.errors import error_response
 from web_tier.owners import caller
 from web_tier.submit import Rejected
 from web_tier.webhooks.service import Webhooks
+from web_tier.services import services
 
 bp = Blueprint("webhooks", __name__)
 MAX_BODY_BYTES = 8 * 1024
 
 
 def webhooks() -> Webhooks:
-    return current_app.extensions["webhooks"]
+    return services().webhooks
 
 
 @bp.before_request

@@ -8,11 +8,12 @@ from web_tier.errors import RETRY_HEADERS, error_response
 from web_tier.ops_actions import paused_notice
 from web_tier.owners import caller
 from web_tier.present import present
+from web_tier.reservations import reserve_images
 from web_tier.services import bounded_wait, submitter
 from web_tier.submit import COURSE_FIELDS, Rejected, upload_from_part
 from web_tier.waiting import WaitRefused
 
-bp = Blueprint("cse546", __name__)
+bp = Blueprint("course", __name__)
 # The course generator waits as long as a request takes; the bound stays below gunicorn's timeout.
 WAIT_S = 120
 
@@ -23,7 +24,9 @@ def classify():
     if part is None:
         raise Rejected(400, "NO_FILE", "send the image as multipart field `myfile` or `inputFile`")
     # Filed under the caller: authentication makes an uncredentialed course generator the anonymous owner.
-    upload = upload_from_part(part, request.form.get("album"), caller().owner, submitter().max_bytes)
+    owner = caller().owner
+    reserve_images(owner, 1)
+    upload = upload_from_part(part, request.form.get("album"), owner, submitter().max_bytes)
     accepted = submitter().submit(upload)
     notice = paused_notice()
     if notice:
