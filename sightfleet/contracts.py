@@ -8,6 +8,8 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
+from collections.abc import Mapping
+from typing import Any, TypedDict, cast
 
 from sightfleet.errors import InvalidJob
 from sightfleet.features import parse_features
@@ -79,7 +81,7 @@ def is_owner(value: object) -> bool:
     return isinstance(value, str) and bool(_OWNER_RE.match(value)) and ".." not in value
 
 
-def owner_of(doc: dict) -> str:
+def owner_of(doc: Mapping[str, Any]) -> str:
     """The owner of a stored result or job document; ANONYMOUS_OWNER for one written before owners existed."""
     return doc.get("owner") or ANONYMOUS_OWNER
 
@@ -328,6 +330,48 @@ def job_owner_of(body: object) -> object:
     return doc.get("owner") or ANONYMOUS_OWNER
 
 
+class ResultDoc(TypedDict, total=False):
+    """A result row as stores keep it and the API serves it: Result.to_dict()'s fields, or a tombstone's."""
+
+    id: str
+    album: str
+    filename: str
+    content_type: str
+    size: int
+    submitted_at: str
+    input_key: str
+    owner: str
+    status: str
+    labels: list
+    top_label: str | None
+    label_model_version: str | None
+    metadata: dict
+    error: dict | None
+    updated_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    timings: dict
+    instance_id: str | None
+    thumbnail_key: str | None
+    annotated_key: str | None
+    result_key: str | None
+    attempts: int
+    label_filters: dict | None
+    weaker_labels: list
+    features: list
+    text_detections: list
+    face_details: list
+    moderation_labels: list
+    image_properties: dict | None
+    review: dict | None
+    model_versions: dict
+    # A tombstone's own (see tombstone()).
+    deleted_at: str
+    expires_at: int
+    input_keys: list[str]
+    output_keys: list[str]
+
+
 @dataclass(frozen=True)
 class Result:
     """One image's result document as it moves QUEUED -> PROCESSING -> SUCCEEDED | FAILED.
@@ -382,7 +426,7 @@ class Result:
                    input_key=input_key(job.owner, job.id, job.content_type))
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Result":
+    def from_dict(cls, doc: Mapping[str, Any]) -> "Result":
         """A stored result document (fields this version does not know are dropped)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in doc.items() if k in known}
@@ -392,11 +436,11 @@ class Result:
         values["owner"] = owner_of(values)
         return cls(**values)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> ResultDoc:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in _TUPLE_FIELDS:
             doc[name] = list(getattr(self, name))
-        return doc
+        return cast(ResultDoc, doc)
 
     def processing(self, instance_id: str, attempt: int) -> "Result":
         """Claimed by a worker for its attempt-th try."""
@@ -448,12 +492,12 @@ def _kept_release(before: dict | None, verdict: dict | None) -> dict | None:
 _TUPLE_FIELDS = ("labels", "weaker_labels", "features", "text_detections", "face_details", "moderation_labels")
 
 
-def queued_result(job: Job) -> dict:
+def queued_result(job: Job) -> ResultDoc:
     """The result document as it stands when a job is accepted."""
     return Result.queued(job).to_dict()
 
 
-def failed_result(result: dict, code: str, message: str) -> dict:
+def failed_result(result: Mapping[str, Any], code: str, message: str) -> ResultDoc:
     """A copy of a result document marked FAILED with a reason, stamped completed now."""
     return Result.from_dict(result).failed(code, message).to_dict()
 

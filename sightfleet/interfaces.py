@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from sightfleet.contracts import ResultDoc
 
 # Fleet-table kinds (partition keys): worker heartbeats keyed by instance id, controller decisions by ISO time.
 HEARTBEAT_KIND = "worker"
@@ -100,12 +103,12 @@ class ObjectStore(Protocol):
         """Raise unless the bucket is reachable."""
 
 
-def album_at(result: dict) -> str:
+def album_at(result: Mapping[str, Any]) -> str:
     """The owner-album index's sort key: an album's images together, newest last ("/" is in no album name)."""
     return f"{result['album']}/{result['submitted_at']}"
 
 
-def listing_key(result: dict, owner: str | None, album: str | None) -> dict:
+def listing_key(result: Mapping[str, Any], owner: str | None, album: str | None) -> dict:
     """The key that continues a newest-first listing (of owner's images, or every owner's) right after result."""
     key = {"id": result["id"]}
     if owner:
@@ -136,42 +139,42 @@ def listing_key_time(key: dict) -> str:
 class ResultStore(Protocol):
     """One result document per image id; writes are conditional on the status."""
 
-    def create(self, result: dict) -> None:
+    def create(self, result: ResultDoc) -> None:
         """Write a new QUEUED result; ConditionFailed if the id exists."""
 
-    def get(self, image_id: str) -> dict:
+    def get(self, image_id: str) -> ResultDoc:
         """The current result; NoSuchResult if unknown."""
 
-    def get_many(self, image_ids: list[str]) -> list[dict]: ...
+    def get_many(self, image_ids: list[str]) -> list[ResultDoc]: ...
 
-    def start(self, result: dict) -> None:
+    def start(self, result: ResultDoc) -> None:
         """Mark PROCESSING unless already final; ConditionFailed when final."""
 
-    def finish(self, result: dict) -> None:
+    def finish(self, result: ResultDoc) -> None:
         """Write the final result once; ConditionFailed when someone already did."""
 
-    def requeue(self, result: dict) -> None:
+    def requeue(self, result: ResultDoc) -> None:
         """Put a claimed job back to QUEUED unless final; ConditionFailed when final."""
 
     def delete(self, image_id: str) -> None: ...
 
-    def replace(self, result: dict, status: str, updated_at: str) -> None:
+    def replace(self, result: ResultDoc, status: str, updated_at: str) -> None:
         """Overwrite the row only while it has this status and updated_at (reprocessing, an operator's retry);
         ConditionFailed otherwise."""
 
-    def replace_with_tombstone(self, tombstone: dict) -> bool:
+    def replace_with_tombstone(self, tombstone: ResultDoc) -> bool:
         """Replace the row with a deleted image's tombstone (contracts.tombstone): listed nowhere, never
         overwritten by start, finish or requeue, expiring at its expires_at. False when it was one already."""
 
     def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
-             cursor: dict | None = None, owner: str | None = EVERY_OWNER) -> tuple[list[dict], dict | None]:
+             cursor: dict | None = None, owner: str | None = EVERY_OWNER) -> tuple[list[ResultDoc], dict | None]:
         """Newest first, of one owner (or every owner), optionally one album and one status; the cursor is
         None after the last page. One owner's listing leaves out rows from before owners existed."""
 
     def albums(self, owner: str) -> list[str]:
         """One owner's album names, sorted (by a query, never a scan)."""
 
-    def completed_since(self, since_iso: str) -> list[dict]: ...
+    def completed_since(self, since_iso: str) -> list[ResultDoc]: ...
 
     def check(self) -> None: ...
 

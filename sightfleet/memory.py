@@ -13,12 +13,13 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, cast
 
 from sightfleet.config import Settings
-from sightfleet.contracts import DELETED, PROCESSING, QUEUED, owner_of
+from sightfleet.contracts import DELETED, PROCESSING, QUEUED, ResultDoc, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchObject, NoSuchResult, Unavailable
 from sightfleet.interfaces import LIVE_STATES, Instance, Message, listing_key, listing_key_time
 from sightfleet.findterms import is_term_key
@@ -221,35 +222,35 @@ class MemoryResultsTable(_Part):
         self.docs: dict[str, dict] = {}
         self.writes: list[dict] = []   # every document written, in order (to check nothing is rewritten)
 
-    def create(self, result: dict) -> None:
+    def create(self, result: ResultDoc) -> None:
         self._call("create", result)
         self._put(result, lambda current, _: current is None)
 
-    def get(self, image_id: str) -> dict:
+    def get(self, image_id: str) -> ResultDoc:
         self._call("get", image_id)
         with self._lock:
             if image_id not in self.docs:
                 raise NoSuchResult(f"no image {image_id}")
             return json.loads(json.dumps(self.docs[image_id]))
 
-    def get_many(self, image_ids: list[str]) -> list[dict]:
+    def get_many(self, image_ids: list[str]) -> list[ResultDoc]:
         self._call("get_many", image_ids)
         with self._lock:
             return [json.loads(json.dumps(self.docs[i])) for i in image_ids if i in self.docs]
 
-    def start(self, result: dict) -> None:
+    def start(self, result: ResultDoc) -> None:
         self._call("start", result)
         self._put(result, _not_final)
 
-    def finish(self, result: dict) -> None:
+    def finish(self, result: ResultDoc) -> None:
         self._call("finish", result)
         self._put(result, _not_final)
 
-    def requeue(self, result: dict) -> None:
+    def requeue(self, result: ResultDoc) -> None:
         self._call("requeue", result)
         self._put(result, _not_final)
 
-    def _put(self, result: dict, allowed: Callable[[dict | None, dict], bool]) -> None:
+    def _put(self, result: ResultDoc, allowed: Callable[[dict | None, Mapping], bool]) -> None:
         with self._lock:
             if not allowed(self.docs.get(result["id"]), result):
                 raise ConditionFailed(f"result {result['id']}: ConditionalCheckFailedException")
@@ -257,7 +258,7 @@ class MemoryResultsTable(_Part):
             self.docs[result["id"]] = doc
             self.writes.append(doc)
 
-    def replace(self, result: dict, status: str, updated_at: str) -> None:
+    def replace(self, result: ResultDoc, status: str, updated_at: str) -> None:
         self._call("replace", result)
         self._put(result, lambda current, _new: current is not None and current.get("status") == status
                   and current.get("updated_at") == updated_at)
@@ -267,7 +268,7 @@ class MemoryResultsTable(_Part):
         with self._lock:
             self.docs.pop(image_id, None)
 
-    def replace_with_tombstone(self, tombstone: dict) -> bool:
+    def replace_with_tombstone(self, tombstone: ResultDoc) -> bool:
         self._call("replace_with_tombstone", tombstone)
         with self._lock:
             if self.docs.get(tombstone["id"], {}).get("status") == tombstone["status"]:
@@ -276,7 +277,7 @@ class MemoryResultsTable(_Part):
         return True
 
     def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
-             cursor: dict | None = None, owner: str | None = None) -> tuple[list[dict], dict | None]:
+             cursor: dict | None = None, owner: str | None = None) -> tuple[list[ResultDoc], dict | None]:
         self._call("page", album, status, limit, cursor, owner)
         with self._lock:
             found = sorted((d for d in self._listed(owner) if (album is None or d["album"] == album)
@@ -289,9 +290,9 @@ class MemoryResultsTable(_Part):
         more = len(found) > limit
         return page, (listing_key(page[-1], owner, album) if more else None)
 
-    def _listed(self, owner: str | None) -> list[dict]:
+    def _listed(self, owner: str | None) -> list[ResultDoc]:
         """The rows a listing sees, as the indexes do: no tombstones; one owner's leaves out rows without one."""
-        return [d for d in self.docs.values() if d.get("status") != DELETED
+        return [cast(ResultDoc, d) for d in self.docs.values() if d.get("status") != DELETED
                 and (owner is None or d.get("owner") == owner)]
 
     def albums(self, owner: str) -> list[str]:
@@ -299,10 +300,10 @@ class MemoryResultsTable(_Part):
         with self._lock:
             return sorted({d["album"] for d in self._listed(owner)})
 
-    def completed_since(self, since_iso: str) -> list[dict]:
+    def completed_since(self, since_iso: str) -> list[ResultDoc]:
         self._call("completed_since", since_iso)
         with self._lock:
-            return [d for d in self.docs.values() if (d.get("completed_at") or "") >= since_iso]
+            return [cast(ResultDoc, d) for d in self.docs.values() if (d.get("completed_at") or "") >= since_iso]
 
     def check(self) -> None:
         self._call("check")
@@ -396,7 +397,7 @@ class MemoryLabels(_Part):
         self._call("check")
 
 
-def _not_final(current: dict | None, result: dict) -> bool:
+def _not_final(current: dict | None, result: Mapping) -> bool:
     """The table's condition: a missing row, or one of the same owner still QUEUED or PROCESSING (not final, not a
     tombstone)."""
     return current is None or (current.get("status") in (QUEUED, PROCESSING) and owner_of(current) == owner_of(result))

@@ -5,6 +5,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 from decimal import Decimal
 from itertools import islice
 
@@ -13,7 +15,7 @@ from boto3.dynamodb.types import Binary
 
 from sightfleet.aws.session import client, resource, translated
 from sightfleet.config import Settings
-from sightfleet.contracts import ANONYMOUS_OWNER, PROCESSING, QUEUED, epoch, iso, owner_of
+from sightfleet.contracts import ANONYMOUS_OWNER, PROCESSING, QUEUED, ResultDoc, epoch, iso, owner_of
 from sightfleet.errors import ConditionFailed, Invalid, NoSuchResult, Unavailable  # noqa: F401 - NoSuchResult re-exported
 from sightfleet.interfaces import (DECISION_KIND, HEARTBEAT_KIND, RESULT_KIND,  # noqa: F401 - re-exported
                                    album_at, listing_key)
@@ -39,7 +41,7 @@ ITEM_LIMIT_BYTES = 400 * 1024
 MAX_ITEM_BYTES = 350 * 1024
 
 
-def _to_item(result: dict) -> dict:
+def _to_item(result: Mapping[str, Any]) -> dict:
     """Index attributes beside the whole document as JSON (no float-to-Decimal games)."""
     item = {
         "id": result["id"], "kind": RESULT_KIND, "album": result["album"], "status": result["status"],
@@ -85,7 +87,7 @@ def _bounded(item: dict, what: str) -> dict:
     return item
 
 
-def _from_item(item: dict) -> dict:
+def _from_item(item: dict) -> ResultDoc:
     return json.loads(item["doc"])
 
 
@@ -151,14 +153,14 @@ class ResultsTable:
         self.name = settings.names.results_table
         self._table = resource(settings, "dynamodb").Table(self.name)
 
-    def create(self, result: dict) -> None:
+    def create(self, result: ResultDoc) -> None:
         """Write a new QUEUED result; ConditionFailed if the id exists, Invalid if it is too large."""
         what = f"create result {result['id']}"
         item = _bounded(_to_item(result), what)
         with translated(what):
             self._table.put_item(Item=item, ConditionExpression=Attr("id").not_exists())
 
-    def get(self, image_id: str) -> dict:
+    def get(self, image_id: str) -> ResultDoc:
         """The current result, read consistently; NotFound if unknown."""
         with translated(f"get result {image_id}"):
             item = self._table.get_item(Key={"id": image_id}, ConsistentRead=True).get("Item")
@@ -166,25 +168,25 @@ class ResultsTable:
             raise NoSuchResult(f"no image {image_id}")
         return _from_item(item)
 
-    def get_many(self, image_ids: list[str]) -> list[dict]:
+    def get_many(self, image_ids: list[str]) -> list[ResultDoc]:
         """Several results by id (missing ones left out), in the order asked."""
         keys = [{"id": i} for i in dict.fromkeys(image_ids)]
         found = {item["id"]: _from_item(item) for item in _batch_get(self._table, keys, "batch get results", True)}
         return [found[i] for i in image_ids if i in found]
 
-    def start(self, result: dict) -> None:
+    def start(self, result: ResultDoc) -> None:
         """Mark PROCESSING unless already final; ConditionFailed when final."""
         self._put_unless_final(result, f"start {result['id']}")
 
-    def finish(self, result: dict) -> None:
+    def finish(self, result: ResultDoc) -> None:
         """Write the final result once; ConditionFailed when someone already did, Invalid if too large."""
         self._put_unless_final(result, f"finish {result['id']}")
 
-    def requeue(self, result: dict) -> None:
+    def requeue(self, result: ResultDoc) -> None:
         """Put a claimed job back to QUEUED unless final; ConditionFailed when final."""
         self._put_unless_final(result, f"requeue {result['id']}")
 
-    def _put_unless_final(self, result: dict, what: str) -> None:
+    def _put_unless_final(self, result: ResultDoc, what: str) -> None:
         """The write of start, finish and requeue: a new row, or one of the same owner not final yet (ConditionFailed
         otherwise: a job never takes over another owner's image); Invalid if the item would be too large."""
         item = _bounded(_to_item(result), what)
@@ -196,7 +198,7 @@ class ResultsTable:
         with translated(what):
             self._table.put_item(Item=item, ConditionExpression=condition)
 
-    def replace(self, result: dict, status: str, updated_at: str) -> None:
+    def replace(self, result: ResultDoc, status: str, updated_at: str) -> None:
         """Overwrite the row only while it has this status and updated_at; ConditionFailed otherwise."""
         what = f"replace result {result['id']}"
         item = _bounded(_to_item(result), what)
@@ -208,7 +210,7 @@ class ResultsTable:
         with translated(f"delete result {image_id}"):
             self._table.delete_item(Key={"id": image_id})
 
-    def replace_with_tombstone(self, tombstone: dict) -> bool:
+    def replace_with_tombstone(self, tombstone: ResultDoc) -> bool:
         """Replace the row with a deleted image's tombstone: no index attribute (it leaves every listing),
         a status no worker write overwrites, and a TTL. False when it was a tombstone already (by a racing delete)."""
         item = {"id": tombstone["id"], "status": tombstone["status"], TTL_ATTRIBUTE: tombstone["expires_at"],
@@ -223,7 +225,7 @@ class ResultsTable:
 
     def page(self, album: str | None = None, status: str | None = None, limit: int = 20,
              cursor: dict | None = None, owner: str | None = None, max_reads: int = 10
-             ) -> tuple[list[dict], dict | None]:
+             ) -> tuple[list[ResultDoc], dict | None]:
         """Newest first, optionally one album and one status; the cursor is None after the last page.
 
         DynamoDB applies Limit before a filter, so a status filter can leave a page short or
@@ -231,7 +233,7 @@ class ResultsTable:
         page, and then builds the cursor from the last result shown.
         """
         params = _list_params(album, status, cursor, owner)
-        found: list[dict] = []
+        found: list[ResultDoc] = []
         for _ in range(max_reads):
             with translated("list results"):
                 reply = self._table.query(ScanIndexForward=False, Limit=limit + 1, **params)
@@ -243,7 +245,7 @@ class ResultsTable:
             return found[:limit], listing_key(found[limit - 1], owner, album)
         return found, params["ExclusiveStartKey"]
 
-    def completed_since(self, since_iso: str) -> list[dict]:
+    def completed_since(self, since_iso: str) -> list[ResultDoc]:
         """Every result completed at or after since_iso (for throughput and latency figures)."""
         params = {"IndexName": COMPLETED_INDEX,
                   "KeyConditionExpression": Key("kind").eq(RESULT_KIND) & Key("completed_at").gte(since_iso)}
