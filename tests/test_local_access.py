@@ -122,6 +122,7 @@ def _environ_of(pid: int) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
+@pytest.mark.e2e
 def test_a_started_stack_draws_its_own_pair_keeps_run_private_and_its_tools_find_it(tmp_path):
     stack = start_stack(tmp_path, **{ACCESS_KEY_VAR: "", SECRET_KEY_VAR: "", CONTROL_TOKEN_VAR: ""})
     try:

@@ -19,6 +19,8 @@ from sightfleet.interfaces import LIVE_STATES
 from sightfleet.resources import Resources
 from tests.support import AWS_TEST_ENV, jpeg_bytes, start_stack, start_worker_process, wait_for
 
+pytestmark = pytest.mark.e2e   # a stack of its own (module fixture), not the shared local_stack
+
 CAP = 2
 PHOTOS = ("chelsea", "coffee", "astronaut")
 
@@ -121,13 +123,19 @@ def test_after_a_storage_fault_retry_brings_each_failed_photo_to_succeeded_once(
     wait_for(lambda: not resources.fleet.instances(states=LIVE_STATES), 60, 0.5, "the fleet gone")
     # The fault: a worker whose every output write fails (its output bucket does not exist).
     broken = start_worker_process(resources.settings, "i-broken-storage", tmp_path / "broken.log",
-                                  SIGHTFLEET_OUTPUT_BUCKET=f"{stack.prefix}-nowhere", **AWS_TEST_ENV)
+                                  SIGHTFLEET_OUTPUT_BUCKET=f"{stack.prefix}-nowhere",
+                                  # Its first receive is its last (FAILED at once, not after two redeliveries),
+                                  # and its polls are short: see below.
+                                  SIGHTFLEET_MAX_RECEIVE_COUNT="1", SIGHTFLEET_RECEIVE_WAIT_S="1", **AWS_TEST_ENV)
     try:
         ids = ids_of(upload(stack, 2))
         rows = final(resources, ids, 240)
     finally:
         broken.terminate()
         broken.wait(timeout=60)
+    # A long poll the killed worker left open would still take a retried job and hold it, unanswered, for the
+    # visibility timeout (SQS does the same): let it end first.
+    time.sleep(1.5)
     assert {(r["status"], r["error"]["code"]) for r in rows} == {("FAILED", "STORAGE_UNAVAILABLE")}
     ops(stack, "PATCH", "/api/ops/fleet", {"max_instances": None})
     first = ops(stack, "POST", "/api/ops/retry", {"code": "STORAGE_UNAVAILABLE"})

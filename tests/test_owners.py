@@ -124,6 +124,7 @@ class _Outcome:
     labels, top_label, metadata, timings = (), None, {}, {}
     thumbnail, thumbnail_content_type, annotated = b"t", "image/jpeg", b"a"
     label_model_version, weaker_labels = None, ()
+    text_detections, face_details, moderation_labels, image_properties, review, model_versions = (), (), (), None, None, {}
 
 
 def test_another_owners_image_answers_exactly_like_a_missing_one(client, two_users):

@@ -179,6 +179,7 @@ def test_a_deliverys_fate_after_each_attempt(ok, attempt, expected):
     assert (step.done, step.delay_s, step.give_up) == expected
 
 
+@pytest.mark.slow
 def test_a_deliverer_killed_during_a_delivery_loses_nothing(client, resources, settings, tmp_path):
     receiver = Receiver(delay_s=4)   # the first attempt is still waiting for its answer when the deliverer dies
     try:
