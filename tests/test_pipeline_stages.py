@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from app_tier.pipeline.moderation import moderation_labels, review
 from app_tier.pipeline import runtime
 from app_tier.pipeline.properties import image_properties, simplified_color
 from app_tier.pipeline.text import MAX_WORDS, text_detections
+from sightfleet.config import REPO_ROOT
 from sightfleet.contracts import Job
 from sightfleet.features import FACES, FEATURES, LABELS, MODERATION, PROPERTIES, TEXT
 from testkit.parity import SHARED_PHOTOS, shared_pipeline
@@ -332,3 +335,28 @@ def test_a_damaged_cached_model_makes_its_feature_unavailable(tmp_path):
     (entry / runtime.FACE_DETECTOR / "model.xml").write_text("<net>not an IR</net>")
     loaded = stages.OptionalStages.load(PipelineSettings(model_cache_dir=str(tmp_path)))
     assert set(loaded.unavailable) == {FACES} and set(loaded.loaded) == {TEXT, MODERATION}
+
+
+FREED_THEN_SIGNALLED = """
+import gc, time
+from app_tier.pipeline.errors import StageError
+from app_tier.pipeline.pipeline import Pipeline
+from app_tier.pipeline.records import PipelineSettings
+from app_tier.pipeline.timelimit import Budget, charged
+pipeline = Pipeline(PipelineSettings())
+del pipeline
+gc.collect()
+try:
+    with charged(Budget(0.2), "spin"):
+        time.sleep(2)
+except StageError as exc:
+    print(exc.code)
+"""
+
+
+def test_a_freed_pipeline_survives_a_signal():
+    """A pipeline let go of (a test's, a with_settings copy's) must leave its process able to take SIGALRM:
+    an OpenVINO Core freed after its models ran on the models thread made the next signal a segfault."""
+    done = subprocess.run([sys.executable, "-c", FREED_THEN_SIGNALLED], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "TIMEOUT", (done.returncode, done.stderr[-2000:])

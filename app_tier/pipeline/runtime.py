@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -310,8 +311,16 @@ def load_openvino_models(threads: int, precision: str, folder: Path,
 
 def load_optional_model(name: str, threads: int, precision: str, folder: Path):
     """One optional stage's model compiled from its cached IR for this CPU (any failure is the caller's to report)."""
-    core = _openvino().Core()
+    core = _optional_models_core()
     return _compiled(core, name, folder, compile_config(threads, precision_for(core, precision)))
+
+
+@functools.lru_cache(maxsize=1)
+def _optional_models_core():
+    """One OpenVINO Core for the optional models, kept for the life of the process: a Core freed after its
+    models ran on another thread (a pipeline let go of) left the process crashing on its next signal, the
+    per-image budget's SIGALRM (tests/test_pipeline_stages.py, test_a_freed_pipeline_survives_a_signal)."""
+    return _openvino().Core()
 
 
 def load_models(settings) -> tuple[Detector, Classifier, str]:

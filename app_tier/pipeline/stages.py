@@ -32,9 +32,17 @@ class _IrStage:
     PACKAGE = ""
 
     def __init__(self, settings):
-        self.model = load_optional_model(self.MODEL, settings.opencv_threads, settings.inference_precision,
-                                         cache_dir(settings.model_cache_dir))
+        compiled = load_optional_model(self.MODEL, settings.opencv_threads, settings.inference_precision,
+                                       cache_dir(settings.model_cache_dir))
+        # One infer request of our own, as the detector and classifier have, its outputs copied out.
+        self._request = compiled.create_infer_request()
+        self._outputs = len(compiled.outputs)
         self.version = f"{self.MODEL} ({self.PACKAGE} {_version(self.PACKAGE)})"
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """The model's outputs for one input tensor, copied out of the request's buffers."""
+        self._request.infer({0: tensor})
+        return [self._request.get_output_tensor(i).data.copy() for i in range(self._outputs)]
 
 
 class FaceStage(_IrStage):
@@ -44,7 +52,7 @@ class FaceStage(_IrStage):
     prepare = staticmethod(faces.prepare)
 
     def run(self, letterbox: faces.Letterbox) -> list[dict]:
-        outputs = self.model([letterbox.tensor])
+        outputs = self.infer(letterbox.tensor)
         return faces.face_details(letterbox, outputs[0], outputs[1])
 
 
@@ -55,7 +63,7 @@ class ModerationStage(_IrStage):
     prepare = staticmethod(moderation.prepare)
 
     def run(self, tensor: np.ndarray) -> float:
-        return float(self.model([tensor])[0][0, 1])
+        return float(self.infer(tensor)[0][0, 1])
 
 
 class TextStage:
