@@ -74,3 +74,11 @@ def test_unsupported_reasons_name_the_format():
     assert "empty" in unsupported_message(b"")
     assert "TIFF" in unsupported_message(b"II*\x00")
     assert unsupported_message(b"\xff\xd8\xff\xe0") is None
+
+
+def test_the_typed_row_names_every_field_of_the_result():
+    """ResultDoc (what stores speak) and Result (what the tiers make) must not drift apart."""
+    from dataclasses import fields as dataclass_fields
+    from sightfleet.contracts import Result, ResultDoc
+    tombstone_only = {"deleted_at", "expires_at", "input_keys", "output_keys"}
+    assert set(ResultDoc.__annotations__) - tombstone_only == {f.name for f in dataclass_fields(Result)}
