@@ -29,6 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from sightfleet.contracts import epoch as stamp_epoch, iso
 from sightfleet.errors import ConditionFailed, SightfleetError
+from sightfleet.features import stored_features
 from sightfleet.identity import ANONYMOUS_OWNER, Principal
 from sightfleet.interfaces import AccountStore
 from sightfleet.secretbox import SealError, SecretBox
@@ -100,7 +101,8 @@ def _new_epoch() -> str:
 
 
 def _principal(account: dict, via: str) -> Principal:
-    return Principal(owner=account["account_id"], name=account["name"], admin=bool(account.get("admin")), via=via)
+    return Principal(owner=account["account_id"], name=account["name"], admin=bool(account.get("admin")), via=via,
+                     default_features=stored_features(account.get("default_features")))
 
 
 class Accounts:

@@ -7,7 +7,10 @@ Moderation is a stack setting (off, flag, hold) rather than a caller's choice: w
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
 
 LABELS, TEXT, FACES, PROPERTIES, MODERATION = "labels", "text", "faces", "properties", "moderation"
 FEATURES = (LABELS, TEXT, FACES, PROPERTIES, MODERATION)
@@ -50,3 +53,12 @@ def effective_features(requested: Iterable[str] | None, account_default: Iterabl
     if moderation_mode != MODERATION_OFF:
         chosen.add(MODERATION)
     return tuple(feature for feature in FEATURES if feature in chosen)
+
+
+def stored_features(value: object) -> tuple[str, ...] | None:
+    """A stored default (an account item's default_features) as features; None when unset or unreadable."""
+    try:
+        return parse_features(list(value)) if value else None  # type: ignore[call-overload]
+    except (ValueError, TypeError):
+        log.warning("stored default features %r are not readable; using the stack's", value)
+        return None

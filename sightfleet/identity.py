@@ -14,3 +14,5 @@ class Principal:
     name: str  # the account's user name, for display and logs
     admin: bool = False
     via: str = "key"  # "session" (signed cookie), "key" (Authorization: Bearer), or "anonymous"
+    # The account's default features, read with the account when the caller was authenticated (None: the stack's).
+    default_features: tuple[str, ...] | None = None

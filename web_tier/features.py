@@ -11,7 +11,7 @@ import logging
 from flask import Blueprint, abort, jsonify, request
 
 from sightfleet.accounts import AccountError
-from sightfleet.features import FEATURES, MODERATION, effective_features, parse_features
+from sightfleet.features import FEATURES, MODERATION, effective_features, parse_features, stored_features
 from web_tier.auth import accounts
 from web_tier.owners import caller
 from web_tier.services import settings
@@ -42,24 +42,8 @@ def requested_features() -> tuple[str, ...] | None:
 
 
 def account_default(principal=None) -> tuple[str, ...] | None:
-    """The caller's account default (None: the stack's); anonymous course uploads have no account."""
-    principal = principal or caller()
-    if principal.via == "anonymous":
-        return None
-    try:
-        stored = accounts().get(principal.name).get("default_features")
-    except AccountError:
-        return None
-    return _stored(stored)
-
-
-def _stored(stored) -> tuple[str, ...] | None:
-    """An account item's default_features as features (None when unset or unreadable to this version)."""
-    try:
-        return parse_features(list(stored)) if stored else None
-    except (ValueError, TypeError):
-        log.warning("an account's default features %r are not readable; using the stack's", stored)
-        return None
+    """The caller's account default (None: the stack's), as read with the account at authentication."""
+    return (principal or caller()).default_features
 
 
 def upload_features() -> tuple[str, ...]:
@@ -70,7 +54,7 @@ def upload_features() -> tuple[str, ...]:
 
 def described(name: str, stored) -> dict:
     """An account's feature settings as the API shows them."""
-    default = _stored(stored)
+    default = stored_features(stored)
     return {"account": name, "default_features": list(default) if default else None,
             "stack_features": list(settings().default_features), "moderation": settings().moderation,
             "effective_features": list(effective_features(None, default, settings().default_features,

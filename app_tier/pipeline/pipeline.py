@@ -216,13 +216,11 @@ class Pipeline:
 
     def _run_stage(self, feature: str, work: _Work) -> None:
         """One optional stage's model over one image, its time charged to the image (as a model pass is)."""
-        started = time.perf_counter()
-        try:
+        self._timed_batch([work], feature, functools.partial(self._stage_answers, feature))
+
+    def _stage_answers(self, feature: str, chunk: list[_Work]) -> None:
+        for work in chunk:
             work.answers[feature] = self.stages.run(feature, work.stage_inputs.pop(feature))
-        finally:
-            spent = time.perf_counter() - started
-            work.add_time(feature, spent * 1000)
-            work.budget.spent += spent
 
     def _guarded(self, work: _Work, step: Callable[[_Work], None]) -> None:
         """Run per-image stages; any failure becomes this image's FAILED outcome."""
